@@ -1,0 +1,60 @@
+# The README's two commands (`make run`, `make test`) and the development targets.
+# Needs only Python >= 3.11 (with venv) and git; PostgreSQL is optional locally.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PG_INITDB := $(firstword $(wildcard /usr/lib/postgresql/*/bin/initdb))
+BENCHES := $(sort $(filter-out bench/_%,$(wildcard bench/*.py)))
+
+.PHONY: venv run test test-sqlite test-postgres lint bench docs
+
+## venv: the virtual environment, with Balsam installed editable plus test tools
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || { \
+	  echo "error: '$(PYTHON) -m venv' is unavailable; on Debian/Ubuntu: apt-get install python3-venv" >&2; \
+	  exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
+	@touch $@
+
+## run: start Balsam on http://127.0.0.1:8080 (data in .balsam/)
+run: venv
+	$(BIN)/balsam up
+
+## test: the whole suite on SQLite, then again on a private PostgreSQL
+test: test-sqlite test-postgres
+
+test-sqlite: venv
+	$(BIN)/pytest
+
+test-postgres: venv
+ifneq ($(PG_INITDB),)
+	BALSAM_TEST_DATABASE=postgres $(BIN)/pytest
+else
+	@if [ "$${CI:-}" = "true" ]; then \
+	  echo "error: PostgreSQL server binaries (/usr/lib/postgresql/*/bin/initdb) are missing;" \
+	       "CI must run the PostgreSQL pass (apt-get install postgresql)" >&2; \
+	  exit 1; fi
+	@echo "SKIPPED the PostgreSQL pass: no /usr/lib/postgresql/*/bin/initdb" \
+	      "(on Debian/Ubuntu: apt-get install postgresql)."
+endif
+
+## lint: ruff and mypy (strict); both run, so one report shows every problem
+lint: venv
+	@status=0; \
+	echo "$(BIN)/ruff check ."; $(BIN)/ruff check . || status=1; \
+	echo "$(BIN)/mypy"; $(BIN)/mypy || status=1; \
+	exit $$status
+
+## bench: every bench/*.py script, one after the other
+bench: venv
+	@$(if $(BENCHES),,echo "no benchmarks in bench/")
+	@set -e; for script in $(BENCHES); do echo "== $$script"; $(BIN)/python $$script; done
+
+## docs: regenerate docs/settings.md from the settings
+docs: venv
+	$(BIN)/balsam settings --format markdown > docs/settings.md

@@ -1,0 +1,72 @@
+"""A whole Balsam platform for benchmarks: SeaweedFS + app + uvicorn, in a temp dir."""
+
+from __future__ import annotations
+
+import secrets
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
+
+from balsam.app import build_context, create_app  # noqa: E402
+from balsam.context import AppContext  # noqa: E402
+from balsam.domain.identity.schemas import TokenCreate, UserCreate  # noqa: E402
+from balsam.domain.identity.service import Actor, IdentityService  # noqa: E402
+from balsam.embedded import SeaweedPorts, SeaweedServer  # noqa: E402
+from balsam.settings import Settings  # noqa: E402
+from tests.fixtures.server import free_port, serve  # noqa: E402
+
+
+@dataclass
+class Platform:
+    ctx: AppContext
+    url: str
+    token: str
+    actor: Actor
+    seaweed: SeaweedServer
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+@contextmanager
+def platform(database_url: str | None = None) -> Iterator[Platform]:
+    """Start everything in a temp dir; yield a user with a token; clean up."""
+    with tempfile.TemporaryDirectory(prefix="balsam-bench-") as tmp:
+        access, secret = "BENCH" + secrets.token_hex(6).upper(), secrets.token_urlsafe(30)
+        seaweed = SeaweedServer(Path(tmp) / "s3", ports=SeaweedPorts.pick_free(),
+                                admin_access_key=access, admin_secret_key=secret)
+        with seaweed:
+            port = free_port()
+            storage: dict[str, Any] = {"endpoint_url": seaweed.endpoint_url,
+                                       "admin_access_key": access, "admin_secret_key": secret}
+            settings = Settings(data_dir=Path(tmp) / "data", port=port,
+                                database_url=database_url,
+                                storage=storage)  # type: ignore[arg-type]
+            ctx = build_context(settings)
+            app = create_app(settings, ctx=ctx)
+            identity = IdentityService(ctx)
+            user = identity.create_user(None, UserCreate(
+                username="bench", password="bench-Password-123", is_admin=True))
+            actor = Actor(user_id=user.id, username="bench", is_admin=True)
+            _, token = identity.create_token(actor, TokenCreate(name="b", expires_in_days=1))
+            with serve(app, port=port) as url:
+                yield Platform(ctx=ctx, url=url, token=token, actor=actor, seaweed=seaweed)
+
+
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]

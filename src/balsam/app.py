@@ -1,0 +1,66 @@
+"""The application factory: ``create_app(settings) -> ASGI app``.
+
+Nothing is built at import time. ``create_app`` migrates the database, wires
+the providers (built from settings unless given), and mounts the API and the
+git smart-HTTP endpoint.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from balsam import __version__
+from balsam.context import AppContext, Providers
+from balsam.db.engine import make_engine, make_sessionmaker
+from balsam.db.migrate import upgrade
+from balsam.domain.audit.service import AuditLog
+from balsam.providers.factory import build_providers
+from balsam.settings import Settings
+from balsam.web.errors import install_error_handlers
+from balsam.web.middleware import BodyLimitMiddleware, RequestIdMiddleware
+
+API_DESCRIPTION = (
+    "Balsam's REST API. Upstream BALSAM's paths, methods, parameters and field names "
+    "work unchanged; status codes are precise and every error is application/problem+json."
+)
+
+
+def build_context(settings: Settings, providers: Providers | None = None) -> AppContext:
+    """Create the database (migrated), providers and audit log for one app."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    url = settings.resolved_database_url
+    upgrade(url)
+    engine = make_engine(url)
+    sessions = make_sessionmaker(engine)
+    return AppContext(
+        settings=settings,
+        engine=engine,
+        sessions=sessions,
+        providers=providers or build_providers(settings),
+        audit=AuditLog(sessions),
+    )
+
+
+def create_app(settings: Settings | None = None, *, providers: Providers | None = None,
+               ctx: AppContext | None = None) -> FastAPI:
+    """Build one Balsam ASGI application."""
+    from balsam.web.api.v1 import router as api_router
+    from balsam.web.git import router as git_router
+
+    settings = settings or Settings()
+    ctx = ctx or build_context(settings, providers)
+    app = FastAPI(
+        title="Balsam API",
+        version=__version__,
+        description=API_DESCRIPTION,
+        openapi_url="/api/v1/openapi.json",
+        docs_url="/api/v1/docs",
+        redoc_url=None,
+    )
+    app.state.ctx = ctx
+    install_error_handlers(app)
+    app.include_router(api_router, prefix="/api/v1")
+    app.include_router(git_router)
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
+    app.add_middleware(RequestIdMiddleware)
+    return app

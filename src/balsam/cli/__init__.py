@@ -1,0 +1,39 @@
+"""The ``balsam`` command line: one module per noun, each a thin layer over the services.
+
+Exit codes: 0 success, 1 a refused or failed operation (the message says why),
+2 wrong usage or a refusal to start (``balsam up``).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from balsam import __version__
+from balsam.cli.admin import admin
+from balsam.cli.audit import audit
+from balsam.cli.settings_cmd import settings
+from balsam.cli.up import up
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="balsam")
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """Balsam: projects with git, S3 data and workspaces, on one machine."""
+    # The server logs its progress; one-shot commands print results and only warn.
+    logging.basicConfig(
+        level=logging.INFO if ctx.invoked_subcommand == "up" else logging.WARNING,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+main.add_command(up)
+main.add_command(admin)
+main.add_command(audit)
+main.add_command(settings)
+
+__all__ = ["main"]

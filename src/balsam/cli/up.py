@@ -1,0 +1,195 @@
+"""``balsam up``: run the platform on this machine until Ctrl-C or SIGTERM.
+
+Start-up order, each step undone in reverse on the way out: lock the data
+directory (one ``balsam up`` per data dir), bind the control-plane port,
+start the embedded SeaweedFS (for ``storage.provider = seaweedfs``), build the
+app, make sure an admin exists, then serve with uvicorn. A refusal to start
+(lock held, port taken, a storage port taken) exits with code 2 and one line.
+"""
+
+from __future__ import annotations
+
+import copy
+import fcntl
+import logging
+import os
+import signal
+import socket
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import IO
+
+import click
+import uvicorn
+from fastapi import FastAPI
+from pydantic import SecretStr
+
+from balsam.app import create_app
+from balsam.cli.settings_cmd import load_settings
+from balsam.context import AppContext
+from balsam.domain.identity.service import IdentityService
+from balsam.embedded import EmbeddedServiceError, SeaweedServer, load_or_create_admin_credentials
+from balsam.settings import Settings
+
+log = logging.getLogger("balsam.up")
+LOCK_NAME = "balsam.lock"
+
+
+class Refused(click.ClickException):
+    """``balsam up`` will not start; the message says why."""
+
+    exit_code = 2
+
+
+@click.command()
+@click.option("--host", default=None,
+              help="Address to bind (default: BALSAM_HOST, else 127.0.0.1).")
+@click.option("--port", type=click.IntRange(1, 65535), default=None,
+              help="Control-plane port (default: BALSAM_PORT, else 8080).")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Data directory (default: BALSAM_DATA_DIR, else .balsam).")
+def up(host: str | None, port: int | None, data_dir: Path | None) -> None:
+    """Start Balsam: storage, database and web API, until Ctrl-C."""
+    settings = load_settings(host=host, port=port, data_dir=data_dir)
+    # SIGTERM behaves like Ctrl-C, so every cleanup below runs on either.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        with ExitStack() as stack:
+            stack.enter_context(data_dir_lock(prepare_data_dir(settings.data_dir)))
+            listener = stack.enter_context(bound_socket(settings.host, settings.port))
+            settings = with_storage_credentials(settings)
+            stack.enter_context(embedded_storage(settings))
+            app = create_app(settings)
+            stack.callback(app.state.ctx.engine.dispose)
+            announce(settings, ensure_admin(app.state.ctx, settings))
+            serve(app, settings, listener)
+    except KeyboardInterrupt:
+        pass
+    log.info("Balsam stopped")
+
+
+def prepare_data_dir(path: Path) -> Path:
+    """Create the data directory, readable by its owner only."""
+    path = path.resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(0o700)
+    return path
+
+
+@contextmanager
+def data_dir_lock(data_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``<data_dir>/balsam.lock`` for as long as Balsam runs.
+
+    The kernel drops the lock when the process dies, however it dies, so a stale
+    lock file never blocks a restart.
+    """
+    handle: IO[str] = (data_dir / LOCK_NAME).open("a+")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise Refused(f"the data directory {data_dir} is in use by another "
+                          f"`balsam up` (pid {holder}); stop it first") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        yield
+    finally:
+        handle.close()
+
+
+@contextmanager
+def bound_socket(host: str, port: int) -> Iterator[socket.socket]:
+    """The control-plane listening socket, bound now so a taken port refuses early
+    (uvicorn serves on this very socket: no window for another process to take it)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise Refused(f"cannot listen on {host}:{port}: {exc.strerror or exc}; "
+                      "is another server using that port? Choose one with --port.") from None
+    with sock:
+        yield sock
+
+
+def with_storage_credentials(settings: Settings) -> Settings:
+    """For the embedded SeaweedFS without a configured admin key: the key kept in
+    ``<data_dir>/storage/admin.json`` (created on first start)."""
+    storage = settings.storage
+    if storage.provider != "seaweedfs" or (storage.admin_access_key and storage.admin_secret_key):
+        return settings
+    access, secret = load_or_create_admin_credentials(storage_dir(settings) / "admin.json")
+    storage = storage.model_copy(
+        update={"admin_access_key": access, "admin_secret_key": SecretStr(secret)})
+    return settings.model_copy(update={"storage": storage})
+
+
+def storage_dir(settings: Settings) -> Path:
+    return settings.data_dir.resolve() / "storage"
+
+
+@contextmanager
+def embedded_storage(settings: Settings) -> Iterator[None]:
+    """Run SeaweedFS as a child process while Balsam runs (only for provider 'seaweedfs')."""
+    storage = settings.storage
+    if storage.provider != "seaweedfs":
+        yield
+        return
+    assert storage.admin_access_key and storage.admin_secret_key  # with_storage_credentials
+    server = SeaweedServer.from_settings(
+        storage_dir(settings), storage, admin_access_key=storage.admin_access_key,
+        admin_secret_key=storage.admin_secret_key.get_secret_value())
+    log.info("Starting SeaweedFS (S3 at %s, log %s)", server.endpoint_url, server.log_path)
+    try:
+        server.start()
+    except EmbeddedServiceError as exc:
+        raise Refused(str(exc)) from None
+    try:
+        yield
+    finally:
+        # A second Ctrl-C must not orphan weed halfway through its shutdown.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        log.info("Stopping SeaweedFS")
+        server.stop()
+
+
+def ensure_admin(ctx: AppContext, settings: Settings) -> str | None:
+    """Create the first admin if there is none; the generated password, if any."""
+    password = settings.admin_password.get_secret_value() if settings.admin_password else None
+    return IdentityService(ctx).ensure_admin(settings.admin_username, password)
+
+
+def announce(settings: Settings, generated_password: str | None) -> None:
+    """Tell the person at the terminal how to get in (stdout only, never the log)."""
+    url = settings.resolved_public_url
+    user = settings.admin_username
+    lines = ["", f"Balsam is starting at {url}", f"  admin user:     {user}"]
+    if generated_password:
+        lines.append(f"  admin password: {generated_password}   "
+                     "(generated now and shown only this once: keep it)")
+    lines += [
+        "  get an API token:",
+        f"    curl -u {user} -X POST {url}/api/v1/users/me/tokens \\",
+        "         -H 'Content-Type: application/json' -d '{\"name\": \"cli\"}'",
+        f"  API docs:       {url}/api/v1/docs",
+        "",
+    ]
+    click.echo("\n".join(lines))
+
+
+def serve(app: FastAPI, settings: Settings, listener: socket.socket) -> None:
+    """Serve until SIGINT/SIGTERM; uvicorn re-raises the signal after its graceful
+    shutdown, which unwinds :func:`up`'s cleanups."""
+    log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    log_config["handlers"]["access"]["stream"] = "ext://sys.stderr"  # stdout: the banner only
+    config = uvicorn.Config(app=app, host=settings.host, port=settings.port, log_level="info",
+                            log_config=log_config, proxy_headers=False)
+    uvicorn.Server(config).run(sockets=[listener])

@@ -1,0 +1,1 @@
+"""Domain services: rules, permissions and transactions, one folder per area."""

@@ -1,0 +1,1 @@
+"""Project-scoped S3 credentials."""

@@ -1,0 +1,246 @@
+"""Identity service: local users, login sessions, personal API tokens.
+
+Contract:
+* Secrets handed out (session cookie values, API tokens, generated passwords)
+  come from :mod:`secrets`; only their SHA-256 (or an argon2id hash for
+  passwords) is stored.
+* Failed logins are counted per username and per client address inside
+  ``auth.login_window_seconds``; past ``auth.login_max_failures`` the login is
+  refused with RateLimited before the password is checked.
+* Every login success, failure and refusal, and every user or token change,
+  is audited.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import delete, func, or_, select
+from sqlalchemy.orm import Session
+
+from balsam.context import AppContext
+from balsam.db.models import ApiToken, LoginFailure, LoginSession, User, utcnow
+from balsam.domain.audit.service import AuditRecord
+from balsam.domain.identity.passwords import (
+    check_password_policy,
+    hash_password,
+    verify_password,
+)
+from balsam.domain.identity.schemas import TokenCreate, UserCreate, UserUpdate
+from balsam.errors import Conflict, Forbidden, InvalidInput, NotFound, RateLimited, Unauthenticated
+
+USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+TOKEN_PREFIX = "blsm_"  # noqa: S105 - a public prefix, not a secret
+
+
+def sha256(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who is making a request (for rules and the audit trail)."""
+
+    user_id: int
+    username: str
+    is_admin: bool
+    request_id: str = ""
+    address: str = ""
+
+
+class IdentityService:
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+        self.auth = ctx.settings.auth
+
+    # -- users -----------------------------------------------------------------
+    def create_user(self, actor: Actor | None, data: UserCreate) -> User:
+        """Create a local user (admins only, or the system when actor is None)."""
+        if actor is not None and not actor.is_admin:
+            raise Forbidden("Only administrators can create users.")
+        username = data.username.strip()
+        if not USERNAME_RE.fullmatch(username):
+            raise InvalidInput(
+                "A username is 1-64 characters of lower-case letters, digits, '.', '_' or '-', "
+                "starting with a letter or digit."
+            )
+        check_password_policy(
+            data.password, username=username, min_length=self.auth.password_min_length
+        )
+        with self.ctx.sessions() as session, session.begin():
+            if session.scalar(select(User.id).where(User.username == username)) is not None:
+                raise Conflict(f"The username '{username}' is taken.")
+            user = User(
+                username=username,
+                display_name=data.display_name or username,
+                email=data.email,
+                password_hash=hash_password(data.password),
+                is_admin=data.is_admin,
+            )
+            session.add(user)
+        self._audit(actor, "user.create", f"user:{username}", details={"isAdmin": data.is_admin})
+        return user
+
+    def update_user(self, actor: Actor, username: str, data: UserUpdate) -> User:
+        """Admins change any user; a user may change their own name and email."""
+        own = actor.username == username
+        privileged = data.is_active is not None or data.is_admin is not None
+        if not actor.is_admin and (not own or privileged):
+            raise Forbidden("Only administrators can change other users or their status.")
+        if own and data.is_active is False:
+            raise Conflict("You cannot deactivate your own account.")
+        with self.ctx.sessions() as session, session.begin():
+            user = self._user(session, username)
+            for field, value in data.model_dump(exclude_none=True, by_alias=False).items():
+                setattr(user, field, value)
+            if data.is_active is False:
+                session.execute(delete(LoginSession).where(LoginSession.user_id == user.id))
+        self._audit(actor, "user.update", f"user:{username}",
+                    details=data.model_dump(exclude_none=True, by_alias=True))
+        return user
+
+    def get_user(self, username: str) -> User:
+        with self.ctx.sessions() as session:
+            return self._user(session, username)
+
+    def list_users(self, *, query: str = "", limit: int = 50, offset: int = 0
+                   ) -> tuple[list[User], int]:
+        with self.ctx.sessions() as session:
+            stmt = select(User)
+            if query:
+                like = f"%{query.casefold()}%"
+                stmt = stmt.where(or_(User.username.like(like),
+                                      func.lower(User.display_name).like(like)))
+            total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+            rows = session.scalars(stmt.order_by(User.username).limit(limit).offset(offset)).all()
+            return list(rows), total
+
+    def ensure_admin(self, username: str, password: str | None) -> str | None:
+        """Create the first admin if no admin exists; return a generated password once."""
+        with self.ctx.sessions() as session:
+            if session.scalar(select(User.id).where(User.is_admin.is_(True)).limit(1)):
+                return None
+        generated = None
+        if password is None:
+            generated = password = secrets.token_urlsafe(18)
+        self.create_user(None, UserCreate(username=username, password=password, is_admin=True,
+                                          display_name="Administrator"))
+        return generated
+
+    @staticmethod
+    def _user(session: Session, username: str) -> User:
+        user = session.scalar(select(User).where(User.username == username))
+        if user is None:
+            raise NotFound(f"No user '{username}'.")
+        return user
+
+    # -- authentication --------------------------------------------------------
+    def login_password(self, username: str, password: str, *, address: str,
+                       request_id: str = "") -> User:
+        """Check a password under the rate limit; audit the outcome."""
+        since = utcnow() - timedelta(seconds=self.auth.login_window_seconds)
+        with self.ctx.sessions() as session, session.begin():
+            session.execute(delete(LoginFailure).where(LoginFailure.at < since))
+            by_user = session.scalar(select(func.count()).where(
+                LoginFailure.username == username, LoginFailure.at >= since)) or 0
+            by_addr = session.scalar(select(func.count()).where(
+                LoginFailure.address == address, LoginFailure.at >= since)) or 0
+        if max(by_user, by_addr) >= self.auth.login_max_failures:
+            self._audit_login(username, "denied", address, request_id, "rate limited")
+            raise RateLimited("Too many failed logins; try again later.",
+                              details={"audited": True})
+        with self.ctx.sessions() as session, session.begin():
+            user = session.scalar(select(User).where(User.username == username))
+            ok = verify_password(user.password_hash if user else None, password)
+            if not ok or user is None or not user.is_active:
+                session.add(LoginFailure(username=username[:64], address=address[:64]))
+        if not ok or user is None or not user.is_active:
+            self._audit_login(username, "failure", address, request_id, "bad credentials")
+            raise Unauthenticated("Wrong username or password.", details={"audited": True})
+        self._audit_login(username, "success", address, request_id, "")
+        return user
+
+    def _audit_login(self, username: str, outcome: str, address: str, request_id: str,
+                     why: str) -> None:
+        self.ctx.audit.record(AuditRecord(
+            actor=username[:64], action="auth.login", target=f"user:{username[:64]}",
+            outcome=outcome, request_id=request_id,  # type: ignore[arg-type]
+            details={"address": address, **({"reason": why} if why else {})}))
+
+    def authenticate_token(self, token: str) -> User:
+        """The active user owning a live (unexpired, unrevoked) token."""
+        now = utcnow()
+        with self.ctx.sessions() as session, session.begin():
+            row = session.scalar(select(ApiToken).where(ApiToken.token_hash == sha256(token)))
+            if row is None or row.revoked_at is not None or row.expires_at <= now:
+                raise Unauthenticated("The API token is invalid, expired or revoked.")
+            user = session.get(User, row.user_id)
+            if user is None or not user.is_active:
+                raise Unauthenticated("The account is deactivated.")
+            if row.last_used_at is None or now - row.last_used_at > timedelta(minutes=1):
+                row.last_used_at = now
+            return user
+
+    def start_session(self, user: User) -> tuple[str, LoginSession]:
+        """Create a login session; return the cookie value (shown once) and the row."""
+        value = secrets.token_urlsafe(32)
+        row = LoginSession(
+            id_hash=sha256(value), user_id=user.id, csrf_token=secrets.token_urlsafe(24),
+            expires_at=utcnow() + timedelta(hours=self.auth.session_ttl_hours))
+        with self.ctx.sessions() as session, session.begin():
+            session.add(row)
+        return value, row
+
+    def authenticate_session(self, cookie_value: str) -> tuple[User, LoginSession]:
+        with self.ctx.sessions() as session:
+            row = session.get(LoginSession, sha256(cookie_value))
+            if row is None or row.expires_at <= utcnow():
+                raise Unauthenticated("The session has expired; log in again.")
+            user = session.get(User, row.user_id)
+            if user is None or not user.is_active:
+                raise Unauthenticated("The account is deactivated.")
+            return user, row
+
+    def end_session(self, cookie_value: str) -> None:
+        with self.ctx.sessions() as session, session.begin():
+            session.execute(
+                delete(LoginSession).where(LoginSession.id_hash == sha256(cookie_value)))
+
+    # -- tokens ----------------------------------------------------------------
+    def create_token(self, actor: Actor, data: TokenCreate) -> tuple[ApiToken, str]:
+        if data.expires_in_days > self.auth.token_max_days:
+            raise InvalidInput(f"expiresInDays must be at most {self.auth.token_max_days}.")
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        row = ApiToken(
+            id=secrets.token_hex(8), user_id=actor.user_id, name=data.name,
+            token_hash=sha256(token),
+            expires_at=utcnow() + timedelta(days=data.expires_in_days))
+        with self.ctx.sessions() as session, session.begin():
+            session.add(row)
+        self._audit(actor, "token.create", f"token:{row.id}", details={"name": data.name})
+        return row, token
+
+    def list_tokens(self, actor: Actor) -> list[ApiToken]:
+        with self.ctx.sessions() as session:
+            return list(session.scalars(
+                select(ApiToken).where(ApiToken.user_id == actor.user_id,
+                                       ApiToken.revoked_at.is_(None))
+                .order_by(ApiToken.created_at)).all())
+
+    def revoke_token(self, actor: Actor, token_id: str) -> None:
+        with self.ctx.sessions() as session, session.begin():
+            row = session.get(ApiToken, token_id)
+            if row is None or row.user_id != actor.user_id or row.revoked_at is not None:
+                raise NotFound("No such token.")
+            row.revoked_at = utcnow()
+        self._audit(actor, "token.revoke", f"token:{token_id}")
+
+    def _audit(self, actor: Actor | None, action: str, target: str, *,
+               details: dict[str, object] | None = None) -> None:
+        self.ctx.audit.record(AuditRecord(
+            actor=actor.username if actor else "system", action=action, target=target,
+            request_id=actor.request_id if actor else "", details=dict(details or {})))

@@ -1,0 +1,1 @@
+"""Projects: repository + bucket + members, and their branches and files."""

@@ -1,0 +1,86 @@
+"""Branches of a project: a git branch plus the data prefix ``<branch>/``."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from balsam.context import AppContext
+from balsam.db.models import Branch
+from balsam.domain.audit.service import AuditRecord
+from balsam.domain.identity.service import Actor
+from balsam.domain.projects import naming
+from balsam.domain.projects.access import require
+from balsam.domain.projects.schemas import BranchCreate
+from balsam.domain.projects.service import marker_body, marker_key
+from balsam.domain.steps import Compensations
+from balsam.errors import Conflict, InvalidInput, NotFound
+
+
+class BranchService:
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+        self.git = ctx.providers.git
+        self.storage = ctx.providers.storage
+
+    def list(self, actor: Actor, project_id: str) -> list[Branch]:
+        with self.ctx.sessions() as session:
+            project = require(self.ctx, session, actor, project_id, "member", "branch.list")
+            return list(project.branches)
+
+    def create(self, actor: Actor, project_id: str, data: BranchCreate) -> Branch:
+        """Branch off ``fromBranch`` (default branch if absent); members only."""
+        name = naming.validate_branch_name(data.name)
+        with self.ctx.sessions() as session:
+            project = require(self.ctx, session, actor, project_id, "member", "branch.create")
+            source = data.from_branch or project.default_branch
+            known = {b.id for b in project.branches}
+            if source not in known:
+                raise InvalidInput(f"fromBranch '{source}' is not a branch of this project.")
+            if name in known:
+                raise Conflict(f"The branch '{name}' already exists.")
+        with Compensations() as undo:
+            self.git.create_branch(project_id, name, from_branch=source)
+            undo.push("git branch", lambda: self.git.delete_branch(project_id, name))
+            self.storage.put_object(project.bucket, marker_key(name),
+                                    marker_body(project.name, name))
+            undo.push("marker", lambda: self.storage.delete_prefix(project.bucket, f"{name}/"))
+            branch = Branch(project_id=project_id, id=name, description=data.description)
+            with self.ctx.sessions() as session, session.begin():
+                if session.get(Branch, (project_id, name)) is not None:
+                    raise Conflict(f"The branch '{name}' already exists.")
+                session.add(branch)
+        self._audit(actor, "branch.create", project_id, name, {"from": source})
+        return branch
+
+    def delete(self, actor: Actor, project_id: str, branch_id: str) -> None:
+        """Delete a branch and its data prefix; never the default branch."""
+        with self.ctx.sessions() as session:
+            project = require(self.ctx, session, actor, project_id, "member", "branch.delete")
+            branch = session.get(Branch, (project_id, branch_id))
+            if branch is None:
+                raise NotFound(f"No branch '{branch_id}' in this project.")
+            if branch.is_default:
+                raise Conflict("The default branch cannot be deleted.")
+            bucket = project.bucket
+        self.storage.delete_prefix(bucket, f"{branch_id}/")
+        self.git.delete_branch(project_id, branch_id)
+        with self.ctx.sessions() as session, session.begin():
+            row = session.get(Branch, (project_id, branch_id))
+            if row is not None:
+                session.delete(row)
+        self._audit(actor, "branch.delete", project_id, branch_id, {})
+
+    def get(self, actor: Actor, project_id: str, branch_id: str) -> Branch:
+        with self.ctx.sessions() as session:
+            require(self.ctx, session, actor, project_id, "member", "branch.read")
+            branch = session.scalar(select(Branch).where(
+                Branch.project_id == project_id, Branch.id == branch_id))
+            if branch is None:
+                raise NotFound(f"No branch '{branch_id}' in this project.")
+            return branch
+
+    def _audit(self, actor: Actor, action: str, project_id: str, branch: str,
+               details: dict[str, object]) -> None:
+        self.ctx.audit.record(AuditRecord(
+            actor=actor.username, action=action, target=f"project:{project_id}/branch:{branch}",
+            project_id=project_id, request_id=actor.request_id, details=details))

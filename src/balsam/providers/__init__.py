@@ -1,0 +1,1 @@
+"""Providers: narrow typed interfaces to backends, one module per implementation."""

@@ -1,0 +1,29 @@
+"""Choose provider implementations by name from settings."""
+
+from __future__ import annotations
+
+from balsam.context import Providers
+from balsam.settings import Settings
+
+
+def build_providers(settings: Settings) -> Providers:
+    """Build the configured providers. Embedded servers must already be running
+    (``balsam up`` starts them); this only connects to them."""
+    from balsam.providers.git.local import LocalGitProvider
+    from balsam.providers.storage.s3iam import S3IamStorage
+
+    storage = settings.storage
+    if storage.admin_access_key is None or storage.admin_secret_key is None:
+        raise RuntimeError(
+            "Storage admin credentials are not set (BALSAM_STORAGE__ADMIN_ACCESS_KEY / "
+            "BALSAM_STORAGE__ADMIN_SECRET_KEY); `balsam up` sets them for the embedded server."
+        )
+    return Providers(
+        git=LocalGitProvider(settings.data_dir.resolve() / "git"),
+        storage=S3IamStorage(
+            endpoint_url=settings.resolved_s3_endpoint,
+            region=storage.region,
+            admin_access_key=storage.admin_access_key,
+            admin_secret_key=storage.admin_secret_key.get_secret_value(),
+        ),
+    )

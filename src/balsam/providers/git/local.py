@@ -1,0 +1,531 @@
+"""Bare repositories on the local disk, driven by the ``git`` command line.
+
+Layout: ``<root>/<repo_id>.git`` is a bare repository. Nothing else under
+``root`` is a repository; hidden ``.create-*`` and ``.delete-*`` folders are
+scratch space of operations in flight.
+
+Every git command runs from an argument list (never a shell) in an isolated
+environment (:func:`git_environment`: no system or user configuration, no
+prompts) and with a timeout. Commits are written with plumbing against a
+temporary index, so no working tree exists and a branch only moves through
+``update-ref`` with the expected old value: a commit racing a concurrent push
+fails with :class:`~balsam.errors.Conflict` instead of overwriting it.
+
+A repository appears atomically: it is built in a scratch folder and renamed
+into place, so a failed ``create_repository`` leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import urllib.parse
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from balsam.errors import Conflict, InvalidInput, NotFound, ProviderError
+from balsam.providers.git.base import Author, GitProvider, TreeEntry
+
+#: Environment variables a git child process may inherit (network settings only).
+_INHERITED_ENV = (
+    "PATH",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "GIT_SSL_CAINFO",
+    "GIT_SSL_CAPATH",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+)
+_REPO_ID = re.compile(r"[a-z0-9][a-z0-9-]*\Z")
+_BAD_REF_CHARS = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]")
+_URL_USERINFO = re.compile(r"(?i)([a-z][a-z0-9+.-]*://)[^/@\s]*@")
+_FILE_MODES = frozenset({"100644", "100755"})
+_DEFAULT_SOURCE_SCHEMES = frozenset({"http", "https", "file"})
+
+
+def git_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Environment for a git child process, free of user and system influence.
+
+    Only ``PATH`` and proxy/TLS settings are inherited; system and global
+    configuration files are ignored, ``HOME`` points nowhere (so no
+    ``.netrc`` or XDG files are read) and credential prompts fail instead of
+    blocking. ``extra`` is applied last.
+    """
+    env = {name: os.environ[name] for name in _INHERITED_ENV if name in os.environ}
+    env.setdefault("PATH", os.defpath)
+    env.update(
+        {
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_CONFIG_GLOBAL": os.devnull,
+            "GIT_TERMINAL_PROMPT": "0",
+            "GIT_ALLOW_PROTOCOL": "http:https:file",
+            "HOME": os.devnull,
+            "LC_ALL": "C",
+        }
+    )
+    env.update(extra or {})
+    return env
+
+
+def redact(text: str) -> str:
+    """``text`` with the user-info part of any URL (credentials) masked."""
+    return _URL_USERINFO.sub(r"\1***@", text)
+
+
+def is_valid_branch_name(name: str) -> bool:
+    """Whether ``refs/heads/<name>`` is a well-formed ref and not option-like
+    (the rules of ``git check-ref-format --branch``)."""
+    if not name or name.startswith(("-", "/", ".")) or name.endswith(("/", ".", ".lock")):
+        return False
+    if name == "@" or ".." in name or "//" in name or "@{" in name or "/." in name:
+        return False
+    return not _BAD_REF_CHARS.search(name) and ".lock/" not in name
+
+
+def is_safe_path(path: str) -> bool:
+    """Whether ``path`` is a plain relative POSIX path inside a repository:
+    no absolute path, empty, ``.``, ``..`` or ``.git`` segment, backslash or NUL."""
+    if not path or path.startswith("/") or "\\" in path or "\x00" in path:
+        return False
+    return all(seg not in ("", ".", "..") and seg.lower() != ".git" for seg in path.split("/"))
+
+
+@dataclass(frozen=True)
+class _RawEntry:
+    """One record of ``git ls-tree -l -z``."""
+
+    mode: str
+    kind: str
+    sha: str
+    size: int | None
+    path: str
+
+
+def _parse_ls_tree(output: bytes) -> list[_RawEntry]:
+    """Parse NUL-terminated ``ls-tree -l -z`` output; paths are not quoted."""
+    entries = []
+    for record in output.split(b"\x00"):
+        if not record:
+            continue
+        meta, raw_path = record.split(b"\t", 1)
+        mode, kind, sha, size = meta.decode("ascii").split()
+        path = raw_path.decode("utf-8", "surrogateescape")
+        entries.append(_RawEntry(mode, kind, sha, None if size == "-" else int(size), path))
+    return entries
+
+
+def _to_tree_entry(raw: _RawEntry) -> TreeEntry | None:
+    """A public entry for a regular file or a folder; None for symlinks and
+    submodules, which Balsam neither lists nor reads."""
+    name = raw.path.rsplit("/", 1)[-1]
+    if raw.kind == "tree":
+        return TreeEntry(path=raw.path, name=name, type="Folder")
+    if raw.kind == "blob" and raw.mode in _FILE_MODES:
+        return TreeEntry(path=raw.path, name=name, type="File", size=raw.size)
+    return None
+
+
+def _ident_env(author: Author) -> dict[str, str]:
+    """Author and committer of a commit; characters git cannot store are dropped."""
+    name = re.sub(r"[<>\x00-\x1f]", "", author.name).strip() or "Balsam"
+    email = re.sub(r"[<>\x00-\x20]", "", author.email)
+    return {
+        "GIT_AUTHOR_NAME": name,
+        "GIT_AUTHOR_EMAIL": email,
+        "GIT_COMMITTER_NAME": name,
+        "GIT_COMMITTER_EMAIL": email,
+    }
+
+
+def _surviving_files(files: Mapping[str, bytes], source: list[_RawEntry]) -> dict[str, bytes]:
+    """The ``files`` a source tree lacks: neither the path itself nor a file
+    at one of its parent folders exists in ``source``."""
+    taken = {entry.path for entry in source}
+    source_files = {entry.path for entry in source if entry.kind != "tree"}
+    kept = {}
+    for path, content in files.items():
+        parts = path.split("/")
+        parents = {"/".join(parts[:i]) for i in range(1, len(parts))}
+        if path not in taken and not parents & source_files:
+            kept[path] = content
+    return kept
+
+
+class LocalGitProvider(GitProvider):
+    """Bare repositories under ``root``, one ``<repo_id>.git`` folder each.
+
+    ``timeout`` bounds every local git command, ``clone_timeout`` the clone of
+    a ``source_url``. ``source_schemes`` lists the URL schemes a source may
+    use; a deployment that lets users name arbitrary sources should drop
+    ``file`` (it reads any repository the server process can read).
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        timeout: float = 60.0,
+        clone_timeout: float = 300.0,
+        source_schemes: frozenset[str] = _DEFAULT_SOURCE_SCHEMES,
+    ) -> None:
+        self._root = Path(root)
+        self._timeout = timeout
+        self._clone_timeout = clone_timeout
+        self._source_schemes = source_schemes
+
+    # -- running git -----------------------------------------------------
+
+    def _run(
+        self,
+        args: Sequence[str],
+        *,
+        git_dir: Path | None = None,
+        stdin: bytes | None = None,
+        env: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> subprocess.CompletedProcess[bytes]:
+        """Run ``git [--git-dir=...] args``; a non-zero exit is returned, a
+        timeout or a missing git binary raises ProviderError."""
+        prefix = ["git", f"--git-dir={git_dir}"] if git_dir is not None else ["git"]
+        extra = {"GIT_LITERAL_PATHSPECS": "1", **(env or {})}
+        try:
+            return subprocess.run(
+                [*prefix, *args],
+                input=stdin,
+                capture_output=True,
+                env=git_environment(extra),
+                timeout=timeout or self._timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise ProviderError(f"git {args[0]} timed out", details={"command": args[0]}) from exc
+        except OSError as exc:
+            raise ProviderError("git could not be started", details={"error": str(exc)}) from exc
+
+    def _git(
+        self,
+        args: Sequence[str],
+        *,
+        git_dir: Path | None = None,
+        stdin: bytes | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> bytes:
+        """Run git and return its stdout; a non-zero exit raises ProviderError."""
+        result = self._run(args, git_dir=git_dir, stdin=stdin, env=env)
+        if result.returncode != 0:
+            raise _failure(args[0], result)
+        return result.stdout
+
+    # -- repositories ----------------------------------------------------
+
+    def repository_path(self, repo_id: str) -> Path:
+        """Folder of the bare repository (for ``git http-backend``). NotFound if missing."""
+        path = self._candidate_path(repo_id)
+        if path is None or not (path / "HEAD").is_file():
+            raise NotFound(f"repository {repo_id!r} does not exist")
+        return path
+
+    def _candidate_path(self, repo_id: str) -> Path | None:
+        """Where ``repo_id`` lives, or None if it is not a valid id."""
+        return self._root / f"{repo_id}.git" if _REPO_ID.match(repo_id) else None
+
+    def repository_exists(self, repo_id: str) -> bool:
+        path = self._candidate_path(repo_id)
+        return path is not None and (path / "HEAD").is_file()
+
+    def create_repository(
+        self,
+        repo_id: str,
+        *,
+        default_branch: str,
+        files: Mapping[str, bytes],
+        message: str,
+        author: Author,
+        source_url: str | None = None,
+    ) -> None:
+        target = self._candidate_path(repo_id)
+        if target is None:
+            raise InvalidInput(f"invalid repository id {repo_id!r}")
+        if not is_valid_branch_name(default_branch):
+            raise InvalidInput(f"invalid branch name {default_branch!r}")
+        _check_paths(files)
+        if source_url is not None:
+            self._check_source_url(source_url)
+        if target.exists():
+            raise Conflict(f"repository {repo_id!r} already exists")
+        self._root.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=".create-", dir=self._root))
+        try:
+            built = self._build_repository(
+                scratch, default_branch, files, message, author, source_url
+            )
+            _publish(built, target, repo_id)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    def _build_repository(
+        self,
+        scratch: Path,
+        default_branch: str,
+        files: Mapping[str, bytes],
+        message: str,
+        author: Author,
+        source_url: str | None,
+    ) -> Path:
+        """Build the complete repository inside ``scratch`` and return its path."""
+        bare = scratch / "repo.git"
+        self._git(
+            ["init", "-q", "--bare", "--template=", f"--initial-branch={default_branch}", str(bare)]
+        )
+        base_tree: str | None = None
+        if source_url is not None:
+            base_tree = self._import_source(bare, source_url, scratch / "source.git")
+        if base_tree is not None:
+            source = _parse_ls_tree(
+                self._git(["ls-tree", "-r", "-t", "-z", "-l", base_tree], git_dir=bare)
+            )
+            files = _surviving_files(files, source)
+        sha = self._commit_tree(bare, base_tree, files, message=message, author=author)
+        self._update_ref(bare, f"refs/heads/{default_branch}", sha, old="")
+        return bare
+
+    def _check_source_url(self, url: str) -> None:
+        """InvalidInput unless ``url`` is ``<allowed scheme>://...`` and harmless to git."""
+        try:
+            scheme = urllib.parse.urlsplit(url).scheme.lower() if "://" in url else ""
+        except ValueError:
+            scheme = ""
+        if (
+            url.startswith("-")
+            or scheme not in self._source_schemes
+            or not url.lower().startswith(f"{scheme}://")
+            or any(ch in url for ch in "\x00\r\n")
+        ):
+            raise InvalidInput(
+                "source must be an http, https or file URL", details={"source": redact(url)}
+            )
+
+    def _import_source(self, bare: Path, url: str, clone_dir: Path) -> str | None:
+        """Copy the tree of the source's default branch into ``bare``; return
+        the tree sha (None for an empty source). InvalidInput if unreadable."""
+        clone = ["clone", "-q", "--bare", "--depth", "1", "--no-tags", "--single-branch"]
+        fsck = {
+            "GIT_CONFIG_COUNT": "1",
+            "GIT_CONFIG_KEY_0": "transfer.fsckObjects",
+            "GIT_CONFIG_VALUE_0": "true",
+        }
+        try:
+            result = self._run(
+                [*clone, "--template=", "--", url, str(clone_dir)],
+                env=fsck,
+                timeout=self._clone_timeout,
+            )
+        except ProviderError as exc:
+            raise InvalidInput("the source repository cannot be read", details=exc.details) from exc
+        if result.returncode != 0:
+            stderr = redact(result.stderr.decode("utf-8", "replace"))
+            raise InvalidInput(
+                "the source repository cannot be read",
+                details={"source": redact(url), "stderr": stderr},
+            )
+        found = self._run(["rev-parse", "--verify", "-q", "HEAD^{tree}"], git_dir=clone_dir)
+        if found.returncode != 0:
+            return None
+        tree = found.stdout.decode("ascii").strip()
+        objects = self._git(["rev-list", "--objects", tree], git_dir=clone_dir)
+        pack_base = bare / "objects" / "pack" / "pack"
+        self._git(["pack-objects", "-q", str(pack_base)], git_dir=clone_dir, stdin=objects)
+        return tree
+
+    def delete_repository(self, repo_id: str) -> None:
+        path = self._candidate_path(repo_id)
+        if path is None or not path.exists():
+            return
+        doomed = Path(tempfile.mkdtemp(prefix=".delete-", dir=self._root))
+        try:
+            path.rename(doomed / "repo.git")
+        except FileNotFoundError:  # deleted concurrently
+            pass
+        finally:
+            shutil.rmtree(doomed, ignore_errors=True)
+
+    # -- branches --------------------------------------------------------
+
+    def list_branches(self, repo_id: str) -> list[str]:
+        repo = self.repository_path(repo_id)
+        out = self._git(["for-each-ref", "--format=%(refname)", "refs/heads/"], git_dir=repo)
+        refs = out.decode("utf-8", "surrogateescape").splitlines()
+        return sorted(ref.removeprefix("refs/heads/") for ref in refs)
+
+    def create_branch(self, repo_id: str, name: str, *, from_branch: str) -> None:
+        repo = self.repository_path(repo_id)
+        if not is_valid_branch_name(name):
+            raise InvalidInput(f"invalid branch name {name!r}")
+        head = self._head_commit(repo, from_branch)
+        if self._ref_value(repo, f"refs/heads/{name}") is not None:
+            raise Conflict(f"branch {name!r} already exists")
+        self._update_ref(repo, f"refs/heads/{name}", head, old="")
+
+    def delete_branch(self, repo_id: str, name: str) -> None:
+        if not self.repository_exists(repo_id) or not is_valid_branch_name(name):
+            return
+        repo = self.repository_path(repo_id)
+        ref = f"refs/heads/{name}"
+        if ref == self._default_ref(repo):
+            raise Conflict(f"branch {name!r} is the default branch and cannot be deleted")
+        if self._ref_value(repo, ref) is not None:
+            self._git(["update-ref", "-d", ref], git_dir=repo)
+
+    def _default_ref(self, repo: Path) -> str | None:
+        """The ref HEAD points at (``refs/heads/<default branch>``), if any."""
+        result = self._run(["symbolic-ref", "-q", "HEAD"], git_dir=repo)
+        return result.stdout.decode("utf-8", "surrogateescape").strip() or None
+
+    def _ref_value(self, repo: Path, ref: str) -> str | None:
+        """The commit ``ref`` points at, or None if it does not exist."""
+        result = self._run(["rev-parse", "--verify", "-q", f"{ref}^{{commit}}"], git_dir=repo)
+        return result.stdout.decode("ascii").strip() if result.returncode == 0 else None
+
+    def _head_commit(self, repo: Path, branch: str) -> str:
+        """Head commit of ``branch``; NotFound if the branch does not exist."""
+        valid = is_valid_branch_name(branch)
+        sha = self._ref_value(repo, f"refs/heads/{branch}") if valid else None
+        if sha is None:
+            raise NotFound(f"branch {branch!r} does not exist")
+        return sha
+
+    def _update_ref(self, repo: Path, ref: str, new: str, *, old: str) -> None:
+        """Move ``ref`` from ``old`` ("" = must not exist) to ``new``; Conflict
+        if the ref changed meanwhile (a concurrent push or branch creation)."""
+        result = self._run(["update-ref", "--no-deref", ref, new, old], git_dir=repo)
+        if result.returncode == 0:
+            return
+        current = self._ref_value(repo, ref) or ""
+        if current != old or b"cannot lock ref" in result.stderr:
+            raise Conflict(
+                f"{ref.removeprefix('refs/heads/')!r} was changed concurrently",
+                details={"stderr": result.stderr.decode("utf-8", "replace")},
+            )
+        raise _failure("update-ref", result)
+
+    # -- reading ---------------------------------------------------------
+
+    def list_tree(self, repo_id: str, branch: str) -> list[TreeEntry]:
+        repo = self.repository_path(repo_id)
+        head = self._head_commit(repo, branch)
+        raw = _parse_ls_tree(self._git(["ls-tree", "-r", "-t", "-z", "-l", head], git_dir=repo))
+        entries = [entry for entry in map(_to_tree_entry, raw) if entry is not None]
+        return sorted(entries, key=lambda entry: entry.path)
+
+    def read_file(self, repo_id: str, branch: str, path: str) -> bytes:
+        repo = self.repository_path(repo_id)
+        if not is_safe_path(path):
+            raise NotFound(f"no file at {path!r}")
+        head = self._head_commit(repo, branch)
+        listing = self._git(["ls-tree", "-z", "-l", "--full-tree", head, "--", path], git_dir=repo)
+        match = [entry for entry in _parse_ls_tree(listing) if entry.path == path]
+        if not match or match[0].kind != "blob" or match[0].mode not in _FILE_MODES:
+            raise NotFound(f"no file at {path!r}")
+        return self._git(["cat-file", "blob", match[0].sha], git_dir=repo)
+
+    # -- writing ---------------------------------------------------------
+
+    def commit_files(
+        self,
+        repo_id: str,
+        branch: str,
+        files: Mapping[str, bytes],
+        *,
+        message: str,
+        author: Author,
+    ) -> str:
+        repo = self.repository_path(repo_id)
+        _check_paths(files)
+        parent = self._head_commit(repo, branch)
+        sha = self._commit_tree(repo, parent, files, message=message, author=author, parent=parent)
+        self._update_ref(repo, f"refs/heads/{branch}", sha, old=parent)
+        return sha
+
+    def _commit_tree(
+        self,
+        repo: Path,
+        base: str | None,
+        files: Mapping[str, bytes],
+        *,
+        message: str,
+        author: Author,
+        parent: str | None = None,
+    ) -> str:
+        """Write a commit whose tree is ``base`` (a tree-ish, or empty) with
+        ``files`` added or replaced; no ref moves. Returns the commit sha."""
+        with tempfile.TemporaryDirectory(prefix=".commit-", dir=repo.parent) as scratch:
+            index_env = {"GIT_INDEX_FILE": str(Path(scratch) / "index")}
+            if base is not None:
+                self._git(["read-tree", base], git_dir=repo, env=index_env)
+            info = self._index_info(repo, files, Path(scratch))
+            self._git(
+                ["update-index", "--add", "--replace", "-z", "--index-info"],
+                git_dir=repo,
+                stdin=info,
+                env=index_env,
+            )
+            tree = self._git(["write-tree"], git_dir=repo, env=index_env).decode().strip()
+        parents = ["-p", parent] if parent is not None else []
+        commit = self._git(
+            ["commit-tree", tree, *parents],
+            git_dir=repo,
+            stdin=message.encode("utf-8"),
+            env=_ident_env(author),
+        )
+        return commit.decode("ascii").strip()
+
+    def _index_info(self, repo: Path, files: Mapping[str, bytes], scratch: Path) -> bytes:
+        """Write ``files`` as blobs (one ``hash-object`` for all) and return
+        ``update-index -z --index-info`` input for them."""
+        paths = list(files)
+        blob_files = []
+        for number, path in enumerate(paths):
+            blob_file = scratch / f"blob-{number}"
+            blob_file.write_bytes(files[path])
+            blob_files.append(str(blob_file))
+        listing = "".join(f"{name}\n" for name in blob_files).encode()
+        out = self._git(
+            ["hash-object", "-w", "--no-filters", "--stdin-paths"], git_dir=repo, stdin=listing
+        )
+        shas = out.decode("ascii").split()
+        return b"".join(
+            f"100644 {sha}\t".encode() + path.encode("utf-8", "surrogateescape") + b"\x00"
+            for path, sha in zip(paths, shas, strict=True)
+        )
+
+
+def _check_paths(files: Mapping[str, bytes]) -> None:
+    """InvalidInput unless every path is a safe relative file path."""
+    bad = [path for path in files if not is_safe_path(path)]
+    if bad:
+        raise InvalidInput("invalid file path", details={"paths": bad})
+
+
+def _publish(built: Path, target: Path, repo_id: str) -> None:
+    """Rename the finished repository into place; Conflict if one appeared meanwhile."""
+    try:
+        built.rename(target)
+    except OSError as exc:
+        raise Conflict(f"repository {repo_id!r} already exists") from exc
+
+
+def _failure(command: str, result: subprocess.CompletedProcess[bytes]) -> ProviderError:
+    """A ProviderError describing a failed git command, credentials masked."""
+    stderr = redact(result.stderr.decode("utf-8", "replace").strip())
+    return ProviderError(
+        f"git {command} failed",
+        details={"command": command, "returncode": result.returncode, "stderr": stderr},
+    )

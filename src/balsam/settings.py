@@ -1,0 +1,136 @@
+"""Balsam's settings: one typed tree, read from ``BALSAM_*`` environment variables.
+
+Every field has a default and a description; ``balsam settings`` prints them
+and ``docs/settings.md`` is generated from them. Nested groups use ``__`` in
+the variable name, e.g. ``BALSAM_STORAGE__S3_PORT``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class StorageSettings(BaseModel):
+    """Object storage (S3)."""
+
+    provider: Literal["seaweedfs", "s3-iam"] = Field(
+        "seaweedfs",
+        description=(
+            "'seaweedfs' starts an embedded SeaweedFS server as a child process of "
+            "`balsam up`; 's3-iam' uses an external S3 server that implements the "
+            "AWS IAM user/key/policy API (SeaweedFS, AWS)."
+        ),
+    )
+    endpoint_url: str | None = Field(
+        None,
+        description="S3 endpoint clients use. Default for 'seaweedfs': http://127.0.0.1:<s3_port>.",
+    )
+    region: str = Field("us-east-1", description="S3 region name given to clients.")
+    admin_access_key: str | None = Field(
+        None,
+        description=(
+            "Admin access key. For 'seaweedfs', generated on first start and kept "
+            "in <data_dir>/storage/admin.json (mode 0600) when unset."
+        ),
+    )
+    admin_secret_key: SecretStr | None = Field(
+        None, description="Admin secret key (see admin_access_key)."
+    )
+    s3_port: int = Field(8333, description="Embedded SeaweedFS: S3 API port.")
+    master_port: int = Field(9333, description="Embedded SeaweedFS: master port.")
+    volume_port: int = Field(9340, description="Embedded SeaweedFS: volume server port.")
+    filer_port: int = Field(8888, description="Embedded SeaweedFS: filer port.")
+    memory_limit_mib: int = Field(
+        1024, description="Embedded SeaweedFS: soft memory limit (GOMEMLIMIT) in MiB."
+    )
+
+
+class GitSettings(BaseModel):
+    """Git hosting."""
+
+    provider: Literal["local"] = Field(
+        "local",
+        description="'local' keeps bare repositories under <data_dir>/git and serves "
+        "them over smart HTTP at /git/<project>.git.",
+    )
+
+
+class AuthSettings(BaseModel):
+    """Login, sessions and tokens."""
+
+    session_cookie: str = Field("balsam_session", description="Name of the session cookie.")
+    session_ttl_hours: int = Field(12, ge=1, description="Lifetime of a login session.")
+    cookie_secure: bool = Field(
+        False, description="Mark the session cookie Secure (set true behind HTTPS)."
+    )
+    token_max_days: int = Field(365, ge=1, description="Longest allowed API token lifetime.")
+    password_min_length: int = Field(12, ge=8, description="Minimum password length.")
+    login_max_failures: int = Field(
+        5, ge=1, description="Failed logins allowed per account and per address in the window."
+    )
+    login_window_seconds: int = Field(
+        300, ge=1, description="Window for counting failed logins (rate limit)."
+    )
+
+
+class Settings(BaseSettings):
+    """All of Balsam's settings."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="BALSAM_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    environment: Literal["development", "production"] = Field(
+        "development",
+        description="'production' refuses insecure settings (e.g. plain-HTTP cookies).",
+    )
+    data_dir: Path = Field(
+        Path(".balsam"),
+        description="Where the database, repositories, object data and logs live.",
+    )
+    database_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL. Default: SQLite at <data_dir>/balsam.db. "
+        "PostgreSQL: postgresql+psycopg://user:pass@host/db.",
+    )
+    host: str = Field("127.0.0.1", description="Address the control plane binds to.")
+    port: int = Field(8080, description="Port the control plane listens on.")
+    public_url: str | None = Field(
+        None,
+        description="Base URL users reach Balsam at (used in clone URLs). "
+        "Default: http://<host>:<port>.",
+    )
+    admin_username: str = Field("admin", description="Username of the first admin account.")
+    admin_password: SecretStr | None = Field(
+        None,
+        description="Password of the first admin account, used on first start only. "
+        "When unset, one is generated and printed once.",
+    )
+    max_body_bytes: int = Field(
+        1024 * 1024, description="Largest JSON request body accepted by the API (bytes)."
+    )
+    source_file_roots: list[Path] = Field(
+        default_factory=list,
+        description="Folders whose git repositories may be used as file:// sourceLocation "
+        "when creating projects. Empty (the default) refuses file:// sources, so users "
+        "cannot copy repositories they may not read (e.g. other projects').",
+    )
+    storage: StorageSettings = Field(default_factory=StorageSettings)  # type: ignore[arg-type]
+    git: GitSettings = Field(default_factory=GitSettings)  # type: ignore[arg-type]
+    auth: AuthSettings = Field(default_factory=AuthSettings)  # type: ignore[arg-type]
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir.resolve() / 'balsam.db'}"
+
+    @property
+    def resolved_public_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def resolved_s3_endpoint(self) -> str:
+        return self.storage.endpoint_url or f"http://127.0.0.1:{self.storage.s3_port}"

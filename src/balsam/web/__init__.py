@@ -1,0 +1,1 @@
+"""HTTP layer: API, portal pages and git smart HTTP."""

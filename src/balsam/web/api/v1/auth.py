@@ -1,0 +1,38 @@
+"""Login and logout for the portal (session cookie + CSRF token)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+
+from balsam.domain.identity.schemas import LoginRequest, LoginResponse
+from balsam.domain.identity.service import IdentityService
+from balsam.web.api.v1.common import problems
+from balsam.web.deps import Ctx, client_address, request_id
+
+router = APIRouter(prefix="/auth", tags=["Auth"])
+
+
+@router.post("/login", response_model=LoginResponse, responses=problems(400, 401, 422, 429))
+def login(body: LoginRequest, request: Request, response: Response, ctx: Ctx) -> LoginResponse:
+    """Check username and password and start a browser session."""
+    identity = IdentityService(ctx)
+    user = identity.login_password(body.username, body.password,
+                                   address=client_address(request),
+                                   request_id=request_id(request))
+    value, session = identity.start_session(user)
+    auth = ctx.settings.auth
+    response.set_cookie(auth.session_cookie, value, max_age=auth.session_ttl_hours * 3600,
+                        httponly=True, samesite="lax", secure=auth.cookie_secure, path="/")
+    return LoginResponse(username=user.username, csrf_token=session.csrf_token,
+                         expires_at=session.expires_at)
+
+
+@router.post("/logout", status_code=204)
+def logout(request: Request, response: Response, ctx: Ctx) -> Response:
+    """End the browser session (if any)."""
+    cookie = request.cookies.get(ctx.settings.auth.session_cookie)
+    if cookie:
+        IdentityService(ctx).end_session(cookie)
+    response.delete_cookie(ctx.settings.auth.session_cookie, path="/")
+    response.status_code = 204
+    return response

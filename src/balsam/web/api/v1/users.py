@@ -1,0 +1,86 @@
+"""Users and personal API tokens."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Response
+
+from balsam.db.models import ApiToken, User
+from balsam.domain.identity.schemas import (
+    TokenCreate,
+    TokenCreated,
+    TokenPublic,
+    UserCreate,
+    UserList,
+    UserPublic,
+    UserUpdate,
+)
+from balsam.domain.identity.service import IdentityService
+from balsam.web.api.v1.common import AUTH, Limit, Offset, problems
+from balsam.web.deps import AdminActor, BasicOrActor, Ctx, CurrentActor
+
+router = APIRouter(prefix="/users", tags=["Users"])
+Username = Annotated[str, Path(max_length=64)]
+
+
+def user_public(user: User) -> UserPublic:
+    return UserPublic(username=user.username, display_name=user.display_name, email=user.email,
+                      is_admin=user.is_admin, is_active=user.is_active, created_at=user.created_at)
+
+
+def token_public(token: ApiToken) -> TokenPublic:
+    return TokenPublic(id=token.id, name=token.name, created_at=token.created_at,
+                       expires_at=token.expires_at, last_used_at=token.last_used_at)
+
+
+@router.post("", status_code=201, response_model=UserPublic,
+             responses=problems(400, 401, 403, 409, 422))
+def create_user(body: UserCreate, actor: AdminActor, ctx: Ctx) -> UserPublic:
+    """Create a local user (admins only)."""
+    return user_public(IdentityService(ctx).create_user(actor, body))
+
+
+@router.get("", response_model=UserList, responses=problems(401, 403, 422))
+def list_users(actor: AdminActor, ctx: Ctx, limit: Limit = 50, offset: Offset = 0,
+               q: Annotated[str, Query(max_length=200)] = "") -> UserList:
+    """All users (admins only)."""
+    users, total = IdentityService(ctx).list_users(query=q, limit=limit, offset=offset)
+    return UserList(users=[user_public(u) for u in users], total=total)
+
+
+@router.get("/me", response_model=UserPublic, responses=AUTH)
+def me(actor: CurrentActor, ctx: Ctx) -> UserPublic:
+    """The authenticated user."""
+    return user_public(IdentityService(ctx).get_user(actor.username))
+
+
+@router.patch("/{username}", response_model=UserPublic,
+              responses=problems(400, 401, 403, 404, 409, 422))
+def update_user(username: Username, body: UserUpdate, actor: CurrentActor, ctx: Ctx
+                ) -> UserPublic:
+    """Change a user; only admins change status or other users."""
+    return user_public(IdentityService(ctx).update_user(actor, username, body))
+
+
+@router.post("/me/tokens", status_code=201, response_model=TokenCreated,
+             responses=problems(400, 401, 403, 422, 429))
+def create_token(body: TokenCreate, actor: BasicOrActor, ctx: Ctx) -> TokenCreated:
+    """Mint a personal API token (accepts HTTP Basic with the password, for scripts)."""
+    row, token = IdentityService(ctx).create_token(actor, body)
+    return TokenCreated(**token_public(row).model_dump(by_alias=True), token=token)
+
+
+@router.get("/me/tokens", response_model=list[TokenPublic], responses=AUTH)
+def list_tokens(actor: CurrentActor, ctx: Ctx) -> list[TokenPublic]:
+    """The caller's live tokens (never the token values)."""
+    return [token_public(t) for t in IdentityService(ctx).list_tokens(actor)]
+
+
+@router.delete("/me/tokens/{token_id}", status_code=204,
+                responses=problems(401, 403, 404, 422))
+def revoke_token(token_id: Annotated[str, Path(max_length=64)], actor: CurrentActor,
+                 ctx: Ctx) -> Response:
+    """Revoke one of the caller's tokens."""
+    IdentityService(ctx).revoke_token(actor, token_id)
+    return Response(status_code=204)

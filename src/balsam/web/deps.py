@@ -1,0 +1,108 @@
+"""FastAPI dependencies: the app context and the authenticated actor.
+
+API calls authenticate with ``Authorization: Bearer <token>`` or the portal's
+session cookie. Cookie-authenticated writes must carry the session's CSRF
+token in ``X-CSRF-Token`` (a token in a header cannot be forged cross-site).
+HTTP Basic (username + password) is accepted only where a route asks for
+:func:`actor_with_basic` (minting a first token from a script).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from balsam.context import AppContext
+from balsam.domain.identity.service import Actor, IdentityService
+from balsam.errors import Forbidden, Unauthenticated
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def get_ctx(request: Request) -> AppContext:
+    ctx: AppContext = request.app.state.ctx
+    return ctx
+
+
+Ctx = Annotated[AppContext, Depends(get_ctx)]
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def request_id(request: Request) -> str:
+    return str(getattr(request.state, "request_id", ""))
+
+
+def _actor(request: Request, user_id: int, username: str, is_admin: bool) -> Actor:
+    return Actor(user_id=user_id, username=username, is_admin=is_admin,
+                 request_id=request_id(request), address=client_address(request))
+
+
+def _bearer(request: Request) -> str | None:
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+
+
+def _basic(request: Request) -> tuple[str, str] | None:
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        username, sep, password = base64.b64decode(value, validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        raise Unauthenticated("Malformed basic credentials.") from None
+    return (username, password) if sep else None
+
+
+def authenticate(request: Request, ctx: AppContext, *, allow_basic: bool = False) -> Actor:
+    """Resolve the caller or raise Unauthenticated / Forbidden (CSRF)."""
+    identity = IdentityService(ctx)
+    token = _bearer(request)
+    if token is not None:
+        user = identity.authenticate_token(token)
+        return _actor(request, user.id, user.username, user.is_admin)
+    basic = _basic(request)
+    if basic is not None:
+        if not allow_basic:
+            raise Unauthenticated("Use a bearer token for this call.")
+        user = identity.login_password(basic[0], basic[1], address=client_address(request),
+                                       request_id=request_id(request))
+        return _actor(request, user.id, user.username, user.is_admin)
+    cookie = request.cookies.get(ctx.settings.auth.session_cookie)
+    if cookie:
+        user, session = identity.authenticate_session(cookie)
+        if request.method not in SAFE_METHODS:
+            sent = request.headers.get("x-csrf-token", "")
+            if not hmac.compare_digest(sent.encode(), session.csrf_token.encode()):
+                raise Forbidden("Missing or wrong X-CSRF-Token header.")
+        return _actor(request, user.id, user.username, user.is_admin)
+    raise Unauthenticated("Authentication required.")
+
+
+def current_actor(request: Request, ctx: Ctx) -> Actor:
+    actor = authenticate(request, ctx)
+    request.state.actor = actor
+    return actor
+
+
+def actor_with_basic(request: Request, ctx: Ctx) -> Actor:
+    actor = authenticate(request, ctx, allow_basic=True)
+    request.state.actor = actor
+    return actor
+
+
+def admin_actor(actor: Annotated[Actor, Depends(current_actor)]) -> Actor:
+    if not actor.is_admin:
+        raise Forbidden("Administrators only.")
+    return actor
+
+
+CurrentActor = Annotated[Actor, Depends(current_actor)]
+BasicOrActor = Annotated[Actor, Depends(actor_with_basic)]
+AdminActor = Annotated[Actor, Depends(admin_actor)]

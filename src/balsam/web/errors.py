@@ -1,0 +1,99 @@
+"""The one place errors become HTTP responses (``application/problem+json``)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from balsam.domain.audit.service import AuditRecord
+from balsam.errors import BalsamError
+
+log = logging.getLogger(__name__)
+
+PROBLEM = "application/problem+json"
+_TITLES = {400: "Bad request", 401: "Authentication required", 403: "Forbidden",
+           404: "Not found", 405: "Method not allowed", 409: "Conflict",
+           413: "Payload too large", 415: "Unsupported media type", 422: "Invalid input",
+           429: "Too many requests", 500: "Internal error", 502: "Backend failure"}
+
+
+def problem(
+    status: int, detail: str, *, reason: str | None = None, request: Request | None = None,
+    headers: dict[str, str] | None = None, **extra: Any,
+) -> JSONResponse:
+    """Build an RFC 9457 problem response."""
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": _TITLES.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+        "reason": reason or _TITLES.get(status, "error").lower().replace(" ", "-"),
+    }
+    if request is not None:
+        body["instance"] = str(request.url.path)
+        rid = getattr(request.state, "request_id", None)
+        if rid:
+            body["requestId"] = rid
+    body.update(extra)
+    hdrs = dict(headers or {})
+    if status == 401:
+        hdrs.setdefault("WWW-Authenticate", 'Bearer realm="balsam"')
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=hdrs)
+
+
+async def _balsam_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, BalsamError)
+    if exc.status in (401, 403) and not exc.details.get("audited"):
+        await run_in_threadpool(_audit_denial, request, exc)
+    extra = {"errors": exc.details["errors"]} if "errors" in exc.details else {}
+    return problem(exc.status, exc.message, reason=exc.reason, request=request, **extra)
+
+
+def _audit_denial(request: Request, exc: BalsamError) -> None:
+    """Every refused request lands in the audit trail."""
+    ctx = getattr(request.app.state, "ctx", None)
+    if ctx is None:
+        return
+    actor = getattr(request.state, "actor", None)
+    ctx.audit.record(AuditRecord(
+        actor=actor.username if actor else "anonymous", action="request.denied",
+        target=f"{request.method} {request.url.path}"[:300], outcome="denied",
+        request_id=str(getattr(request.state, "request_id", "")),
+        details={"status": exc.status, "reason": exc.message[:200]}))
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "")),
+         "type": str(e.get("type", ""))}
+        for e in exc.errors()
+    ]
+    malformed = any(e["type"] in {"json_invalid", "json_type"} for e in errors)
+    status = 400 if malformed else 422
+    detail = "The request body is not valid JSON." if malformed else "The request is invalid."
+    return problem(status, detail, request=request, errors=errors)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    return problem(exc.status_code, str(exc.detail), request=request,
+                   headers=dict(exc.headers or {}))
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return problem(500, "An unexpected error occurred.", request=request)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(BalsamError, _balsam_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

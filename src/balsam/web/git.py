@@ -1,0 +1,102 @@
+"""Git smart HTTP at ``/git/<project>.git``, authorised per project.
+
+Clients authenticate with HTTP Basic: the username and a personal API token
+(or the password). Members may fetch and push. Anonymous requests get 401
+with a Basic challenge (so git asks for credentials); authenticated users who
+are not members get 403 whether or not the repository exists, so nothing
+about other people's repositories leaks. Pushes, fetches and denials are
+audited.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+from fastapi import APIRouter, Request, Response
+from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
+
+from balsam.context import AppContext
+from balsam.db.models import Membership, Project, User
+from balsam.domain.audit.service import AuditRecord
+from balsam.domain.identity.service import TOKEN_PREFIX, IdentityService
+from balsam.errors import RateLimited, Unauthenticated
+from balsam.web.deps import client_address, request_id
+from balsam.web.errors import problem
+from balsam.web.git_http import git_http_response, git_service_of
+
+router = APIRouter(include_in_schema=False)
+CHALLENGE = {"WWW-Authenticate": 'Basic realm="Balsam git", charset="UTF-8"'}
+
+
+def _credentials(request: Request) -> tuple[str, str] | None:
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        username, sep, secret = base64.b64decode(value, validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return (username, secret) if sep and username and secret else None
+
+
+def _user(request: Request, ctx: AppContext, username: str, secret: str) -> User:
+    identity = IdentityService(ctx)
+    if secret.startswith(TOKEN_PREFIX):
+        user = identity.authenticate_token(secret)
+        if user.username != username:
+            raise Unauthenticated("The token does not belong to this user.")
+        return user
+    return identity.login_password(username, secret, address=client_address(request),
+                                   request_id=request_id(request))
+
+
+def _is_member(ctx: AppContext, user: User, project_id: str) -> bool:
+    with ctx.sessions() as session:
+        if session.get(Project, project_id) is None:
+            return False
+        return user.is_admin or session.scalar(select(Membership.role).where(
+            Membership.project_id == project_id, Membership.user_id == user.id)) is not None
+
+
+def _audit(ctx: AppContext, request: Request, actor: str, action: str, project_id: str,
+           outcome: str, **details: object) -> None:
+    ctx.audit.record(AuditRecord(
+        actor=actor[:64], action=action, target=f"git:{project_id}"[:300],
+        project_id=project_id if outcome != "denied" else None, outcome=outcome,  # type: ignore[arg-type]
+        request_id=request_id(request), details=dict(details)))
+
+
+def _authorize(request: Request, ctx: AppContext, repo: str, write: bool) -> User | Response:
+    """The member allowed in, or the refusal to send (blocking: run in a thread)."""
+    creds = _credentials(request)
+    if creds is None:
+        return problem(401, "Log in with your username and an API token.", request=request,
+                       headers=CHALLENGE)
+    try:
+        user = _user(request, ctx, *creds)
+    except (Unauthenticated, RateLimited) as exc:
+        return problem(exc.status, exc.message, request=request, headers=CHALLENGE)
+    if not _is_member(ctx, user, repo):
+        _audit(ctx, request, user.username, "git.denied", repo, "denied", write=write)
+        return problem(403, "You are not a member of this project.", request=request)
+    if request.method == "POST":
+        _audit(ctx, request, user.username, "git.push" if write else "git.fetch", repo,
+               "success")
+    return user
+
+
+@router.api_route("/git/{repo}.git/{path:path}", methods=["GET", "POST"])
+async def git_smart_http(repo: str, path: str, request: Request) -> Response:
+    ctx: AppContext = request.app.state.ctx
+    service = git_service_of("/" + path, request.url.query)
+    if service is None:
+        return problem(404, "Only git's smart HTTP protocol is served here.", request=request)
+    write = service == "receive-pack"
+    allowed = await run_in_threadpool(_authorize, request, ctx, repo, write)
+    if isinstance(allowed, Response):
+        return allowed
+    repo_path = ctx.providers.git.repository_path(repo)  # type: ignore[attr-defined]
+    return await git_http_response(request, repo_path=repo_path, path_info="/" + path,
+                                   remote_user=allowed.username, allow_push=True)

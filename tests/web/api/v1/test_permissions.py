@@ -1,0 +1,110 @@
+"""Every project endpoint: anonymous → 401, non-member → 404 (nothing leaks),
+member and owner as designed. The route list is checked against the app so a
+new endpoint without a row here fails the suite."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+
+from tests.fixtures.app import TestUser
+
+# (method, path template, body, status for member, status for owner)
+# The branch "feature" and member "bob" exist; each row runs on a fresh project.
+ROWS: list[tuple[str, str, Any, int, int]] = [
+    ("GET", "/api/v1/projects/{p}", None, 200, 200),
+    ("PATCH", "/api/v1/projects/{p}", {"description": "d"}, 403, 200),
+    ("DELETE", "/api/v1/projects/{p}", None, 403, 204),
+    ("GET", "/api/v1/projects/{p}/branches", None, 200, 200),
+    ("POST", "/api/v1/projects/{p}/branches", {"name": "new"}, 201, 201),
+    ("DELETE", "/api/v1/projects/{p}/branches/{b}", None, 204, 204),
+    ("GET", "/api/v1/projects/{p}/branches/{b}/files", None, 200, 200),
+    ("GET", "/api/v1/projects/{p}/branches/{b}/files/UkVBRE1FLm1k", None, 200, 200),
+    ("GET", "/api/v1/projects/{p}/members", None, 200, 200),
+    ("POST", "/api/v1/projects/{p}/members", {"username": "{carol}"}, 403, 201),
+    ("PATCH", "/api/v1/projects/{p}/members/{bob}", {"role": "owner"}, 403, 200),
+    ("DELETE", "/api/v1/projects/{p}/members/{bob}", None, 204, 204),
+    ("GET", "/api/v1/projects/{p}/credentials", None, 200, 200),
+    ("POST", "/api/v1/projects/{p}/credentials", {"name": "k"}, 201, 201),
+    ("DELETE", "/api/v1/projects/{p}/credentials/{key}", None, 404, 204),
+    ("GET", "/api/v1/projects/{p}/audit", None, 403, 200),
+]
+
+
+def _fill(text: str, values: dict[str, str]) -> str:
+    for k, v in values.items():
+        text = text.replace("{" + k + "}", v)
+    return text
+
+
+def _call(client: httpx.Client, method: str, path: str, body: Any, values: dict[str, str]
+          ) -> httpx.Response:
+    if isinstance(body, dict):
+        body = {k: _fill(v, values) if isinstance(v, str) else v for k, v in body.items()}
+    return client.request(method, _fill(path, values), json=body)
+
+
+@pytest.fixture
+def setup(alice: TestUser, bob: TestUser, make_user: Any, project: dict[str, Any]
+          ) -> dict[str, str]:
+    pid = project["id"]
+    assert alice.client.post(f"/api/v1/projects/{pid}/branches",
+                             json={"name": "feature"}).status_code == 201
+    assert alice.client.post(f"/api/v1/projects/{pid}/members",
+                             json={"username": bob.username}).status_code == 201
+    carol = make_user("carol")
+    return {"p": pid, "b": "feature", "bob": bob.username, "carol": carol.username,
+            "key": project["credentials"]["accessKey"]}
+
+
+@pytest.mark.parametrize(("method", "path", "body", "member", "owner"), ROWS,
+                         ids=[f"{m} {p}" for m, p, *_ in ROWS])
+def test_outsiders_are_refused(setup: dict[str, str], anon: httpx.Client, make_user: Any,
+                               method: str, path: str, body: Any, member: int, owner: int
+                               ) -> None:
+    r = _call(anon, method, path, body, setup)
+    assert r.status_code == 401, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    r = _call(make_user("mallory").client, method, path, body, setup)
+    assert r.status_code == 404, r.text
+    assert r.json()["detail"] == f"No project '{setup['p']}'."
+
+
+@pytest.mark.parametrize("role", ["member", "owner"])
+@pytest.mark.parametrize(("method", "path", "body", "member", "owner"), ROWS,
+                         ids=[f"{m} {p}" for m, p, *_ in ROWS])
+def test_members_and_owners(setup: dict[str, str], alice: TestUser, bob: TestUser,
+                            method: str, path: str, body: Any, member: int, owner: int,
+                            role: str) -> None:
+    client = bob.client if role == "member" else alice.client
+    r = _call(client, method, path, body, setup)
+    assert r.status_code == (member if role == "member" else owner), r.text
+
+
+def test_unknown_project_and_others_project_look_the_same(
+        setup: dict[str, str], make_user: Any) -> None:
+    stranger = make_user("eve")
+    real = stranger.client.get(f"/api/v1/projects/{setup['p']}")
+    fake = stranger.client.get("/api/v1/projects/does-not-exist")
+    assert real.status_code == fake.status_code == 404
+    assert real.json()["title"] == fake.json()["title"]
+
+
+def test_every_route_is_in_the_matrix(app: FastAPI) -> None:
+    covered = {(m, p.replace("{p}", "{projectId}").replace("{b}", "{branchId}")
+                .replace("{bob}", "{username}").replace("{key}", "{accessKey}")
+                .replace("UkVBRE1FLm1k", "{fileId}")) for m, p, *_ in ROWS}
+    elsewhere = {"/api/v1/projects", "/api/v1/audit", "/api/v1/users", "/api/v1/users/me",
+                 "/api/v1/users/me/tokens", "/api/v1/users/me/tokens/{token_id}",
+                 "/api/v1/users/{username}", "/api/v1/auth/login", "/api/v1/auth/logout"}
+    for route in app.routes:
+        if not isinstance(route, APIRoute) or not route.path.startswith("/api/v1"):
+            continue
+        for method in route.methods:
+            if route.path in elsewhere:
+                continue
+            assert (method, route.path) in covered, f"{method} {route.path} has no row"
