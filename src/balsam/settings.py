@@ -40,10 +40,26 @@ class StorageSettings(BaseModel):
     admin_secret_key: SecretStr | None = Field(
         None, description="Admin secret key (see admin_access_key)."
     )
-    s3_port: int = Field(8333, description="Embedded SeaweedFS: S3 API port.")
-    master_port: int = Field(9333, description="Embedded SeaweedFS: master port.")
-    volume_port: int = Field(9340, description="Embedded SeaweedFS: volume server port.")
-    filer_port: int = Field(8888, description="Embedded SeaweedFS: filer port.")
+    s3_port: int = Field(
+        8333, ge=1, le=55535, description="Embedded SeaweedFS: S3 API port (gRPC twin: +10000)."
+    )
+    master_port: int = Field(
+        9333, ge=1, le=55535, description="Embedded SeaweedFS: master port (gRPC twin: +10000)."
+    )
+    volume_port: int = Field(
+        9340, ge=1, le=55535, description="Embedded SeaweedFS: volume port (gRPC twin: +10000)."
+    )
+    filer_port: int = Field(
+        8888, ge=1, le=55535, description="Embedded SeaweedFS: filer port (gRPC twin: +10000)."
+    )
+    admin_port: int = Field(
+        23646, ge=1, le=55535, description="Embedded SeaweedFS: admin port (gRPC twin: +10000)."
+    )
+    max_volumes: int = Field(
+        10_000, ge=100,
+        description="Embedded SeaweedFS: most volumes the volume server may hold. Each "
+        "bucket (project) takes at least one; volumes are sparse files.",
+    )
     memory_limit_mib: int = Field(
         1024, description="Embedded SeaweedFS: soft memory limit (GOMEMLIMIT) in MiB."
     )

@@ -143,9 +143,12 @@ def embedded_storage(settings: Settings) -> Iterator[None]:
         yield
         return
     assert storage.admin_access_key and storage.admin_secret_key  # with_storage_credentials
-    server = SeaweedServer.from_settings(
-        storage_dir(settings), storage, admin_access_key=storage.admin_access_key,
-        admin_secret_key=storage.admin_secret_key.get_secret_value())
+    try:
+        server = SeaweedServer.from_settings(
+            storage_dir(settings), storage, admin_access_key=storage.admin_access_key,
+            admin_secret_key=storage.admin_secret_key.get_secret_value())
+    except ValueError as exc:  # e.g. a port whose gRPC twin (port + 10000) is above 65535
+        raise Refused(f"invalid SeaweedFS ports in BALSAM_STORAGE__*: {exc}") from None
     log.info("Starting SeaweedFS (S3 at %s, log %s)", server.endpoint_url, server.log_path)
     try:
         server.start()

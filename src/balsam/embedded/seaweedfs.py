@@ -37,6 +37,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import random
 import secrets
 import shutil
 import socket
@@ -117,18 +118,22 @@ class SeaweedPorts:
 
     @classmethod
     def pick_free(cls) -> SeaweedPorts:
-        """Ten ports free on 127.0.0.1 right now (for tests and benchmarks).
+        """Ports free on 127.0.0.1 right now (for tests and benchmarks).
 
-        Another process may still take one before weed binds it; ``start()``
-        then fails with a message naming the port."""
-        sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(10)]
-        try:
-            for sock in sockets:
-                sock.bind((LOOPBACK, 0))
-            return cls(*(sock.getsockname()[1] for sock in sockets))
-        finally:
-            for sock in sockets:
-                sock.close()
+        Picked below Linux's ephemeral range (so outgoing connections do not
+        take them) and low enough that weed's own "+10000" gRPC twin of the
+        admin port stays valid. Another process may still take one before
+        weed binds it; ``start()`` then fails with a message naming the port."""
+        rng = random.SystemRandom()
+        chosen: list[int] = []
+        while len(chosen) < 9:
+            port = rng.randrange(20_000, 31_000)
+            wanted = [port, port + GRPC_PORT_OFFSET] if len(chosen) == 4 else [port]
+            if all(p not in chosen and port_is_free(p) for p in wanted):
+                chosen.append(port)
+        s3, master, volume, filer, admin, s3_g, master_g, volume_g, filer_g = chosen
+        return cls(s3, master, volume, filer, admin, s3_g, master_g, volume_g, filer_g,
+                   admin + GRPC_PORT_OFFSET)
 
     def as_dict(self) -> dict[str, int]:
         """Port by name, e.g. ``{"s3": 8333, ..., "s3_grpc": 18333, ...}``."""
@@ -248,6 +253,7 @@ class SeaweedServer:
         admin_access_key: str,
         admin_secret_key: str,
         memory_limit_mib: int = 1024,
+        max_volumes: int = 10_000,
         start_timeout: float = 30.0,
         stop_timeout: float = 15.0,
         weed_binary: Path | None = None,
@@ -257,6 +263,7 @@ class SeaweedServer:
         self.admin_access_key = admin_access_key
         self._admin_secret_key = admin_secret_key
         self.memory_limit_mib = memory_limit_mib
+        self.max_volumes = max_volumes
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout
         self._weed_binary = weed_binary
@@ -277,6 +284,7 @@ class SeaweedServer:
             master=storage.master_port,
             volume=storage.volume_port,
             filer=storage.filer_port,
+            admin=storage.admin_port,
         )
         return cls(
             data_dir,
@@ -284,6 +292,7 @@ class SeaweedServer:
             admin_access_key=admin_access_key,
             admin_secret_key=admin_secret_key,
             memory_limit_mib=storage.memory_limit_mib,
+            max_volumes=storage.max_volumes,
         )
 
     def __repr__(self) -> str:  # never the secret
@@ -411,6 +420,10 @@ class SeaweedServer:
             "-s3.port.iceberg=0", "-s3.port.lance=0",
             "-s3.iam.readOnly=false", "-s3.autoCreateBucket=false",
             f"-idleTimeout={_INTERNAL_IDLE_TIMEOUT_S}",
+            # Every bucket is a collection with at least one volume; weed's
+            # automatic limit (free disk / volume size) stops writes after a
+            # few dozen buckets. Volumes are sparse files, so a high cap is cheap.
+            f"-volume.max={self.max_volumes}",
             *self.ports.flags(),
         ]  # fmt: skip
         socket_path = self.data_dir / "s3.sock"

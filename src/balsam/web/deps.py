@@ -18,7 +18,7 @@ from fastapi import Depends, Request
 
 from balsam.context import AppContext
 from balsam.domain.identity.service import Actor, IdentityService
-from balsam.errors import Forbidden, Unauthenticated
+from balsam.errors import Forbidden, InvalidInput, Unauthenticated
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -57,6 +57,8 @@ def _basic(request: Request) -> tuple[str, str] | None:
         username, sep, password = base64.b64decode(value, validate=True).decode().partition(":")
     except (binascii.Error, UnicodeDecodeError):
         raise Unauthenticated("Malformed basic credentials.") from None
+    if "\x00" in username or "\x00" in password:
+        raise Unauthenticated("Malformed basic credentials.")
     return (username, password) if sep else None
 
 
@@ -83,6 +85,14 @@ def authenticate(request: Request, ctx: AppContext, *, allow_basic: bool = False
                 raise Forbidden("Missing or wrong X-CSRF-Token header.")
         return _actor(request, user.id, user.username, user.is_admin)
     raise Unauthenticated("Authentication required.")
+
+
+def refuse_nul_characters(request: Request) -> None:
+    """Refuse NUL in path and query parameters (PostgreSQL cannot compare them)."""
+    values = [*request.path_params.values(), *request.query_params.keys(),
+              *request.query_params.values()]
+    if any("\x00" in str(v) for v in values):
+        raise InvalidInput("Path and query parameters must not contain NUL characters.")
 
 
 def current_actor(request: Request, ctx: Ctx) -> Actor:

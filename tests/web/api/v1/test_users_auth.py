@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from fastapi.testclient import TestClient
 from sqlalchemy import update
 
 from balsam.app import create_app
@@ -24,10 +25,14 @@ PROBLEM = "application/problem+json"
 GOOD_PASSWORD = "Tundra-Lantern-Quokka-42"
 
 
-def client_for(app: FastAPI, address: str = "127.0.0.1", **kwargs: Any) -> httpx.Client:
-    """An in-process client whose requests come from ``address``."""
-    transport = httpx.ASGITransport(app=app, client=(address, 40000))  # type: ignore[arg-type]
-    return httpx.Client(transport=transport, base_url="http://testserver", **kwargs)
+def client_for(app: FastAPI, address: str = "192.0.2.10",
+               auth: tuple[str, str] | None = None) -> TestClient:
+    """An in-process client whose requests come from ``address`` (TEST-NET-1 by
+    default, so failed logins here never count against other tests' address)."""
+    client = TestClient(app, raise_server_exceptions=False, client=(address, 40000))
+    if auth is not None:
+        client.auth = auth
+    return client
 
 
 @pytest.fixture
@@ -307,15 +312,17 @@ def test_csrf_token_belongs_to_its_session(alice: TestUser, bob: TestUser, app: 
         assert_problem(r, 403)
 
 
-def test_logout_ends_the_session(alice: TestUser, browser: httpx.Client,
+def test_logout_ends_the_session(alice: TestUser, browser: httpx.Client, app: FastAPI,
                                  settings: Settings) -> None:
+    name = settings.auth.session_cookie
     assert login(browser, alice.username).status_code == 200
-    value = browser.cookies[settings.auth.session_cookie]
+    value = browser.cookies[name]
     r = browser.post("/api/v1/auth/logout")
     assert r.status_code == 204
-    assert settings.auth.session_cookie not in browser.cookies
-    stale = {settings.auth.session_cookie: value}
-    assert_problem(browser.get("/api/v1/users/me", cookies=stale), 401)
+    assert name not in browser.cookies
+    with client_for(app) as replay:  # a copy of the cookie kept from before the logout
+        replay.cookies.set(name, value)
+        assert_problem(replay.get("/api/v1/users/me"), 401)
     assert browser.post("/api/v1/auth/logout").status_code == 204  # idempotent
 
 
@@ -401,10 +408,12 @@ def test_rate_limited_logins_are_audited(limited_app: FastAPI,
     with client_for(limited_app, "10.0.2.1") as client:
         for _ in range(4):
             login(client, target, "not-the-password")
-        admin_csrf = login(client, "rl-admin").json()
-        assert admin_csrf["username"] == "rl-admin"
+    with client_for(limited_app, "10.0.2.2") as client:
+        assert login(client, "rl-admin").status_code == 200
         events = client.get("/api/v1/audit", params={"limit": 10}).json()["events"]
-    outcomes = [e["outcome"] for e in events if e["target"] == f"user:{target}"]
+    outcomes = [e["outcome"] for e in events
+                if e["action"] == "auth.login" and e["target"] == f"user:{target}"]
     assert outcomes == ["denied", "failure", "failure", "failure"]
+    assert events[0]["actor"] == "rl-admin" and events[0]["outcome"] == "success"
     ok, checked, bad = limited_app.state.ctx.audit.verify_chain()
     assert ok and bad is None and checked >= 5

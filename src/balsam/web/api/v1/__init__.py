@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
 from balsam.web.api.v1 import audit, auth, credentials, members, projects, users
+from balsam.web.deps import refuse_nul_characters
 
-router = APIRouter()
+router = APIRouter(dependencies=[Depends(refuse_nul_characters)])
 for module in (auth, users, projects, members, credentials, audit):
     router.include_router(module.router)
