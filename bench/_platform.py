@@ -54,7 +54,7 @@ def platform(database_url: str | None = None) -> Iterator[Platform]:
             app = create_app(settings, ctx=ctx)
             identity = IdentityService(ctx)
             user = identity.create_user(None, UserCreate(
-                username="bench", password="bench-Password-123", is_admin=True))
+                username="bench", password="Quiet-Harbour-Lamp-42", is_admin=True))
             actor = Actor(user_id=user.id, username="bench", is_admin=True)
             _, token = identity.create_token(actor, TokenCreate(name="b", expires_in_days=1))
             with serve(app, port=port) as url:
@@ -69,4 +69,4 @@ def median(values: list[float]) -> float:
 
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]

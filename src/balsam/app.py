@@ -7,7 +7,12 @@ git smart-HTTP endpoint.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
 from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
 
 from balsam import __version__
 from balsam.context import AppContext, Providers
@@ -16,13 +21,23 @@ from balsam.db.migrate import upgrade
 from balsam.domain.audit.service import AuditLog
 from balsam.providers.factory import build_providers
 from balsam.settings import Settings
-from balsam.web.errors import install_error_handlers
+from balsam.web.errors import document_problems, document_security, install_error_handlers
 from balsam.web.middleware import BodyLimitMiddleware, RequestIdMiddleware
 
 API_DESCRIPTION = (
     "Balsam's REST API. Upstream BALSAM's paths, methods, parameters and field names "
     "work unchanged; status codes are precise and every error is application/problem+json."
 )
+
+
+def _document(app: FastAPI) -> None:
+    """Errors as problem+json and the security schemes, in the OpenAPI document."""
+    original = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        return document_security(document_problems(original()))
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def build_context(settings: Settings, providers: Providers | None = None) -> AppContext:
@@ -41,6 +56,22 @@ def build_context(settings: Settings, providers: Providers | None = None) -> App
     )
 
 
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Background work that lives as long as the served app: knowledge-library sync."""
+    from balsam.domain.library.sync import LibrarySyncWorker
+
+    previous = getattr(app.state, "library_sync", None)
+    worker = LibrarySyncWorker(app.state.ctx)
+    worker.start()
+    app.state.library_sync = worker
+    try:
+        yield
+    finally:
+        app.state.library_sync = previous
+        await run_in_threadpool(worker.stop)
+
+
 def create_app(settings: Settings | None = None, *, providers: Providers | None = None,
                ctx: AppContext | None = None) -> FastAPI:
     """Build one Balsam ASGI application."""
@@ -56,9 +87,11 @@ def create_app(settings: Settings | None = None, *, providers: Providers | None 
         openapi_url="/api/v1/openapi.json",
         docs_url="/api/v1/docs",
         redoc_url=None,
+        lifespan=lifespan,
     )
     app.state.ctx = ctx
     install_error_handlers(app)
+    _document(app)
     app.include_router(api_router, prefix="/api/v1")
     app.include_router(git_router)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)

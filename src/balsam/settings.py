@@ -138,6 +138,25 @@ class Settings(BaseSettings):
     storage: StorageSettings = Field(default_factory=StorageSettings)  # type: ignore[arg-type]
     git: GitSettings = Field(default_factory=GitSettings)  # type: ignore[arg-type]
     auth: AuthSettings = Field(default_factory=AuthSettings)  # type: ignore[arg-type]
+    library_sync_interval_seconds: int = Field(
+        600, ge=0,
+        description="How often every knowledge library is fetched from its repository in "
+        "the background. 0 disables periodic syncs (registration and explicit sync requests "
+        "still sync).",
+    )
+    library_sync_timeout_seconds: int = Field(
+        300, ge=1, description="Longest a single knowledge-library fetch may take."
+    )
+    library_public: bool = Field(
+        False,
+        description="Let anonymous visitors read knowledge libraries. By default only "
+        "logged-in users can.",
+    )
+    library_render_max_bytes: int = Field(
+        5 * 1024 * 1024, ge=1024,
+        description="Largest library file rendered to HTML; larger files are offered "
+        "for download only.",
+    )
 
     @property
     def resolved_database_url(self) -> str:

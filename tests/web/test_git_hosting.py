@@ -13,7 +13,8 @@ from balsam.context import AppContext
 from tests.fixtures.app import PASSWORD, TestUser
 
 
-def git(*args: str, cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+def git(*args: str, cwd: Path | None = None, check: bool = True
+        ) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_CONFIG_NOSYSTEM": "1",
            "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_ASKPASS": "/bin/false"}
     return subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True,

@@ -236,14 +236,15 @@ def _wait_for(condition: Callable[[], object], timeout: float = 10) -> bool:
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
 def test_client_disconnect_kills_backend(server: GitServer) -> None:
     host, port = server.base_url.removeprefix("http://").split(":")
+    before = _backend_groups()  # e.g. the session's SeaweedFS, also a group leader
     with socket.create_connection((host, int(port))) as conn:
         conn.sendall(
             b"POST /git/demo.git/git-receive-pack HTTP/1.1\r\nHost: x\r\n"
             b"Content-Type: application/x-git-receive-pack-request\r\n"
             b"Transfer-Encoding: chunked\r\n\r\n2\r\n00\r\n"
         )
-        assert _wait_for(_backend_groups)
-        groups = _backend_groups()
+        assert _wait_for(lambda: _backend_groups() - before)
+        groups = _backend_groups() - before
     assert _wait_for(lambda: not any(_group_alive(group) for group in groups))
 
 

@@ -14,6 +14,7 @@ import click
 from balsam import __version__
 from balsam.cli.admin import admin
 from balsam.cli.audit import audit
+from balsam.cli.library import library
 from balsam.cli.settings_cmd import settings
 from balsam.cli.up import up
 
@@ -34,6 +35,7 @@ def main(ctx: click.Context) -> None:
 main.add_command(up)
 main.add_command(admin)
 main.add_command(audit)
+main.add_command(library)
 main.add_command(settings)
 
 __all__ = ["main"]

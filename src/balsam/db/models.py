@@ -129,7 +129,7 @@ class Project(Base):
     created_by: Mapped[int | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL"), nullable=True
     )
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 
     branches: Mapped[list[Branch]] = relationship(
         back_populates="project",
@@ -204,3 +204,49 @@ class AuditEvent(Base):
     hash: Mapped[str] = mapped_column(String(64), unique=True)
 
     __table_args__ = (Index("ix_audit_events_project_id_id", "project_id", "id"),)
+
+
+class KnowledgeLibrary(Base):
+    """A knowledge library: a git repository mirrored under ``<data_dir>/libraries``.
+
+    ``last_synced_commit`` is what readers are served; a failed sync records
+    ``sync_error`` and leaves it (the last good commit) in place.
+    """
+
+    __tablename__ = "knowledge_libraries"
+
+    id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    #: casefolded, whitespace-normalised name: duplicate display names are refused.
+    name_key: Mapped[str] = mapped_column(String(200), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    repository_url: Mapped[str] = mapped_column(Text)
+    repository_friendly_url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    branch: Mapped[str] = mapped_column(String(100))
+    sync_status: Mapped[str] = mapped_column(String(16), default="pending")
+    last_synced_commit: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    last_synced_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    sync_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_by: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), nullable=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class SearchDocument(Base):
+    """One indexed file of a knowledge library; every replica builds its
+    in-memory search index from these rows (see :mod:`balsam.domain.search`).
+
+    ``content_hash`` is ``<extractor version>:<git blob id>`` (``…:name`` where
+    only the name is indexed): a sync re-reads only paths whose hash changed.
+    """
+
+    __tablename__ = "search_documents"
+
+    library_id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    path: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    title: Mapped[str] = mapped_column(String(300))
+    body: Mapped[str] = mapped_column(Text, default="")
+    content_hash: Mapped[str] = mapped_column(String(64))

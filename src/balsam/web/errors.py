@@ -92,6 +92,52 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     return problem(500, "An unexpected error occurred.", request=request)
 
 
+def document_problems(schema: dict[str, Any]) -> dict[str, Any]:
+    """Document every 4xx/5xx response as ``application/problem+json`` with the
+    Problem schema (FastAPI would file a response model under application/json),
+    and the errors any operation can give: 400/413/422 for a request body
+    (malformed JSON, too large, invalid), 422 for parameters."""
+    ref = {"$ref": "#/components/schemas/Problem"}
+    for item in schema.get("paths", {}).values():
+        for operation in item.values():
+            responses = operation.setdefault("responses", {})
+            implied = (["400", "413", "422"] if "requestBody" in operation else []) + \
+                (["422"] if operation.get("parameters") else [])
+            for code in implied:
+                responses.setdefault(code, {"description": _TITLES[int(code)]})
+            for code, response in responses.items():
+                if code[:1] in "45":
+                    response["content"] = {PROBLEM: {"schema": ref}}
+    return schema
+
+
+SECURITY_SCHEMES = {
+    "bearerAuth": {"type": "http", "scheme": "bearer",
+                   "description": "A personal API token (POST /api/v1/users/me/tokens)."},
+    "sessionCookie": {"type": "apiKey", "in": "cookie", "name": "balsam_session",
+                      "description": "The portal's session; writes also need X-CSRF-Token."},
+    "basicAuth": {"type": "http", "scheme": "basic",
+                  "description": "Username and password; only to mint a first token."},
+}
+#: Operations that need no credentials, and the one that also takes Basic.
+_OPEN = {"/api/v1/auth/login", "/api/v1/auth/logout"}
+_BASIC = ("/api/v1/users/me/tokens", "post")
+
+
+def document_security(schema: dict[str, Any]) -> dict[str, Any]:
+    """Declare how callers authenticate: bearer token or session cookie everywhere,
+    HTTP Basic on token creation, nothing on login/logout."""
+    schema.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
+    schema["security"] = [{"bearerAuth": []}, {"sessionCookie": []}]
+    for path, item in schema.get("paths", {}).items():
+        for method, operation in item.items():
+            if path in _OPEN:
+                operation["security"] = []
+            elif (path, method) == _BASIC:
+                operation["security"] = [*schema["security"], {"basicAuth": []}]
+    return schema
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(BalsamError, _balsam_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

@@ -38,7 +38,9 @@ def _credentials(request: Request) -> tuple[str, str] | None:
         username, sep, secret = base64.b64decode(value, validate=True).decode().partition(":")
     except (binascii.Error, UnicodeDecodeError):
         return None
-    return (username, secret) if sep and username and secret else None
+    if not (sep and username and secret) or "\x00" in username + secret:
+        return None
+    return username, secret
 
 
 def _user(request: Request, ctx: AppContext, username: str, secret: str) -> User:
@@ -91,7 +93,7 @@ def _authorize(request: Request, ctx: AppContext, repo: str, write: bool) -> Use
 async def git_smart_http(repo: str, path: str, request: Request) -> Response:
     ctx: AppContext = request.app.state.ctx
     service = git_service_of("/" + path, request.url.query)
-    if service is None:
+    if service is None or "\x00" in repo:
         return problem(404, "Only git's smart HTTP protocol is served here.", request=request)
     write = service == "receive-pack"
     allowed = await run_in_threadpool(_authorize, request, ctx, repo, write)

@@ -16,11 +16,22 @@ class _Out(BaseModel):
     model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
 
 
+class LibrarySource(ApiModel):
+    """A template JSON or an example-project folder of a knowledge library."""
+
+    library_id: str = Field(alias="libraryId", max_length=63)
+    path: str = Field(max_length=4096, description="Path inside the library, e.g. "
+                      "'Templates/x.json' or 'ExampleProjects/Name'.")
+
+
 class ProjectCreate(ApiModel):
     name: str = Field(max_length=10_000)
     description: str = Field("", max_length=10_000)
     branch_name: str = Field(alias="branchName", max_length=1000)
     source_location: str | None = Field(None, alias="sourceLocation", max_length=2000)
+    source: LibrarySource | None = Field(
+        None, description="Start from a knowledge-library template or example project "
+        "(instead of sourceLocation).")
 
 
 class ProjectUpdate(ApiModel):

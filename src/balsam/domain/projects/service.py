@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from sqlalchemy import exists, func, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -23,7 +23,7 @@ from balsam.domain.projects import naming
 from balsam.domain.projects.access import require, role_of
 from balsam.domain.projects.schemas import ProjectCreate, ProjectUpdate
 from balsam.domain.steps import Compensations
-from balsam.errors import BalsamError, Conflict, InvalidInput
+from balsam.errors import BalsamError, Conflict, InvalidInput, NotFound
 from balsam.providers.git.base import Author
 from balsam.providers.storage.base import ScopedKey
 
@@ -74,6 +74,16 @@ def initial_files(name: str, description: str) -> dict[str, bytes]:
 
 
 @dataclass(frozen=True)
+class Start:
+    """Where a new repository's files come from."""
+
+    files: dict[str, bytes]
+    source_url: str | None
+    label: str
+    location: str | None
+
+
+@dataclass(frozen=True)
 class CreatedProject:
     project: Project
     key: ScopedKey
@@ -89,7 +99,8 @@ class ProjectService:
     def create(self, actor: Actor, data: ProjectCreate) -> CreatedProject:
         name = naming.validate_display_name(data.name)
         branch = naming.validate_branch_name(data.branch_name)
-        source = self._validate_source(data.source_location)
+        start = self._starting_point(data)
+        self._validate_source(start.source_url)
         with self.ctx.sessions() as session:
             if session.scalar(select(Project.id).where(Project.name_key == naming.name_key(name))):
                 raise Conflict(f"A project named '{name}' already exists.")
@@ -97,8 +108,9 @@ class ProjectService:
         try:
             with Compensations() as undo:
                 key = self._provision(undo, actor, project_id, name, branch, data.description,
-                                      source)
-                project = self._insert(actor, project_id, name, branch, data, key)
+                                      start)
+                project = self._insert(actor, project_id, name, branch, data, key,
+                                       start.location)
         except BalsamError as exc:
             self._audit_failure(actor, project_id, undo, exc)
             if isinstance(exc, InvalidInput | Conflict):
@@ -108,18 +120,20 @@ class ProjectService:
             self._audit_failure(actor, project_id, undo, exc)
             raise
         self._audit(actor, "project.create", project_id,
-                    details={"name": name, "branch": branch, "source": source})
+                    details={"name": name, "branch": branch, "source": start.location})
         return CreatedProject(project=project, key=key)
 
     def _provision(self, undo: Compensations, actor: Actor, project_id: str, name: str,
-                   branch: str, description: str, source: str | None) -> ScopedKey:
+                   branch: str, description: str, start: Start) -> ScopedKey:
         """The provider steps of create, each registering its inverse."""
         git, storage = self.git, self.storage
         undo.step("repository", lambda: git.create_repository(
-            project_id, default_branch=branch, files=initial_files(name, description),
-            message=f"Create project {name}" + (f" from {source}" if source else ""),
+            project_id, default_branch=branch,
+            files={**initial_files(name, description), **start.files},
+            message=f"Create project {name}" + (f" from {start.label}" if start.label else ""),
             author=Author(actor.username, f"{actor.username}@balsam.local"),
-            source_url=source), lambda: git.delete_repository(project_id), keep_on=(Conflict,))
+            source_url=start.source_url), lambda: git.delete_repository(project_id),
+            keep_on=(Conflict,))
         undo.step("bucket", lambda: storage.create_bucket(project_id),
                   lambda: storage.delete_bucket(project_id), keep_on=(Conflict,))
         storage.put_object(project_id, marker_key(branch), marker_body(name, branch))
@@ -129,11 +143,11 @@ class ProjectService:
             lambda: storage.revoke_bucket_keys(project_id))
 
     def _insert(self, actor: Actor, project_id: str, name: str, branch: str,
-                data: ProjectCreate, key: ScopedKey) -> Project:
+                data: ProjectCreate, key: ScopedKey, location: str | None) -> Project:
         project = Project(
             id=project_id, name=name, name_key=naming.name_key(name),
             description=data.description, default_branch=branch, bucket=project_id,
-            source_location=data.source_location, created_by=actor.user_id)
+            source_location=location, created_by=actor.user_id)
         try:
             with self.ctx.sessions() as session, session.begin():
                 session.add(project)
@@ -154,6 +168,22 @@ class ProjectService:
                     and not self.storage.bucket_exists(candidate):
                 return candidate
         raise Conflict("Could not find a free project id; try another name.")
+
+    def _starting_point(self, data: ProjectCreate) -> Start:
+        """The files or git URL the repository starts from (none: an empty project)."""
+        if data.source is not None and data.source_location:
+            raise InvalidInput("Give either sourceLocation or source, not both.")
+        if data.source is not None:
+            from balsam.domain.library.reuse import project_source
+
+            try:
+                found = project_source(self.ctx, data.source.library_id, data.source.path)
+            except NotFound as exc:
+                raise InvalidInput(f"source: {exc.message}") from None
+            return Start(files=found.files, source_url=found.source_url, label=found.label,
+                         location=found.location)
+        url = (data.source_location or "").strip() or None
+        return Start(files={}, source_url=url, label=url or "", location=url)
 
     def _validate_source(self, source: str | None) -> str | None:
         """Accept http(s) git URLs, and file:// URLs inside ``source_file_roots``."""
@@ -186,26 +216,26 @@ class ProjectService:
 
     def list(self, actor: Actor, *, include_all: bool, query: str = "", limit: int = 50,
              offset: int = 0) -> tuple[list[tuple[Project, str | None]], int]:
-        """Projects the actor may see (admins with ``include_all``: every one),
-        filtered by ``query`` on id, name and description; newest first."""
-        mine = exists().where(Membership.project_id == Project.id,
-                              Membership.user_id == actor.user_id)
-        stmt = select(Project)
-        if not (actor.is_admin and include_all):
-            stmt = stmt.where(mine)
+        """Projects the actor may see with the actor's role in each (admins with
+        ``include_all``: every project), filtered by ``query`` on id, name and
+        description; newest first."""
+        mine = and_(Membership.project_id == Project.id, Membership.user_id == actor.user_id)
+        everything = actor.is_admin and include_all
+        where = []
         if query:
             like = f"%{query.casefold()}%"
-            stmt = stmt.where(or_(Project.id.like(like), Project.name_key.like(like),
-                                  func.lower(Project.description).like(like)))
+            where.append(or_(Project.id.like(like), Project.name_key.like(like),
+                             func.lower(Project.description).like(like)))
+        page = (select(Project, Membership.role).join(Membership, mine, isouter=everything)
+                .where(*where).order_by(Project.created_at.desc(), Project.id)
+                .limit(limit).offset(offset))
+        count = (select(func.count()).select_from(Project)
+                 .join(Membership, mine, isouter=everything).where(*where))
         with self.ctx.sessions() as session:
-            total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
-            rows = session.scalars(stmt.order_by(Project.created_at.desc(), Project.id)
-                                   .limit(limit).offset(offset)).all()
-            roles = {pid: role for pid, role in session.execute(
-                select(Membership.project_id, Membership.role).where(
-                    Membership.user_id == actor.user_id,
-                    Membership.project_id.in_([p.id for p in rows])))}
-            return [(p, roles.get(p.id)) for p in rows], total
+            total = session.scalar(count) or 0
+            rows: list[tuple[Project, str | None]] = [
+                (project, role) for project, role in session.execute(page)]
+            return rows, total
 
     # -- update / delete -------------------------------------------------------
     def update(self, actor: Actor, project_id: str, data: ProjectUpdate) -> Project:

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 15:46:26.600700
+Create Date: 2026-11-25
 """
 
 from __future__ import annotations
@@ -105,6 +105,9 @@ def upgrade() -> None:
     sa.UniqueConstraint('bucket', name=op.f('uq_projects_bucket')),
     sa.UniqueConstraint('name_key', name=op.f('uq_projects_name_key'))
     )
+    with op.batch_alter_table('projects', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_projects_created_at'), ['created_at'], unique=False)
+
     op.create_table('branches',
     sa.Column('project_id', sa.String(length=63), nullable=False),
     sa.Column('id', sa.String(length=100), nullable=False),
@@ -155,6 +158,9 @@ def downgrade() -> None:
 
     op.drop_table('credentials')
     op.drop_table('branches')
+    with op.batch_alter_table('projects', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_projects_created_at'))
+
     op.drop_table('projects')
     with op.batch_alter_table('login_sessions', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_login_sessions_user_id'))

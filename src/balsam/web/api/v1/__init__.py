@@ -4,9 +4,18 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
-from balsam.web.api.v1 import audit, auth, credentials, members, projects, users
+from balsam.web.api.v1 import (
+    audit,
+    auth,
+    credentials,
+    libraries,
+    members,
+    projects,
+    search,
+    users,
+)
 from balsam.web.deps import refuse_nul_characters
 
 router = APIRouter(dependencies=[Depends(refuse_nul_characters)])
-for module in (auth, users, projects, members, credentials, audit):
+for module in (auth, users, projects, members, credentials, audit, search, libraries):
     router.include_router(module.router)

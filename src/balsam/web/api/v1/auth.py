@@ -12,7 +12,8 @@ from balsam.web.deps import Ctx, client_address, request_id
 router = APIRouter(prefix="/auth", tags=["Auth"])
 
 
-@router.post("/login", response_model=LoginResponse, responses=problems(400, 401, 422, 429))
+@router.post("/login", response_model=LoginResponse, operation_id="Login",
+             responses=problems(400, 401, 422, 429))
 def login(body: LoginRequest, request: Request, response: Response, ctx: Ctx) -> LoginResponse:
     """Check username and password and start a browser session."""
     identity = IdentityService(ctx)
@@ -27,7 +28,7 @@ def login(body: LoginRequest, request: Request, response: Response, ctx: Ctx) ->
                          expires_at=session.expires_at)
 
 
-@router.post("/logout", status_code=204)
+@router.post("/logout", status_code=204, operation_id="Logout")
 def logout(request: Request, response: Response, ctx: Ctx) -> Response:
     """End the browser session (if any)."""
     cookie = request.cookies.get(ctx.settings.auth.session_cookie)

@@ -6,9 +6,11 @@ import mimetypes
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response
+from pydantic import BaseModel, ConfigDict, Field
 
 from balsam.context import AppContext
 from balsam.db.models import Branch, Project
+from balsam.domain.library.reuse import ReuseService
 from balsam.domain.projects.branches import BranchService
 from balsam.domain.projects.files import FileService
 from balsam.domain.projects.naming import encode_file_id
@@ -144,6 +146,30 @@ def list_files(projectId: ProjectId, branchId: BranchId, actor: CurrentActor,
     return [RepoFile(id=encode_file_id(e.path), path=e.path, name=e.name, type=e.type,
                      content_url=f"{base}/files/{encode_file_id(e.path)}"
                      if e.type == "File" else None) for e in entries]
+
+
+class CopyResult(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
+
+    commit: str = Field(description="The commit on the project branch.")
+    library_commit: str = Field(alias="libraryCommit", description="The library commit copied.")
+    files: list[str] = Field(description="Paths written on the branch.")
+
+
+@router.put("/{projectId}/branches/{branchId}/files", response_model=CopyResult,
+            operation_id="CopyFromKnowleadgeLibrary",
+            responses={**MEMBER, **problems(409, 413)})
+def copy_from_library(
+    projectId: ProjectId, branchId: BranchId, actor: CurrentActor, ctx: Ctx,
+    libraryId: Annotated[str, Query(max_length=63, description="id for the knowledge library")],
+    fileId: Annotated[str, Query(max_length=4096, description="id for the file/directory")],
+    overwrite: Annotated[bool, Query(description="Replace files that exist.")] = False,
+) -> CopyResult:
+    """Copy a library resource (folder or file) onto the branch as one commit (members)."""
+    result = ReuseService(ctx).copy_to_branch(actor, projectId, branchId, libraryId, fileId,
+                                              overwrite=overwrite)
+    return CopyResult(commit=result.commit, library_commit=result.library_commit,
+                      files=result.paths)
 
 
 @router.get("/{projectId}/branches/{branchId}/files/{fileId}", operation_id="GetFile",

@@ -34,14 +34,15 @@ def token_public(token: ApiToken) -> TokenPublic:
                        expires_at=token.expires_at, last_used_at=token.last_used_at)
 
 
-@router.post("", status_code=201, response_model=UserPublic,
+@router.post("", status_code=201, response_model=UserPublic, operation_id="CreateUser",
              responses=problems(400, 401, 403, 409, 422))
 def create_user(body: UserCreate, actor: AdminActor, ctx: Ctx) -> UserPublic:
     """Create a local user (admins only)."""
     return user_public(IdentityService(ctx).create_user(actor, body))
 
 
-@router.get("", response_model=UserList, responses=problems(401, 403, 422))
+@router.get("", response_model=UserList, operation_id="ListUsers",
+            responses=problems(401, 403, 422))
 def list_users(actor: AdminActor, ctx: Ctx, limit: Limit = 50, offset: Offset = 0,
                q: Annotated[str, Query(max_length=200)] = "") -> UserList:
     """All users (admins only)."""
@@ -49,13 +50,13 @@ def list_users(actor: AdminActor, ctx: Ctx, limit: Limit = 50, offset: Offset = 
     return UserList(users=[user_public(u) for u in users], total=total)
 
 
-@router.get("/me", response_model=UserPublic, responses=AUTH)
+@router.get("/me", response_model=UserPublic, operation_id="GetCurrentUser", responses=AUTH)
 def me(actor: CurrentActor, ctx: Ctx) -> UserPublic:
     """The authenticated user."""
     return user_public(IdentityService(ctx).get_user(actor.username))
 
 
-@router.patch("/{username}", response_model=UserPublic,
+@router.patch("/{username}", response_model=UserPublic, operation_id="UpdateUser",
               responses=problems(400, 401, 403, 404, 409, 422))
 def update_user(username: Username, body: UserUpdate, actor: CurrentActor, ctx: Ctx
                 ) -> UserPublic:
@@ -64,6 +65,7 @@ def update_user(username: Username, body: UserUpdate, actor: CurrentActor, ctx: 
 
 
 @router.post("/me/tokens", status_code=201, response_model=TokenCreated,
+             operation_id="CreateToken",
              responses=problems(400, 401, 403, 422, 429))
 def create_token(body: TokenCreate, actor: BasicOrActor, ctx: Ctx) -> TokenCreated:
     """Mint a personal API token (accepts HTTP Basic with the password, for scripts)."""
@@ -71,13 +73,14 @@ def create_token(body: TokenCreate, actor: BasicOrActor, ctx: Ctx) -> TokenCreat
     return TokenCreated(**token_public(row).model_dump(by_alias=True), token=token)
 
 
-@router.get("/me/tokens", response_model=list[TokenPublic], responses=AUTH)
+@router.get("/me/tokens", response_model=list[TokenPublic], operation_id="ListTokens",
+            responses=AUTH)
 def list_tokens(actor: CurrentActor, ctx: Ctx) -> list[TokenPublic]:
     """The caller's live tokens (never the token values)."""
     return [token_public(t) for t in IdentityService(ctx).list_tokens(actor)]
 
 
-@router.delete("/me/tokens/{token_id}", status_code=204,
+@router.delete("/me/tokens/{token_id}", status_code=204, operation_id="RevokeToken",
                 responses=problems(401, 403, 404, 422))
 def revoke_token(token_id: Annotated[str, Path(max_length=64)], actor: CurrentActor,
                  ctx: Ctx) -> Response:

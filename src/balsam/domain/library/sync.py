@@ -1,0 +1,320 @@
+"""Keeping library mirrors in sync, in the background.
+
+* :class:`LibraryMirror` owns ``<data_dir>/libraries/<id>.git``: a bare
+  repository filled by ``git fetch <url> +refs/heads/<branch>:refs/balsam/synced``
+  in the clean git environment, with a timeout and fsck of received objects.
+  One fetch at a time per library, across threads and processes (a file lock).
+* :class:`LibrarySyncer` runs one sync synchronously and records its outcome:
+  ``syncing`` → ``ok`` (new ``last_synced_commit``) or ``failed``
+  (``sync_error``; the last good commit stays the one served). Every outcome
+  is audited; after a success the search index is told about the commit.
+* :class:`LibrarySyncWorker` is one daemon thread draining a de-duplicated
+  queue of library ids, and enqueueing libraries that are due every
+  ``library_sync_interval_seconds``. The app's lifespan starts and stops it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import queue
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from sqlalchemy import ColumnElement, or_, select
+
+from balsam.context import AppContext
+from balsam.db.models import KnowledgeLibrary, utcnow
+from balsam.domain.audit.service import AuditRecord, Outcome
+from balsam.domain.library.tree import LibraryTree
+from balsam.errors import InvalidInput, NotFound
+from balsam.providers.git.local import git_environment, redact
+from balsam.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SYSTEM_ACTOR = "system:library-sync"
+SYNCED_REF = "refs/balsam/synced"
+_SCHEMES = frozenset({"http", "https", "file"})
+
+
+class SyncFailed(Exception):
+    """A fetch failed; the message is safe to show (credentials masked)."""
+
+
+def library_root(settings: Settings) -> Path:
+    return settings.data_dir / "libraries"
+
+
+def check_repository_url(url: str, file_roots: Sequence[Path]) -> str:
+    """The trimmed URL if it is an http(s) URL without credentials, or a
+    file:// URL inside one of ``file_roots``; InvalidInput otherwise."""
+    url = url.strip()
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        raise InvalidInput("repositoryUrl is not a valid URL.") from None
+    if (parts.scheme not in _SCHEMES or not url.lower().startswith(f"{parts.scheme}://")
+            or any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url)):
+        raise InvalidInput("repositoryUrl must be an https://, http:// or file:// git URL.")
+    if parts.username is not None or parts.password is not None:
+        raise InvalidInput("repositoryUrl must not contain credentials: it is shown to users.")
+    if parts.scheme == "file":
+        return _check_file_url(url, parts.netloc, unquote(parts.path), file_roots)
+    if not parts.hostname:
+        raise InvalidInput("repositoryUrl has no host.")
+    return url
+
+
+def _check_file_url(url: str, host: str, path: str, roots: Sequence[Path]) -> str:
+    resolved = Path(path).resolve()
+    allowed = [root.resolve() for root in roots]
+    if host in ("", "localhost") and any(resolved.is_relative_to(r) for r in allowed):
+        return url
+    raise InvalidInput("file:// libraries are only allowed from the folders an administrator "
+                       "lists in BALSAM_SOURCE_FILE_ROOTS.")
+
+
+class LibraryMirror:
+    """Bare mirrors under ``root``, one ``<library id>.git`` each."""
+
+    def __init__(self, root: Path, *, timeout: float) -> None:
+        self.root = Path(root)
+        self._timeout = timeout
+
+    def path(self, library_id: str) -> Path:
+        return self.root / f"{library_id}.git"
+
+    @contextmanager
+    def locked(self, library_id: str) -> Iterator[None]:
+        """Hold the library's lock (blocks while another thread or process holds it)."""
+        locks = self.root / ".locks"
+        locks.mkdir(parents=True, exist_ok=True)
+        with open(locks / f"{library_id}.lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def fetch(self, library_id: str, url: str, branch: str) -> str:
+        """Fetch ``branch`` of ``url`` into the mirror; return its commit sha.
+        SyncFailed if git fails or times out (the mirror keeps what it had)."""
+        git_dir = self.path(library_id)
+        if not (git_dir / "HEAD").is_file():
+            self._init(git_dir)
+        self._git(["-c", "transfer.fsckObjects=true", "-c", "gc.auto=0",
+                   f"--git-dir={git_dir}", "fetch", "-q", "--no-tags", "--no-write-fetch-head",
+                   "--", url, f"+refs/heads/{branch}:{SYNCED_REF}"])
+        out = self._git([f"--git-dir={git_dir}", "rev-parse", "--verify", "-q",
+                         f"{SYNCED_REF}^{{commit}}"])
+        return out.decode("ascii").strip()
+
+    def _init(self, git_dir: Path) -> None:
+        """Create the bare repository atomically (built aside, renamed into place)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=".init-", dir=self.root))
+        try:
+            self._git(["init", "-q", "--bare", "--template=", str(scratch / "repo.git")])
+            shutil.rmtree(git_dir, ignore_errors=True)
+            (scratch / "repo.git").rename(git_dir)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    def remove(self, library_id: str) -> None:
+        """Delete the mirror. Idempotent."""
+        shutil.rmtree(self.path(library_id), ignore_errors=True)
+
+    def _git(self, args: list[str]) -> bytes:
+        try:
+            result = subprocess.run(["git", *args], capture_output=True, check=False,
+                                    env=git_environment(), timeout=self._timeout)
+        except subprocess.TimeoutExpired:
+            raise SyncFailed(f"git timed out after {self._timeout:g} seconds") from None
+        if result.returncode != 0:
+            stderr = redact(result.stderr.decode("utf-8", "replace").strip())
+            raise SyncFailed(stderr[-1000:] or f"git exited with {result.returncode}")
+        return result.stdout
+
+
+def mirror_for(ctx: AppContext) -> LibraryMirror:
+    settings = ctx.settings
+    return LibraryMirror(library_root(settings), timeout=settings.library_sync_timeout_seconds)
+
+
+class LibrarySyncer:
+    """Runs one library's sync in the calling thread (see the module docstring)."""
+
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+        self.mirror = mirror_for(ctx)
+
+    def sync_now(self, library_id: str, *, actor: str = SYSTEM_ACTOR,
+                 request_id: str = "") -> KnowledgeLibrary:
+        """Fetch the library and record the outcome; return the updated row.
+        NotFound if the library does not exist. A failed fetch is not raised:
+        it is recorded as ``failed`` with its error."""
+        with self.mirror.locked(library_id):
+            url, branch, previous = self._begin(library_id)
+            try:
+                url = check_repository_url(url, self.ctx.settings.source_file_roots)
+                commit = self.mirror.fetch(library_id, url, branch)
+            except (SyncFailed, InvalidInput) as exc:
+                self._finish(library_id, error=str(exc)[:2000])
+                self._audit(actor, library_id, "failure", request_id,
+                            {"error": str(exc)[:500], "servedCommit": previous})
+                return self._get(library_id)
+            self._finish(library_id, commit=commit)
+            indexed = self._index(library_id, commit)
+            self._audit(actor, library_id, "success", request_id,
+                        {"commit": commit, "previousCommit": previous, "indexed": indexed})
+            return self._get(library_id)
+
+    def _begin(self, library_id: str) -> tuple[str, str, str | None]:
+        """Mark the library ``syncing``; its URL, branch and served commit."""
+        with self.ctx.sessions() as session, session.begin():
+            library = session.get(KnowledgeLibrary, library_id)
+            if library is None:
+                raise NotFound(f"No knowledge library '{library_id}'.")
+            library.sync_status = "syncing"
+            library.last_attempt_at = utcnow()
+            return library.repository_url, library.branch, library.last_synced_commit
+
+    def _finish(self, library_id: str, *, commit: str | None = None,
+                error: str | None = None) -> None:
+        with self.ctx.sessions() as session, session.begin():
+            library = session.get(KnowledgeLibrary, library_id)
+            if library is None:  # deleted meanwhile
+                return
+            library.sync_status = "failed" if error is not None else "ok"
+            library.sync_error = error
+            if commit is not None:
+                library.last_synced_commit = commit
+                library.last_synced_at = utcnow()
+
+    def _get(self, library_id: str) -> KnowledgeLibrary:
+        with self.ctx.sessions() as session:
+            library = session.get(KnowledgeLibrary, library_id)
+            if library is None:
+                raise NotFound(f"No knowledge library '{library_id}'.")
+            return library
+
+    def _index(self, library_id: str, commit: str) -> bool:
+        """Hand the synced tree to search; False (logged) when indexing failed
+        or search is not installed. Indexing never fails a sync."""
+        try:
+            from balsam.domain.search.service import SearchService
+        except ImportError:
+            log.info("search is not available; library %s is not indexed", library_id)
+            return False
+        tree = LibraryTree(self.mirror.path(library_id), commit)
+        try:
+            SearchService(self.ctx).index_library(library_id, commit, tree)
+        except Exception:
+            log.exception("indexing library %s at %s failed", library_id, commit)
+            return False
+        return True
+
+    def _audit(self, actor: str, library_id: str, outcome: Outcome, request_id: str,
+               details: dict[str, object]) -> None:
+        self.ctx.audit.record(AuditRecord(
+            actor=actor, action="library.sync", target=f"library:{library_id}",
+            outcome=outcome, request_id=request_id, details=details))
+
+
+class LibrarySyncWorker:
+    """One background thread that syncs the libraries it is given, and every
+    library that is due each ``interval`` seconds (0: no periodic syncs).
+
+    ``start`` also enqueues libraries that never finished a sync (e.g. the
+    process stopped while one was pending). ``stop`` lets the current sync
+    finish for up to ``timeout`` seconds; the thread is a daemon either way.
+    """
+
+    def __init__(self, ctx: AppContext, *, interval: float | None = None) -> None:
+        self.ctx = ctx
+        self.interval = ctx.settings.library_sync_interval_seconds if interval is None \
+            else interval
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._pending: set[str] = set()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> None:
+        if self.running:
+            return
+        self._thread = threading.Thread(target=self._run, name="balsam-library-sync",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self._thread is None:
+            return
+        self._queue.put(None)
+        self._thread.join(timeout)
+        self._thread = None
+
+    def submit(self, library_id: str) -> None:
+        """Queue a sync of ``library_id`` unless one is already queued."""
+        with self._lock:
+            if library_id in self._pending:
+                return
+            self._pending.add(library_id)
+        self._queue.put(library_id)
+
+    def _run(self) -> None:
+        self._enqueue_due(startup=True)
+        next_tick = time.monotonic() + self.interval
+        while True:
+            wait = max(0.0, next_tick - time.monotonic()) if self.interval else None
+            try:
+                item = self._queue.get(timeout=wait)
+            except queue.Empty:
+                self._enqueue_due(startup=False)
+                next_tick = time.monotonic() + self.interval
+                continue
+            if item is None:
+                return
+            with self._lock:
+                self._pending.discard(item)
+            self._sync_one(item)
+
+    def _sync_one(self, library_id: str) -> None:
+        try:
+            LibrarySyncer(self.ctx).sync_now(library_id)
+        except NotFound:
+            pass  # removed after it was queued
+        except Exception:
+            log.exception("syncing library %s failed unexpectedly", library_id)
+
+    def _enqueue_due(self, *, startup: bool) -> None:
+        try:
+            for library_id in self._due(startup=startup):
+                self.submit(library_id)
+        except Exception:
+            log.exception("could not list libraries to sync")
+
+    def _due(self, *, startup: bool) -> list[str]:
+        """Libraries never attempted (or left pending/syncing, on startup), and
+        with periodic syncs on, those not attempted for ``interval`` seconds."""
+        conditions: list[ColumnElement[bool]] = [KnowledgeLibrary.last_attempt_at.is_(None)]
+        if startup:
+            conditions.append(KnowledgeLibrary.sync_status.in_(("pending", "syncing")))
+        if self.interval:
+            cutoff = utcnow() - timedelta(seconds=self.interval)
+            conditions.append(KnowledgeLibrary.last_attempt_at <= cutoff)
+        with self.ctx.sessions() as session:
+            return list(session.scalars(select(KnowledgeLibrary.id).where(or_(*conditions))
+                                        .order_by(KnowledgeLibrary.id)))
