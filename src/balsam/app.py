@@ -7,6 +7,7 @@ git smart-HTTP endpoint.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -58,12 +59,16 @@ def build_context(settings: Settings, providers: Providers | None = None) -> App
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Background work that lives as long as the served app: knowledge-library sync."""
-    from balsam.domain.library.sync import LibrarySyncWorker
+    """Background work that lives as long as the served app: knowledge-library sync,
+    and loading the search index so the first search does not wait for it."""
+    from balsam.domain.library.worker import LibrarySyncWorker
+    from balsam.domain.search.service import SearchService
 
     previous = getattr(app.state, "library_sync", None)
     worker = LibrarySyncWorker(app.state.ctx)
     worker.start()
+    threading.Thread(target=SearchService(app.state.ctx).warm, name="search-warm",
+                     daemon=True).start()
     app.state.library_sync = worker
     try:
         yield

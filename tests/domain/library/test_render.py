@@ -7,7 +7,12 @@ from pathlib import Path
 import pytest
 
 from balsam.domain.library.catalog import LibraryLinks
-from balsam.domain.library.render import LinkResolver, render_file, render_markdown
+from balsam.domain.library.render import (
+    LinkResolver,
+    render_file,
+    render_markdown,
+    shortcut_target,
+)
 from balsam.domain.library.schemas import Rendered
 from balsam.domain.library.tree import LibraryTree
 from balsam.errors import NotFound
@@ -140,3 +145,15 @@ def test_fenced_code_is_highlighted_and_escaped(adv: LibraryTree) -> None:
 def test_markdown_tables_render(adv: LibraryTree) -> None:
     page = render_markdown("| a | b |\n|---|---|\n| 1 | 2 |\n", LinkResolver(adv, "", LINKS))
     assert "<table>" in page and "<td>2</td>" in page
+
+
+@pytest.mark.parametrize(("text", "url"), [
+    ("[InternetShortcut]\nURL=https://scb.se/a?b=1", "https://scb.se/a?b=1"),
+    ("[internetshortcut]\r\nurl=HTTP://scb.se", "HTTP://scb.se"),
+    ("[Other]\nURL=https://scb.se", None), ("URL=https://scb.se", None),
+    ("[InternetShortcut]\nURL=http://[", None), ("[InternetShortcut]\nURL=https://", None),
+    ("[InternetShortcut]\nURL=file:///etc/passwd", None),
+    ("[InternetShortcut]\nURL=https://a b", None), ("", None),
+])
+def test_shortcut_targets(text: str, url: str | None) -> None:
+    assert shortcut_target(text) == url

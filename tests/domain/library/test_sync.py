@@ -19,11 +19,11 @@ from balsam.domain.library.service import LibraryService
 from balsam.domain.library.sync import (
     LibraryMirror,
     LibrarySyncer,
-    LibrarySyncWorker,
     SyncFailed,
     check_repository_url,
 )
 from balsam.domain.library.tree import LibraryTree
+from balsam.domain.library.worker import LibrarySyncWorker
 from balsam.errors import InvalidInput, NotFound
 from tests.fixtures.library import commit_files, file_url, git, make_repo
 
@@ -234,7 +234,7 @@ def test_good_urls(url: str) -> None:
     "ssh://git@github.com/x.git", "git://github.com/x.git", "ftp://h/x", "git@github.com:x.git",
     "javascript:alert(1)", "-uhack", "--upload-pack=touch /tmp/x", "https://", "/tmp/repo",
     "https://user:secret@github.com/x.git", "https://token@github.com/x.git",
-    "https://h/x\nfoo", "ext::sh -c touch% /tmp/pwned", "file:///etc", "file://host/tmp/x",
+    "https://h/x\nfoo", "ext::sh -c touch% /tmp/pwned", "file:///etc", "file://host/tmp/x", "file://localhost/tmp/x",
     "", "https://h/a b"])
 def test_bad_urls(url: str) -> None:
     with pytest.raises(InvalidInput):
@@ -248,3 +248,13 @@ def test_file_urls_only_inside_roots(tmp_path: Path) -> None:
                     f"file://{tmp_path}/rootsx"):
         with pytest.raises(InvalidInput):
             check_repository_url(outside, [tmp_path / "roots"])
+
+
+@pytest.mark.parametrize("library_id", ["..", "../x", "a/b", "A", "", "-x", "x" * 64])
+def test_mirror_refuses_what_is_not_a_library_id(tmp_path: Path, library_id: str) -> None:
+    mirror = LibraryMirror(tmp_path, timeout=10)
+    with pytest.raises(NotFound):
+        mirror.path(library_id)
+    with pytest.raises(NotFound), mirror.locked(library_id):
+        pass
+    assert list(tmp_path.iterdir()) == []

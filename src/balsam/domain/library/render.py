@@ -194,11 +194,18 @@ def shortcut_target(text: str) -> str | None:
         if line.startswith("["):
             in_section = line.casefold() == "[internetshortcut]"
         elif in_section and line.casefold().startswith("url="):
-            url = line[4:].strip()
-            parts = urlsplit(url)
-            ok = parts.scheme.lower() in ("http", "https") and parts.hostname
-            return url if ok and not any(c.isspace() or ord(c) < 32 for c in url) else None
+            return _web_url(line[4:].strip())
     return None
+
+
+def _web_url(url: str) -> str | None:
+    """``url`` if it is a well-formed http(s) URL with a host, else None."""
+    try:
+        parts = urlsplit(url)
+        ok = parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+    except ValueError:
+        return None
+    return url if ok and not any(c.isspace() or ord(c) < 32 for c in url) else None
 
 
 def link_html(url: str | None) -> str:

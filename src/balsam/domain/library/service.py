@@ -15,6 +15,7 @@ Rules:
 
 from __future__ import annotations
 
+import logging
 import secrets
 from urllib.parse import urlsplit
 
@@ -32,6 +33,7 @@ from balsam.domain.projects import naming
 from balsam.errors import Conflict, Forbidden, InvalidInput, NotFound
 from balsam.providers.git.local import is_valid_branch_name
 
+log = logging.getLogger(__name__)
 MAX_BRANCH = 100
 
 
@@ -141,8 +143,8 @@ class LibraryService:
                     raise NotFound(f"No knowledge library '{library_id}'.")
                 session.delete(library)
             self.mirror.remove(library_id)
-        self._unindex(library_id)
-        self._audit(actor, "library.delete", library_id, {})
+        self._audit(actor, "library.delete", library_id,
+                    {"unindexed": self._unindex(library_id)})
 
     def request_sync(self, actor: Actor, library_id: str) -> KnowledgeLibrary:
         """Check that a sync may be queued (admin, library exists) and audit it."""
@@ -194,12 +196,18 @@ class LibraryService:
         if not actor.is_admin:
             raise Forbidden("Only administrators can manage knowledge libraries.")
 
-    def _unindex(self, library_id: str) -> None:
+    def _unindex(self, library_id: str) -> bool:
+        """Drop the library from search; False (logged) if that failed."""
         try:
             from balsam.domain.search.service import SearchService
         except ImportError:
-            return
-        SearchService(self.ctx).remove_library(library_id)
+            return False
+        try:
+            SearchService(self.ctx).remove_library(library_id)
+        except Exception:
+            log.exception("removing library %s from search failed", library_id)
+            return False
+        return True
 
     def _audit(self, actor: Actor, action: str, library_id: str,
                details: dict[str, object]) -> None:

@@ -1,4 +1,4 @@
-"""Keeping library mirrors in sync, in the background.
+"""Keeping library mirrors in sync: fetch, record the outcome, audit, index.
 
 * :class:`LibraryMirror` owns ``<data_dir>/libraries/<id>.git``: a bare
   repository filled by ``git fetch <url> +refs/heads/<branch>:refs/balsam/synced``
@@ -8,28 +8,22 @@
   ``syncing`` → ``ok`` (new ``last_synced_commit``) or ``failed``
   (``sync_error``; the last good commit stays the one served). Every outcome
   is audited; after a success the search index is told about the commit.
-* :class:`LibrarySyncWorker` is one daemon thread draining a de-duplicated
-  queue of library ids, and enqueueing libraries that are due every
-  ``library_sync_interval_seconds``. The app's lifespan starts and stops it.
+* :class:`balsam.domain.library.worker.LibrarySyncWorker` runs syncs in the
+  background.
 """
 
 from __future__ import annotations
 
 import fcntl
 import logging
-import queue
+import re
 import shutil
 import subprocess
 import tempfile
-import threading
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import timedelta
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
-
-from sqlalchemy import ColumnElement, or_, select
 
 from balsam.context import AppContext
 from balsam.db.models import KnowledgeLibrary, utcnow
@@ -44,6 +38,7 @@ log = logging.getLogger(__name__)
 SYSTEM_ACTOR = "system:library-sync"
 SYNCED_REF = "refs/balsam/synced"
 _SCHEMES = frozenset({"http", "https", "file"})
+_LIBRARY_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,62}\Z")
 
 
 class SyncFailed(Exception):
@@ -77,7 +72,7 @@ def check_repository_url(url: str, file_roots: Sequence[Path]) -> str:
 def _check_file_url(url: str, host: str, path: str, roots: Sequence[Path]) -> str:
     resolved = Path(path).resolve()
     allowed = [root.resolve() for root in roots]
-    if host in ("", "localhost") and any(resolved.is_relative_to(r) for r in allowed):
+    if not host and any(resolved.is_relative_to(r) for r in allowed):
         return url
     raise InvalidInput("file:// libraries are only allowed from the folders an administrator "
                        "lists in BALSAM_SOURCE_FILE_ROOTS.")
@@ -91,12 +86,15 @@ class LibraryMirror:
         self._timeout = timeout
 
     def path(self, library_id: str) -> Path:
+        """The mirror's folder; NotFound for anything that is not a library id."""
+        if not _LIBRARY_ID.match(library_id):
+            raise NotFound(f"No knowledge library '{library_id}'.")
         return self.root / f"{library_id}.git"
 
     @contextmanager
     def locked(self, library_id: str) -> Iterator[None]:
         """Hold the library's lock (blocks while another thread or process holds it)."""
-        locks = self.root / ".locks"
+        locks = self.path(library_id).parent / ".locks"
         locks.mkdir(parents=True, exist_ok=True)
         with open(locks / f"{library_id}.lock", "a") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
@@ -228,93 +226,3 @@ class LibrarySyncer:
         self.ctx.audit.record(AuditRecord(
             actor=actor, action="library.sync", target=f"library:{library_id}",
             outcome=outcome, request_id=request_id, details=details))
-
-
-class LibrarySyncWorker:
-    """One background thread that syncs the libraries it is given, and every
-    library that is due each ``interval`` seconds (0: no periodic syncs).
-
-    ``start`` also enqueues libraries that never finished a sync (e.g. the
-    process stopped while one was pending). ``stop`` lets the current sync
-    finish for up to ``timeout`` seconds; the thread is a daemon either way.
-    """
-
-    def __init__(self, ctx: AppContext, *, interval: float | None = None) -> None:
-        self.ctx = ctx
-        self.interval = ctx.settings.library_sync_interval_seconds if interval is None \
-            else interval
-        self._queue: queue.Queue[str | None] = queue.Queue()
-        self._pending: set[str] = set()
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def start(self) -> None:
-        if self.running:
-            return
-        self._thread = threading.Thread(target=self._run, name="balsam-library-sync",
-                                        daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        if self._thread is None:
-            return
-        self._queue.put(None)
-        self._thread.join(timeout)
-        self._thread = None
-
-    def submit(self, library_id: str) -> None:
-        """Queue a sync of ``library_id`` unless one is already queued."""
-        with self._lock:
-            if library_id in self._pending:
-                return
-            self._pending.add(library_id)
-        self._queue.put(library_id)
-
-    def _run(self) -> None:
-        self._enqueue_due(startup=True)
-        next_tick = time.monotonic() + self.interval
-        while True:
-            wait = max(0.0, next_tick - time.monotonic()) if self.interval else None
-            try:
-                item = self._queue.get(timeout=wait)
-            except queue.Empty:
-                self._enqueue_due(startup=False)
-                next_tick = time.monotonic() + self.interval
-                continue
-            if item is None:
-                return
-            with self._lock:
-                self._pending.discard(item)
-            self._sync_one(item)
-
-    def _sync_one(self, library_id: str) -> None:
-        try:
-            LibrarySyncer(self.ctx).sync_now(library_id)
-        except NotFound:
-            pass  # removed after it was queued
-        except Exception:
-            log.exception("syncing library %s failed unexpectedly", library_id)
-
-    def _enqueue_due(self, *, startup: bool) -> None:
-        try:
-            for library_id in self._due(startup=startup):
-                self.submit(library_id)
-        except Exception:
-            log.exception("could not list libraries to sync")
-
-    def _due(self, *, startup: bool) -> list[str]:
-        """Libraries never attempted (or left pending/syncing, on startup), and
-        with periodic syncs on, those not attempted for ``interval`` seconds."""
-        conditions: list[ColumnElement[bool]] = [KnowledgeLibrary.last_attempt_at.is_(None)]
-        if startup:
-            conditions.append(KnowledgeLibrary.sync_status.in_(("pending", "syncing")))
-        if self.interval:
-            cutoff = utcnow() - timedelta(seconds=self.interval)
-            conditions.append(KnowledgeLibrary.last_attempt_at <= cutoff)
-        with self.ctx.sessions() as session:
-            return list(session.scalars(select(KnowledgeLibrary.id).where(or_(*conditions))
-                                        .order_by(KnowledgeLibrary.id)))

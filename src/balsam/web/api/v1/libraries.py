@@ -36,7 +36,8 @@ from balsam.domain.library.schemas import (
     Template,
 )
 from balsam.domain.library.service import LibraryService
-from balsam.domain.library.sync import LibrarySyncer, LibrarySyncWorker
+from balsam.domain.library.sync import LibrarySyncer
+from balsam.domain.library.worker import LibrarySyncWorker
 from balsam.domain.projects.naming import decode_file_id, encode_file_id
 from balsam.domain.projects.schemas import RepoFile
 from balsam.errors import BalsamError, NotFound, Unauthenticated
