@@ -49,17 +49,23 @@ def _bearer(request: Request) -> str | None:
     return value.strip() if scheme.lower() == "bearer" and value.strip() else None
 
 
-def _basic(request: Request) -> tuple[str, str] | None:
+def _scheme(request: Request) -> str:
+    return request.headers.get("authorization", "").partition(" ")[0].lower()
+
+
+def basic_credentials(request: Request) -> tuple[str, str] | None:
+    """``(username, secret)`` from HTTP Basic; None when absent, malformed,
+    empty or holding a NUL character."""
     scheme, _, value = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "basic":
         return None
     try:
-        username, sep, password = base64.b64decode(value, validate=True).decode().partition(":")
+        username, sep, secret = base64.b64decode(value, validate=True).decode().partition(":")
     except (binascii.Error, UnicodeDecodeError):
-        raise Unauthenticated("Malformed basic credentials.") from None
-    if "\x00" in username or "\x00" in password:
-        raise Unauthenticated("Malformed basic credentials.")
-    return (username, password) if sep else None
+        return None
+    if not (sep and username and secret) or "\x00" in username + secret:
+        return None
+    return username, secret
 
 
 def authenticate(request: Request, ctx: AppContext, *, allow_basic: bool = False) -> Actor:
@@ -69,10 +75,12 @@ def authenticate(request: Request, ctx: AppContext, *, allow_basic: bool = False
     if token is not None:
         user = identity.authenticate_token(token)
         return _actor(request, user.id, user.username, user.is_admin)
-    basic = _basic(request)
-    if basic is not None:
+    if _scheme(request) == "basic":
         if not allow_basic:
             raise Unauthenticated("Use a bearer token for this call.")
+        basic = basic_credentials(request)
+        if basic is None:
+            raise Unauthenticated("Malformed basic credentials.")
         user = identity.login_password(basic[0], basic[1], address=client_address(request),
                                        request_id=request_id(request))
         return _actor(request, user.id, user.username, user.is_admin)

@@ -10,9 +10,6 @@ audited.
 
 from __future__ import annotations
 
-import base64
-import binascii
-
 from fastapi import APIRouter, Request, Response
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
@@ -22,25 +19,12 @@ from balsam.db.models import Membership, Project, User
 from balsam.domain.audit.service import AuditRecord
 from balsam.domain.identity.service import TOKEN_PREFIX, IdentityService
 from balsam.errors import RateLimited, Unauthenticated
-from balsam.web.deps import client_address, request_id
+from balsam.web.deps import basic_credentials, client_address, request_id
 from balsam.web.errors import problem
 from balsam.web.git_http import git_http_response, git_service_of
 
 router = APIRouter(include_in_schema=False)
 CHALLENGE = {"WWW-Authenticate": 'Basic realm="Balsam git", charset="UTF-8"'}
-
-
-def _credentials(request: Request) -> tuple[str, str] | None:
-    scheme, _, value = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "basic":
-        return None
-    try:
-        username, sep, secret = base64.b64decode(value, validate=True).decode().partition(":")
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-    if not (sep and username and secret) or "\x00" in username + secret:
-        return None
-    return username, secret
 
 
 def _user(request: Request, ctx: AppContext, username: str, secret: str) -> User:
@@ -72,7 +56,7 @@ def _audit(ctx: AppContext, request: Request, actor: str, action: str, project_i
 
 def _authorize(request: Request, ctx: AppContext, repo: str, write: bool) -> User | Response:
     """The member allowed in, or the refusal to send (blocking: run in a thread)."""
-    creds = _credentials(request)
+    creds = basic_credentials(request)
     if creds is None:
         return problem(401, "Log in with your username and an API token.", request=request,
                        headers=CHALLENGE)
