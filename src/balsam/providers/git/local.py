@@ -17,146 +17,34 @@ into place, so a failed ``create_repository`` leaves nothing behind.
 
 from __future__ import annotations
 
-import os
-import re
 import shutil
 import subprocess
 import tempfile
 import urllib.parse
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from balsam.errors import Conflict, InvalidInput, NotFound, ProviderError
 from balsam.providers.git.base import Author, GitProvider, TreeEntry
-
-#: Environment variables a git child process may inherit (network settings only).
-_INHERITED_ENV = (
-    "PATH",
-    "http_proxy",
-    "https_proxy",
-    "no_proxy",
-    "HTTP_PROXY",
-    "HTTPS_PROXY",
-    "NO_PROXY",
-    "GIT_SSL_CAINFO",
-    "GIT_SSL_CAPATH",
-    "SSL_CERT_FILE",
-    "SSL_CERT_DIR",
+from balsam.providers.git.plumbing import (
+    DEFAULT_SOURCE_SCHEMES,
+    FILE_MODES,
+    REPO_ID,
+    check_paths,
+    failure,
+    git_environment,
+    ident_env,
+    is_safe_path,
+    is_valid_branch_name,
+    parse_ls_tree,
+    publish,
+    redact,
+    surviving_files,
+    to_tree_entry,
 )
-_REPO_ID = re.compile(r"[a-z0-9][a-z0-9-]*\Z")
-_BAD_REF_CHARS = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]")
-_URL_USERINFO = re.compile(r"(?i)([a-z][a-z0-9+.-]*://)[^/@\s]*@")
-_FILE_MODES = frozenset({"100644", "100755"})
-_DEFAULT_SOURCE_SCHEMES = frozenset({"http", "https", "file"})
 
-
-def git_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Environment for a git child process, free of user and system influence.
-
-    Only ``PATH`` and proxy/TLS settings are inherited; system and global
-    configuration files are ignored, ``HOME`` points nowhere (so no
-    ``.netrc`` or XDG files are read) and credential prompts fail instead of
-    blocking. ``extra`` is applied last.
-    """
-    env = {name: os.environ[name] for name in _INHERITED_ENV if name in os.environ}
-    env.setdefault("PATH", os.defpath)
-    env.update(
-        {
-            "GIT_CONFIG_NOSYSTEM": "1",
-            "GIT_CONFIG_GLOBAL": os.devnull,
-            "GIT_TERMINAL_PROMPT": "0",
-            "GIT_ALLOW_PROTOCOL": "http:https:file",
-            "HOME": os.devnull,
-            "LC_ALL": "C",
-        }
-    )
-    env.update(extra or {})
-    return env
-
-
-def redact(text: str) -> str:
-    """``text`` with the user-info part of any URL (credentials) masked."""
-    return _URL_USERINFO.sub(r"\1***@", text)
-
-
-def is_valid_branch_name(name: str) -> bool:
-    """Whether ``refs/heads/<name>`` is a well-formed ref and not option-like
-    (the rules of ``git check-ref-format --branch``)."""
-    if not name or name.startswith(("-", "/", ".")) or name.endswith(("/", ".", ".lock")):
-        return False
-    if name == "@" or ".." in name or "//" in name or "@{" in name or "/." in name:
-        return False
-    return not _BAD_REF_CHARS.search(name) and ".lock/" not in name
-
-
-def is_safe_path(path: str) -> bool:
-    """Whether ``path`` is a plain relative POSIX path inside a repository:
-    no absolute path, empty, ``.``, ``..`` or ``.git`` segment, backslash or NUL."""
-    if not path or path.startswith("/") or "\\" in path or "\x00" in path:
-        return False
-    return all(seg not in ("", ".", "..") and seg.lower() != ".git" for seg in path.split("/"))
-
-
-@dataclass(frozen=True)
-class _RawEntry:
-    """One record of ``git ls-tree -l -z``."""
-
-    mode: str
-    kind: str
-    sha: str
-    size: int | None
-    path: str
-
-
-def _parse_ls_tree(output: bytes) -> list[_RawEntry]:
-    """Parse NUL-terminated ``ls-tree -l -z`` output; paths are not quoted."""
-    entries = []
-    for record in output.split(b"\x00"):
-        if not record:
-            continue
-        meta, raw_path = record.split(b"\t", 1)
-        mode, kind, sha, size = meta.decode("ascii").split()
-        path = raw_path.decode("utf-8", "surrogateescape")
-        entries.append(_RawEntry(mode, kind, sha, None if size == "-" else int(size), path))
-    return entries
-
-
-def _to_tree_entry(raw: _RawEntry) -> TreeEntry | None:
-    """A public entry for a regular file or a folder; None for symlinks and
-    submodules, which Balsam neither lists nor reads."""
-    name = raw.path.rsplit("/", 1)[-1]
-    if raw.kind == "tree":
-        return TreeEntry(path=raw.path, name=name, type="Folder")
-    if raw.kind == "blob" and raw.mode in _FILE_MODES:
-        return TreeEntry(path=raw.path, name=name, type="File", size=raw.size)
-    return None
-
-
-def _ident_env(author: Author) -> dict[str, str]:
-    """Author and committer of a commit; characters git cannot store are dropped."""
-    name = re.sub(r"[<>\x00-\x1f]", "", author.name).strip() or "Balsam"
-    email = re.sub(r"[<>\x00-\x20]", "", author.email)
-    return {
-        "GIT_AUTHOR_NAME": name,
-        "GIT_AUTHOR_EMAIL": email,
-        "GIT_COMMITTER_NAME": name,
-        "GIT_COMMITTER_EMAIL": email,
-    }
-
-
-def _surviving_files(files: Mapping[str, bytes], source: list[_RawEntry]) -> dict[str, bytes]:
-    """The ``files`` a source tree lacks: neither the path itself nor a file
-    at one of its parent folders exists in ``source``."""
-    taken = {entry.path for entry in source}
-    source_files = {entry.path for entry in source if entry.kind != "tree"}
-    kept = {}
-    for path, content in files.items():
-        parts = path.split("/")
-        parents = {"/".join(parts[:i]) for i in range(1, len(parts))}
-        if path not in taken and not parents & source_files:
-            kept[path] = content
-    return kept
+__all__ = ["LocalGitProvider", "git_environment", "is_safe_path", "is_valid_branch_name",
+           "redact"]
 
 
 class LocalGitProvider(GitProvider):
@@ -174,7 +62,7 @@ class LocalGitProvider(GitProvider):
         *,
         timeout: float = 60.0,
         clone_timeout: float = 300.0,
-        source_schemes: frozenset[str] = _DEFAULT_SOURCE_SCHEMES,
+        source_schemes: frozenset[str] = DEFAULT_SOURCE_SCHEMES,
     ) -> None:
         self._root = Path(root)
         self._timeout = timeout
@@ -221,7 +109,7 @@ class LocalGitProvider(GitProvider):
         """Run git and return its stdout; a non-zero exit raises ProviderError."""
         result = self._run(args, git_dir=git_dir, stdin=stdin, env=env)
         if result.returncode != 0:
-            raise _failure(args[0], result)
+            raise failure(args[0], result)
         return result.stdout
 
     # -- repositories ----------------------------------------------------
@@ -235,7 +123,7 @@ class LocalGitProvider(GitProvider):
 
     def _candidate_path(self, repo_id: str) -> Path | None:
         """Where ``repo_id`` lives, or None if it is not a valid id."""
-        return self._root / f"{repo_id}.git" if _REPO_ID.match(repo_id) else None
+        return self._root / f"{repo_id}.git" if REPO_ID.match(repo_id) else None
 
     def repository_exists(self, repo_id: str) -> bool:
         path = self._candidate_path(repo_id)
@@ -256,7 +144,7 @@ class LocalGitProvider(GitProvider):
             raise InvalidInput(f"invalid repository id {repo_id!r}")
         if not is_valid_branch_name(default_branch):
             raise InvalidInput(f"invalid branch name {default_branch!r}")
-        _check_paths(files)
+        check_paths(files)
         if source_url is not None:
             self._check_source_url(source_url)
         if target.exists():
@@ -267,7 +155,7 @@ class LocalGitProvider(GitProvider):
             built = self._build_repository(
                 scratch, default_branch, files, message, author, source_url
             )
-            _publish(built, target, repo_id)
+            publish(built, target, repo_id)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
 
@@ -289,10 +177,10 @@ class LocalGitProvider(GitProvider):
         if source_url is not None:
             base_tree = self._import_source(bare, source_url, scratch / "source.git")
         if base_tree is not None:
-            source = _parse_ls_tree(
+            source = parse_ls_tree(
                 self._git(["ls-tree", "-r", "-t", "-z", "-l", base_tree], git_dir=bare)
             )
-            files = _surviving_files(files, source)
+            files = surviving_files(files, source)
         sha = self._commit_tree(bare, base_tree, files, message=message, author=author)
         self._update_ref(bare, f"refs/heads/{default_branch}", sha, old="")
         return bare
@@ -414,15 +302,15 @@ class LocalGitProvider(GitProvider):
                 f"{ref.removeprefix('refs/heads/')!r} was changed concurrently",
                 details={"stderr": result.stderr.decode("utf-8", "replace")},
             )
-        raise _failure("update-ref", result)
+        raise failure("update-ref", result)
 
     # -- reading ---------------------------------------------------------
 
     def list_tree(self, repo_id: str, branch: str) -> list[TreeEntry]:
         repo = self.repository_path(repo_id)
         head = self._head_commit(repo, branch)
-        raw = _parse_ls_tree(self._git(["ls-tree", "-r", "-t", "-z", "-l", head], git_dir=repo))
-        entries = [entry for entry in map(_to_tree_entry, raw) if entry is not None]
+        raw = parse_ls_tree(self._git(["ls-tree", "-r", "-t", "-z", "-l", head], git_dir=repo))
+        entries = [entry for entry in map(to_tree_entry, raw) if entry is not None]
         return sorted(entries, key=lambda entry: entry.path)
 
     def read_file(self, repo_id: str, branch: str, path: str) -> bytes:
@@ -431,8 +319,8 @@ class LocalGitProvider(GitProvider):
             raise NotFound(f"no file at {path!r}")
         head = self._head_commit(repo, branch)
         listing = self._git(["ls-tree", "-z", "-l", "--full-tree", head, "--", path], git_dir=repo)
-        match = [entry for entry in _parse_ls_tree(listing) if entry.path == path]
-        if not match or match[0].kind != "blob" or match[0].mode not in _FILE_MODES:
+        match = [entry for entry in parse_ls_tree(listing) if entry.path == path]
+        if not match or match[0].kind != "blob" or match[0].mode not in FILE_MODES:
             raise NotFound(f"no file at {path!r}")
         return self._git(["cat-file", "blob", match[0].sha], git_dir=repo)
 
@@ -448,7 +336,7 @@ class LocalGitProvider(GitProvider):
         author: Author,
     ) -> str:
         repo = self.repository_path(repo_id)
-        _check_paths(files)
+        check_paths(files)
         parent = self._head_commit(repo, branch)
         sha = self._commit_tree(repo, parent, files, message=message, author=author, parent=parent)
         self._update_ref(repo, f"refs/heads/{branch}", sha, old=parent)
@@ -483,7 +371,7 @@ class LocalGitProvider(GitProvider):
             ["commit-tree", tree, *parents],
             git_dir=repo,
             stdin=message.encode("utf-8"),
-            env=_ident_env(author),
+            env=ident_env(author),
         )
         return commit.decode("ascii").strip()
 
@@ -505,27 +393,3 @@ class LocalGitProvider(GitProvider):
             f"100644 {sha}\t".encode() + path.encode("utf-8", "surrogateescape") + b"\x00"
             for path, sha in zip(paths, shas, strict=True)
         )
-
-
-def _check_paths(files: Mapping[str, bytes]) -> None:
-    """InvalidInput unless every path is a safe relative file path."""
-    bad = [path for path in files if not is_safe_path(path)]
-    if bad:
-        raise InvalidInput("invalid file path", details={"paths": bad})
-
-
-def _publish(built: Path, target: Path, repo_id: str) -> None:
-    """Rename the finished repository into place; Conflict if one appeared meanwhile."""
-    try:
-        built.rename(target)
-    except OSError as exc:
-        raise Conflict(f"repository {repo_id!r} already exists") from exc
-
-
-def _failure(command: str, result: subprocess.CompletedProcess[bytes]) -> ProviderError:
-    """A ProviderError describing a failed git command, credentials masked."""
-    stderr = redact(result.stderr.decode("utf-8", "replace").strip())
-    return ProviderError(
-        f"git {command} failed",
-        details={"command": command, "returncode": result.returncode, "stderr": stderr},
-    )
