@@ -54,7 +54,7 @@ def platform(database_url: str | None = None) -> Iterator[Platform]:
             app = create_app(settings, ctx=ctx)
             identity = IdentityService(ctx)
             user = identity.create_user(None, UserCreate(
-                username="bench", password="Quiet-Harbour-Lamp-42", is_admin=True))
+                username="bench", password=secrets.token_urlsafe(18), is_admin=True))
             actor = Actor(user_id=user.id, username="bench", is_admin=True)
             _, token = identity.create_token(actor, TokenCreate(name="b", expires_in_days=1))
             with serve(app, port=port) as url:
