@@ -27,7 +27,12 @@ from balsam.db.models import KnowledgeLibrary
 from balsam.domain.audit.service import AuditRecord
 from balsam.domain.identity.service import Actor
 from balsam.domain.library.schemas import LibraryCreate, LibraryUpdate
-from balsam.domain.library.sync import LibrarySyncer, check_repository_url, mirror_for
+from balsam.domain.library.sync import (
+    LibrarySyncer,
+    check_repository_url,
+    load_library,
+    mirror_for,
+)
 from balsam.domain.library.tree import LibraryTree
 from balsam.domain.projects import naming
 from balsam.errors import Conflict, Forbidden, InvalidInput, NotFound
@@ -166,11 +171,7 @@ class LibraryService:
                                         .order_by(KnowledgeLibrary.name_key)))
 
     def get(self, library_id: str) -> KnowledgeLibrary:
-        with self.ctx.sessions() as session:
-            library = session.get(KnowledgeLibrary, library_id)
-        if library is None:
-            raise NotFound(f"No knowledge library '{library_id}'.")
-        return library
+        return load_library(self.ctx, library_id)
 
     def tree(self, library_id: str) -> LibraryTree:
         """The served content: the last synced commit (empty before the first sync)."""

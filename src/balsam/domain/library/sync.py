@@ -199,11 +199,7 @@ class LibrarySyncer:
                 library.last_synced_at = utcnow()
 
     def _get(self, library_id: str) -> KnowledgeLibrary:
-        with self.ctx.sessions() as session:
-            library = session.get(KnowledgeLibrary, library_id)
-            if library is None:
-                raise NotFound(f"No knowledge library '{library_id}'.")
-            return library
+        return load_library(self.ctx, library_id)
 
     def _index(self, library_id: str, commit: str) -> bool:
         """Hand the synced tree to search; False (logged) when indexing failed
@@ -226,3 +222,12 @@ class LibrarySyncer:
         self.ctx.audit.record(AuditRecord(
             actor=actor, action="library.sync", target=f"library:{library_id}",
             outcome=outcome, request_id=request_id, details=details))
+
+
+def load_library(ctx: AppContext, library_id: str) -> KnowledgeLibrary:
+    """The library row; NotFound if there is none."""
+    with ctx.sessions() as session:
+        library = session.get(KnowledgeLibrary, library_id)
+    if library is None:
+        raise NotFound(f"No knowledge library '{library_id}'.")
+    return library
