@@ -20,6 +20,9 @@ from balsam.context import AppContext, Providers
 from balsam.db.engine import make_engine, make_sessionmaker
 from balsam.db.migrate import upgrade
 from balsam.domain.audit.service import AuditLog
+from balsam.domain.workspaces.secrets import WorkspaceSecretStore
+from balsam.domain.workspaces.supervisor import WorkspaceSupervisor
+from balsam.domain.workspaces.templates import load_templates
 from balsam.providers.factory import build_providers
 from balsam.settings import Settings
 from balsam.web.errors import document_problems, document_security, install_error_handlers
@@ -48,25 +51,33 @@ def build_context(settings: Settings, providers: Providers | None = None) -> App
     upgrade(url)
     engine = make_engine(url)
     sessions = make_sessionmaker(engine)
-    return AppContext(
+    ctx = AppContext(
         settings=settings,
         engine=engine,
         sessions=sessions,
         providers=providers or build_providers(settings),
         audit=AuditLog(sessions),
+        templates=load_templates(settings.workspaces.templates_file),
+        workspace_secrets=WorkspaceSecretStore(
+            settings.data_dir.resolve() / "secrets" / "workspaces"),
     )
+    ctx.supervisor = WorkspaceSupervisor(ctx)
+    return ctx
 
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Background work that lives as long as the served app: knowledge-library sync,
-    and loading the search index so the first search does not wait for it."""
+    the workspace supervisor, and loading the search index so the first search
+    does not wait for it."""
     from balsam.domain.library.worker import LibrarySyncWorker
     from balsam.domain.search.service import SearchService
 
     previous = getattr(app.state, "library_sync", None)
     worker = LibrarySyncWorker(app.state.ctx)
     worker.start()
+    ctx: AppContext = app.state.ctx
+    await run_in_threadpool(ctx.supervisor.start)
     threading.Thread(target=SearchService(app.state.ctx).warm, name="search-warm",
                      daemon=True).start()
     app.state.library_sync = worker
@@ -75,6 +86,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         app.state.library_sync = previous
         await run_in_threadpool(worker.stop)
+        await run_in_threadpool(ctx.supervisor.shutdown)
+        client = getattr(app.state, "proxy_client", None)
+        if client is not None:
+            await client.aclose()
+            app.state.proxy_client = None
 
 
 def create_app(settings: Settings | None = None, *, providers: Providers | None = None,
@@ -82,6 +98,7 @@ def create_app(settings: Settings | None = None, *, providers: Providers | None 
     """Build one Balsam ASGI application."""
     from balsam.web.api.v1 import router as api_router
     from balsam.web.git import router as git_router
+    from balsam.web.proxy.routes import router as proxy_router
 
     settings = settings or Settings()
     ctx = ctx or build_context(settings, providers)
@@ -99,6 +116,7 @@ def create_app(settings: Settings | None = None, *, providers: Providers | None 
     _document(app)
     app.include_router(api_router, prefix="/api/v1")
     app.include_router(git_router)
+    app.include_router(proxy_router)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -1,12 +1,13 @@
 """The application context: everything one Balsam app instance owns.
 
-Built by :func:`balsam.app.create_app` (never at import time) and reached from
-requests through ``request.app.state.ctx``; tests build as many as they need.
+Built by :func:`balsam.app.build_context` (never at import time) and reached
+from requests through ``request.app.state.ctx``; tests build as many as they need.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -14,7 +15,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from balsam.domain.audit.service import AuditLog
 from balsam.providers.git.base import GitProvider
 from balsam.providers.storage.base import StorageProvider
+from balsam.providers.workspaces.base import WorkspaceProvider
 from balsam.settings import Settings
+
+if TYPE_CHECKING:
+    from balsam.domain.workspaces.secrets import WorkspaceSecretStore
+    from balsam.domain.workspaces.supervisor import WorkspaceSupervisor
+    from balsam.domain.workspaces.templates import WorkspaceTemplate
 
 
 @dataclass
@@ -23,6 +30,7 @@ class Providers:
 
     git: GitProvider
     storage: StorageProvider
+    workspaces: WorkspaceProvider
 
 
 @dataclass
@@ -32,3 +40,7 @@ class AppContext:
     sessions: sessionmaker[Session]
     providers: Providers
     audit: AuditLog
+    templates: dict[str, WorkspaceTemplate]
+    workspace_secrets: WorkspaceSecretStore
+    #: Set by :func:`balsam.app.build_context` once the context exists.
+    supervisor: WorkspaceSupervisor = field(init=False)

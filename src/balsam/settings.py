@@ -93,6 +93,69 @@ class AuthSettings(BaseModel):
     )
 
 
+class WorkspaceSettings(BaseModel):
+    """Processing environments (JupyterLab workspaces)."""
+
+    provider: Literal["local", "kubernetes"] = Field(
+        "local",
+        description="'local' runs each workspace as a JupyterLab process on this machine "
+        "(bound to loopback, reached through Balsam's proxy); 'kubernetes' renders a Pod, "
+        "Service and PVC per workspace (see docs/kubernetes.md).",
+    )
+    templates_file: Path | None = Field(
+        None,
+        description="JSON file with the workspace templates (a list of {id, name, "
+        "description, requirements, memoryMib, cpu, idleTimeoutMinutes}). Default: the "
+        "built-in 'python' and 'elyra' templates.",
+    )
+    environments_dir: Path | None = Field(
+        None,
+        description="Where template environments are built, once per template version. "
+        "Default: <data_dir>/environments.",
+    )
+    python: str | None = Field(
+        None,
+        description="Python interpreter the environments are built from. Default: the one "
+        "Balsam runs on.",
+    )
+    index_url: str | None = Field(
+        None,
+        description="Package index environments are installed from. Default: the package "
+        "installer's own (PyPI, or UV_INDEX_URL / its config).",
+    )
+    start_timeout_seconds: int = Field(
+        180, ge=5, description="Longest a workspace server may take to answer after start."
+    )
+    build_timeout_seconds: int = Field(
+        1800, ge=30, description="Longest building one template environment may take."
+    )
+    poll_seconds: float = Field(
+        15, gt=0,
+        description="How often running workspaces are checked for liveness and activity "
+        "(idle culling).",
+    )
+    stop_on_shutdown: bool = Field(
+        True,
+        description="Stop every local workspace when `balsam up` stops. When false, running "
+        "workspaces are found again on the next start.",
+    )
+    members_may_open: bool = Field(
+        False,
+        description="Let every project member open a workspace through the proxy. By "
+        "default only its owner can.",
+    )
+    uid_base: int = Field(
+        200_000, ge=1000,
+        description="When Balsam runs as root, each local workspace runs under its own "
+        "numeric user id (uid_base + a per-workspace number), so workspaces cannot read "
+        "each other's homes or Balsam's data. Ignored when not root.",
+    )
+    control_plane_url: str | None = Field(
+        None,
+        description="URL workspaces reach Balsam's git endpoint at. Default: public_url.",
+    )
+
+
 class Settings(BaseSettings):
     """All of Balsam's settings."""
 
@@ -138,6 +201,8 @@ class Settings(BaseSettings):
     storage: StorageSettings = Field(default_factory=StorageSettings)  # type: ignore[arg-type]
     git: GitSettings = Field(default_factory=GitSettings)  # type: ignore[arg-type]
     auth: AuthSettings = Field(default_factory=AuthSettings)  # type: ignore[arg-type]
+    workspaces: WorkspaceSettings = Field(
+        default_factory=WorkspaceSettings)  # type: ignore[arg-type]
     library_sync_interval_seconds: int = Field(
         600, ge=0,
         description="How often every knowledge library is fetched from its repository in "
@@ -165,6 +230,14 @@ class Settings(BaseSettings):
     @property
     def resolved_public_url(self) -> str:
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def resolved_environments_dir(self) -> Path:
+        return (self.workspaces.environments_dir or self.data_dir / "environments").resolve()
+
+    @property
+    def resolved_control_plane_url(self) -> str:
+        return (self.workspaces.control_plane_url or self.resolved_public_url).rstrip("/")
 
     @property
     def resolved_s3_endpoint(self) -> str:

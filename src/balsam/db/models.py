@@ -186,6 +186,38 @@ class Credential(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class Workspace(Base):
+    """A JupyterLab workspace on one project branch. Its secrets (S3 secret key,
+    git token, server token) live with the provider, never here: the row keeps
+    the S3 access key id and the SHA-256 of the git token."""
+
+    __tablename__ = "workspaces"
+
+    id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    project_id: Mapped[str] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), index=True
+    )
+    branch: Mapped[str] = mapped_column(String(100))
+    template_id: Mapped[str] = mapped_column(String(63))
+    #: ``<template>-<version>``: the environment this workspace runs in.
+    environment: Mapped[str] = mapped_column(String(100))
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    state: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    state_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: Set when the owner lost access (removed from the project): no start, no proxy.
+    locked: Mapped[bool] = mapped_column(Boolean, default=False)
+    s3_access_key: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    git_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True, nullable=True)
+    #: Exact package versions of the environment (name → version) once built.
+    environment_lock: Mapped[dict[str, str] | None] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_activity_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    owner: Mapped[User] = relationship(lazy="joined")
+
+
 class AuditEvent(Base):
     """One append-only audit record, chained to the previous one by hash."""
 

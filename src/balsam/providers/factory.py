@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from balsam.context import Providers
+from balsam.providers.workspaces.base import WorkspaceProvider
 from balsam.settings import Settings
+
+if TYPE_CHECKING:
+    from balsam.providers.workspaces.environments import EnvironmentBuilder
 
 
 def build_providers(settings: Settings) -> Providers:
@@ -11,6 +17,7 @@ def build_providers(settings: Settings) -> Providers:
     (``balsam up`` starts them); this only connects to them."""
     from balsam.providers.git.local import LocalGitProvider
     from balsam.providers.storage.s3iam import S3IamStorage
+    from balsam.providers.workspaces.environments import EnvironmentBuilder
 
     storage = settings.storage
     if storage.admin_access_key is None or storage.admin_secret_key is None:
@@ -26,4 +33,25 @@ def build_providers(settings: Settings) -> Providers:
             admin_access_key=storage.admin_access_key,
             admin_secret_key=storage.admin_secret_key.get_secret_value(),
         ),
+        workspaces=build_workspace_provider(settings, EnvironmentBuilder(
+            settings.resolved_environments_dir, python=settings.workspaces.python,
+            index_url=settings.workspaces.index_url,
+            timeout=settings.workspaces.build_timeout_seconds)),
     )
+
+
+def build_workspace_provider(settings: Settings, environments: EnvironmentBuilder
+                             ) -> WorkspaceProvider:
+    if settings.workspaces.provider == "kubernetes":
+        from balsam.providers.workspaces.kubernetes import (
+            KubernetesConfig,
+            KubernetesWorkspaceProvider,
+        )
+
+        return KubernetesWorkspaceProvider(KubernetesConfig())
+    from balsam.providers.workspaces.local import LocalWorkspaceProvider
+
+    return LocalWorkspaceProvider(
+        settings.data_dir.resolve() / "workspaces", environments,
+        uid_base=settings.workspaces.uid_base,
+        start_timeout=settings.workspaces.start_timeout_seconds)

@@ -1,7 +1,8 @@
 """Git smart HTTP at ``/git/<project>.git``, authorised per project.
 
 Clients authenticate with HTTP Basic: the username and a personal API token
-(or the password). Members may fetch and push. Anonymous requests get 401
+(or the password), or a workspace's git token, valid for its project only.
+Members may fetch and push. Anonymous requests get 401
 with a Basic challenge (so git asks for credentials); authenticated users who
 are not members get 403 whether or not the repository exists, so nothing
 about other people's repositories leaks. Pushes, fetches and denials are
@@ -18,6 +19,7 @@ from balsam.context import AppContext
 from balsam.db.models import Membership, Project, User
 from balsam.domain.audit.service import AuditRecord
 from balsam.domain.identity.service import TOKEN_PREFIX, IdentityService
+from balsam.domain.workspaces.service import GIT_TOKEN_PREFIX, WorkspaceService
 from balsam.errors import RateLimited, Unauthenticated
 from balsam.web.deps import basic_credentials, client_address, request_id
 from balsam.web.errors import problem
@@ -27,8 +29,17 @@ router = APIRouter(include_in_schema=False)
 CHALLENGE = {"WWW-Authenticate": 'Basic realm="Balsam git", charset="UTF-8"'}
 
 
-def _user(request: Request, ctx: AppContext, username: str, secret: str) -> User:
+def _user(request: Request, ctx: AppContext, username: str, secret: str, repo: str) -> User:
+    """The user behind the credentials. A workspace's git token (``bws_…``) is valid
+    only for that workspace's project repository."""
     identity = IdentityService(ctx)
+    if secret.startswith(GIT_TOKEN_PREFIX):
+        found = WorkspaceService(ctx).git_user(secret, username)
+        if found is None:
+            raise Unauthenticated("The workspace token is invalid or revoked.")
+        if found[1] != repo:
+            raise Unauthenticated("This workspace token is for another project.")
+        return found[0]
     if secret.startswith(TOKEN_PREFIX):
         user = identity.authenticate_token(secret)
         if user.username != username:
@@ -61,7 +72,7 @@ def _authorize(request: Request, ctx: AppContext, repo: str, write: bool) -> Use
         return problem(401, "Log in with your username and an API token.", request=request,
                        headers=CHALLENGE)
     try:
-        user = _user(request, ctx, *creds)
+        user = _user(request, ctx, *creds, repo)
     except (Unauthenticated, RateLimited) as exc:
         return problem(exc.status, exc.message, request=request, headers=CHALLENGE)
     if not _is_member(ctx, user, repo):

@@ -60,7 +60,8 @@ def faulty(ctx: AppContext, monkeypatch: pytest.MonkeyPatch
     def install(kind: str | None, method: str | None, after: bool) -> Faulty:
         git = Faulty(real.git, method if kind == "git" else None, after=after)
         storage = Faulty(real.storage, method if kind == "storage" else None, after=after)
-        monkeypatch.setattr(ctx, "providers", Providers(git=git, storage=storage))  # type: ignore[arg-type]
+        monkeypatch.setattr(ctx, "providers", Providers(  # type: ignore[arg-type]
+            git=git, storage=storage, workspaces=real.workspaces))
         return storage
 
     yield install

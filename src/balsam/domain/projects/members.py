@@ -2,7 +2,8 @@
 
 Rules: any member may list members; owners (and admins) add, re-role and
 remove; a member may remove themself; the last owner can be neither removed
-nor demoted. Removing a member revokes their S3 keys for the project.
+nor demoted. Removing a member revokes their S3 keys for the project and
+stops and locks their workspaces on it.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from balsam.domain.audit.service import AuditRecord
 from balsam.domain.identity.service import Actor
 from balsam.domain.projects.access import Need, require
 from balsam.domain.projects.schemas import MemberAdd, Role
+from balsam.domain.workspaces.service import WorkspaceService
 from balsam.errors import Conflict, InvalidInput, NotFound
 
 
@@ -70,8 +72,13 @@ class MemberService:
             for key in keys:
                 self.ctx.providers.storage.revoke_key(key.access_key)
                 session.delete(key)
+            locked = WorkspaceService(self.ctx).lock_for(session, project_id, membership.user_id)
             session.delete(membership)
-        self._audit(actor, "member.remove", project_id, username, {"revokedKeys": len(keys)})
+        for workspace_id in locked:
+            self.ctx.supervisor.submit_stop(workspace_id, "Locked: the owner is no longer a "
+                                            "member of the project")
+        self._audit(actor, "member.remove", project_id, username,
+                    {"revokedKeys": len(keys), "lockedWorkspaces": locked})
 
     @staticmethod
     def _membership(session: Session, project_id: str, username: str) -> Membership:

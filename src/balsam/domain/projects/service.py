@@ -16,13 +16,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from balsam.context import AppContext
-from balsam.db.models import Branch, Credential, Membership, Project
+from balsam.db.models import Branch, Credential, Membership, Project, Workspace
 from balsam.domain.audit.service import AuditRecord
 from balsam.domain.identity.service import Actor
 from balsam.domain.projects import naming
 from balsam.domain.projects.access import require, role_of
 from balsam.domain.projects.schemas import ProjectCreate, ProjectUpdate
 from balsam.domain.steps import Compensations
+from balsam.domain.workspaces.service import WorkspaceService
 from balsam.errors import BalsamError, Conflict, InvalidInput, NotFound
 from balsam.providers.git.base import Author
 from balsam.providers.storage.base import ScopedKey
@@ -246,9 +247,15 @@ class ProjectService:
         return self.get(actor, project_id)
 
     def delete(self, actor: Actor, project_id: str) -> None:
-        """Revoke every key, then remove bucket, repository and rows (owner/admin)."""
+        """Delete its workspaces, revoke every key, then remove bucket, repository and
+        rows (owner/admin)."""
         with self.ctx.sessions() as session:
             require(self.ctx, session, actor, project_id, "owner", "project.delete")
+            workspaces = session.scalars(select(Workspace.id)
+                                         .where(Workspace.project_id == project_id)).all()
+        for workspace_id in workspaces:
+            WorkspaceService(self.ctx).remove(workspace_id)
+        with self.ctx.sessions() as session:
             keys = session.scalars(select(Credential.access_key)
                                    .where(Credential.project_id == project_id)).all()
         for access_key in keys:

@@ -13,9 +13,11 @@ from balsam.web.api.v1 import (
     projects,
     search,
     users,
+    workspaces,
 )
 from balsam.web.deps import refuse_nul_characters
 
 router = APIRouter(dependencies=[Depends(refuse_nul_characters)])
-for module in (auth, users, projects, members, credentials, audit, search, libraries):
+for module in (auth, users, projects, members, credentials, audit, search, libraries,
+               workspaces):
     router.include_router(module.router)

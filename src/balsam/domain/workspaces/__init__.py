@@ -1,0 +1,1 @@
+"""Processing environments (workspaces): JupyterLab on a project branch."""

@@ -1,0 +1,1 @@
+"""Workspace providers: where JupyterLab servers run (local processes, Kubernetes)."""

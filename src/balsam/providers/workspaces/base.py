@@ -1,0 +1,172 @@
+"""The workspace provider contract.
+
+A workspace provider runs one JupyterLab server per workspace and tells the
+control plane where to reach it. The control plane owns everything else
+(database state, credentials, audit); a provider only turns a
+:class:`WorkspaceSpec` into a running server and back.
+
+==================  =====================================================
+call                contract
+==================  =====================================================
+``start(spec)``     Blocking (the control plane calls it from a worker
+                    thread): prepare the home (first start: clone the
+                    repository, write git identity and credential helper),
+                    build or reuse the template's environment, start the
+                    server and return once it answers. Raises
+                    :class:`WorkspaceStartError` with a reason users can
+                    read. Idempotent for a running workspace.
+``stop(id)``        Stop the server, keep the home. Idempotent.
+``delete(id)``      Stop the server and remove the home. Idempotent.
+``probe(id)``       Is the server alive? ``Probe.reason`` says why not.
+``endpoint(id)``    Where the proxy sends requests (None when not running).
+``activity(id)``    Last kernel/terminal activity reported by the server.
+``running()``       Ids of servers found alive (re-attach after restart).
+==================  =====================================================
+
+Secrets (S3 secret key, git token, the server's own token) arrive in
+:class:`WorkspaceSecrets` and must reach the server only through its
+environment or files readable by the workspace alone: never process
+arguments, logs or URLs.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from balsam.errors import BalsamError
+
+
+class WorkspaceStartError(BalsamError):
+    """A workspace could not be started; ``message`` is shown to its owner."""
+
+    status = 500
+    reason = "workspace-start-failed"
+
+
+@dataclass(frozen=True)
+class ResourceLimits:
+    """What one workspace may use. ``memory_mib`` is enforced by every provider."""
+
+    memory_mib: int
+    cpu: float
+
+
+@dataclass(frozen=True)
+class EnvironmentSpec:
+    """A template's Python environment: pinned requirements, built once per version."""
+
+    template_id: str
+    requirements: tuple[str, ...]
+
+    @property
+    def version(self) -> str:
+        """Short content hash: a new requirement list is a new environment."""
+        import hashlib
+
+        digest = hashlib.sha256("\n".join(sorted(self.requirements)).encode())
+        return digest.hexdigest()[:12]
+
+    @property
+    def name(self) -> str:
+        return f"{self.template_id}-{self.version}"
+
+
+@dataclass(frozen=True)
+class WorkspaceSecrets:
+    """Credentials minted for one workspace. ``repr`` never shows them."""
+
+    s3_access_key: str
+    s3_secret_key: str
+    git_username: str
+    git_token: str
+    server_token: str
+
+    def __repr__(self) -> str:
+        return f"WorkspaceSecrets(s3_access_key={self.s3_access_key!r})"
+
+
+@dataclass(frozen=True)
+class WorkspaceSpec:
+    """Everything a provider needs to run one workspace."""
+
+    workspace_id: str
+    project_id: str
+    branch: str
+    owner_username: str
+    owner_name: str
+    owner_email: str
+    environment: EnvironmentSpec
+    limits: ResourceLimits
+    #: URL path prefix the server is reached at through the proxy (``/workspaces/<id>/``).
+    base_url: str
+    #: Where the workspace clones and pushes the project repository.
+    clone_url: str
+    #: Non-secret environment variables (BALSAM_*, AWS_ENDPOINT_URL, ...).
+    env: Mapping[str, str]
+    secrets: WorkspaceSecrets
+    #: Extra labels for providers that keep metadata (Kubernetes).
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where the proxy reaches a running server, and the token it presents."""
+
+    url: str
+    token: str
+
+    def __repr__(self) -> str:
+        return f"Endpoint(url={self.url!r})"
+
+
+@dataclass(frozen=True)
+class Probe:
+    alive: bool
+    reason: str | None = None
+
+
+#: Progress callback: ``progress("Building environment python-0123abcd")``.
+Progress = Callable[[str], None]
+
+
+class WorkspaceProvider(abc.ABC):
+    """Runs JupyterLab servers for workspaces."""
+
+    @abc.abstractmethod
+    def start(self, spec: WorkspaceSpec, progress: Progress) -> Endpoint:
+        """Start (or find running) the workspace's server; block until it answers."""
+
+    @abc.abstractmethod
+    def stop(self, workspace_id: str) -> None:
+        """Stop the server; keep the home. Idempotent."""
+
+    @abc.abstractmethod
+    def delete(self, workspace_id: str) -> None:
+        """Stop the server and remove its home. Idempotent."""
+
+    @abc.abstractmethod
+    def probe(self, workspace_id: str) -> Probe:
+        """Whether the server is alive, and if not, why (exit status, memory limit)."""
+
+    @abc.abstractmethod
+    def endpoint(self, workspace_id: str) -> Endpoint | None:
+        """The running server's address and token, or None."""
+
+    @abc.abstractmethod
+    def activity(self, workspace_id: str) -> datetime | None:
+        """Last kernel or terminal activity the server reports, or None if unknown."""
+
+    @abc.abstractmethod
+    def running(self) -> list[str]:
+        """Ids of workspaces whose servers are alive (found again after a restart)."""
+
+    @abc.abstractmethod
+    def environment_lock(self, spec: EnvironmentSpec) -> dict[str, str] | None:
+        """The exact package versions of a built environment (name → version), or
+        None while it is not built."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release resources; does not stop servers."""

@@ -1,0 +1,1 @@
+"""The authenticating reverse proxy to workspaces at ``/workspaces/<id>/``."""

@@ -1,0 +1,139 @@
+"""Who may pass the workspace proxy, and where their requests go.
+
+The proxy accepts the API's credentials: ``Authorization: Bearer <personal
+token>`` or the portal's session cookie. Only the workspace's owner passes
+(all project members when ``workspaces.members_may_open``); admins do not.
+
+Cookie-authenticated requests are forgeable cross-site, so for them:
+
+* WebSocket upgrades must come from Balsam's own origin (``Origin`` header):
+  a page elsewhere cannot open a kernel socket with the user's cookie.
+* Unsafe HTTP methods must be same-origin (``Origin``, or ``Sec-Fetch-Site``).
+
+Decisions are cached for a few seconds per credential and workspace, so a
+page load of many files costs one database lookup; revocation, locking and
+stopping take effect within that time (and stopping ends the server anyway).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from sqlalchemy import select
+from starlette.requests import HTTPConnection
+
+from balsam.context import AppContext
+from balsam.db.models import Membership, Workspace
+from balsam.domain.audit.service import AuditRecord
+from balsam.domain.identity.service import IdentityService, sha256
+from balsam.errors import BalsamError, Forbidden, NotFound, Unauthenticated
+from balsam.providers.workspaces.base import Endpoint
+
+CACHE_SECONDS = 5.0
+SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class NotRunning(BalsamError):
+    status = 503
+    reason = "workspace-not-running"
+
+
+@dataclass(frozen=True)
+class Passage:
+    username: str
+    endpoint: Endpoint
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+class ProxyAccess:
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+        self._cache: dict[tuple[str, str], tuple[float, Passage]] = {}
+        self._lock = threading.Lock()
+
+    def _credential(self, conn: HTTPConnection) -> tuple[str, bool] | None:
+        """``(secret, via_cookie)`` or None."""
+        scheme, _, value = conn.headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip(), False
+        cookie = conn.cookies.get(self.ctx.settings.auth.session_cookie)
+        return (cookie, True) if cookie else None
+
+    def same_origin(self, conn: HTTPConnection) -> bool:
+        origin = conn.headers.get("origin")
+        if origin is None:
+            return conn.headers.get("sec-fetch-site") in ("same-origin", "none")
+        allowed = {_origin(self.ctx.settings.resolved_public_url),
+                   f"{conn.url.scheme.replace('ws', 'http')}://{conn.headers.get('host', '')}"}
+        return origin.lower() in allowed
+
+    def check(self, conn: HTTPConnection, workspace_id: str, *, websocket: bool,
+              method: str = "GET") -> Passage:
+        """The passage for this request, or raise Unauthenticated (401), Forbidden
+        (403), NotFound (404) or NotRunning (503). Blocking: call from a thread."""
+        credential = self._credential(conn)
+        if credential is None:
+            raise Unauthenticated("Log in to open this workspace.")
+        secret, via_cookie = credential
+        if via_cookie and (websocket or method not in SAFE) and not self.same_origin(conn):
+            raise Forbidden("Cross-site request refused.")
+        key = (sha256(secret), workspace_id)
+        with self._lock:
+            hit = self._cache.get(key)
+        if hit is not None and hit[0] > time.monotonic():
+            return hit[1]
+        passage = self._decide(conn, secret, via_cookie, workspace_id)
+        with self._lock:
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[key] = (time.monotonic() + CACHE_SECONDS, passage)
+        return passage
+
+    def forget(self, workspace_id: str) -> None:
+        """Drop cached decisions for a workspace (stopped, locked, deleted)."""
+        with self._lock:
+            for key in [k for k in self._cache if k[1] == workspace_id]:
+                del self._cache[key]
+
+    def _decide(self, conn: HTTPConnection, secret: str, via_cookie: bool,
+                workspace_id: str) -> Passage:
+        identity = IdentityService(self.ctx)
+        user = (identity.authenticate_session(secret)[0] if via_cookie
+                else identity.authenticate_token(secret))
+        with self.ctx.sessions() as session:
+            ws = session.get(Workspace, workspace_id)
+            member = ws is not None and session.scalar(select(Membership.role).where(
+                Membership.project_id == ws.project_id,
+                Membership.user_id == user.id)) is not None
+            if ws is None or not (member or user.is_admin):
+                raise NotFound(f"No workspace '{workspace_id}'.")
+            allowed = ws.owner_id == user.id or (
+                member and self.ctx.settings.workspaces.members_may_open)
+            if not allowed or ws.locked:
+                self._deny(user.username, ws, "locked" if allowed else "not the owner")
+                raise Forbidden("Only the workspace's owner can open it." if not allowed
+                                else "This workspace is locked.")
+            state, reason = ws.state, ws.state_reason
+        endpoint = self.ctx.providers.workspaces.endpoint(workspace_id) \
+            if state == "running" else None
+        if endpoint is None:
+            raise NotRunning(f"The workspace is {state}" + (f": {reason}" if reason else "."))
+        return Passage(user.username, endpoint)
+
+    def _deny(self, username: str, ws: Workspace, why: str) -> None:
+        self.ctx.audit.record(AuditRecord(
+            actor=username, action="workspace.open", outcome="denied",
+            target=f"project:{ws.project_id}/workspace:{ws.id}", project_id=ws.project_id,
+            details={"reason": why}))
+
+
+def refusal(exc: BalsamError) -> tuple[int, str, dict[str, str]]:
+    headers = {"Retry-After": "2"} if isinstance(exc, NotRunning) else {}
+    return exc.status, exc.message, headers

@@ -1,0 +1,194 @@
+"""HTTP and WebSocket forwarding for ``/workspaces/<id>/...``.
+
+Requests are checked by :class:`ProxyAccess`, then forwarded to the
+workspace's server with its token in ``Authorization: token ...``. Balsam's
+own credentials (session cookie, bearer token) are removed, so the server
+never sees them; and the server's token is removed from HTML pages
+(JupyterLab writes it into its page config), so it never reaches the browser.
+Bodies stream both ways; nothing is buffered except HTML pages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from urllib.parse import urlsplit
+
+import httpx
+import websockets
+from fastapi import APIRouter, Request, WebSocket
+from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import HTTPConnection
+from starlette.responses import Response, StreamingResponse
+from websockets.asyncio.client import ClientConnection
+
+from balsam.context import AppContext
+from balsam.errors import BalsamError
+from balsam.web.errors import problem
+from balsam.web.proxy.access import Passage, ProxyAccess, refusal
+
+router = APIRouter(include_in_schema=False)
+
+HOP_BY_HOP = frozenset({
+    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
+    "trailer", "trailers", "transfer-encoding", "upgrade", "host",
+})
+#: Never forwarded upstream: Balsam's credentials, and browser origin headers
+#: (the proxy checks origin itself; the server sees a same-host request).
+DROP_UPSTREAM = HOP_BY_HOP | {"authorization", "cookie", "origin", "referer",
+                              "sec-websocket-key", "sec-websocket-version",
+                              "sec-websocket-extensions", "sec-websocket-protocol"}
+METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+def _ctx(conn: HTTPConnection) -> AppContext:
+    ctx: AppContext = conn.app.state.ctx
+    return ctx
+
+
+def _access(conn: HTTPConnection) -> ProxyAccess:
+    state = conn.app.state
+    if getattr(state, "proxy_access", None) is None:
+        state.proxy_access = ProxyAccess(_ctx(conn))
+    access: ProxyAccess = state.proxy_access
+    return access
+
+
+def _client(conn: HTTPConnection) -> httpx.AsyncClient:
+    state = conn.app.state
+    if getattr(state, "proxy_client", None) is None:
+        state.proxy_client = httpx.AsyncClient(
+            timeout=httpx.Timeout(30.0, read=None), follow_redirects=False,
+            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50))
+    client: httpx.AsyncClient = state.proxy_client
+    return client
+
+
+def _upstream_headers(conn: HTTPConnection, passage: Passage) -> list[tuple[str, str]]:
+    session_cookie = _ctx(conn).settings.auth.session_cookie
+    headers = [(k, v) for k, v in conn.headers.items() if k not in DROP_UPSTREAM]
+    cookies = [f"{k}={v}" for k, v in conn.cookies.items() if k != session_cookie]
+    if cookies:
+        headers.append(("cookie", "; ".join(cookies)))
+    headers.append(("authorization", f"token {passage.endpoint.token}"))
+    return headers
+
+
+def _target(passage: Passage, conn: HTTPConnection, path: str, scheme: str = "http") -> str:
+    url = passage.endpoint.url.replace("http://", f"{scheme}://", 1) + path
+    return f"{url}?{conn.url.query}" if conn.url.query else url
+
+
+async def _pass(conn: HTTPConnection, workspace_id: str, *, websocket: bool,
+                method: str = "GET") -> Passage | Response:
+    try:
+        return await run_in_threadpool(_access(conn).check, conn, workspace_id,
+                                       websocket=websocket, method=method)
+    except BalsamError as exc:
+        status, detail, headers = refusal(exc)
+        return problem(status, detail, reason=exc.reason, headers=headers)
+
+
+def _response_headers(upstream: httpx.Response) -> list[tuple[str, str]]:
+    headers = []
+    for key, value in upstream.headers.multi_items():
+        lower = key.lower()
+        if lower in HOP_BY_HOP:
+            continue
+        if lower == "location" and value.startswith(("http://127.0.0.1", "http://localhost")):
+            parts = urlsplit(value)  # keep redirects on Balsam's origin
+            value = parts.path + (f"?{parts.query}" if parts.query else "")
+        headers.append((key, value))
+    return headers
+
+
+@router.api_route("/workspaces/{workspace_id}/{path:path}", methods=METHODS)
+async def proxy_http(workspace_id: str, path: str, request: Request) -> Response:
+    passage = await _pass(request, workspace_id, websocket=False, method=request.method)
+    if isinstance(passage, Response):
+        return passage
+    client = _client(request)
+    has_body = request.method not in ("GET", "HEAD", "OPTIONS")
+    upstream_request = client.build_request(
+        request.method, _target(passage, request, path),
+        headers=_upstream_headers(request, passage),
+        content=request.stream() if has_body else None)
+    try:
+        upstream = await client.send(upstream_request, stream=True)
+    except httpx.HTTPError:
+        return problem(502, "The workspace's server did not answer.", reason="bad-gateway")
+    headers = _response_headers(upstream)
+    response: Response
+    if upstream.headers.get("content-type", "").startswith("text/html"):
+        body = (await upstream.aread()).replace(passage.endpoint.token.encode(), b"")
+        await upstream.aclose()
+        # aread() decoded any gzip: length and encoding change with the body.
+        headers = [(k, v) for k, v in headers
+                   if k.lower() not in ("content-length", "content-encoding")]
+        headers.append(("content-length", str(len(body))))
+        response = Response(body, status_code=upstream.status_code)
+    else:
+        response = StreamingResponse(upstream.aiter_raw(), status_code=upstream.status_code,
+                                     background=BackgroundTask(upstream.aclose))
+    response.raw_headers = [(k.lower().encode("latin-1"), v.encode("latin-1"))
+                            for k, v in headers]
+    return response
+
+
+async def _deny_websocket(websocket: WebSocket, refused: Response) -> None:
+    if "websocket.http.response" in websocket.scope.get("extensions", {}):
+        await websocket.send_denial_response(refused)
+    else:
+        await websocket.close(code=1008)
+
+
+@router.websocket("/workspaces/{workspace_id}/{path:path}")
+async def proxy_websocket(websocket: WebSocket, workspace_id: str, path: str) -> None:
+    passage = await _pass(websocket, workspace_id, websocket=True)
+    if isinstance(passage, Response):
+        await _deny_websocket(websocket, passage)
+        return
+    protocols = websocket.scope.get("subprotocols") or None
+    try:
+        upstream = await websockets.connect(
+            _target(passage, websocket, path, scheme="ws"),
+            additional_headers=_upstream_headers(websocket, passage),
+            subprotocols=protocols, max_size=None, compression=None, open_timeout=15,
+            ping_interval=None)
+    except (OSError, websockets.InvalidHandshake, TimeoutError):
+        await _deny_websocket(websocket, problem(
+            502, "The workspace's server refused the connection.", reason="bad-gateway"))
+        return
+    await websocket.accept(subprotocol=upstream.subprotocol)
+    await _pump(websocket, upstream)
+
+
+async def _pump(websocket: WebSocket, upstream: ClientConnection) -> None:
+    async def to_upstream() -> None:
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            data = message.get("bytes")
+            await upstream.send(data if data is not None else message.get("text", ""))
+
+    async def to_client() -> None:
+        async for data in upstream:
+            if isinstance(data, bytes):
+                await websocket.send_bytes(data)
+            else:
+                await websocket.send_text(data)
+
+    tasks = [asyncio.create_task(to_upstream()), asyncio.create_task(to_client())]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(BaseException):
+                await task
+        await upstream.close()
+        with contextlib.suppress(Exception):
+            await websocket.close()
