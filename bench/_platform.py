@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 import sys
 import tempfile
@@ -36,10 +37,26 @@ class Platform:
         return {"Authorization": f"Bearer {self.token}"}
 
 
+#: Where template environments are built; the benches reuse the one a test or an
+#: earlier run built (a first build takes minutes and would dominate start times).
+ENVIRONMENTS_DIR = ROOT / ".cache" / "environments"
+
+
 @contextmanager
-def platform(database_url: str | None = None) -> Iterator[Platform]:
-    """Start everything in a temp dir; yield a user with a token; clean up."""
+def platform(database_url: str | None = None, *, workspaces: bool = False) -> Iterator[Platform]:
+    """Start everything in a temp dir; yield a user with a token; clean up.
+
+    ``workspaces=True`` also runs the workspace supervisor (the app is served with
+    ``lifespan="off"``, which would otherwise start it) and builds or reuses template
+    environments under ``BALSAM_WORKSPACES__ENVIRONMENTS_DIR`` (default
+    ``.cache/environments``). Every workspace still running is stopped on the way out.
+    """
+    if workspaces:
+        os.environ.setdefault("BALSAM_WORKSPACES__ENVIRONMENTS_DIR", str(ENVIRONMENTS_DIR))
     with tempfile.TemporaryDirectory(prefix="balsam-bench-") as tmp:
+        # As root, workspaces run under their own user ids: they must be able to
+        # traverse every folder above their home.
+        os.chmod(tmp, 0o711)
         access, secret = "BENCH" + secrets.token_hex(6).upper(), secrets.token_urlsafe(30)
         seaweed = SeaweedServer(Path(tmp) / "s3", ports=SeaweedPorts.pick_free(),
                                 admin_access_key=access, admin_secret_key=secret)
@@ -58,7 +75,14 @@ def platform(database_url: str | None = None) -> Iterator[Platform]:
             actor = Actor(user_id=user.id, username="bench", is_admin=True)
             _, token = identity.create_token(actor, TokenCreate(name="b", expires_in_days=1))
             with serve(app, port=port) as url:
-                yield Platform(ctx=ctx, url=url, token=token, actor=actor, seaweed=seaweed)
+                if not workspaces:
+                    yield Platform(ctx=ctx, url=url, token=token, actor=actor, seaweed=seaweed)
+                    return
+                ctx.supervisor.start()
+                try:
+                    yield Platform(ctx=ctx, url=url, token=token, actor=actor, seaweed=seaweed)
+                finally:
+                    ctx.supervisor.shutdown()
 
 
 def median(values: list[float]) -> float:

@@ -154,6 +154,23 @@ class WorkspaceSettings(BaseModel):
         None,
         description="URL workspaces reach Balsam's git endpoint at. Default: public_url.",
     )
+    kubernetes_image: str = Field(
+        "balsam-workspace-{template_id}:{version}",
+        description="Kubernetes provider: the image of a template version, a pattern over "
+        "template_id, version and name (built from the template's pinned requirements).",
+    )
+    kubernetes_namespace_prefix: str = Field(
+        "balsam-proj-", min_length=1,
+        description="Kubernetes provider: prefix of the namespace of each project.",
+    )
+    kubernetes_storage_class: str | None = Field(
+        None, description="Kubernetes provider: storage class of workspace homes (PVCs)."
+    )
+    kubernetes_control_plane_namespace: str = Field(
+        "balsam",
+        description="Kubernetes provider: namespace of Balsam's control plane, the only "
+        "place workspace servers accept connections from (network policy).",
+    )
 
 
 class Settings(BaseSettings):

@@ -43,12 +43,15 @@ def build_providers(settings: Settings) -> Providers:
 def build_workspace_provider(settings: Settings, environments: EnvironmentBuilder
                              ) -> WorkspaceProvider:
     if settings.workspaces.provider == "kubernetes":
-        from balsam.providers.workspaces.kubernetes import (
-            KubernetesConfig,
-            KubernetesWorkspaceProvider,
-        )
+        from balsam.providers.workspaces.kubernetes import KubernetesWorkspaceProvider
+        from balsam.providers.workspaces.kubernetes_render import KubernetesConfig
 
-        return KubernetesWorkspaceProvider(KubernetesConfig())
+        k8s = settings.workspaces
+        return KubernetesWorkspaceProvider(KubernetesConfig(
+            image_for=k8s.kubernetes_image, namespace_prefix=k8s.kubernetes_namespace_prefix,
+            storage_class=k8s.kubernetes_storage_class,
+            control_plane_namespace=k8s.kubernetes_control_plane_namespace),
+            start_timeout=k8s.start_timeout_seconds)
     from balsam.providers.workspaces.local import LocalWorkspaceProvider
 
     return LocalWorkspaceProvider(

@@ -3,15 +3,24 @@ WebSocket, the project's data and repository from inside, stop and start."""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import update
 
 from balsam.context import AppContext
+from balsam.db.models import Workspace
+from balsam.providers.workspaces.local import LocalWorkspaceProvider
 from tests.fixtures.app import TestUser
 from tests.fixtures.workspaces import Kernel, wait_state
+from tests.web.api.v1.test_library_reuse import copy_url
 
 
 @pytest.fixture(scope="module")
@@ -61,3 +70,203 @@ def test_kernel_runs_code(kernel: Kernel) -> None:
     result = kernel.execute("print(6 * 7)")
     assert result.error is None
     assert result.stdout.strip() == "42"
+
+
+def test_the_server_token_never_reaches_the_browser(ctx: AppContext, live_url: str,
+                                                    owner: TestUser,
+                                                    workspace: dict[str, Any]) -> None:
+    token = ctx.workspace_secrets.load(workspace["id"]).server_token  # type: ignore[union-attr]
+    page = httpx.get(f"{live_url}{workspace['url']}lab", headers=owner.headers,
+                     follow_redirects=True)
+    assert page.status_code == 200
+    assert "jupyter-config-data" in page.text
+    assert token not in page.text
+    assert token not in str(page.headers)
+
+
+def test_environment_variables_and_lock(kernel: Kernel, ws_project: dict[str, Any],
+                                        workspace: dict[str, Any]) -> None:
+    result = kernel.execute(
+        "import os, json; print(json.dumps({k: os.environ.get(k) for k in ["
+        "'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_ENDPOINT_URL', 'AWS_DEFAULT_REGION',"
+        "'JUPYTERLAB_S3_ENDPOINT', 'JUPYTERLAB_S3_ACCESS_KEY_ID', "
+        "'JUPYTERLAB_S3_SECRET_ACCESS_KEY', 'BALSAM_PROJECT', 'BALSAM_BRANCH', 'BALSAM_BUCKET',"
+        "'BALSAM_DATA_PREFIX', 'BALSAM_STORAGE__ADMIN_SECRET_KEY']}))")
+    assert result.error is None, result
+    env = json.loads(result.stdout)
+    assert env["BALSAM_PROJECT"] == ws_project["id"]
+    assert env["BALSAM_BRANCH"] == "main"
+    assert env["BALSAM_DATA_PREFIX"] == "main/"
+    assert env["BALSAM_BUCKET"]
+    assert env["AWS_ACCESS_KEY_ID"] == env["JUPYTERLAB_S3_ACCESS_KEY_ID"]
+    assert env["AWS_SECRET_ACCESS_KEY"] == env["JUPYTERLAB_S3_SECRET_ACCESS_KEY"]
+    assert env["JUPYTERLAB_S3_ENDPOINT"] == env["AWS_ENDPOINT_URL"]
+    assert env["BALSAM_STORAGE__ADMIN_SECRET_KEY"] is None  # nothing of Balsam's own leaks
+    packages = workspace["environment"]["packages"]
+    assert packages["jupyterlab"] == "4.6.6" and packages["pandas"] == "3.1.1"
+    assert "python" in packages
+
+
+S3_ROUND_TRIP = """
+import boto3, os
+s3 = boto3.client("s3")
+bucket, prefix = os.environ["BALSAM_BUCKET"], os.environ["BALSAM_DATA_PREFIX"]
+s3.put_object(Bucket=bucket, Key=prefix + "från-kärnan.txt", Body="hej".encode())
+print(s3.get_object(Bucket=bucket, Key=prefix + "från-kärnan.txt")["Body"].read().decode())
+"""
+
+
+def test_project_data_from_the_kernel(kernel: Kernel, ctx: AppContext,
+                                      ws_project: dict[str, Any]) -> None:
+    result = kernel.execute(S3_ROUND_TRIP)
+    assert result.error is None, result
+    assert result.stdout.strip() == "hej"
+    assert "main/från-kärnan.txt" in ctx.providers.storage.list_keys(ws_project["bucket"])
+
+
+def test_the_key_is_denied_on_another_projects_bucket(kernel: Kernel, project: dict[str, Any]
+                                                      ) -> None:
+    result = kernel.execute(
+        "import boto3\n"
+        f"boto3.client('s3').put_object(Bucket={project['bucket']!r}, Key='x', Body=b'x')")
+    assert result.error is not None and "AccessDenied" in result.error
+
+
+def test_git_commit_and_push_from_the_workspace(kernel: Kernel, ctx: AppContext,
+                                                ws_project: dict[str, Any]) -> None:
+    pid = ws_project["id"]
+    result = kernel.execute(
+        "import subprocess, os\n"
+        f"os.chdir(os.path.expanduser('~/{pid}'))\n"
+        "open('analys.py', 'w').write('print(1)\\n')\n"
+        "for cmd in (['git', 'add', 'analys.py'], ['git', 'commit', '-qm', 'Analys'],\n"
+        "            ['git', 'push', '-q', 'origin', 'main'], ['git', 'pull', '-q']):\n"
+        "    done = subprocess.run(cmd, capture_output=True, text=True)\n"
+        "    assert done.returncode == 0, (cmd, done.stderr)\n"
+        "print(subprocess.run(['git', 'log', '-1', '--format=%an <%ae>'],"
+        " capture_output=True, text=True).stdout)")
+    assert result.error is None, result
+    assert "wsowner" in result.stdout
+    assert ctx.providers.git.read_file(pid, "main", "analys.py") == b"print(1)\n"
+
+
+def test_git_token_stays_in_its_file(ctx: AppContext, workspace: dict[str, Any],
+                                     kernel: Kernel) -> None:
+    secrets = ctx.workspace_secrets.load(workspace["id"])
+    assert secrets is not None
+    result = kernel.execute(
+        "import os, subprocess, glob\n"
+        "cfg = subprocess.run(['git', 'config', '--list', '--show-origin'], cwd=os.path.expanduser("
+        "'~/' + os.environ['BALSAM_PROJECT']), capture_output=True, text=True).stdout\n"
+        "print(cfg)\n"
+        "print(oct(os.stat(os.path.expanduser('~/.git-credentials')).st_mode & 0o777))\n"
+        "print(sorted(os.listdir(os.path.dirname(os.path.expanduser('~')))) "
+        "if os.access(os.path.dirname(os.path.expanduser('~')), os.R_OK) else 'no-list')")
+    assert result.error is None, result
+    assert secrets.git_token not in result.stdout  # not in any repository config or URL
+    assert "0o600" in result.stdout
+    assert "no-list" in result.stdout  # cannot list Balsam's workspace folder
+
+
+def test_memory_limit_fails_the_allocation_not_the_platform(kernel: Kernel, live_url: str,
+                                                            owner: TestUser,
+                                                            workspace: dict[str, Any]) -> None:
+    result = kernel.execute("x = bytearray(8 * 1024 ** 3)")  # over the template's 4 GiB
+    assert result.error is not None and "MemoryError" in result.error
+    assert kernel.execute("print('still here')").stdout.strip() == "still here"
+    assert httpx.get(f"{live_url}{workspace['url']}api/status",
+                     headers=owner.headers).status_code == 200
+
+
+def test_scb_minio_notebook_runs_in_the_workspace(
+        kernel: Kernel, ctx: AppContext, owner: TestUser, ws_project: dict[str, Any],
+        scb_library: dict[str, Any]) -> None:
+    """SCB's own notebook (minio client, object tags and metadata) runs unmodified
+    but for the bucket name, in the workspace's environment."""
+    pid, resource = ws_project["id"], "Resources/Datalagring - Minio-s3"
+    copied = owner.client.put(copy_url(pid, scb_library["id"], resource))
+    assert copied.status_code == 200, copied.text
+    bucket = ws_project["bucket"]
+    result = kernel.execute(f"""
+import json, os, subprocess, sys
+repo = os.path.expanduser('~/{pid}')
+subprocess.run(['git', 'pull', '-q'], cwd=repo, check=True)
+folder = os.path.join(repo, {resource!r})
+nb = json.load(open(os.path.join(folder, 'Python-S3.ipynb')))
+for cell in nb['cells']:
+    src = ''.join(cell['source']).replace('XXXX', {bucket!r})
+    cell['source'] = src.replace('demo-funktionalitet', {bucket!r})
+json.dump(nb, open(os.path.join(folder, 'run.ipynb'), 'w'))
+done = subprocess.run([sys.executable, '-m', 'nbconvert', '--to', 'notebook', '--execute',
+                       '--output', 'done.ipynb', 'run.ipynb'], cwd=folder,
+                      capture_output=True, text=True)
+assert done.returncode == 0, done.stderr[-2000:]
+out = json.load(open(os.path.join(folder, 'done.ipynb')))
+print(''.join(''.join(o.get('text', '')) for c in out['cells'] for o in c.get('outputs', [])))
+""", timeout=180)
+    assert result.error is None, result
+    assert "Contents of filtest.txt" in result.stdout
+    s3 = ctx.providers.storage._s3  # type: ignore[attr-defined]
+    tags = s3.get_object_tagging(Bucket=bucket, Key="filtest.txt")["TagSet"]
+    assert {t["Key"]: t["Value"] for t in tags} == {"color": "red", "size": "small"}
+    meta = s3.head_object(Bucket=bucket, Key="filtest.txt")["Metadata"]
+    assert meta == {"cat": "meow", "dog": "woof", "horse": "neigh"}
+
+
+def test_idle_workspace_is_culled_and_starts_again_with_its_home(
+        ctx: AppContext, live_url: str, owner: TestUser, kernel: Kernel,
+        workspace: dict[str, Any]) -> None:
+    wid = workspace["id"]
+    assert kernel.execute("open(__import__('os').path.expanduser('~/kvar.txt'), 'w')"
+                          ".write('kvar')").error is None
+    kernel.close()
+    long_ago = datetime.now(UTC) - timedelta(hours=3)
+    with ctx.sessions() as session, session.begin():
+        session.execute(update(Workspace).where(Workspace.id == wid).values(
+            started_at=long_ago, last_activity_at=long_ago))
+    ctx.supervisor.check()
+    body = wait_state(owner, wid, "stopped", timeout=30)
+    assert "without kernel or terminal activity" in body["stateReason"]
+    assert httpx.get(f"{live_url}/workspaces/{wid}/api/status",
+                     headers=owner.headers).status_code == 503
+    assert owner.client.post(f"/api/v1/workspaces/{wid}/start").status_code == 202
+    wait_state(owner, wid, "running", timeout=120)
+    again = Kernel(live_url, wid, owner.headers)
+    try:
+        assert again.execute("print(open(__import__('os').path.expanduser('~/kvar.txt'))"
+                             ".read())").stdout.strip() == "kvar"
+    finally:
+        again.close()
+
+
+def test_a_restarted_control_plane_finds_running_servers(
+        ctx: AppContext, owner: TestUser, workspace: dict[str, Any]) -> None:
+    wid = workspace["id"]
+    wait_state(owner, wid, "running", timeout=120)
+    provider = ctx.providers.workspaces
+    fresh = LocalWorkspaceProvider(provider.root, provider.environments,  # type: ignore[attr-defined]
+                                   uid_base=provider.uid_base)  # type: ignore[attr-defined]
+    assert fresh.running() == [wid] or wid in fresh.running()
+    endpoint = fresh.endpoint(wid)
+    assert endpoint is not None
+    assert httpx.get(endpoint.url + "api/status",
+                     headers={"Authorization": f"token {endpoint.token}"}).status_code == 200
+
+
+def test_a_dead_server_is_marked_and_found_stopped_after_restart(
+        ctx: AppContext, owner: TestUser, workspace: dict[str, Any]) -> None:
+    wid = workspace["id"]
+    pid = json.loads((ctx.providers.workspaces.root / wid / "run.json")  # type: ignore[attr-defined]
+                     .read_text())["pid"]
+    os.killpg(pid, signal.SIGKILL)
+    for _ in range(100):  # the kill lands asynchronously
+        ctx.supervisor.check()
+        if owner.client.get(f"/api/v1/workspaces/{wid}").json()["state"] == "failed":
+            break
+        time.sleep(0.1)
+    body = wait_state(owner, wid, "failed", timeout=1)
+    assert "JupyterLab" in body["stateReason"]
+    with ctx.sessions() as session, session.begin():  # as if Balsam died meanwhile
+        session.execute(update(Workspace).where(Workspace.id == wid).values(state="running"))
+    ctx.supervisor.reattach()
+    assert wait_state(owner, wid, "stopped", timeout=10)["stateReason"].startswith("Its server")

@@ -103,21 +103,39 @@ def _response_headers(upstream: httpx.Response) -> list[tuple[str, str]]:
     return headers
 
 
+async def _send(request: Request, workspace_id: str, path: str
+                ) -> tuple[Passage, httpx.Response] | Response:
+    """The passage and the server's streamed response, or the refusal to send."""
+    has_body = request.method not in ("GET", "HEAD", "OPTIONS")
+    for attempt in (1, 2):
+        passage = await _pass(request, workspace_id, websocket=False, method=request.method)
+        if isinstance(passage, Response):
+            return passage
+        client = _client(request)
+        upstream_request = client.build_request(
+            request.method, _target(passage, request, path),
+            headers=_upstream_headers(request, passage),
+            content=request.stream() if has_body else None)
+        try:
+            return passage, await client.send(upstream_request, stream=True)
+        except httpx.ConnectError:
+            # The cached passage may point at a server that was stopped or moved:
+            # decide again once (the answer is then e.g. 503 "stopped"). A body
+            # cannot be sent twice.
+            _access(request).forget(workspace_id)
+            if attempt == 2 or has_body:
+                break
+        except httpx.HTTPError:
+            break
+    return problem(502, "The workspace's server did not answer.", reason="bad-gateway")
+
+
 @router.api_route("/workspaces/{workspace_id}/{path:path}", methods=METHODS)
 async def proxy_http(workspace_id: str, path: str, request: Request) -> Response:
-    passage = await _pass(request, workspace_id, websocket=False, method=request.method)
-    if isinstance(passage, Response):
-        return passage
-    client = _client(request)
-    has_body = request.method not in ("GET", "HEAD", "OPTIONS")
-    upstream_request = client.build_request(
-        request.method, _target(passage, request, path),
-        headers=_upstream_headers(request, passage),
-        content=request.stream() if has_body else None)
-    try:
-        upstream = await client.send(upstream_request, stream=True)
-    except httpx.HTTPError:
-        return problem(502, "The workspace's server did not answer.", reason="bad-gateway")
+    sent = await _send(request, workspace_id, path)
+    if isinstance(sent, Response):
+        return sent
+    passage, upstream = sent
     headers = _response_headers(upstream)
     response: Response
     if upstream.headers.get("content-type", "").startswith("text/html"):
@@ -143,22 +161,33 @@ async def _deny_websocket(websocket: WebSocket, refused: Response) -> None:
         await websocket.close(code=1008)
 
 
+async def _connect_upstream(websocket: WebSocket, workspace_id: str, path: str
+                            ) -> ClientConnection | Response:
+    """The upstream WebSocket, or the refusal to send (see proxy_http on retrying)."""
+    for attempt in (1, 2):
+        passage = await _pass(websocket, workspace_id, websocket=True)
+        if isinstance(passage, Response):
+            return passage
+        try:
+            return await websockets.connect(
+                _target(passage, websocket, path, scheme="ws"),
+                additional_headers=_upstream_headers(websocket, passage),
+                subprotocols=websocket.scope.get("subprotocols") or None,
+                max_size=None, compression=None, open_timeout=15, ping_interval=None)
+        except OSError:
+            _access(websocket).forget(workspace_id)
+            if attempt == 2:
+                break
+        except (websockets.InvalidHandshake, TimeoutError):
+            break
+    return problem(502, "The workspace's server refused the connection.", reason="bad-gateway")
+
+
 @router.websocket("/workspaces/{workspace_id}/{path:path}")
 async def proxy_websocket(websocket: WebSocket, workspace_id: str, path: str) -> None:
-    passage = await _pass(websocket, workspace_id, websocket=True)
-    if isinstance(passage, Response):
-        await _deny_websocket(websocket, passage)
-        return
-    protocols = websocket.scope.get("subprotocols") or None
-    try:
-        upstream = await websockets.connect(
-            _target(passage, websocket, path, scheme="ws"),
-            additional_headers=_upstream_headers(websocket, passage),
-            subprotocols=protocols, max_size=None, compression=None, open_timeout=15,
-            ping_interval=None)
-    except (OSError, websockets.InvalidHandshake, TimeoutError):
-        await _deny_websocket(websocket, problem(
-            502, "The workspace's server refused the connection.", reason="bad-gateway"))
+    upstream = await _connect_upstream(websocket, workspace_id, path)
+    if isinstance(upstream, Response):
+        await _deny_websocket(websocket, upstream)
         return
     await websocket.accept(subprotocol=upstream.subprotocol)
     await _pump(websocket, upstream)
