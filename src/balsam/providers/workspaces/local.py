@@ -91,6 +91,9 @@ class LocalWorkspaceProvider(WorkspaceProvider):
         with self._uid_lock:
             counter = self.root / ".next-uid"
             uid = int(counter.read_text()) if counter.exists() else self.uid_base
+            busy = _uids_in_use()  # e.g. another Balsam on this machine
+            while uid in busy:
+                uid += 1
             counter.write_text(str(uid + 1))
             file.write_text(str(uid))
         return uid
@@ -242,9 +245,12 @@ class LocalWorkspaceProvider(WorkspaceProvider):
             tail = (self._dir(workspace_id) / "server.log").read_text(errors="replace")[-4000:]
         except OSError:
             tail = ""
-        if "MemoryError" in tail or code == -signal.SIGKILL:
+        if "MemoryError" in tail:
             return (f"JupyterLab stopped (exit status {code}): it ran out of memory "
                     "(the template's memory limit).")
+        if code == -signal.SIGKILL:
+            return ("JupyterLab was killed (signal 9), e.g. by the system for using too "
+                    "much memory.")
         last = [line for line in tail.strip().splitlines() if line.strip()][-1:]
         return f"JupyterLab exited with status {code}" + (f": {last[0][-300:]}" if last else ".")
 
@@ -301,6 +307,15 @@ def _wait_gone(alive: Callable[[], bool], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while alive() and time.monotonic() < deadline:
         time.sleep(0.05)
+
+
+def _uids_in_use() -> set[int]:
+    uids = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                uids.add(entry.stat().st_uid)
+    return uids
 
 
 def _kill_user(uid: int) -> None:
