@@ -70,7 +70,10 @@ def up(host: str | None, port: int | None, data_dir: Path | None) -> None:
 
 
 def prepare_data_dir(path: Path) -> Path:
-    """Create the data directory, readable by its owner only."""
+    """Create the data directory, readable by its owner only. Files Balsam creates
+    are private by default (umask 077); what workspaces must read is opened
+    explicitly (their homes, template environments)."""
+    os.umask(0o077)
     path = path.resolve()
     path.mkdir(parents=True, exist_ok=True)
     path.chmod(0o700)

@@ -144,7 +144,8 @@ class EnvironmentBuilder:
             for name in files:
                 file = Path(folder, name)
                 if not file.is_symlink():
-                    file.chmod(file.stat().st_mode | 0o444)
+                    mode = file.stat().st_mode
+                    file.chmod(mode | (0o555 if mode & 0o100 else 0o444))
         (target / LOCK_FILE).write_text(json.dumps(
             {"template": spec.template_id, "version": spec.version,
              "requirements": list(spec.requirements),

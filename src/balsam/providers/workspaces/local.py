@@ -28,6 +28,7 @@ import re
 import resource
 import shutil
 import signal
+import stat
 import subprocess
 import threading
 import time
@@ -65,6 +66,8 @@ class LocalWorkspaceProvider(WorkspaceProvider):
         self._uid_lock = threading.Lock()
         root.mkdir(parents=True, exist_ok=True)
         root.chmod(0o711)
+        if self.as_root:
+            share_with_workspaces(root, keep_open={environments.root})
 
     # -- layout -------------------------------------------------------------------------
 
@@ -296,6 +299,22 @@ class LocalWorkspaceProvider(WorkspaceProvider):
 
     def close(self) -> None:
         self._procs.clear()
+
+
+def share_with_workspaces(root: Path, keep_open: set[Path]) -> None:
+    """Let workspace users reach their homes under ``root`` and nothing else of
+    Balsam's: every folder above ``root`` becomes traversable (not listable),
+    and everything else in the data directory (``root``'s parent) is closed to
+    other users: database, repositories, object data, secrets."""
+    data_dir = root.parent
+    for folder in [root, *root.parents]:
+        mode = folder.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            folder.chmod(mode | stat.S_IXOTH)
+    for entry in data_dir.iterdir():
+        if entry == root or entry in keep_open or entry.is_symlink():
+            continue
+        entry.chmod(entry.stat().st_mode & ~0o077)
 
 
 def _signal_group(pid: int, sig: int) -> None:
