@@ -178,6 +178,27 @@ def test_memory_limit_fails_the_allocation_not_the_platform(kernel: Kernel, live
                      headers=owner.headers).status_code == 200
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="workspaces run under their own uid only as root")
+def test_workspace_cannot_read_balsams_data(kernel: Kernel, ctx: AppContext) -> None:
+    data_dir = ctx.settings.data_dir.resolve()
+    secrets_dir = ctx.workspace_secrets.root
+    targets = [data_dir / "git", secrets_dir, data_dir / "workspaces",
+               *(p for p in [data_dir / "balsam.db"] if p.exists())]
+    code = "\n".join([
+        "import os",
+        "for path in %r:" % [str(t) for t in targets],
+        "    try:",
+        "        os.listdir(path) if os.path.isdir(path) else open(path, 'rb').read(1)",
+        "        print('READ', path)",
+        "    except PermissionError:",
+        "        print('denied', path)",
+    ])
+    result = kernel.execute(code)
+    assert result.error is None, result
+    assert "READ" not in result.stdout, result.stdout
+    assert result.stdout.count("denied") == len(targets)
+
+
 def test_scb_minio_notebook_runs_in_the_workspace(
         kernel: Kernel, ctx: AppContext, owner: TestUser, ws_project: dict[str, Any],
         scb_library: dict[str, Any]) -> None:
@@ -270,3 +291,4 @@ def test_a_dead_server_is_marked_and_found_stopped_after_restart(
         session.execute(update(Workspace).where(Workspace.id == wid).values(state="running"))
     ctx.supervisor.reattach()
     assert wait_state(owner, wid, "stopped", timeout=10)["stateReason"].startswith("Its server")
+

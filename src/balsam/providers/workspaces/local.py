@@ -173,6 +173,8 @@ class LocalWorkspaceProvider(WorkspaceProvider):
         folder = self._dir(spec.workspace_id)
         folder.mkdir(exist_ok=True)
         folder.chmod(0o711)
+        if self.as_root:  # again: the data directory may have gained entries since
+            share_with_workspaces(self.root, keep_open={self.environments.root})
         uid = self._uid(spec.workspace_id)
         progress("Preparing the home folder")
         home = self._prepare_home(spec, uid)
