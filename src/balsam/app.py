@@ -99,6 +99,7 @@ def create_app(settings: Settings | None = None, *, providers: Providers | None 
     from balsam.web.api.v1 import router as api_router
     from balsam.web.git import router as git_router
     from balsam.web.pages import router as pages_router
+    from balsam.web.proxy.access import ProxyAccess
     from balsam.web.proxy.routes import router as proxy_router
 
     settings = settings or Settings()
@@ -113,6 +114,7 @@ def create_app(settings: Settings | None = None, *, providers: Providers | None 
         lifespan=lifespan,
     )
     app.state.ctx = ctx
+    app.state.proxy_access = ProxyAccess(ctx)
     install_error_handlers(app)
     _document(app)
     app.include_router(api_router, prefix="/api/v1")

@@ -22,7 +22,6 @@ from balsam.db.models import Workspace
 from balsam.domain.identity.schemas import UserCreate
 from balsam.domain.identity.service import IdentityService
 from balsam.settings import Settings
-from balsam.web.pages import router
 from tests.fixtures.app import PASSWORD, TestUser
 
 ORIGIN = "http://testserver"
@@ -30,23 +29,16 @@ WRONG = "Not-the-Password-7781"
 _addresses = itertools.count(1)
 
 
-def mount_pages(app: FastAPI) -> FastAPI:
-    """Include the pages in ``app`` unless it already has them."""
-    if not any(getattr(route, "path", "") == "/login" for route in app.routes):
-        app.include_router(router)
-    return app
-
-
 def client_for(app: FastAPI) -> TestClient:
     """A cookie-keeping client with its own address (TEST-NET-2), so its failed
     logins never count against other tests."""
     address = f"198.51.100.{next(_addresses) % 250 + 1}"
-    return TestClient(mount_pages(app), raise_server_exceptions=False,
+    return TestClient(app, raise_server_exceptions=False,
                       follow_redirects=False, client=(address, 40000))
 
 
 @pytest.fixture
-def browser(app: FastAPI) -> Iterator[TestClient]:
+def visitor(app: FastAPI) -> Iterator[TestClient]:
     client = client_for(app)
     yield client
     client.close()
@@ -66,8 +58,8 @@ def session_cookie(response: httpx.Response) -> str:
 
 # -- the form -------------------------------------------------------------------------
 
-def test_login_form_is_locked_down(browser: TestClient) -> None:
-    r = browser.get("/login", params={"next": "/workspaces/abc/lab"})
+def test_login_form_is_locked_down(visitor: TestClient) -> None:
+    r = visitor.get("/login", params={"next": "/workspaces/abc/lab"})
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/html")
     assert '<input type="hidden" name="next" value="/workspaces/abc/lab">' in r.text
@@ -82,8 +74,8 @@ def test_login_form_is_locked_down(browser: TestClient) -> None:
     assert "<script" not in r.text and "src=" not in r.text and "<link" not in r.text
 
 
-def test_the_inline_style_is_the_one_the_policy_allows(browser: TestClient) -> None:
-    r = browser.get("/login")
+def test_the_inline_style_is_the_one_the_policy_allows(visitor: TestClient) -> None:
+    r = visitor.get("/login")
     style = re.search(r"<style>(.*?)</style>", r.text, re.DOTALL)
     assert style is not None
     digest = base64.b64encode(hashlib.sha256(style.group(1).encode()).digest()).decode()
@@ -92,8 +84,8 @@ def test_the_inline_style_is_the_one_the_policy_allows(browser: TestClient) -> N
 
 @pytest.mark.parametrize("next_path", ['/"><script>alert(1)</script>',
                                        '"><script>alert(1)</script>'])
-def test_next_cannot_inject_markup(browser: TestClient, next_path: str) -> None:
-    r = browser.get("/login", params={"next": next_path})
+def test_next_cannot_inject_markup(visitor: TestClient, next_path: str) -> None:
+    r = visitor.get("/login", params={"next": next_path})
     assert r.status_code == 200
     assert "<script>" not in r.text
     if next_path.startswith("/"):
@@ -102,14 +94,14 @@ def test_next_cannot_inject_markup(browser: TestClient, next_path: str) -> None:
 
 # -- logging in -----------------------------------------------------------------------
 
-def test_login_sets_the_session_cookie_and_goes_to_next(browser: TestClient,
+def test_login_sets_the_session_cookie_and_goes_to_next(visitor: TestClient,
                                                          alice: TestUser) -> None:
-    r = login(browser, alice.username, next_path="/workspaces/abc/lab?reset")
+    r = login(visitor, alice.username, next_path="/workspaces/abc/lab?reset")
     assert r.status_code == 303, r.text
     assert r.headers["location"] == "/workspaces/abc/lab?reset"
     cookie = session_cookie(r).lower()
     assert "httponly" in cookie and "samesite=lax" in cookie and "path=/" in cookie
-    me = browser.get("/api/v1/users/me")
+    me = visitor.get("/api/v1/users/me")
     assert me.status_code == 200 and me.json()["username"] == alice.username
 
 
@@ -118,8 +110,8 @@ def test_login_sets_the_session_cookie_and_goes_to_next(browser: TestClient,
     "/\\evil.example", "/\\/evil.example", "javascript:alert(1)", "/\t/evil.example",
     "/\n/evil.example", "evil.example", "",
 ])
-def test_next_elsewhere_goes_home(browser: TestClient, alice: TestUser, next_path: str) -> None:
-    r = login(browser, alice.username, next_path=next_path)
+def test_next_elsewhere_goes_home(visitor: TestClient, alice: TestUser, next_path: str) -> None:
+    r = login(visitor, alice.username, next_path=next_path)
     assert r.status_code == 303
     assert r.headers["location"] == "/"
 
@@ -129,32 +121,32 @@ def test_next_elsewhere_goes_home(browser: TestClient, alice: TestUser, next_pat
     {"Origin": "http://testserver.evil.example"}, {"Sec-Fetch-Site": "cross-site"},
     {"Sec-Fetch-Site": "same-site"},
 ])
-def test_cross_site_login_is_refused(browser: TestClient, alice: TestUser,
+def test_cross_site_login_is_refused(visitor: TestClient, alice: TestUser,
                                      headers: dict[str, str]) -> None:
-    r = login(browser, alice.username, headers=headers)
+    r = login(visitor, alice.username, headers=headers)
     assert r.status_code == 403
     assert not session_cookie(r)
-    assert browser.get("/api/v1/users/me").status_code == 401
+    assert visitor.get("/api/v1/users/me").status_code == 401
 
 
 @pytest.mark.parametrize("headers", [{}, {"Sec-Fetch-Site": "same-origin"}])
-def test_login_without_origin_is_accepted(browser: TestClient, alice: TestUser,
+def test_login_without_origin_is_accepted(visitor: TestClient, alice: TestUser,
                                           headers: dict[str, str]) -> None:
     """Browsers send Origin on form posts; other clients may send neither header."""
-    assert login(browser, alice.username, headers=headers).status_code == 303
+    assert login(visitor, alice.username, headers=headers).status_code == 303
 
 
-def test_login_from_the_public_url_is_accepted(browser: TestClient, alice: TestUser,
+def test_login_from_the_public_url_is_accepted(visitor: TestClient, alice: TestUser,
                                                settings: Settings) -> None:
     origin = settings.resolved_public_url
-    assert login(browser, alice.username, headers={"Origin": origin}).status_code == 303
+    assert login(visitor, alice.username, headers={"Origin": origin}).status_code == 303
 
 
 @pytest.mark.parametrize("known", [True, False])
-def test_wrong_password_shows_the_form_again(browser: TestClient, alice: TestUser,
+def test_wrong_password_shows_the_form_again(visitor: TestClient, alice: TestUser,
                                              known: bool) -> None:
     username = alice.username if known else alice.username + "-nobody"
-    r = login(browser, username, WRONG, next_path="/workspaces/abc/")
+    r = login(visitor, username, WRONG, next_path="/workspaces/abc/")
     assert r.status_code == 401
     assert r.headers["content-type"].startswith("text/html")
     assert "Wrong username or password." in r.text
@@ -164,14 +156,14 @@ def test_wrong_password_shows_the_form_again(browser: TestClient, alice: TestUse
     assert "content-security-policy" in r.headers
 
 
-def test_missing_password_is_refused(browser: TestClient, alice: TestUser) -> None:
-    r = browser.post("/login", data={"username": alice.username}, headers={"Origin": ORIGIN})
+def test_missing_password_is_refused(visitor: TestClient, alice: TestUser) -> None:
+    r = visitor.post("/login", data={"username": alice.username}, headers={"Origin": ORIGIN})
     assert r.status_code == 422
     assert "Enter your username and password." in r.text
 
 
-def test_oversized_form_is_refused(browser: TestClient) -> None:
-    r = browser.post("/login", data={"username": "x" * 20_000, "password": "y"},
+def test_oversized_form_is_refused(visitor: TestClient) -> None:
+    r = visitor.post("/login", data={"username": "x" * 20_000, "password": "y"},
                      headers={"Origin": ORIGIN})
     assert r.status_code == 413
 
@@ -186,7 +178,7 @@ def limited_app(settings: Settings, ctx: AppContext, tmp_path: Path,
     app = create_app(limited, providers=ctx.providers)
     IdentityService(app.state.ctx).create_user(None, UserCreate(username="pages-rl",
                                                                 password=PASSWORD))
-    yield mount_pages(app)
+    yield app
     app.state.ctx.engine.dispose()
 
 
@@ -202,10 +194,10 @@ def test_rate_limited_login_shows_the_form_with_429(limited_app: FastAPI) -> Non
 
 # -- logging out ----------------------------------------------------------------------
 
-def test_logout_ends_the_session(browser: TestClient, alice: TestUser, app: FastAPI) -> None:
-    assert login(browser, alice.username).status_code == 303
-    value = browser.cookies["balsam_session"]
-    r = browser.post("/logout", headers={"Origin": ORIGIN})
+def test_logout_ends_the_session(visitor: TestClient, alice: TestUser, app: FastAPI) -> None:
+    assert login(visitor, alice.username).status_code == 303
+    value = visitor.cookies["balsam_session"]
+    r = visitor.post("/logout", headers={"Origin": ORIGIN})
     assert r.status_code == 303 and r.headers["location"] == "/login"
     assert "max-age=0" in session_cookie(r).lower()
     with client_for(app) as stale:
@@ -214,17 +206,17 @@ def test_logout_ends_the_session(browser: TestClient, alice: TestUser, app: Fast
         assert stale.get("/").headers["location"] == "/login"
 
 
-def test_cross_site_logout_is_refused(browser: TestClient, alice: TestUser) -> None:
-    assert login(browser, alice.username).status_code == 303
-    r = browser.post("/logout", headers={"Origin": "https://evil.example"})
+def test_cross_site_logout_is_refused(visitor: TestClient, alice: TestUser) -> None:
+    assert login(visitor, alice.username).status_code == 303
+    r = visitor.post("/logout", headers={"Origin": "https://evil.example"})
     assert r.status_code == 403
-    assert browser.get("/api/v1/users/me").status_code == 200
+    assert visitor.get("/api/v1/users/me").status_code == 200
 
 
 # -- your workspaces ------------------------------------------------------------------
 
-def test_home_sends_strangers_to_login(browser: TestClient) -> None:
-    r = browser.get("/")
+def test_home_sends_strangers_to_login(visitor: TestClient) -> None:
+    r = visitor.get("/")
     assert r.status_code == 303 and r.headers["location"] == "/login"
 
 
@@ -243,10 +235,10 @@ def stopped_workspace(ctx: AppContext, alice: TestUser, project: dict[str, Any],
         session.delete(session.get(Workspace, ws.id))
 
 
-def test_home_lists_your_workspaces_escaped(browser: TestClient, alice: TestUser,
+def test_home_lists_your_workspaces_escaped(visitor: TestClient, alice: TestUser,
                                             stopped_workspace: Workspace) -> None:
-    assert login(browser, alice.username).status_code == 303
-    r = browser.get("/")
+    assert login(visitor, alice.username).status_code == 303
+    r = visitor.get("/")
     assert r.status_code == 200
     assert "content-security-policy" in r.headers
     assert f"<strong>{alice.username}</strong>" in r.text

@@ -47,7 +47,7 @@ NextQuery = Annotated[str | None, Query(alias="next")]
 _STYLE = (
     "body{font:16px/1.5 system-ui,sans-serif;max-width:44rem;margin:3rem auto;padding:0 1rem;"
     "color:#1d2521}h1{font-size:1.5rem}label{display:block;margin-top:1rem}"
-    "input{font:inherit;width:100%;max-width:22rem;padding:.3rem;box-sizing:border-box}"
+    "input{display:block;font:inherit;width:100%;max-width:22rem;padding:.3rem;box-sizing:border-box}"
     "button{font:inherit;margin-top:1rem;padding:.3rem 1rem}.error{color:#a40000}"
     "table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:.3rem .6rem;"
     "border-bottom:1px solid #ccd}header{display:flex;justify-content:space-between;"
@@ -212,6 +212,7 @@ def logout(request: Request, ctx: Ctx) -> Response:
     cookie = request.cookies.get(auth.session_cookie)
     if cookie:
         IdentityService(ctx).end_session(cookie)
+        request.app.state.proxy_access.forget_credential(cookie)  # no 5 s grace
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(auth.session_cookie, path="/", httponly=True, samesite="lax",
                            secure=auth.cookie_secure)

@@ -96,6 +96,13 @@ class ProxyAccess:
             self._cache[key] = (time.monotonic() + CACHE_SECONDS, passage)
         return passage
 
+    def forget_credential(self, secret: str) -> None:
+        """Drop cached decisions for a credential (logout, token revoked)."""
+        digest = sha256(secret)
+        with self._lock:
+            for key in [k for k in self._cache if k[0] == digest]:
+                del self._cache[key]
+
     def forget(self, workspace_id: str) -> None:
         """Drop cached decisions for a workspace (stopped, locked, deleted)."""
         with self._lock:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import httpx
 import websockets
@@ -20,7 +20,7 @@ from fastapi import APIRouter, Request, WebSocket
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import RedirectResponse, Response, StreamingResponse
 from websockets.asyncio.client import ClientConnection
 
 from balsam.context import AppContext
@@ -48,10 +48,7 @@ def _ctx(conn: HTTPConnection) -> AppContext:
 
 
 def _access(conn: HTTPConnection) -> ProxyAccess:
-    state = conn.app.state
-    if getattr(state, "proxy_access", None) is None:
-        state.proxy_access = ProxyAccess(_ctx(conn))
-    access: ProxyAccess = state.proxy_access
+    access: ProxyAccess = conn.app.state.proxy_access  # set by create_app
     return access
 
 
@@ -86,8 +83,17 @@ async def _pass(conn: HTTPConnection, workspace_id: str, *, websocket: bool,
         return await run_in_threadpool(_access(conn).check, conn, workspace_id,
                                        websocket=websocket, method=method)
     except BalsamError as exc:
+        if exc.status == 401 and _is_page_visit(conn, method, websocket):
+            target = conn.url.path + (f"?{conn.url.query}" if conn.url.query else "")
+            return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
         status, detail, headers = refusal(exc)
         return problem(status, detail, reason=exc.reason, headers=headers)
+
+
+def _is_page_visit(conn: HTTPConnection, method: str, websocket: bool) -> bool:
+    """A browser opening a page (not a script, not an API call): send it to log in."""
+    return (not websocket and method == "GET" and "authorization" not in conn.headers
+            and "text/html" in conn.headers.get("accept", ""))
 
 
 def _response_headers(upstream: httpx.Response) -> list[tuple[str, str]]:

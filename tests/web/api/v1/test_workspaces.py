@@ -124,6 +124,19 @@ def test_cookie_sessions_need_the_same_origin(cast: dict[str, TestUser], ws: dic
     same = {**cookie, "Origin": live_url}
     with connect(ws_url, additional_headers=same, open_timeout=10):
         pass
+    # Logging out closes the workspace at once (no cached grace period).
+    assert httpx.post(f"{live_url}{API}/auth/logout", headers=cookie).status_code == 204
+    assert httpx.get(base + "api/status", headers=cookie).status_code == 401
+
+
+def test_a_browser_without_a_session_is_sent_to_log_in(ws: dict[str, Any], live_url: str
+                                                       ) -> None:
+    url = f"{live_url}/workspaces/{ws['id']}/lab?reset"
+    page = httpx.get(url, headers={"Accept": "text/html,application/xhtml+xml"})
+    assert page.status_code == 303
+    assert page.headers["location"] == (
+        f"/login?next=%2Fworkspaces%2F{ws['id']}%2Flab%3Freset")
+    assert httpx.get(url, headers={"Accept": "application/json"}).status_code == 401
 
 
 @pytest.mark.parametrize(("body", "status"), [
@@ -218,3 +231,21 @@ def test_workspace_git_token_is_scoped_to_its_project(
                              capture_output=True, text=True, env=env)
     assert refused.returncode != 0
     owner.client.delete(f"{API}/workspaces/{created['id']}")
+
+
+def test_deleting_the_project_deletes_its_workspaces(cast: dict[str, TestUser], ctx: AppContext,
+                                                     supervisor: Any) -> None:
+    owner = cast["owner"]
+    project = owner.client.post(f"{API}/projects", json={
+        "name": "Kortlivat projekt", "description": "", "branchName": "main"}).json()
+    created = owner.client.post(f"{API}/workspaces", json={
+        "name": "Kortlivad", "templateId": "python", "projectId": project["id"],
+        "branchId": "main"}).json()
+    wait_state(owner, created["id"], "running")
+    secrets = ctx.workspace_secrets.load(created["id"])
+    assert secrets is not None
+    assert owner.client.delete(f"{API}/projects/{project['id']}").status_code == 204
+    assert owner.client.get(f"{API}/workspaces/{created['id']}").status_code == 404
+    assert not (ctx.providers.workspaces.root / created["id"]).exists()  # type: ignore[attr-defined]
+    assert not ctx.providers.workspaces.probe(created["id"]).alive
+    assert not ctx.providers.storage.key_exists(secrets.s3_access_key)

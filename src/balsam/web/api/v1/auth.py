@@ -34,6 +34,7 @@ def logout(request: Request, response: Response, ctx: Ctx) -> Response:
     cookie = request.cookies.get(ctx.settings.auth.session_cookie)
     if cookie:
         IdentityService(ctx).end_session(cookie)
+        request.app.state.proxy_access.forget_credential(cookie)  # no 5 s grace
     response.delete_cookie(ctx.settings.auth.session_cookie, path="/")
     response.status_code = 204
     return response
