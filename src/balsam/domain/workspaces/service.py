@@ -129,10 +129,10 @@ class WorkspaceService:
     # -- lifecycle ---------------------------------------------------------------------
 
     def create(self, actor: Actor, data: WorkspaceCreate) -> Workspace:
-        template = self.template(data.template_id)
         with self.ctx.sessions() as session:
             project = require(self.ctx, session, actor, data.project_id, "member",
                               "workspace.create")
+            template = self.template(data.template_id)
             if session.get(Branch, (project.id, data.branch_id)) is None:
                 raise NotFound(f"No branch '{data.branch_id}' in project '{project.id}'.")
             bucket = project.bucket

@@ -51,9 +51,16 @@ def _status(user: TestUser | None, anon: httpx.Client, method: str, path: str,
     return client.request(method, path, json=body).status_code
 
 
+def _create_body(project_id: str) -> dict[str, str]:
+    return {"name": "x", "templateId": "no-such-template", "projectId": project_id,
+            "branchId": "main"}
+
+
 @pytest.mark.parametrize(("method", "path", "expected"), [
     # expected for: anonymous, outsider, member, owner, admin
     ("GET", "/templates", (401, 200, 200, 200, 200)),
+    # Access is decided before the body: an unknown template is 422 only for members.
+    ("POST", "/workspaces", (401, 404, 422, 422, 422)),
     ("GET", "/workspaces?projectId={p}", (401, 404, 200, 200, 200)),
     ("GET", "/workspaces/{w}", (401, 404, 200, 200, 200)),
     ("POST", "/workspaces/{w}/start", (401, 404, 403, 202, 202)),
@@ -63,7 +70,8 @@ def test_lifecycle_access(cast: dict[str, TestUser], ws: dict[str, Any], anon: h
                           method: str, path: str, expected: tuple[int, ...]) -> None:
     url = API + path.format(p=ws["projectId"], w=ws["id"])
     users = [None, cast["outsider"], cast["member"], cast["owner"], cast["admin"]]
-    got = tuple(_status(u, anon, method, url) for u in users)
+    body = _create_body(ws["projectId"]) if method == "POST" and path == "/workspaces" else None
+    got = tuple(_status(u, anon, method, url, body) for u in users)
     assert got == expected
 
 
