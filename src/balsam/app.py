@@ -72,6 +72,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     does not wait for it."""
     from balsam.domain.library.worker import LibrarySyncWorker
     from balsam.domain.search.service import SearchService
+    from balsam.web.proxy.routes import close_client
 
     previous = getattr(app.state, "library_sync", None)
     worker = LibrarySyncWorker(app.state.ctx)
@@ -87,10 +88,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.library_sync = previous
         await run_in_threadpool(worker.stop)
         await run_in_threadpool(ctx.supervisor.shutdown)
-        client = getattr(app.state, "proxy_client", None)
-        if client is not None:
-            await client.aclose()
-            app.state.proxy_client = None
+        await close_client(app.state)
 
 
 def create_app(settings: Settings | None = None, *, providers: Providers | None = None,
@@ -117,9 +115,11 @@ def create_app(settings: Settings | None = None, *, providers: Providers | None 
     app.state.proxy_access = ProxyAccess(ctx)
     install_error_handlers(app)
     _document(app)
+    # The proxy first: a page load is dozens of proxied requests, and routes are
+    # matched in order.
+    app.include_router(proxy_router)
     app.include_router(api_router, prefix="/api/v1")
     app.include_router(git_router)
-    app.include_router(proxy_router)
     app.include_router(pages_router)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)

@@ -35,6 +35,7 @@ import abc
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import ClassVar
 
 from balsam.errors import BalsamError
 
@@ -61,13 +62,17 @@ class EnvironmentSpec:
     template_id: str
     requirements: tuple[str, ...]
 
+    #: Bumped when the way environments are built changes (e.g. byte-compiling), so
+    #: that existing environments are rebuilt rather than reused.
+    RECIPE: ClassVar[str] = "2"
+
     @property
     def version(self) -> str:
-        """Short content hash: a new requirement list is a new environment."""
+        """Short content hash: a new requirement list (or recipe) is a new environment."""
         import hashlib
 
-        digest = hashlib.sha256("\n".join(sorted(self.requirements)).encode())
-        return digest.hexdigest()[:12]
+        text = "\n".join([f"recipe={self.RECIPE}", *sorted(self.requirements)])
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
 
     @property
     def name(self) -> str:

@@ -130,8 +130,10 @@ class EnvironmentBuilder:
         index = ["--index-url", self.index_url] if self.index_url else []
         try:
             self._run([uv, "venv", "--quiet", "--python", self.python, str(target)], log)
-            self._run([uv, "pip", "install", "--quiet", "--python", python, *index,
-                       *spec.requirements], log)
+            # Byte-compiled now: workspaces run under other user ids and cannot write
+            # the cache into the shared environment (each start would compile again).
+            self._run([uv, "pip", "install", "--quiet", "--compile-bytecode", "--python",
+                       python, *index, *spec.requirements], log)
             frozen = self._run([uv, "pip", "freeze", "--python", python], log)
         except BaseException:
             shutil.rmtree(target, ignore_errors=True)

@@ -74,26 +74,34 @@ class ProxyAccess:
                    f"{conn.url.scheme.replace('ws', 'http')}://{conn.headers.get('host', '')}"}
         return origin.lower() in allowed
 
-    def check(self, conn: HTTPConnection, workspace_id: str, *, websocket: bool,
-              method: str = "GET") -> Passage:
-        """The passage for this request, or raise Unauthenticated (401), Forbidden
-        (403), NotFound (404) or NotRunning (503). Blocking: call from a thread."""
+    def peek(self, conn: HTTPConnection, workspace_id: str, *, websocket: bool,
+             method: str = "GET") -> Passage | None:
+        """The cached passage, or None when the database must decide (:meth:`check`).
+        Raises Unauthenticated / Forbidden for what needs no database. Non-blocking."""
         credential = self._credential(conn)
         if credential is None:
             raise Unauthenticated("Log in to open this workspace.")
         secret, via_cookie = credential
         if via_cookie and (websocket or method not in SAFE) and not self.same_origin(conn):
             raise Forbidden("Cross-site request refused.")
-        key = (sha256(secret), workspace_id)
         with self._lock:
-            hit = self._cache.get(key)
-        if hit is not None and hit[0] > time.monotonic():
-            return hit[1]
+            hit = self._cache.get((sha256(secret), workspace_id))
+        return hit[1] if hit is not None and hit[0] > time.monotonic() else None
+
+    def check(self, conn: HTTPConnection, workspace_id: str, *, websocket: bool,
+              method: str = "GET") -> Passage:
+        """The passage for this request, or raise Unauthenticated (401), Forbidden
+        (403), NotFound (404) or NotRunning (503). Blocking: call from a thread."""
+        cached = self.peek(conn, workspace_id, websocket=websocket, method=method)
+        if cached is not None:
+            return cached
+        secret, via_cookie = self._credential(conn)  # type: ignore[misc]
         passage = self._decide(conn, secret, via_cookie, workspace_id)
         with self._lock:
             if len(self._cache) > 10_000:
                 self._cache.clear()
-            self._cache[key] = (time.monotonic() + CACHE_SECONDS, passage)
+            self._cache[(sha256(secret), workspace_id)] = (
+                time.monotonic() + CACHE_SECONDS, passage)
         return passage
 
     def forget_credential(self, secret: str) -> None:

@@ -5,19 +5,21 @@ workspace's server with its token in ``Authorization: token ...``. Balsam's
 own credentials (session cookie, bearer token) are removed, so the server
 never sees them; and the server's token is removed from HTML pages
 (JupyterLab writes it into its page config), so it never reaches the browser.
-Bodies stream both ways; nothing is buffered except HTML pages.
+Bodies stream both ways; only HTML pages and small bodies are read whole.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
+import zlib
+from collections.abc import AsyncIterator
 from urllib.parse import quote, urlsplit
 
-import httpx
+import aiohttp
 import websockets
 from fastapi import APIRouter, Request, WebSocket
-from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
 from starlette.responses import RedirectResponse, Response, StreamingResponse
@@ -40,6 +42,8 @@ DROP_UPSTREAM = HOP_BY_HOP | {"authorization", "cookie", "origin", "referer",
                               "sec-websocket-key", "sec-websocket-version",
                               "sec-websocket-extensions", "sec-websocket-protocol"}
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+#: Responses up to this size (by Content-Length) are passed on whole, not streamed.
+BUFFER_LIMIT = 256 * 1024
 
 
 def _ctx(conn: HTTPConnection) -> AppContext:
@@ -52,14 +56,29 @@ def _access(conn: HTTPConnection) -> ProxyAccess:
     return access
 
 
-def _client(conn: HTTPConnection) -> httpx.AsyncClient:
-    state = conn.app.state
-    if getattr(state, "proxy_client", None) is None:
-        state.proxy_client = httpx.AsyncClient(
-            timeout=httpx.Timeout(30.0, read=None), follow_redirects=False,
-            limits=httpx.Limits(max_connections=200, max_keepalive_connections=50))
-    client: httpx.AsyncClient = state.proxy_client
-    return client
+def _client(conn: HTTPConnection) -> aiohttp.ClientSession:
+    """One pooled client per event loop (uvicorn has one; tests may run several)."""
+    state, loop = conn.app.state, asyncio.get_running_loop()
+    current: tuple[asyncio.AbstractEventLoop, aiohttp.ClientSession] | None = getattr(
+        state, "proxy_client", None)
+    if current is None or current[0] is not loop or current[1].closed:
+        # Bodies pass through as they are (compressed or not); no cookie jar: the
+        # browser keeps the server's cookies. aiohttp costs about half of httpx's
+        # time per request here, which matters for page loads of many small files.
+        session = aiohttp.ClientSession(
+            auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar(),
+            connector=aiohttp.TCPConnector(limit=200, keepalive_timeout=30),
+            timeout=aiohttp.ClientTimeout(total=None, connect=15, sock_connect=15))
+        state.proxy_client = current = (loop, session)
+    return current[1]
+
+
+async def close_client(state: object) -> None:
+    """Close the pooled client (app shutdown)."""
+    current = getattr(state, "proxy_client", None)
+    if current is not None:
+        await current[1].close()
+        state.proxy_client = None  # type: ignore[attr-defined]
 
 
 def _upstream_headers(conn: HTTPConnection, passage: Passage) -> list[tuple[str, str]]:
@@ -79,8 +98,13 @@ def _target(passage: Passage, conn: HTTPConnection, path: str, scheme: str = "ht
 
 async def _pass(conn: HTTPConnection, workspace_id: str, *, websocket: bool,
                 method: str = "GET") -> Passage | Response:
+    access = _access(conn)
     try:
-        return await run_in_threadpool(_access(conn).check, conn, workspace_id,
+        # Most requests of a page load hit the cache: no thread, no database.
+        cached = access.peek(conn, workspace_id, websocket=websocket, method=method)
+        if cached is not None:
+            return cached
+        return await run_in_threadpool(access.check, conn, workspace_id,
                                        websocket=websocket, method=method)
     except BalsamError as exc:
         if exc.status == 401 and _is_page_visit(conn, method, websocket):
@@ -96,9 +120,9 @@ def _is_page_visit(conn: HTTPConnection, method: str, websocket: bool) -> bool:
             and "text/html" in conn.headers.get("accept", ""))
 
 
-def _response_headers(upstream: httpx.Response) -> list[tuple[str, str]]:
+def _response_headers(upstream: aiohttp.ClientResponse) -> list[tuple[str, str]]:
     headers = []
-    for key, value in upstream.headers.multi_items():
+    for key, value in upstream.headers.items():
         lower = key.lower()
         if lower in HOP_BY_HOP:
             continue
@@ -110,30 +134,45 @@ def _response_headers(upstream: httpx.Response) -> list[tuple[str, str]]:
 
 
 async def _send(request: Request, workspace_id: str, path: str
-                ) -> tuple[Passage, httpx.Response] | Response:
-    """The passage and the server's streamed response, or the refusal to send."""
+                ) -> tuple[Passage, aiohttp.ClientResponse] | Response:
+    """The passage and the server's response (body not read yet), or the refusal."""
     has_body = request.method not in ("GET", "HEAD", "OPTIONS")
     for attempt in (1, 2):
         passage = await _pass(request, workspace_id, websocket=False, method=request.method)
         if isinstance(passage, Response):
             return passage
-        client = _client(request)
-        upstream_request = client.build_request(
-            request.method, _target(passage, request, path),
-            headers=_upstream_headers(request, passage),
-            content=request.stream() if has_body else None)
         try:
-            return passage, await client.send(upstream_request, stream=True)
-        except httpx.ConnectError:
+            return passage, await _client(request).request(
+                request.method, _target(passage, request, path),
+                headers=_upstream_headers(request, passage), allow_redirects=False,
+                data=request.stream() if has_body else None)
+        except aiohttp.ClientConnectorError:
             # The cached passage may point at a server that was stopped or moved:
             # decide again once (the answer is then e.g. 503 "stopped"). A body
             # cannot be sent twice.
             _access(request).forget(workspace_id)
             if attempt == 2 or has_body:
                 break
-        except httpx.HTTPError:
+        except (aiohttp.ClientError, TimeoutError):
             break
     return problem(502, "The workspace's server did not answer.", reason="bad-gateway")
+
+
+def _without_token(body: bytes, encoding: str, token: str) -> bytes:
+    """An HTML page, decoded and with the server's token removed."""
+    if encoding == "gzip":
+        body = gzip.decompress(body)
+    elif encoding == "deflate":
+        body = zlib.decompress(body)
+    return body.replace(token.encode(), b"")
+
+
+async def _stream(upstream: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in upstream.content.iter_any():
+            yield chunk
+    finally:
+        upstream.release()
 
 
 @router.api_route("/workspaces/{workspace_id}/{path:path}", methods=METHODS)
@@ -145,16 +184,20 @@ async def proxy_http(workspace_id: str, path: str, request: Request) -> Response
     headers = _response_headers(upstream)
     response: Response
     if upstream.headers.get("content-type", "").startswith("text/html"):
-        body = (await upstream.aread()).replace(passage.endpoint.token.encode(), b"")
-        await upstream.aclose()
-        # aread() decoded any gzip: length and encoding change with the body.
+        async with upstream:
+            body = _without_token(await upstream.read(),
+                                  upstream.headers.get("content-encoding", ""),
+                                  passage.endpoint.token)
         headers = [(k, v) for k, v in headers
                    if k.lower() not in ("content-length", "content-encoding")]
         headers.append(("content-length", str(len(body))))
-        response = Response(body, status_code=upstream.status_code)
+        response = Response(body, status_code=upstream.status)
+    elif (upstream.content_length or BUFFER_LIMIT + 1) <= BUFFER_LIMIT:
+        # Small bodies in one piece: a plain response costs less than a stream.
+        async with upstream:
+            response = Response(await upstream.read(), status_code=upstream.status)
     else:
-        response = StreamingResponse(upstream.aiter_raw(), status_code=upstream.status_code,
-                                     background=BackgroundTask(upstream.aclose))
+        response = StreamingResponse(_stream(upstream), status_code=upstream.status)
     response.raw_headers = [(k.lower().encode("latin-1"), v.encode("latin-1"))
                             for k, v in headers]
     return response
