@@ -21,7 +21,6 @@ from balsam.db.engine import make_engine, make_sessionmaker
 from balsam.db.migrate import upgrade
 from balsam.domain.audit.service import AuditLog
 from balsam.domain.workspaces.secrets import WorkspaceSecretStore
-from balsam.domain.workspaces.supervisor import WorkspaceSupervisor
 from balsam.domain.workspaces.templates import load_templates
 from balsam.providers.factory import build_providers
 from balsam.settings import Settings
@@ -51,7 +50,7 @@ def build_context(settings: Settings, providers: Providers | None = None) -> App
     upgrade(url)
     engine = make_engine(url)
     sessions = make_sessionmaker(engine)
-    ctx = AppContext(
+    return AppContext(
         settings=settings,
         engine=engine,
         sessions=sessions,
@@ -61,8 +60,6 @@ def build_context(settings: Settings, providers: Providers | None = None) -> App
         workspace_secrets=WorkspaceSecretStore(
             settings.data_dir.resolve() / "secrets" / "workspaces"),
     )
-    ctx.supervisor = WorkspaceSupervisor(ctx)
-    return ctx
 
 
 @asynccontextmanager

@@ -42,5 +42,11 @@ class AppContext:
     audit: AuditLog
     templates: dict[str, WorkspaceTemplate]
     workspace_secrets: WorkspaceSecretStore
-    #: Set by :func:`balsam.app.build_context` once the context exists.
+    #: Runs workspace starts and stops in the background; one per context (a copy
+    #: made with ``dataclasses.replace`` gets its own).
     supervisor: WorkspaceSupervisor = field(init=False)
+
+    def __post_init__(self) -> None:
+        from balsam.domain.workspaces.supervisor import WorkspaceSupervisor
+
+        self.supervisor = WorkspaceSupervisor(self)
