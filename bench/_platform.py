@@ -47,16 +47,25 @@ def platform(database_url: str | None = None, *, workspaces: bool = False) -> It
     """Start everything in a temp dir; yield a user with a token; clean up.
 
     ``workspaces=True`` also runs the workspace supervisor (the app is served with
-    ``lifespan="off"``, which would otherwise start it) and builds or reuses template
+    ``lifespan="off"``, which would otherwise start it), builds or reuses template
     environments under ``BALSAM_WORKSPACES__ENVIRONMENTS_DIR`` (default
-    ``.cache/environments``). Every workspace still running is stopped on the way out.
+    ``.cache/environments``) and, as root, runs workspaces under a block of user ids
+    of this process's own (``BALSAM_WORKSPACES__UID_BASE``). Every workspace still
+    running is stopped on the way out.
     """
     if workspaces:
         os.environ.setdefault("BALSAM_WORKSPACES__ENVIRONMENTS_DIR", str(ENVIRONMENTS_DIR))
+        # As root, each workspace runs under uid_base + n and stopping one kills every
+        # process of its uid. Every fresh data dir counts from uid_base; ids in use are
+        # skipped, but a stopped workspace keeps its id and two allocations can race,
+        # so a bench and a concurrent test run could kill each other's servers: give
+        # this platform a block of its own.
+        os.environ.setdefault("BALSAM_WORKSPACES__UID_BASE",
+                              str(1_000_000 + (os.getpid() % 1_000_000) * 100))
     with tempfile.TemporaryDirectory(prefix="balsam-bench-") as tmp:
         # As root, workspaces run under their own user ids: they must be able to
         # traverse every folder above their home.
-        os.chmod(tmp, 0o711)
+        os.chmod(tmp, 0o711)  # noqa: S103 - traversable, not listable
         access, secret = "BENCH" + secrets.token_hex(6).upper(), secrets.token_urlsafe(30)
         seaweed = SeaweedServer(Path(tmp) / "s3", ports=SeaweedPorts.pick_free(),
                                 admin_access_key=access, admin_secret_key=secret)

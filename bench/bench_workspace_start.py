@@ -57,9 +57,6 @@ POLL = 0.05
 TIMEOUT = 180.0
 HUB_DIR = ROOT / ".cache" / "bench-jupyterhub"
 HUB_USER = "bench"
-#: The user id direct servers run under when this runs as root (workspaces get
-#: 200000 and up by default).
-DIRECT_UID = 199_999
 
 
 def poll_ok(client: httpx.Client, url: str, start: float, headers: dict[str, str] | None = None,
@@ -103,19 +100,20 @@ def balsam_round(p: Platform, client: httpx.Client, project_id: str, i: int) -> 
 class Direct:
     """``jupyter lab`` as a workspace runs it, without Balsam around it."""
 
-    def __init__(self, env_path: Path, root: Path, *, pycache: Path | None = None) -> None:
-        self.env_path, self.root, self.pycache = env_path, root, pycache
+    def __init__(self, env_path: Path, root: Path, uid: int, *,
+                 pycache: Path | None = None) -> None:
+        self.env_path, self.root, self.uid, self.pycache = env_path, root, uid, pycache
         self.as_root = os.geteuid() == 0
 
     def _as_user(self) -> dict[str, object]:
-        return {"user": DIRECT_UID, "group": DIRECT_UID, "extra_groups": []} \
+        return {"user": self.uid, "group": self.uid, "extra_groups": []} \
             if self.as_root else {}
 
     def round(self, client: httpx.Client, i: int) -> float:
         home = self.root / f"home-{i}-{secrets.token_hex(3)}"
         home.mkdir(mode=0o700)
         if self.as_root:
-            os.chown(home, DIRECT_UID, DIRECT_UID)
+            os.chown(home, self.uid, self.uid)
         token = secrets.token_urlsafe(32)
         port = free_port()
         base_url = f"/workspaces/direct-{i}/"
@@ -161,7 +159,7 @@ def ensure_jupyterhub(requirements: list[str]) -> tuple[Path, Path]:
 
     venv, chp = HUB_DIR / "venv", HUB_DIR / "node_modules" / ".bin" / "configurable-http-proxy"
     stamp = HUB_DIR / "installed.json"
-    wanted = sorted(["jupyterhub==6.*", *requirements])
+    wanted = [*sorted(["jupyterhub==6.*", *requirements]), "compiled"]
     if stamp.exists() and json.loads(stamp.read_text()) == wanted and chp.exists():
         return venv, chp
     HUB_DIR.mkdir(parents=True, exist_ok=True)
@@ -169,8 +167,11 @@ def ensure_jupyterhub(requirements: list[str]) -> tuple[Path, Path]:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     steps = [[uv, "venv", "--quiet", "--allow-existing", "--python", "/usr/bin/python3",
               str(venv)],
-             [uv, "pip", "install", "--quiet", "--compile-bytecode", "--python",
-              str(venv / "bin" / "python"), *wanted],
+             [uv, "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"),
+              *wanted[:-1]],
+             # as pip would (uv compiles only what it installs, and not by default)
+             [str(venv / "bin" / "python"), "-m", "compileall", "-q", "-j", "0",
+              str(venv / "lib")],
              ["npm", "install", "--no-audit", "--no-fund", "--silent", "--prefix",
               str(HUB_DIR), "configurable-http-proxy"]]
     for step in steps:
@@ -306,10 +307,13 @@ def main() -> None:
         stack.callback(shutil.rmtree, scratch, True)
         pycache = scratch / "pycache"
         pycache.mkdir(mode=0o755)
+        # Direct servers run (as root) under a user id like a workspace's: just below
+        # this platform's block, so they can write neither the environment nor Balsam's data.
+        direct_uid = p.ctx.settings.workspaces.uid_base - 1
         if os.geteuid() == 0:
-            os.chown(pycache, DIRECT_UID, DIRECT_UID)
-        direct = Direct(env_path, scratch)
-        direct_pyc = Direct(env_path, scratch, pycache=pycache)
+            os.chown(pycache, direct_uid, direct_uid)
+        direct = Direct(env_path, scratch, direct_uid)
+        direct_pyc = Direct(env_path, scratch, direct_uid, pycache=pycache)
         raw = httpx.Client(timeout=30)
         stack.callback(raw.close)
 

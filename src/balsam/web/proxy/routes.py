@@ -66,7 +66,7 @@ def _client(conn: HTTPConnection) -> aiohttp.ClientSession:
         # browser keeps the server's cookies. aiohttp costs about half of httpx's
         # time per request here, which matters for page loads of many small files.
         session = aiohttp.ClientSession(
-            auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar(),
+            auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar(), read_bufsize=1 << 20,
             connector=aiohttp.TCPConnector(limit=200, keepalive_timeout=30),
             timeout=aiohttp.ClientTimeout(total=None, connect=15, sock_connect=15))
         state.proxy_client = current = (loop, session)
