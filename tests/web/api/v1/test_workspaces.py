@@ -257,3 +257,22 @@ def test_deleting_the_project_deletes_its_workspaces(cast: dict[str, TestUser], 
     assert not (ctx.providers.workspaces.root / created["id"]).exists()  # type: ignore[attr-defined]
     assert not ctx.providers.workspaces.probe(created["id"]).alive
     assert not ctx.providers.storage.key_exists(secrets.s3_access_key)
+
+
+def test_a_template_that_cannot_be_built_fails_with_its_reason(
+        cast: dict[str, TestUser], ctx: AppContext, supervisor: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from balsam.domain.workspaces.templates import WorkspaceTemplate
+
+    broken = WorkspaceTemplate(id="trasig", name="Trasig",
+                               requirements=("balsam-test-no-such-package-3f9a==0.0.1",))
+    monkeypatch.setitem(ctx.templates, "trasig", broken)
+    owner = cast["owner"]
+    created = owner.client.post(f"{API}/workspaces", json={
+        "name": "Trasig", "templateId": "trasig", "projectId": owner.project["id"],  # type: ignore[attr-defined]
+        "branchId": "main"})
+    assert created.status_code == 201, created.text
+    body = wait_state(owner, created.json()["id"], "failed", timeout=300)
+    assert "Building the environment failed" in body["stateReason"]
+    assert body["environment"]["packages"] is None
+    assert owner.client.delete(f"{API}/workspaces/{body['id']}").status_code == 204
