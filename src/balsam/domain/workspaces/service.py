@@ -73,9 +73,11 @@ class WorkspaceService:
 
     # -- reading -----------------------------------------------------------------------
 
-    def public(self, ws: Workspace, lock_from_row: bool = True) -> WorkspacePublic:
+    def public(self, ws: Workspace) -> WorkspacePublic:
+        """The API shape. ``environment``: the lock recorded when it last started, or
+        (before its first start) the template's, once built."""
         environment = (EnvironmentLock(name=ws.environment, packages=ws.environment_lock)
-                       if lock_from_row and ws.environment_lock else
+                       if ws.environment_lock else
                        self._environment(ws.environment, self.ctx.templates.get(ws.template_id)))
         return WorkspacePublic(
             id=ws.id, name=ws.name, template_id=ws.template_id, project_id=ws.project_id,

@@ -24,7 +24,7 @@ from balsam.context import AppContext
 from balsam.db.models import Project, Workspace
 from balsam.domain.audit.service import AuditRecord
 from balsam.errors import BalsamError
-from balsam.providers.workspaces.base import WorkspaceSpec, WorkspaceStartError
+from balsam.providers.workspaces.base import Probe, WorkspaceSpec, WorkspaceStartError
 
 log = logging.getLogger(__name__)
 
@@ -211,10 +211,10 @@ class WorkspaceSupervisor:
             finally:
                 lock.release()
 
-    def _check_one(self, ws: Workspace, probe: object) -> None:
+    def _check_one(self, ws: Workspace, probe: Probe) -> None:
         provider = self.ctx.providers.workspaces
-        if not getattr(probe, "alive", False):
-            reason = getattr(probe, "reason", None) or "The server stopped."
+        if not probe.alive:
+            reason = probe.reason or "The server stopped."
             self._set(ws.id, only_if=("running",), state="failed", state_reason=reason)
             self._audit(ws, "workspace.exit", "failure", reason=reason)
             return
@@ -222,8 +222,8 @@ class WorkspaceSupervisor:
             self._stop(ws.id, ws.state_reason or "Locked")
             return
         activity = provider.activity(ws.id)
-        last = max(t for t in (activity, ws.last_activity_at, ws.started_at) if t) \
-            if (activity or ws.last_activity_at or ws.started_at) else _now()
+        last = max((t for t in (activity, ws.last_activity_at, ws.started_at) if t),
+                   default=_now())
         if activity and (ws.last_activity_at is None or activity > ws.last_activity_at):
             self._set(ws.id, last_activity_at=activity)
         template = self.ctx.templates.get(ws.template_id)

@@ -28,11 +28,9 @@ import re
 import resource
 import shutil
 import signal
-import stat
 import subprocess
 import threading
 import time
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from urllib.parse import quote, urlsplit
@@ -50,6 +48,16 @@ from balsam.providers.workspaces.base import (
 )
 from balsam.providers.workspaces.environments import EnvironmentBuilder
 from balsam.providers.workspaces.jupyter import free_port, last_activity, server_command
+from balsam.providers.workspaces.unix import (
+    as_user,
+    kill_user,
+    runs_server,
+    share_with_workspaces,
+    signal_group,
+    uids_in_use,
+    wait_gone,
+    write_private,
+)
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
@@ -94,25 +102,14 @@ class LocalWorkspaceProvider(WorkspaceProvider):
         with self._uid_lock:
             counter = self.root / ".next-uid"
             uid = int(counter.read_text()) if counter.exists() else self.uid_base
-            busy = _uids_in_use()  # e.g. another Balsam on this machine
+            busy = uids_in_use()  # e.g. another Balsam on this machine
             while uid in busy:
                 uid += 1
             counter.write_text(str(uid + 1))
             file.write_text(str(uid))
         return uid
 
-    def _as_user(self, uid: int | None) -> dict[str, object]:
-        return {} if uid is None else {"user": uid, "group": uid, "extra_groups": []}
-
     # -- home ---------------------------------------------------------------------------
-
-    def _write_private(self, path: Path, text: str, uid: int | None) -> None:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(text)
-        path.chmod(0o600)
-        if uid is not None:
-            os.chown(path, uid, uid)
 
     def _prepare_home(self, spec: WorkspaceSpec, uid: int | None) -> Path:
         home = self._dir(spec.workspace_id) / "home"
@@ -124,11 +121,11 @@ class LocalWorkspaceProvider(WorkspaceProvider):
         secrets = spec.secrets
         # git reads the credential from this file (credential.helper=store): the token
         # is never in a URL, a process argument or the repository's config.
-        self._write_private(home / ".git-credentials",
+        write_private(home / ".git-credentials",
                             f"{url.scheme}://{quote(secrets.git_username, safe='')}:"
                             f"{quote(secrets.git_token, safe='')}@{url.netloc}\n", uid)
         name = spec.owner_name.replace("\n", " ").replace('"', "'") or spec.owner_username
-        self._write_private(home / ".gitconfig",
+        write_private(home / ".gitconfig",
                             f'[user]\n\tname = "{name}"\n\temail = "{spec.owner_email}"\n'
                             "[credential]\n\thelper = store\n", uid)
         repo = home / spec.project_id
@@ -142,7 +139,7 @@ class LocalWorkspaceProvider(WorkspaceProvider):
         env = {"HOME": str(home), "PATH": "/usr/local/bin:/usr/bin:/bin",
                "GIT_TERMINAL_PROMPT": "0", "LANG": "C.UTF-8"}
         done = subprocess.run(["git", *args], env=env, cwd=home, capture_output=True,
-                              text=True, timeout=300, check=False, **self._as_user(uid))  # type: ignore[call-overload]
+                              text=True, timeout=300, check=False, **as_user(uid))  # type: ignore[call-overload]
         if done.returncode != 0:
             raise WorkspaceStartError(
                 f"Cloning the project repository failed: {done.stderr.strip()[-500:]}")
@@ -193,12 +190,12 @@ class LocalWorkspaceProvider(WorkspaceProvider):
                                allow_root=uid is None and self.as_root),
                 env=self._environment(spec, env_path, home), cwd=home,
                 stdin=subprocess.DEVNULL, stdout=log_fd, stderr=subprocess.STDOUT,
-                start_new_session=True, preexec_fn=limit_memory, **self._as_user(uid))
+                start_new_session=True, preexec_fn=limit_memory, **as_user(uid))
         finally:
             os.close(log_fd)
         self._procs[spec.workspace_id] = proc
         run = {"pid": proc.pid, "port": port, "token": spec.secrets.server_token}
-        self._write_private(folder / "run.json", json.dumps(run), None)
+        write_private(folder / "run.json", json.dumps(run), None)
         endpoint = Endpoint(f"http://127.0.0.1:{port}{spec.base_url}", spec.secrets.server_token)
         self._wait_ready(spec.workspace_id, endpoint)
         return endpoint
@@ -225,15 +222,6 @@ class LocalWorkspaceProvider(WorkspaceProvider):
         pid = (self._run_info(workspace_id) or {}).get("pid")
         return pid if isinstance(pid, int) else None
 
-    def _is_our_server(self, pid: int, workspace_id: str) -> bool:
-        """The pid is alive (not a zombie) and still runs this workspace's server."""
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-        except (OSError, IndexError):
-            return False
-        return state != "Z" and f"/workspaces/{workspace_id}/" in cmdline
-
     def probe(self, workspace_id: str) -> Probe:
         proc = self._procs.get(workspace_id)
         if proc is not None:
@@ -241,7 +229,7 @@ class LocalWorkspaceProvider(WorkspaceProvider):
             return Probe(True) if code is None else Probe(False, self._exit_reason(
                 workspace_id, code))
         pid = self._pid(workspace_id)
-        if pid is not None and self._is_our_server(pid, workspace_id):
+        if pid is not None and runs_server(pid, workspace_id):
             return Probe(True)
         return Probe(False, "The server is not running.")
 
@@ -269,19 +257,19 @@ class LocalWorkspaceProvider(WorkspaceProvider):
     def stop(self, workspace_id: str) -> None:
         proc = self._procs.pop(workspace_id, None)
         pid = proc.pid if proc is not None else self._pid(workspace_id)
-        if pid is not None and (proc is not None or self._is_our_server(pid, workspace_id)):
-            _signal_group(pid, signal.SIGTERM)  # JupyterLab shuts its kernels down
+        if pid is not None and (proc is not None or runs_server(pid, workspace_id)):
+            signal_group(pid, signal.SIGTERM)  # JupyterLab shuts its kernels down
             if proc is not None:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(timeout=10)
             else:
-                _wait_gone(lambda: self._is_our_server(pid, workspace_id), 10)
-            _signal_group(pid, signal.SIGKILL)
+                wait_gone(lambda: runs_server(pid, workspace_id), 10)
+            signal_group(pid, signal.SIGKILL)
             if proc is not None:
                 proc.wait()
         uid_file = self._dir(workspace_id) / "uid"
         if self.as_root and uid_file.exists():
-            _kill_user(int(uid_file.read_text()))  # kernels and anything else left running
+            kill_user(int(uid_file.read_text()))  # kernels and anything else left running
         (self._dir(workspace_id) / "run.json").unlink(missing_ok=True)
 
     def delete(self, workspace_id: str) -> None:
@@ -301,50 +289,3 @@ class LocalWorkspaceProvider(WorkspaceProvider):
 
     def close(self) -> None:
         self._procs.clear()
-
-
-def share_with_workspaces(root: Path, keep_open: set[Path]) -> None:
-    """Let workspace users reach their homes under ``root`` and nothing else of
-    Balsam's: every folder above ``root`` becomes traversable (not listable),
-    and everything else in the data directory (``root``'s parent) is closed to
-    other users: database, repositories, object data, secrets."""
-    data_dir = root.parent
-    for folder in [root, *root.parents]:
-        mode = folder.stat().st_mode
-        if not mode & stat.S_IXOTH:
-            folder.chmod(mode | stat.S_IXOTH)
-    for entry in data_dir.iterdir():
-        if entry == root or entry in keep_open or entry.is_symlink():
-            continue
-        entry.chmod(entry.stat().st_mode & ~0o077)
-
-
-def _signal_group(pid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, sig)
-
-
-def _wait_gone(alive: Callable[[], bool], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while alive() and time.monotonic() < deadline:
-        time.sleep(0.05)
-
-
-def _uids_in_use() -> set[int]:
-    uids = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                uids.add(entry.stat().st_uid)
-    return uids
-
-
-def _kill_user(uid: int) -> None:
-    """SIGKILL every process running under ``uid`` (a workspace's own user id)."""
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if entry.stat().st_uid == uid:
-                    os.kill(int(entry.name), signal.SIGKILL)
-            except (OSError, ProcessLookupError):
-                continue
