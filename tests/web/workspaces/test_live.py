@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import update
+from websockets.sync.client import connect
 
 from balsam.context import AppContext
 from balsam.db.models import Workspace
@@ -148,6 +149,32 @@ def test_git_commit_and_push_from_the_workspace(kernel: Kernel, ctx: AppContext,
     assert result.error is None, result
     assert "wsowner" in result.stdout
     assert ctx.providers.git.read_file(pid, "main", "analys.py") == b"print(1)\n"
+
+
+def test_git_pull_and_push_from_a_terminal(live_url: str, owner: TestUser, ctx: AppContext,
+                                           workspace: dict[str, Any],
+                                           ws_project: dict[str, Any]) -> None:
+    """A JupyterLab terminal, over its WebSocket through the proxy."""
+    base = f"{live_url}{workspace['url']}"
+    created = httpx.post(base + "api/terminals", headers=owner.headers)
+    assert created.status_code == 200, created.text
+    name = created.json()["name"]
+    url = base.replace("http://", "ws://") + f"terminals/websocket/{name}"
+    pid = ws_project["id"]
+    script = (f"cd ~/{pid} && git pull -q && echo terminal > terminal.txt && "
+              "git add terminal.txt && git commit -qm 'Från terminalen' && git push -q "
+              "&& echo PUSHED-$((6*7))\r")
+    output = ""
+    with connect(url, additional_headers=owner.headers, open_timeout=30) as terminal:
+        terminal.send(json.dumps(["stdin", script]))
+        deadline = time.monotonic() + 60
+        while "PUSHED-42" not in output and time.monotonic() < deadline:
+            message = json.loads(terminal.recv(timeout=60))
+            if message[0] == "stdout":
+                output += message[1]
+    assert "PUSHED-42" in output, output
+    httpx.delete(base + f"api/terminals/{name}", headers=owner.headers)
+    assert ctx.providers.git.read_file(pid, "main", "terminal.txt") == b"terminal\n"
 
 
 def test_git_token_stays_in_its_file(ctx: AppContext, workspace: dict[str, Any],
