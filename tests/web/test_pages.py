@@ -1,5 +1,5 @@
 """The portal's HTML pages: the login form, login CSRF and open-redirect defences,
-logout, and the list of your own workspaces."""
+logout, and the home page with your own workspaces and the forms that manage them."""
 
 from __future__ import annotations
 
@@ -232,7 +232,9 @@ def stopped_workspace(ctx: AppContext, alice: TestUser, project: dict[str, Any],
         session.add(ws)
     yield ws
     with ctx.sessions() as session, session.begin():
-        session.delete(session.get(Workspace, ws.id))
+        row = session.get(Workspace, ws.id)
+        if row is not None:  # not deleted by the test
+            session.delete(row)
 
 
 def test_home_lists_your_workspaces_escaped(visitor: TestClient, alice: TestUser,
@@ -245,7 +247,12 @@ def test_home_lists_your_workspaces_escaped(visitor: TestClient, alice: TestUser
     assert "<img" not in r.text
     assert (f'<a href="/workspaces/{stopped_workspace.id}/">'
             "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;</a>") in r.text
-    assert f"<td>stopped</td><td>{stopped_workspace.project_id}</td><td>main</td>" in r.text
+    assert (f'<td>stopped<span class="reason">Stopped by test</span></td>'
+            f"<td>{stopped_workspace.project_id}</td><td>main</td><td>python</td>") in r.text
+    assert 'aria-label="Start &lt;img src=x onerror=&quot;alert(1)&quot;&gt;"' in r.text
+    assert f'action="/workspaces-ui/{stopped_workspace.id}/delete"' in r.text
+    assert "Open" not in r.text  # only running workspaces open
+    assert 'http-equiv="refresh"' not in r.text  # nothing pending
     assert '<form method="post" action="/logout">' in r.text
 
 
@@ -260,3 +267,165 @@ def test_home_lists_only_your_own_workspaces(app: FastAPI, bob: TestUser, alice:
     assert r.status_code == 200
     assert stopped_workspace.id not in r.text
     assert "You have no workspaces." in r.text
+
+
+# -- managing workspaces from the home page ---------------------------------------------
+
+UI = "/workspaces-ui"
+
+
+@pytest.fixture
+def no_servers(ctx: AppContext, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    """The supervisor's starts and stops, recorded instead of run (no JupyterLab here)."""
+    calls: list[tuple[str, str]] = []
+    monkeypatch.setattr(ctx.supervisor, "submit_start",
+                        lambda wid: calls.append(("start", wid)))
+    monkeypatch.setattr(ctx.supervisor, "submit_stop",
+                        lambda wid, reason: calls.append(("stop", wid)))
+    return calls
+
+
+@pytest.fixture
+def alice_browser(app: FastAPI, alice: TestUser) -> Iterator[TestClient]:
+    client = client_for(app)
+    assert login(client, alice.username).status_code == 303
+    yield client
+    client.close()
+
+
+def state_of(ctx: AppContext, workspace_id: str) -> str | None:
+    with ctx.sessions() as session:
+        row = session.get(Workspace, workspace_id)
+        return None if row is None else row.state
+
+
+def test_home_offers_a_form_for_each_branch_and_template(alice_browser: TestClient,
+                                                         project: dict[str, Any]) -> None:
+    r = alice_browser.get("/")
+    assert r.status_code == 200
+    assert f'<form method="post" action="{UI}">' in r.text
+    assert f'<option value="{project["id"]}/main">' in r.text
+    assert '<option value="python">' in r.text
+    assert "<script" not in r.text
+
+
+def test_home_without_projects_says_so(alice_browser: TestClient) -> None:
+    r = alice_browser.get("/")
+    assert r.status_code == 200
+    assert "not a member of any project" in r.text
+    assert f'action="{UI}"' not in r.text
+
+
+@pytest.mark.parametrize("action", ["", "/{id}/stop", "/{id}/start", "/{id}/delete"])
+@pytest.mark.parametrize("headers", [{"Origin": "https://evil.example"},
+                                     {"Sec-Fetch-Site": "cross-site"}])
+def test_cross_site_workspace_forms_are_refused(
+        alice_browser: TestClient, ctx: AppContext, project: dict[str, Any],
+        stopped_workspace: Workspace, no_servers: list[tuple[str, str]], action: str,
+        headers: dict[str, str]) -> None:
+    r = alice_browser.post(UI + action.format(id=stopped_workspace.id), headers=headers, data={
+        "name": "Evil", "target": f"{project['id']}/main", "template": "python"})
+    assert r.status_code == 403
+    assert state_of(ctx, stopped_workspace.id) == "stopped"
+    assert not no_servers
+    with ctx.sessions() as session:  # nothing created
+        assert session.query(Workspace).filter(
+            Workspace.owner_id == stopped_workspace.owner_id).count() == 1
+
+
+@pytest.mark.parametrize("action", ["", "/{id}/stop", "/{id}/delete"])
+def test_anonymous_workspace_forms_go_to_login(
+        visitor: TestClient, ctx: AppContext, project: dict[str, Any],
+        stopped_workspace: Workspace, no_servers: list[tuple[str, str]], action: str) -> None:
+    r = visitor.post(UI + action.format(id=stopped_workspace.id), headers={"Origin": ORIGIN},
+                     data={"name": "Anon", "target": f"{project['id']}/main",
+                           "template": "python"})
+    assert r.status_code == 303 and r.headers["location"] == "/login"
+    assert state_of(ctx, stopped_workspace.id) == "stopped" and not no_servers
+
+
+def test_a_bearer_token_does_not_work_the_forms(alice: TestUser,
+                                                stopped_workspace: Workspace) -> None:
+    r = alice.client.post(f"{UI}/{stopped_workspace.id}/delete", headers={"Origin": ORIGIN},
+                          follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/login"
+    assert alice.client.get(f"/api/v1/workspaces/{stopped_workspace.id}").status_code == 200
+
+
+@pytest.mark.parametrize(("fields", "status", "message"), [
+    ({"template": "no-such-template"}, 422, "No workspace template &#x27;no-such-template&#x27;"),
+    ({"target": "no-such-project/main"}, 404, "no-such-project"),
+    ({"target": "{project}/no-such-branch"}, 404, "No branch &#x27;no-such-branch&#x27;"),
+    ({"target": "garbage"}, 404, ""),
+    ({"name": ""}, 422, "Give the workspace a name"),
+    ({"name": "x" * 101}, 422, "Give the workspace a name"),
+    ({"name": "a\x00b"}, 422, "Give the workspace a name"),
+])
+def test_bad_workspace_forms_show_the_page_with_the_error(
+        alice_browser: TestClient, project: dict[str, Any], no_servers: list[tuple[str, str]],
+        fields: dict[str, str], status: int, message: str) -> None:
+    data = {"name": '<b>"Fet"</b>', "target": f"{project['id']}/main", "template": "python"}
+    data.update({k: v.format(project=project["id"]) for k, v in fields.items()})
+    r = alice_browser.post(UI, data=data, headers={"Origin": ORIGIN})
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith("text/html")
+    assert "content-security-policy" in r.headers
+    assert '<p class="error" role="alert">' in r.text and message in r.text
+    assert "<b>" not in r.text
+    if "name" not in fields:  # what was filled in is kept, escaped
+        assert 'value="&lt;b&gt;&quot;Fet&quot;&lt;/b&gt;"' in r.text
+    assert not no_servers
+    assert "You have no workspaces." in r.text
+
+
+def test_a_workspace_is_created_listed_escaped_and_deleted_with_the_forms(
+        alice_browser: TestClient, alice: TestUser, ctx: AppContext, project: dict[str, Any],
+        no_servers: list[tuple[str, str]]) -> None:
+    name = '<script>alert("x")</script>'
+    r = alice_browser.post(UI, headers={"Origin": ORIGIN}, data={
+        "name": name, "target": f"{project['id']}/main", "template": "python"})
+    assert r.status_code == 303 and r.headers["location"] == "/", r.text
+    (ws,) = alice.client.get("/api/v1/workspaces", params={"all": "false"}).json()
+    assert ws["name"] == name and ws["state"] == "pending" and ws["templateId"] == "python"
+    assert no_servers == [("start", ws["id"])]
+    page = alice_browser.get("/")
+    assert "<script" not in page.text
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page.text
+    assert '<meta http-equiv="refresh" content="3; url=/">' in page.text  # while pending
+    assert f'action="{UI}/{ws["id"]}/stop"' in page.text
+    r = alice_browser.post(f"{UI}/{ws['id']}/delete", headers={"Origin": ORIGIN})
+    assert r.status_code == 303 and r.headers["location"] == "/"
+    assert alice.client.get(f"/api/v1/workspaces/{ws['id']}").status_code == 404
+
+
+def test_the_owner_starts_and_stops_with_the_forms(
+        alice_browser: TestClient, ctx: AppContext, stopped_workspace: Workspace,
+        no_servers: list[tuple[str, str]]) -> None:
+    wid = stopped_workspace.id
+    assert alice_browser.post(f"{UI}/{wid}/start",
+                              headers={"Origin": ORIGIN}).status_code == 303
+    assert state_of(ctx, wid) == "pending"
+    assert alice_browser.post(f"{UI}/{wid}/stop",
+                              headers={"Origin": ORIGIN}).status_code == 303
+    assert no_servers == [("start", wid), ("stop", wid)]
+    r = alice_browser.post(f"{UI}/{wid}/reboot", headers={"Origin": ORIGIN})
+    assert r.status_code == 404 and "No such workspace or action." in r.text
+
+
+@pytest.mark.parametrize("action", ["stop", "start", "delete"])
+@pytest.mark.parametrize(("member", "status"), [(True, 403), (False, 404)])
+def test_others_cannot_manage_your_workspace(
+        app: FastAPI, alice: TestUser, bob: TestUser, ctx: AppContext,
+        project: dict[str, Any], stopped_workspace: Workspace,
+        no_servers: list[tuple[str, str]], action: str, member: bool, status: int) -> None:
+    if member:
+        added = alice.client.post(f"/api/v1/projects/{project['id']}/members",
+                                  json={"username": bob.username})
+        assert added.status_code == 201, added.text
+    with client_for(app) as client:
+        assert login(client, bob.username).status_code == 303
+        r = client.post(f"{UI}/{stopped_workspace.id}/{action}", headers={"Origin": ORIGIN})
+    assert r.status_code == status, r.text
+    assert '<p class="error" role="alert">' in r.text
+    assert "&lt;img" not in r.text  # bob's page does not list alice's workspace
+    assert state_of(ctx, stopped_workspace.id) == "stopped" and not no_servers

@@ -1,4 +1,5 @@
-"""The portal's HTML pages: log in, log out, and the list of your workspaces.
+"""The portal's HTML pages: log in and log out (the home page with your workspaces
+is :mod:`balsam.web.pages_workspaces`, included into this module's router).
 
 Server-rendered, without scripts or external assets. Every page is sent with a
 strict Content-Security-Policy (nothing loads but the page's one inline style,
@@ -27,12 +28,10 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from balsam.context import AppContext
-from balsam.db.models import Workspace
 from balsam.domain.identity.schemas import LoginRequest
 from balsam.domain.identity.service import IdentityService
-from balsam.domain.workspaces.service import WorkspaceService, workspace_url
 from balsam.errors import BadRequest, BalsamError, Forbidden, PayloadTooLarge, RateLimited
-from balsam.web.deps import Ctx, authenticate, client_address, get_ctx, request_id
+from balsam.web.deps import Ctx, client_address, get_ctx, request_id
 
 router = APIRouter(include_in_schema=False)
 
@@ -47,11 +46,13 @@ NextQuery = Annotated[str | None, Query(alias="next")]
 _STYLE = (
     "body{font:16px/1.5 system-ui,sans-serif;max-width:44rem;margin:3rem auto;padding:0 1rem;"
     "color:#1d2521}h1{font-size:1.5rem}label{display:block;margin-top:1rem}"
-    "input{display:block;font:inherit;width:100%;max-width:22rem;padding:.3rem;box-sizing:border-box}"
+    "input,select{display:block;font:inherit;width:100%;max-width:22rem;padding:.3rem;box-sizing:border-box}"
     "button{font:inherit;margin-top:1rem;padding:.3rem 1rem}.error{color:#a40000}"
     "table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:.3rem .6rem;"
     "border-bottom:1px solid #ccd}header{display:flex;justify-content:space-between;"
-    "align-items:center}header form button{margin:0}"
+    "align-items:center}header form button{margin:0}td form{display:inline}"
+    "td button{margin:0 .3rem 0 0;padding:.1rem .5rem}.reason{display:block;font-size:.85em;"
+    "color:#4a5550}h2{font-size:1.2rem;margin-top:2rem}"
 )
 _STYLE_HASH = base64.b64encode(hashlib.sha256(_STYLE.encode()).digest()).decode()
 SECURITY_HEADERS = {
@@ -115,10 +116,11 @@ async def _read_form(request: Request) -> dict[str, str]:
 # -- rendering ------------------------------------------------------------------------
 
 
-def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
+def _page(title: str, body: str, status: int = 200, *, head: str = "") -> HTMLResponse:
+    """A whole page; ``head``: extra (trusted) markup for its head."""
     document = (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1">{head}'
         f"<title>{escape(title)} · Balsam</title><style>{_STYLE}</style></head>"
         f"<body>{body}</body></html>")
     return HTMLResponse(document, status_code=status, headers=SECURITY_HEADERS)
@@ -138,23 +140,6 @@ def _login_page(next_path: str, *, error: str = "", username: str = "",
         '<input id="password" name="password" type="password"'
         ' autocomplete="current-password" required>'
         '<button type="submit">Log in</button></form></main>'), status)
-
-
-def _workspace_row(ws: Workspace) -> str:
-    url = escape(workspace_url(ws.id))
-    return (f'<tr><td><a href="{url}">{escape(ws.name)}</a></td><td>{escape(ws.state)}</td>'
-            f"<td>{escape(ws.project_id)}</td><td>{escape(ws.branch)}</td></tr>")
-
-
-def _home_page(username: str, workspaces: list[Workspace]) -> HTMLResponse:
-    listing = ("<p>You have no workspaces.</p>" if not workspaces else
-               "<table><thead><tr><th>Workspace</th><th>State</th><th>Project</th>"
-               "<th>Branch</th></tr></thead><tbody>"
-               + "".join(_workspace_row(ws) for ws in workspaces) + "</tbody></table>")
-    return _page("Your workspaces", (
-        f"<header><p>Logged in as <strong>{escape(username)}</strong></p>"
-        '<form method="post" action="/logout"><button type="submit">Log out</button></form>'
-        f"</header><main><h1>Your workspaces</h1>{listing}</main>"))
 
 
 # -- handlers -------------------------------------------------------------------------
@@ -217,14 +202,3 @@ def logout(request: Request, ctx: Ctx) -> Response:
     response.delete_cookie(auth.session_cookie, path="/", httponly=True, samesite="lax",
                            secure=auth.cookie_secure)
     return response
-
-
-@router.get("/")
-def home(request: Request, ctx: Ctx) -> Response:
-    """Your workspaces, or the login form when you are not logged in."""
-    try:
-        actor = authenticate(request, ctx)
-    except BalsamError:
-        return RedirectResponse("/login", status_code=303)
-    return _home_page(actor.username,
-                      WorkspaceService(ctx).list_for(actor, all_visible=False))

@@ -1,7 +1,8 @@
 """A real workspace in a real browser (Debian's Chromium through Playwright): log in
 with the portal's form, load JupyterLab through the proxy, run a notebook cell over
 the kernel's WebSocket; other users and strangers are turned away, and the
-server's token never reaches the browser."""
+server's token never reaches the browser. A new user also manages a workspace from
+the home page's forms alone: create, open, stop, start, delete."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import contextlib
 import json
 import os
 import secrets
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -169,7 +171,7 @@ def log_out_from_home(page: Page, live_url: str, workspace: dict[str, Any]) -> N
     """The home page links the workspace; its button logs out, and the workspace
     is closed to the browser from then on."""
     page.goto(f"{live_url}/")
-    link = page.get_by_role("link", name=workspace["name"])
+    link = page.get_by_role("link", name=workspace["name"], exact=True)
     expect(link).to_have_attribute("href", workspace["url"])
     with page.expect_navigation():
         page.get_by_role("button", name="Log out").click()
@@ -237,3 +239,143 @@ def test_a_stranger_must_log_in(chromium: Browser, live_url: str,
     assert page.locator("input[name=password]").count() == 1
     assert page.locator(LAB).count() == 0
     context.close()
+
+
+# -- a new user, from the home page alone -----------------------------------------------
+
+#: The first start of a template builds its environment (kept under .cache/environments).
+START_S = 600
+S3_CELL = """import os, boto3
+s3 = boto3.client('s3')
+key = os.environ['BALSAM_DATA_PREFIX'] + 'from-browser.txt'
+s3.put_object(Bucket=os.environ['BALSAM_BUCKET'], Key=key, Body=b'hej')
+print(s3.get_object(Bucket=os.environ['BALSAM_BUCKET'], Key=key)['Body'].read().decode())
+written = open(os.path.expanduser('~/kvar.txt'), 'w').write('kvar')"""
+GIT_CELL = """import os, subprocess
+repo = os.path.expanduser('~/' + os.environ['BALSAM_PROJECT'])
+open(os.path.join(repo, 'webbläsare.txt'), 'w').write('från webbläsaren\\n')
+for cmd in (['git', 'add', 'webbläsare.txt'], ['git', 'commit', '-qm', 'Från webbläsaren'],
+            ['git', 'push', '-q', 'origin', 'main']):
+    done = subprocess.run(cmd, cwd=repo, capture_output=True, text=True)
+    assert done.returncode == 0, (cmd, done.stderr)
+print('PUSHED', 6 * 7)"""
+
+
+def put_notebook(page: Page, base: str, name: str, origin: str, *sources: str) -> None:
+    """A notebook whose code cells hold ``sources`` (nothing to type into an editor)."""
+    cells: list[dict[str, Any]] = [
+        {"id": f"cell-{i}", "cell_type": "code", "source": source, "metadata": {},
+         "outputs": [], "execution_count": None} for i, source in enumerate(sources)]
+    created = page.request.put(f"{base}api/contents/{name}", headers={"Origin": origin},
+                               data={"type": "notebook", "content": {**NOTEBOOK, "cells": cells}})
+    assert created.status == 201, created.text()
+
+
+def run_cells(page: Page, count: int) -> Locator:
+    """Run the open notebook's first ``count`` cells; its cells."""
+    cells = page.locator(".jp-NotebookPanel:visible .jp-Cell")
+    cells.first.locator(".cm-content").click()
+    for _ in range(count):
+        page.keyboard.press("Shift+Enter")
+    return cells
+
+
+def reload_home_until(page: Page, live_url: str, shown: Locator, timeout_s: float = START_S
+                      ) -> None:
+    """Reload the home page (as a user would) until ``shown`` is on it."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        page.goto(f"{live_url}/")
+        if shown.count():
+            return
+        assert "failed" not in (page.locator("tbody").text_content() or ""), page.content()
+        assert time.monotonic() < deadline, page.content()
+        page.wait_for_timeout(500)
+
+
+def submit(page: Page, button: Locator) -> None:
+    with page.expect_navigation(timeout=LOAD_MS):
+        button.click()
+
+
+def test_a_new_user_works_from_the_home_page(
+        chromium: Browser, live_url: str, ctx: AppContext, site: FastAPI, supervisor: Any,
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    shots = tmp_path_factory.mktemp("home")
+    user, other = _user(ctx, site, "browser-newcomer"), _user(ctx, site, "browser-other")
+    made = user.client.post("/api/v1/projects", json={
+        "name": f"Hemsidan {secrets.token_hex(3)}", "description": "", "branchName": "main"})
+    assert made.status_code == 201, made.text
+    project = made.json()
+    pid = project["id"]
+    added = user.client.post(f"/api/v1/projects/{pid}/members", json={"username": other.username})
+    assert added.status_code == 201, added.text
+    context, others = chromium.new_context(), chromium.new_context()
+    page = context.new_page()
+    stranger_page = others.new_page()
+    created: list[str] = []
+    try:
+        with screenshot_on_failure(page, shots / "failure.png"):
+            home = log_in(page, live_url, user, "/")
+            assert home is not None and home.status == 200
+            expect(page.get_by_text("You have no workspaces.")).to_be_visible()
+            page.fill("#ws-name", "Från hemsidan")
+            page.select_option("#ws-target", f"{pid}/main")
+            page.select_option("#ws-template", "python")
+            submit(page, page.get_by_role("button", name="Create workspace"))
+            assert page.url == f"{live_url}/"
+            (listed,) = user.client.get("/api/v1/workspaces", params={"all": "false"}).json()
+            created.append(listed["id"])
+            wid, base = listed["id"], f"{live_url}{listed['url']}"
+            expect(page.locator("tbody")).to_contain_text("Från hemsidan")
+            opener = page.get_by_role("link", name="Open")
+            reload_home_until(page, live_url, opener)
+            expect(opener).to_have_attribute("href", f"{listed['url']}lab")
+
+            # Another user (a member of the project) may not open it.
+            refused = log_in(stranger_page, live_url, other, f"{listed['url']}lab")
+            assert refused is not None and refused.status == 403
+            assert stranger_page.locator(LAB).count() == 0
+
+            submit(page, opener)
+            assert page.url == f"{base}lab"
+            expect(page.locator(".jp-Launcher")).to_be_visible(timeout=LOAD_MS)
+            put_notebook(page, base, "hemsidan.ipynb", live_url, S3_CELL, GIT_CELL)
+            open_notebook(page, f"{base}lab/tree/hemsidan.ipynb")
+            cells = run_cells(page, 2)
+            expect(cells.nth(0).locator(".jp-OutputArea-output")).to_contain_text(
+                "hej", timeout=LOAD_MS)
+            expect(cells.nth(1).locator(".jp-OutputArea-output")).to_contain_text(
+                "PUSHED 42", timeout=LOAD_MS)
+            page.screenshot(path=str(shots / "notebook.png"))
+            assert "main/from-browser.txt" in ctx.providers.storage.list_keys(project["bucket"])
+            assert ctx.providers.git.read_file(pid, "main", "webbläsare.txt") == (
+                "från webbläsaren\n".encode())
+
+            page.goto(f"{live_url}/")
+            submit(page, page.get_by_role("button", name="Stop"))
+            reload_home_until(page, live_url, page.get_by_role("button", name="Start"), 120)
+            expect(page.locator("tbody td").nth(1)).to_contain_text("stopped")
+            assert page.get_by_role("link", name="Open").count() == 0
+            submit(page, page.get_by_role("button", name="Start"))
+            reload_home_until(page, live_url, opener)
+            submit(page, opener)
+            expect(page.locator(LAB)).to_be_visible(timeout=LOAD_MS)
+            put_notebook(page, base, "igen.ipynb", live_url,
+                         "print(open(__import__('os').path.expanduser('~/kvar.txt')).read())")
+            open_notebook(page, f"{base}lab/tree/igen.ipynb?reset")
+            expect(run_cells(page, 1).first.locator(".jp-OutputArea-output")).to_have_text(
+                "kvar", timeout=LOAD_MS)
+
+            page.goto(f"{live_url}/")
+            submit(page, page.get_by_role("button", name="Delete"))
+            expect(page.get_by_text("You have no workspaces.")).to_be_visible()
+            assert user.client.get(f"/api/v1/workspaces/{wid}").status_code == 404
+            created.clear()
+    finally:
+        for wid in created:
+            user.client.delete(f"/api/v1/workspaces/{wid}")
+        context.close()
+        others.close()
+        user.client.close()
+        other.client.close()
