@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 import re
+import secrets
 import signal
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from balsam.db.migrate import upgrade
 from balsam.db.models import AuditEvent
 from balsam.domain.audit.service import AuditLog, AuditRecord
 from balsam.embedded.seaweedfs import port_is_free
+from tests.fixtures.app import ENVIRONMENTS
 from tests.fixtures.server import free_port
 
 PASSWORD = "cli-Tests-password-7"
@@ -254,6 +256,8 @@ def up_env(fresh_database_url: str) -> dict[str, str]:
     s3, master, volume, filer = seaweed_http_ports(4)
     env = {key: value for key, value in os.environ.items() if not key.startswith("BALSAM_")}
     return {**env, "BALSAM_DATABASE_URL": fresh_database_url,
+            "BALSAM_WORKSPACES__ENVIRONMENTS_DIR": str(ENVIRONMENTS),
+            "BALSAM_WORKSPACES__UID_BASE": str(400_000 + secrets.randbelow(1000) * 1000),
             "BALSAM_STORAGE__S3_PORT": str(s3), "BALSAM_STORAGE__MASTER_PORT": str(master),
             "BALSAM_STORAGE__VOLUME_PORT": str(volume), "BALSAM_STORAGE__FILER_PORT": str(filer)}
 
@@ -307,6 +311,39 @@ def test_balsam_up_serves_and_prints_the_admin_password_once(
         assert again.terminate() == 0
     finally:
         again.kill()
+
+
+def server_pids(workspace_id: str) -> list[int]:
+    """Processes running the workspace's JupyterLab server."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if f"/workspaces/{workspace_id}/" in cmdline:
+            pids.append(int(entry.name))
+    return pids
+
+
+def test_stopping_balsam_up_stops_its_workspaces(running: BalsamUp) -> None:
+    match = re.search(r"admin password: (\S+)", running.stdout)
+    assert match, running.stdout
+    token = httpx.post(f"{running.url}/api/v1/users/me/tokens", auth=("admin", match.group(1)),
+                       json={"name": "cli-test"}, timeout=10).json()["token"]
+    api = httpx.Client(base_url=f"{running.url}/api/v1", timeout=30,
+                       headers={"Authorization": f"Bearer {token}"})
+    project = api.post("/projects", json={"name": "Upp och ner", "branchName": "main"}).json()
+    workspace = api.post("/workspaces", json={
+        "name": "Kort", "templateId": "python", "projectId": project["id"],
+        "branchId": "main"}).json()
+    deadline = time.monotonic() + 600
+    while (state := api.get(f"/workspaces/{workspace['id']}").json())["state"] != "running":
+        assert state["state"] != "failed" and time.monotonic() < deadline, state
+        time.sleep(0.25)
+    assert server_pids(workspace["id"])
+    assert running.terminate() == 0
+    assert server_pids(workspace["id"]) == []
 
 
 def test_balsam_up_refuses_a_data_dir_in_use(
