@@ -22,13 +22,13 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from sqlalchemy import select
 from starlette.requests import HTTPConnection
 
 from balsam.context import AppContext
-from balsam.db.models import Membership, Workspace
+from balsam.db.models import Workspace
 from balsam.domain.audit.service import AuditRecord
-from balsam.domain.identity.service import IdentityService, sha256
+from balsam.domain.identity.service import Actor, IdentityService, sha256
+from balsam.domain.projects.access import role_of
 from balsam.errors import BalsamError, Forbidden, NotFound, Unauthenticated
 from balsam.providers.workspaces.base import Endpoint
 
@@ -93,10 +93,12 @@ class ProxyAccess:
         """The passage for this request, or raise Unauthenticated (401), Forbidden
         (403), NotFound (404) or NotRunning (503). Blocking: call from a thread."""
         cached = self.peek(conn, workspace_id, websocket=websocket, method=method)
-        if cached is not None:
-            return cached
+        return cached if cached is not None else self.decide(conn, workspace_id)
+
+    def decide(self, conn: HTTPConnection, workspace_id: str) -> Passage:
+        """Ask the database (after :meth:`peek` found nothing) and cache the answer."""
         secret, via_cookie = self._credential(conn)  # type: ignore[misc]
-        passage = self._decide(conn, secret, via_cookie, workspace_id)
+        passage = self._decide(secret, via_cookie, workspace_id)
         with self._lock:
             if len(self._cache) > 10_000:
                 self._cache.clear()
@@ -117,16 +119,14 @@ class ProxyAccess:
             for key in [k for k in self._cache if k[1] == workspace_id]:
                 del self._cache[key]
 
-    def _decide(self, conn: HTTPConnection, secret: str, via_cookie: bool,
-                workspace_id: str) -> Passage:
+    def _decide(self, secret: str, via_cookie: bool, workspace_id: str) -> Passage:
         identity = IdentityService(self.ctx)
         user = (identity.authenticate_session(secret)[0] if via_cookie
                 else identity.authenticate_token(secret))
+        actor = Actor(user_id=user.id, username=user.username, is_admin=user.is_admin)
         with self.ctx.sessions() as session:
             ws = session.get(Workspace, workspace_id)
-            member = ws is not None and session.scalar(select(Membership.role).where(
-                Membership.project_id == ws.project_id,
-                Membership.user_id == user.id)) is not None
+            member = ws is not None and role_of(session, actor, ws.project_id) is not None
             if ws is None or not (member or user.is_admin):
                 raise NotFound(f"No workspace '{workspace_id}'.")
             allowed = ws.owner_id == user.id or (

@@ -104,8 +104,7 @@ async def _pass(conn: HTTPConnection, workspace_id: str, *, websocket: bool,
         cached = access.peek(conn, workspace_id, websocket=websocket, method=method)
         if cached is not None:
             return cached
-        return await run_in_threadpool(access.check, conn, workspace_id,
-                                       websocket=websocket, method=method)
+        return await run_in_threadpool(access.decide, conn, workspace_id)
     except BalsamError as exc:
         if exc.status == 401 and _is_page_visit(conn, method, websocket):
             target = conn.url.path + (f"?{conn.url.query}" if conn.url.query else "")
