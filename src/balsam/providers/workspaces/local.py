@@ -74,8 +74,9 @@ class LocalWorkspaceProvider(WorkspaceProvider):
         self._uid_lock = threading.Lock()
         root.mkdir(parents=True, exist_ok=True)
         root.chmod(0o711)
+        environments.root.mkdir(parents=True, exist_ok=True)
         if self.as_root:
-            share_with_workspaces(root, keep_open={environments.root})
+            share_with_workspaces(root, environments.root)
 
     # -- layout -------------------------------------------------------------------------
 
@@ -171,7 +172,7 @@ class LocalWorkspaceProvider(WorkspaceProvider):
         folder.mkdir(exist_ok=True)
         folder.chmod(0o711)
         if self.as_root:  # again: the data directory may have gained entries since
-            share_with_workspaces(self.root, keep_open={self.environments.root})
+            share_with_workspaces(self.root, self.environments.root)
         uid = self._uid(spec.workspace_id)
         progress("Preparing the home folder")
         home = self._prepare_home(spec, uid)

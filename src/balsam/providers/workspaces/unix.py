@@ -36,18 +36,22 @@ def runs_server(pid: int, workspace_id: str) -> bool:
     return state != "Z" and f"/workspaces/{workspace_id}/" in cmdline
 
 
-def share_with_workspaces(root: Path, keep_open: set[Path]) -> None:
-    """Let workspace users reach their homes under ``root`` and nothing else of
-    Balsam's: every folder above ``root`` becomes traversable (not listable),
-    and everything else in the data directory (``root``'s parent) is closed to
-    other users: database, repositories, object data, secrets."""
+def share_with_workspaces(root: Path, environments: Path) -> None:
+    """Let workspace users reach their homes under ``root`` and the shared
+    template ``environments``, and nothing else of Balsam's.
+
+    Every folder above either becomes traversable (not listable): a workspace
+    user cannot run ``bin/jupyter-lab`` under a folder it may not pass through,
+    wherever an operator put the environments. Everything else in the data
+    directory (``root``'s parent) is closed to other users: database,
+    repositories, object data, secrets."""
     data_dir = root.parent
-    for folder in [root, *root.parents]:
+    for folder in [root, *root.parents, environments, *environments.parents]:
         mode = folder.stat().st_mode
         if not mode & stat.S_IXOTH:
             folder.chmod(mode | stat.S_IXOTH)
     for entry in data_dir.iterdir():
-        if entry == root or entry in keep_open or entry.is_symlink():
+        if entry in (root, environments) or entry.is_symlink():
             continue
         entry.chmod(entry.stat().st_mode & ~0o077)
 
