@@ -215,6 +215,13 @@ class Settings(BaseSettings):
         "when creating projects. Empty (the default) refuses file:// sources, so users "
         "cannot copy repositories they may not read (e.g. other projects').",
     )
+    source_private_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host names or addresses that http(s) sourceLocation URLs may name even "
+        "though they resolve to a loopback, private or link-local address (an internal "
+        "GitLab, say). Every other source host must resolve to public addresses only, so "
+        "users cannot make the server fetch from its own network.",
+    )
     storage: StorageSettings = Field(default_factory=StorageSettings)  # type: ignore[arg-type]
     git: GitSettings = Field(default_factory=GitSettings)  # type: ignore[arg-type]
     auth: AuthSettings = Field(default_factory=AuthSettings)  # type: ignore[arg-type]

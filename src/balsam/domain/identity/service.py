@@ -93,6 +93,11 @@ class IdentityService:
             raise Forbidden("Only administrators can change other users or their status.")
         if own and data.is_active is False:
             raise Conflict("You cannot deactivate your own account.")
+        if own and data.is_admin is False:
+            # The acting administrator always remains one, so the platform
+            # never ends up without anybody who can manage it.
+            raise Conflict("You cannot remove your own administrator rights; "
+                           "ask another administrator.")
         with self.ctx.sessions() as session, session.begin():
             user = self._user(session, username)
             for field, value in data.model_dump(exclude_none=True, by_alias=False).items():

@@ -22,6 +22,7 @@ from balsam.domain.identity.service import Actor
 from balsam.domain.projects import naming
 from balsam.domain.projects.access import require, role_of
 from balsam.domain.projects.schemas import ProjectCreate, ProjectUpdate
+from balsam.domain.projects.sources import check_public_source
 from balsam.domain.steps import Compensations
 from balsam.domain.workspaces.service import WorkspaceService
 from balsam.errors import BalsamError, Conflict, InvalidInput, NotFound
@@ -192,6 +193,9 @@ class ProjectService:
             return None
         source = source.strip()
         if source.startswith(("https://", "http://")):
+            if "@" in urlsplit(source).netloc:  # would sit in the database and in git's argv
+                raise InvalidInput("sourceLocation must not contain credentials.")
+            check_public_source(source, self.ctx.settings.source_private_hosts)
             return source
         if source.startswith("file://"):
             path = Path(unquote(urlsplit(source).path)).resolve()

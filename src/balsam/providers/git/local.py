@@ -205,15 +205,19 @@ class LocalGitProvider(GitProvider):
         """Copy the tree of the source's default branch into ``bare``; return
         the tree sha (None for an empty source). InvalidInput if unreadable."""
         clone = ["clone", "-q", "--bare", "--depth", "1", "--no-tags", "--single-branch"]
-        fsck = {
-            "GIT_CONFIG_COUNT": "1",
+        # fsck: a hostile source must not plant malformed objects; no redirects:
+        # a public source must not bounce the clone to an address it may not name.
+        source_config = {
+            "GIT_CONFIG_COUNT": "2",
             "GIT_CONFIG_KEY_0": "transfer.fsckObjects",
             "GIT_CONFIG_VALUE_0": "true",
+            "GIT_CONFIG_KEY_1": "http.followRedirects",
+            "GIT_CONFIG_VALUE_1": "false",
         }
         try:
             result = self._run(
                 [*clone, "--template=", "--", url, str(clone_dir)],
-                env=fsck,
+                env=source_config,
                 timeout=self._clone_timeout,
             )
         except ProviderError as exc:

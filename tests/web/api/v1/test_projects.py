@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import http.server
 import subprocess
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -235,3 +237,61 @@ def test_file_source_outside_allowed_roots_is_refused(
         r = alice.client.post("/api/v1/projects", json={
             "name": unique("Stealer "), "branchName": "main", "sourceLocation": url})
         assert r.status_code == 422, r.text
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:9/x.git", "http://localhost/x.git",
+                                 "http://169.254.169.254/latest/meta-data/",
+                                 "https://user:secret@8.8.8.8/x.git"])
+def test_sources_on_the_servers_own_network_or_with_credentials_are_refused(
+        alice: TestUser, unique: Callable[[str], str], url: str) -> None:
+    r = alice.client.post("/api/v1/projects", json={
+        "name": unique("Inward "), "branchName": "main", "sourceLocation": url})
+    assert r.status_code == 422, r.text
+    assert "secret" not in r.text
+
+
+class _Recorder(http.server.BaseHTTPRequestHandler):
+    """Answers every request with ``target`` (a redirect, when set) and counts hits."""
+
+    hits: list[str]
+    target: str | None
+
+    def do_GET(self) -> None:
+        self.hits.append(self.path)
+        if self.target:
+            self.send_response(302)
+            self.send_header("Location", self.target + self.path)
+        else:
+            self.send_response(404)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def _recorder(target: str | None) -> tuple[http.server.HTTPServer, list[str]]:
+    hits: list[str] = []
+    handler = type("Handler", (_Recorder,), {"hits": hits, "target": target})
+    server = http.server.HTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, hits
+
+
+def test_an_allowed_source_cannot_redirect_the_clone_inward(
+        alice: TestUser, ctx: AppContext, unique: Callable[[str], str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    internal, internal_hits = _recorder(None)
+    public, public_hits = _recorder(f"http://127.0.0.1:{internal.server_port}")
+    try:
+        # Stand-in for a public host: allowed by name so the redirect is what is tested.
+        monkeypatch.setattr(ctx.settings, "source_private_hosts", ["127.0.0.1"])
+        r = alice.client.post("/api/v1/projects", json={
+            "name": unique("Bounced "), "branchName": "main",
+            "sourceLocation": f"http://127.0.0.1:{public.server_port}/x.git"})
+        assert r.status_code == 422, r.text
+        assert public_hits, "git never asked the source"
+        assert internal_hits == []
+    finally:
+        internal.shutdown()
+        public.shutdown()

@@ -152,6 +152,12 @@ def test_admin_cannot_deactivate_self(admin: TestUser) -> None:
     assert admin.client.get("/api/v1/users/me").status_code == 200
 
 
+def test_admin_cannot_remove_own_admin_rights(admin: TestUser) -> None:
+    r = admin.client.patch(f"/api/v1/users/{admin.username}", json={"isAdmin": False})
+    assert_problem(r, 409)
+    assert admin.client.get("/api/v1/users/me").json()["isAdmin"] is True
+
+
 def test_patch_unknown_user_is_404(admin: TestUser, unique: Callable[[str], str]) -> None:
     r = admin.client.patch(f"/api/v1/users/{unique('ghost')}", json={"displayName": "x"})
     assert_problem(r, 404)
