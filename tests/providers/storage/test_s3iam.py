@@ -260,6 +260,29 @@ def test_revoke_bucket_keys_revokes_exactly_that_buckets_keys(
     storage.revoke_key(theirs.access_key)
 
 
+def test_another_process_revokes_and_the_first_one_notices(
+    storage: S3IamStorage, seaweed: SeaweedEndpoint, bucket: str
+) -> None:
+    # Each provider remembers the owners of the keys it minted; another
+    # process (another replica, or Balsam after a restart) does not.
+    other = S3IamStorage(seaweed.endpoint_url, seaweed.region, seaweed.admin_access_key,
+                         seaweed.admin_secret_key)
+    try:
+        first, second = (storage.create_key(bucket, label="gina") for _ in range(2))
+        other.revoke_key(first.access_key)
+        assert_denied(scoped_client(seaweed, first).list_objects_v2, Bucket=bucket)
+        assert not storage.key_exists(first.access_key)
+        storage.revoke_key(first.access_key)  # already gone: nothing to do
+
+        third = other.create_key(bucket, label="gina")
+        assert other.revoke_bucket_keys(bucket) == 2
+        for key in (second, third):
+            assert not storage.key_exists(key.access_key)
+            assert_denied(scoped_client(seaweed, key).list_objects_v2, Bucket=bucket)
+    finally:
+        other.close()
+
+
 def orphan_key(seaweed: SeaweedEndpoint, bucket: str) -> ScopedKey:
     """A key made behind the provider's back, as a half-finished create_key would."""
     iam = client_for(seaweed, seaweed.admin_access_key, seaweed.admin_secret_key, service="iam")

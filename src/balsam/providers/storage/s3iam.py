@@ -175,6 +175,14 @@ class S3IamStorage(StorageProvider):
         )
         self._s3 = self._client("s3", admin_access_key, admin_secret_key)
         self._iam = self._client("iam", admin_access_key, admin_secret_key)
+        # Access key -> IAM user, for keys this process minted or has seen. IAM
+        # has no reverse lookup, and listing every user's keys costs one call
+        # per user: with it, revoking a key is a few calls, not a few hundred.
+        # An entry can only go stale by the user being deleted elsewhere, which
+        # deleting again tolerates.
+        self._owners: dict[str, str] = {}
+        self._scopes: dict[str, str | None] = {}  # IAM user -> its one bucket (never changes)
+        self._owners_lock = threading.Lock()
 
     def __repr__(self) -> str:  # never the secret
         return (
@@ -332,6 +340,9 @@ class S3IamStorage(StorageProvider):
         )
         created = self._iam.create_access_key(UserName=user)["AccessKey"]
         key = ScopedKey(str(created["AccessKeyId"]), str(created["SecretAccessKey"]), bucket)
+        with self._owners_lock:
+            self._owners[key.access_key] = user
+            self._scopes[user] = bucket
         self._wait_until_accepted(key)
         return key
 
@@ -363,14 +374,30 @@ class S3IamStorage(StorageProvider):
 
     def _owner_of(self, access_key: str) -> str | None:
         """The IAM user holding ``access_key``. IAM has no reverse lookup that
-        SeaweedFS implements, so this lists users and their keys."""
+        SeaweedFS implements: a known key is checked with one call; an unknown
+        one lists users and their keys, remembering every key it sees."""
+        with self._owners_lock:
+            known = self._owners.get(access_key)
+        if known is not None:
+            if access_key in self._access_keys(known):
+                return known
+            with self._owners_lock:
+                self._owners.pop(access_key, None)
+        found = None
         for user in self._users():
-            if access_key in self._access_keys(user):
-                return user
-        return None
+            keys = self._access_keys(user)
+            with self._owners_lock:
+                self._owners.update(dict.fromkeys(keys, user))
+            if access_key in keys:
+                found = user
+        return found
 
     def _scoped_bucket(self, user: str) -> str | None:
-        """The one bucket ``user``'s Balsam policy names, if it names one."""
+        """The one bucket ``user``'s Balsam policy names, if it names one.
+        Remembered: Balsam never changes a user's policy once its key exists."""
+        with self._owners_lock:
+            if user in self._scopes:
+                return self._scopes[user]
         try:
             reply = self._iam.get_user_policy(UserName=user, PolicyName=POLICY_NAME)
         except ClientError as exc:
@@ -378,7 +405,10 @@ class S3IamStorage(StorageProvider):
                 return None
             raise
         buckets = policy_buckets(reply["PolicyDocument"])
-        return buckets.pop() if len(buckets) == 1 else None
+        bucket = buckets.pop() if len(buckets) == 1 else None
+        with self._owners_lock:
+            self._scopes[user] = bucket
+        return bucket
 
     def _access_keys(self, user: str) -> list[str]:
         try:
@@ -406,4 +436,8 @@ class S3IamStorage(StorageProvider):
         except ClientError as exc:
             if not _is(exc, _NO_ENTITY):
                 raise
+        with self._owners_lock:
+            self._scopes.pop(user, None)
+            for access_key in keys:
+                self._owners.pop(access_key, None)
         return len(keys)
