@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -20,7 +21,8 @@ PROBLEM = "application/problem+json"
 _TITLES = {400: "Bad request", 401: "Authentication required", 403: "Forbidden",
            404: "Not found", 405: "Method not allowed", 409: "Conflict",
            413: "Payload too large", 415: "Unsupported media type", 422: "Invalid input",
-           429: "Too many requests", 500: "Internal error", 502: "Backend failure"}
+           429: "Too many requests", 500: "Internal error", 502: "Backend failure",
+           503: "Service unavailable"}
 
 
 def problem(
@@ -87,6 +89,15 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
                    headers=dict(exc.headers or {}))
 
 
+async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    """The database cannot be reached or is busy (SQLite locked, PostgreSQL
+    down or restarting): nothing was changed, and trying again may work."""
+    log.error("database unavailable on %s %s: %s", request.method, request.url.path,
+              type(exc.__cause__ or exc).__name__)
+    return problem(503, "The database is unavailable; nothing was changed. Try again shortly.",
+                   reason="database-unavailable", request=request, headers={"Retry-After": "5"})
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return problem(500, "An unexpected error occurred.", request=request)
@@ -142,4 +153,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(BalsamError, _balsam_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(OperationalError, _database_unavailable)
     app.add_exception_handler(Exception, _unexpected)
