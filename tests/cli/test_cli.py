@@ -228,18 +228,21 @@ class BalsamUp:
     def stderr(self) -> str:
         return self.stderr_path.read_text()
 
-    def wait_until_serving(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
+    def wait_until_serving(self, timeout: float = 120) -> None:
+        deadline, last = time.monotonic() + timeout, "no attempt"
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 pytest.fail(f"balsam up exited with {self.process.returncode}:\n{self.stderr}")
             try:
-                if httpx.get(f"{self.url}/api/v1/openapi.json", timeout=2).status_code == 200:
+                response = httpx.get(f"{self.url}/api/v1/openapi.json", timeout=5)
+                if response.status_code == 200:
                     return
-            except httpx.TransportError:
-                pass
+                last = f"HTTP {response.status_code}"
+            except httpx.TransportError as exc:
+                last = repr(exc)
             time.sleep(0.25)
-        pytest.fail(f"balsam up did not answer within {timeout} s:\n{self.stderr}")
+        pytest.fail(f"balsam up did not answer within {timeout} s (last attempt: {last}):\n"
+                    f"{self.stderr}")
 
     def terminate(self) -> int:
         self.process.send_signal(signal.SIGTERM)

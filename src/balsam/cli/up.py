@@ -107,13 +107,18 @@ def data_dir_lock(data_dir: Path) -> Iterator[None]:
 
 @contextmanager
 def bound_socket(host: str, port: int) -> Iterator[socket.socket]:
-    """The control-plane listening socket, bound now so a taken port refuses early
-    (uvicorn serves on this very socket: no window for another process to take it)."""
+    """The control-plane listening socket, bound and listening now, so a taken
+    port refuses early and nothing can take it meanwhile (uvicorn serves on this
+    very socket). Listening at once also means a client that connects while
+    storage starts waits in the backlog instead of being refused, and cannot
+    end up connected to itself (a client whose ephemeral source port is this
+    unlistened port would)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
+        sock.listen(2048)  # uvicorn's default backlog; it listens again, harmlessly
     except OSError as exc:
         sock.close()
         raise Refused(f"cannot listen on {host}:{port}: {exc.strerror or exc}; "
