@@ -193,8 +193,6 @@ class ProjectService:
             return None
         source = source.strip()
         if source.startswith(("https://", "http://")):
-            if "@" in urlsplit(source).netloc:  # would sit in the database and in git's argv
-                raise InvalidInput("sourceLocation must not contain credentials.")
             check_public_source(source, self.ctx.settings.source_private_hosts)
             return source
         if source.startswith("file://"):

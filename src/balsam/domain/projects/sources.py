@@ -25,14 +25,17 @@ __all__ = ["check_public_source"]
 
 
 def check_public_source(url: str, private_hosts: list[str]) -> None:
-    """Return if ``url``'s host is listed in ``private_hosts`` or resolves to
-    global addresses only; InvalidInput otherwise (also for a host that does
-    not resolve, so the answer never depends on what the clone would reach)."""
+    """Return if ``url`` carries no credentials and its host is listed in
+    ``private_hosts`` or resolves to global addresses only; InvalidInput
+    otherwise (also for a host that does not resolve, so the answer never
+    depends on what the clone would reach)."""
     try:
         parts = urlsplit(url)
         host, port = parts.hostname, parts.port
     except ValueError:
         raise InvalidInput("sourceLocation is not a valid URL.") from None
+    if "@" in parts.netloc:  # it would sit in the database and in git's arguments
+        raise InvalidInput("sourceLocation must not contain credentials.")
     if not host:
         raise InvalidInput("sourceLocation names no host.")
     if host.casefold() in {h.casefold() for h in private_hosts}:

@@ -241,7 +241,7 @@ def test_file_source_outside_allowed_roots_is_refused(
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:9/x.git", "http://localhost/x.git",
                                  "http://169.254.169.254/latest/meta-data/",
-                                 "https://user:secret@8.8.8.8/x.git"])
+                                 "https://user:secret@8.8.8.8/x.git", "http://[::1/x.git"])
 def test_sources_on_the_servers_own_network_or_with_credentials_are_refused(
         alice: TestUser, unique: Callable[[str], str], url: str) -> None:
     r = alice.client.post("/api/v1/projects", json={
