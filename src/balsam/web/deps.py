@@ -18,7 +18,7 @@ from fastapi import Depends, Request
 
 from balsam.context import AppContext
 from balsam.domain.identity.service import Actor, IdentityService
-from balsam.errors import Forbidden, InvalidInput, Unauthenticated
+from balsam.errors import BalsamError, Forbidden, InvalidInput, Unauthenticated
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -93,6 +93,20 @@ def authenticate(request: Request, ctx: AppContext, *, allow_basic: bool = False
                 raise Forbidden("Missing or wrong X-CSRF-Token header.")
         return _actor(request, user.id, user.username, user.is_admin)
     raise Unauthenticated("Authentication required.")
+
+
+def session_actor(request: Request, ctx: AppContext) -> Actor | None:
+    """The user of the browser's session cookie alone, or None: for the portal's
+    forms, which must not act on a bearer token (their cross-site check is the
+    caller's)."""
+    cookie = request.cookies.get(ctx.settings.auth.session_cookie)
+    if not cookie:
+        return None
+    try:
+        user, _ = IdentityService(ctx).authenticate_session(cookie)
+    except BalsamError:
+        return None
+    return _actor(request, user.id, user.username, user.is_admin)
 
 
 def refuse_nul_characters(request: Request) -> None:

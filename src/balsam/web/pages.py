@@ -93,12 +93,12 @@ def same_site_post(request: Request, ctx: AppContext) -> bool:
     return origin.lower() in own
 
 
-def _refuse_cross_site(request: Request, ctx: AppContext) -> None:
+def refuse_cross_site(request: Request, ctx: AppContext) -> None:
     if not same_site_post(request, ctx):
         raise Forbidden("Cross-site form posts are refused.")
 
 
-async def _read_form(request: Request) -> dict[str, str]:
+async def read_form(request: Request) -> dict[str, str]:
     """The fields of an ``application/x-www-form-urlencoded`` body (first value each)."""
     body = bytearray()
     async for chunk in request.stream():
@@ -116,7 +116,7 @@ async def _read_form(request: Request) -> dict[str, str]:
 # -- rendering ------------------------------------------------------------------------
 
 
-def _page(title: str, body: str, status: int = 200, *, head: str = "") -> HTMLResponse:
+def render_page(title: str, body: str, status: int = 200, *, head: str = "") -> HTMLResponse:
     """A whole page; ``head``: extra (trusted) markup for its head."""
     document = (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
@@ -129,7 +129,7 @@ def _page(title: str, body: str, status: int = 200, *, head: str = "") -> HTMLRe
 def _login_page(next_path: str, *, error: str = "", username: str = "",
                 status: int = 200) -> HTMLResponse:
     alert = f'<p class="error" role="alert">{escape(error)}</p>' if error else ""
-    return _page("Log in", (
+    return render_page("Log in", (
         f"<main><h1>Log in to Balsam</h1>{alert}"
         '<form method="post" action="/login">'
         f'<input type="hidden" name="next" value="{escape(next_path)}">'
@@ -166,8 +166,8 @@ async def login(request: Request) -> Response:
     """Log in from the form: a session cookie and a redirect to ``next``, or the form
     again with a generic error (401, or 429 when rate limited)."""
     ctx = get_ctx(request)
-    _refuse_cross_site(request, ctx)
-    form = await _read_form(request)
+    refuse_cross_site(request, ctx)
+    form = await read_form(request)
     next_path, username = safe_next(form.get("next")), form.get("username", "")
     try:
         credentials = LoginRequest(username=username, password=form.get("password", ""))
@@ -192,7 +192,7 @@ async def login(request: Request) -> Response:
 @router.post("/logout")
 def logout(request: Request, ctx: Ctx) -> Response:
     """End the browser session (if any) and go to the login form."""
-    _refuse_cross_site(request, ctx)
+    refuse_cross_site(request, ctx)
     auth = ctx.settings.auth
     cookie = request.cookies.get(auth.session_cookie)
     if cookie:

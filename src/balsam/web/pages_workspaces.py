@@ -23,13 +23,13 @@ from starlette.concurrency import run_in_threadpool
 
 from balsam.context import AppContext
 from balsam.db.models import Workspace
-from balsam.domain.identity.service import Actor, IdentityService
+from balsam.domain.identity.service import Actor
 from balsam.domain.projects.service import ProjectService
 from balsam.domain.workspaces.schemas import WorkspaceCreate
 from balsam.domain.workspaces.service import WorkspaceService, workspace_url
 from balsam.errors import BalsamError, InvalidInput, NotFound
-from balsam.web.deps import Ctx, authenticate, client_address, get_ctx, request_id
-from balsam.web.pages import _page, _read_form, _refuse_cross_site
+from balsam.web.deps import Ctx, authenticate, get_ctx, session_actor
+from balsam.web.pages import read_form, refuse_cross_site, render_page
 
 router = APIRouter(include_in_schema=False)
 
@@ -66,10 +66,11 @@ class _View:
 def _load(ctx: AppContext, actor: Actor) -> _View:
     projects, _ = ProjectService(ctx).list(actor, include_all=False, limit=MAX_PROJECTS)
     targets = [(f"{p.id}/{b.id}", f"{p.name} / {b.id}") for p, _ in projects for b in p.branches]
+    workspaces = WorkspaceService(ctx)
     return _View(username=actor.username,
-                 workspaces=WorkspaceService(ctx).list_for(actor, all_visible=False),
+                 workspaces=workspaces.list_for(actor, all_visible=False),
                  targets=targets,
-                 templates=[(t.id, t.name) for t in WorkspaceService(ctx).templates()])
+                 templates=[(t.id, t.name) for t in workspaces.templates()])
 
 
 # -- rendering ------------------------------------------------------------------------
@@ -127,7 +128,7 @@ def _home_page(view: _View, *, error: str = "", status: int = 200,
                "<th>Branch</th><th>Template</th><th>Actions</th></tr></thead><tbody>"
                + "".join(_row(ws) for ws in view.workspaces) + "</tbody></table>")
     pending = any(ws.state == "pending" for ws in view.workspaces)
-    return _page("Your workspaces", (
+    return render_page("Your workspaces", (
         f"<header><p>Logged in as <strong>{escape(view.username)}</strong></p>"
         '<form method="post" action="/logout"><button type="submit">Log out</button></form>'
         f"</header><main><h1>Your workspaces</h1>{alert}{listing}"
@@ -138,24 +139,11 @@ def _home_page(view: _View, *, error: str = "", status: int = 200,
 # -- handlers -------------------------------------------------------------------------
 
 
-def _session_actor(request: Request, ctx: AppContext) -> Actor | None:
-    """The user of the browser's session cookie (forms carry no other credential)."""
-    cookie = request.cookies.get(ctx.settings.auth.session_cookie)
-    if not cookie:
-        return None
-    try:
-        user, _ = IdentityService(ctx).authenticate_session(cookie)
-    except BalsamError:
-        return None
-    return Actor(user_id=user.id, username=user.username, is_admin=user.is_admin,
-                 request_id=request_id(request), address=client_address(request))
-
-
 async def _perform(request: Request, work: Callable[[AppContext, Actor], object],
                    filled: _Filled | None = None) -> Response:
     """Run ``work`` as the session's user: back to ``/``, or the page with the error."""
     ctx = get_ctx(request)
-    actor = await run_in_threadpool(_session_actor, request, ctx)
+    actor = await run_in_threadpool(session_actor, request, ctx)
     if actor is None:
         return RedirectResponse("/login", status_code=303)
     try:
@@ -179,8 +167,8 @@ def home(request: Request, ctx: Ctx) -> Response:
 @router.post(UI)
 async def create_workspace(request: Request) -> Response:
     """Create a workspace from the form (it starts in the background)."""
-    _refuse_cross_site(request, get_ctx(request))
-    form = await _read_form(request)
+    refuse_cross_site(request, get_ctx(request))
+    form = await read_form(request)
     filled = _Filled(name=form.get("name", "").strip(), target=form.get("target", ""),
                      template=form.get("template", ""))
     project_id, _, branch_id = filled.target.partition("/")
@@ -201,7 +189,7 @@ async def create_workspace(request: Request) -> Response:
 @router.post(UI + "/{workspace_id}/{action}")
 async def workspace_action(request: Request, workspace_id: str, action: str) -> Response:
     """Start, stop or delete one of your workspaces."""
-    _refuse_cross_site(request, get_ctx(request))
+    refuse_cross_site(request, get_ctx(request))
     act = _ACTIONS.get(action)
 
     def run(ctx: AppContext, actor: Actor) -> object:

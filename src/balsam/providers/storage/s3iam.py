@@ -182,7 +182,7 @@ class S3IamStorage(StorageProvider):
         # deleting again tolerates.
         self._owners: dict[str, str] = {}
         self._scopes: dict[str, str | None] = {}  # IAM user -> its one bucket (never changes)
-        self._owners_lock = threading.Lock()
+        self._cache_lock = threading.Lock()
 
     def __repr__(self) -> str:  # never the secret
         return (
@@ -340,7 +340,7 @@ class S3IamStorage(StorageProvider):
         )
         created = self._iam.create_access_key(UserName=user)["AccessKey"]
         key = ScopedKey(str(created["AccessKeyId"]), str(created["SecretAccessKey"]), bucket)
-        with self._owners_lock:
+        with self._cache_lock:
             self._owners[key.access_key] = user
             self._scopes[user] = bucket
         self._wait_until_accepted(key)
@@ -376,17 +376,17 @@ class S3IamStorage(StorageProvider):
         """The IAM user holding ``access_key``. IAM has no reverse lookup that
         SeaweedFS implements: a known key is checked with one call; an unknown
         one lists users and their keys, remembering every key it sees."""
-        with self._owners_lock:
+        with self._cache_lock:
             known = self._owners.get(access_key)
         if known is not None:
             if access_key in self._access_keys(known):
                 return known
-            with self._owners_lock:
+            with self._cache_lock:
                 self._owners.pop(access_key, None)
         found = None
         for user in self._users():
             keys = self._access_keys(user)
-            with self._owners_lock:
+            with self._cache_lock:
                 self._owners.update(dict.fromkeys(keys, user))
             if access_key in keys:
                 found = user
@@ -395,7 +395,7 @@ class S3IamStorage(StorageProvider):
     def _scoped_bucket(self, user: str) -> str | None:
         """The one bucket ``user``'s Balsam policy names, if it names one.
         Remembered: Balsam never changes a user's policy once its key exists."""
-        with self._owners_lock:
+        with self._cache_lock:
             if user in self._scopes:
                 return self._scopes[user]
         try:
@@ -406,7 +406,7 @@ class S3IamStorage(StorageProvider):
             raise
         buckets = policy_buckets(reply["PolicyDocument"])
         bucket = buckets.pop() if len(buckets) == 1 else None
-        with self._owners_lock:
+        with self._cache_lock:
             self._scopes[user] = bucket
         return bucket
 
@@ -436,7 +436,7 @@ class S3IamStorage(StorageProvider):
         except ClientError as exc:
             if not _is(exc, _NO_ENTITY):
                 raise
-        with self._owners_lock:
+        with self._cache_lock:
             self._scopes.pop(user, None)
             for access_key in keys:
                 self._owners.pop(access_key, None)
