@@ -55,18 +55,28 @@ class BodyLimitMiddleware:
             return
         seen = 0
         started = False
+        too_large = False
 
         async def limited_receive() -> Message:
-            nonlocal seen
+            nonlocal seen, too_large
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.limit:
+                    too_large = True
                     raise _TooLarge
             return message
 
         async def tracking_send(message: Message) -> None:
+            # A body parser may catch _TooLarge and answer 400 ("error parsing the
+            # body"): once the limit is crossed, the answer is 413, whatever the app says.
             nonlocal started
+            if too_large and not started:
+                started = True
+                await self._refuse(send)
+                return
+            if too_large:
+                return
             started = started or message["type"] == "http.response.start"
             await send(message)
 
@@ -74,6 +84,7 @@ class BodyLimitMiddleware:
             await self.app(scope, limited_receive, tracking_send)
         except _TooLarge:
             if not started:
+                started = True
                 await self._refuse(send)
 
     async def _refuse(self, send: Send) -> None:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import http.server
 import subprocess
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from balsam.context import AppContext
@@ -182,6 +183,22 @@ def test_malformed_json_and_huge_bodies(alice: TestUser) -> None:
         headers={"content-type": "application/json"},
     )
     assert r.status_code == 413 and r.json()["status"] == 413
+
+
+def test_a_chunked_body_over_the_limit_is_413(alice: TestUser, live_url: str) -> None:
+    """Without Content-Length the limit is found while reading; still 413, not 400."""
+
+    def chunks() -> Iterator[bytes]:
+        yield b'{"name": "'
+        for _ in range(40):
+            yield b"x" * 64_000
+        yield b'"}'
+
+    r = httpx.post(f"{live_url}/api/v1/projects", content=chunks(), timeout=30,
+                   headers={**alice.headers, "content-type": "application/json"})
+    assert "content-length" not in r.request.headers
+    assert r.status_code == 413, r.text
+    assert r.headers["content-type"] == "application/problem+json"
 
 
 @pytest.mark.parametrize("name", ["Ελληνικά δεδομένα", "Lönestatistik 2024", "Data 🎉 party"])
