@@ -28,8 +28,10 @@ from pydantic import SecretStr
 from balsam.app import create_app
 from balsam.cli.settings_cmd import load_settings
 from balsam.context import AppContext
+from balsam.domain.identity.passwords import check_password_policy
 from balsam.domain.identity.service import IdentityService
 from balsam.embedded import EmbeddedServiceError, SeaweedServer, load_or_create_admin_credentials
+from balsam.errors import InvalidInput
 from balsam.settings import Settings
 
 log = logging.getLogger("balsam.up")
@@ -52,6 +54,7 @@ class Refused(click.ClickException):
 def up(host: str | None, port: int | None, data_dir: Path | None) -> None:
     """Start Balsam: storage, database and web API, until Ctrl-C."""
     settings = load_settings(host=host, port=port, data_dir=data_dir)
+    check_admin_password(settings)
     # SIGTERM behaves like Ctrl-C, so every cleanup below runs on either.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
@@ -67,6 +70,19 @@ def up(host: str | None, port: int | None, data_dir: Path | None) -> None:
     except KeyboardInterrupt:
         pass
     log.info("Balsam stopped")
+
+
+def check_admin_password(settings: Settings) -> None:
+    """Refuse, before anything is created or migrated, an admin password that the
+    password policy would refuse later."""
+    if settings.admin_password is None:
+        return
+    try:
+        check_password_policy(settings.admin_password.get_secret_value(),
+                              username=settings.admin_username,
+                              min_length=settings.auth.password_min_length)
+    except InvalidInput as exc:
+        raise Refused(f"BALSAM_ADMIN_PASSWORD: {exc.message}") from None
 
 
 def prepare_data_dir(path: Path) -> Path:

@@ -1,0 +1,28 @@
+"""`balsam up` refuses bad configuration with one line and exit 2, before it creates
+or migrates anything."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.cli.test_cli import run_balsam_up, up_env  # noqa: F401 - the fixture
+from tests.fixtures.server import free_port
+
+
+def test_an_admin_password_the_policy_refuses_stops_before_anything_is_made(
+    up_env: dict[str, str], tmp_path: Path  # noqa: F811 - the imported fixture
+) -> None:
+    data_dir = tmp_path / "data"
+    database = tmp_path / "balsam.db"
+    env = {**up_env, "BALSAM_ADMIN_PASSWORD": "short",
+           "BALSAM_DATABASE_URL": f"sqlite:///{database}"}
+
+    done = run_balsam_up(env, data_dir, free_port())
+
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "BALSAM_ADMIN_PASSWORD" in lines[0], done.stderr
+    assert "at least" in lines[0]
+    assert "short" not in done.stderr  # the password is not echoed
+    assert not database.exists() and not data_dir.exists()
