@@ -217,10 +217,11 @@ class Settings(BaseSettings):
     )
     source_private_hosts: list[str] = Field(
         default_factory=list,
-        description="Host names or addresses that http(s) sourceLocation URLs may name even "
-        "though they resolve to a loopback, private or link-local address (an internal "
-        "GitLab, say). Every other source host must resolve to public addresses only, so "
-        "users cannot make the server fetch from its own network.",
+        description="Host names or addresses that URLs the server fetches (http(s) "
+        "sourceLocation of projects, knowledge-library repositories) may name even though "
+        "they resolve to a loopback, private or link-local address (an internal GitLab, say). "
+        "Every other such host must resolve to public addresses only, so users and admins "
+        "cannot make the server fetch from its own network.",
     )
     storage: StorageSettings = Field(default_factory=StorageSettings)  # type: ignore[arg-type]
     git: GitSettings = Field(default_factory=GitSettings)  # type: ignore[arg-type]

@@ -29,7 +29,7 @@ from balsam.domain.identity.service import Actor
 from balsam.domain.library.schemas import LibraryCreate, LibraryUpdate
 from balsam.domain.library.sync import (
     LibrarySyncer,
-    check_repository_url,
+    check_library_url,
     load_library,
     mirror_for,
 )
@@ -180,7 +180,7 @@ class LibraryService:
 
     # -- helpers ----------------------------------------------------------------
     def _check_url(self, url: str) -> str:
-        return check_repository_url(url, self.ctx.settings.source_file_roots)
+        return check_library_url(url, self.ctx.settings, must_resolve=False)
 
     def _free_id(self, name: str, name_key: str) -> str:
         """An unused id for ``name``; Conflict if the name is taken."""

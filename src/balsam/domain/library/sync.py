@@ -29,6 +29,7 @@ from balsam.context import AppContext
 from balsam.db.models import KnowledgeLibrary, utcnow
 from balsam.domain.audit.service import AuditRecord, Outcome
 from balsam.domain.library.tree import LibraryTree
+from balsam.domain.outbound import NO_REDIRECTS, check_outbound_url
 from balsam.errors import InvalidInput, NotFound
 from balsam.providers.git.local import git_environment, redact
 from balsam.settings import Settings
@@ -66,6 +67,18 @@ def check_repository_url(url: str, file_roots: Sequence[Path]) -> str:
         return _check_file_url(url, parts.netloc, unquote(parts.path), file_roots)
     if not parts.hostname:
         raise InvalidInput("repositoryUrl has no host.")
+    return url
+
+
+def check_library_url(url: str, settings: Settings, *, must_resolve: bool) -> str:
+    """``check_repository_url``, then, for http(s), the server's outbound rule
+    (no private or local addresses unless allowed; see :mod:`balsam.domain.outbound`).
+    Registration passes ``must_resolve=False``: the host is checked again, resolved,
+    before every fetch."""
+    url = check_repository_url(url, settings.source_file_roots)
+    if urlsplit(url).scheme != "file":
+        check_outbound_url(url, settings.source_private_hosts, field="repositoryUrl",
+                           must_resolve=must_resolve)
     return url
 
 
@@ -109,7 +122,7 @@ class LibraryMirror:
         git_dir = self.path(library_id)
         if not (git_dir / "HEAD").is_file():
             self._init(git_dir)
-        self._git(["-c", "transfer.fsckObjects=true", "-c", "gc.auto=0",
+        self._git(["-c", "transfer.fsckObjects=true", "-c", "gc.auto=0", *NO_REDIRECTS,
                    f"--git-dir={git_dir}", "fetch", "-q", "--no-tags", "--no-write-fetch-head",
                    "--", url, f"+refs/heads/{branch}:{SYNCED_REF}"])
         out = self._git([f"--git-dir={git_dir}", "rev-parse", "--verify", "-q",
@@ -163,7 +176,7 @@ class LibrarySyncer:
         with self.mirror.locked(library_id):
             url, branch, previous = self._begin(library_id)
             try:
-                url = check_repository_url(url, self.ctx.settings.source_file_roots)
+                url = check_library_url(url, self.ctx.settings, must_resolve=True)
                 commit = self.mirror.fetch(library_id, url, branch)
             except (SyncFailed, InvalidInput) as exc:
                 self._finish(library_id, error=str(exc)[:2000])

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import http.server
 import json
 import os
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -148,6 +150,11 @@ def test_a_broken_url_keeps_the_last_good_commit(library_admin: TestUser, fresh:
     ({"repositoryUrl": "--upload-pack=touch /tmp/x"}, 422),
     ({"repositoryUrl": "file:///etc"}, 422),
     ({"repositoryUrl": "https://user:secret@github.com/x.git"}, 422),
+    # The server fetches it: the same outbound rule as project sources.
+    ({"repositoryUrl": "http://127.0.0.1:9/x.git"}, 422),
+    ({"repositoryUrl": "http://localhost/x.git"}, 422),
+    ({"repositoryUrl": "http://169.254.169.254/x.git"}, 422),
+    ({"repositoryUrl": "http://[::1]/x.git"}, 422),
     ({"branch": "a..b"}, 422), ({"branch": "-x"}, 422), ({"branch": "main:refs/x"}, 422),
     ({"branch": ""}, 422),
     ({"repositoryFriendlyUrl": "javascript:alert(1)"}, 422),
@@ -160,6 +167,59 @@ def test_bad_registrations(library_admin: TestUser, unique: Callable[[str], str]
     r = library_admin.client.post(API, json=full)
     assert r.status_code == status, r.text
     assert r.headers["content-type"] == "application/problem+json"
+
+
+def test_a_library_whose_host_turns_private_is_not_fetched(
+        library_admin: TestUser, unique: Callable[[str], str], ctx: AppContext,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Registered while its host did not resolve (or resolved publicly), then the
+    name points inward: the sync checks again and fetches nothing."""
+    server = _Recorder()
+    try:
+        monkeypatch.setattr(ctx.settings, "source_private_hosts", ["127.0.0.1"])
+        r = library_admin.client.post(API, json={
+            "name": unique("Inåt "), "repositoryUrl": f"{server.url}/x.git"})
+        assert r.status_code == 201, r.text
+        library_id = r.json()["id"]
+        wait_for(library_admin.client, library_id, "failed")  # fetched: nothing there
+        assert server.hits
+        server.hits.clear()
+        monkeypatch.setattr(ctx.settings, "source_private_hosts", [])
+        synced = library_admin.client.post(f"{API}/{library_id}/sync")
+        assert synced.status_code == 202, synced.text
+        deadline = time.monotonic() + 30
+        while "private or local network" not in str(
+                (library := library_admin.client.get(f"{API}/{library_id}").json())["syncError"]):
+            assert time.monotonic() < deadline, library
+            time.sleep(0.05)
+        assert library["syncStatus"] == "failed"
+        assert server.hits == []
+    finally:
+        server.close()
+
+
+class _Recorder:
+    """An HTTP server on loopback that records every path asked for."""
+
+    def __init__(self) -> None:
+        hits: list[str] = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                hits.append(self.path)
+                self.send_error(404)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.hits = hits
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_port}"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
 
 
 def test_malformed_json_is_400(library_admin: TestUser) -> None:

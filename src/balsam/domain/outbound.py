@@ -1,0 +1,64 @@
+"""The one rule for every URL the server itself fetches: project sources,
+knowledge libraries, imports.
+
+Without it, anyone who can name a URL could make Balsam fetch from addresses
+only the server reaches (cloud metadata at 169.254.169.254, services on
+loopback, the internal network). So an http(s) host must resolve to public
+addresses only, unless an administrator lists it in
+``BALSAM_SOURCE_PRIVATE_HOSTS`` (an internal GitLab, say). URLs must carry no
+credentials (they would be stored and appear in git's arguments), and fetches
+never follow redirects (``NO_REDIRECTS``), so a public host cannot bounce a
+fetch inward.
+
+Known limit: the name is resolved here and again by the fetching tool; a
+hostile DNS server answering differently the second time (DNS rebinding) is not
+stopped. An egress proxy or firewall is the complete answer for deployments
+that need it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from urllib.parse import urlsplit
+
+from balsam.errors import InvalidInput
+
+__all__ = ["NO_REDIRECTS", "check_outbound_url"]
+
+#: ``git -c`` options for every fetch from a URL a user or admin named.
+NO_REDIRECTS = ("-c", "http.followRedirects=false")
+
+
+def check_outbound_url(url: str, private_hosts: list[str], *, field: str,
+                       must_resolve: bool = True) -> None:
+    """Return if ``url`` carries no credentials and its host is listed in
+    ``private_hosts`` or resolves to global addresses only; InvalidInput
+    (naming ``field``) otherwise. A host that does not resolve is refused too,
+    so the answer never depends on what the fetch would reach, unless
+    ``must_resolve`` is False (a registration that is fetched, and checked
+    again, later)."""
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        raise InvalidInput(f"{field} is not a valid URL.") from None
+    if "@" in parts.netloc:
+        raise InvalidInput(f"{field} must not contain credentials.")
+    if not host:
+        raise InvalidInput(f"{field} names no host.")
+    if host.casefold() in {h.casefold() for h in private_hosts}:
+        return
+    try:
+        infos = socket.getaddrinfo(host, port or 443, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError):
+        if not must_resolve:
+            return
+        raise InvalidInput(f"{field}: the host '{host}' cannot be resolved.") from None
+    for info in infos:
+        address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
+        if not address.is_global:
+            raise InvalidInput(
+                f"{field}: the host '{host}' is on a private or local network "
+                "address; an administrator can allow it in BALSAM_SOURCE_PRIVATE_HOSTS.",
+                details={"host": host, "address": str(address)})
