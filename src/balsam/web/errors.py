@@ -131,13 +131,13 @@ SECURITY_SCHEMES = {
                   "description": "Username and password; only to mint a first token."},
 }
 #: Operations that need no credentials, and the one that also takes Basic.
-_OPEN = {"/api/v1/auth/login", "/api/v1/auth/logout"}
+_OPEN = {"/api/v1/auth/login", "/api/v1/auth/logout", "/api/v1/health", "/api/v1/health/ready"}
 _BASIC = ("/api/v1/users/me/tokens", "post")
 
 
 def document_security(schema: dict[str, Any]) -> dict[str, Any]:
     """Declare how callers authenticate: bearer token or session cookie everywhere,
-    HTTP Basic on token creation, nothing on login/logout."""
+    HTTP Basic on token creation, nothing on login/logout and health."""
     schema.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
     schema["security"] = [{"bearerAuth": []}, {"sessionCookie": []}]
     for path, item in schema.get("paths", {}).items():

@@ -53,6 +53,11 @@ class WorkspaceSupervisor:
                                         daemon=True)
         self._thread.start()
 
+    @property
+    def running(self) -> bool:
+        """Whether the periodic check runs (started and not shut down)."""
+        return self._thread is not None and self._thread.is_alive()
+
     def shutdown(self) -> None:
         """Stop checking; stop every workspace if the settings say so."""
         self._stopping.set()

@@ -8,6 +8,7 @@ from balsam.web.api.v1 import (
     audit,
     auth,
     credentials,
+    health,
     libraries,
     members,
     projects,
@@ -18,6 +19,6 @@ from balsam.web.api.v1 import (
 from balsam.web.deps import refuse_nul_characters
 
 router = APIRouter(dependencies=[Depends(refuse_nul_characters)])
-for module in (auth, users, projects, members, credentials, audit, search, libraries,
+for module in (health, auth, users, projects, members, credentials, audit, search, libraries,
                workspaces):
     router.include_router(module.router)

@@ -1,0 +1,1 @@
+"""Liveness and readiness of one Balsam instance and the services it depends on."""
