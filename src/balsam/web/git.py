@@ -11,14 +11,23 @@ audited.
 
 from __future__ import annotations
 
+import os
+import tempfile
+from collections.abc import AsyncIterable, AsyncIterator
+from pathlib import Path
+from typing import Any
+
 from fastapi import APIRouter, Request, Response
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
+from starlette.responses import StreamingResponse
 
 from balsam.context import AppContext
 from balsam.db.models import Membership, Project, User
 from balsam.domain.audit.service import AuditRecord
-from balsam.domain.identity.service import TOKEN_PREFIX, IdentityService
+from balsam.domain.identity.service import TOKEN_PREFIX, Actor, IdentityService
+from balsam.domain.projects.push_hook import PUSH_LOG, ensure_hook_scripts
+from balsam.domain.projects.pushes import PushService, parse_updates
 from balsam.domain.workspaces.service import GIT_TOKEN_PREFIX, WorkspaceService
 from balsam.errors import RateLimited, Unauthenticated
 from balsam.web.deps import basic_credentials, client_address, request_id
@@ -78,9 +87,8 @@ def _authorize(request: Request, ctx: AppContext, repo: str, write: bool) -> Use
     if not _is_member(ctx, user, repo):
         _audit(ctx, request, user.username, "git.denied", repo, "denied", write=write)
         return problem(403, "You are not a member of this project.", request=request)
-    if request.method == "POST":
-        _audit(ctx, request, user.username, "git.push" if write else "git.fetch", repo,
-               "success")
+    if request.method == "POST" and not write:  # pushes are audited with their updates
+        _audit(ctx, request, user.username, "git.fetch", repo, "success")
     return user
 
 
@@ -95,5 +103,69 @@ async def git_smart_http(repo: str, path: str, request: Request) -> Response:
     if isinstance(allowed, Response):
         return allowed
     repo_path = ctx.providers.git.repository_path(repo)  # type: ignore[attr-defined]
-    return await git_http_response(request, repo_path=repo_path, path_info="/" + path,
-                                   remote_user=allowed.username, allow_push=True)
+    if not (write and request.method == "POST"):  # reads, and a push's ref advertisement
+        return await git_http_response(request, repo_path=repo_path, path_info="/" + path,
+                                       remote_user=allowed.username, allow_push=True)
+    pushes = PushService(ctx)
+    policy = await run_in_threadpool(pushes.policy, allowed, repo)
+    if policy is None:
+        return problem(404, f"No project '{repo}'.", request=request)
+    hooks = _hooks_dir(request, ctx)
+    fd, log = tempfile.mkstemp(prefix="push-", suffix=".log", dir=hooks / "logs")
+    os.close(fd)
+    response = await git_http_response(
+        request, repo_path=repo_path, path_info="/" + path, remote_user=allowed.username,
+        allow_push=True, config={"core.hooksPath": str(hooks)},
+        environment={**policy.environment(), PUSH_LOG: log})
+    actor = Actor(allowed.id, allowed.username, allowed.is_admin, request_id(request))
+    follow = _PushFollowUp(pushes, actor, repo, Path(log))
+    if isinstance(response, StreamingResponse):
+        response.body_iterator = follow.before_last_chunk(response.body_iterator)
+    else:
+        follow()
+    return response
+
+
+def _hooks_dir(request: Request, ctx: AppContext) -> Path:
+    """The receive hooks (written once per app; see ``push_hook``)."""
+    hooks: Path | None = getattr(request.app.state, "git_hooks", None)
+    if hooks is None:
+        hooks = ensure_hook_scripts(ctx.settings.data_dir.resolve() / "git-hooks")
+        (hooks / "logs").mkdir(mode=0o700, exist_ok=True)
+        request.app.state.git_hooks = hooks
+    return hooks
+
+
+class _PushFollowUp:
+    """After git has updated the refs: audit what it updated, and let the branch list
+    follow git. Runs before the last chunk of git's answer is sent, so a client that
+    sees its push succeed finds the API already agreeing; runs once, also if the
+    client goes away meanwhile."""
+
+    def __init__(self, pushes: PushService, actor: Actor, repo: str, log: Path) -> None:
+        self._args = (pushes, actor, repo, log)
+        self._done = False
+
+    def __call__(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        pushes, actor, repo, log = self._args
+        try:
+            updates = parse_updates(log.read_text(encoding="utf-8"))
+        finally:
+            log.unlink(missing_ok=True)
+        pushes.apply(actor, repo, updates)
+
+    async def before_last_chunk(self, body: AsyncIterable[Any]) -> AsyncIterator[Any]:
+        previous = None
+        try:
+            async for chunk in body:
+                if previous is not None:
+                    yield previous
+                previous = chunk
+            await run_in_threadpool(self)
+        finally:
+            self()  # the client went away: still audit what git did
+        if previous is not None:
+            yield previous

@@ -33,7 +33,7 @@ import os
 import re
 import signal
 import urllib.parse
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -83,6 +83,8 @@ async def git_http_response(
     path_info: str,
     remote_user: str,
     allow_push: bool,
+    config: Mapping[str, str] | None = None,
+    environment: Mapping[str, str] | None = None,
 ) -> Response:
     """Answer a smart-HTTP request for the bare repository at ``repo_path``.
 
@@ -90,6 +92,8 @@ async def git_http_response(
     ``/git-upload-pack``, ``/git-receive-pack``); anything else is 404, a
     wrong method 405, and a push (including its ref advertisement) is 403
     unless ``allow_push``. ``remote_user`` is recorded by git as the pusher.
+    ``config`` adds git configuration (e.g. ``core.hooksPath``) and
+    ``environment`` variables that git and its hooks see.
     Raises ProviderError if git cannot be started."""
     endpoint = path_info.removeprefix("/")
     service = git_service_of(path_info, request.url.query)
@@ -103,6 +107,8 @@ async def git_http_response(
     if service == "receive-pack" and not allow_push:
         return PlainTextResponse("Push not allowed\n", status_code=403)
     env = _cgi_environment(request, repo_path, endpoint, service, remote_user, allow_push)
+    env.update(environment or {})
+    _add_config(env, config or {})
     process = await _spawn_backend(env)
     return await _bridge(request, process)
 
@@ -135,6 +141,16 @@ def _cgi_environment(
     }
     cgi.update(_body_variables(request))
     return git_environment(cgi)
+
+
+def _add_config(env: dict[str, str], config: Mapping[str, str]) -> None:
+    """Append ``config`` to the ``GIT_CONFIG_KEY_<n>``/``VALUE_<n>`` pairs in ``env``."""
+    count = int(env.get("GIT_CONFIG_COUNT", "0"))
+    for key, value in config.items():
+        env[f"GIT_CONFIG_KEY_{count}"] = key
+        env[f"GIT_CONFIG_VALUE_{count}"] = value
+        count += 1
+    env["GIT_CONFIG_COUNT"] = str(count)
 
 
 def _body_variables(request: Request) -> dict[str, str]:

@@ -53,9 +53,10 @@ class BranchService:
         return branch
 
     def delete(self, actor: Actor, project_id: str, branch_id: str) -> None:
-        """Delete a branch and its data prefix; never the default branch."""
+        """Delete a branch and its data prefix; never the default branch. Owners only:
+        deleting is deliberate."""
         with self.ctx.sessions() as session:
-            project = require(self.ctx, session, actor, project_id, "member", "branch.delete")
+            project = require(self.ctx, session, actor, project_id, "owner", "branch.delete")
             branch = session.get(Branch, (project_id, branch_id))
             if branch is None:
                 raise NotFound(f"No branch '{branch_id}' in this project.")

@@ -20,7 +20,7 @@ ROWS: list[tuple[str, str, Any, int, int]] = [
     ("DELETE", "/api/v1/projects/{p}", None, 403, 204),
     ("GET", "/api/v1/projects/{p}/branches", None, 200, 200),
     ("POST", "/api/v1/projects/{p}/branches", {"name": "new"}, 201, 201),
-    ("DELETE", "/api/v1/projects/{p}/branches/{b}", None, 204, 204),
+    ("DELETE", "/api/v1/projects/{p}/branches/{b}", None, 403, 204),
     ("GET", "/api/v1/projects/{p}/branches/{b}/files", None, 200, 200),
     ("PUT", "/api/v1/projects/{p}/branches/{b}/files?libraryId={lib}"
      "&fileId=UmVzb3VyY2VzL1JFQURNRS5tZA", None, 200, 200),
@@ -101,14 +101,15 @@ def test_every_route_is_in_the_matrix(app: FastAPI) -> None:
                 .replace("UkVBRE1FLm1k", "{fileId}")) for m, p, *_ in ROWS}
     elsewhere = {"/api/v1/projects", "/api/v1/audit", "/api/v1/users", "/api/v1/users/me",
                  "/api/v1/users/me/tokens", "/api/v1/users/me/tokens/{token_id}",
-                 "/api/v1/users/{username}", "/api/v1/auth/login", "/api/v1/auth/logout"}
+                 "/api/v1/users/{username}", "/api/v1/auth/login", "/api/v1/auth/logout",
+                 "/api/v1/health", "/api/v1/health/ready"}
     # The OpenAPI document lists every route, however routers are nested
     # (app.routes holds included routers, not their routes).
     paths = app.openapi()["paths"]
     assert "/api/v1/projects/{projectId}" in paths
     for path, operations in paths.items():
         for method in operations:
-            # Users, auth, audit, libraries, search and workspaces have permission
+            # Users, auth, audit, health, libraries, search and workspaces have permission
             # tests of their own.
             if path in elsewhere or path.startswith(
                     ("/api/v1/knowledge-libraries", "/api/v1/search", "/api/v1/workspaces",
