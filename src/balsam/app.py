@@ -64,9 +64,11 @@ def build_context(settings: Settings, providers: Providers | None = None) -> App
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Background work that lives as long as the served app: knowledge-library sync,
+    """Crash recovery first (``domain/journal.py``), then background work that lives as
+    long as the served app: knowledge-library sync,
     the workspace supervisor, and loading the search index so the first search
     does not wait for it."""
+    from balsam.domain.journal import recover
     from balsam.domain.library.worker import LibrarySyncWorker
     from balsam.domain.search.service import SearchService
     from balsam.web.proxy.routes import close_client
@@ -75,6 +77,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     worker = LibrarySyncWorker(app.state.ctx)
     worker.start()
     ctx: AppContext = app.state.ctx
+    # Operations a crash interrupted are completed or undone before anything else runs.
+    await run_in_threadpool(recover, ctx)
     await run_in_threadpool(ctx.supervisor.start)
     threading.Thread(target=SearchService(app.state.ctx).warm, name="search-warm",
                      daemon=True).start()

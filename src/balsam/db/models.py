@@ -282,3 +282,22 @@ class SearchDocument(Base):
     title: Mapped[str] = mapped_column(String(300))
     body: Mapped[str] = mapped_column(Text, default="")
     content_hash: Mapped[str] = mapped_column(String(64))
+
+
+class PendingOperation(Base):
+    """A multi-step operation under way (the crash journal): written before its first
+    side effect, removed when it has finished or been undone. A row left behind by a
+    process that died is completed or undone at the next start (``domain/journal.py``).
+    No foreign key: the project may not exist yet, or any more."""
+
+    __tablename__ = "pending_operations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    project_id: Mapped[str] = mapped_column(String(63), index=True)
+    subject: Mapped[str] = mapped_column(String(200), default="")
+    actor: Mapped[str] = mapped_column(String(64))
+    request_id: Mapped[str] = mapped_column(String(64), default="")
+    #: ``host:pid:start-time`` of the process doing it: only a dead owner's rows are repaired.
+    process: Mapped[str] = mapped_column(String(200))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -8,6 +8,7 @@ from balsam.context import AppContext
 from balsam.db.models import Branch
 from balsam.domain.audit.service import AuditRecord
 from balsam.domain.identity.service import Actor
+from balsam.domain.journal import Journal, crash_point
 from balsam.domain.projects import naming
 from balsam.domain.projects.access import require
 from balsam.domain.projects.schemas import BranchCreate
@@ -38,9 +39,11 @@ class BranchService:
                 raise InvalidInput(f"fromBranch '{source}' is not a branch of this project.")
             if name in known:
                 raise Conflict(f"The branch '{name}' already exists.")
-        with Compensations() as undo:
+        with Journal(self.ctx).running("branch.create", project_id, actor, name), \
+                Compensations() as undo:
             self.git.create_branch(project_id, name, from_branch=source)
             undo.push("git branch", lambda: self.git.delete_branch(project_id, name))
+            crash_point("branch.create", "git")
             self.storage.put_object(project.bucket, marker_key(name),
                                     marker_body(project.name, name))
             undo.push("marker", lambda: self.storage.delete_prefix(project.bucket, f"{name}/"))
@@ -63,12 +66,14 @@ class BranchService:
             if branch.is_default:
                 raise Conflict("The default branch cannot be deleted.")
             bucket = project.bucket
-        self.storage.delete_prefix(bucket, f"{branch_id}/")
-        self.git.delete_branch(project_id, branch_id)
-        with self.ctx.sessions() as session, session.begin():
-            row = session.get(Branch, (project_id, branch_id))
-            if row is not None:
-                session.delete(row)
+        with Journal(self.ctx).running("branch.delete", project_id, actor, branch_id):
+            self.storage.delete_prefix(bucket, f"{branch_id}/")
+            crash_point("branch.delete", "data")
+            self.git.delete_branch(project_id, branch_id)
+            with self.ctx.sessions() as session, session.begin():
+                row = session.get(Branch, (project_id, branch_id))
+                if row is not None:
+                    session.delete(row)
         self._audit(actor, "branch.delete", project_id, branch_id, {})
 
     def get(self, actor: Actor, project_id: str, branch_id: str) -> Branch:

@@ -19,6 +19,7 @@ from balsam.context import AppContext
 from balsam.db.models import Branch, Credential, Membership, Project, Workspace
 from balsam.domain.audit.service import AuditRecord
 from balsam.domain.identity.service import Actor
+from balsam.domain.journal import Journal, crash_point
 from balsam.domain.projects import naming
 from balsam.domain.projects.access import require, role_of
 from balsam.domain.projects.schemas import ProjectCreate, ProjectUpdate
@@ -108,11 +109,13 @@ class ProjectService:
                 raise Conflict(f"A project named '{name}' already exists.")
             project_id = self._free_id(session, name)
         try:
-            with Compensations() as undo:
+            with Journal(self.ctx).running("project.create", project_id, actor), \
+                    Compensations() as undo:
                 key = self._provision(undo, actor, project_id, name, branch, data.description,
                                       start)
                 project = self._insert(actor, project_id, name, branch, data, key,
                                        start.location)
+                crash_point("project.create", "insert")
         except BalsamError as exc:
             self._audit_failure(actor, project_id, undo, exc)
             if isinstance(exc, InvalidInput | Conflict):
@@ -136,13 +139,17 @@ class ProjectService:
             author=Author(actor.username, f"{actor.username}@balsam.local"),
             source_url=start.source_url), lambda: git.delete_repository(project_id),
             keep_on=(Conflict,))
+        crash_point("project.create", "repository")
         undo.step("bucket", lambda: storage.create_bucket(project_id),
                   lambda: storage.delete_bucket(project_id), keep_on=(Conflict,))
+        crash_point("project.create", "bucket")
         storage.put_object(project_id, marker_key(branch), marker_body(name, branch))
         # A key that was made but not returned can only be found through its bucket.
-        return undo.step("key", lambda: storage.create_key(
+        key = undo.step("key", lambda: storage.create_key(
             project_id, label=f"{actor.username}@{project_id}"),
             lambda: storage.revoke_bucket_keys(project_id))
+        crash_point("project.create", "key")
+        return key
 
     def _insert(self, actor: Actor, project_id: str, name: str, branch: str,
                 data: ProjectCreate, key: ScopedKey, location: str | None) -> Project:
@@ -255,19 +262,22 @@ class ProjectService:
             require(self.ctx, session, actor, project_id, "owner", "project.delete")
             workspaces = session.scalars(select(Workspace.id)
                                          .where(Workspace.project_id == project_id)).all()
-        for workspace_id in workspaces:
-            WorkspaceService(self.ctx).remove(workspace_id)
-        with self.ctx.sessions() as session:
-            keys = session.scalars(select(Credential.access_key)
-                                   .where(Credential.project_id == project_id)).all()
-        for access_key in keys:
-            self.storage.revoke_key(access_key)
-        self.storage.delete_bucket(project_id)
-        self.git.delete_repository(project_id)
-        with self.ctx.sessions() as session, session.begin():
-            project = session.get(Project, project_id)
-            if project is not None:
-                session.delete(project)
+        with Journal(self.ctx).running("project.delete", project_id, actor):
+            for workspace_id in workspaces:
+                WorkspaceService(self.ctx).remove(workspace_id)
+            with self.ctx.sessions() as session:
+                keys = session.scalars(select(Credential.access_key)
+                                       .where(Credential.project_id == project_id)).all()
+            for access_key in keys:
+                self.storage.revoke_key(access_key)
+            crash_point("project.delete", "keys")
+            self.storage.delete_bucket(project_id)
+            crash_point("project.delete", "bucket")
+            self.git.delete_repository(project_id)
+            with self.ctx.sessions() as session, session.begin():
+                project = session.get(Project, project_id)
+                if project is not None:
+                    session.delete(project)
         self._audit(actor, "project.delete", project_id, details={"revokedKeys": len(keys)})
 
     # -- audit -----------------------------------------------------------------

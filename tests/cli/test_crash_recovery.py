@@ -1,0 +1,109 @@
+"""`balsam up` killed in the middle of project creations (``os._exit`` at a chosen
+step, as ``kill -9`` would): the next start completes or undoes each interrupted
+operation, audits the attempt and the repair, and leaves no orphan behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import boto3
+import httpx
+import pytest
+from botocore.config import Config
+from sqlalchemy import create_engine, select
+from sqlalchemy.orm import Session
+
+import balsam
+from balsam.db.models import AuditEvent, PendingOperation
+from tests.cli.test_cli import BalsamUp, up_env, weed_pids  # noqa: F401 - up_env: a fixture
+from tests.fixtures.server import free_port
+
+PASSWORD = "Crash-recovery-password-7"
+NAME = "Burst k9"
+CLEAN_ID = "burst-k9"
+
+
+def start(env: dict[str, str], data_dir: Path, name: str, crash_at: str | None) -> BalsamUp:
+    extra = {"BALSAM_TEST_CRASH_AT": crash_at} if crash_at else {}
+    server = BalsamUp({**env, **extra}, data_dir, free_port(), name)
+    server.wait_until_serving()
+    return server
+
+
+def token(server: BalsamUp) -> str:
+    r = httpx.post(f"{server.url}/api/v1/users/me/tokens", auth=("admin", PASSWORD),
+                   json={"name": "crash"}, timeout=30)
+    assert r.status_code == 201, r.text
+    return str(r.json()["token"])
+
+
+def kill_orphans(data_dir: Path) -> None:
+    """The embedded weed outlives a killed `balsam up`; stop it so the next can start."""
+    for pid in weed_pids(data_dir / "storage"):
+        os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 15
+    while weed_pids(data_dir / "storage") and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+def buckets(data_dir: Path, s3_port: str) -> set[str]:
+    admin = json.loads((data_dir / "storage" / "admin.json").read_text())
+    s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{s3_port}", region_name="us-east-1",
+                      aws_access_key_id=admin["access_key"],
+                      aws_secret_access_key=admin["secret_key"],
+                      config=Config(s3={"addressing_style": "path"}))
+    return {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
+
+
+@pytest.mark.parametrize("steps", [["repository", "bucket", "key", "insert"]])
+def test_a_creation_killed_at_any_step_is_repaired_at_the_next_start(
+        up_env: dict[str, str], tmp_path: Path, steps: list[str]) -> None:  # noqa: F811
+    database = tmp_path / "balsam.db"
+    env = {**up_env, "BALSAM_ADMIN_PASSWORD": PASSWORD,
+           "BALSAM_DATABASE_URL": f"sqlite:///{database}",
+           # The very code under test, also where another checkout is installed.
+           "PYTHONPATH": str(Path(balsam.__file__).resolve().parents[1])}
+    data_dir = tmp_path / "data"
+    for number, step in enumerate(steps):
+        server = start(env, data_dir, f"crash-{number}", f"project.create:{step}")
+        with pytest.raises(httpx.TransportError):
+            httpx.post(f"{server.url}/api/v1/projects", timeout=60,
+                       headers={"Authorization": f"Bearer {token(server)}"},
+                       json={"name": NAME, "branchName": "main"})
+        assert server.process.wait(timeout=30) == 137
+        kill_orphans(data_dir)
+
+    server = start(env, data_dir, "after", None)
+    try:
+        api = httpx.Client(base_url=f"{server.url}/api/v1", timeout=60,
+                           headers={"Authorization": f"Bearer {token(server)}"})
+        # The one creation that got as far as its database row was completed; every
+        # other was undone, so it took the clean id each time.
+        projects = api.get("/projects").json()["projects"]
+        assert [p["id"] for p in projects] == [CLEAN_ID]
+        repositories = sorted(p.name for p in (data_dir / "git").glob("*.git"))
+        assert repositories == [f"{CLEAN_ID}.git"]
+        assert buckets(data_dir, env["BALSAM_STORAGE__S3_PORT"]) == {CLEAN_ID}
+        assert api.get(f"/projects/{CLEAN_ID}/branches").status_code == 200
+
+        engine = create_engine(f"sqlite:///{database}")
+        with Session(engine) as session:
+            assert session.scalars(select(PendingOperation)).all() == []
+            repairs = session.scalars(select(AuditEvent).where(
+                AuditEvent.action == "project.create", AuditEvent.outcome == "failure")).all()
+        engine.dispose()
+        assert sorted(r.details["repair"] for r in repairs) == sorted(
+            "completed" if step == "insert" else "undone" for step in steps)
+        assert all(r.details["interrupted"] and r.actor == "admin" and r.details["startedAt"]
+                   for r in repairs)
+
+        again = api.post("/projects", json={"name": "Burst k10", "branchName": "main"})
+        assert again.status_code == 201 and again.json()["id"] == "burst-k10"
+        assert server.terminate() == 0
+    finally:
+        server.kill()
+        kill_orphans(data_dir)
