@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import socket
 from pathlib import Path
 
 import pytest
@@ -33,3 +35,18 @@ def test_an_unreachable_database_is_503_and_changes_nothing(
     assert r.json()["reason"] == "database-unavailable"
     monkeypatch.undo()
     assert alice.client.get("/api/v1/projects").json() == before
+
+
+@pytest.mark.parametrize("header", [b"X-Bad: a\x01b", b"X-Bad: a\x00b", b"Bad Name: x"])
+def test_a_malformed_header_is_400_problem_json(live_url: str, header: bytes) -> None:
+    """uvicorn refuses it before the app runs; the answer is still problem+json."""
+    host, port = live_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n" + header + b"\r\n\r\n")
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 "), answer
+    assert b"content-type: application/problem+json" in head.lower()
+    assert json.loads(body)["status"] == 400
