@@ -41,7 +41,10 @@ class BranchService:
                 raise Conflict(f"The branch '{name}' already exists.")
         with Journal(self.ctx).running("branch.create", project_id, actor, name), \
                 Compensations() as undo:
-            self.git.create_branch(project_id, name, from_branch=source)
+            try:
+                self.git.create_branch(project_id, name, from_branch=source)
+            except Conflict:  # created meanwhile (the provider's words name its internals)
+                raise Conflict(f"The branch '{name}' already exists.") from None
             undo.push("git branch", lambda: self.git.delete_branch(project_id, name))
             crash_point("branch.create", "git")
             self.storage.put_object(project.bucket, marker_key(name),

@@ -111,8 +111,13 @@ class ProjectService:
         try:
             with Journal(self.ctx).running("project.create", project_id, actor), \
                     Compensations() as undo:
-                key = self._provision(undo, actor, project_id, name, branch, data.description,
-                                      start)
+                try:
+                    key = self._provision(undo, actor, project_id, name, branch,
+                                          data.description, start)
+                except Conflict:  # the provider's words name its internals
+                    raise Conflict(
+                        f"The project id '{project_id}' is taken by a project being created "
+                        "or deleted right now; try again shortly.") from None
                 project = self._insert(actor, project_id, name, branch, data, key,
                                        start.location)
                 crash_point("project.create", "insert")

@@ -312,3 +312,27 @@ def test_an_allowed_source_cannot_redirect_the_clone_inward(
     finally:
         internal.shutdown()
         public.shutdown()
+
+
+def test_a_conflict_in_storage_or_git_is_a_409_without_internals(
+        alice: TestUser, ctx: AppContext, unique: Callable[[str], str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another request takes the id between the choice and the repository."""
+    git = ctx.providers.git
+    real = git.create_repository
+    taken: list[str] = []
+
+    def racing(repo_id: str, **kwargs: Any) -> Any:
+        real(repo_id, **kwargs)  # the other request wins
+        taken.append(repo_id)
+        return real(repo_id, **kwargs)
+
+    monkeypatch.setattr(git, "create_repository", racing)
+    r = alice.client.post("/api/v1/projects", json={"name": unique("Kapplöpning "),
+                                                    "branchName": "main"})
+    monkeypatch.undo()
+    assert r.status_code == 409 and r.headers["content-type"] == "application/problem+json"
+    detail = r.json()["detail"]
+    assert "repository" not in detail and taken[0] in detail and "try again" in detail
+    assert not ctx.providers.storage.bucket_exists(taken[0])
+    git.delete_repository(taken[0])
