@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import boto3
@@ -103,6 +104,60 @@ def test_a_creation_killed_at_any_step_is_repaired_at_the_next_start(
 
         again = api.post("/projects", json={"name": "Burst k10", "branchName": "main"})
         assert again.status_code == 201 and again.json()["id"] == "burst-k10"
+        assert server.terminate() == 0
+    finally:
+        server.kill()
+        kill_orphans(data_dir)
+
+
+def test_a_burst_of_creations_killed_midway_leaves_no_orphan(
+        up_env: dict[str, str], tmp_path: Path) -> None:  # noqa: F811
+    """20 concurrent creations; the first to mint its key kills the process (the
+    others are at every other step). After a restart: nothing half-made."""
+    database = tmp_path / "balsam.db"
+    env = {**up_env, "BALSAM_ADMIN_PASSWORD": PASSWORD,
+           "BALSAM_DATABASE_URL": f"sqlite:///{database}",
+           "PYTHONPATH": str(Path(balsam.__file__).resolve().parents[1])}
+    data_dir = tmp_path / "data"
+    server = start(env, data_dir, "burst", "project.create:key")
+    headers = {"Authorization": f"Bearer {token(server)}"}
+
+    def create(number: int) -> int | None:
+        try:
+            return httpx.post(f"{server.url}/api/v1/projects", headers=headers, timeout=120,
+                              json={"name": f"burst k9 {number}", "branchName": "main"}
+                              ).status_code
+        except httpx.TransportError:
+            return None
+
+    with ThreadPoolExecutor(20) as pool:
+        answers = list(pool.map(create, range(20)))
+    assert server.process.wait(timeout=60) == 137
+    assert None in answers
+    kill_orphans(data_dir)
+
+    server = start(env, data_dir, "after-burst", None)
+    try:
+        api = httpx.Client(base_url=f"{server.url}/api/v1", timeout=60,
+                           headers={"Authorization": f"Bearer {token(server)}"})
+        ids = {p["id"] for p in api.get("/projects", params={"limit": 100}).json()["projects"]}
+        assert sorted(p.name.removesuffix(".git") for p in (data_dir / "git").glob("*.git")) \
+            == sorted(ids)
+        assert buckets(data_dir, env["BALSAM_STORAGE__S3_PORT"]) == ids
+        engine = create_engine(f"sqlite:///{database}")
+        with Session(engine) as session:
+            assert session.scalars(select(PendingOperation)).all() == []
+            repaired = session.scalars(select(AuditEvent).where(
+                AuditEvent.action == "project.create", AuditEvent.outcome == "failure")).all()
+        engine.dispose()
+        assert len(ids) >= answers.count(201)  # nothing that was answered is lost
+        assert repaired and {r.details["repair"] for r in repaired} <= {"undone", "completed"}
+        # Every interrupted name's clean id is free again.
+        for number in range(20):
+            if f"burst-k9-{number}" not in ids:
+                r = api.post("/projects", json={"name": f"burst k9 {number}",
+                                                "branchName": "main"})
+                assert r.status_code == 201 and r.json()["id"] == f"burst-k9-{number}", r.text
         assert server.terminate() == 0
     finally:
         server.kill()
