@@ -32,6 +32,7 @@ from balsam.domain.identity.passwords import check_password_policy
 from balsam.domain.identity.service import IdentityService
 from balsam.embedded import EmbeddedServiceError, SeaweedServer, load_or_create_admin_credentials
 from balsam.errors import InvalidInput
+from balsam.hostuids import HostUidRegistry, UidRegistryError
 from balsam.settings import Settings
 
 log = logging.getLogger("balsam.up")
@@ -170,7 +171,8 @@ def embedded_storage(settings: Settings) -> Iterator[None]:
     try:
         server = SeaweedServer.from_settings(
             storage_dir(settings), storage, admin_access_key=storage.admin_access_key,
-            admin_secret_key=storage.admin_secret_key.get_secret_value())
+            admin_secret_key=storage.admin_secret_key.get_secret_value(),
+            run_as_uid=seaweed_uid(settings))
     except ValueError as exc:  # e.g. a port whose gRPC twin (port + 10000) is above 65535
         raise Refused(f"invalid SeaweedFS ports in BALSAM_STORAGE__*: {exc}") from None
     log.info("Starting SeaweedFS (S3 at %s, log %s)", server.endpoint_url, server.log_path)
@@ -186,6 +188,24 @@ def embedded_storage(settings: Settings) -> Iterator[None]:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         log.info("Stopping SeaweedFS")
         server.stop()
+
+
+def seaweed_uid(settings: Settings) -> int | None:
+    """As root: the host-wide uid weed runs as (one per data dir), so no workspace
+    uid can reach its files or sockets. Keeps the uid an earlier start gave it
+    (the owner of the storage dir) when the registry agrees. None when not root."""
+    if os.geteuid() != 0:
+        return None
+    registry = HostUidRegistry(settings.uid_registry_dir, base=settings.workspaces.uid_base)
+    folder = storage_dir(settings)
+    owner = f"{folder}#seaweedfs"
+    previous = folder.stat().st_uid if folder.exists() else 0
+    try:
+        if previous and registry.adopt(previous, owner):
+            return previous
+        return registry.claim(owner, avoid={previous} - {0})
+    except UidRegistryError as exc:
+        raise Refused(f"no uid for SeaweedFS: {exc}") from None
 
 
 def ensure_admin(ctx: AppContext, settings: Settings) -> str | None:

@@ -16,15 +16,24 @@ IAM API on the S3 port too) and an admin server in one process. What
   can read with ``ps``;
 * it reads no configuration from the caller's working directory,
   ``~/.seaweedfs`` or ``/etc/seaweedfs``: its cwd and ``-config_dir`` are inside
-  the data dir, where each start writes a ``security.toml`` with fresh JWT
-  keys, so the filer and volume HTTP ports refuse requests that do not come
-  from weed itself (their gRPC ports remain open to local processes);
+  the data dir, where each start writes a ``security.toml``
+  (:mod:`balsam.embedded.seaweed_pki`): mutual TLS with a private CA on every
+  gRPC port, accepting weed's own components and Balsam only, and persistent
+  JWT keys; with ``-disableHttp`` the master, volume and filer HTTP ports serve
+  no API, so only the S3 port serves clients;
+* its unix sockets live in a 0700 folder of its own (``<data_dir>/run``), not
+  at weed's default ``/tmp/seaweedfs-*-<port>.sock``;
+* with ``run_as_uid`` (Balsam running as root) it runs as that uid, with umask
+  077, ``HOME`` and ``TMPDIR`` inside the data dir, which that uid owns: no
+  workspace uid can read its files or connect to its sockets;
+* the IAM API on the S3 port is on (``s3_iam_api=True``, any key may manage
+  its own identity there) or off;
 * ``GOMEMLIMIT`` caps its Go heap (softly);
 * everything it logs goes to ``<data_dir>/weed.log``.
 
 Layout of the data dir (mode 0700): ``data/`` (weed's ``-dir``), ``conf/``
-(its ``-config_dir``, holding only ``security.toml``), ``weed.log`` and
-``s3.sock``.
+(its ``-config_dir``: ``security.toml``, CA, certificates, JWT keys), ``run/``
+(unix sockets), ``tmp/`` (weed's ``TMPDIR``) and ``weed.log``.
 
 ``weed mini`` rewrites ``<dir>/mini.options`` with the flags it was given and
 reads that file only when started without flags; every start passes the full
@@ -36,6 +45,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import logging
 import os
 import random
 import secrets
@@ -54,15 +64,25 @@ from typing import IO, TYPE_CHECKING, Any
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
+from botocore.parsers import ResponseParserError
+
+from balsam.embedded.seaweed_confinement import (
+    confined_command,
+    hand_over,
+    private_tmp_supported,
+    socket_dir,
+)
+from balsam.embedded.seaweed_pki import prepare_security
 
 if TYPE_CHECKING:
     from balsam.settings import StorageSettings
 
+log = logging.getLogger(__name__)
+
 LOOPBACK = "127.0.0.1"
 GRPC_PORT_OFFSET = 10_000  # weed's own rule for a gRPC twin: HTTP port + 10000
 DEFAULT_ADMIN_PORT = 23646
-_ENV_PASSTHROUGH = ("PATH", "HOME", "TMPDIR", "TZ", "LANG", "LC_ALL")
-_UNIX_SOCKET_PATH_MAX = 100  # sun_path holds 108 bytes
+_ENV_PASSTHROUGH = ("PATH", "TZ", "LANG", "LC_ALL")
 # weed closes a master/volume/filer connection after this many idle seconds.
 # Its graceful shutdown waits for such connections, so the default (30 s) made
 # SIGTERM take up to 30 s after ordinary S3 traffic; 10 s bounds that while
@@ -132,8 +152,18 @@ class SeaweedPorts:
             if all(p not in chosen and port_is_free(p) for p in wanted):
                 chosen.append(port)
         s3, master, volume, filer, admin, s3_g, master_g, volume_g, filer_g = chosen
-        return cls(s3, master, volume, filer, admin, s3_g, master_g, volume_g, filer_g,
-                   admin + GRPC_PORT_OFFSET)
+        return cls(
+            s3,
+            master,
+            volume,
+            filer,
+            admin,
+            s3_g,
+            master_g,
+            volume_g,
+            filer_g,
+            admin + GRPC_PORT_OFFSET,
+        )
 
     def as_dict(self) -> dict[str, int]:
         """Port by name, e.g. ``{"s3": 8333, ..., "s3_grpc": 18333, ...}``."""
@@ -243,6 +273,13 @@ class SeaweedServer:
     is idempotent. A stopped server may be started again on the same data dir:
     buckets, objects and IAM users persist there; the admin identity does not,
     it is whatever credentials the server was constructed with.
+
+    ``run_as_uid`` (Balsam as root only): the uid weed runs as; the data dir is
+    handed to it at every start. ``s3_iam_api``: whether the S3 port serves the
+    AWS IAM API (writable, to any key for its own identity) or none at all.
+    Balsam's own gRPC client finds its certificate and the filer JWT key in
+    ``conf_dir`` (:func:`balsam.embedded.seaweed_pki.client_tls`) and the IAM
+    service at ``filer_grpc_address``.
     """
 
     def __init__(
@@ -257,6 +294,8 @@ class SeaweedServer:
         start_timeout: float = 30.0,
         stop_timeout: float = 15.0,
         weed_binary: Path | None = None,
+        run_as_uid: int | None = None,
+        s3_iam_api: bool = True,
     ) -> None:
         self.data_dir = data_dir
         self.ports = ports
@@ -267,7 +306,11 @@ class SeaweedServer:
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout
         self._weed_binary = weed_binary
+        self.run_as_uid = run_as_uid
+        self.s3_iam_api = s3_iam_api
         self._process: subprocess.Popen[bytes] | None = None
+        self._socket_dir: Path | None = None
+        self.private_tmp = False  # decided at each start: see seaweed_confinement
 
     @classmethod
     def from_settings(
@@ -277,6 +320,7 @@ class SeaweedServer:
         *,
         admin_access_key: str,
         admin_secret_key: str,
+        run_as_uid: int | None = None,
     ) -> SeaweedServer:
         """A server on the ports and memory limit of ``storage``."""
         ports = SeaweedPorts.from_http(
@@ -293,6 +337,9 @@ class SeaweedServer:
             admin_secret_key=admin_secret_key,
             memory_limit_mib=storage.memory_limit_mib,
             max_volumes=storage.max_volumes,
+            run_as_uid=run_as_uid,
+            # Balsam's keys go through the filer's IAM gRPC service (SeaweedIamStorage).
+            s3_iam_api=False,
         )
 
     def __repr__(self) -> str:  # never the secret
@@ -305,6 +352,17 @@ class SeaweedServer:
     def endpoint_url(self) -> str:
         """The S3 (and IAM) endpoint."""
         return f"http://{LOOPBACK}:{self.ports.s3}"
+
+    @property
+    def conf_dir(self) -> Path:
+        """weed's ``-config_dir``: ``security.toml``, CA, certificates and JWT keys
+        (see :func:`balsam.embedded.seaweed_pki.client_tls`)."""
+        return self.data_dir / "conf"
+
+    @property
+    def filer_grpc_address(self) -> str:
+        """``127.0.0.1:<filer gRPC port>``, where the filer's IAM gRPC service answers."""
+        return f"{LOOPBACK}:{self.ports.filer_grpc}"
 
     @property
     def log_path(self) -> Path:
@@ -326,17 +384,17 @@ class SeaweedServer:
         if self.running:
             raise EmbeddedServiceError("SeaweedFS server already running")
         self._check_ports_free()
-        self._make_dirs()
-        self._write_security_config()
+        self._prepare_data_dir()
         with self._open_log() as log:
             self._process = subprocess.Popen(
-                self._command(),
+                self._confined(self._command()),
                 cwd=self.data_dir,
                 env=self._environment(),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # the parent decides when weed stops (no stray ^C)
+                umask=0o077,
             )
         try:
             self._wait_until_ready()
@@ -347,14 +405,16 @@ class SeaweedServer:
     def stop(self) -> None:
         """Terminate the child: SIGTERM, SIGKILL after ``stop_timeout``. Idempotent."""
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(self.stop_timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(self.stop_timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if self._socket_dir is not None and not self._socket_dir.is_relative_to(self.data_dir):
+            shutil.rmtree(self._socket_dir, ignore_errors=True)
+        self._socket_dir = None
 
     def __enter__(self) -> SeaweedServer:
         self.start()
@@ -377,31 +437,40 @@ class SeaweedServer:
                     port=port,
                 )
 
-    def _make_dirs(self) -> None:
-        for directory in (self.data_dir, self.data_dir / "data", self.data_dir / "conf"):
-            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    def _prepare_data_dir(self) -> None:
+        """Folders (0700), keys and ``security.toml``, sockets folder; with
+        ``run_as_uid``, all of it handed to that uid (also a data dir an older
+        release left owned by root)."""
+        if self.run_as_uid is not None and os.geteuid() != 0:
+            raise EmbeddedServiceError("run_as_uid needs Balsam to run as root")
+        # tmp/ is weed's private /tmp: emptied at every start, like systemd's PrivateTmp
+        # (it also holds the mount points the last start made there).
+        shutil.rmtree(self.data_dir / "tmp", ignore_errors=True)
+        for name in ("", "data", "conf", "tmp"):
+            (self.data_dir / name).mkdir(mode=0o700, parents=True, exist_ok=True)
         self.data_dir.chmod(0o700)  # weed creates its files world-readable
+        prepare_security(self.conf_dir)
+        self._decide_private_tmp()
+        self._socket_dir = socket_dir(self.data_dir)
+        if self.run_as_uid is not None:
+            hand_over(self.data_dir, self.run_as_uid)
+            if not self._socket_dir.is_relative_to(self.data_dir):
+                hand_over(self._socket_dir, self.run_as_uid)
 
-    def _write_security_config(self) -> None:
-        """Fresh JWT keys (``conf/security.toml``, mode 0600) for this run.
+    def _confined(self, command: list[str]) -> list[str]:
+        private = self.data_dir / "tmp" if self.private_tmp else None
+        binary = Path(command[0]).parent
+        return confined_command(command, private_tmp=private, keep=[self.data_dir, binary],
+                                uid=self.run_as_uid)  # fmt: skip
 
-        Without them the filer and volume HTTP ports serve every object, and
-        the filer the IAM identities with their secret keys, to any local
-        process that asks. With them those ports answer 401 to requests
-        without a token only weed can mint. (Their gRPC twins stay open to
-        local processes: that needs mutual TLS.)"""
-        sections = (
-            "jwt.signing",
-            "jwt.signing.read",
-            "jwt.filer_signing",
-            "jwt.filer_signing.read",
-        )
-        text = "".join(f'[{name}]\nkey = "{secrets.token_hex(32)}"\n\n' for name in sections)
-        path = self.data_dir / "conf" / "security.toml"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+    def _decide_private_tmp(self) -> None:
+        self.private_tmp = private_tmp_supported()
+        if os.geteuid() == 0 and not self.private_tmp:
+            log.warning(
+                "SeaweedFS: no private mount namespace here (CAP_SYS_ADMIN missing?); "
+                "weed's gRPC unix sockets stay at fixed paths in the shared /tmp, "
+                "where a local user could take their names before weed starts"
+            )
 
     def _open_log(self) -> IO[bytes]:
         fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
@@ -417,8 +486,10 @@ class SeaweedServer:
             "mini", f"-dir={self.data_dir / 'data'}",
             f"-ip={LOOPBACK}", f"-ip.bind={LOOPBACK}",
             "-master.telemetry=false", "-admin.ui=false", "-webdav=false",
-            "-s3.port.iceberg=0", "-s3.port.lance=0",
-            "-s3.iam.readOnly=false", "-s3.autoCreateBucket=false",
+            "-s3.port.iceberg=0", "-s3.port.lance=0", "-s3.autoCreateBucket=false",
+            # Master, volume and filer serve no HTTP API: only the S3 port serves clients.
+            "-disableHttp",
+            *(["-s3.iam.readOnly=false"] if self.s3_iam_api else ["-s3.iam=false"]),
             f"-idleTimeout={_INTERNAL_IDLE_TIMEOUT_S}",
             # Every bucket is a collection with at least one volume; weed's
             # automatic limit (free disk / volume size) stops writes after a
@@ -426,26 +497,31 @@ class SeaweedServer:
             f"-volume.max={self.max_volumes}",
             *self.ports.flags(),
         ]  # fmt: skip
-        socket_path = self.data_dir / "s3.sock"
-        if len(str(socket_path)) <= _UNIX_SOCKET_PATH_MAX:  # else weed's /tmp default
-            command.append(f"-s3.localSocket={socket_path}")
+        sockets = self._socket_dir or socket_dir(self.data_dir)
+        command += [
+            f"-s3.localSocket={sockets / f's3-{self.ports.s3}.sock'}",
+            f"-filer.localSocket={sockets / f'filer-{self.ports.filer}.sock'}",
+        ]
         return command
 
     def _environment(self) -> dict[str, str]:
         env = {name: os.environ[name] for name in _ENV_PASSTHROUGH if name in os.environ}
+        # Private to weed's uid: Go's temporary files, and no ~/.seaweedfs of the caller.
+        env["TMPDIR"] = str(self.data_dir / "tmp")
+        env["HOME"] = str(self.data_dir)
         env["AWS_ACCESS_KEY_ID"] = self.admin_access_key
         env["AWS_SECRET_ACCESS_KEY"] = self._admin_secret_key
         env["GOMEMLIMIT"] = f"{self.memory_limit_mib}MiB"
         return env
 
     def _wait_until_ready(self) -> None:
-        """Until S3 answers a signed request and every port accepts connections
-        (the admin server binds last, after S3 is up)."""
-        probe = self._probe_client()
+        """Until S3 (and its IAM API, when on) answers a signed request and every
+        port accepts connections (the admin server binds last, after S3 is up)."""
+        s3, iam = self._probe_client("s3"), self._probe_client("iam")
         waiting = set(self.ports.as_dict().values())
         deadline = time.monotonic() + self.start_timeout
         while True:
-            if self._answers(probe):
+            if self._answers(s3) and (not self.s3_iam_api or self._iam_answers(iam)):
                 waiting = _not_listening(waiting)
                 if not waiting:
                     return
@@ -466,7 +542,7 @@ class SeaweedServer:
                 f"end of {self.log_path}:\n{self._log_tail()}"
             )
 
-    def _probe_client(self) -> Any:
+    def _probe_client(self, service: str) -> Any:
         config = Config(
             connect_timeout=1,
             read_timeout=3,
@@ -474,7 +550,7 @@ class SeaweedServer:
             s3={"addressing_style": "path"},
         )
         return boto3.session.Session().client(
-            "s3",
+            service,
             endpoint_url=self.endpoint_url,
             region_name="us-east-1",
             aws_access_key_id=self.admin_access_key,
@@ -487,6 +563,18 @@ class SeaweedServer:
         try:
             probe.list_buckets()
         except (BotoCoreError, ClientError):
+            return False
+        return True
+
+    @staticmethod
+    def _iam_answers(probe: Any) -> bool:
+        """The IAM API registers after S3 starts answering; until then weed
+        answers IAM requests with an empty 200 that parses as nothing."""
+        try:
+            probe.get_user(UserName="balsam-readiness-probe")
+        except ClientError as exc:
+            return bool(exc.response.get("Error", {}).get("Code") == "NoSuchEntity")
+        except (BotoCoreError, ResponseParserError):
             return False
         return True
 
