@@ -9,9 +9,13 @@ Each round, side by side (the order rotates from round to round):
   clone of the project repository into the new home, the supervisor's own
   readiness check and the proxy.
 * **direct**: the same ``jupyter lab`` command line
-  (:func:`balsam.providers.workspaces.jupyter.server_command`) from the same
-  environment, under a user id of its own like a workspace (when root), its
-  ``api/status`` polled directly every 50 ms; then stopped.
+  (:func:`balsam.providers.workspaces.jupyter.server_command`: a unix socket in a
+  private runtime folder, kernels on IPC) from the same environment, under a user
+  id of its own like a workspace (when root), its ``api/status`` polled directly
+  over the socket every 50 ms; then stopped.
+* **direct-tcp** (informational): as direct, but the command line of earlier
+  releases (``--ServerApp.ip=127.0.0.1 --port=N``, kernels on TCP), polled over
+  TCP: what the unix socket costs or saves at start.
 * **direct+pyc** (informational): as direct, with ``PYTHONPYCACHEPREFIX`` on a
   writable folder warmed by the first round. The template environment has no
   compiled bytecode and workspaces cannot write any into it, so the other
@@ -29,7 +33,7 @@ Each round, side by side (the order rotates from round to round):
 Prints medians and the ratios balsam/direct (target <= 1.3) and
 balsam/jupyterhub (target <= 1.0), then a JSON line.
 
-    .venv/bin/python bench/bench_workspace_start.py [--rounds 5] [--no-hub]
+    .venv/bin/python bench/bench_workspace_start.py [--rounds 5] [--no-hub] [--no-pyc] [--no-tcp]
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ from pathlib import Path
 import httpx
 from _platform import ROOT, Platform, median, platform
 
+from balsam.providers.workspaces import runtime
 from balsam.providers.workspaces.jupyter import free_port, server_command
 
 POLL = 0.05
@@ -101,9 +106,11 @@ class Direct:
     """``jupyter lab`` as a workspace runs it, without Balsam around it."""
 
     def __init__(self, env_path: Path, root: Path, uid: int, *,
-                 pycache: Path | None = None) -> None:
+                 pycache: Path | None = None, tcp: bool = False) -> None:
         self.env_path, self.root, self.uid, self.pycache = env_path, root, uid, pycache
+        self.tcp = tcp
         self.as_root = os.geteuid() == 0
+        self.runtime_base = runtime.ensure_base(runtime.default_base())
 
     def _as_user(self) -> dict[str, object]:
         return {"user": self.uid, "group": self.uid, "extra_groups": []} \
@@ -115,28 +122,52 @@ class Direct:
         if self.as_root:
             os.chown(home, self.uid, self.uid)
         token = secrets.token_urlsafe(32)
-        port = free_port()
         base_url = f"/workspaces/direct-{i}/"
+        run_dir = runtime.folder_for(self.runtime_base, home)
+        runtime.recreate(run_dir, self.uid if self.as_root else None)
         env = {"PATH": f"{self.env_path / 'bin'}:/usr/local/bin:/usr/bin:/bin",
                "VIRTUAL_ENV": str(self.env_path), "HOME": str(home), "LANG": "C.UTF-8",
-               "LC_ALL": "C.UTF-8", "SHELL": "/bin/bash", "JUPYTER_TOKEN": token}
+               "LC_ALL": "C.UTF-8", "SHELL": "/bin/bash", "JUPYTER_TOKEN": token,
+               "JUPYTER_RUNTIME_DIR": str(run_dir)}
         if self.pycache is not None:
             env["PYTHONPYCACHEPREFIX"] = str(self.pycache)
+        if self.tcp:
+            port = free_port()
+            command = tcp_command(self.env_path, base_url, port, home)
+            url, poller = f"http://127.0.0.1:{port}{base_url}api/status", client
+        else:
+            sock = run_dir / runtime.SERVER_SOCKET
+            command = server_command(self.env_path, base_url, sock, home)
+            url = f"http://localhost{base_url}api/status"
+            poller = httpx.Client(transport=httpx.HTTPTransport(uds=str(sock)), timeout=30)
         log = (self.root / f"direct-{i}.log").open("wb")
         start = time.perf_counter()
         proc = subprocess.Popen(  # type: ignore[call-overload]
-            server_command(self.env_path, base_url, port, home), env=env, cwd=home,
+            command, env=env, cwd=home,
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True, **self._as_user())
         try:
-            return poll_ok(client, f"http://127.0.0.1:{port}{base_url}api/status", start,
-                           headers={"Authorization": f"token {token}"},
+            return poll_ok(poller, url, start, headers={"Authorization": f"token {token}"},
                            alive=lambda: None if proc.poll() is None else
                            f"jupyter lab exited {proc.returncode}; see {log.name}")
         finally:
             stop_group(proc)
             log.close()
+            if poller is not client:
+                poller.close()
             shutil.rmtree(home, ignore_errors=True)
+            runtime.remove(run_dir)
+
+
+def tcp_command(env_path: Path, base_url: str, port: int, root_dir: Path) -> list[str]:
+    """The command line of releases before unix sockets: loopback TCP, kernels on TCP."""
+    sock = Path("/nonexistent")
+    command = server_command(env_path, base_url, sock, root_dir)
+    command.remove(f"--ServerApp.sock={sock}")
+    command.remove("--ServerApp.sock_mode=0600")
+    command.remove("--KernelManager.transport=ipc")
+    return [*command, "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
+            "--ServerApp.port_retries=0"]
 
 
 def stop_group(proc: subprocess.Popen[bytes]) -> None:
@@ -287,6 +318,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--no-hub", action="store_true", help="skip JupyterHub")
     parser.add_argument("--no-pyc", action="store_true", help="skip the direct+pyc column")
+    parser.add_argument("--no-tcp", action="store_true", help="skip the direct-tcp column")
     args = parser.parse_args()
 
     with contextlib.ExitStack() as stack:
@@ -321,6 +353,9 @@ def main() -> None:
             "balsam": lambda i: balsam_round(p, client, project_id, i),
             "direct": lambda i: direct.round(raw, i),
         }
+        if not args.no_tcp:
+            direct_tcp = Direct(env_path, scratch, direct_uid, tcp=True)
+            sides["direct-tcp"] = lambda i: direct_tcp.round(raw, i)
         if not args.no_pyc:
             sides["direct+pyc"] = lambda i: direct_pyc.round(raw, i)
         hub_problem = None
@@ -347,8 +382,10 @@ def main() -> None:
     med = {name: median(values) for name, values in times.items()}
     result: dict[str, object] = {
         "bench": "workspace_start", "rounds": args.rounds,
-        **{f"{n.replace('+', '_')}_median_s": round(v, 2) for n, v in med.items()},
-        **{f"{n.replace('+', '_')}_s": [round(v, 2) for v in vs] for n, vs in times.items()},
+        **{f"{n.replace('+', '_').replace('-', '_')}_median_s": round(v, 2)
+           for n, v in med.items()},
+        **{f"{n.replace('+', '_').replace('-', '_')}_s": [round(v, 2) for v in vs]
+           for n, vs in times.items()},
         "ratio_balsam_direct": round(med["balsam"] / med["direct"], 2),
         "target_balsam_direct": "<= 1.3",
     }
@@ -366,6 +403,8 @@ def main() -> None:
         print(f"balsam/jupyterhub {result['ratio_balsam_jupyterhub']}  (target <= 1.0)")
     if "direct+pyc" in med:
         print(f"direct+pyc/direct {med['direct+pyc'] / med['direct']:.2f}  (bytecode cached)")
+    if "direct-tcp" in med:
+        print(f"direct/direct-tcp {med['direct'] / med['direct-tcp']:.2f}  (unix socket vs TCP)")
     print(json.dumps(result))
 
 

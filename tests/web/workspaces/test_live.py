@@ -3,21 +3,29 @@ WebSocket, the project's data and repository from inside, stop and start."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import socket
+import stat
+import subprocess
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import update
+from websockets.exceptions import InvalidHandshake
 from websockets.sync.client import connect
 
 from balsam.context import AppContext
 from balsam.db.models import Workspace
+from balsam.providers.workspaces import runtime
+from balsam.providers.workspaces.jupyter import get_json
 from balsam.providers.workspaces.local import LocalWorkspaceProvider
 from tests.fixtures.app import TestUser
 from tests.fixtures.workspaces import Kernel, wait_state
@@ -205,6 +213,121 @@ def test_memory_limit_fails_the_allocation_not_the_platform(kernel: Kernel, live
                      headers=owner.headers).status_code == 200
 
 
+def _tcp_listeners(uid: int) -> set[int]:
+    """Ports of TCP sockets in LISTEN state held by processes of ``uid``."""
+    inodes: dict[str, int] = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A":  # LISTEN
+                inodes[fields[9]] = int(fields[1].rsplit(":", 1)[1], 16)
+    ports = set()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            if proc.stat().st_uid != uid:
+                continue
+            for fd in (proc / "fd").iterdir():
+                with contextlib.suppress(OSError):
+                    target = os.readlink(fd)
+                    if target.startswith("socket:[") and target[8:-1] in inodes:
+                        ports.add(inodes[target[8:-1]])
+    return ports
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="workspaces run under their own uid only as root")
+def test_no_tcp_listener_with_a_kernel_and_a_terminal(
+        ctx: AppContext, live_url: str, owner: TestUser, kernel: Kernel,
+        workspace: dict[str, Any]) -> None:
+    """The server is on a unix socket, the kernel's channels are IPC, and so is
+    ipykernel's pipe for output of forked subprocesses (TCP by default, whatever the
+    transport), which still carries a child's output to the notebook."""
+    base = f"{live_url}{workspace['url']}"
+    terminal = httpx.post(base + "api/terminals", headers=owner.headers)
+    assert terminal.status_code == 200, terminal.text
+    try:
+        forked = kernel.execute(
+            "import multiprocessing as mp\n"
+            "child = mp.get_context('fork').Process(target=print, args=('från barnet',))\n"
+            "child.start(); child.join()")
+        assert forked.error is None, forked
+        assert "från barnet" in forked.stdout
+        endpoint = ctx.providers.workspaces.endpoint(workspace["id"])
+        assert endpoint is not None and endpoint.socket_uid is not None
+        assert _tcp_listeners(endpoint.socket_uid) == set()
+    finally:
+        httpx.delete(base + f"api/terminals/{terminal.json()['name']}", headers=owner.headers)
+
+
+def test_kernels_talk_over_ipc_in_a_private_folder(ctx: AppContext, kernel: Kernel,
+                                                   workspace: dict[str, Any]) -> None:
+    endpoint = ctx.providers.workspaces.endpoint(workspace["id"])
+    assert endpoint is not None and endpoint.socket is not None
+    assert len(endpoint.socket) <= runtime.MAX_SOCKET_PATH
+    folder = Path(endpoint.socket).parent
+    info = json.loads((folder / f"kernel-{kernel.id}.json").read_text())
+    assert info["transport"] == "ipc"
+    assert info["ip"].startswith(str(folder) + "/")
+    assert folder.stat().st_mode & 0o777 == 0o700  # Jupyter adds the sticky bit
+    assert stat.S_IMODE(folder.parent.stat().st_mode) == 0o711
+    result = kernel.execute("import os; print(os.environ['JUPYTER_RUNTIME_DIR'])")
+    assert result.stdout.strip() == str(folder)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="workspaces run under their own uid only as root")
+def test_another_uid_cannot_open_the_server_socket(ctx: AppContext,
+                                                   workspace: dict[str, Any]) -> None:
+    endpoint = ctx.providers.workspaces.endpoint(workspace["id"])
+    assert endpoint is not None and endpoint.socket is not None
+    probe = ("import socket, sys\n"
+             "s = socket.socket(socket.AF_UNIX)\n"
+             "try:\n    s.connect(sys.argv[1])\nexcept PermissionError:\n    print('denied')\n"
+             "else:\n    print('CONNECTED')")
+    stranger = ctx.settings.workspaces.uid_base - 3  # no process of this platform's
+    done = subprocess.run(["/usr/bin/python3", "-c", probe, endpoint.socket], user=stranger,
+                          group=stranger, extra_groups=[], capture_output=True, text=True,
+                          timeout=30, check=False)
+    assert done.stdout.strip() == "denied", (done.stdout, done.stderr)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="workspaces run under their own uid only as root")
+def test_clients_refuse_a_socket_swapped_for_one_of_roots(
+        ctx: AppContext, app: Any, live_url: str, owner: TestUser, kernel: Kernel,
+        workspace: dict[str, Any], tmp_path: Path) -> None:
+    """The workspace's user owns its runtime folder and can replace its socket with a
+    link: Balsam (root) must not then talk to whatever root-only socket it names."""
+    endpoint = ctx.providers.workspaces.endpoint(workspace["id"])
+    assert endpoint is not None and endpoint.socket is not None
+    roots = socket.socket(socket.AF_UNIX)
+    roots.bind(str(tmp_path / "root.sock"))
+    roots.listen()
+    moved = endpoint.socket + ".real"
+    os.rename(endpoint.socket, moved)
+    os.symlink(tmp_path / "root.sock", endpoint.socket)
+    try:
+        with pytest.raises(runtime.UnexpectedPeer):  # readiness and activity checks
+            get_json(endpoint, "api/status")
+        app.state.proxy_clients = None  # no kept-alive connection to the real server
+        response = httpx.get(f"{live_url}{workspace['url']}api/status", headers=owner.headers)
+        assert response.status_code == 502, response.text
+        with pytest.raises(InvalidHandshake):  # a WebSocket always opens a new connection
+            connect(f"{live_url.replace('http', 'ws')}{workspace['url']}api/kernels/"
+                    f"{kernel.id}/channels", additional_headers=owner.headers, open_timeout=10)
+        roots.settimeout(0.5)
+        with contextlib.suppress(TimeoutError):
+            while True:  # the proxy hung up on root's socket before sending a byte
+                conn, _ = roots.accept()
+                with conn:
+                    assert conn.recv(1024) == b""
+    finally:
+        os.unlink(endpoint.socket)
+        os.rename(moved, endpoint.socket)
+        roots.close()
+    assert httpx.get(f"{live_url}{workspace['url']}api/status",
+                     headers=owner.headers).status_code == 200
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="workspaces run under their own uid only as root")
 def test_workspace_cannot_read_balsams_data(kernel: Kernel, ctx: AppContext) -> None:
     data_dir = ctx.settings.data_dir.resolve()
@@ -296,9 +419,8 @@ def test_a_restarted_control_plane_finds_running_servers(
                                    uid_base=provider.uid_base)  # type: ignore[attr-defined]
     assert fresh.running() == [wid] or wid in fresh.running()
     endpoint = fresh.endpoint(wid)
-    assert endpoint is not None
-    assert httpx.get(endpoint.url + "api/status",
-                     headers={"Authorization": f"token {endpoint.token}"}).status_code == 200
+    assert endpoint is not None and endpoint.socket is not None
+    assert "started" in get_json(endpoint, "api/status")  # type: ignore[operator]
 
 
 def test_a_dead_server_is_marked_and_found_stopped_after_restart(

@@ -3,23 +3,31 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from balsam.domain.identity.values import check_display_name, check_email
 from balsam.domain.schemas import ApiModel
+
+#: An e-mail address (or ""): it becomes the author of the user's commits, in
+#: workspaces' git config among others, so its syntax is checked here.
+Email = Annotated[str, AfterValidator(check_email)]
+#: A name shown to people and written into git commits: no control characters.
+DisplayName = Annotated[str, AfterValidator(check_display_name)]
 
 
 class UserCreate(ApiModel):
     username: str = Field(min_length=1, max_length=64)
     password: str = Field(min_length=1, max_length=1024)
-    email: str = Field("", max_length=254)
-    display_name: str = Field("", max_length=200, alias="displayName")
+    email: Email = Field("", max_length=254)
+    display_name: DisplayName = Field("", max_length=200, alias="displayName")
     is_admin: bool = Field(False, alias="isAdmin")
 
 
 class UserUpdate(ApiModel):
-    display_name: str | None = Field(None, max_length=200, alias="displayName")
-    email: str | None = Field(None, max_length=254)
+    display_name: DisplayName | None = Field(None, max_length=200, alias="displayName")
+    email: Email | None = Field(None, max_length=254)
     is_active: bool | None = Field(None, alias="isActive")
     is_admin: bool | None = Field(None, alias="isAdmin")
 

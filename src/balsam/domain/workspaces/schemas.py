@@ -45,6 +45,11 @@ class WorkspacePublic(_Out):
     created_at: datetime = Field(alias="createdAt")
     last_activity_at: datetime | None = Field(alias="lastActivityAt")
     environment: EnvironmentLock
+    isolation: Literal["per-workspace", "none"] = Field(
+        "per-workspace",
+        description="'per-workspace': the workspace runs under a system user (or pod) of "
+        "its own and can read neither Balsam's data nor other workspaces. 'none': Balsam "
+        "does not run as root and every workspace runs as Balsam's own user.")
 
 
 class TemplatePublic(_Out):

@@ -7,6 +7,8 @@ Rules:
 * The owner starts, stops and deletes a workspace; project owners and admins
   may stop and delete it too (housekeeping), never open it.
 * A locked workspace (its owner left the project) cannot start.
+* Where workspaces are not isolated (local provider, not root), they run for one
+  user only unless an admin says otherwise (:mod:`.isolation`).
 
 Creating is all-or-nothing: S3 key (a project credential) → secrets file →
 row; start then runs in the background (:class:`WorkspaceSupervisor`) and the
@@ -27,6 +29,7 @@ from balsam.domain.identity.service import Actor, sha256
 from balsam.domain.projects.access import deny, require, role_of
 from balsam.domain.projects.naming import slug_base
 from balsam.domain.steps import Compensations
+from balsam.domain.workspaces.isolation import WorkspacesNotIsolated, check_may_run, isolation
 from balsam.domain.workspaces.schemas import (
     EnvironmentLock,
     TemplatePublic,
@@ -84,7 +87,7 @@ class WorkspaceService:
             branch_id=ws.branch, url=workspace_url(ws.id), owner=ws.owner.username,
             state=ws.state, state_reason=ws.state_reason,  # type: ignore[arg-type]
             locked=ws.locked, created_at=ws.created_at, last_activity_at=ws.last_activity_at,
-            environment=environment)
+            environment=environment, isolation=isolation(self.provider))
 
     def list_for(self, actor: Actor, *, project_id: str | None = None, branch_id: str | None = None,
              all_visible: bool = True) -> list[Workspace]:
@@ -137,6 +140,7 @@ class WorkspaceService:
             template = self.template(data.template_id)
             if session.get(Branch, (project.id, data.branch_id)) is None:
                 raise NotFound(f"No branch '{data.branch_id}' in project '{project.id}'.")
+            self._check_may_run(session, actor)
             bucket = project.bucket
         workspace_id = f"{slug_base(data.name)[:40].strip('-') or 'ws'}-{random.token_hex(3)}"
         git_token = GIT_TOKEN_PREFIX + random.token_urlsafe(32)
@@ -158,6 +162,7 @@ class WorkspaceService:
                     environment=template.environment.name, owner_id=actor.user_id,
                     state="pending", state_reason="Waiting to start", locked=False,
                     s3_access_key=key.access_key, git_token_hash=sha256(git_token)))
+        self._recheck_created(actor, workspace_id)
         self._audit(actor, "workspace.create", project.id, workspace_id,
                     {"branch": data.branch_id, "template": template.id})
         self.ctx.supervisor.submit_start(workspace_id)
@@ -169,6 +174,7 @@ class WorkspaceService:
                                   owner_only=True)
             if ws.locked:
                 raise Conflict("This workspace is locked: its owner is no longer a member.")
+            self._check_may_run(session, actor)
             if ws.state in ("pending", "running"):
                 return ws
             ws.state, ws.state_reason = "pending", "Waiting to start"
@@ -176,6 +182,19 @@ class WorkspaceService:
         self._audit(actor, "workspace.start", project_id, workspace_id)
         self.ctx.supervisor.submit_start(workspace_id)
         return self.get(actor, workspace_id)
+
+    def _check_may_run(self, session: Session, actor: Actor) -> None:
+        check_may_run(session, self.provider, self.ctx.settings, actor.user_id)
+
+    def _recheck_created(self, actor: Actor, workspace_id: str) -> None:
+        """Two users creating the first workspace at once both passed the check;
+        now both rows are visible and the earliest decides: the other is undone."""
+        try:
+            with self.ctx.sessions() as session:
+                self._check_may_run(session, actor)
+        except WorkspacesNotIsolated:
+            self.remove(workspace_id)
+            raise
 
     def stop(self, actor: Actor, workspace_id: str) -> Workspace:
         with self.ctx.sessions() as session:

@@ -118,13 +118,23 @@ class WorkspaceSpec:
 
 @dataclass(frozen=True)
 class Endpoint:
-    """Where the proxy reaches a running server, and the token it presents."""
+    """Where the proxy reaches a running server, and the token it presents.
+
+    With ``socket`` (the local provider) every connection goes through that unix
+    socket, and ``url`` only names the path and the ``Host`` header
+    (``http://localhost/workspaces/<id>/``). A client must then refuse the
+    connection unless the process listening on it runs as ``socket_uid``: the
+    socket's folder belongs to the workspace's user, who could replace the
+    socket with a link to a socket of root's. Without ``socket`` (Kubernetes),
+    ``url`` is reached over TCP."""
 
     url: str
     token: str
+    socket: str | None = None
+    socket_uid: int | None = None
 
     def __repr__(self) -> str:
-        return f"Endpoint(url={self.url!r})"
+        return f"Endpoint(url={self.url!r}, socket={self.socket!r})"
 
 
 @dataclass(frozen=True)
@@ -139,6 +149,11 @@ Progress = Callable[[str], None]
 
 class WorkspaceProvider(abc.ABC):
     """Runs JupyterLab servers for workspaces."""
+
+    #: Each workspace runs apart from Balsam's data and other workspaces (its own
+    #: uid, its own pod). False: workspaces run as Balsam's own user and can read
+    #: its data directory (a local provider not run as root).
+    isolates_users: bool = True
 
     @abc.abstractmethod
     def start(self, spec: WorkspaceSpec, progress: Progress) -> Endpoint:

@@ -1,14 +1,19 @@
 """What every provider needs to know about a JupyterLab server: its command
-line, and how to read its kernel and terminal activity."""
+line, and how to ask it for its status and its kernel and terminal activity."""
 
 from __future__ import annotations
 
+import http.client
+import json
+import shutil
 import socket
 from datetime import datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 
+from balsam.providers.workspaces import runtime
 from balsam.providers.workspaces.base import Endpoint
 
 
@@ -18,22 +23,92 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def server_command(env_path: Path, base_url: str, port: int, root_dir: Path, *,
-                   allow_root: bool = False) -> list[str]:
-    """``jupyter lab`` bound to loopback under ``base_url``. The token comes from the
-    ``JUPYTER_TOKEN`` environment variable, never from the command line."""
+def server_command(
+    env_path: Path, base_url: str, sock: Path, root_dir: Path, *, allow_root: bool = False
+) -> list[str]:
+    """``jupyter lab`` on the unix socket ``sock`` (mode 0600) under ``base_url``, its
+    kernels on IPC: no TCP port at all. Kernel sockets go to ``JUPYTER_RUNTIME_DIR``
+    (set it to ``sock``'s folder). The token comes from the ``JUPYTER_TOKEN``
+    environment variable, never from the command line."""
     command = [
-        str(env_path / "bin" / "jupyter-lab"), "--no-browser",
-        "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
-        f"--ServerApp.base_url={base_url}", f"--ServerApp.root_dir={root_dir}",
+        str(env_path / "bin" / "jupyter-lab"),
+        "--no-browser",
+        f"--ServerApp.sock={sock}",
+        "--ServerApp.sock_mode=0600",
+        "--KernelManager.transport=ipc",
+        f"--ServerApp.base_url={base_url}",
+        f"--ServerApp.root_dir={root_dir}",
         "--ServerApp.allow_remote_access=False",
         # Balsam culls idle workspaces itself and keeps their homes.
         "--ServerApp.shutdown_no_activity_timeout=0",
-        "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        "--LabApp.news_url=",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
     ]
     if allow_root:
         command.append("--allow-root")
     return command
+
+
+def write_kernel_spec(env_path: Path, folder: Path) -> None:
+    """The environment's own Python kernel spec, under ``folder/kernels/python3``, that
+    also loads :mod:`.kernel_config` (copied to ``folder``): its subprocess-output pipe
+    then uses IPC like its channels. Point ``JUPYTER_PATH`` at ``folder``; the files
+    are Balsam's and readable by the workspace (0644 in 0755 folders)."""
+    original = env_path / "share" / "jupyter" / "kernels" / "python3"
+    spec_dir = folder / "kernels" / "python3"
+    if not (original / "kernel.json").exists():  # a template without ipykernel
+        return
+    spec_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
+    for made in (folder, folder / "kernels", spec_dir):
+        made.chmod(0o755)
+    config = folder / "kernel_config.py"
+    shutil.copyfile(Path(__file__).with_name("kernel_config.py"), config)
+    config.chmod(0o644)
+    spec = json.loads((original / "kernel.json").read_text())
+    spec["argv"] = [*spec["argv"], f"--config={config}"]
+    for logo in original.glob("logo-*"):
+        shutil.copyfile(logo, spec_dir / logo.name)
+        (spec_dir / logo.name).chmod(0o644)
+    (spec_dir / "kernel.json").write_text(json.dumps(spec, indent=1))
+    (spec_dir / "kernel.json").chmod(0o644)
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    """HTTP over a workspace's unix socket, refused unless its uid listens there."""
+
+    def __init__(self, path: str, uid: int | None, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._path, self._uid = path, uid
+
+    def connect(self) -> None:
+        self.sock = runtime.connect(self._path, self._uid, self.timeout or 5)
+
+
+def get_json(endpoint: Endpoint, path: str, timeout: float = 5) -> object:
+    """``GET <endpoint.url><path>`` with the server's token, decoded; raises
+    ``OSError`` (no answer, or a socket not served by the workspace's user) or
+    ``ValueError`` (not 200, not JSON)."""
+    headers = {"Authorization": f"token {endpoint.token}"}
+    if endpoint.socket is None:
+        try:
+            response = httpx.get(endpoint.url + path, headers=headers, timeout=timeout)
+        except httpx.HTTPError as exc:
+            raise OSError(str(exc)) from exc
+        if response.status_code != 200:
+            raise ValueError(f"status {response.status_code}")
+        return response.json()
+    conn = _UnixConnection(endpoint.socket, endpoint.socket_uid, timeout)
+    try:
+        conn.request("GET", urlsplit(endpoint.url).path + path, headers=headers)
+        answer = conn.getresponse()
+        body = answer.read()
+    except http.client.HTTPException as exc:
+        raise OSError(str(exc)) from exc
+    finally:
+        conn.close()
+    if answer.status != 200:
+        raise ValueError(f"status {answer.status}")
+    return json.loads(body)
 
 
 def _parse(value: object) -> datetime | None:
@@ -49,15 +124,18 @@ def last_activity(endpoint: Endpoint, timeout: float = 5) -> datetime | None:
     """Latest activity of any kernel or terminal; None when there are none or the
     server does not answer. Browser page loads do not count: an open but unused
     JupyterLab tab is idle."""
-    headers = {"Authorization": f"token {endpoint.token}"}
     times: list[datetime] = []
-    try:
-        with httpx.Client(timeout=timeout, headers=headers) as client:
-            for path in ("api/kernels", "api/terminals"):
-                response = client.get(endpoint.url + path)
-                if response.is_success:
-                    times += [t for item in response.json()
-                              if (t := _parse(item.get("last_activity"))) is not None]
-    except (httpx.HTTPError, ValueError):
-        return None
+    for path in ("api/kernels", "api/terminals"):
+        try:
+            items = get_json(endpoint, path, timeout)
+        except OSError:
+            return None
+        except ValueError:
+            continue
+        if isinstance(items, list):
+            times += [
+                t
+                for item in items
+                if isinstance(item, dict) and (t := _parse(item.get("last_activity"))) is not None
+            ]
     return max(times, default=None)

@@ -1,14 +1,17 @@
 """Local workspace provider: one JupyterLab process per workspace on this machine.
 
-Each server binds to loopback on a free port and is reached only through
-Balsam's proxy, which presents the server's token; the token never reaches the
-browser. Layout under ``root`` (``<data_dir>/workspaces``)::
+Each server listens on a unix socket in the workspace's private runtime folder
+and its kernels talk to it over IPC there (see :mod:`.runtime`): a workspace
+opens no TCP port. It is reached only through Balsam's proxy, which presents the
+server's token; the token never reaches the browser. Layout under ``root``
+(``<data_dir>/workspaces``)::
 
     <id>/            0711, Balsam's
     <id>/home/       0700, the workspace's own user: the home, kept across stops
-    <id>/run.json    0600, Balsam's: pid, port and token of the running server
+    <id>/run.json    0600, Balsam's: pid, socket, uid and token of the running server
     <id>/server.log  0600, Balsam's: the server's output
     <id>/uid         the numeric user id the workspace runs as (root only)
+    <id>/jupyter/    0755, Balsam's: the Python kernel spec (no TCP port, see .kernel_config)
 
 When Balsam runs as root, every workspace runs under its own numeric user id,
 so it can read neither other workspaces' homes nor Balsam's data. Otherwise
@@ -29,14 +32,14 @@ import resource
 import shutil
 import signal
 import subprocess
-import threading
 import time
 from datetime import datetime
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
-import httpx
-
+from balsam import hostuids
+from balsam.hostuids import HostUidRegistry
+from balsam.providers.workspaces import runtime
 from balsam.providers.workspaces.base import (
     Endpoint,
     EnvironmentSpec,
@@ -47,36 +50,51 @@ from balsam.providers.workspaces.base import (
     WorkspaceStartError,
 )
 from balsam.providers.workspaces.environments import EnvironmentBuilder
-from balsam.providers.workspaces.jupyter import free_port, last_activity, server_command
+from balsam.providers.workspaces.jupyter import (
+    get_json,
+    last_activity,
+    server_command,
+    write_kernel_spec,
+)
+from balsam.providers.workspaces.uids import WorkspaceUids
 from balsam.providers.workspaces.unix import (
     as_user,
     kill_user,
     runs_server,
     share_with_workspaces,
     signal_group,
-    uids_in_use,
     wait_gone,
     write_private,
 )
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+#: Why a server started by an earlier release (on a TCP port) is stopped when found.
+_TCP_SERVER = ("Its server was started by an earlier Balsam release on a TCP port and was "
+               "stopped; start the workspace again.")
 
 
 class LocalWorkspaceProvider(WorkspaceProvider):
     def __init__(self, root: Path, environments: EnvironmentBuilder, *, uid_base: int = 200_000,
-                 start_timeout: float = 180) -> None:
+                 start_timeout: float = 180, runtime_dir: Path | None = None,
+                 uid_registry: HostUidRegistry | None = None) -> None:
         self.root = root
+        #: Short, private folder of the workspaces' sockets (see :mod:`.runtime`).
+        self.runtime_base = runtime.ensure_base(runtime_dir or runtime.default_base())
         self.environments = environments
         self.uid_base = uid_base
         self.start_timeout = start_timeout
         self.as_root = os.geteuid() == 0
+        self.isolates_users = self.as_root
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
-        self._uid_lock = threading.Lock()
         root.mkdir(parents=True, exist_ok=True)
         root.chmod(0o711)
+        #: Workspace uids, claimed host-wide (see :mod:`.uids`); used as root only.
+        self.uids = WorkspaceUids(root, uid_registry or HostUidRegistry(
+            hostuids.DEFAULT_DIR, base=uid_base))
         environments.root.mkdir(parents=True, exist_ok=True)
         if self.as_root:
             share_with_workspaces(root, environments.root)
+            self.uids.migrate()  # uid files of earlier releases
 
     # -- layout -------------------------------------------------------------------------
 
@@ -93,22 +111,12 @@ class LocalWorkspaceProvider(WorkspaceProvider):
         return data
 
     def _uid(self, workspace_id: str) -> int | None:
-        """The workspace's own user id (allocated once, never reused), or None when
-        Balsam is not root and workspaces run as its own user."""
+        """The workspace's own user id, claimed in the host-wide registry and checked
+        again now (see :mod:`.uids`), or None when Balsam is not root and workspaces
+        run as its own user. Raises WorkspaceStartError when it is not safe to use."""
         if not self.as_root:
             return None
-        file = self._dir(workspace_id) / "uid"
-        if file.exists():
-            return int(file.read_text())
-        with self._uid_lock:
-            counter = self.root / ".next-uid"
-            uid = int(counter.read_text()) if counter.exists() else self.uid_base
-            busy = uids_in_use()  # e.g. another Balsam on this machine
-            while uid in busy:
-                uid += 1
-            counter.write_text(str(uid + 1))
-            file.write_text(str(uid))
-        return uid
+        return self.uids.for_start(workspace_id, self._dir(workspace_id) / "home")
 
     # -- home ---------------------------------------------------------------------------
 
@@ -122,32 +130,52 @@ class LocalWorkspaceProvider(WorkspaceProvider):
         secrets = spec.secrets
         # git reads the credential from this file (credential.helper=store): the token
         # is never in a URL, a process argument or the repository's config.
-        write_private(home / ".git-credentials",
-                            f"{url.scheme}://{quote(secrets.git_username, safe='')}:"
-                            f"{quote(secrets.git_token, safe='')}@{url.netloc}\n", uid)
-        name = spec.owner_name.replace("\n", " ").replace('"', "'") or spec.owner_username
-        write_private(home / ".gitconfig",
-                            f'[user]\n\tname = "{name}"\n\temail = "{spec.owner_email}"\n'
-                            "[credential]\n\thelper = store\n", uid)
+        try:
+            write_private(home / ".git-credentials",
+                          f"{url.scheme}://{quote(secrets.git_username, safe='')}:"
+                          f"{quote(secrets.git_token, safe='')}@{url.netloc}\n", uid)
+        except OSError as exc:  # e.g. the user made it a folder
+            raise WorkspaceStartError(f"~/.git-credentials cannot be written: {exc}") from exc
+        self._write_gitconfig(home, uid, {
+            "user.name": spec.owner_name or spec.owner_username,
+            "user.email": spec.owner_email, "credential.helper": "store"})
         repo = home / spec.project_id
         if not (repo / ".git").exists():
             shutil.rmtree(repo, ignore_errors=True)
-            self._git(uid, home, ["clone", "--quiet", "--branch", spec.branch,
-                                  spec.clone_url, str(repo)])
+            self._git(uid, home, ["clone", "--quiet", f"--branch={spec.branch}", "--",
+                                  spec.clone_url, str(repo)], "Cloning the project repository")
         return home
 
-    def _git(self, uid: int | None, home: Path, args: list[str]) -> None:
+    def _write_gitconfig(self, home: Path, uid: int | None, values: dict[str, str]) -> None:
+        """Write ``~/.gitconfig`` afresh through ``git config`` itself, as the
+        workspace's user: git quotes every value, so a name or address can never
+        add a line or section of its own (e.g. ``core.fsmonitor``, a command git
+        runs), and the file is never written by root inside a home its user owns."""
+        config = home / ".gitconfig"
+        try:
+            config.unlink(missing_ok=True)  # what an earlier release (or the user) wrote
+        except OSError as exc:
+            raise WorkspaceStartError(f"~/.gitconfig cannot be replaced: {exc}") from exc
+        for key, value in values.items():
+            self._git(uid, home, ["config", "--file", str(config), "--", key, value],
+                      "Writing the git configuration")
+
+    def _git(self, uid: int | None, home: Path, args: list[str], what: str) -> None:
+        """Run git as the workspace's user in its home; WorkspaceStartError on failure."""
         env = {"HOME": str(home), "PATH": "/usr/local/bin:/usr/bin:/bin",
                "GIT_TERMINAL_PROMPT": "0", "LANG": "C.UTF-8"}
         done = subprocess.run(["git", *args], env=env, cwd=home, capture_output=True,
                               text=True, timeout=300, check=False, **as_user(uid))  # type: ignore[call-overload]
         if done.returncode != 0:
-            raise WorkspaceStartError(
-                f"Cloning the project repository failed: {done.stderr.strip()[-500:]}")
+            raise WorkspaceStartError(f"{what} failed: {done.stderr.strip()[-500:]}")
 
     # -- server -------------------------------------------------------------------------
 
-    def _environment(self, spec: WorkspaceSpec, env_path: Path, home: Path) -> dict[str, str]:
+    def _runtime(self, workspace_id: str) -> Path:
+        return runtime.folder_for(self.runtime_base, self._dir(workspace_id))
+
+    def _environment(self, spec: WorkspaceSpec, env_path: Path, home: Path,
+                     run_dir: Path) -> dict[str, str]:
         """The server's whole environment: nothing of Balsam's own is inherited."""
         secrets = spec.secrets
         user = re.sub(r"[^A-Za-z0-9._-]", "_", spec.owner_username) or "user"
@@ -162,6 +190,11 @@ class LocalWorkspaceProvider(WorkspaceProvider):
             "JUPYTERLAB_S3_ACCESS_KEY_ID": secrets.s3_access_key,
             "JUPYTERLAB_S3_SECRET_ACCESS_KEY": secrets.s3_secret_key,
             **spec.env,
+            # Connection files and kernel sockets: private, and short enough for
+            # unix socket paths.
+            "JUPYTER_RUNTIME_DIR": str(run_dir),
+            # Balsam's kernel spec first: its Python kernel opens no TCP port.
+            "JUPYTER_PATH": str(self._dir(spec.workspace_id) / "jupyter"),
         }
 
     def start(self, spec: WorkspaceSpec, progress: Progress) -> Endpoint:
@@ -178,7 +211,10 @@ class LocalWorkspaceProvider(WorkspaceProvider):
         home = self._prepare_home(spec, uid)
         env_path = self.environments.ensure(spec.environment, progress)
         progress("Starting JupyterLab")
-        port = free_port()
+        run_dir = self._runtime(spec.workspace_id)
+        runtime.recreate(run_dir, uid)
+        write_kernel_spec(env_path, folder / "jupyter")
+        sock = run_dir / runtime.SERVER_SOCKET
         log_fd = os.open(folder / "server.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         limit = spec.limits.memory_mib * 1024 * 1024
 
@@ -187,34 +223,32 @@ class LocalWorkspaceProvider(WorkspaceProvider):
 
         try:
             proc = subprocess.Popen(  # type: ignore[call-overload]
-                server_command(env_path, spec.base_url, port, home,
+                server_command(env_path, spec.base_url, sock, home,
                                allow_root=uid is None and self.as_root),
-                env=self._environment(spec, env_path, home), cwd=home,
+                env=self._environment(spec, env_path, home, run_dir), cwd=home,
                 stdin=subprocess.DEVNULL, stdout=log_fd, stderr=subprocess.STDOUT,
                 start_new_session=True, preexec_fn=limit_memory, **as_user(uid))
         finally:
             os.close(log_fd)
         self._procs[spec.workspace_id] = proc
-        run = {"pid": proc.pid, "port": port, "token": spec.secrets.server_token}
+        run = {"pid": proc.pid, "socket": str(sock), "uid": uid,
+               "token": spec.secrets.server_token}
         write_private(folder / "run.json", json.dumps(run), None)
-        endpoint = Endpoint(f"http://127.0.0.1:{port}{spec.base_url}", spec.secrets.server_token)
+        endpoint = _endpoint_of(spec.workspace_id, run)
+        assert endpoint is not None
         self._wait_ready(spec.workspace_id, endpoint)
         return endpoint
 
     def _wait_ready(self, workspace_id: str, endpoint: Endpoint) -> None:
         deadline = time.monotonic() + self.start_timeout
-        headers = {"Authorization": f"token {endpoint.token}"}
-        with httpx.Client(timeout=5) as client:
-            while time.monotonic() < deadline:
-                probe = self.probe(workspace_id)
-                if not probe.alive:
-                    raise WorkspaceStartError(probe.reason or "JupyterLab exited.")
-                try:
-                    if client.get(endpoint.url + "api/status", headers=headers).is_success:
-                        return
-                except httpx.HTTPError:
-                    pass
-                time.sleep(0.1)
+        while time.monotonic() < deadline:
+            probe = self.probe(workspace_id)
+            if not probe.alive:
+                raise WorkspaceStartError(probe.reason or "JupyterLab exited.")
+            with contextlib.suppress(OSError, ValueError):  # not listening yet
+                get_json(endpoint, "api/status")
+                return
+            time.sleep(0.05)
         self.stop(workspace_id)
         raise WorkspaceStartError(
             f"JupyterLab did not answer within {self.start_timeout:.0f} s.")
@@ -231,6 +265,9 @@ class LocalWorkspaceProvider(WorkspaceProvider):
                 workspace_id, code))
         pid = self._pid(workspace_id)
         if pid is not None and runs_server(pid, workspace_id):
+            if "socket" not in (self._run_info(workspace_id) or {}):
+                self.stop(workspace_id)  # its kernels listen on TCP: never left running
+                return Probe(False, _TCP_SERVER)
             return Probe(True)
         return Probe(False, "The server is not running.")
 
@@ -252,8 +289,7 @@ class LocalWorkspaceProvider(WorkspaceProvider):
         info = self._run_info(workspace_id)
         if not info or not self.probe(workspace_id).alive:
             return None
-        return Endpoint(f"http://127.0.0.1:{info['port']}/workspaces/{workspace_id}/",
-                        str(info["token"]))
+        return _endpoint_of(workspace_id, info)
 
     def stop(self, workspace_id: str) -> None:
         proc = self._procs.pop(workspace_id, None)
@@ -268,10 +304,13 @@ class LocalWorkspaceProvider(WorkspaceProvider):
             signal_group(pid, signal.SIGKILL)
             if proc is not None:
                 proc.wait()
-        uid_file = self._dir(workspace_id) / "uid"
-        if self.as_root and uid_file.exists():
-            kill_user(int(uid_file.read_text()))  # kernels and anything else left running
+        # Kernels and anything else left running, but only under a uid still
+        # registered to this workspace: never another's processes.
+        uid = self.uids.ours(workspace_id) if self.as_root else None
+        if uid is not None:
+            kill_user(uid)
         (self._dir(workspace_id) / "run.json").unlink(missing_ok=True)
+        runtime.remove(self._runtime(workspace_id))
 
     def delete(self, workspace_id: str) -> None:
         self.stop(workspace_id)
@@ -290,3 +329,12 @@ class LocalWorkspaceProvider(WorkspaceProvider):
 
     def close(self) -> None:
         self._procs.clear()
+
+
+def _endpoint_of(workspace_id: str, run: dict[str, object]) -> Endpoint | None:
+    """The endpoint recorded in ``run.json``; None for a server without a socket."""
+    sock, uid = run.get("socket"), run.get("uid")
+    if not isinstance(sock, str):
+        return None
+    return Endpoint(f"http://localhost/workspaces/{workspace_id}/", str(run["token"]),
+                    socket=sock, socket_uid=uid if isinstance(uid, int) else None)

@@ -17,13 +17,20 @@ def as_user(uid: int | None) -> dict[str, object]:
 
 
 def write_private(path: Path, text: str, uid: int | None) -> None:
-    """Write a file only its owner (``uid``, or Balsam) can read."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    """Write a new file only its owner (``uid``, or Balsam) can read.
+
+    Whatever was at ``path`` is removed first and the file is created with
+    ``O_EXCL | O_NOFOLLOW`` and changed through its descriptor: in a home its user
+    owns, a symbolic or hard link planted there must not make root write or chown
+    another file (e.g. ``~/.git-credentials`` -> ``/etc/shadow``). A link planted
+    between the two steps makes this raise FileExistsError rather than follow it."""
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "w") as out:
+        os.fchmod(fd, 0o600)
+        if uid is not None:
+            os.fchown(fd, uid, uid)
         out.write(text)
-    path.chmod(0o600)
-    if uid is not None:
-        os.chown(path, uid, uid)
 
 
 def runs_server(pid: int, workspace_id: str) -> bool:
@@ -65,15 +72,6 @@ def wait_gone(alive: Callable[[], bool], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while alive() and time.monotonic() < deadline:
         time.sleep(0.05)
-
-
-def uids_in_use() -> set[int]:
-    uids = set()
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                uids.add(entry.stat().st_uid)
-    return uids
 
 
 def kill_user(uid: int) -> None:

@@ -6,6 +6,7 @@ own credentials (session cookie, bearer token) are removed, so the server
 never sees them; and the server's token is removed from HTML pages
 (JupyterLab writes it into its page config), so it never reaches the browser.
 Bodies stream both ways; only HTML pages and small bodies are read whole.
+How the proxy connects (unix sockets, checked peers) is in :mod:`.upstream`.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ from websockets.asyncio.client import ClientConnection
 
 from balsam.context import AppContext
 from balsam.errors import BalsamError
+from balsam.providers.workspaces.base import Endpoint
 from balsam.web.errors import problem
+from balsam.web.proxy import upstream as upstreams
 from balsam.web.proxy.access import Passage, ProxyAccess, refusal
 
 router = APIRouter(include_in_schema=False)
@@ -56,29 +59,25 @@ def _access(conn: HTTPConnection) -> ProxyAccess:
     return access
 
 
-def _client(conn: HTTPConnection) -> aiohttp.ClientSession:
-    """One pooled client per event loop (uvicorn has one; tests may run several)."""
+def _pool(conn: HTTPConnection) -> upstreams.ClientPool:
+    """The pooled clients of this event loop (uvicorn has one; tests may run several)."""
     state, loop = conn.app.state, asyncio.get_running_loop()
-    current: tuple[asyncio.AbstractEventLoop, aiohttp.ClientSession] | None = getattr(
-        state, "proxy_client", None)
-    if current is None or current[0] is not loop or current[1].closed:
-        # Bodies pass through as they are (compressed or not); no cookie jar: the
-        # browser keeps the server's cookies. aiohttp costs about half of httpx's
-        # time per request here, which matters for page loads of many small files.
-        session = aiohttp.ClientSession(
-            auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar(), read_bufsize=1 << 20,
-            connector=aiohttp.TCPConnector(limit=200, keepalive_timeout=30),
-            timeout=aiohttp.ClientTimeout(total=None, connect=15, sock_connect=15))
-        state.proxy_client = current = (loop, session)
-    return current[1]
+    pool: upstreams.ClientPool | None = getattr(state, "proxy_clients", None)
+    if pool is None or pool.loop is not loop:
+        state.proxy_clients = pool = upstreams.ClientPool(loop)
+    return pool
+
+
+def _client(conn: HTTPConnection, endpoint: Endpoint) -> aiohttp.ClientSession:
+    return _pool(conn).client(endpoint)
 
 
 async def close_client(state: object) -> None:
-    """Close the pooled client (app shutdown)."""
-    current = getattr(state, "proxy_client", None)
-    if current is not None:
-        await current[1].close()
-        state.proxy_client = None  # type: ignore[attr-defined]
+    """Close the pooled clients (app shutdown)."""
+    pool: upstreams.ClientPool | None = getattr(state, "proxy_clients", None)
+    if pool is not None:
+        await pool.close()
+        state.proxy_clients = None  # type: ignore[attr-defined]
 
 
 def _upstream_headers(conn: HTTPConnection, passage: Passage) -> list[tuple[str, str]]:
@@ -141,7 +140,7 @@ async def _send(request: Request, workspace_id: str, path: str
         if isinstance(passage, Response):
             return passage
         try:
-            return passage, await _client(request).request(
+            return passage, await _client(request, passage.endpoint).request(
                 request.method, _target(passage, request, path),
                 headers=_upstream_headers(request, passage), allow_redirects=False,
                 data=request.stream() if has_body else None)
@@ -217,11 +216,10 @@ async def _connect_upstream(websocket: WebSocket, workspace_id: str, path: str
         if isinstance(passage, Response):
             return passage
         try:
-            return await websockets.connect(
-                _target(passage, websocket, path, scheme="ws"),
-                additional_headers=_upstream_headers(websocket, passage),
-                subprotocols=websocket.scope.get("subprotocols") or None,
-                max_size=None, compression=None, open_timeout=15, ping_interval=None)
+            return await upstreams.websocket(
+                passage.endpoint, _target(passage, websocket, path, scheme="ws"),
+                _upstream_headers(websocket, passage),
+                websocket.scope.get("subprotocols") or None)
         except OSError:
             _access(websocket).forget(workspace_id)
             if attempt == 2:

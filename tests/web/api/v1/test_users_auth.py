@@ -146,6 +146,45 @@ def test_user_changes_own_profile_but_not_status(alice: TestUser, bob: TestUser)
     assert bob.client.get("/api/v1/users/me").status_code == 200
 
 
+#: Accepted before: it landed in workspaces' ~/.gitconfig as a command git runs.
+GITCONFIG_INJECTION = 'a@b.c"\n[core]\n\tfsmonitor = "touch /tmp/balsam-pwned"'
+
+
+@pytest.mark.parametrize("email", [
+    GITCONFIG_INJECTION, "a@b.c\n", "a b@example.org", '"quoted"@example.org', "<a@b.c>",
+    "no-at-sign", "a@", "@example.org", "a@b_c.org", "a@-b.org", "a..b@example.org",
+    "a@b.c\u0000", "x" * 250 + "@b.c",
+])
+def test_bad_emails_are_422(alice: TestUser, admin: TestUser, unique: Callable[[str], str],
+                            email: str) -> None:
+    body = assert_problem(alice.client.patch(f"/api/v1/users/{alice.username}",
+                                             json={"email": email}), 422)
+    assert body["errors"] and all(e["loc"][-1] == "email" for e in body["errors"])
+    assert_problem(admin.client.post("/api/v1/users", json={
+        "username": unique("frank"), "password": GOOD_PASSWORD, "email": email}), 422)
+    assert alice.client.get("/api/v1/users/me").json()["email"] != email
+
+
+@pytest.mark.parametrize("name", [
+    'Eve"\n[core]\n\tpager = "sh"', "tab\tname", "bell\a", "rtl\u202eevil", "x" * 201,
+])
+def test_bad_display_names_are_422(alice: TestUser, name: str) -> None:
+    body = assert_problem(alice.client.patch(f"/api/v1/users/{alice.username}",
+                                             json={"displayName": name}), 422)
+    assert body["errors"] and all(e["loc"][-1] == "displayName" for e in body["errors"])
+
+
+@pytest.mark.parametrize(("email", "name"), [
+    ("o'brien+lab@example.org", "Seán O'Brien"), ("jörg@exämple.de", "Jörg «J» Müller"),
+    ("root@localhost", "李小龍"), ("", "Ada"),
+])
+def test_real_addresses_and_names_are_accepted(alice: TestUser, email: str, name: str) -> None:
+    r = alice.client.patch(f"/api/v1/users/{alice.username}",
+                           json={"email": email, "displayName": f"  {name} "})
+    assert r.status_code == 200, r.text
+    assert r.json()["email"] == email and r.json()["displayName"] == name
+
+
 def test_admin_cannot_deactivate_self(admin: TestUser) -> None:
     r = admin.client.patch(f"/api/v1/users/{admin.username}", json={"isActive": False})
     assert_problem(r, 409)
