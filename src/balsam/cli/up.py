@@ -34,6 +34,7 @@ from balsam.embedded import EmbeddedServiceError, SeaweedServer, load_or_create_
 from balsam.errors import InvalidInput
 from balsam.hostuids import HostUidRegistry, UidRegistryError
 from balsam.settings import Settings
+from balsam.web.http_protocol import ProblemHttpToolsProtocol
 
 log = logging.getLogger("balsam.up")
 LOCK_NAME = "balsam.lock"
@@ -238,5 +239,6 @@ def serve(app: FastAPI, settings: Settings, listener: socket.socket) -> None:
     log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
     log_config["handlers"]["access"]["stream"] = "ext://sys.stderr"  # stdout: the banner only
     config = uvicorn.Config(app=app, host=settings.host, port=settings.port, log_level="info",
-                            log_config=log_config, proxy_headers=False)
+                            log_config=log_config, proxy_headers=False,
+                            http=ProblemHttpToolsProtocol)
     uvicorn.Server(config).run(sockets=[listener])
