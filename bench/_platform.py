@@ -43,8 +43,12 @@ ENVIRONMENTS_DIR = ROOT / ".cache" / "environments"
 
 
 @contextmanager
-def platform(database_url: str | None = None, *, workspaces: bool = False) -> Iterator[Platform]:
+def platform(database_url: str | None = None, *, workspaces: bool = False,
+             s3_iam_api: bool = False) -> Iterator[Platform]:
     """Start everything in a temp dir; yield a user with a token; clean up.
+
+    ``s3_iam_api=True`` mints keys through the IAM API on weed's S3 port (provider
+    's3-iam', as before issue 8) instead of the filer's IAM gRPC service.
 
     ``workspaces=True`` also runs the workspace supervisor (the app is served with
     ``lifespan="off"``, which would otherwise start it), builds or reuses template
@@ -68,11 +72,15 @@ def platform(database_url: str | None = None, *, workspaces: bool = False) -> It
         os.chmod(tmp, 0o711)  # noqa: S103 - traversable, not listable
         access, secret = "BENCH" + secrets.token_hex(6).upper(), secrets.token_urlsafe(30)
         seaweed = SeaweedServer(Path(tmp) / "s3", ports=SeaweedPorts.pick_free(),
-                                admin_access_key=access, admin_secret_key=secret)
+                                admin_access_key=access, admin_secret_key=secret,
+                                s3_iam_api=s3_iam_api)
         with seaweed:
             port = free_port()
             storage: dict[str, Any] = {"endpoint_url": seaweed.endpoint_url,
-                                       "admin_access_key": access, "admin_secret_key": secret}
+                                       "admin_access_key": access, "admin_secret_key": secret,
+                                       "provider": "s3-iam" if s3_iam_api else "seaweedfs",
+                                       "filer_grpc_port": seaweed.ports.filer_grpc,
+                                       "conf_dir": seaweed.conf_dir}
             settings = Settings(data_dir=Path(tmp) / "data", port=port,
                                 database_url=database_url,
                                 storage=storage)  # type: ignore[arg-type]

@@ -63,6 +63,18 @@ class StorageSettings(BaseModel):
     memory_limit_mib: int = Field(
         1024, description="Embedded SeaweedFS: soft memory limit (GOMEMLIMIT) in MiB."
     )
+    filer_grpc_port: int | None = Field(
+        None, ge=1, le=65535,
+        description="Embedded SeaweedFS: the filer gRPC port whose IAM service Balsam mints "
+        "and revokes keys through (mutual TLS and an admin JWT). Default: filer_port + 10000, "
+        "where `balsam up` runs it; set only for a weed started otherwise (tests, benchmarks).",
+    )
+    conf_dir: Path | None = Field(
+        None,
+        description="Embedded SeaweedFS: its config folder, holding the CA, Balsam's gRPC "
+        "client certificate and the JWT keys. Default: <data_dir>/storage/conf, where "
+        "`balsam up` makes them; set only for a weed started otherwise (tests, benchmarks).",
+    )
 
 
 class GitSettings(BaseModel):
@@ -99,7 +111,7 @@ class WorkspaceSettings(BaseModel):
     provider: Literal["local", "kubernetes"] = Field(
         "local",
         description="'local' runs each workspace as a JupyterLab process on this machine "
-        "(bound to loopback, reached through Balsam's proxy); 'kubernetes' renders a Pod, "
+        "(on a unix socket, reached through Balsam's proxy); 'kubernetes' renders a Pod, "
         "Service and PVC per workspace (see docs/kubernetes.md).",
     )
     templates_file: Path | None = Field(
@@ -147,12 +159,29 @@ class WorkspaceSettings(BaseModel):
     uid_base: int = Field(
         200_000, ge=1000,
         description="When Balsam runs as root, each local workspace runs under its own "
-        "numeric user id (uid_base + a per-workspace number), so workspaces cannot read "
-        "each other's homes or Balsam's data. Ignored when not root.",
+        "numeric user id (the first free one at or above uid_base, claimed in the host-wide "
+        "uid_registry_dir), so workspaces cannot read each other's homes or Balsam's data. "
+        "Ignored when not root.",
+    )
+    single_uid_for_all_users: bool = Field(
+        False,
+        description="UNSAFE. When Balsam does not run as root, local workspaces run as "
+        "Balsam's own user and can read its data directory (database, repositories, object "
+        "data, keys) and each other's homes. By default such an installation runs workspaces "
+        "for one Balsam user only (the first who owns a workspace; others get 409). True runs "
+        "them for every user anyway: only for installations whose users all trust each other "
+        "with everything; logged as a warning at startup and shown to admins.",
     )
     control_plane_url: str | None = Field(
         None,
         description="URL workspaces reach Balsam's git endpoint at. Default: public_url.",
+    )
+    runtime_dir: Path | None = Field(
+        None,
+        description="Folder of the local workspaces' unix sockets (each server and its "
+        "kernels; no workspace opens a TCP port). Must be short (socket paths are limited "
+        "to 107 bytes) and writable by Balsam alone. Default: /run/balsam as root, "
+        "otherwise $XDG_RUNTIME_DIR/balsam or <tmp>/balsam-<uid>.",
     )
     kubernetes_image: str = Field(
         "balsam-workspace-{template_id}:{version}",
@@ -222,6 +251,13 @@ class Settings(BaseSettings):
         "they resolve to a loopback, private or link-local address (an internal GitLab, say). "
         "Every other such host must resolve to public addresses only, so users and admins "
         "cannot make the server fetch from its own network.",
+    )
+    uid_registry_dir: Path = Field(
+        Path("/var/lib/balsam/uids"),
+        description="Host-wide registry of the numeric user ids Balsam runs workspaces (and "
+        "the embedded SeaweedFS) under when it runs as root. Every Balsam installation on "
+        "the host must use the same folder, so none hands out a uid another already uses. "
+        "Root's alone (0700).",
     )
     storage: StorageSettings = Field(default_factory=StorageSettings)  # type: ignore[arg-type]
     git: GitSettings = Field(default_factory=GitSettings)  # type: ignore[arg-type]

@@ -2,22 +2,42 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from balsam.context import Providers
+from balsam.providers.storage.base import StorageProvider
 from balsam.providers.workspaces.base import WorkspaceProvider
 from balsam.settings import Settings
 
 if TYPE_CHECKING:
     from balsam.providers.workspaces.environments import EnvironmentBuilder
 
+log = logging.getLogger(__name__)
+
 
 def build_providers(settings: Settings) -> Providers:
     """Build the configured providers. Embedded servers must already be running
     (``balsam up`` starts them); this only connects to them."""
     from balsam.providers.git.local import LocalGitProvider
-    from balsam.providers.storage.s3iam import S3IamStorage
     from balsam.providers.workspaces.environments import EnvironmentBuilder
+
+    return Providers(
+        git=LocalGitProvider(settings.data_dir.resolve() / "git"),
+        storage=build_storage_provider(settings),
+        workspaces=build_workspace_provider(settings, EnvironmentBuilder(
+            settings.resolved_environments_dir, python=settings.workspaces.python,
+            index_url=settings.workspaces.index_url,
+            timeout=settings.workspaces.build_timeout_seconds)),
+    )
+
+
+def build_storage_provider(settings: Settings) -> StorageProvider:
+    """'seaweedfs': keys through the embedded weed's filer IAM gRPC service (its
+    S3 port serves no IAM API); 's3-iam': keys through the AWS IAM API."""
+    from balsam.embedded.seaweedfs import GRPC_PORT_OFFSET
+    from balsam.providers.storage.s3iam import S3IamStorage
+    from balsam.providers.storage.seaweed_iam import SeaweedIamStorage
 
     storage = settings.storage
     if storage.admin_access_key is None or storage.admin_secret_key is None:
@@ -25,19 +45,14 @@ def build_providers(settings: Settings) -> Providers:
             "Storage admin credentials are not set (BALSAM_STORAGE__ADMIN_ACCESS_KEY / "
             "BALSAM_STORAGE__ADMIN_SECRET_KEY); `balsam up` sets them for the embedded server."
         )
-    return Providers(
-        git=LocalGitProvider(settings.data_dir.resolve() / "git"),
-        storage=S3IamStorage(
-            endpoint_url=settings.resolved_s3_endpoint,
-            region=storage.region,
-            admin_access_key=storage.admin_access_key,
-            admin_secret_key=storage.admin_secret_key.get_secret_value(),
-        ),
-        workspaces=build_workspace_provider(settings, EnvironmentBuilder(
-            settings.resolved_environments_dir, python=settings.workspaces.python,
-            index_url=settings.workspaces.index_url,
-            timeout=settings.workspaces.build_timeout_seconds)),
-    )
+    s3 = (settings.resolved_s3_endpoint, storage.region, storage.admin_access_key,
+          storage.admin_secret_key.get_secret_value())  # fmt: skip
+    if storage.provider == "s3-iam":
+        return S3IamStorage(*s3)
+    grpc_port = storage.filer_grpc_port or storage.filer_port + GRPC_PORT_OFFSET
+    conf_dir = storage.conf_dir or settings.data_dir.resolve() / "storage" / "conf"
+    return SeaweedIamStorage.connect(
+        *s3, filer_grpc_address=f"127.0.0.1:{grpc_port}", conf_dir=conf_dir)
 
 
 def build_workspace_provider(settings: Settings, environments: EnvironmentBuilder
@@ -52,9 +67,28 @@ def build_workspace_provider(settings: Settings, environments: EnvironmentBuilde
             storage_class=k8s.kubernetes_storage_class,
             control_plane_namespace=k8s.kubernetes_control_plane_namespace),
             start_timeout=k8s.start_timeout_seconds)
+    from balsam.hostuids import HostUidRegistry
     from balsam.providers.workspaces.local import LocalWorkspaceProvider
 
-    return LocalWorkspaceProvider(
+    local = LocalWorkspaceProvider(
         settings.data_dir.resolve() / "workspaces", environments,
         uid_base=settings.workspaces.uid_base,
-        start_timeout=settings.workspaces.start_timeout_seconds)
+        uid_registry=HostUidRegistry(settings.uid_registry_dir, base=settings.workspaces.uid_base),
+        start_timeout=settings.workspaces.start_timeout_seconds,
+        runtime_dir=settings.workspaces.runtime_dir)
+    if not local.isolates_users:
+        _log_unisolated(settings)
+    return local
+
+
+def _log_unisolated(settings: Settings) -> None:
+    """Say at startup that workspaces run as Balsam's own user (not root)."""
+    if settings.workspaces.single_uid_for_all_users:
+        log.warning(
+            "UNSAFE: workspaces.single_uid_for_all_users is set and Balsam does not run as "
+            "root: every user's workspace runs as Balsam's own system user and can read its "
+            "data directory (database, repositories, object data, keys) and every other "
+            "workspace's home. Run Balsam as root to give each workspace a user of its own.")
+    else:
+        log.info("Balsam does not run as root: workspaces run as its own system user, for "
+                 "one Balsam user only (workspaces.single_uid_for_all_users is off).")

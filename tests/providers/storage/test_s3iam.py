@@ -1,4 +1,5 @@
-"""S3IamStorage against a real SeaweedFS (the session's ``seaweed`` server)."""
+"""S3IamStorage against a real SeaweedFS whose S3 port serves the AWS IAM API
+(``seaweed_with_iam_api``; the session's ``seaweed`` has it off, as ``balsam up``)."""
 
 from __future__ import annotations
 
@@ -63,6 +64,23 @@ def assert_denied(call: Any, *args: Any, **kwargs: Any) -> None:
     with pytest.raises(ClientError) as caught:
         call(*args, **kwargs)
     assert caught.value.response["Error"]["Code"] in DENIED
+
+
+@pytest.fixture
+def seaweed(seaweed_with_iam_api: SeaweedEndpoint) -> SeaweedEndpoint:
+    """This module's server: the one with the IAM API on its S3 port."""
+    return seaweed_with_iam_api
+
+
+@pytest.fixture
+def storage(seaweed: SeaweedEndpoint) -> Iterator[S3IamStorage]:
+    provider = S3IamStorage(
+        seaweed.endpoint_url, seaweed.region, seaweed.admin_access_key, seaweed.admin_secret_key
+    )
+    try:
+        yield provider
+    finally:
+        provider.close()
 
 
 @pytest.fixture
