@@ -30,6 +30,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 import boto3
+import httpx
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
@@ -883,6 +884,28 @@ def test_weed_filer_copy_plants_no_identity(attacker: Attacker, seaweed: Seaweed
         assert not _key_works(seaweed, access_key, secret_key), got
     finally:
         _admin_shell(seaweed, f"fs.rm /etc/iam/identities/{name}.json\n")
+
+
+# -- the platform's own memory ------------------------------------------------------------------
+
+
+def test_a_huge_page_from_her_own_server_is_refused_not_buffered(
+    attacker: Attacker, live_url: str, alice_user: TestUser,
+    workspaces: dict[str, dict[str, Any]],
+) -> None:
+    """Balsam reads HTML pages whole (to remove the server's token): a 64 MiB sparse
+    .html served by her own JupyterLab must not be read into the root process."""
+    made = attacker.run(
+        "p = os.path.expanduser('~/huge.html')\n"
+        "with open(p, 'wb') as f: f.truncate(64 * 2**20)\n"
+        "print(json.dumps(os.path.getsize(p)))"
+    )
+    assert made == 64 * 2**20
+    url = f"{live_url}/workspaces/{workspaces['alice']['id']}/files/huge.html"
+    with httpx.stream("GET", url, headers=alice_user.headers, timeout=60) as r:
+        status = r.status_code
+        read = sum(len(chunk) for chunk in r.iter_bytes())
+    assert status == 502 and read < 2**20, (status, read)
 
 
 # -- afterwards --------------------------------------------------------------------------------

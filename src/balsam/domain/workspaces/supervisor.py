@@ -213,6 +213,8 @@ class WorkspaceSupervisor:
                 continue  # an operation is under way
             try:
                 self._check_one(ws, provider.probe(ws.id))
+            except Exception:  # one workspace's server (its user's code) must not stop the round
+                log.exception("checking workspace %s failed", ws.id)
             finally:
                 lock.release()
 

@@ -7,7 +7,8 @@ import http.client
 import json
 import shutil
 import socket
-from datetime import datetime
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -15,6 +16,9 @@ import httpx
 
 from balsam.providers.workspaces import runtime
 from balsam.providers.workspaces.base import Endpoint
+
+#: The most Balsam reads of an answer of a workspace's server to its own requests.
+MAX_ANSWER_BYTES = 4 * 1024 * 1024
 
 
 def free_port() -> int:
@@ -98,10 +102,11 @@ def get_json(endpoint: Endpoint, path: str, timeout: float = 5) -> object:
             raise ValueError(f"status {response.status_code}")
         return response.json()
     conn = _UnixConnection(endpoint.socket, endpoint.socket_uid, timeout)
+    deadline = time.monotonic() + timeout
     try:
         conn.request("GET", urlsplit(endpoint.url).path + path, headers=headers)
         answer = conn.getresponse()
-        body = answer.read()
+        body = _read_bounded(answer, deadline)
     except http.client.HTTPException as exc:
         raise OSError(str(exc)) from exc
     finally:
@@ -111,13 +116,31 @@ def get_json(endpoint: Endpoint, path: str, timeout: float = 5) -> object:
     return json.loads(body)
 
 
+def _read_bounded(answer: http.client.HTTPResponse, deadline: float) -> bytes:
+    """The body, read within ``deadline`` and at most ``MAX_ANSWER_BYTES`` long: the
+    server is the workspace user's code, and Balsam reads it as root."""
+    body = b""
+    while chunk := answer.read(65536):
+        body += chunk
+        if len(body) > MAX_ANSWER_BYTES:
+            raise ValueError("answer too large")
+        if time.monotonic() > deadline:
+            raise OSError("answer too slow")
+    return body
+
+
 def _parse(value: object) -> datetime | None:
+    """An activity time: naive ones are UTC, and none lies in the future (a server
+    that claims so would never be culled)."""
     if not isinstance(value, str):
         return None
     try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return min(parsed, datetime.now(UTC))
 
 
 def last_activity(endpoint: Endpoint, timeout: float = 5) -> datetime | None:

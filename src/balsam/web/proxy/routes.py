@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gzip
 import zlib
 from collections.abc import AsyncIterator
 from urllib.parse import quote, urlsplit
@@ -47,6 +46,9 @@ DROP_UPSTREAM = HOP_BY_HOP | {"authorization", "cookie", "origin", "referer",
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 #: Responses up to this size (by Content-Length) are passed on whole, not streamed.
 BUFFER_LIMIT = 256 * 1024
+#: HTML pages are read whole (to remove the server's token): at most this many bytes,
+#: compressed or decoded. JupyterLab's pages are tens of kilobytes.
+PAGE_LIMIT = 8 * 1024 * 1024
 
 
 def _ctx(conn: HTTPConnection) -> AppContext:
@@ -156,12 +158,28 @@ async def _send(request: Request, workspace_id: str, path: str
     return problem(502, "The workspace's server did not answer.", reason="bad-gateway")
 
 
+class _PageTooLarge(Exception):
+    pass
+
+
+async def _read_page(upstream: aiohttp.ClientResponse) -> bytes:
+    """The page's bytes as sent, at most ``PAGE_LIMIT`` of them."""
+    body = b""
+    while chunk := await upstream.content.read(65536):
+        body += chunk
+        if len(body) > PAGE_LIMIT:
+            raise _PageTooLarge
+    return body
+
+
 def _without_token(body: bytes, encoding: str, token: str) -> bytes:
-    """An HTML page, decoded and with the server's token removed."""
-    if encoding == "gzip":
-        body = gzip.decompress(body)
-    elif encoding == "deflate":
-        body = zlib.decompress(body)
+    """An HTML page, decoded (at most ``PAGE_LIMIT`` bytes: a small compressed page can
+    unpack to gigabytes) and with the server's token removed."""
+    if encoding in ("gzip", "deflate"):
+        inflater = zlib.decompressobj(wbits=31 if encoding == "gzip" else 15)
+        body = inflater.decompress(body, PAGE_LIMIT + 1)
+        if len(body) > PAGE_LIMIT or inflater.unconsumed_tail:
+            raise _PageTooLarge
     return body.replace(token.encode(), b"")
 
 
@@ -182,10 +200,15 @@ async def proxy_http(workspace_id: str, path: str, request: Request) -> Response
     headers = _response_headers(upstream)
     response: Response
     if upstream.headers.get("content-type", "").startswith("text/html"):
-        async with upstream:
-            body = _without_token(await upstream.read(),
-                                  upstream.headers.get("content-encoding", ""),
-                                  passage.endpoint.token)
+        try:
+            async with upstream:
+                body = _without_token(await _read_page(upstream),
+                                      upstream.headers.get("content-encoding", ""),
+                                      passage.endpoint.token)
+        except (_PageTooLarge, zlib.error):
+            return problem(502, f"The workspace's server sent an HTML page over "
+                           f"{PAGE_LIMIT // 2**20} MiB or one that cannot be decoded.",
+                           reason="bad-gateway")
         headers = [(k, v) for k, v in headers
                    if k.lower() not in ("content-length", "content-encoding")]
         headers.append(("content-length", str(len(body))))
