@@ -137,3 +137,19 @@ def test_members_cannot_delete_branches_through_the_api_either(
     r = bob.client.delete(f"{api}/tmp")
     assert r.status_code == 403 and r.headers["content-type"] == "application/problem+json"
     assert alice.client.delete(f"{api}/tmp").status_code == 204
+
+
+def test_members_create_tags_and_only_owners_move_or_delete_them(
+        live_url: str, alice: TestUser, bob: TestUser, shared: str, tmp_path: Path) -> None:
+    work = clone(live_url, shared, bob, tmp_path / "w")
+    git("tag", "v1", cwd=work)
+    git("push", "-q", "origin", "v1", cwd=work)
+    commit(work, "c.txt")
+    git("tag", "-f", "v1", cwd=work)
+    out = git("push", "-f", "origin", "v1", cwd=work, check=False)
+    assert out.returncode != 0 and "only project owners can move or delete tags" in out.stderr
+    out = git("push", "origin", ":refs/tags/v1", cwd=work, check=False)
+    assert out.returncode != 0 and "only project owners" in out.stderr
+    owner = clone(live_url, shared, alice, tmp_path / "o")
+    git("push", "-q", "origin", ":refs/tags/v1", cwd=owner)
+    assert git("ls-remote", "--tags", "origin", cwd=owner).stdout.strip() == ""

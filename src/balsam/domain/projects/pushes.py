@@ -9,7 +9,8 @@ git enforces the rules itself, in a ``pre-receive`` hook
 * the default branch is never deleted;
 * the default branch moves forward only, unless the pusher owns the project
   (or is an administrator): a force-push over it is refused;
-* only owners delete branches (as in the API).
+* only owners delete branches (as in the API), and only owners move or delete
+  tags (members may create them).
 
 After a push, the ``post-receive`` hook lists the refs git really updated, and
 :meth:`PushService.apply` makes the project's branch list agree with them and
@@ -105,8 +106,10 @@ class PushPolicy:
             naming.validate_branch_name(name)
         except InvalidInput as exc:
             return exc.message
-        if kind == "tags":
-            return None
+        if kind == "tags":  # a tag names a release: made by members, changed by owners
+            if update.creates or self.by_owner:
+                return None
+            return "only project owners can move or delete tags"
         if update.deletes:
             if name == self.default_branch:
                 return "the default branch cannot be deleted"
