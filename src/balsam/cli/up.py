@@ -31,6 +31,7 @@ from balsam.context import AppContext
 from balsam.domain.identity.passwords import check_password_policy
 from balsam.domain.identity.service import IdentityService
 from balsam.embedded import EmbeddedServiceError, SeaweedServer, load_or_create_admin_credentials
+from balsam.embedded.supervisor import Supervisor
 from balsam.errors import InvalidInput
 from balsam.hostuids import HostUidRegistry, UidRegistryError
 from balsam.settings import Settings
@@ -163,7 +164,10 @@ def storage_dir(settings: Settings) -> Path:
 
 @contextmanager
 def embedded_storage(settings: Settings) -> Iterator[None]:
-    """Run SeaweedFS as a child process while Balsam runs (only for provider 'seaweedfs')."""
+    """Run SeaweedFS as a supervised child process while Balsam runs (only for
+    provider 'seaweedfs'): restarted when it crashes, killed by the kernel when
+    this process dies (even by ``kill -9``), and a weed an earlier, killed
+    ``balsam up`` left on this data dir is stopped first."""
     storage = settings.storage
     if storage.provider != "seaweedfs":
         yield
@@ -177,8 +181,10 @@ def embedded_storage(settings: Settings) -> Iterator[None]:
     except ValueError as exc:  # e.g. a port whose gRPC twin (port + 10000) is above 65535
         raise Refused(f"invalid SeaweedFS ports in BALSAM_STORAGE__*: {exc}") from None
     log.info("Starting SeaweedFS (S3 at %s, log %s)", server.endpoint_url, server.log_path)
+    # Supervised: restarted with backoff when it dies; it dies with this process.
+    supervisor = Supervisor(server, name="SeaweedFS")
     try:
-        server.start()
+        supervisor.start()
     except EmbeddedServiceError as exc:
         raise Refused(str(exc)) from None
     try:
@@ -188,7 +194,7 @@ def embedded_storage(settings: Settings) -> Iterator[None]:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         log.info("Stopping SeaweedFS")
-        server.stop()
+        supervisor.stop()
 
 
 def seaweed_uid(settings: Settings) -> int | None:

@@ -29,7 +29,14 @@ IAM API on the S3 port too) and an admin server in one process. What
 * the IAM API on the S3 port is on (``s3_iam_api=True``, any key may manage
   its own identity there) or off;
 * ``GOMEMLIMIT`` caps its Go heap (softly);
-* everything it logs goes to ``<data_dir>/weed.log``.
+* everything it logs goes to ``<data_dir>/weed.log``;
+* it never outlives the thread that started it: weed gets SIGKILL from the
+  kernel when that thread ends, however it ends (``kill -9`` of ``balsam up``
+  included), through ``setpriv --pdeathsig`` run as weed's own last wrapper,
+  after the change of uid that would clear it;
+* a weed of the same data dir left running by an earlier process (one that
+  died before the kernel could signal it) is stopped before a start
+  (:mod:`balsam.embedded.stale`).
 
 Layout of the data dir (mode 0700): ``data/`` (weed's ``-dir``), ``conf/``
 (its ``-config_dir``: ``security.toml``, CA, certificates, JWT keys), ``run/``
@@ -73,6 +80,7 @@ from balsam.embedded.seaweed_confinement import (
     socket_dir,
 )
 from balsam.embedded.seaweed_pki import prepare_security
+from balsam.embedded.stale import stop_stale_processes
 
 if TYPE_CHECKING:
     from balsam.settings import StorageSettings
@@ -262,6 +270,18 @@ def _not_listening(ports: set[int]) -> set[int]:
     return refused
 
 
+def _dies_with_parent(command: list[str]) -> list[str]:
+    """``command`` run with a parent-death signal (SIGKILL). Innermost of the
+    wrappers on purpose: the kernel clears that signal when the uid changes,
+    which the confinement's ``setpriv --reuid`` does before this runs. Every
+    wrapper execs the next, so the signal is set on weed's own process."""
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:  # util-linux missing: the stale-process check at start remains
+        log.warning("SeaweedFS: no setpriv here; weed may outlive a killed Balsam")
+        return command
+    return [setpriv, "--pdeathsig", "KILL", "--", *command]
+
+
 class SeaweedServer:
     """A ``weed mini`` child process serving S3 and IAM on 127.0.0.1.
 
@@ -273,6 +293,12 @@ class SeaweedServer:
     is idempotent. A stopped server may be started again on the same data dir:
     buckets, objects and IAM users persist there; the admin identity does not,
     it is whatever credentials the server was constructed with.
+
+    The child gets SIGKILL when the *thread* that called ``start()`` ends (the
+    kernel's parent-death signal is per thread): start it from a thread that
+    lives as long as the server should, and stop it before that thread ends
+    (:class:`balsam.embedded.supervisor.Supervisor` does). ``exit_status()``
+    reports a child that died on its own.
 
     ``run_as_uid`` (Balsam as root only): the uid weed runs as; the data dir is
     handed to it at every start. ``s3_iam_api``: whether the S3 port serves the
@@ -379,10 +405,17 @@ class SeaweedServer:
         """Whether the child has been started and has not exited."""
         return self._process is not None and self._process.poll() is None
 
+    def exit_status(self) -> int | None:
+        """The status of a child that was started and has exited since, without
+        ``stop()`` (negative: killed by that signal); None while it runs or
+        when none was started. Reaps it, so no zombie is left."""
+        return self._process.poll() if self._process is not None else None
+
     def start(self) -> None:
         """Start weed and wait until it serves. See the class docstring."""
         if self.running:
             raise EmbeddedServiceError("SeaweedFS server already running")
+        self._stop_stale()
         self._check_ports_free()
         self._prepare_data_dir()
         with self._open_log() as log:
@@ -428,6 +461,23 @@ class SeaweedServer:
     ) -> None:
         self.stop()
 
+    def _stop_stale(self) -> None:
+        """Stop a weed of this data dir that an earlier, dead process left running
+        (it would hold the ports and the data). Only processes of weed's own uid
+        count: no other process can pose as one and be killed."""
+        uid = self.run_as_uid if self.run_as_uid is not None else os.geteuid()
+        marker = f"-dir={self.data_dir / 'data'}"
+        for pid in stop_stale_processes(marker, uid=uid, timeout=self.stop_timeout):
+            log.warning("SeaweedFS: stopped a stale weed (pid %d) of %s", pid, self.data_dir)
+            self._wait_ports_free(timeout=5.0)
+
+    def _wait_ports_free(self, timeout: float) -> None:
+        """Until the ports are free (a killed process releases them while it ends)."""
+        deadline = time.monotonic() + timeout
+        ports = self.ports.as_dict().values()
+        while not all(port_is_free(port) for port in ports) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
     def _check_ports_free(self) -> None:
         for name, port in self.ports.as_dict().items():
             if not port_is_free(port):
@@ -460,8 +510,8 @@ class SeaweedServer:
     def _confined(self, command: list[str]) -> list[str]:
         private = self.data_dir / "tmp" if self.private_tmp else None
         binary = Path(command[0]).parent
-        return confined_command(command, private_tmp=private, keep=[self.data_dir, binary],
-                                uid=self.run_as_uid)  # fmt: skip
+        return confined_command(_dies_with_parent(command), private_tmp=private,
+                                keep=[self.data_dir, binary], uid=self.run_as_uid)  # fmt: skip
 
     def _decide_private_tmp(self) -> None:
         self.private_tmp = private_tmp_supported()

@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from balsam.domain.audit.service import AuditRecord
-from balsam.errors import BalsamError
+from balsam.errors import BalsamError, ProviderError
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +49,45 @@ def problem(
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=hdrs)
 
 
+#: ProviderError codes that mean "the backend did not answer in time or at all"
+#: (botocore and httpx exception names, gRPC status names, a key not applied in
+#: time): trying again later may work. Any other failure stays a 502.
+UNAVAILABLE_CODES = frozenset({
+    "EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError",
+    "ConnectionClosedError", "ConnectionError", "HTTPClientError", "ProxyConnectionError",
+    "ServiceUnavailable", "SlowDown", "503",
+    "ConnectError", "ConnectTimeout", "ReadTimeout", "WriteTimeout", "PoolTimeout",
+    "ReadError", "WriteError", "RemoteProtocolError",
+    "UNAVAILABLE", "DEADLINE_EXCEEDED", "timeout",
+})
+#: Seconds a client should wait; the embedded storage restarts within that.
+RETRY_AFTER_S = 5
+
+
+def backend_unavailable(exc: BaseException | None) -> bool:
+    """Whether ``exc`` is a backend that timed out or refused the connection, or
+    was caused by one (services re-raise a provider's error with their own words)."""
+    while isinstance(exc, ProviderError):
+        if exc.details.get("code") in UNAVAILABLE_CODES:
+            return True
+        exc = exc.__cause__
+    return False
+
+
 async def _balsam_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, BalsamError)
+    if backend_unavailable(exc):
+        log.warning("backend unavailable on %s %s: %s", request.method, request.url.path,
+                    exc.message)
+        return problem(503, f"{exc.message} The service is unavailable for now; try again "
+                       "shortly.", reason="backend-unavailable", request=request,
+                       headers={"Retry-After": str(RETRY_AFTER_S)})
     if exc.status in (401, 403) and not exc.details.get("audited"):
         await run_in_threadpool(_audit_denial, request, exc)
     extra = {"errors": exc.details["errors"]} if "errors" in exc.details else {}
-    return problem(exc.status, exc.message, reason=exc.reason, request=request, **extra)
+    retry = exc.details.get("retryAfterSeconds")
+    return problem(exc.status, exc.message, reason=exc.reason, request=request,
+                   headers={"Retry-After": str(retry)} if retry else None, **extra)
 
 
 def _audit_denial(request: Request, exc: BalsamError) -> None:

@@ -141,10 +141,12 @@ class S3IamStorage(StorageProvider):
     ``endpoint_url`` with the admin key.
 
     Clients fail fast: ``connect_timeout`` seconds to connect, ``read_timeout``
-    for a response, and one retry. ``create_key`` returns only once the storage
-    server accepts the new key (polling for at most ``key_ready_timeout``
-    seconds; SeaweedFS needs no wait, AWS may), else it undoes the key and
-    raises ProviderError.
+    for a response, and one retry, so a paused or unreachable server holds a
+    call about 2 x (1.5 + 4) s at most, not minutes (the control plane makes
+    metadata calls only; data transfers go from clients to S3 directly).
+    ``create_key`` returns only once the storage server accepts the new key
+    (polling for at most ``key_ready_timeout`` seconds; SeaweedFS needs no
+    wait, AWS may), else it undoes the key and raises ProviderError.
     """
 
     def __init__(
@@ -154,8 +156,8 @@ class S3IamStorage(StorageProvider):
         admin_access_key: str,
         admin_secret_key: str,
         *,
-        connect_timeout: float = 2.0,
-        read_timeout: float = 60.0,
+        connect_timeout: float = 1.5,
+        read_timeout: float = 4.0,
         key_ready_timeout: float = 10.0,
     ) -> None:
         self.endpoint_url = endpoint_url

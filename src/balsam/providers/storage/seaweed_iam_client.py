@@ -66,11 +66,13 @@ class FilerIam:
     """The filer's IAM gRPC service at ``address`` (``127.0.0.1:<filer gRPC
     port>``), reached as Balsam with the certificate and JWT key in ``conf_dir``.
 
-    ``timeout`` is the deadline of an ordinary call in seconds; ``list_timeout``
+    ``timeout`` is the deadline of an ordinary call in seconds (each changes one
+    identity in milliseconds: the bound is for a paused or hung filer; a first
+    call on a new channel to such a filer may take twice as long); ``list_timeout``
     that of ListUsers (one reply with every identity name)."""
 
     def __init__(
-        self, address: str, conf_dir: Path, *, timeout: float = 5.0, list_timeout: float = 30.0
+        self, address: str, conf_dir: Path, *, timeout: float = 3.0, list_timeout: float = 10.0
     ) -> None:
         self.address = address
         self.conf_dir = conf_dir
