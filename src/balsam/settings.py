@@ -98,7 +98,12 @@ class AuthSettings(BaseModel):
     token_max_days: int = Field(365, ge=1, description="Longest allowed API token lifetime.")
     password_min_length: int = Field(12, ge=8, description="Minimum password length.")
     login_max_failures: int = Field(
-        5, ge=1, description="Failed logins allowed per account and per address in the window."
+        5, ge=1, description="Failed logins allowed per account from one address in the window "
+        "(a local process of another user, e.g. a workspace, counts as address uid:<n>)."
+    )
+    login_max_failures_per_address: int | None = Field(
+        None, ge=1, description="Failed logins allowed from one address, for any accounts, in "
+        "the window. Default: login_max_failures."
     )
     login_window_seconds: int = Field(
         300, ge=1, description="Window for counting failed logins (rate limit)."
@@ -162,6 +167,13 @@ class WorkspaceSettings(BaseModel):
         "numeric user id (the first free one at or above uid_base, claimed in the host-wide "
         "uid_registry_dir), so workspaces cannot read each other's homes or Balsam's data. "
         "Ignored when not root.",
+    )
+    max_processes: int = Field(
+        1024, ge=64,
+        description="When Balsam runs as root: most processes (threads included) a local "
+        "workspace's own uid may have at once (RLIMIT_NPROC, set on its server and inherited "
+        "by kernels and terminals); a fork beyond it fails inside the workspace. Ignored when "
+        "not root.",
     )
     single_uid_for_all_users: bool = Field(
         False,

@@ -19,6 +19,7 @@ from fastapi import Depends, Request
 from balsam.context import AppContext
 from balsam.domain.identity.service import Actor, IdentityService
 from balsam.errors import BalsamError, Forbidden, InvalidInput, Unauthenticated
+from balsam.web.peers import peer_address
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -32,7 +33,18 @@ Ctx = Annotated[AppContext, Depends(get_ctx)]
 
 
 def client_address(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+    """The client's address for rate limits and the audit trail: its IP, or
+    ``uid:<n>`` for a local process of another user (a workspace) on loopback
+    (see :mod:`balsam.web.peers`); looked up once per request."""
+    cached = getattr(request.state, "client_address", None)
+    if isinstance(cached, str):
+        return cached
+    address = "unknown"
+    if request.client:
+        address = peer_address((request.client.host, request.client.port),
+                               request.scope.get("server"))
+    request.state.client_address = address
+    return address
 
 
 def request_id(request: Request) -> str:

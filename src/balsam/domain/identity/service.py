@@ -4,22 +4,30 @@ Contract:
 * Secrets handed out (session cookie values, API tokens, generated passwords)
   come from :mod:`secrets`; only their SHA-256 (or an argon2id hash for
   passwords) is stored.
-* Failed logins are counted per username and per client address inside
-  ``auth.login_window_seconds``; past ``auth.login_max_failures`` the login is
-  refused with RateLimited before the password is checked.
-* Every login success, failure and refusal, and every user or token change,
-  is audited.
+* Failed logins are counted per (username, client address) and per client
+  address inside ``auth.login_window_seconds``; at ``auth.login_max_failures``
+  for the pair, or ``auth.login_max_failures_per_address`` for the address, the
+  login is refused with RateLimited (with ``retryAfterSeconds``) before the
+  password is checked. Failures from one address never lock the same user out
+  at another (a workspace is its own address, ``uid:<n>``).
+* Every login success and failure, and every user or token change, is audited.
+  Refusals are audited once per lock, not per request (so a locked-out script
+  cannot flood the trail): the failure that reaches a limit is followed by one
+  ``denied`` record "rate limited"; the refusals that follow write none. The
+  failures one address can make per window are bounded by the limits, so the
+  records per address and window are too.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, or_, select
+from sqlalchemy import and_, delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from balsam.context import AppContext
@@ -147,17 +155,10 @@ class IdentityService:
     def login_password(self, username: str, password: str, *, address: str,
                        request_id: str = "") -> User:
         """Check a password under the rate limit; audit the outcome."""
-        since = utcnow() - timedelta(seconds=self.auth.login_window_seconds)
-        with self.ctx.sessions() as session, session.begin():
-            session.execute(delete(LoginFailure).where(LoginFailure.at < since))
-            by_user = session.scalar(select(func.count()).where(
-                LoginFailure.username == username, LoginFailure.at >= since)) or 0
-            by_addr = session.scalar(select(func.count()).where(
-                LoginFailure.address == address, LoginFailure.at >= since)) or 0
-        if max(by_user, by_addr) >= self.auth.login_max_failures:
-            self._audit_login(username, "denied", address, request_id, "rate limited")
+        wait = self._lock_seconds_left(username, address)
+        if wait:
             raise RateLimited("Too many failed logins; try again later.",
-                              details={"audited": True})
+                              details={"audited": True, "retryAfterSeconds": wait})
         with self.ctx.sessions() as session, session.begin():
             user = session.scalar(select(User).where(User.username == username))
             ok = verify_password(user.password_hash if user else None, password)
@@ -165,9 +166,36 @@ class IdentityService:
                 session.add(LoginFailure(username=username[:64], address=address[:64]))
         if not ok or user is None or not user.is_active:
             self._audit_login(username, "failure", address, request_id, "bad credentials")
+            if self._lock_seconds_left(username, address):
+                self._audit_login(username, "denied", address, request_id, "rate limited")
             raise Unauthenticated("Wrong username or password.", details={"audited": True})
         self._audit_login(username, "success", address, request_id, "")
         return user
+
+    def _lock_seconds_left(self, username: str, address: str) -> int:
+        """Seconds until ``username`` may try again from ``address``; 0 when not locked.
+
+        A limit of n is reached when the n-th newest failure (of the pair, or
+        of the address) is inside the window; the lock ends when it leaves."""
+        now = utcnow()
+        since = now - timedelta(seconds=self.auth.login_window_seconds)
+        limits = ((LoginFailure.address == address[:64], self._address_limit()),
+                  (and_(LoginFailure.username == username[:64],
+                        LoginFailure.address == address[:64]), self.auth.login_max_failures))
+        oldest_counted: list[datetime] = []
+        with self.ctx.sessions() as session, session.begin():
+            session.execute(delete(LoginFailure).where(LoginFailure.at < since))
+            for where, limit in limits:
+                nth = session.scalar(select(LoginFailure.at).where(where, LoginFailure.at >= since)
+                                     .order_by(LoginFailure.at.desc()).offset(limit - 1).limit(1))
+                if nth is not None:
+                    oldest_counted.append(nth)
+        if not oldest_counted:
+            return 0
+        return max(1, math.ceil((max(oldest_counted) - since).total_seconds()))
+
+    def _address_limit(self) -> int:
+        return self.auth.login_max_failures_per_address or self.auth.login_max_failures
 
     def _audit_login(self, username: str, outcome: str, address: str, request_id: str,
                      why: str) -> None:

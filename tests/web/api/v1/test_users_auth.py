@@ -424,17 +424,16 @@ def limited_users(limited_app: FastAPI) -> list[str]:
     return names
 
 
-def test_failed_logins_lock_the_account(limited_app: FastAPI, limited_users: list[str]) -> None:
+def test_failed_logins_elsewhere_do_not_lock_the_account(limited_app: FastAPI,
+                                                         limited_users: list[str]) -> None:
     target = limited_users[1]
-    for i in range(3):  # from different addresses: only the per-account count grows
+    for i in range(3):  # from different addresses: failures count per (account, address)
         with client_for(limited_app, f"10.0.0.{i + 1}") as client:
             assert_problem(login(client, target, "not-the-password"), 401)
     with client_for(limited_app, "10.0.0.9") as client:
-        body = assert_problem(login(client, target), 429)
-        assert body["reason"] == "rate-limited"
-        assert login(client, limited_users[2]).status_code == 200
+        assert login(client, target).status_code == 200
     with client_for(limited_app, "10.0.0.9", auth=(target, PASSWORD)) as basic:
-        assert_problem(basic.post("/api/v1/users/me/tokens", json={"name": "x"}), 429)
+        assert basic.post("/api/v1/users/me/tokens", json={"name": "x"}).status_code == 201
 
 
 def test_failed_logins_lock_the_address(limited_app: FastAPI, limited_users: list[str]) -> None:
