@@ -75,7 +75,8 @@ def build_workspace_provider(settings: Settings, environments: EnvironmentBuilde
         uid_base=settings.workspaces.uid_base,
         uid_registry=HostUidRegistry(settings.uid_registry_dir, base=settings.workspaces.uid_base),
         start_timeout=settings.workspaces.start_timeout_seconds,
-        runtime_dir=settings.workspaces.runtime_dir)
+        runtime_dir=settings.workspaces.runtime_dir,
+        max_processes=settings.workspaces.max_processes)
     if not local.isolates_users:
         _log_unisolated(settings)
     return local

@@ -27,6 +27,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import IO
 
 from balsam.providers.workspaces.base import EnvironmentSpec, Progress, WorkspaceStartError
 
@@ -51,6 +52,15 @@ def default_python() -> str:
         if _world_executable(candidate):
             return str(candidate)
     return str(own)
+
+
+def _private_lock_file(path: Path) -> IO[bytes]:
+    """The build lock file, opened; 0600 and Balsam's, even if an earlier release left
+    it 0666: ``flock`` needs no write access, so a file workspace users could open
+    would be a channel between workspaces (and a way to hold up builds)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    os.fchmod(fd, 0o600)
+    return os.fdopen(fd, "r+b")
 
 
 def _uv() -> str:
@@ -96,7 +106,7 @@ class EnvironmentBuilder:
         with lock:
             self.root.mkdir(parents=True, exist_ok=True)
             self.root.chmod(0o755)
-            with open(self.root / f".{spec.name}.lock", "w") as handle:
+            with _private_lock_file(self.root / f".{spec.name}.lock") as handle:
                 fcntl.flock(handle, fcntl.LOCK_EX)  # another Balsam process may be building
                 if self.lock(spec) is None:
                     progress(f"Building environment {spec.name} (first use of this "

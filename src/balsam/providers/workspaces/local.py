@@ -19,7 +19,10 @@ workspaces run as Balsam's user (one trusted user on a laptop).
 
 Memory is limited per process with ``RLIMIT_AS`` (inherited by kernels and
 terminals): an allocation over the limit fails inside the kernel with a
-``MemoryError`` and the platform is untouched.
+``MemoryError`` and the platform is untouched. As root, ``RLIMIT_NPROC`` bounds the
+processes (threads included) of the workspace's own uid: a fork bomb gets ``EAGAIN``
+at ``max_processes`` and the host keeps its pids. Stop kills every process of that
+uid (see :func:`.unix.kill_user`), fork chains included.
 """
 
 from __future__ import annotations
@@ -76,8 +79,11 @@ _TCP_SERVER = ("Its server was started by an earlier Balsam release on a TCP por
 class LocalWorkspaceProvider(WorkspaceProvider):
     def __init__(self, root: Path, environments: EnvironmentBuilder, *, uid_base: int = 200_000,
                  start_timeout: float = 180, runtime_dir: Path | None = None,
-                 uid_registry: HostUidRegistry | None = None) -> None:
+                 uid_registry: HostUidRegistry | None = None,
+                 max_processes: int = 1024) -> None:
         self.root = root
+        #: RLIMIT_NPROC of a workspace's own uid (as root; not applied to Balsam's user).
+        self.max_processes = max_processes
         #: Short, private folder of the workspaces' sockets (see :mod:`.runtime`).
         self.runtime_base = runtime.ensure_base(runtime_dir or runtime.default_base())
         self.environments = environments
@@ -217,9 +223,13 @@ class LocalWorkspaceProvider(WorkspaceProvider):
         sock = run_dir / runtime.SERVER_SOCKET
         log_fd = os.open(folder / "server.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         limit = spec.limits.memory_mib * 1024 * 1024
+        # Counted per real uid: only a workspace's own uid gets it, never Balsam's.
+        nproc = self.max_processes if uid is not None else None
 
-        def limit_memory() -> None:
+        def limit_memory() -> None:  # runs in the child, after it has become ``uid``
             resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+            if nproc is not None:
+                resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
 
         try:
             proc = subprocess.Popen(  # type: ignore[call-overload]

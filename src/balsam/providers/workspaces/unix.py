@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import stat
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 
 def as_user(uid: int | None) -> dict[str, object]:
@@ -49,18 +52,34 @@ def share_with_workspaces(root: Path, environments: Path) -> None:
 
     Every folder above either becomes traversable (not listable): a workspace
     user cannot run ``bin/jupyter-lab`` under a folder it may not pass through,
-    wherever an operator put the environments. Everything else in the data
-    directory (``root``'s parent) is closed to other users: database,
-    repositories, object data, secrets."""
+    wherever an operator put the environments. Each folder outside the data
+    directory so opened is logged as a WARNING (its mode before and after): it
+    may be a private one, e.g. ``/root``. Everything else in the data directory
+    (``root``'s parent) is closed to other users: database, repositories, object
+    data, secrets."""
     data_dir = root.parent
-    for folder in [root, *root.parents, environments, *environments.parents]:
+    for folder in dict.fromkeys([root, *root.parents, environments, *environments.parents]):
         mode = folder.stat().st_mode
         if not mode & stat.S_IXOTH:
             folder.chmod(mode | stat.S_IXOTH)
+            if folder != data_dir and data_dir not in folder.parents:
+                _warn_opened(folder, mode)
     for entry in data_dir.iterdir():
         if entry in (root, environments) or entry.is_symlink():
             continue
         entry.chmod(entry.stat().st_mode & ~0o077)
+
+
+def _warn_opened(folder: Path, mode: int) -> None:
+    log.warning(
+        "%s is now traversable by every user (mode %o -> %o) so that workspaces reach "
+        "their homes and the template environments: other users can open what they know "
+        "the name of under it. Keep the data directory and environments_dir outside private "
+        "folders (see 'Known limits' in docs/security.md).",
+        folder,
+        stat.S_IMODE(mode),
+        stat.S_IMODE(mode | stat.S_IXOTH),
+    )
 
 
 def signal_group(pid: int, sig: int) -> None:
@@ -74,12 +93,62 @@ def wait_gone(alive: Callable[[], bool], timeout: float) -> None:
         time.sleep(0.05)
 
 
-def kill_user(uid: int) -> None:
-    """SIGKILL every process running under ``uid`` (a workspace's own user id)."""
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if entry.stat().st_uid == uid:
-                    os.kill(int(entry.name), signal.SIGKILL)
-            except (OSError, ProcessLookupError):
-                continue
+def kill_user(uid: int, timeout: float = 2.0) -> list[int]:
+    """SIGKILL every process of ``uid`` (a workspace's own user id); the pids still
+    alive after ``timeout`` seconds (none, unless the kernel refuses), logged.
+
+    Walking ``/proc`` misses a fork chain (each process forks and exits at once): by
+    the time a listed pid is read or signalled its child has taken over, and it may
+    not even be listed. A process that takes ``uid`` and calls ``kill(-1, SIGKILL)``
+    has the kernel signal every process that uid may signal, all of that uid's, in
+    one pass no fork can outrun (a fork with SIGKILL pending fails). That is done
+    first, without looking; then, with nothing left able to fork, ``/proc`` is
+    reliable and the kill is repeated until it shows none alive (e.g. in ``D`` state
+    a moment longer). Refuses root and Balsam's own uid."""
+    if uid in (0, os.getuid(), os.geteuid()):
+        raise ValueError(f"kill_user refuses uid {uid}: it is not a workspace's own")
+    deadline = time.monotonic() + timeout
+    _kill_all_as(uid)
+    while left := processes_of(uid):
+        if time.monotonic() >= deadline:
+            log.warning("processes %s of uid %d survived SIGKILL", left, uid)
+            return left
+        time.sleep(0.01)
+        _kill_all_as(uid)
+    return []
+
+
+def _kill_all_as(uid: int) -> None:
+    """In a forked child that has become ``uid`` (and nothing else), ``kill(-1)``."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child; coverage does not follow it
+        try:
+            os.setgroups([])
+            os.setresgid(uid, uid, uid)
+            os.setresuid(uid, uid, uid)
+            if os.getresuid() == (uid, uid, uid):  # never as root: that kills everything
+                os.kill(-1, signal.SIGKILL)
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+
+
+def processes_of(uid: int) -> list[int]:
+    """Pids of live (not zombie) processes whose real or saved uid is ``uid``: those
+    a process of ``uid`` may signal."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit() and _signalable_by(int(entry.name), uid):
+            found.append(int(entry.name))
+    return found
+
+
+def _signalable_by(pid: int, uid: int) -> bool:
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:  # gone meanwhile
+        return False
+    fields = {k: v.split() for k, _, v in (line.partition(":") for line in lines)}
+    ids = fields.get("Uid", [])
+    zombie = fields.get("State", ["Z"])[0] in ("Z", "X")
+    return not zombie and len(ids) >= 3 and str(uid) in (ids[0], ids[2])
