@@ -64,12 +64,12 @@ def build_context(settings: Settings, providers: Providers | None = None) -> App
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Crash recovery first (``domain/journal.py``), then background work that lives as
+    """Crash recovery first (``domain/recovery.py``), then background work that lives as
     long as the served app: knowledge-library sync,
     the workspace supervisor, and loading the search index so the first search
     does not wait for it."""
-    from balsam.domain.journal import recover
     from balsam.domain.library.worker import LibrarySyncWorker
+    from balsam.domain.recovery import RecoveryWorker, recover
     from balsam.domain.search.service import SearchService
     from balsam.web.proxy.routes import close_client
 
@@ -79,6 +79,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     ctx: AppContext = app.state.ctx
     # Operations a crash interrupted are completed or undone before anything else runs.
     await run_in_threadpool(recover, ctx)
+    # ... and later ones that could not undo themselves (storage was down) as soon as
+    # storage is back.
+    repairs = RecoveryWorker(ctx)
+    repairs.start()
     await run_in_threadpool(ctx.supervisor.start)
     threading.Thread(target=SearchService(app.state.ctx).warm, name="search-warm",
                      daemon=True).start()
@@ -88,6 +92,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         app.state.library_sync = previous
         await run_in_threadpool(worker.stop)
+        await run_in_threadpool(repairs.stop)
         await run_in_threadpool(ctx.supervisor.shutdown)
         await close_client(app.state)
 

@@ -1,4 +1,4 @@
-"""`balsam up` killed in the middle of project creations (``os._exit`` at a chosen
+"""`balsam up` killed in the middle of project creations and key mints (``os._exit`` at a chosen
 step, as ``kill -9`` would): the next start completes or undoes each interrupted
 operation, audits the attempt and the repair, and leaves no orphan behind."""
 
@@ -20,6 +20,8 @@ from sqlalchemy.orm import Session
 
 import balsam
 from balsam.db.models import AuditEvent, PendingOperation
+from balsam.embedded.seaweedfs import GRPC_PORT_OFFSET
+from balsam.providers.storage.seaweed_iam import SeaweedIamStorage
 from tests.cli.test_cli import BalsamUp, up_env, weed_pids  # noqa: F401 - up_env: a fixture
 from tests.fixtures.server import free_port
 
@@ -160,5 +162,71 @@ def test_a_burst_of_creations_killed_midway_leaves_no_orphan(
                 assert r.status_code == 201 and r.json()["id"] == f"burst-k9-{number}", r.text
         assert server.terminate() == 0
     finally:
+        server.kill()
+        kill_orphans(data_dir)
+
+
+def storage_of(data_dir: Path, env: dict[str, str]) -> SeaweedIamStorage:
+    """Balsam's own storage provider for that installation's weed (admin rights)."""
+    admin = json.loads((data_dir / "storage" / "admin.json").read_text())
+    grpc = int(env["BALSAM_STORAGE__FILER_PORT"]) + GRPC_PORT_OFFSET
+    return SeaweedIamStorage.connect(
+        f"http://127.0.0.1:{env['BALSAM_STORAGE__S3_PORT']}", "us-east-1",
+        admin["access_key"], admin["secret_key"], filer_grpc_address=f"127.0.0.1:{grpc}",
+        conf_dir=data_dir / "storage" / "conf")
+
+
+def test_key_mints_and_revokes_killed_midway_leave_no_key_behind(
+        up_env: dict[str, str], tmp_path: Path) -> None:  # noqa: F811
+    """A mint killed after the storage server made the key (its secret never reached
+    anyone), and a revoke killed after the key died but before its row went: after
+    a restart, the keys on the storage server are exactly the recorded ones."""
+    database = tmp_path / "balsam.db"
+    env = {**up_env, "BALSAM_ADMIN_PASSWORD": PASSWORD,
+           "BALSAM_DATABASE_URL": f"sqlite:///{database}",
+           "PYTHONPATH": str(Path(balsam.__file__).resolve().parents[1])}
+    data_dir = tmp_path / "data"
+
+    server = start(env, data_dir, "mint", "credential.create:key")
+    api = httpx.Client(base_url=f"{server.url}/api/v1", timeout=60,
+                       headers={"Authorization": f"Bearer {token(server)}"})
+    created = api.post("/projects", json={"name": NAME, "branchName": "main"})
+    assert created.status_code == 201, created.text
+    first_key = created.json()["credentials"]["accessKey"]
+    with pytest.raises(httpx.TransportError):
+        api.post(f"/projects/{CLEAN_ID}/credentials", json={"name": "lost"})
+    assert server.process.wait(timeout=30) == 137
+    kill_orphans(data_dir)
+
+    server = start(env, data_dir, "revoke", "credential.revoke:key")
+    api = httpx.Client(base_url=f"{server.url}/api/v1", timeout=60,
+                       headers={"Authorization": f"Bearer {token(server)}"})
+    with pytest.raises(httpx.TransportError):
+        api.delete(f"/projects/{CLEAN_ID}/credentials/{first_key}")
+    assert server.process.wait(timeout=30) == 137
+    kill_orphans(data_dir)
+
+    server = start(env, data_dir, "after-keys", None)
+    storage = storage_of(data_dir, env)
+    try:
+        api = httpx.Client(base_url=f"{server.url}/api/v1", timeout=60,
+                           headers={"Authorization": f"Bearer {token(server)}"})
+        assert api.get(f"/projects/{CLEAN_ID}/credentials").json()["credentials"] == []
+        assert not storage.key_exists(first_key)
+        # Nothing scoped to the bucket is left that Balsam does not know: the
+        # would-be sweep finds nothing.
+        assert storage.revoke_bucket_keys(CLEAN_ID) == 0
+        engine = create_engine(f"sqlite:///{database}")
+        with Session(engine) as session:
+            assert session.scalars(select(PendingOperation)).all() == []
+            repairs = {e.action: e.details["repair"] for e in session.scalars(
+                select(AuditEvent).where(AuditEvent.outcome == "failure"))}
+        engine.dispose()
+        assert repairs == {"credential.create": "undone", "credential.revoke": "completed"}
+        minted = api.post(f"/projects/{CLEAN_ID}/credentials", json={"name": "works"})
+        assert minted.status_code == 201, minted.text
+        assert server.terminate() == 0
+    finally:
+        storage.close()
         server.kill()
         kill_orphans(data_dir)

@@ -6,12 +6,17 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from balsam.context import AppContext
-from balsam.db.models import AuditEvent, Branch, PendingOperation, Project
-from balsam.domain.journal import recover, this_process
+from balsam.db.models import AuditEvent, Branch, Credential, PendingOperation, Project, Workspace
+from balsam.domain.journal import Journal, this_process
 from balsam.domain.projects.service import marker_body, marker_key
+from balsam.domain.recovery import recover
+from balsam.domain.steps import Compensations
+from balsam.errors import ProviderError
+from balsam.providers.workspaces.base import WorkspaceSecrets
 from tests.fixtures.app import TestUser
 
 DEAD = "no-such-host-here:999999999:0"  # a pid that cannot exist
@@ -98,3 +103,111 @@ def test_a_project_delete_cut_short_is_finished(ctx: AppContext, project: dict[s
     assert not ctx.providers.git.repository_exists(pid)
     assert not ctx.providers.storage.bucket_exists(pid)
     assert repair_of(ctx, pid, "project.delete")["repair"] == "completed"
+
+
+# -- keys and workspaces -------------------------------------------------------------
+
+
+def test_a_key_mint_cut_short_revokes_the_unrecorded_key_only(
+        ctx: AppContext, project: dict[str, Any], monkeypatch: Any) -> None:
+    pid = project["id"]
+    recorded = project["credentials"]["accessKey"]
+    orphan = ctx.providers.storage.create_key(pid, label="alice@halfway")  # then the crash
+    monkeypatch.setattr("balsam.domain.journal.socket.gethostname", lambda: "no-such-host-here")
+    op_id = journal(ctx, "credential.create", pid)
+    recover(ctx)
+    assert not pending(ctx, op_id)
+    assert not ctx.providers.storage.key_exists(orphan.access_key)
+    assert ctx.providers.storage.key_exists(recorded)
+    assert repair_of(ctx, pid, "credential.create")["repair"] == "undone"
+
+
+def test_a_key_revoke_cut_short_is_finished(alice: TestUser, ctx: AppContext,
+                                            project: dict[str, Any], monkeypatch: Any) -> None:
+    pid = project["id"]
+    minted = alice.client.post(f"/api/v1/projects/{pid}/credentials", json={"name": "k"})
+    assert minted.status_code == 201, minted.text
+    access_key = minted.json()["accessKey"]
+    ctx.providers.storage.revoke_key(access_key)  # the step before the crash
+    monkeypatch.setattr("balsam.domain.journal.socket.gethostname", lambda: "no-such-host-here")
+    op_id = journal(ctx, "credential.revoke", pid, access_key)
+    recover(ctx)
+    assert not pending(ctx, op_id)
+    with ctx.sessions() as session:
+        assert session.get(Credential, access_key) is None
+    listed = alice.client.get(f"/api/v1/projects/{pid}/credentials").json()
+    assert access_key not in str(listed)
+
+
+def _half_made_workspace(ctx: AppContext, pid: str, workspace_id: str) -> str:
+    key = ctx.providers.storage.create_key(pid, label=f"alice@{pid}/{workspace_id}")
+    ctx.workspace_secrets.save(workspace_id, WorkspaceSecrets(
+        s3_access_key=key.access_key, s3_secret_key=key.secret_key, git_username="alice",
+        git_token="bws_x", server_token="s"))
+    return key.access_key
+
+
+def test_a_workspace_create_cut_short_is_undone(ctx: AppContext, project: dict[str, Any],
+                                                monkeypatch: Any) -> None:
+    pid = project["id"]
+    access_key = _half_made_workspace(ctx, pid, "halfway-ws-1")
+    monkeypatch.setattr("balsam.domain.journal.socket.gethostname", lambda: "no-such-host-here")
+    op_id = journal(ctx, "workspace.create", pid, "halfway-ws-1")
+    recover(ctx)
+    assert not pending(ctx, op_id)
+    assert not ctx.providers.storage.key_exists(access_key)
+    assert ctx.workspace_secrets.load("halfway-ws-1") is None
+    assert ctx.providers.storage.key_exists(project["credentials"]["accessKey"])
+    assert repair_of(ctx, pid, "workspace.create")["repair"] == "undone"
+
+
+def test_a_workspace_delete_cut_short_is_finished(
+        alice: TestUser, ctx: AppContext, project: dict[str, Any], monkeypatch: Any) -> None:
+    pid = project["id"]
+    access_key = _half_made_workspace(ctx, pid, "going-ws-1")
+    with ctx.sessions() as session, session.begin():
+        session.add(Credential(access_key=access_key, project_id=pid,
+                               user_id=alice.actor.user_id, name="workspace going-ws-1"))
+        session.add(Workspace(
+            id="going-ws-1", name="going", project_id=pid, branch="main",
+            template_id="python", environment="python", owner_id=alice.actor.user_id,
+            state="stopped", state_reason="", locked=False, s3_access_key=access_key))
+    monkeypatch.setattr("balsam.domain.journal.socket.gethostname", lambda: "no-such-host-here")
+    op_id = journal(ctx, "workspace.delete", pid, "going-ws-1")
+    recover(ctx)
+    assert not pending(ctx, op_id)
+    with ctx.sessions() as session:
+        assert session.get(Workspace, "going-ws-1") is None
+        assert session.get(Credential, access_key) is None
+    assert not ctx.providers.storage.key_exists(access_key)
+    assert ctx.workspace_secrets.load("going-ws-1") is None
+    assert repair_of(ctx, pid, "workspace.delete")["repair"] == "completed"
+
+
+def test_an_undo_that_fails_is_kept_and_repaired_and_blocks_the_project_meanwhile(
+        alice: TestUser, ctx: AppContext, project: dict[str, Any]) -> None:
+    """Storage down while a mint is undone: the key stays, journaled; the project
+    takes no new operation (409) until a repair has revoked it."""
+    pid = project["id"]
+    storage = ctx.providers.storage
+
+    def down() -> None:
+        raise ProviderError("storage is down")
+
+    undo = Compensations()
+    with pytest.raises(RuntimeError), \
+            Journal(ctx).running("credential.create", pid, alice.actor, undo=undo):
+        orphan = storage.create_key(pid, label="alice@undo-failed")
+        undo.push("key", down)
+        raise RuntimeError("the step after the key failed")
+    assert undo.failed == ["key"]
+    assert storage.key_exists(orphan.access_key)
+    refused = alice.client.post(f"/api/v1/projects/{pid}/credentials", json={"name": "k"})
+    assert refused.status_code == 409 and "repair" in refused.json()["detail"]
+
+    recover(ctx)
+    assert not storage.key_exists(orphan.access_key)
+    assert storage.key_exists(project["credentials"]["accessKey"])
+    assert repair_of(ctx, pid, "credential.create")["repair"] == "undone"
+    again = alice.client.post(f"/api/v1/projects/{pid}/credentials", json={"name": "k"})
+    assert again.status_code == 201, again.text

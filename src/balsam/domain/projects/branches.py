@@ -39,8 +39,8 @@ class BranchService:
                 raise InvalidInput(f"fromBranch '{source}' is not a branch of this project.")
             if name in known:
                 raise Conflict(f"The branch '{name}' already exists.")
-        with Journal(self.ctx).running("branch.create", project_id, actor, name), \
-                Compensations() as undo:
+        undo = Compensations()
+        with Journal(self.ctx).running("branch.create", project_id, actor, name, undo=undo):
             try:
                 self.git.create_branch(project_id, name, from_branch=source)
             except Conflict:  # created meanwhile (the provider's words name its internals)

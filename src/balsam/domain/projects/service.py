@@ -108,9 +108,9 @@ class ProjectService:
             if session.scalar(select(Project.id).where(Project.name_key == naming.name_key(name))):
                 raise Conflict(f"A project named '{name}' already exists.")
             project_id = self._free_id(session, name)
+        undo = Compensations()
         try:
-            with Journal(self.ctx).running("project.create", project_id, actor), \
-                    Compensations() as undo:
+            with Journal(self.ctx).running("project.create", project_id, actor, undo=undo):
                 try:
                     key = self._provision(undo, actor, project_id, name, branch,
                                           data.description, start)

@@ -12,7 +12,9 @@ Rules:
 
 Creating is all-or-nothing: S3 key (a project credential) → secrets file →
 row; start then runs in the background (:class:`WorkspaceSupervisor`) and the
-caller polls ``state``. Deleting revokes the S3 key and the git token.
+caller polls ``state``. Deleting revokes the S3 key and the git token. Both are
+journaled (:mod:`balsam.domain.journal`): a crash in between is repaired at the
+next start (:mod:`balsam.domain.recovery`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from balsam.context import AppContext
 from balsam.db.models import Branch, Credential, Membership, User, Workspace
 from balsam.domain.audit.service import AuditRecord
 from balsam.domain.identity.service import Actor, sha256
+from balsam.domain.journal import Journal, crash_point
 from balsam.domain.projects.access import deny, require, role_of
 from balsam.domain.projects.naming import slug_base
 from balsam.domain.steps import Compensations
@@ -145,9 +148,12 @@ class WorkspaceService:
         workspace_id = f"{slug_base(data.name)[:40].strip('-') or 'ws'}-{random.token_hex(3)}"
         git_token = GIT_TOKEN_PREFIX + random.token_urlsafe(32)
         storage, store = self.ctx.providers.storage, self.ctx.workspace_secrets
-        with Compensations() as undo:
+        undo = Compensations()
+        with Journal(self.ctx).running("workspace.create", project.id, actor, workspace_id,
+                                       undo=undo):
             key = storage.create_key(bucket, label=f"{actor.username}@{project.id}/{workspace_id}")
             undo.push("key", lambda: storage.revoke_key(key.access_key))
+            crash_point("workspace.create", "key")
             store.save(workspace_id, WorkspaceSecrets(
                 s3_access_key=key.access_key, s3_secret_key=key.secret_key,
                 git_username=actor.username, git_token=git_token,
@@ -212,23 +218,26 @@ class WorkspaceService:
             if (project_id not in (None, ws.project_id)) or (branch_id not in (None, ws.branch)):
                 raise NotFound(f"No workspace '{workspace_id}' on that project and branch.")
             owner = ws.project_id
-        self.remove(workspace_id)
+        with Journal(self.ctx).running("workspace.delete", owner, actor, workspace_id):
+            self.remove(workspace_id)
         self._audit(actor, "workspace.delete", owner, workspace_id)
 
     def remove(self, workspace_id: str) -> None:
-        """Delete without access checks (project deletion, tests)."""
+        """Delete without access checks (project deletion, tests, crash repair).
+        Idempotent: each step can be repeated after a crash in a later one."""
         self.ctx.supervisor.forget(workspace_id)
         self.provider.delete(workspace_id)
+        crash_point("workspace.delete", "server")
         with self.ctx.sessions() as session, session.begin():
             ws = session.get(Workspace, workspace_id)
-            if ws is None:
-                return
-            if ws.s3_access_key:
-                self.ctx.providers.storage.revoke_key(ws.s3_access_key)
-                credential = session.get(Credential, ws.s3_access_key)
-                if credential is not None:
-                    session.delete(credential)
-            session.delete(ws)
+            if ws is not None:
+                if ws.s3_access_key:
+                    self.ctx.providers.storage.revoke_key(ws.s3_access_key)
+                    crash_point("workspace.delete", "key")
+                    credential = session.get(Credential, ws.s3_access_key)
+                    if credential is not None:
+                        session.delete(credential)
+                session.delete(ws)
         self.ctx.workspace_secrets.delete(workspace_id)
 
     def lock_for(self, session: Session, project_id: str, user_id: int) -> list[str]:

@@ -23,6 +23,7 @@ never stored by Balsam; only the storage server keeps it.
 from __future__ import annotations
 
 import abc
+from collections.abc import Collection
 from dataclasses import dataclass
 
 
@@ -81,11 +82,14 @@ class StorageProvider(abc.ABC):
         """Revoke the key at once. Idempotent."""
 
     @abc.abstractmethod
-    def revoke_bucket_keys(self, bucket: str) -> int:
-        """Revoke every key scoped to ``bucket``; return how many. Idempotent.
+    def revoke_bucket_keys(self, bucket: str, *, keep: Collection[str] = ()) -> int:
+        """Revoke every key scoped to ``bucket``, except the owners of keys in
+        ``keep``; return how many were revoked. Idempotent.
 
         The inverse of ``create_key`` when the key's id is unknown (a create
-        that failed after the server made the key), and a backstop on delete."""
+        that failed after the server made the key), a backstop on delete, and
+        crash recovery: ``keep`` = the keys Balsam knows, so every key a dead
+        process minted and never recorded goes."""
 
     @abc.abstractmethod
     def key_exists(self, access_key: str) -> bool:

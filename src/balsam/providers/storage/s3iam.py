@@ -23,7 +23,7 @@ import secrets
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
 
@@ -303,7 +303,7 @@ class S3IamStorage(StorageProvider):
             if user is not None:
                 self._delete_user(user)
 
-    def revoke_bucket_keys(self, bucket: str) -> int:
+    def revoke_bucket_keys(self, bucket: str, *, keep: Collection[str] = ()) -> int:
         """Delete every IAM user whose Balsam policy names ``bucket`` and no
         other bucket, with all their keys; return how many keys that was."""
         revoked = 0
@@ -311,7 +311,8 @@ class S3IamStorage(StorageProvider):
             for user in self._users():
                 if self._scoped_bucket(user) != bucket:
                     continue
-                if self.admin_access_key not in self._access_keys(user):
+                held = set(self._access_keys(user))
+                if self.admin_access_key not in held and not held & set(keep):
                     revoked += self._delete_user(user)
         return revoked
 

@@ -30,7 +30,7 @@ import secrets
 import string
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from contextlib import suppress
 from functools import partial
 from pathlib import Path
@@ -152,7 +152,7 @@ class SeaweedIamStorage(S3IamStorage):
             self._delete_identity(identity.name, keys)
         self._wait_until_refused(keys)
 
-    def revoke_bucket_keys(self, bucket: str) -> int:
+    def revoke_bucket_keys(self, bucket: str, *, keep: Collection[str] = ()) -> int:
         """Delete every identity scoped to ``bucket`` alone; return how many keys
         they held. One ListUsers call, then GetUser for each name not seen
         before (at 10,000 identities a first scan takes seconds, later ones
@@ -164,8 +164,11 @@ class SeaweedIamStorage(S3IamStorage):
             if index:
                 time.sleep(self.bulk_pause)
             identity = self._identity(name)
-            if identity is not None and scoped_bucket(identity) == bucket:
-                revoked += self._delete_identity(name, _keys_of(identity))
+            if identity is None or scoped_bucket(identity) != bucket:
+                continue
+            held = _keys_of(identity)
+            if not set(held) & set(keep):
+                revoked += self._delete_identity(name, held)
         self._wait_until_refused(revoked)
         return len(revoked)
 
