@@ -136,19 +136,33 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     return problem(500, "An unexpected error occurred.", request=request)
 
 
+_LIVENESS = "/api/v1/health"
+_UNAVAILABLE: dict[str, Any] = {
+    "description": "Service unavailable: the database or the storage server is down or "
+                   "restarting; nothing was changed. Retry after the time given.",
+    "headers": {"Retry-After": {"description": "Seconds to wait before retrying.",
+                                "schema": {"type": "integer"}}},
+}
+
+
 def document_problems(schema: dict[str, Any]) -> dict[str, Any]:
     """Document every 4xx/5xx response as ``application/problem+json`` with the
     Problem schema (FastAPI would file a response model under application/json),
     and the errors any operation can give: 400/413/422 for a request body
-    (malformed JSON, too large, invalid), 422 for parameters."""
+    (malformed JSON, too large, invalid), 422 for parameters, and 503 with
+    ``Retry-After`` from every operation but liveness (the database or the
+    storage server is down or restarting)."""
     ref = {"$ref": "#/components/schemas/Problem"}
-    for item in schema.get("paths", {}).values():
+    for path, item in schema.get("paths", {}).items():
         for operation in item.values():
             responses = operation.setdefault("responses", {})
             implied = (["400", "413", "422"] if "requestBody" in operation else []) + \
                 (["422"] if operation.get("parameters") else [])
             for code in implied:
                 responses.setdefault(code, {"description": _TITLES[int(code)]})
+            if path != _LIVENESS:
+                unavailable = responses.setdefault("503", dict(_UNAVAILABLE))
+                unavailable.setdefault("headers", _UNAVAILABLE["headers"])
             for code, response in responses.items():
                 if code[:1] in "45":
                     response["content"] = {PROBLEM: {"schema": ref}}

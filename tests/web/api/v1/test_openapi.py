@@ -265,3 +265,17 @@ def test_later_areas_are_absent_or_whole(served: Doc, area: str) -> None:
         return
     missing = sorted(set(theirs) - set(present))
     assert not missing, f"{area} is half-present: upstream's {missing} are missing"
+
+
+def test_every_operation_but_liveness_documents_503_with_retry_after(
+        anon: httpx.Client) -> None:
+    paths = anon.get(f"{PREFIX}/openapi.json").json()["paths"]
+    for path, item in paths.items():
+        for method, operation in item.items():
+            unavailable = operation["responses"].get("503")
+            if path == f"{PREFIX}/health":
+                assert unavailable is None, "liveness answers 200 while the process runs"
+                continue
+            assert unavailable is not None, f"{method.upper()} {path}"
+            assert "Retry-After" in unavailable["headers"]
+            assert "application/problem+json" in unavailable["content"]
