@@ -16,16 +16,12 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from balsam import __version__
-from balsam.context import AppContext, Providers
-from balsam.db.engine import make_engine, make_sessionmaker
-from balsam.db.migrate import upgrade
-from balsam.domain.audit.service import AuditLog
-from balsam.domain.workspaces.secrets import WorkspaceSecretStore
-from balsam.domain.workspaces.templates import load_templates
-from balsam.providers.factory import build_providers
+from balsam.context import AppContext
+from balsam.providers.bundle import Providers
 from balsam.settings import Settings
 from balsam.web.errors import document_problems, document_security, install_error_handlers
 from balsam.web.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from balsam.wiring import build_context
 
 API_DESCRIPTION = (
     "Balsam's REST API. Upstream BALSAM's paths, methods, parameters and field names "
@@ -41,25 +37,6 @@ def _document(app: FastAPI) -> None:
         return document_security(document_problems(original()))
 
     app.openapi = openapi  # type: ignore[method-assign]
-
-
-def build_context(settings: Settings, providers: Providers | None = None) -> AppContext:
-    """Create the database (migrated), providers and audit log for one app."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    url = settings.resolved_database_url
-    upgrade(url)
-    engine = make_engine(url)
-    sessions = make_sessionmaker(engine)
-    return AppContext(
-        settings=settings,
-        engine=engine,
-        sessions=sessions,
-        providers=providers or build_providers(settings),
-        audit=AuditLog(sessions),
-        templates=load_templates(settings.workspaces.templates_file),
-        workspace_secrets=WorkspaceSecretStore(
-            settings.data_dir.resolve() / "secrets" / "workspaces"),
-    )
 
 
 @asynccontextmanager

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from balsam.context import AppContext
 from balsam.db.models import AuditEvent, Branch, Credential, PendingOperation, Project, Workspace
 from balsam.domain.journal import Journal, this_process
-from balsam.domain.projects.service import marker_body, marker_key
+from balsam.domain.projects.markers import marker_body, marker_key
 from balsam.domain.recovery import recover
 from balsam.domain.steps import Compensations
 from balsam.errors import ProviderError

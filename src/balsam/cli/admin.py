@@ -16,14 +16,15 @@ from typing import Any, NoReturn, cast
 import click
 from pydantic import ValidationError
 
-from balsam.app import build_context
 from balsam.cli.settings_cmd import load_settings
-from balsam.context import AppContext, Providers
+from balsam.context import AppContext
 from balsam.db.models import User
 from balsam.domain.identity.schemas import UserCreate, UserUpdate
 from balsam.domain.identity.service import Actor, IdentityService
 from balsam.errors import BalsamError
+from balsam.providers.bundle import Providers
 from balsam.settings import Settings
+from balsam.wiring import build_context
 
 PASSWORD_ENV = "BALSAM_NEW_USER_PASSWORD"  # noqa: S105 (the variable's name, not a secret)
 

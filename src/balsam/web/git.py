@@ -18,18 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import StreamingResponse
 
 from balsam.context import AppContext
-from balsam.db.models import Membership, Project, User
-from balsam.domain.audit.service import AuditRecord
-from balsam.domain.identity.service import TOKEN_PREFIX, Actor, IdentityService
+from balsam.domain.identity.service import Actor
+from balsam.domain.projects.git_access import GitAccess
 from balsam.domain.projects.push_hook import PUSH_LOG, ensure_hook_scripts
 from balsam.domain.projects.pushes import PushService, parse_updates
-from balsam.domain.workspaces.service import GIT_TOKEN_PREFIX, WorkspaceService
-from balsam.errors import RateLimited, Unauthenticated
+from balsam.errors import Forbidden, RateLimited, Unauthenticated
 from balsam.web.deps import basic_credentials, client_address, request_id
 from balsam.web.errors import problem
 from balsam.web.git_http import git_http_response, git_service_of
@@ -38,58 +35,26 @@ router = APIRouter(include_in_schema=False)
 CHALLENGE = {"WWW-Authenticate": 'Basic realm="Balsam git", charset="UTF-8"'}
 
 
-def _user(request: Request, ctx: AppContext, username: str, secret: str, repo: str) -> User:
-    """The user behind the credentials. A workspace's git token (``bws_…``) is valid
-    only for that workspace's project repository."""
-    identity = IdentityService(ctx)
-    if secret.startswith(GIT_TOKEN_PREFIX):
-        found = WorkspaceService(ctx).git_user(secret, username)
-        if found is None:
-            raise Unauthenticated("The workspace token is invalid or revoked.")
-        if found[1] != repo:
-            raise Unauthenticated("This workspace token is for another project.")
-        return found[0]
-    if secret.startswith(TOKEN_PREFIX):
-        user = identity.authenticate_token(secret)
-        if user.username != username:
-            raise Unauthenticated("The token does not belong to this user.")
-        return user
-    return identity.login_password(username, secret, address=client_address(request),
-                                   request_id=request_id(request))
-
-
-def _is_member(ctx: AppContext, user: User, project_id: str) -> bool:
-    with ctx.sessions() as session:
-        if session.get(Project, project_id) is None:
-            return False
-        return user.is_admin or session.scalar(select(Membership.role).where(
-            Membership.project_id == project_id, Membership.user_id == user.id)) is not None
-
-
-def _audit(ctx: AppContext, request: Request, actor: str, action: str, project_id: str,
-           outcome: str, **details: object) -> None:
-    ctx.audit.record(AuditRecord(
-        actor=actor[:64], action=action, target=f"git:{project_id}"[:300],
-        project_id=project_id if outcome != "denied" else None, outcome=outcome,  # type: ignore[arg-type]
-        request_id=request_id(request), details=dict(details)))
-
-
-def _authorize(request: Request, ctx: AppContext, repo: str, write: bool) -> User | Response:
-    """The member allowed in, or the refusal to send (blocking: run in a thread)."""
+def _authorize(request: Request, ctx: AppContext, repo: str, write: bool) -> Actor | Response:
+    """The member allowed in, or the refusal to send (blocking: run in a thread).
+    The domain decides (:class:`GitAccess`); this only translates."""
     creds = basic_credentials(request)
     if creds is None:
         return problem(401, "Log in with your username and an API token.", request=request,
                        headers=CHALLENGE)
+    access = GitAccess(ctx)
     try:
-        user = _user(request, ctx, *creds, repo)
+        actor = access.authenticate(*creds, repo, address=client_address(request),
+                                    request_id=request_id(request))
     except (Unauthenticated, RateLimited) as exc:
         return problem(exc.status, exc.message, request=request, headers=CHALLENGE)
-    if not _is_member(ctx, user, repo):
-        _audit(ctx, request, user.username, "git.denied", repo, "denied", write=write)
-        return problem(403, "You are not a member of this project.", request=request)
-    if request.method == "POST" and not write:  # pushes are audited with their updates
-        _audit(ctx, request, user.username, "git.fetch", repo, "success")
-    return user
+    # Pushes are audited with their updates, after git has run.
+    fetch = request.method == "POST" and not write
+    try:
+        access.authorize(actor, repo, write=write, fetch=fetch)
+    except Forbidden as exc:
+        return problem(403, exc.message, request=request)
+    return actor
 
 
 @router.api_route("/git/{repo}.git/{path:path}", methods=["GET", "POST"])
@@ -117,8 +82,7 @@ async def git_smart_http(repo: str, path: str, request: Request) -> Response:
         request, repo_path=repo_path, path_info="/" + path, remote_user=allowed.username,
         allow_push=True, config={"core.hooksPath": str(hooks)},
         environment={**policy.environment(), PUSH_LOG: log})
-    actor = Actor(allowed.id, allowed.username, allowed.is_admin, request_id(request))
-    follow = _PushFollowUp(pushes, actor, repo, Path(log))
+    follow = _PushFollowUp(pushes, allowed, repo, Path(log))
     if isinstance(response, StreamingResponse):
         response.body_iterator = follow.before_last_chunk(response.body_iterator)
     else:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 import time
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from balsam.domain.library.sync import (
 from balsam.domain.library.tree import LibraryTree
 from balsam.domain.library.worker import LibrarySyncWorker
 from balsam.errors import InvalidInput, NotFound
+from balsam.wiring import derive
 from tests.fixtures.library import commit_files, file_url, git, make_repo
 
 ADMIN = Actor(user_id=0, username="test-admin", is_admin=True, request_id="test")
@@ -118,7 +118,7 @@ def test_branch_change_and_missing_branch(ctx: AppContext, library: str, source:
 
 
 def test_url_no_longer_allowed_fails_at_sync(ctx: AppContext, library: str) -> None:
-    closed = dataclasses.replace(
+    closed = derive(
         ctx, settings=ctx.settings.model_copy(update={"source_file_roots": []}))
     failed = LibrarySyncer(closed).sync_now(library)
     assert failed.sync_status == "failed"

@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 from sqlalchemy import event, func, select
 
-from balsam.context import AppContext, Providers
+from balsam.context import AppContext
 from balsam.db.models import AuditEvent, Branch, Credential, Membership, Project
 from balsam.errors import ProviderError
+from balsam.providers.bundle import Providers
 from tests.fixtures.app import TestUser
 
 

@@ -11,8 +11,8 @@ from balsam.domain.identity.service import Actor
 from balsam.domain.journal import Journal, crash_point
 from balsam.domain.projects import naming
 from balsam.domain.projects.access import require
+from balsam.domain.projects.markers import marker_body, marker_key
 from balsam.domain.projects.schemas import BranchCreate
-from balsam.domain.projects.service import marker_body, marker_key
 from balsam.domain.steps import Compensations
 from balsam.errors import Conflict, InvalidInput, NotFound
 

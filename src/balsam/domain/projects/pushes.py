@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 
 from balsam.context import AppContext
-from balsam.db.models import Branch, Project, User
+from balsam.db.models import Branch, Project
 from balsam.domain.audit.service import AuditRecord
 from balsam.domain.identity.service import Actor
 from balsam.domain.projects import naming
@@ -125,14 +125,13 @@ class PushService:
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
 
-    def policy(self, user: User, project_id: str) -> PushPolicy | None:
-        """The push rules for ``user`` on the project (None: no such project)."""
-        actor = Actor(user.id, user.username, user.is_admin)
+    def policy(self, actor: Actor, project_id: str) -> PushPolicy | None:
+        """The push rules for ``actor`` on the project (None: no such project)."""
         with self.ctx.sessions() as session:
             project = session.get(Project, project_id)
             if project is None:
                 return None
-            owner = user.is_admin or role_of(session, actor, project_id) == "owner"
+            owner = actor.is_admin or role_of(session, actor, project_id) == "owner"
             return PushPolicy(project.default_branch, owner)
 
     def apply(self, actor: Actor, project_id: str, updates: Iterable[RefUpdate]) -> None:

@@ -20,8 +20,10 @@ from balsam.db.models import Branch, Credential, Membership, Project, Workspace
 from balsam.domain.audit.service import AuditRecord
 from balsam.domain.identity.service import Actor
 from balsam.domain.journal import Journal, crash_point
+from balsam.domain.library.reuse import project_source
 from balsam.domain.projects import naming
 from balsam.domain.projects.access import require, role_of
+from balsam.domain.projects.markers import marker_body, marker_key
 from balsam.domain.projects.schemas import ProjectCreate, ProjectUpdate
 from balsam.domain.projects.sources import check_public_source
 from balsam.domain.steps import Compensations
@@ -55,15 +57,6 @@ GITATTRIBUTES = """\
 *.ipynb filter=nbstripout
 *.ipynb diff=ipynb
 """
-
-
-def marker_key(branch: str) -> str:
-    """Upstream's per-branch marker object: the prefix exists from the start."""
-    return f"{branch}/readme.txt"
-
-
-def marker_body(project_name: str, branch: str) -> bytes:
-    return f"Data of project '{project_name}', branch '{branch}'.\n".encode()
 
 
 def auth_group(project_id: str) -> str:
@@ -188,8 +181,6 @@ class ProjectService:
         if data.source is not None and data.source_location:
             raise InvalidInput("Give either sourceLocation or source, not both.")
         if data.source is not None:
-            from balsam.domain.library.reuse import project_source
-
             try:
                 found = project_source(self.ctx, data.source.library_id, data.source.path)
             except NotFound as exc:

@@ -12,7 +12,7 @@ user only, so by default workspaces run for one Balsam user:
 * everyone else gets 409 (reason ``workspaces-not-isolated``) when creating or
   starting a workspace;
 * an admin may accept the risk with ``workspaces.single_uid_for_all_users``;
-  Balsam then warns in its log at startup (``providers.factory``), and every workspace's API shape
+  Balsam then warns in its log at startup (``balsam.wiring``), and every workspace's API shape
   says ``isolation: "none"``.
 """
 

@@ -1,7 +1,8 @@
 """Who may pass the workspace proxy, and where their requests go.
 
 The proxy accepts the API's credentials: ``Authorization: Bearer <personal
-token>`` or the portal's session cookie. Only the workspace's owner passes
+token>`` or the portal's session cookie. Who passes is the domain's decision
+(:class:`balsam.domain.workspaces.access.WorkspaceAccess`): the workspace's owner
 (all project members when ``workspaces.members_may_open``); admins do not.
 
 Cookie-authenticated requests are forgeable cross-site, so for them:
@@ -25,20 +26,13 @@ from urllib.parse import urlsplit
 from starlette.requests import HTTPConnection
 
 from balsam.context import AppContext
-from balsam.db.models import Workspace
-from balsam.domain.audit.service import AuditRecord
 from balsam.domain.identity.service import Actor, IdentityService, sha256
-from balsam.domain.projects.access import role_of
-from balsam.errors import BalsamError, Forbidden, NotFound, Unauthenticated
+from balsam.domain.workspaces.access import WorkspaceAccess, WorkspaceNotRunning
+from balsam.errors import BalsamError, Forbidden, Unauthenticated
 from balsam.providers.workspaces.base import Endpoint
 
 CACHE_SECONDS = 5.0
 SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
-
-
-class NotRunning(BalsamError):
-    status = 503
-    reason = "workspace-not-running"
 
 
 @dataclass(frozen=True)
@@ -124,31 +118,9 @@ class ProxyAccess:
         user = (identity.authenticate_session(secret)[0] if via_cookie
                 else identity.authenticate_token(secret))
         actor = Actor(user_id=user.id, username=user.username, is_admin=user.is_admin)
-        with self.ctx.sessions() as session:
-            ws = session.get(Workspace, workspace_id)
-            member = ws is not None and role_of(session, actor, ws.project_id) is not None
-            if ws is None or not (member or user.is_admin):
-                raise NotFound(f"No workspace '{workspace_id}'.")
-            allowed = ws.owner_id == user.id or (
-                member and self.ctx.settings.workspaces.members_may_open)
-            if not allowed or ws.locked:
-                self._deny(user.username, ws, "locked" if allowed else "not the owner")
-                raise Forbidden("Only the workspace's owner can open it." if not allowed
-                                else "This workspace is locked.")
-            state, reason = ws.state, ws.state_reason
-        endpoint = self.ctx.providers.workspaces.endpoint(workspace_id) \
-            if state == "running" else None
-        if endpoint is None:
-            raise NotRunning(f"The workspace is {state}" + (f": {reason}" if reason else "."))
-        return Passage(user.username, endpoint)
-
-    def _deny(self, username: str, ws: Workspace, why: str) -> None:
-        self.ctx.audit.record(AuditRecord(
-            actor=username, action="workspace.open", outcome="denied",
-            target=f"project:{ws.project_id}/workspace:{ws.id}", project_id=ws.project_id,
-            details={"reason": why}))
+        return Passage(user.username, WorkspaceAccess(self.ctx).open(actor, workspace_id))
 
 
 def refusal(exc: BalsamError) -> tuple[int, str, dict[str, str]]:
-    headers = {"Retry-After": "2"} if isinstance(exc, NotRunning) else {}
+    headers = {"Retry-After": "2"} if isinstance(exc, WorkspaceNotRunning) else {}
     return exc.status, exc.message, headers

@@ -15,6 +15,7 @@ from balsam.app import create_app
 from balsam.context import AppContext
 from balsam.domain.health.service import CheckRunner, HealthService
 from balsam.providers.storage.s3iam import S3IamStorage
+from balsam.wiring import derive
 
 COMPONENTS = {"database", "storage", "git", "workspaces", "librarySync"}
 
@@ -41,7 +42,7 @@ def silent_server() -> Iterator[int]:
 
 def _with_storage(ctx: AppContext, endpoint: str) -> AppContext:
     storage = S3IamStorage(endpoint, "us-east-1", "AK", "SK", read_timeout=60)
-    return dataclasses.replace(ctx, providers=dataclasses.replace(ctx.providers, storage=storage))
+    return derive(ctx, providers=dataclasses.replace(ctx.providers, storage=storage))
 
 
 def test_a_paused_storage_server_is_a_timeout_within_the_bound(

@@ -4,7 +4,6 @@ content served from git, and nothing active reaching a browser."""
 from __future__ import annotations
 
 import base64
-import dataclasses
 import http.server
 import json
 import os
@@ -24,6 +23,7 @@ from balsam.app import create_app
 from balsam.context import AppContext
 from balsam.domain.library.service import LibraryService
 from balsam.domain.projects.naming import encode_file_id
+from balsam.wiring import derive
 from tests.fixtures.app import TestUser
 from tests.fixtures.library import (
     ADVERSARIAL_FILES,
@@ -320,7 +320,7 @@ def test_every_library_route_is_in_the_matrix(app: FastAPI) -> None:
 
 
 def test_public_libraries_open_reading_only(ctx: AppContext, fresh: str) -> None:
-    public = dataclasses.replace(
+    public = derive(
         ctx, settings=ctx.settings.model_copy(update={"library_public": True}))
     app = create_app(public.settings, ctx=public)
     with TestClient(app, raise_server_exceptions=False) as client:

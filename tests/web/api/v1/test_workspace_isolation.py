@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from balsam import wiring
 from balsam.context import AppContext
 from balsam.db.models import Workspace
-from balsam.providers import factory
 from tests.fixtures.app import TestUser
 from tests.fixtures.workspaces import wait_state
 from tests.web.api.v1.test_users_auth import assert_problem
@@ -84,10 +84,10 @@ def test_startup_says_whether_workspaces_are_shared(
     ctx: AppContext, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = ctx.settings
-    with caplog.at_level(logging.INFO, logger="balsam.providers.factory"):
-        factory._log_unisolated(settings)
+    with caplog.at_level(logging.INFO, logger="balsam.wiring"):
+        wiring._log_unisolated(settings)
         monkeypatch.setattr(settings.workspaces, "single_uid_for_all_users", True)
-        factory._log_unisolated(settings)
+        wiring._log_unisolated(settings)
     info, warning = caplog.records[-2:]
     assert info.levelno == logging.INFO and "one Balsam user only" in info.getMessage()
     assert warning.levelno == logging.WARNING and "UNSAFE" in warning.getMessage()

@@ -19,7 +19,6 @@ from fastapi import APIRouter, BackgroundTasks, Depends, Path, Request, Response
 from fastapi.responses import StreamingResponse
 
 from balsam.context import AppContext
-from balsam.db.models import KnowledgeLibrary
 from balsam.domain.identity.service import Actor
 from balsam.domain.library import catalog
 from balsam.domain.library.catalog import LibraryLinks
@@ -37,6 +36,7 @@ from balsam.domain.library.schemas import (
 )
 from balsam.domain.library.service import LibraryService
 from balsam.domain.library.sync import LibrarySyncer
+from balsam.domain.library.views import library_public
 from balsam.domain.library.worker import LibrarySyncWorker
 from balsam.domain.projects.naming import decode_file_id, encode_file_id
 from balsam.domain.projects.schemas import RepoFile
@@ -69,16 +69,6 @@ def library_reader(request: Request, ctx: Ctx) -> Actor | None:
 
 
 Reader = Annotated[Actor | None, Depends(library_reader)]
-
-
-def library_public(library: KnowledgeLibrary) -> KnowledgeLibraryPublic:
-    return KnowledgeLibraryPublic(
-        id=library.id, name=library.name, description=library.description,
-        repository_url=library.repository_url,
-        repository_friendly_url=library.repository_friendly_url, branch=library.branch,
-        sync_status=library.sync_status,  # type: ignore[arg-type]
-        last_synced_commit=library.last_synced_commit, last_synced_at=library.last_synced_at,
-        sync_error=library.sync_error)
 
 
 def links(ctx: AppContext, library_id: str) -> LibraryLinks:

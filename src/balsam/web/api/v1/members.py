@@ -6,20 +6,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Response
 
-from balsam.db.models import Membership
 from balsam.domain.projects.members import MemberService
 from balsam.domain.projects.schemas import MemberAdd, MemberList, MemberPublic, MemberUpdate
+from balsam.domain.projects.views import member_public
 from balsam.web.api.v1.common import MEMBER, problems
 from balsam.web.api.v1.projects import ProjectId
 from balsam.web.deps import Ctx, CurrentActor
 
 router = APIRouter(prefix="/projects/{projectId}/members", tags=["Members"])
 Username = Annotated[str, Path(max_length=64)]
-
-
-def member_public(m: Membership) -> MemberPublic:
-    return MemberPublic(username=m.user.username, display_name=m.user.display_name,
-                        role=m.role, added_at=m.created_at)  # type: ignore[arg-type]
 
 
 @router.get("", response_model=MemberList, operation_id="ListMembers", responses=MEMBER)

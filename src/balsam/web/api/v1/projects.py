@@ -8,8 +8,6 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from balsam.context import AppContext
-from balsam.db.models import Branch, Project
 from balsam.domain.library.reuse import ReuseService
 from balsam.domain.projects.branches import BranchService
 from balsam.domain.projects.files import FileService
@@ -27,6 +25,7 @@ from balsam.domain.projects.schemas import (
     S3Credentials,
 )
 from balsam.domain.projects.service import ProjectService, auth_group
+from balsam.domain.projects.views import branch_public, git_url, project_public
 from balsam.web.api.v1.common import MEMBER, Limit, Offset, problems
 from balsam.web.deps import Ctx, CurrentActor
 
@@ -34,24 +33,6 @@ router = APIRouter(prefix="/projects", tags=["Project"])
 ProjectId = Annotated[str, Path(max_length=63, description="The identity of the project.")]
 BranchId = Annotated[str, Path(max_length=100, description="The identity of the branch.")]
 FileId = Annotated[str, Path(max_length=4096, description="The identity of the file.")]
-
-
-def git_url(ctx: AppContext, project_id: str) -> str:
-    return f"{ctx.settings.resolved_public_url}/git/{project_id}.git"
-
-
-def branch_public(branch: Branch) -> BranchPublic:
-    return BranchPublic(id=branch.id, name=branch.id, description=branch.description,
-                        is_default=branch.is_default)
-
-
-def project_public(ctx: AppContext, project: Project, role: str | None) -> ProjectPublic:
-    return ProjectPublic(
-        id=project.id, name=project.name, description=project.description,
-        git_url=git_url(ctx, project.id), auth_group=auth_group(project.id),
-        branches=[branch_public(b) for b in project.branches], bucket=project.bucket,
-        source_location=project.source_location, created_at=project.created_at,
-        role=role)  # type: ignore[arg-type]
 
 
 @router.get("", response_model=ProjectList, operation_id="ListProjects", responses=MEMBER)

@@ -6,7 +6,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response
 
-from balsam.db.models import ApiToken, User
 from balsam.domain.identity.schemas import (
     TokenCreate,
     TokenCreated,
@@ -17,21 +16,12 @@ from balsam.domain.identity.schemas import (
     UserUpdate,
 )
 from balsam.domain.identity.service import IdentityService
+from balsam.domain.identity.views import token_public, user_public
 from balsam.web.api.v1.common import AUTH, Limit, Offset, problems
 from balsam.web.deps import AdminActor, BasicOrActor, Ctx, CurrentActor
 
 router = APIRouter(prefix="/users", tags=["Users"])
 Username = Annotated[str, Path(max_length=64)]
-
-
-def user_public(user: User) -> UserPublic:
-    return UserPublic(username=user.username, display_name=user.display_name, email=user.email,
-                      is_admin=user.is_admin, is_active=user.is_active, created_at=user.created_at)
-
-
-def token_public(token: ApiToken) -> TokenPublic:
-    return TokenPublic(id=token.id, name=token.name, created_at=token.created_at,
-                       expires_at=token.expires_at, last_used_at=token.last_used_at)
 
 
 @router.post("", status_code=201, response_model=UserPublic, operation_id="CreateUser",

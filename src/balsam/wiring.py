@@ -1,11 +1,24 @@
-"""Choose provider implementations by name from settings."""
+"""The wiring, in one place: the providers chosen by name from settings, and the
+application context that holds them (with its workspace supervisor).
+
+Everything is built here and handed down; nothing below (domain, providers, web)
+builds its own collaborators.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from balsam.context import Providers
+from balsam.context import AppContext
+from balsam.db.engine import make_engine, make_sessionmaker
+from balsam.db.migrate import upgrade
+from balsam.domain.audit.service import AuditLog
+from balsam.domain.workspaces.secrets import WorkspaceSecretStore
+from balsam.domain.workspaces.supervisor import WorkspaceSupervisor
+from balsam.domain.workspaces.templates import load_templates
+from balsam.providers.bundle import Providers
 from balsam.providers.storage.base import StorageProvider
 from balsam.providers.workspaces.base import WorkspaceProvider
 from balsam.settings import Settings
@@ -14,6 +27,35 @@ if TYPE_CHECKING:
     from balsam.providers.workspaces.environments import EnvironmentBuilder
 
 log = logging.getLogger(__name__)
+
+
+def build_context(settings: Settings, providers: Providers | None = None) -> AppContext:
+    """Create the database (migrated), providers and audit log for one app."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    url = settings.resolved_database_url
+    upgrade(url)
+    engine = make_engine(url)
+    sessions = make_sessionmaker(engine)
+    ctx = AppContext(
+        settings=settings,
+        engine=engine,
+        sessions=sessions,
+        providers=providers or build_providers(settings),
+        audit=AuditLog(sessions),
+        templates=load_templates(settings.workspaces.templates_file),
+        workspace_secrets=WorkspaceSecretStore(
+            settings.data_dir.resolve() / "secrets" / "workspaces"),
+    )
+    ctx.supervisor = WorkspaceSupervisor(ctx)
+    return ctx
+
+
+def derive(ctx: AppContext, **changes: Any) -> AppContext:
+    """A copy of ``ctx`` with ``changes`` (e.g. other providers; tests), with a
+    workspace supervisor of its own."""
+    copy = dataclasses.replace(ctx, **changes)
+    copy.supervisor = WorkspaceSupervisor(copy)
+    return copy
 
 
 def build_providers(settings: Settings) -> Providers:
