@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -223,7 +223,8 @@ class Settings(BaseSettings):
 
     environment: Literal["development", "production"] = Field(
         "development",
-        description="'production' refuses insecure settings (e.g. plain-HTTP cookies).",
+        description="'production' refuses to start with insecure settings: public_url must "
+        "be https, auth.cookie_secure on, workspaces.single_uid_for_all_users off.",
     )
     data_dir: Path = Field(
         Path(".balsam"),
@@ -299,6 +300,23 @@ class Settings(BaseSettings):
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir.resolve() / 'balsam.db'}"
+
+    @model_validator(mode="after")
+    def _production_is_secure(self) -> Settings:
+        """In production, refuse what would expose users (one error naming each)."""
+        if self.environment != "production":
+            return self
+        wrong = [message for insecure, message in (
+            (not (self.public_url or "").startswith("https://"),
+             "BALSAM_PUBLIC_URL must be an https:// URL"),
+            (not self.auth.cookie_secure, "BALSAM_AUTH__COOKIE_SECURE must be true"),
+            (self.workspaces.single_uid_for_all_users,
+             "BALSAM_WORKSPACES__SINGLE_UID_FOR_ALL_USERS must be false"),
+        ) if insecure]
+        if wrong:
+            raise ValueError("environment 'production' refuses insecure settings: "
+                             + "; ".join(wrong))
+        return self
 
     @property
     def resolved_public_url(self) -> str:
