@@ -78,6 +78,7 @@ def create_app(settings: Settings | None = None, *, providers: Providers | None 
                ctx: AppContext | None = None) -> FastAPI:
     """Build one Balsam ASGI application."""
     from balsam.web.api.v1 import router as api_router
+    from balsam.web.api_docs import router as api_docs_router
     from balsam.web.git import router as git_router
     from balsam.web.pages import router as pages_router
     from balsam.web.pages_workspaces import router as workspace_pages_router
@@ -91,7 +92,7 @@ def create_app(settings: Settings | None = None, *, providers: Providers | None 
         version=__version__,
         description=API_DESCRIPTION,
         openapi_url="/api/v1/openapi.json",
-        docs_url="/api/v1/docs",
+        docs_url=None,  # served from a package by web/api_docs.py: no CDN
         redoc_url=None,
         lifespan=lifespan,
     )
@@ -103,6 +104,7 @@ def create_app(settings: Settings | None = None, *, providers: Providers | None 
     # matched in order.
     app.include_router(proxy_router)
     app.include_router(api_router, prefix="/api/v1")
+    app.include_router(api_docs_router)
     app.include_router(git_router)
     app.include_router(pages_router)
     app.include_router(workspace_pages_router)
