@@ -73,6 +73,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.parsers import ResponseParserError
 
+from balsam.children import dying_with_parent
 from balsam.embedded.seaweed_confinement import (
     confined_command,
     hand_over,
@@ -268,18 +269,6 @@ def _not_listening(ports: set[int]) -> set[int]:
         except OSError:
             refused.add(port)
     return refused
-
-
-def _dies_with_parent(command: list[str]) -> list[str]:
-    """``command`` run with a parent-death signal (SIGKILL). Innermost of the
-    wrappers on purpose: the kernel clears that signal when the uid changes,
-    which the confinement's ``setpriv --reuid`` does before this runs. Every
-    wrapper execs the next, so the signal is set on weed's own process."""
-    setpriv = shutil.which("setpriv")
-    if setpriv is None:  # util-linux missing: the stale-process check at start remains
-        log.warning("SeaweedFS: no setpriv here; weed may outlive a killed Balsam")
-        return command
-    return [setpriv, "--pdeathsig", "KILL", "--", *command]
 
 
 class SeaweedServer:
@@ -508,9 +497,13 @@ class SeaweedServer:
                 hand_over(self._socket_dir, self.run_as_uid)
 
     def _confined(self, command: list[str]) -> list[str]:
+        """``command`` in its confinement, with the parent-death signal innermost
+        on purpose: the kernel clears that signal when the uid changes, which the
+        confinement's ``setpriv --reuid`` does before it runs. Every wrapper execs
+        the next, so the signal is set on weed's own process."""
         private = self.data_dir / "tmp" if self.private_tmp else None
         binary = Path(command[0]).parent
-        return confined_command(_dies_with_parent(command), private_tmp=private,
+        return confined_command(dying_with_parent(command), private_tmp=private,
                                 keep=[self.data_dir, binary], uid=self.run_as_uid)  # fmt: skip
 
     def _decide_private_tmp(self) -> None:

@@ -11,10 +11,11 @@ without a service) is answered 404. The caller authenticates and authorises;
 :func:`git_service_of` tells it whether a request reads or writes.
 
 How a request flows: ``git http-backend`` runs as a CGI child in its own
-process group. The request body is streamed into its stdin chunk by chunk
-(chunked pushes included; a gzip body is passed through for the backend to
-inflate) while its CGI headers are read from stdout; the rest of stdout is
-then streamed back as a :class:`~starlette.responses.StreamingResponse`.
+process group, which dies with Balsam (:mod:`balsam.children`). The request
+body is streamed into its stdin chunk by chunk (chunked pushes included; a
+gzip body is passed through for the backend to inflate) while its CGI headers
+are read from stdout; the rest of stdout is then streamed back as a
+:class:`~starlette.responses.StreamingResponse`.
 
 The body is fully delivered before the response object is returned because
 Starlette's ``StreamingResponse`` listens for disconnects on the same ASGI
@@ -40,6 +41,7 @@ from typing import Literal
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
 
+from balsam.children import group_dying_with_parent
 from balsam.errors import ProviderError
 from balsam.providers.git.local import git_environment
 
@@ -170,11 +172,13 @@ def _body_variables(request: Request) -> dict[str, str]:
 
 
 async def _spawn_backend(env: dict[str, str]) -> asyncio.subprocess.Process:
-    """Start ``git http-backend`` as the leader of a new process group."""
+    """Start ``git http-backend`` as the leader of a new process group, which
+    dies as a whole (upload-pack, pack-objects and hooks included) with Balsam.
+    asyncio forks from the event-loop thread, which lives as long as the server,
+    so the parent-death signal never ends a request early."""
     try:
         return await asyncio.create_subprocess_exec(
-            "git",
-            "http-backend",
+            *group_dying_with_parent(["git", "http-backend"]),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,

@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from balsam.children import group_dying_with_parent
 from balsam.context import AppContext
 from balsam.db.models import KnowledgeLibrary, utcnow
 from balsam.domain.audit.service import AuditRecord, Outcome
@@ -145,9 +146,13 @@ class LibraryMirror:
         shutil.rmtree(self.path(library_id), ignore_errors=True)
 
     def _git(self, args: list[str]) -> bytes:
+        """stdout of ``git args``; SyncFailed on a failure or timeout. git and the
+        helpers it starts (``git-remote-http``, blocked on a slow remote) die with
+        Balsam: ``subprocess.run`` holds this thread until git has ended."""
         try:
-            result = subprocess.run(["git", *args], capture_output=True, check=False,
-                                    env=git_environment(), timeout=self._timeout)
+            result = subprocess.run(group_dying_with_parent(["git", *args]),
+                                    capture_output=True, check=False, env=git_environment(),
+                                    timeout=self._timeout, start_new_session=True)
         except subprocess.TimeoutExpired:
             raise SyncFailed(f"git timed out after {self._timeout:g} seconds") from None
         if result.returncode != 0:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from balsam.children import dying_with_parent
 from balsam.errors import NotFound, PayloadTooLarge, ProviderError
 from balsam.providers.git.base import TreeEntry
 from balsam.providers.git.local import git_environment, is_safe_path
@@ -70,11 +71,12 @@ def _parse(output: bytes) -> _Listing:
 def _git(git_dir: Path, args: list[str], timeout: float, *, stdin: bytes | None = None
          ) -> bytes:
     """stdout of ``git --git-dir=<git_dir> args``; NotFound when the mirror is
-    gone or lacks the object, ProviderError on a timeout."""
+    gone or lacks the object, ProviderError on a timeout. git dies with Balsam
+    (``subprocess.run`` holds this thread until it has ended)."""
     try:
         result = subprocess.run(
-            ["git", f"--git-dir={git_dir}", *args], input=stdin, capture_output=True,
-            check=False, env=git_environment(), timeout=timeout)
+            dying_with_parent(["git", f"--git-dir={git_dir}", *args]), input=stdin,
+            capture_output=True, check=False, env=git_environment(), timeout=timeout)
     except subprocess.TimeoutExpired as exc:
         raise ProviderError(f"git {args[0]} timed out") from exc
     if result.returncode != 0:
@@ -183,6 +185,10 @@ class LibraryTree:
 
 
 def _stream_blob(git_dir: Path, sha: str, chunk_size: int) -> Iterator[bytes]:
+    # No parent-death signal here: a thread pool steps through this generator, so
+    # the thread that forks git may end while another still reads (the signal
+    # would cut the file short). git writes into a pipe only Balsam reads: when
+    # Balsam dies, its next write fails and it exits.
     process = subprocess.Popen(
         ["git", f"--git-dir={git_dir}", "cat-file", "blob", sha],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=git_environment())

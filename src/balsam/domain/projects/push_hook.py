@@ -41,6 +41,9 @@ def ensure_hook_scripts(folder: Path) -> Path:
 
 
 def _is_ancestor(old: str, new: str) -> bool:
+    # No parent-death wrapper (balsam.children) needed: the hook and this git run
+    # in the process group of Balsam's ``git http-backend``, which dies as a whole
+    # with Balsam.
     done = subprocess.run(["git", "merge-base", "--is-ancestor", old, new],
                           capture_output=True, check=False)
     return done.returncode == 0

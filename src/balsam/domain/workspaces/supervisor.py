@@ -187,7 +187,8 @@ class WorkspaceSupervisor:
 
     def reattach(self) -> None:
         """After a restart: servers still alive stay running; the others are marked
-        stopped; starts that were interrupted are started again."""
+        stopped; starts that were interrupted are started again. Servers of no
+        pending or running workspace (no row, or one stopped or failed) are stopped."""
         provider = self.ctx.providers.workspaces
         with self.ctx.sessions() as session:
             rows = session.execute(select(Workspace.id, Workspace.state).where(
@@ -200,6 +201,19 @@ class WorkspaceSupervisor:
             else:
                 self._set(workspace_id, state="stopped",
                           state_reason="Its server was not running when Balsam started")
+        self._stop_unknown({workspace_id for workspace_id, _state in rows})
+
+    def _stop_unknown(self, known: set[str]) -> None:
+        """Stop servers no workspace in ``known`` accounts for; a failure is logged,
+        never raised: it must not keep Balsam from starting."""
+        try:
+            stopped = self.ctx.providers.workspaces.stop_unknown(known)
+        except (BalsamError, OSError):
+            log.exception("stopping workspace servers Balsam does not know failed")
+            return
+        for workspace_id in stopped:
+            log.warning("stopped the server of workspace %s: no pending or running "
+                        "workspace accounts for it", workspace_id)
 
     def check(self) -> None:
         """One round of liveness, activity and idle checks over running workspaces."""

@@ -24,6 +24,7 @@ import urllib.parse
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from balsam.children import dying_with_parent, group_dying_with_parent
 from balsam.errors import Conflict, InvalidInput, NotFound, ProviderError
 from balsam.providers.git.base import Author, GitProvider, TreeEntry
 from balsam.providers.git.plumbing import (
@@ -79,19 +80,27 @@ class LocalGitProvider(GitProvider):
         stdin: bytes | None = None,
         env: Mapping[str, str] | None = None,
         timeout: float | None = None,
+        remote: bool = False,
     ) -> subprocess.CompletedProcess[bytes]:
         """Run ``git [--git-dir=...] args``; a non-zero exit is returned, a
-        timeout or a missing git binary raises ProviderError."""
+        timeout or a missing git binary raises ProviderError.
+
+        git dies with Balsam (``subprocess.run`` holds this thread until it has
+        ended, so the parent-death signal cannot fire early). ``remote``: git
+        talks to a remote through a helper (``git-remote-http``) that would
+        outlive it, so its whole process group dies with Balsam."""
         prefix = ["git", f"--git-dir={git_dir}"] if git_dir is not None else ["git"]
+        command = [*prefix, *args]
         extra = {"GIT_LITERAL_PATHSPECS": "1", **(env or {})}
         try:
             return subprocess.run(
-                [*prefix, *args],
+                group_dying_with_parent(command) if remote else dying_with_parent(command),
                 input=stdin,
                 capture_output=True,
                 env=git_environment(extra),
                 timeout=timeout or self._timeout,
                 check=False,
+                start_new_session=remote,
             )
         except subprocess.TimeoutExpired as exc:
             raise ProviderError(f"git {args[0]} timed out", details={"command": args[0]}) from exc
@@ -219,6 +228,7 @@ class LocalGitProvider(GitProvider):
                 [*clone, "--template=", "--", url, str(clone_dir)],
                 env=source_config,
                 timeout=self._clone_timeout,
+                remote=True,
             )
         except ProviderError as exc:
             raise InvalidInput("the source repository cannot be read", details=exc.details) from exc

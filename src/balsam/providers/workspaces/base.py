@@ -184,6 +184,13 @@ class WorkspaceProvider(abc.ABC):
         """Ids of workspaces whose servers are alive (found again after a restart)."""
 
     @abc.abstractmethod
+    def stop_unknown(self, known: set[str]) -> list[str]:
+        """Stop the servers of workspaces not in ``known`` (the ids Balsam still
+        counts as pending or running), e.g. one a Balsam killed mid-stop left
+        behind, or one of a workspace deleted meanwhile; return their ids. Homes
+        are kept, as by ``stop``. Called once at start, by the supervisor."""
+
+    @abc.abstractmethod
     def environment_lock(self, spec: EnvironmentSpec) -> dict[str, str] | None:
         """The exact package versions of a built environment (name → version), or
         None while it is not built."""

@@ -29,6 +29,7 @@ import threading
 from pathlib import Path
 from typing import IO
 
+from balsam.children import group_dying_with_parent
 from balsam.providers.workspaces.base import EnvironmentSpec, Progress, WorkspaceStartError
 
 LOCK_FILE = "balsam-lock.json"
@@ -115,11 +116,15 @@ class EnvironmentBuilder:
         return self.path(spec)
 
     def _run(self, args: list[str], log: Path) -> str:
+        """stdout of the installer command ``args``; WorkspaceStartError if it fails
+        or times out. It dies with Balsam, and so do the interpreters and build
+        backends it starts (``subprocess.run`` holds this thread until it ends)."""
         # The installer is ours, not user code, but still gets no Balsam secrets.
         env = {k: v for k, v in os.environ.items() if not k.startswith("BALSAM_")}
         try:
-            done = subprocess.run(args, env=env, capture_output=True, text=True,
-                                  timeout=self.timeout, check=False)
+            done = subprocess.run(group_dying_with_parent(args), env=env, capture_output=True,
+                                  text=True, timeout=self.timeout, check=False,
+                                  start_new_session=True)
         except subprocess.TimeoutExpired:
             raise WorkspaceStartError(
                 f"Building the environment took longer than {self.timeout:.0f} s.") from None

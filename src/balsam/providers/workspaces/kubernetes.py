@@ -335,6 +335,12 @@ class KubernetesWorkspaceProvider(WorkspaceProvider):
                 found.append(str(workspace_id))
         return found
 
+    def stop_unknown(self, known: set[str]) -> list[str]:
+        """Nothing: a Pod is no child of Balsam's, so a dying Balsam leaves none
+        behind by accident, and the Pods' labels name no Balsam instance: those of
+        another instance sharing the cluster would look unknown and be stopped."""
+        return []
+
     def environment_lock(self, spec: EnvironmentSpec) -> dict[str, str] | None:
         config_map = _call("read the environment lock", self.core.read_namespaced_config_map,
                            dns_label(f"balsam-env-{spec.name}"),

@@ -41,6 +41,7 @@ from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 from balsam import hostuids
+from balsam.children import group_dying_with_parent
 from balsam.hostuids import HostUidRegistry
 from balsam.providers.workspaces import runtime
 from balsam.providers.workspaces.base import (
@@ -167,11 +168,15 @@ class LocalWorkspaceProvider(WorkspaceProvider):
                       "Writing the git configuration")
 
     def _git(self, uid: int | None, home: Path, args: list[str], what: str) -> None:
-        """Run git as the workspace's user in its home; WorkspaceStartError on failure."""
+        """Run git as the workspace's user in its home; WorkspaceStartError on failure.
+        git and its helpers (``git-remote-http`` of a clone) die with Balsam:
+        ``subprocess.run`` holds this thread until git has ended, and the uid
+        changes before the wrapper sets the parent-death signal."""
         env = {"HOME": str(home), "PATH": "/usr/local/bin:/usr/bin:/bin",
                "GIT_TERMINAL_PROMPT": "0", "LANG": "C.UTF-8"}
-        done = subprocess.run(["git", *args], env=env, cwd=home, capture_output=True,
-                              text=True, timeout=300, check=False, **as_user(uid))  # type: ignore[call-overload]
+        done = subprocess.run(group_dying_with_parent(["git", *args]), env=env, cwd=home,  # type: ignore[call-overload]
+                              capture_output=True, text=True, timeout=300, check=False,
+                              start_new_session=True, **as_user(uid))
         if done.returncode != 0:
             raise WorkspaceStartError(f"{what} failed: {done.stderr.strip()[-500:]}")
 
@@ -232,6 +237,8 @@ class LocalWorkspaceProvider(WorkspaceProvider):
                 resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
 
         try:
+            # Not wrapped by balsam.children: a server outlives Balsam on purpose and is
+            # re-attached after a restart (or stopped by stop_unknown).
             proc = subprocess.Popen(  # type: ignore[call-overload]
                 server_command(env_path, spec.base_url, sock, home,
                                allow_root=uid is None and self.as_root),
@@ -333,6 +340,22 @@ class LocalWorkspaceProvider(WorkspaceProvider):
     def running(self) -> list[str]:
         return sorted(p.name for p in self.root.iterdir()
                       if p.is_dir() and _ID.match(p.name) and self.probe(p.name).alive)
+
+    def stop_unknown(self, known: set[str]) -> list[str]:
+        """Stop every server under ``root`` whose ``run.json`` names a live
+        JupyterLab of a workspace not in ``known``. Servers deliberately outlive
+        Balsam (they are re-attached), so only this finds one that nothing will."""
+        stale = sorted(p.name for p in self.root.iterdir()
+                       if p.is_dir() and _ID.match(p.name) and p.name not in known
+                       and self._serves(p.name))
+        for workspace_id in stale:
+            self.stop(workspace_id)
+        return stale
+
+    def _serves(self, workspace_id: str) -> bool:
+        """Whether the pid in the workspace's ``run.json`` still runs its server."""
+        pid = self._pid(workspace_id)
+        return pid is not None and runs_server(pid, workspace_id)
 
     def environment_lock(self, spec: EnvironmentSpec) -> dict[str, str] | None:
         return self.environments.lock(spec)
