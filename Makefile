@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 PG_INITDB := $(firstword $(wildcard /usr/lib/postgresql/*/bin/initdb))
 BENCHES := $(sort $(filter-out bench/_%,$(wildcard bench/*.py)))
 
-.PHONY: venv run test test-sqlite test-postgres lint bench docs
+.PHONY: venv run test test-sqlite test-postgres lint bench docs messages
 
 ## venv: the virtual environment, with Balsam installed editable plus test tools
 venv: $(STAMP)
@@ -63,3 +63,9 @@ bench: venv
 ## docs: regenerate docs/settings.md from the settings
 docs: venv
 	$(BIN)/balsam settings --format markdown > docs/settings.md
+
+## messages: extract the portal's strings and update the Swedish and English catalogs
+messages: venv
+	@mkdir -p build
+	$(BIN)/pybabel extract -F babel.cfg -k N_ --no-location --sort-output -o build/messages.pot .
+	$(BIN)/pybabel update -i build/messages.pot -d src/balsam/locale --no-location --no-fuzzy-matching

@@ -106,4 +106,4 @@ def test_lower_layers_never_import_higher_ones() -> None:
 def test_no_web_module_imports_the_database_models() -> None:
     graph = _graph()
     wrong = sorted(m for m in _packages_of(graph, "balsam.web") if "balsam.db.models" in graph[m])
-    assert set(wrong) <= {"balsam.web.pages_workspaces"}  # being rebuilt on templates
+    assert wrong == []

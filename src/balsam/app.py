@@ -77,11 +77,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 def create_app(settings: Settings | None = None, *, providers: Providers | None = None,
                ctx: AppContext | None = None) -> FastAPI:
     """Build one Balsam ASGI application."""
+    from balsam.web import pages
     from balsam.web.api.v1 import router as api_router
     from balsam.web.api_docs import router as api_docs_router
     from balsam.web.git import router as git_router
-    from balsam.web.pages import router as pages_router
-    from balsam.web.pages_workspaces import router as workspace_pages_router
     from balsam.web.proxy.access import ProxyAccess
     from balsam.web.proxy.routes import router as proxy_router
 
@@ -106,8 +105,7 @@ def create_app(settings: Settings | None = None, *, providers: Providers | None 
     app.include_router(api_router, prefix="/api/v1")
     app.include_router(api_docs_router)
     app.include_router(git_router)
-    app.include_router(pages_router)
-    app.include_router(workspace_pages_router)
+    pages.install(app)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)
     return app

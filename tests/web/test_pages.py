@@ -3,8 +3,6 @@ logout, and the home page with your own workspaces and the forms that manage the
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import itertools
 import re
 from collections.abc import Callable, Iterator
@@ -51,6 +49,22 @@ def login(client: httpx.Client, username: str, password: str = PASSWORD, next_pa
                        headers={"Origin": ORIGIN} if headers is None else headers)
 
 
+def csrf_token(client: httpx.Client) -> str:
+    """The CSRF token the logged-in client's pages carry in their forms."""
+    found = re.search(r'name="csrf" value="([^"]+)"', client.get("/").text)
+    assert found is not None, "no CSRF token on the home page"
+    return found.group(1)
+
+
+def form_post(client: httpx.Client, url: str, data: dict[str, str] | None = None,
+              headers: dict[str, str] | None = None) -> httpx.Response:
+    """A form post as the page sends it: same origin, with the session's CSRF token
+    (none when the client is not logged in)."""
+    token = csrf_token(client) if "balsam_session" in client.cookies else ""
+    return client.post(url, data={**(data or {}), "csrf": token},
+                       headers={"Origin": ORIGIN} if headers is None else headers)
+
+
 def session_cookie(response: httpx.Response) -> str:
     return "; ".join(v for v in response.headers.get_list("set-cookie")
                      if v.startswith("balsam_session="))
@@ -71,15 +85,17 @@ def test_login_form_is_locked_down(visitor: TestClient) -> None:
     assert r.headers["x-frame-options"] == "DENY"
     assert r.headers["referrer-policy"] == "same-origin"
     assert r.headers["x-content-type-options"] == "nosniff"
-    assert "<script" not in r.text and "src=" not in r.text and "<link" not in r.text
+    assert "<script" not in r.text and "src=" not in r.text and "<style" not in r.text
 
 
-def test_the_inline_style_is_the_one_the_policy_allows(visitor: TestClient) -> None:
+def test_the_stylesheet_is_balsams_own(visitor: TestClient) -> None:
     r = visitor.get("/login")
-    style = re.search(r"<style>(.*?)</style>", r.text, re.DOTALL)
-    assert style is not None
-    digest = base64.b64encode(hashlib.sha256(style.group(1).encode()).digest()).decode()
-    assert f"style-src 'sha256-{digest}'" in r.headers["content-security-policy"]
+    assert "style-src 'self'" in r.headers["content-security-policy"]
+    links = re.findall(r'<link rel="stylesheet" href="([^"]+)">', r.text)
+    assert links and all(link.startswith("/static/") for link in links)
+    css = visitor.get(links[0])
+    assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
+    assert "immutable" in css.headers["cache-control"]
 
 
 @pytest.mark.parametrize("next_path", ['/"><script>alert(1)</script>',
@@ -89,7 +105,7 @@ def test_next_cannot_inject_markup(visitor: TestClient, next_path: str) -> None:
     assert r.status_code == 200
     assert "<script>" not in r.text
     if next_path.startswith("/"):
-        assert 'value="/&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt;"' in r.text
+        assert 'value="/&#34;&gt;&lt;script&gt;alert(1)&lt;/script&gt;"' in r.text
 
 
 # -- logging in -----------------------------------------------------------------------
@@ -197,7 +213,7 @@ def test_rate_limited_login_shows_the_form_with_429(limited_app: FastAPI) -> Non
 def test_logout_ends_the_session(visitor: TestClient, alice: TestUser, app: FastAPI) -> None:
     assert login(visitor, alice.username).status_code == 303
     value = visitor.cookies["balsam_session"]
-    r = visitor.post("/logout", headers={"Origin": ORIGIN})
+    r = form_post(visitor, "/logout")
     assert r.status_code == 303 and r.headers["location"] == "/login"
     assert "max-age=0" in session_cookie(r).lower()
     with client_for(app) as stale:
@@ -246,10 +262,10 @@ def test_home_lists_your_workspaces_escaped(visitor: TestClient, alice: TestUser
     assert f"<strong>{alice.username}</strong>" in r.text
     assert "<img" not in r.text
     assert (f'<a href="/workspaces/{stopped_workspace.id}/">'
-            "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;</a>") in r.text
-    assert (f'<td>stopped<span class="reason">Stopped by test</span></td>'
-            f"<td>{stopped_workspace.project_id}</td><td>main</td><td>python</td>") in r.text
-    assert 'aria-label="Start &lt;img src=x onerror=&quot;alert(1)&quot;&gt;"' in r.text
+            "&lt;img src=x onerror=&#34;alert(1)&#34;&gt;</a>") in r.text
+    assert '<td>stopped<span class="reason">Stopped by test</span></td>' in r.text
+    assert (f"<td>{stopped_workspace.project_id}</td><td>main</td><td>python</td>") in r.text
+    assert 'aria-label="Start &lt;img src=x onerror=&#34;alert(1)&#34;&gt;"' in r.text
     assert f'action="/workspaces-ui/{stopped_workspace.id}/delete"' in r.text
     assert "Open" not in r.text  # only running workspaces open
     assert 'http-equiv="refresh"' not in r.text  # nothing pending
@@ -303,7 +319,7 @@ def test_home_offers_a_form_for_each_branch_and_template(alice_browser: TestClie
                                                          project: dict[str, Any]) -> None:
     r = alice_browser.get("/")
     assert r.status_code == 200
-    assert f'<form method="post" action="{UI}">' in r.text
+    assert f'<form method="post" action="{UI}" class="stack">' in r.text
     assert f'<option value="{project["id"]}/main">' in r.text
     assert '<option value="python">' in r.text
     assert "<script" not in r.text
@@ -353,9 +369,9 @@ def test_a_bearer_token_does_not_work_the_forms(alice: TestUser,
 
 
 @pytest.mark.parametrize(("fields", "status", "message"), [
-    ({"template": "no-such-template"}, 422, "No workspace template &#x27;no-such-template&#x27;"),
+    ({"template": "no-such-template"}, 422, "No workspace template &#39;no-such-template&#39;"),
     ({"target": "no-such-project/main"}, 404, "no-such-project"),
-    ({"target": "{project}/no-such-branch"}, 404, "No branch &#x27;no-such-branch&#x27;"),
+    ({"target": "{project}/no-such-branch"}, 404, "No branch &#39;no-such-branch&#39;"),
     ({"target": "garbage"}, 404, ""),
     ({"name": ""}, 422, "Give the workspace a name"),
     ({"name": "x" * 101}, 422, "Give the workspace a name"),
@@ -366,14 +382,14 @@ def test_bad_workspace_forms_show_the_page_with_the_error(
         fields: dict[str, str], status: int, message: str) -> None:
     data = {"name": '<b>"Fet"</b>', "target": f"{project['id']}/main", "template": "python"}
     data.update({k: v.format(project=project["id"]) for k, v in fields.items()})
-    r = alice_browser.post(UI, data=data, headers={"Origin": ORIGIN})
+    r = form_post(alice_browser, UI, data)
     assert r.status_code == status, r.text
     assert r.headers["content-type"].startswith("text/html")
     assert "content-security-policy" in r.headers
     assert '<p class="error" role="alert">' in r.text and message in r.text
     assert "<b>" not in r.text
     if "name" not in fields:  # what was filled in is kept, escaped
-        assert 'value="&lt;b&gt;&quot;Fet&quot;&lt;/b&gt;"' in r.text
+        assert 'value="&lt;b&gt;&#34;Fet&#34;&lt;/b&gt;"' in r.text
     assert not no_servers
     assert "You have no workspaces." in r.text
 
@@ -382,7 +398,7 @@ def test_a_workspace_is_created_listed_escaped_and_deleted_with_the_forms(
         alice_browser: TestClient, alice: TestUser, ctx: AppContext, project: dict[str, Any],
         no_servers: list[tuple[str, str]]) -> None:
     name = '<script>alert("x")</script>'
-    r = alice_browser.post(UI, headers={"Origin": ORIGIN}, data={
+    r = form_post(alice_browser, UI, {
         "name": name, "target": f"{project['id']}/main", "template": "python"})
     assert r.status_code == 303 and r.headers["location"] == "/", r.text
     (ws,) = alice.client.get("/api/v1/workspaces", params={"all": "false"}).json()
@@ -390,10 +406,10 @@ def test_a_workspace_is_created_listed_escaped_and_deleted_with_the_forms(
     assert no_servers == [("start", ws["id"])]
     page = alice_browser.get("/")
     assert "<script" not in page.text
-    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page.text
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in page.text
     assert '<meta http-equiv="refresh" content="3; url=/">' in page.text  # while pending
     assert f'action="{UI}/{ws["id"]}/stop"' in page.text
-    r = alice_browser.post(f"{UI}/{ws['id']}/delete", headers={"Origin": ORIGIN})
+    r = form_post(alice_browser, f"{UI}/{ws['id']}/delete")
     assert r.status_code == 303 and r.headers["location"] == "/"
     assert alice.client.get(f"/api/v1/workspaces/{ws['id']}").status_code == 404
 
@@ -402,13 +418,11 @@ def test_the_owner_starts_and_stops_with_the_forms(
         alice_browser: TestClient, ctx: AppContext, stopped_workspace: Workspace,
         no_servers: list[tuple[str, str]]) -> None:
     wid = stopped_workspace.id
-    assert alice_browser.post(f"{UI}/{wid}/start",
-                              headers={"Origin": ORIGIN}).status_code == 303
+    assert form_post(alice_browser, f"{UI}/{wid}/start").status_code == 303
     assert state_of(ctx, wid) == "pending"
-    assert alice_browser.post(f"{UI}/{wid}/stop",
-                              headers={"Origin": ORIGIN}).status_code == 303
+    assert form_post(alice_browser, f"{UI}/{wid}/stop").status_code == 303
     assert no_servers == [("start", wid), ("stop", wid)]
-    r = alice_browser.post(f"{UI}/{wid}/reboot", headers={"Origin": ORIGIN})
+    r = form_post(alice_browser, f"{UI}/{wid}/reboot")
     assert r.status_code == 404 and "No such workspace or action." in r.text
 
 
@@ -424,8 +438,21 @@ def test_others_cannot_manage_your_workspace(
         assert added.status_code == 201, added.text
     with client_for(app) as client:
         assert login(client, bob.username).status_code == 303
-        r = client.post(f"{UI}/{stopped_workspace.id}/{action}", headers={"Origin": ORIGIN})
+        r = form_post(client, f"{UI}/{stopped_workspace.id}/{action}")
     assert r.status_code == status, r.text
     assert '<p class="error" role="alert">' in r.text
     assert "&lt;img" not in r.text  # bob's page does not list alice's workspace
     assert state_of(ctx, stopped_workspace.id) == "stopped" and not no_servers
+
+
+@pytest.mark.parametrize("token", ["", "wrong-token"])
+def test_a_form_without_the_csrf_token_changes_nothing(
+        alice_browser: TestClient, ctx: AppContext, stopped_workspace: Workspace,
+        no_servers: list[tuple[str, str]], token: str) -> None:
+    r = alice_browser.post(f"{UI}/{stopped_workspace.id}/delete", data={"csrf": token},
+                           headers={"Origin": ORIGIN})
+    assert r.status_code == 403
+    assert state_of(ctx, stopped_workspace.id) == "stopped" and not no_servers
+    r = alice_browser.post("/logout", headers={"Origin": ORIGIN})
+    assert r.status_code == 403
+    assert alice_browser.get("/").status_code == 200  # still logged in

@@ -17,6 +17,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from balsam.context import AppContext
+from balsam.domain.health.service import CheckRunner
 from balsam.domain.identity.service import Actor, IdentityService
 from balsam.errors import BalsamError, Forbidden, InvalidInput, Unauthenticated
 from balsam.web.peers import peer_address
@@ -30,6 +31,21 @@ def get_ctx(request: Request) -> AppContext:
 
 
 Ctx = Annotated[AppContext, Depends(get_ctx)]
+
+
+def health_runner(request: Request) -> CheckRunner:
+    """The app's one runner of health checks (one in-flight check per component)."""
+    state = request.app.state
+    runner: CheckRunner | None = getattr(state, "health_checks", None)
+    if runner is None:
+        runner = state.health_checks = CheckRunner()
+    return runner
+
+
+def library_sync_running(request: Request) -> bool:
+    """Whether the knowledge-library sync worker of the served app runs."""
+    worker = getattr(request.app.state, "library_sync", None)
+    return bool(worker is not None and worker.running)
 
 
 def client_address(request: Request) -> str:
@@ -107,18 +123,25 @@ def authenticate(request: Request, ctx: AppContext, *, allow_basic: bool = False
     raise Unauthenticated("Authentication required.")
 
 
-def session_actor(request: Request, ctx: AppContext) -> Actor | None:
-    """The user of the browser's session cookie alone, or None: for the portal's
-    forms, which must not act on a bearer token (their cross-site check is the
-    caller's)."""
+def browser_session(request: Request, ctx: AppContext) -> tuple[Actor, str] | None:
+    """The user of the browser's session cookie alone and the session's CSRF token,
+    or None: for the portal's pages and forms, which must not act on a bearer token
+    (their cross-site and CSRF checks are the caller's)."""
     cookie = request.cookies.get(ctx.settings.auth.session_cookie)
     if not cookie:
         return None
     try:
-        user, _ = IdentityService(ctx).authenticate_session(cookie)
+        user, session = IdentityService(ctx).authenticate_session(cookie)
     except BalsamError:
         return None
-    return _actor(request, user.id, user.username, user.is_admin)
+    return _actor(request, user.id, user.username, user.is_admin), session.csrf_token
+
+
+def session_actor(request: Request, ctx: AppContext) -> Actor | None:
+    """The user of the browser's session cookie alone, or None (see
+    :func:`browser_session`)."""
+    found = browser_session(request, ctx)
+    return found[0] if found else None
 
 
 def refuse_nul_characters(request: Request) -> None:

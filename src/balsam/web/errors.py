@@ -1,4 +1,6 @@
-"""The one place errors become HTTP responses (``application/problem+json``)."""
+"""The one place errors become HTTP responses: ``application/problem+json`` for the
+API, git and the workspace proxy, and the portal's error page (same look as every
+page, with the request id) for a browser on a page route."""
 
 from __future__ import annotations
 
@@ -7,22 +9,60 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import OperationalError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from balsam.domain.audit.service import AuditRecord
 from balsam.errors import BalsamError, ProviderError
+from balsam.web.pages.i18n import N_, gettext
+from balsam.web.pages.render import render
 
 log = logging.getLogger(__name__)
 
 PROBLEM = "application/problem+json"
-_TITLES = {400: "Bad request", 401: "Authentication required", 403: "Forbidden",
-           404: "Not found", 405: "Method not allowed", 409: "Conflict",
-           413: "Payload too large", 415: "Unsupported media type", 422: "Invalid input",
-           429: "Too many requests", 500: "Internal error", 502: "Backend failure",
-           503: "Service unavailable"}
+_TITLES = {400: N_("Bad request"), 401: N_("Authentication required"), 403: N_("Forbidden"),
+           404: N_("Not found"), 405: N_("Method not allowed"), 409: N_("Conflict"),
+           413: N_("Payload too large"), 415: N_("Unsupported media type"),
+           422: N_("Invalid input"), 429: N_("Too many requests"), 500: N_("Internal error"),
+           502: N_("Backend failure"), 503: N_("Service unavailable")}
+_GENERIC_TITLE = N_("Error")
+
+
+#: Paths whose clients are programs: they always get problem+json.
+_MACHINE_PREFIXES = ("/api/", "/git/", "/workspaces/", "/static/")
+
+
+def wants_page(request: Request) -> bool:
+    """Whether the error goes to a browser on one of the portal's pages."""
+    path = request.url.path
+    return (not path.startswith(_MACHINE_PREFIXES)
+            and "text/html" in request.headers.get("accept", ""))
+
+
+def _error_page(status: int, detail: str, *, request: Request,
+                headers: dict[str, str] | None) -> Response:
+    _ = gettext(request)
+    hdrs = dict(headers or {})
+    hdrs.pop("WWW-Authenticate", None)  # a browser would ask for a password
+    return render(request, "error.html", status=status, headers=hdrs,
+                  title=_(_TITLES.get(status, _GENERIC_TITLE)), detail=_(detail),
+                  retry_after=hdrs.get("Retry-After", ""))
+
+
+def respond(
+    status: int, detail: str, *, request: Request, reason: str | None = None,
+    headers: dict[str, str] | None = None, **extra: Any,
+) -> Response:
+    """The error as the caller can read it: the portal's error page for a browser on a
+    page route (:func:`wants_page`), else problem+json."""
+    if wants_page(request):
+        try:
+            return _error_page(status, detail, request=request, headers=headers)
+        except Exception:  # the page itself failed: the error must still be answered
+            log.exception("rendering the error page failed")
+    return problem(status, detail, reason=reason, request=request, headers=headers, **extra)
 
 
 def problem(
@@ -74,19 +114,19 @@ def backend_unavailable(exc: BaseException | None) -> bool:
     return False
 
 
-async def _balsam_error(request: Request, exc: Exception) -> JSONResponse:
+async def _balsam_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, BalsamError)
     if backend_unavailable(exc):
         log.warning("backend unavailable on %s %s: %s", request.method, request.url.path,
                     exc.message)
-        return problem(503, f"{exc.message} The service is unavailable for now; try again "
+        return respond(503, f"{exc.message} The service is unavailable for now; try again "
                        "shortly.", reason="backend-unavailable", request=request,
                        headers={"Retry-After": str(RETRY_AFTER_S)})
     if exc.status in (401, 403) and not exc.details.get("audited"):
         await run_in_threadpool(_audit_denial, request, exc)
     extra = {"errors": exc.details["errors"]} if "errors" in exc.details else {}
     retry = exc.details.get("retryAfterSeconds")
-    return problem(exc.status, exc.message, reason=exc.reason, request=request,
+    return respond(exc.status, exc.message, reason=exc.reason, request=request,
                    headers={"Retry-After": str(retry)} if retry else None, **extra)
 
 
@@ -103,7 +143,7 @@ def _audit_denial(request: Request, exc: BalsamError) -> None:
         details={"status": exc.status, "reason": exc.message[:200]}))
 
 
-async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+async def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     errors = [
         {"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "")),
@@ -113,27 +153,30 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     malformed = any(e["type"] in {"json_invalid", "json_type"} for e in errors)
     status = 400 if malformed else 422
     detail = "The request body is not valid JSON." if malformed else "The request is invalid."
-    return problem(status, detail, request=request, errors=errors)
+    return respond(status, detail, request=request, errors=errors)
 
 
-async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
-    return problem(exc.status_code, str(exc.detail), request=request,
-                   headers=dict(exc.headers or {}))
+    detail = str(exc.detail)
+    if exc.status_code == 404 and wants_page(request):
+        _ = gettext(request)
+        detail = _("There is no page at this address.")
+    return respond(exc.status_code, detail, request=request, headers=dict(exc.headers or {}))
 
 
-async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+async def _database_unavailable(request: Request, exc: Exception) -> Response:
     """The database cannot be reached or is busy (SQLite locked, PostgreSQL
     down or restarting): nothing was changed, and trying again may work."""
     log.error("database unavailable on %s %s: %s", request.method, request.url.path,
               type(exc.__cause__ or exc).__name__)
-    return problem(503, "The database is unavailable; nothing was changed. Try again shortly.",
+    return respond(503, "The database is unavailable; nothing was changed. Try again shortly.",
                    reason="database-unavailable", request=request, headers={"Retry-After": "5"})
 
 
-async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+async def _unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
-    return problem(500, "An unexpected error occurred.", request=request)
+    return respond(500, "An unexpected error occurred.", request=request)
 
 
 _LIVENESS = "/api/v1/health"

@@ -124,7 +124,7 @@ def log_in(page: Page, live_url: str, user: TestUser, next_path: str) -> Respons
     page.fill("#username", user.username)
     page.fill("#password", PASSWORD)
     with page.expect_navigation(timeout=LOAD_MS) as navigation:
-        page.click("button[type=submit]")
+        page.click("main button[type=submit]")
     return navigation.value
 
 

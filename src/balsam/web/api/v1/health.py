@@ -11,8 +11,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from balsam.domain.health.service import CheckRunner, HealthService, State
-from balsam.web.deps import Ctx
+from balsam.domain.health.service import HealthService, State
+from balsam.web.deps import Ctx, health_runner, library_sync_running
 
 router = APIRouter(tags=["Health"])
 
@@ -39,14 +39,9 @@ async def health() -> Liveness:
 async def ready(request: Request, ctx: Ctx) -> JSONResponse:
     """Each part Balsam depends on, checked now within a few seconds; 503 (with
     ``Retry-After``) unless every one is ``ok``."""
-    state = request.app.state
-    worker = getattr(state, "library_sync", None)
-    runner = getattr(state, "health_checks", None)
-    if runner is None:
-        runner = state.health_checks = CheckRunner()
     readiness = await run_in_threadpool(
-        HealthService(ctx).readiness, runner,
-        library_sync_running=bool(worker is not None and worker.running))
+        HealthService(ctx).readiness, health_runner(request),
+        library_sync_running=library_sync_running(request))
     body = ReadinessOut(status="ready" if readiness.ready else "unready",
                         components=readiness.components)
     if readiness.ready:

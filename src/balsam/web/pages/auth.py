@@ -1,0 +1,111 @@
+"""Log in, log out, and the language switch.
+
+Login and logout refuse cross-site posts (login CSRF: a page elsewhere must not
+log the browser into another account); logout also needs the session's CSRF token.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import HTMLResponse, RedirectResponse
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from balsam.context import AppContext
+from balsam.domain.identity.schemas import LoginRequest
+from balsam.domain.identity.service import IdentityService
+from balsam.errors import BalsamError, RateLimited
+from balsam.web.deps import client_address, get_ctx, request_id
+from balsam.web.pages import i18n
+from balsam.web.pages.forms import (
+    NextQuery,
+    page_session,
+    posted_form,
+    read_form,
+    refuse_cross_site,
+    safe_next,
+)
+from balsam.web.pages.render import render
+
+router = APIRouter(include_in_schema=False)
+#: A year: the language is a preference, not a secret.
+LANGUAGE_COOKIE_AGE = 365 * 24 * 3600
+
+
+def _login_page(request: Request, next_path: str, *, error: str = "", username: str = "",
+                status: int = 200) -> HTMLResponse:
+    return render(request, "login.html", status=status, next_path=next_path, error=error,
+                  username=username[:64])
+
+
+def _start_session(request: Request, ctx: AppContext, credentials: LoginRequest) -> str:
+    """Check the password and start a session; the session cookie's value."""
+    identity = IdentityService(ctx)
+    user = identity.login_password(credentials.username, credentials.password,
+                                   address=client_address(request),
+                                   request_id=request_id(request))
+    value, _ = identity.start_session(user)
+    return value
+
+
+@router.get("/login")
+def login_form(request: Request, next_path: NextQuery = None) -> HTMLResponse:
+    """The login form; ``next`` is where to go afterwards."""
+    return _login_page(request, safe_next(next_path))
+
+
+@router.post("/login")
+async def login(request: Request) -> Response:
+    """Log in from the form: a session cookie and a redirect to ``next``, or the form
+    again with a generic error (401, or 429 when rate limited)."""
+    ctx = get_ctx(request)
+    refuse_cross_site(request, ctx)
+    form = await read_form(request)
+    next_path, username = safe_next(form.get("next")), form.get("username", "")
+    _ = i18n.gettext(request)
+    try:
+        credentials = LoginRequest(username=username, password=form.get("password", ""))
+    except ValidationError:
+        return _login_page(request, next_path, username=username, status=422,
+                           error=_("Enter your username and password."))
+    try:
+        value = await run_in_threadpool(_start_session, request, ctx, credentials)
+    except RateLimited:
+        return _login_page(request, next_path, username=username, status=429,
+                           error=_("Too many failed logins; try again later."))
+    except BalsamError:
+        return _login_page(request, next_path, username=username, status=401,
+                           error=_("Wrong username or password."))
+    auth = ctx.settings.auth
+    response = RedirectResponse(next_path, status_code=303)
+    response.set_cookie(auth.session_cookie, value, max_age=auth.session_ttl_hours * 3600,
+                        httponly=True, samesite="lax", secure=auth.cookie_secure, path="/")
+    return response
+
+
+@router.post("/logout")
+async def logout(request: Request) -> Response:
+    """End the browser session and go to the login form."""
+    ctx = get_ctx(request)
+    auth = ctx.settings.auth
+    cookie = request.cookies.get(auth.session_cookie)
+    refuse_cross_site(request, ctx)
+    if cookie and await page_session(request) is not None:
+        await posted_form(request)  # a live session's logout carries its CSRF token
+        await run_in_threadpool(IdentityService(ctx).end_session, cookie)
+        request.app.state.proxy_access.forget_credential(cookie)  # no 5 s grace
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(auth.session_cookie, path="/", httponly=True, samesite="lax",
+                           secure=auth.cookie_secure)
+    return response
+
+
+@router.get("/language")
+def switch_language(request: Request, lang: str = "", next_path: NextQuery = None) -> Response:
+    """Remember the chosen language (a cookie) and go back to the page."""
+    response = RedirectResponse(safe_next(next_path), status_code=303)
+    if lang in i18n.LANGUAGES:
+        settings = get_ctx(request).settings
+        response.set_cookie(i18n.COOKIE, lang, max_age=LANGUAGE_COOKIE_AGE, samesite="lax",
+                            secure=settings.auth.cookie_secure, path="/")
+    return response

@@ -1,0 +1,134 @@
+"""What every page and form needs: who is logged in, and the checks a form post
+passes before anything is done.
+
+A form post is refused (403) unless it comes from Balsam's own pages — an
+``Origin`` header, when sent, must be Balsam's own origin; without one,
+``Sec-Fetch-Site`` must not say cross-site — and, once logged in, unless it
+carries the session's CSRF token in the ``csrf`` field. Pages act only on the
+session cookie, never on a bearer token.
+
+After login the browser goes to ``next`` only when it is a path on this site;
+anything else (``//host``, ``/\\host``, a scheme, control characters) goes to ``/``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+from dataclasses import dataclass
+from typing import Annotated
+from urllib.parse import parse_qs, quote, urlsplit
+
+from fastapi import Query
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+
+from balsam.context import AppContext
+from balsam.domain.identity.service import Actor
+from balsam.errors import BadRequest, Forbidden, PayloadTooLarge
+from balsam.web.deps import browser_session, get_ctx
+from balsam.web.pages.i18n import N_
+
+#: A form of the portal is a few hundred bytes; anything much larger is not one.
+MAX_FORM_BYTES = 16 * 1024
+MAX_NEXT_LENGTH = 2000
+#: Control characters (browsers drop tabs and newlines from URLs, so "/\t/evil"
+#: becomes "//evil") and backslashes (which browsers read as "/").
+_UNSAFE_IN_NEXT = re.compile(r"[\x00-\x1f\x7f\\]")
+NextQuery = Annotated[str | None, Query(alias="next")]
+
+
+@dataclass(frozen=True)
+class PageSession:
+    """The logged-in user of a page, and the token their forms carry."""
+
+    actor: Actor
+    csrf: str
+
+
+class LoginRequired(Exception):
+    """The page needs a logged-in user: the browser goes to the login form and back."""
+
+    def __init__(self, next_path: str) -> None:
+        super().__init__(next_path)
+        self.next_path = next_path
+
+
+def safe_next(value: str | None) -> str:
+    """``value`` when it is a path on this site, else ``/``."""
+    if (not value or len(value) > MAX_NEXT_LENGTH or not value.startswith("/")
+            or value.startswith("//") or _UNSAFE_IN_NEXT.search(value)):
+        return "/"
+    parts = urlsplit(value)
+    return "/" if parts.scheme or parts.netloc else value
+
+
+def login_url(next_path: str) -> str:
+    safe = safe_next(next_path)
+    return "/login" if safe == "/" else f"/login?next={quote(safe, safe='/')}"
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def same_site_post(request: Request, ctx: AppContext) -> bool:
+    """Whether a form post comes from Balsam's own pages (or from no browser page)."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        return request.headers.get("sec-fetch-site", "none") in ("same-origin", "none")
+    own = {f"{request.url.scheme}://{request.headers.get('host', '')}".lower(),
+           _origin(ctx.settings.resolved_public_url)}
+    return origin.lower() in own
+
+
+def refuse_cross_site(request: Request, ctx: AppContext) -> None:
+    if not same_site_post(request, ctx):
+        raise Forbidden(N_("Cross-site form posts are refused."))
+
+
+async def read_form(request: Request) -> dict[str, str]:
+    """The fields of an ``application/x-www-form-urlencoded`` body (first value each)."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM_BYTES:
+            raise PayloadTooLarge(f"The form is larger than {MAX_FORM_BYTES} bytes.")
+    try:
+        fields = parse_qs(body.decode("ascii"), keep_blank_values=True, errors="strict",
+                          max_num_fields=40)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise BadRequest("The form could not be read.") from exc
+    return {name: values[0] for name, values in fields.items()}
+
+
+async def page_session(request: Request) -> PageSession | None:
+    """The page's logged-in user, or None; remembered on the request for rendering."""
+    ctx = get_ctx(request)
+    found = await run_in_threadpool(browser_session, request, ctx)
+    session = PageSession(*found) if found else None
+    request.state.page_session = session
+    if session is not None:
+        request.state.actor = session.actor  # for the audit of a refused request
+    return session
+
+
+async def require_session(request: Request) -> PageSession:
+    """The page's logged-in user; without one the browser goes to log in (and back)."""
+    session = await page_session(request)
+    if session is None:
+        query = f"?{request.url.query}" if request.url.query else ""
+        raise LoginRequired(request.url.path + query)
+    return session
+
+
+async def posted_form(request: Request) -> tuple[PageSession, dict[str, str]]:
+    """A logged-in user's form post, checked (same site, CSRF token), and its fields."""
+    refuse_cross_site(request, get_ctx(request))
+    session = await require_session(request)
+    form = await read_form(request)
+    if not hmac.compare_digest(form.get("csrf", "").encode(), session.csrf.encode()):
+        raise Forbidden(N_("The form's security token is missing or out of date; reload "
+                           "the page and try again."))
+    return session, form

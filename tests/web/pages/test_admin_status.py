@@ -1,0 +1,40 @@
+"""The administrators' status page: every part's state; nobody else sees it."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from tests.fixtures.app import PASSWORD, TestUser
+
+ORIGIN = "http://testserver"
+
+
+def _browser(app: FastAPI, user: TestUser) -> TestClient:
+    client = TestClient(app, follow_redirects=False, raise_server_exceptions=False)
+    r = client.post("/login", data={"username": user.username, "password": PASSWORD,
+                                    "next": "/"}, headers={"Origin": ORIGIN})
+    assert r.status_code == 303, r.text
+    return client
+
+
+def test_an_admin_sees_each_part(app: FastAPI, admin: TestUser) -> None:
+    with _browser(app, admin) as client:
+        r = client.get("/admin/status", headers={"Accept-Language": "en"})
+    assert r.status_code == 200, r.text
+    for part in ("Database", "Storage server", "Git repositories", "Workspace supervisor"):
+        assert part in r.text
+    assert "Operations waiting for repair" in r.text
+
+
+def test_others_get_the_error_page(app: FastAPI, alice: TestUser) -> None:
+    with _browser(app, alice) as client:
+        r = client.get("/admin/status", headers={"Accept": "text/html"})
+    assert r.status_code == 403 and r.headers["content-type"].startswith("text/html")
+    assert "Database" not in r.text
+
+
+def test_strangers_go_to_login(app: FastAPI) -> None:
+    with TestClient(app, follow_redirects=False) as client:
+        r = client.get("/admin/status")
+    assert r.status_code == 303 and r.headers["location"] == "/login?next=/admin/status"
