@@ -63,6 +63,13 @@ class StorageSettings(BaseModel):
     memory_limit_mib: int = Field(
         1024, description="Embedded SeaweedFS: soft memory limit (GOMEMLIMIT) in MiB."
     )
+    retention_days: int = Field(
+        30, ge=0,
+        description="Days deleted data is kept before it is destroyed: a deleted branch's "
+        "objects, and objects users overwrite or delete, stay in the bucket as noncurrent "
+        "versions, hidden from listings and workspaces, and are purged by an hourly sweep "
+        "once this long has passed since their deletion. 0 purges at the next sweep.",
+    )
     filer_grpc_port: int | None = Field(
         None, ge=1, le=65535,
         description="Embedded SeaweedFS: the filer gRPC port whose IAM service Balsam mints "

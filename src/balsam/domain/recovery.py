@@ -13,7 +13,8 @@ kind                   repair
 ``project.delete``     finished: workspaces, keys, bucket, repository, rows
 ``branch.create``      done if the branch row exists; else the git branch and
                        its marker object are removed
-``branch.delete``      finished: data prefix, git branch, row
+``branch.delete``      finished: data prefix retired (kept as versions), git
+                       branch, row
 ``credential.create``  every key scoped to the project's bucket that no
                        credential row knows is revoked (the one minted, if any)
 ``credential.revoke``  finished: key revoked, row deleted
@@ -36,6 +37,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 from sqlalchemy import delete, select
@@ -43,6 +45,7 @@ from sqlalchemy import delete, select
 from balsam.context import AppContext
 from balsam.db.models import Branch, Credential, PendingOperation, Project, Workspace
 from balsam.domain.audit.service import AuditRecord
+from balsam.domain.data.retention import purge_expired
 from balsam.domain.journal import gone
 from balsam.domain.workspaces.service import WorkspaceService
 from balsam.errors import BalsamError
@@ -51,6 +54,8 @@ log = logging.getLogger(__name__)
 
 #: Seconds between periodic repairs while Balsam runs.
 INTERVAL = 30.0
+#: Least seconds between two sweeps for expired deleted data (purge_expired).
+PURGE_INTERVAL = 3600.0
 
 
 def recover(ctx: AppContext) -> int:
@@ -90,10 +95,14 @@ def _audit(ctx: AppContext, row: PendingOperation, outcome: str) -> None:
 class RecoveryWorker:
     """Runs :func:`recover` every :data:`INTERVAL` seconds in a daemon thread, so an
     operation that could not undo itself (storage was down) is repaired once the
-    storage answers again, without a restart."""
+    storage answers again, without a restart. On its first round and then at most
+    every ``purge_interval`` seconds it also destroys deleted data past its
+    retention period (:func:`~balsam.domain.data.retention.purge_expired`)."""
 
-    def __init__(self, ctx: AppContext, interval: float = INTERVAL) -> None:
-        self.ctx, self.interval = ctx, interval
+    def __init__(self, ctx: AppContext, interval: float = INTERVAL,
+                 purge_interval: float = PURGE_INTERVAL) -> None:
+        self.ctx, self.interval, self.purge_interval = ctx, interval, purge_interval
+        self._purged_at: float | None = None  # time.monotonic() of the last sweep
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="recovery", daemon=True)
 
@@ -111,6 +120,19 @@ class RecoveryWorker:
                 recover(self.ctx)
             except Exception:  # never let the thread die; the next round retries
                 log.exception("periodic repair failed")
+            self._purge_if_due()
+
+    def _purge_if_due(self) -> None:
+        """Sweep unless the last sweep began under ``purge_interval`` seconds ago. A
+        failed sweep counts as one: listing every bucket's versions is not cheap."""
+        now = time.monotonic()
+        if self._purged_at is not None and now - self._purged_at < self.purge_interval:
+            return
+        self._purged_at = now
+        try:
+            purge_expired(self.ctx)
+        except Exception:  # never let the thread die; the next sweep retries
+            log.exception("purging expired deleted data failed")
 
 
 # -- repairs -------------------------------------------------------------------------
@@ -172,7 +194,8 @@ def _branch_create(ctx: AppContext, project_id: str, branch: str) -> str:
         return "undone"
     if branch in ctx.providers.git.list_branches(project_id):
         ctx.providers.git.delete_branch(project_id, branch)
-    ctx.providers.storage.delete_prefix(bucket, f"{branch}/")
+    # Retired, not destroyed: a branch of that name deleted earlier keeps its data.
+    ctx.providers.storage.retire_prefix(bucket, f"{branch}/")
     return "undone"
 
 
@@ -180,7 +203,7 @@ def _branch_delete(ctx: AppContext, project_id: str, branch: str) -> str:
     bucket = _bucket(ctx, project_id)
     if bucket is None:
         return "completed"
-    ctx.providers.storage.delete_prefix(bucket, f"{branch}/")
+    ctx.providers.storage.retire_prefix(bucket, f"{branch}/")
     if branch in ctx.providers.git.list_branches(project_id):
         ctx.providers.git.delete_branch(project_id, branch)
     with ctx.sessions() as session, session.begin():

@@ -1,4 +1,10 @@
-"""Branches of a project: a git branch plus the data prefix ``<branch>/``."""
+"""Branches of a project: a git branch plus the data prefix ``<branch>/``.
+
+Deleting a branch retires its prefix (:meth:`StorageProvider.retire_prefix`): the
+objects vanish from listings and workspaces at once but stay in the bucket as
+noncurrent versions for ``storage.retention_days``
+(:mod:`balsam.domain.data.retention` purges them later). Undoing a create retires
+the prefix too: a branch of that name deleted earlier keeps its retained data."""
 
 from __future__ import annotations
 
@@ -49,7 +55,7 @@ class BranchService:
             crash_point("branch.create", "git")
             self.storage.put_object(project.bucket, marker_key(name),
                                     marker_body(project.name, name))
-            undo.push("marker", lambda: self.storage.delete_prefix(project.bucket, f"{name}/"))
+            undo.push("marker", lambda: self.storage.retire_prefix(project.bucket, f"{name}/"))
             branch = Branch(project_id=project_id, id=name, description=data.description)
             with self.ctx.sessions() as session, session.begin():
                 if session.get(Branch, (project_id, name)) is not None:
@@ -59,8 +65,9 @@ class BranchService:
         return branch
 
     def delete(self, actor: Actor, project_id: str, branch_id: str) -> None:
-        """Delete a branch and its data prefix; never the default branch. Owners only:
-        deleting is deliberate."""
+        """Delete a branch and retire its data prefix (kept as versions for the
+        retention period); never the default branch. Owners only: deleting is
+        deliberate."""
         with self.ctx.sessions() as session:
             project = require(self.ctx, session, actor, project_id, "owner", "branch.delete")
             branch = session.get(Branch, (project_id, branch_id))
@@ -70,14 +77,16 @@ class BranchService:
                 raise Conflict("The default branch cannot be deleted.")
             bucket = project.bucket
         with Journal(self.ctx).running("branch.delete", project_id, actor, branch_id):
-            self.storage.delete_prefix(bucket, f"{branch_id}/")
+            retired = self.storage.retire_prefix(bucket, f"{branch_id}/")
             crash_point("branch.delete", "data")
             self.git.delete_branch(project_id, branch_id)
             with self.ctx.sessions() as session, session.begin():
                 row = session.get(Branch, (project_id, branch_id))
                 if row is not None:
                     session.delete(row)
-        self._audit(actor, "branch.delete", project_id, branch_id, {})
+        self._audit(actor, "branch.delete", project_id, branch_id, {
+            "retiredObjects": retired,
+            "retentionDays": self.ctx.settings.storage.retention_days})
 
     def get(self, actor: Actor, project_id: str, branch_id: str) -> Branch:
         with self.ctx.sessions() as session:

@@ -16,6 +16,13 @@ Inverses are idempotent: undoing something that does not exist (any more) is
 not an error. Every method raises :class:`balsam.errors.ProviderError` when
 the backend fails; no other exception escapes.
 
+Buckets keep versions (S3 bucket versioning): ``create_bucket`` enables it,
+``enable_versioning`` turns it on for buckets made before (idempotent). Deleting
+an object then leaves its data as noncurrent versions under a delete marker;
+``retire_prefix`` deletes that way, ``delete_prefix`` and ``delete_bucket``
+destroy every version. Only ``purge_versions`` removes chosen versions for
+good; which ones (the retention rule) is the domain's decision.
+
 Secrets: the secret half of a key is returned once by ``create_key`` and is
 never stored by Balsam; only the storage server keeps it.
 """
@@ -23,8 +30,9 @@ never stored by Balsam; only the storage server keeps it.
 from __future__ import annotations
 
 import abc
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
+from datetime import datetime
 
 
 @dataclass(frozen=True)
@@ -39,6 +47,20 @@ class ScopedKey:
         return f"ScopedKey(access_key={self.access_key!r}, bucket={self.bucket!r})"
 
 
+@dataclass(frozen=True)
+class ObjectVersion:
+    """One version of an object, or a delete marker, in a versioned bucket."""
+
+    key: str
+    version_id: str
+    #: When this version (or marker) was written; timezone-aware (UTC).
+    last_modified: datetime
+    #: Whether it is the key's current entry (a current delete marker hides the key).
+    is_latest: bool
+    is_delete_marker: bool
+    size: int = 0
+
+
 class StorageProvider(abc.ABC):
     """Buckets and bucket-scoped keys on an S3 server."""
 
@@ -49,11 +71,18 @@ class StorageProvider(abc.ABC):
 
     @abc.abstractmethod
     def create_bucket(self, bucket: str) -> None:
-        """Create an empty bucket. Raises ProviderError if it exists or fails."""
+        """Create an empty bucket that keeps versions. Raises ProviderError if it
+        exists or fails (then no bucket of Balsam's making is left)."""
+
+    @abc.abstractmethod
+    def enable_versioning(self, bucket: str) -> bool:
+        """Make ``bucket`` keep versions; return whether it did not before.
+        Idempotent; raises ProviderError when the server cannot keep versions."""
 
     @abc.abstractmethod
     def delete_bucket(self, bucket: str) -> None:
-        """Delete the bucket and every object in it. Idempotent."""
+        """Delete the bucket and every object, version and delete marker in it.
+        Idempotent."""
 
     @abc.abstractmethod
     def bucket_exists(self, bucket: str) -> bool:
@@ -65,11 +94,33 @@ class StorageProvider(abc.ABC):
 
     @abc.abstractmethod
     def delete_prefix(self, bucket: str, prefix: str) -> None:
-        """Delete every object whose key starts with ``prefix``. Idempotent."""
+        """Destroy every object under ``prefix``, with all its versions and delete
+        markers. Idempotent. For undoing a create nobody used; deleting users'
+        data goes through ``retire_prefix``."""
+
+    @abc.abstractmethod
+    def retire_prefix(self, bucket: str, prefix: str) -> int:
+        """Delete the current objects under ``prefix`` so they vanish from
+        listings and reads, keeping their data as noncurrent versions; return
+        how many were retired. Enables versioning first, so it never destroys
+        data (raises ProviderError where the server cannot keep versions).
+        Idempotent; a missing bucket retires nothing."""
+
+    @abc.abstractmethod
+    def list_versions(self, bucket: str, prefix: str = "") -> list[ObjectVersion]:
+        """Every version and delete marker under ``prefix``, by key, each key's
+        current entry first, then newest to oldest (ties in the server's order)."""
+
+    @abc.abstractmethod
+    def purge_versions(self, bucket: str, versions: Iterable[ObjectVersion]) -> int:
+        """Permanently delete exactly these versions and delete markers (current
+        ones too: choosing is the caller's job); return how many were asked for.
+        Idempotent: versions already gone are not an error."""
 
     @abc.abstractmethod
     def list_keys(self, bucket: str, prefix: str = "") -> list[str]:
-        """Object keys under ``prefix`` (all of them; for admin views and tests)."""
+        """Current object keys under ``prefix`` (all of them; for admin views and
+        tests)."""
 
     @abc.abstractmethod
     def create_key(self, bucket: str, *, label: str) -> ScopedKey:

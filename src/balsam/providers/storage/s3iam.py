@@ -13,6 +13,12 @@ Notes on SeaweedFS (4.48): its policy parser rejects some AWS action names
 (``s3:ListMultipartUploadParts``, ``s3:ListBucketMultipartUploads``), so the
 policy only uses names both servers accept; multipart uploads still work
 (``s3:PutObject`` covers them there). It generates key pairs with a CSPRNG.
+
+Versions (SeaweedFS 4.48 as AWS): ``ListObjectVersions`` answers on unversioned
+buckets too (version id ``null``); deleting a key that has no current object
+still writes a delete marker, so ``retire_prefix`` deletes only keys it listed.
+SeaweedFS deletes a bucket that holds only noncurrent versions (AWS refuses),
+but ``delete_bucket`` removes every version first on both.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import secrets
 import threading
 import time
 import urllib.parse
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
 
@@ -32,7 +38,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from balsam.errors import ProviderError
-from balsam.providers.storage.base import ScopedKey, StorageProvider
+from balsam.providers.storage.base import ObjectVersion, ScopedKey, StorageProvider
 
 POLICY_NAME = "balsam-bucket-access"
 BUCKET_ACTIONS = ("s3:ListBucket", "s3:GetBucketLocation")
@@ -53,6 +59,7 @@ _NO_BUCKET = ("NoSuchBucket", "404")
 _NO_ENTITY = ("NoSuchEntity",)
 _NOT_SUPPORTED = ("NotImplemented", "501")
 _DELETE_BATCH = 1000
+_ENABLED = {"Status": "Enabled"}
 
 
 @contextmanager
@@ -123,6 +130,35 @@ def user_name_for(label: str) -> str:
     suffix = secrets.token_hex(4)
     stem = _NOT_IAM_NAME_CHARS.sub("-", label)[: _IAM_NAME_MAX - len(suffix) - 1] or "key"
     return f"{stem}-{suffix}"
+
+
+def _object_version(item: dict[str, Any], *, is_delete_marker: bool) -> ObjectVersion:
+    return ObjectVersion(
+        key=str(item["Key"]),
+        version_id=str(item["VersionId"]),
+        last_modified=item["LastModified"],
+        is_latest=bool(item.get("IsLatest")),
+        is_delete_marker=is_delete_marker,
+        size=int(item.get("Size", 0)),
+    )
+
+
+def _page_versions(page: dict[str, Any]) -> list[ObjectVersion]:
+    """A ListObjectVersions page's versions and delete markers, in one list."""
+    return [
+        *(_object_version(item, is_delete_marker=False) for item in page.get("Versions", [])),
+        *(_object_version(item, is_delete_marker=True) for item in page.get("DeleteMarkers", [])),
+    ]
+
+
+def _newest_first(versions: list[ObjectVersion]) -> list[ObjectVersion]:
+    """By key; each key's current entry first, then newest to oldest. The sort is
+    stable, so entries of one second (the servers' resolution) keep their order."""
+    return sorted(versions, key=lambda v: (v.key, not v.is_latest, -v.last_modified.timestamp()))
+
+
+def _version_ids(versions: Iterable[ObjectVersion]) -> Iterator[dict[str, str]]:
+    return ({"Key": v.key, "VersionId": v.version_id} for v in versions)
 
 
 def _batches(items: Iterator[dict[str, str]], size: int) -> Iterator[list[dict[str, str]]]:
@@ -200,6 +236,21 @@ class S3IamStorage(StorageProvider):
             options["CreateBucketConfiguration"] = {"LocationConstraint": self.region}
         with _backend("create bucket"):
             self._s3.create_bucket(Bucket=bucket, **options)
+        try:
+            self.enable_versioning(bucket)
+        except ProviderError:  # a bucket that would not keep versions is not made
+            with suppress(ProviderError):
+                self.delete_bucket(bucket)
+            raise
+
+    def enable_versioning(self, bucket: str) -> bool:
+        """Reads the state first: the usual answer (on) costs no write."""
+        with _backend("enable versioning"):
+            state = self._s3.get_bucket_versioning(Bucket=bucket).get("Status")
+            if state == _ENABLED["Status"]:
+                return False
+            self._s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration=_ENABLED)
+        return True
 
     def delete_bucket(self, bucket: str) -> None:
         with _backend("delete bucket"):
@@ -233,6 +284,29 @@ class S3IamStorage(StorageProvider):
                 if not _is(exc, _NO_BUCKET):
                     raise
 
+    def retire_prefix(self, bucket: str, prefix: str) -> int:
+        """Sets versioning on every time (one write) rather than trusting a
+        cached state: a key holder may have suspended it since."""
+        with _backend("retire objects"):
+            try:
+                self._s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration=_ENABLED)
+                keys = ({"Key": key} for key in self._keys(bucket, prefix))
+                return self._delete_batches(bucket, keys)
+            except ClientError as exc:
+                if _is(exc, _NO_BUCKET):
+                    return 0
+                raise
+
+    def list_versions(self, bucket: str, prefix: str = "") -> list[ObjectVersion]:
+        with _backend("list versions"):
+            paginator = self._s3.get_paginator("list_object_versions")
+            pages = paginator.paginate(Bucket=bucket, Prefix=prefix)
+            return _newest_first([v for page in pages for v in _page_versions(page)])
+
+    def purge_versions(self, bucket: str, versions: Iterable[ObjectVersion]) -> int:
+        with _backend("purge versions"):
+            return self._delete_batches(bucket, _version_ids(versions))
+
     def list_keys(self, bucket: str, prefix: str = "") -> list[str]:
         with _backend("list objects"):
             return list(self._keys(bucket, prefix))
@@ -249,15 +323,22 @@ class S3IamStorage(StorageProvider):
         try:
             paginator = self._s3.get_paginator("list_object_versions")
             for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
-                for item in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]:
-                    yield {"Key": str(item["Key"]), "VersionId": str(item["VersionId"])}
+                yield from _version_ids(_page_versions(page))
         except ClientError as exc:
             if not _is(exc, _NOT_SUPPORTED):
                 raise
             yield from ({"Key": key} for key in self._keys(bucket, prefix))
 
     def _delete_objects(self, bucket: str, prefix: str) -> None:
-        for batch in _batches(self._versions(bucket, prefix), _DELETE_BATCH):
+        self._delete_batches(bucket, self._versions(bucket, prefix))
+
+    def _delete_batches(self, bucket: str, objects: Iterator[dict[str, str]]) -> int:
+        """DeleteObjects in batches (a key alone writes a delete marker in a
+        versioned bucket; a key and version id destroys that version); return
+        how many were asked for. Raises ProviderError on any failure but a
+        missing key."""
+        count = 0
+        for batch in _batches(objects, _DELETE_BATCH):
             reply = self._s3.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
             failed = [e for e in reply.get("Errors", []) if e.get("Code") != "NoSuchKey"]
             if failed:
@@ -266,6 +347,8 @@ class S3IamStorage(StorageProvider):
                     f"({failed[0].get('Code')}).",
                     details={"operation": "delete objects", "code": failed[0].get("Code")},
                 )
+            count += len(batch)
+        return count
 
     def _abort_uploads(self, bucket: str) -> None:
         try:

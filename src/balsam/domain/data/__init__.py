@@ -1,0 +1,1 @@
+"""Project data in object storage: how long deleted data is kept (retention)."""
