@@ -908,6 +908,55 @@ def test_a_huge_page_from_her_own_server_is_refused_not_buffered(
     assert status == 502 and read < 2**20, (status, read)
 
 
+# -- the portal's pages and forms, and another bucket's kept versions --------------------------
+
+
+def test_the_portal_gives_a_kernel_nothing(
+    attacker: Attacker, live_url: str, workspaces: dict[str, dict[str, Any]], victim: Victim,
+    bob_user: TestUser,
+) -> None:
+    """Without a session the kernel's requests reach no page, no form and no file
+    outside the stylesheets; another project's kept object versions stay closed."""
+    bobs = workspaces["bob"]["id"]
+    got = attacker.run(
+        "import urllib.request, urllib.error, boto3\n"
+        "class _Stay(urllib.request.HTTPRedirectHandler):\n"
+        "    def redirect_request(self, *args, **kwargs): return None\n"
+        "_open = urllib.request.build_opener(_Stay).open\n"
+        "def _status(path, data=None):\n"
+        f"    req = urllib.request.Request({live_url!r} + path, data=data, headers={{"
+        f"'Origin': {live_url!r}, 'Accept': 'text/html'}})\n"
+        "    try:\n"
+        "        with _open(req, timeout=10) as r:\n"
+        "            return [r.status, r.headers.get('location')]\n"
+        "    except urllib.error.HTTPError as e:\n"
+        "        return [e.code, e.headers.get('location')]\n"
+        "out = {\n"
+        "  'status': _status('/admin/status'),\n"
+        f"  'delete': _status('/workspaces-ui/{bobs}/delete', b'csrf=guess'),\n"
+        "  'traversal': _status('/static/..%2f..%2fsettings.py'),\n"
+        "  'passwd': _status('/static/../../../../etc/passwd'),\n"
+        "}\n"
+        "s3 = boto3.client('s3')\n"
+        "versions = []\n"
+        f"for call in (lambda: s3.list_object_versions(Bucket={victim.bucket!r}), "
+        f"lambda: s3.delete_object(Bucket={victim.bucket!r}, Key={next(iter(victim.objects))!r}, "
+        "VersionId='null')):\n"
+        "    try:\n"
+        "        call(); versions.append('ALLOWED')\n"
+        "    except Exception as exc:\n"
+        "        error = getattr(exc, 'response', {}).get('Error', {})\n"
+        "        versions.append(error.get('Code', repr(exc)))\n"
+        "out['versions'] = versions\n"
+        "print(json.dumps(out))"
+    )
+    assert got["status"] == [303, "/login?next=/admin/status"], got
+    assert got["delete"] == [303, "/login"], got
+    assert got["traversal"][0] == 404 and got["passwd"][0] == 404, got
+    assert got["versions"] == ["AccessDenied"] * 2, got
+    assert bob_user.client.get(f"/api/v1/workspaces/{bobs}").json()["state"] == "running"
+
+
 # -- afterwards --------------------------------------------------------------------------------
 
 
