@@ -13,9 +13,7 @@ from pathlib import Path
 import pytest
 
 from balsam.domain.workspaces.templates import load_templates
-from balsam.hostuids import HostUidRegistry
 from balsam.providers.workspaces.base import WorkspaceSecrets, WorkspaceSpec
-from balsam.providers.workspaces.environments import EnvironmentBuilder
 from balsam.providers.workspaces.jupyter import free_port
 from balsam.providers.workspaces.local import LocalWorkspaceProvider
 
@@ -52,21 +50,6 @@ def clone_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     yield f"git://127.0.0.1:{port}/p.git"
     daemon.terminate()
     daemon.wait(timeout=10)
-
-
-@pytest.fixture
-def provider(tmp_path: Path) -> LocalWorkspaceProvider:
-    (tmp_path / "data").mkdir(mode=0o711)
-    tmp_path.chmod(0o711)
-    registry = HostUidRegistry(
-        tmp_path / "registry", base=1_600_000_000 + secrets.randbelow(1000) * 100
-    )
-    return LocalWorkspaceProvider(
-        tmp_path / "data" / "workspaces",
-        EnvironmentBuilder(tmp_path / "data" / "env"),
-        uid_base=registry.base,
-        uid_registry=registry,
-    )
 
 
 def _spec(

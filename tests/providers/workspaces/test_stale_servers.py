@@ -25,8 +25,6 @@ from sqlalchemy import delete, select
 from balsam.context import AppContext
 from balsam.db.models import Workspace
 from balsam.domain.workspaces.supervisor import WorkspaceSupervisor
-from balsam.hostuids import HostUidRegistry
-from balsam.providers.workspaces.environments import EnvironmentBuilder
 from balsam.providers.workspaces.local import LocalWorkspaceProvider
 from balsam.providers.workspaces.unix import runs_server
 from tests.fixtures.app import TestUser
@@ -64,21 +62,6 @@ class _Servers:
             process.kill()
             process.wait()
             shutil.rmtree(self.root / workspace_id, ignore_errors=True)
-
-
-@pytest.fixture
-def provider(tmp_path: Path) -> LocalWorkspaceProvider:
-    (tmp_path / "data").mkdir(mode=0o711)
-    tmp_path.chmod(0o711)
-    registry = HostUidRegistry(
-        tmp_path / "registry", base=1_600_000_000 + secrets.randbelow(1000) * 100
-    )
-    return LocalWorkspaceProvider(
-        tmp_path / "data" / "workspaces",
-        EnvironmentBuilder(tmp_path / "data" / "env"),
-        uid_base=registry.base,
-        uid_registry=registry,
-    )
 
 
 def _servers(root: Path) -> Iterator[_Servers]:

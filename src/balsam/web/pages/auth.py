@@ -20,10 +20,10 @@ from balsam.web.pages import i18n
 from balsam.web.pages.forms import (
     NextQuery,
     page_session,
-    posted_form,
     read_form,
     refuse_cross_site,
     safe_next,
+    session_form,
 )
 from balsam.web.pages.render import render
 
@@ -90,8 +90,9 @@ async def logout(request: Request) -> Response:
     auth = ctx.settings.auth
     cookie = request.cookies.get(auth.session_cookie)
     refuse_cross_site(request, ctx)
-    if cookie and await page_session(request) is not None:
-        await posted_form(request)  # a live session's logout carries its CSRF token
+    session = await page_session(request) if cookie else None
+    if cookie and session is not None:
+        await session_form(request, session)  # a live session's logout carries its token
         await run_in_threadpool(IdentityService(ctx).end_session, cookie)
         request.app.state.proxy_access.forget_credential(cookie)  # no 5 s grace
     response = RedirectResponse("/login", status_code=303)

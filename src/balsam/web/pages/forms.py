@@ -127,8 +127,14 @@ async def posted_form(request: Request) -> tuple[PageSession, dict[str, str]]:
     """A logged-in user's form post, checked (same site, CSRF token), and its fields."""
     refuse_cross_site(request, get_ctx(request))
     session = await require_session(request)
+    return session, await session_form(request, session)
+
+
+async def session_form(request: Request, session: PageSession) -> dict[str, str]:
+    """The fields of ``session``'s form post, refused (403) without its CSRF token.
+    The caller has refused cross-site posts."""
     form = await read_form(request)
     if not hmac.compare_digest(form.get("csrf", "").encode(), session.csrf.encode()):
         raise Forbidden(N_("The form's security token is missing or out of date; reload "
                            "the page and try again."))
-    return session, form
+    return form
