@@ -83,8 +83,14 @@ class RateLimited(BalsamError):
 
 
 class ProviderError(BalsamError):
-    """A backend (git, storage, identity) failed; the operation was rolled back."""
+    """A backend (git, storage, identity) failed; the operation was rolled back.
+
+    ``unsettled`` is set by a provider whose call may have left something behind on
+    the backend that it could not remove (a request that timed out may still be
+    carried out): the caller's journal then keeps the operation for repair
+    (:meth:`balsam.domain.steps.Compensations.attempt`)."""
 
     status = 502
     reason = "provider-error"
     title = "Backend failure"
+    unsettled: bool = False

@@ -181,11 +181,14 @@ def balsam_command() -> list[str]:
 
 
 def seaweed_http_ports(count: int) -> list[int]:
-    """Free ports whose gRPC twins (port + 10000, weed's rule) are free too."""
+    """Free ports whose gRPC twins (port + 10000, weed's rule) are free too.
+
+    Both lie below Linux's ephemeral range (32768 on): a twin up there could be taken
+    by any outgoing connection between this check and weed's bind."""
     reserved = {23646, 33646}  # weed mini's admin port and its twin (not configurable)
     chosen: list[int] = []
     while len(chosen) < count:
-        port = random.randint(20000, 29999)
+        port = random.randint(10000, 22767)
         if {port, port + 10000} & reserved or port in chosen:
             continue
         if port_is_free(port) and port_is_free(port + 10000):

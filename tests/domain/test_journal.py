@@ -211,3 +211,32 @@ def test_an_undo_that_fails_is_kept_and_repaired_and_blocks_the_project_meanwhil
     assert repair_of(ctx, pid, "credential.create")["repair"] == "undone"
     again = alice.client.post(f"/api/v1/projects/{pid}/credentials", json={"name": "k"})
     assert again.status_code == 201, again.text
+
+
+def test_a_mint_that_may_have_left_a_key_is_kept_for_repair(
+        alice: TestUser, ctx: AppContext, project: dict[str, Any], monkeypatch: Any) -> None:
+    """The storage timed out but may still make the key (weed paused, say): the
+    mint fails, the journal keeps it, and the repair revokes what it left."""
+    pid = project["id"]
+    storage = ctx.providers.storage
+    real_create = storage.create_key
+    left: list[str] = []
+
+    def carried_out_late(bucket: str, *, label: str) -> Any:
+        left.append(real_create(bucket, label=label).access_key)
+        error = ProviderError("timed out", details={"code": "DEADLINE_EXCEEDED"})
+        error.unsettled = True
+        raise error
+
+    monkeypatch.setattr(storage, "create_key", carried_out_late)
+    failed = alice.client.post(f"/api/v1/projects/{pid}/credentials", json={"name": "k"})
+    assert failed.status_code == 503, failed.text  # storage unavailable
+    monkeypatch.undo()
+    refused = alice.client.post(f"/api/v1/projects/{pid}/credentials", json={"name": "k"})
+    assert refused.status_code == 409 and "repair" in refused.json()["detail"]
+
+    recover(ctx)
+    assert not storage.key_exists(left[0])
+    assert storage.key_exists(project["credentials"]["accessKey"])
+    again = alice.client.post(f"/api/v1/projects/{pid}/credentials", json={"name": "k"})
+    assert again.status_code == 201, again.text

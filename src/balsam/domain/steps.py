@@ -12,6 +12,8 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import TypeVar
 
+from balsam.errors import ProviderError
+
 T = TypeVar("T")
 
 log = logging.getLogger(__name__)
@@ -47,6 +49,18 @@ class Compensations:
             raise
         self.push(name, inverse)
         return result
+
+    def attempt(self, name: str, action: Callable[[], T]) -> T:
+        """Run ``action``, whose own failure it undoes itself. If the provider says
+        the failure is unsettled (``ProviderError.unsettled``: part of it may be left
+        on the backend), record ``name`` as not undone, so the journal keeps the
+        operation and the repair sweeps what is left."""
+        try:
+            return action()
+        except ProviderError as exc:
+            if exc.unsettled:
+                self.failed.append(name)
+            raise
 
     def __enter__(self) -> Compensations:
         return self

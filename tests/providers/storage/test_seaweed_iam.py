@@ -5,6 +5,7 @@ filer's IAM gRPC service."""
 from __future__ import annotations
 
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -194,6 +195,95 @@ def test_a_name_taken_fails_the_create_and_leaves_that_key_alone(
         storage.create_key(bucket, label="henry")
     assert caught.value.details["code"] == "ALREADY_EXISTS"
     scoped_client(seaweed, first).list_objects_v2(Bucket=bucket)
+
+
+def test_a_create_that_timed_out_after_the_server_made_it_is_unsettled(
+    storage: SeaweedIamStorage, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CreateUser carried out, but its reply late (deadline): the identity is deleted,
+    yet weed may still carry out a queued copy, so the error is marked unsettled
+    and the caller's journal sweeps the bucket later."""
+    made: list[str] = []
+    real_call = storage.iam.call
+
+    def late(operation: str, method: Any, request: Any, **kwargs: Any) -> Any:
+        reply = real_call(operation, method, request, **kwargs)
+        if operation == "create key":
+            made.append(request.identity.credentials[0].access_key)
+            raise ProviderError("late", details={"operation": operation,
+                                                 "code": "DEADLINE_EXCEEDED"})
+        return reply
+
+    monkeypatch.setattr(storage.iam, "call", late)
+    with pytest.raises(ProviderError) as caught:
+        storage.create_key(bucket, label="late")
+    assert caught.value.unsettled
+    monkeypatch.undo()
+    assert made and not storage.key_exists(made[0])  # deleted at once all the same
+
+
+def test_a_failed_create_whose_undo_fails_is_unsettled(
+    storage: SeaweedIamStorage, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_call = storage.iam.call
+
+    def refusing(operation: str, method: Any, request: Any, **kwargs: Any) -> Any:
+        if operation == "revoke key":
+            raise ProviderError("down", details={"operation": operation, "code": "UNAVAILABLE"})
+        return real_call(operation, method, request, **kwargs)
+
+    def never_accepted(key: ScopedKey) -> None:
+        raise ProviderError("not accepted", details={"code": "timeout"})
+
+    monkeypatch.setattr(storage.iam, "call", refusing)
+    monkeypatch.setattr(storage, "_wait_until_accepted", never_accepted)
+    with pytest.raises(ProviderError) as caught:
+        storage.create_key(bucket, label="stuck")
+    assert caught.value.unsettled
+    monkeypatch.undo()
+    assert storage.revoke_bucket_keys(bucket) == 1  # what the repair sweep finds
+
+
+def test_a_failed_create_undone_cleanly_is_settled(
+    storage: SeaweedIamStorage, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def never_accepted(key: ScopedKey) -> None:
+        raise ProviderError("not accepted", details={"code": "timeout"})
+
+    monkeypatch.setattr(storage, "_wait_until_accepted", never_accepted)
+    with pytest.raises(ProviderError) as caught:
+        storage.create_key(bucket, label="clean")
+    assert not caught.value.unsettled
+    monkeypatch.undo()
+    assert storage.revoke_bucket_keys(bucket) == 0
+
+
+def test_children_forked_while_grpc_calls_run_start_cleanly(
+    storage: SeaweedIamStorage, bucket: str
+) -> None:
+    """gRPC's fork handlers crashed about one child in a hundred forked during its
+    calls (git as a workspace's user: a plain fork, not vfork): they are off."""
+    key = storage.create_key(bucket, label="forks")
+    stop = threading.Event()
+
+    def calls() -> None:
+        while not stop.is_set():
+            storage.iam.call("look up", lambda s: s.GetUserByAccessKey,
+                             iam_pb2.GetUserByAccessKeyRequest(access_key=key.access_key))
+
+    caller = threading.Thread(target=calls)
+    caller.start()
+    try:
+        failed = []
+        for _ in range(300):  # preexec_fn: a plain fork, as with user=
+            done = subprocess.run(["true"], preexec_fn=lambda: None, capture_output=True,
+                                  text=True, check=False)  # fmt: skip
+            if done.returncode != 0:
+                failed.append((done.returncode, done.stderr[-200:]))
+    finally:
+        stop.set()
+        caller.join()
+    assert failed == []
 
 
 def test_concurrent_mints_all_work(

@@ -30,7 +30,8 @@ class CredentialService:
             project = require(self.ctx, session, actor, project_id, "member", "credential.create")
         undo = Compensations()
         with Journal(self.ctx).running("credential.create", project_id, actor, undo=undo):
-            key = self.storage.create_key(project.bucket, label=f"{actor.username}@{project_id}")
+            key = undo.attempt("key", lambda: self.storage.create_key(
+                project.bucket, label=f"{actor.username}@{project_id}"))
             undo.push("key", lambda: self.storage.revoke_key(key.access_key))
             crash_point("credential.create", "key")
             row = Credential(access_key=key.access_key, project_id=project_id,

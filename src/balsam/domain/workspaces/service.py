@@ -151,7 +151,8 @@ class WorkspaceService:
         undo = Compensations()
         with Journal(self.ctx).running("workspace.create", project.id, actor, workspace_id,
                                        undo=undo):
-            key = storage.create_key(bucket, label=f"{actor.username}@{project.id}/{workspace_id}")
+            key = undo.attempt("key", lambda: storage.create_key(
+                bucket, label=f"{actor.username}@{project.id}/{workspace_id}"))
             undo.push("key", lambda: storage.revoke_key(key.access_key))
             crash_point("workspace.create", "key")
             store.save(workspace_id, WorkspaceSecrets(

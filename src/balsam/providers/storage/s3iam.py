@@ -368,14 +368,18 @@ class S3IamStorage(StorageProvider):
         if not _BUCKET_NAME.fullmatch(bucket):  # it goes into a policy ARN
             raise ProviderError(f"Invalid bucket name {bucket!r}.")
         user = user_name_for(label)
-        with _backend("create key"):
-            self._iam.create_user(UserName=user)
-            try:
+        try:
+            with _backend("create key"):
+                self._iam.create_user(UserName=user)
                 return self._mint_key(user, bucket)
-            except BaseException:
-                with suppress(BotoCoreError, ClientError):
+        except BaseException as exc:
+            try:
+                with _backend("undo create key"):
                     self._delete_user(user)
-                raise
+            except ProviderError:  # the user may outlive this call: the caller sweeps
+                if isinstance(exc, ProviderError):
+                    exc.unsettled = True
+            raise
 
     def revoke_key(self, access_key: str) -> None:
         """Delete the key's IAM user with every key and policy it has."""

@@ -47,6 +47,8 @@ KEY_ACTIONS = ("Read", "Write", "List", "Tagging")
 _BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _ACCESS_KEY_ALPHABET = string.ascii_uppercase + string.digits
 _ACCESS_KEY_LENGTH = 20
+#: gRPC codes after which the server may still carry out the call.
+_OUTCOME_UNKNOWN = frozenset({"DEADLINE_EXCEEDED", "CANCELLED"})
 
 
 def new_key_pair() -> tuple[str, str]:
@@ -128,18 +130,37 @@ class SeaweedIamStorage(S3IamStorage):
             actions=[f"{action}:{bucket}" for action in KEY_ACTIONS],
         )  # fmt: skip
         key = ScopedKey(access_key, secret_key, bucket)
+        made = False
         try:
-            # A deadline can pass after the server made the identity: undo by name.
             self.iam.call("create key", lambda s: s.CreateUser,
                           iam_pb2.CreateUserRequest(identity=identity))  # fmt: skip
+            made = True
             self._remember(name, bucket, [access_key])
             self._wait_until_accepted(key)
         except BaseException as exc:
-            if not _name_taken(exc):  # a name taken is another key's identity: keep it
-                with suppress(ProviderError):
-                    self._delete_identity(name, [access_key])
+            self._undo_create(name, access_key, exc, made=made)
             raise
         return key
+
+    def _undo_create(self, name: str, access_key: str, exc: BaseException, *,
+                     made: bool) -> None:
+        """Delete the identity a failed ``create_key`` made or may have made, and
+        mark ``exc`` unsettled where some may be left: the delete failed, or the
+        CreateUser call timed out, so weed may still carry it out after the delete
+        (it queues calls while paused). The caller's journal then has the bucket
+        swept for unrecorded keys. A CreateUser weed refused made nothing (a name
+        taken is another key's identity: it is kept); one that never reached weed
+        (UNAVAILABLE: weed down) neither."""
+        code = exc.details.get("code") if isinstance(exc, ProviderError) else None
+        unknown = not made and (not isinstance(exc, ProviderError) or code in _OUTCOME_UNKNOWN)
+        if not (made or unknown):
+            return
+        deleted = False
+        with suppress(ProviderError):
+            self._delete_identity(name, [access_key])
+            deleted = True
+        if isinstance(exc, ProviderError) and (unknown or not deleted):
+            exc.unsettled = True
 
     def revoke_key(self, access_key: str) -> None:
         """Delete the identity holding the key (with any other key it has) and
@@ -263,10 +284,6 @@ class SeaweedIamStorage(S3IamStorage):
                 )
             time.sleep(delay)
             delay = min(delay * 2, 0.2)
-
-
-def _name_taken(exc: BaseException) -> bool:
-    return isinstance(exc, ProviderError) and exc.details.get("code") == "ALREADY_EXISTS"
 
 
 def _keys_of(identity: iam_pb2.Identity) -> list[str]:
