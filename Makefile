@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 PG_INITDB := $(firstword $(wildcard /usr/lib/postgresql/*/bin/initdb))
 BENCHES := $(sort $(filter-out bench/_%,$(wildcard bench/*.py)))
 
-.PHONY: venv run test test-sqlite test-postgres lint bench docs messages
+.PHONY: venv run test test-sqlite test-postgres lint format bench docs messages
 
 ## venv: the virtual environment, with Balsam installed editable plus test tools
 venv: $(STAMP)
@@ -48,12 +48,18 @@ else
 	      "(on Debian/Ubuntu: apt-get install postgresql)."
 endif
 
-## lint: ruff and mypy (strict); both run, so one report shows every problem
+## lint: ruff (check and format) and mypy (strict); all run, so one report shows every problem
 lint: venv
 	@status=0; \
 	echo "$(BIN)/ruff check ."; $(BIN)/ruff check . || status=1; \
+	echo "$(BIN)/ruff format --check ."; $(BIN)/ruff format --check . || status=1; \
 	echo "$(BIN)/mypy"; $(BIN)/mypy || status=1; \
 	exit $$status
+
+## format: format every Python file with ruff (what `make lint` checks)
+format: venv
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
 
 ## bench: every bench/*.py script, one after the other
 bench: venv

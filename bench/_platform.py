@@ -43,8 +43,9 @@ ENVIRONMENTS_DIR = ROOT / ".cache" / "environments"
 
 
 @contextmanager
-def platform(database_url: str | None = None, *, workspaces: bool = False,
-             s3_iam_api: bool = False) -> Iterator[Platform]:
+def platform(
+    database_url: str | None = None, *, workspaces: bool = False, s3_iam_api: bool = False
+) -> Iterator[Platform]:
     """Start everything in a temp dir; yield a user with a token; clean up.
 
     ``s3_iam_api=True`` mints keys through the IAM API on weed's S3 port (provider
@@ -64,31 +65,41 @@ def platform(database_url: str | None = None, *, workspaces: bool = False,
         # skipped, but a stopped workspace keeps its id and two allocations can race,
         # so a bench and a concurrent test run could kill each other's servers: give
         # this platform a block of its own.
-        os.environ.setdefault("BALSAM_WORKSPACES__UID_BASE",
-                              str(1_000_000 + (os.getpid() % 1_000_000) * 100))
+        os.environ.setdefault(
+            "BALSAM_WORKSPACES__UID_BASE", str(1_000_000 + (os.getpid() % 1_000_000) * 100)
+        )
     with tempfile.TemporaryDirectory(prefix="balsam-bench-") as tmp:
         # As root, workspaces run under their own user ids: they must be able to
         # traverse every folder above their home.
         os.chmod(tmp, 0o711)  # noqa: S103 - traversable, not listable
         access, secret = "BENCH" + secrets.token_hex(6).upper(), secrets.token_urlsafe(30)
-        seaweed = SeaweedServer(Path(tmp) / "s3", ports=SeaweedPorts.pick_free(),
-                                admin_access_key=access, admin_secret_key=secret,
-                                s3_iam_api=s3_iam_api)
+        seaweed = SeaweedServer(
+            Path(tmp) / "s3",
+            ports=SeaweedPorts.pick_free(),
+            admin_access_key=access,
+            admin_secret_key=secret,
+            s3_iam_api=s3_iam_api,
+        )
         with seaweed:
             port = free_port()
-            storage: dict[str, Any] = {"endpoint_url": seaweed.endpoint_url,
-                                       "admin_access_key": access, "admin_secret_key": secret,
-                                       "provider": "s3-iam" if s3_iam_api else "seaweedfs",
-                                       "filer_grpc_port": seaweed.ports.filer_grpc,
-                                       "conf_dir": seaweed.conf_dir}
-            settings = Settings(data_dir=Path(tmp) / "data", port=port,
-                                database_url=database_url,
-                                storage=storage)  # type: ignore[arg-type]
+            storage: dict[str, Any] = {
+                "endpoint_url": seaweed.endpoint_url,
+                "admin_access_key": access,
+                "admin_secret_key": secret,
+                "provider": "s3-iam" if s3_iam_api else "seaweedfs",
+                "filer_grpc_port": seaweed.ports.filer_grpc,
+                "conf_dir": seaweed.conf_dir,
+            }
+            settings = Settings(
+                data_dir=Path(tmp) / "data", port=port, database_url=database_url, storage=storage
+            )  # type: ignore[arg-type]
             ctx = build_context(settings)
             app = create_app(settings, ctx=ctx)
             identity = IdentityService(ctx)
-            user = identity.create_user(None, UserCreate(
-                username="bench", password=secrets.token_urlsafe(18), is_admin=True))
+            user = identity.create_user(
+                None,
+                UserCreate(username="bench", password=secrets.token_urlsafe(18), is_admin=True),
+            )
             actor = Actor(user_id=user.id, username="bench", is_admin=True)
             _, token = identity.create_token(actor, TokenCreate(name="b", expires_in_days=1))
             with serve(app, port=port) as url:

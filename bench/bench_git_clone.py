@@ -161,7 +161,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=9, help="timed clones per transport")
     parser.add_argument("--warmup", type=int, default=1, help="untimed clones per transport")
     parser.add_argument(
-        "--bridge-only", action="store_true",
+        "--bridge-only",
+        action="store_true",
         help="serve the repository through the bare git bridge instead of the whole "
         "authenticated Balsam app (SeaweedFS, database, token check, audit)",
     )
@@ -179,15 +180,22 @@ def full_app_urls(stack: contextlib.ExitStack, n_files: int) -> dict[str, str]:
     from _platform import platform
 
     p = stack.enter_context(platform())
-    r = httpx.post(f"{p.url}/api/v1/projects", headers=p.headers, timeout=60,
-                   json={"name": "Clone bench", "branchName": "main"})
+    r = httpx.post(
+        f"{p.url}/api/v1/projects",
+        headers=p.headers,
+        timeout=60,
+        json={"name": "Clone bench", "branchName": "main"},
+    )
     r.raise_for_status()
     pid = r.json()["id"]
     git = p.ctx.providers.git
-    files = {f"folder-{i % 10}/file-{i:05d}.txt": f"line {i}\n".encode() * (1 + i % 20)
-             for i in range(n_files)}
-    git.commit_files(pid, "main", files, message=f"{n_files} files",
-                     author=Author("Bench", "bench@example.org"))
+    files = {
+        f"folder-{i % 10}/file-{i:05d}.txt": f"line {i}\n".encode() * (1 + i % 20)
+        for i in range(n_files)
+    }
+    git.commit_files(
+        pid, "main", files, message=f"{n_files} files", author=Author("Bench", "bench@example.org")
+    )
     http = p.url.replace("http://", f"http://bench:{p.token}@") + f"/git/{pid}.git"
     return {"http": http, "file": git.repository_path(pid).as_uri()}  # type: ignore[attr-defined]
 
@@ -200,16 +208,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             started = time.perf_counter()
             if args.bridge_only or args.http_url:
                 provider = make_repo(root, args.files)
-                urls = {"http": args.http_url or (
-                    stack.enter_context(serve_app(make_app(provider))) + f"/git/{REPO_ID}.git"),
-                    "file": provider.repository_path(REPO_ID).as_uri()}
+                urls = {
+                    "http": args.http_url
+                    or (stack.enter_context(serve_app(make_app(provider))) + f"/git/{REPO_ID}.git"),
+                    "file": provider.repository_path(REPO_ID).as_uri(),
+                }
             else:
                 urls = full_app_urls(stack, args.files)
-            print(f"built {args.files}-file repository in {time.perf_counter() - started:.2f}s"
-                  f" ({'bridge only' if args.bridge_only else 'whole app, token auth'})")
+            print(
+                f"built {args.files}-file repository in {time.perf_counter() - started:.2f}s"
+                f" ({'bridge only' if args.bridge_only else 'whole app, token auth'})"
+            )
             timings = compare(urls, args.runs, args.warmup)
-        print(json.dumps({**report(timings, args.files),
-                          "mode": "bridge" if args.bridge_only else "app"}))
+        print(
+            json.dumps(
+                {**report(timings, args.files), "mode": "bridge" if args.bridge_only else "app"}
+            )
+        )
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return 0

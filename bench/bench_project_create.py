@@ -25,8 +25,13 @@ def raw_parts(p: Platform, i: int) -> float:
     git, storage = p.ctx.providers.git, p.ctx.providers.storage
     rid = f"raw-{i}"
     start = time.perf_counter()
-    git.create_repository(rid, default_branch="main", files=initial_files(rid, "d"),
-                          message="init", author=Author("bench", "bench@example.org"))
+    git.create_repository(
+        rid,
+        default_branch="main",
+        files=initial_files(rid, "d"),
+        message="init",
+        author=Author("bench", "bench@example.org"),
+    )
     storage.create_bucket(rid)
     storage.put_object(rid, "main/readme.txt", marker_body(rid, "main"))
     storage.create_key(rid, label=f"bench@{rid}")
@@ -35,8 +40,9 @@ def raw_parts(p: Platform, i: int) -> float:
 
 def via_api(p: Platform, client: httpx.Client, i: int) -> float:
     start = time.perf_counter()
-    r = client.post("/api/v1/projects", json={"name": f"Bench {i}", "description": "d",
-                                              "branchName": "main"})
+    r = client.post(
+        "/api/v1/projects", json={"name": f"Bench {i}", "description": "d", "branchName": "main"}
+    )
     elapsed = time.perf_counter() - start
     assert r.status_code == 201, r.text
     return elapsed
@@ -53,12 +59,18 @@ def main() -> None:
         for i in range(args.runs):  # interleaved so drift hits both sides alike
             api.append(via_api(p, client, i))
             raw.append(raw_parts(p, i))
-    result = {"bench": "project_create", "runs": args.runs,
-              "api_median_ms": round(median(api) * 1000, 1),
-              "raw_median_ms": round(median(raw) * 1000, 1),
-              "ratio": round(median(api) / median(raw), 2), "target": "<= 1.5"}
-    print(f"POST /projects median {result['api_median_ms']} ms; raw parts median "
-          f"{result['raw_median_ms']} ms; ratio {result['ratio']} (target <= 1.5)")
+    result = {
+        "bench": "project_create",
+        "runs": args.runs,
+        "api_median_ms": round(median(api) * 1000, 1),
+        "raw_median_ms": round(median(raw) * 1000, 1),
+        "ratio": round(median(api) / median(raw), 2),
+        "target": "<= 1.5",
+    }
+    print(
+        f"POST /projects median {result['api_median_ms']} ms; raw parts median "
+        f"{result['raw_median_ms']} ms; ratio {result['ratio']} (target <= 1.5)"
+    )
     print(json.dumps(result))
 
 

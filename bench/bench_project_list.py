@@ -26,9 +26,17 @@ def seed(p: Platform, n: int) -> None:
     with p.ctx.sessions() as session, session.begin():
         for i in range(n):
             pid = f"seeded-{i:05d}"
-            session.add(Project(id=pid, name=f"Seeded project {i}", name_key=f"seeded project {i}",
-                                description=f"Statistics series {i % 97}", default_branch="main",
-                                bucket=pid, created_by=p.actor.user_id))
+            session.add(
+                Project(
+                    id=pid,
+                    name=f"Seeded project {i}",
+                    name_key=f"seeded project {i}",
+                    description=f"Statistics series {i % 97}",
+                    default_branch="main",
+                    bucket=pid,
+                    created_by=p.actor.user_id,
+                )
+            )
             session.add(Branch(project_id=pid, id="main", is_default=True))
             session.add(Membership(project_id=pid, user_id=p.actor.user_id, role="owner"))
             if i % 1000 == 999:
@@ -60,16 +68,28 @@ def main() -> None:
         seeded = time.perf_counter() - t0
         with httpx.Client(base_url=p.url, headers=p.headers, timeout=30) as client:
             measure(client, 20, args.projects, {})  # warm up
-            for label, params in [("member_view", {"all": "false"}),
-                                  ("admin_all", {"all": "true"}),
-                                  ("member_view_filtered", {"all": "false", "q": "series 4"})]:
+            for label, params in [
+                ("member_view", {"all": "false"}),
+                ("admin_all", {"all": "true"}),
+                ("member_view_filtered", {"all": "false", "q": "series 4"}),
+            ]:
                 times = measure(client, args.requests, args.projects, params)
-                results[label] = {"p50_ms": round(percentile(times, 50) * 1000, 2),
-                                  "p95_ms": round(percentile(times, 95) * 1000, 2)}
+                results[label] = {
+                    "p50_ms": round(percentile(times, 50) * 1000, 2),
+                    "p95_ms": round(percentile(times, 95) * 1000, 2),
+                }
     for label, r in results.items():
         print(f"{label:22s} p50 {r['p50_ms']:6.2f} ms   p95 {r['p95_ms']:6.2f} ms (target < 30)")
-    print(json.dumps({"bench": "project_list", "projects": args.projects,
-                      "seed_s": round(seeded, 1), **results}))
+    print(
+        json.dumps(
+            {
+                "bench": "project_list",
+                "projects": args.projects,
+                "seed_s": round(seeded, 1),
+                **results,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -26,20 +26,73 @@ from tests.domain.search.trees import SCB_LIBRARY, DirectoryTree
 
 QUERIES = [
     # Swedish, with and without diacritics
-    "hämta", "hamta", "hämta data", "hamta data", "skapa projekt", "Skapa projekt",
-    "ta bort projekt", "bearbetningsmiljö", "bearbetningsmiljo", "kunskapsbibliotek",
-    "versionshantering", "säsongrensning", "sasongrensning", "imputering", "urval estimation",
-    "prisindex", "månadsproduktion", "manadsproduktion", "läs indata", "las indata",
-    "stapeldiagram", "cirkulärt stapeldiagram", "cirkulart", "datalagring", "maskininlärning",
-    "maskininlarning", "arbetsrutiner", "kodningsaspekter", "produktionsflöde",
-    "produktionsflode", "jämställdhet", "jamstalldhet", "hållbarhet", "miljö", "projekt",
+    "hämta",
+    "hamta",
+    "hämta data",
+    "hamta data",
+    "skapa projekt",
+    "Skapa projekt",
+    "ta bort projekt",
+    "bearbetningsmiljö",
+    "bearbetningsmiljo",
+    "kunskapsbibliotek",
+    "versionshantering",
+    "säsongrensning",
+    "sasongrensning",
+    "imputering",
+    "urval estimation",
+    "prisindex",
+    "månadsproduktion",
+    "manadsproduktion",
+    "läs indata",
+    "las indata",
+    "stapeldiagram",
+    "cirkulärt stapeldiagram",
+    "cirkulart",
+    "datalagring",
+    "maskininlärning",
+    "maskininlarning",
+    "arbetsrutiner",
+    "kodningsaspekter",
+    "produktionsflöde",
+    "produktionsflode",
+    "jämställdhet",
+    "jamstalldhet",
+    "hållbarhet",
+    "miljö",
+    "projekt",
     # English and code
-    "parquet", "minio", "bucket", "read parquet", "write parquet", "pandas", "ggplot2",
-    "python", "library", "install packages", "machine learning", "titanic", "heatmap",
-    "boxplot", "s3", "environment variables", "data", "import", "print",
+    "parquet",
+    "minio",
+    "bucket",
+    "read parquet",
+    "write parquet",
+    "pandas",
+    "ggplot2",
+    "python",
+    "library",
+    "install packages",
+    "machine learning",
+    "titanic",
+    "heatmap",
+    "boxplot",
+    "s3",
+    "environment variables",
+    "data",
+    "import",
+    "print",
     # prefixes (the last word completes)
-    "parq", "hämt", "proj", "diagramt", "säsong", "boxp", "skapa proj", "read_p", "kunskaps",
-    "mini", "da",
+    "parq",
+    "hämt",
+    "proj",
+    "diagramt",
+    "säsong",
+    "boxp",
+    "skapa proj",
+    "read_p",
+    "kunskaps",
+    "mini",
+    "da",
 ]
 HTTP_QUERIES = ["hamta", "skapa projekt", "parquet", "data", "proj"]
 
@@ -63,9 +116,12 @@ def in_process(service: SearchService, actor: object, rounds: int) -> dict[str, 
             started = time.perf_counter()
             service.search(actor, q)  # type: ignore[arg-type]
             times.append(time.perf_counter() - started)
-    return {"p50_ms": round(percentile(times, 50) * 1000, 2),
-            "p95_ms": round(percentile(times, 95) * 1000, 2),
-            "max_ms": round(max(times) * 1000, 2), "samples": len(times)}
+    return {
+        "p50_ms": round(percentile(times, 50) * 1000, 2),
+        "p95_ms": round(percentile(times, 95) * 1000, 2),
+        "max_ms": round(max(times) * 1000, 2),
+        "samples": len(times),
+    }
 
 
 def over_http(url: str, headers: dict[str, str], rounds: int) -> dict[str, float]:
@@ -79,8 +135,11 @@ def over_http(url: str, headers: dict[str, str], rounds: int) -> dict[str, float
                 r = client.get("/api/v1/search", params={"q": q})
                 times.append(time.perf_counter() - started)
                 assert r.status_code == 200, r.text
-    return {"p50_ms": round(percentile(times, 50) * 1000, 2),
-            "p95_ms": round(percentile(times, 95) * 1000, 2), "samples": len(times)}
+    return {
+        "p50_ms": round(percentile(times, 50) * 1000, 2),
+        "p95_ms": round(percentile(times, 95) * 1000, 2),
+        "samples": len(times),
+    }
 
 
 def main() -> None:
@@ -101,23 +160,38 @@ def main() -> None:
         local = in_process(service, p.actor, args.rounds)
         http = over_http(p.url, p.headers, 20)
         sample = service.search(p.actor, "skapa projekt", limit=3)  # type: ignore[arg-type]
-    print(f"documents            {documents} in {args.libraries} libraries "
-          f"({len(QUERIES)} queries)")
+    print(
+        f"documents            {documents} in {args.libraries} libraries ({len(QUERIES)} queries)"
+    )
     print(f"index build          {build_s:6.2f} s (database + memory, from scratch)")
     print(f"replica rebuild      {rebuild_s:6.2f} s (memory, from the database)")
-    print(f"re-index unchanged   {reindex.seconds * 1000:6.1f} ms (one library, "
-          f"{reindex.read} files read, 0 re-processed)")
-    print(f"search in-process    p50 {local['p50_ms']:6.2f} ms   p95 {local['p95_ms']:6.2f} ms "
-          "(target < 20)")
+    print(
+        f"re-index unchanged   {reindex.seconds * 1000:6.1f} ms (one library, "
+        f"{reindex.read} files read, 0 re-processed)"
+    )
+    print(
+        f"search in-process    p50 {local['p50_ms']:6.2f} ms   p95 {local['p95_ms']:6.2f} ms "
+        "(target < 20)"
+    )
     print(f"search over HTTP     p50 {http['p50_ms']:6.2f} ms   p95 {http['p95_ms']:6.2f} ms")
     print(f"max RSS growth       {(rss_after - rss_before) / 1024:6.1f} MiB during the build")
     print("top hit 'skapa projekt':", sample.results[0].path, f"(total {sample.total})")
-    print(json.dumps({"bench": "search", "libraries": args.libraries, "documents": documents,
-                      "queries": len(QUERIES), "build_s": round(build_s, 2),
-                      "rebuild_s": round(rebuild_s, 2),
-                      "reindex_unchanged_ms": round(reindex.seconds * 1000, 1),
-                      "in_process": local, "http": http,
-                      "rss_growth_mib": round((rss_after - rss_before) / 1024, 1)}))
+    print(
+        json.dumps(
+            {
+                "bench": "search",
+                "libraries": args.libraries,
+                "documents": documents,
+                "queries": len(QUERIES),
+                "build_s": round(build_s, 2),
+                "rebuild_s": round(rebuild_s, 2),
+                "reindex_unchanged_ms": round(reindex.seconds * 1000, 1),
+                "in_process": local,
+                "http": http,
+                "rss_growth_mib": round((rss_after - rss_before) / 1024, 1),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -42,8 +42,11 @@ def _round(client: Any, bucket: str, objects: int, body: bytes) -> dict[str, flo
         for key in keys:
             client.put_object(Bucket=bucket, Key=key, Body=body)
 
-    return {"put": _timed(put_all), "overwrite": _timed(put_all),
-            "list": _timed(lambda: client.list_objects_v2(Bucket=bucket, Prefix="main/"))}
+    return {
+        "put": _timed(put_all),
+        "overwrite": _timed(put_all),
+        "list": _timed(lambda: client.list_objects_v2(Bucket=bucket, Prefix="main/")),
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -52,15 +55,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args(argv)
     access, secret = "BENCH" + secrets.token_hex(6).upper(), secrets.token_urlsafe(30)
-    with tempfile.TemporaryDirectory(prefix="bench-versioning-") as tmp, SeaweedServer(
-            Path(tmp) / "s3", ports=SeaweedPorts.pick_free(), admin_access_key=access,
-            admin_secret_key=secret) as server:
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-versioning-") as tmp,
+        SeaweedServer(
+            Path(tmp) / "s3",
+            ports=SeaweedPorts.pick_free(),
+            admin_access_key=access,
+            admin_secret_key=secret,
+        ) as server,
+    ):
         client = s3_client(server.endpoint_url, access, secret)
         for kind, bucket in BUCKETS.items():
             client.create_bucket(Bucket=bucket)
             if kind == "versioned":
                 client.put_bucket_versioning(
-                    Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+                    Bucket=bucket, VersioningConfiguration={"Status": "Enabled"}
+                )
         times: dict[str, dict[str, list[float]]] = {k: {} for k in BUCKETS}
         body = secrets.token_bytes(1024)
         for n in range(args.rounds):
@@ -68,14 +78,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             for kind in order:
                 for name, took in _round(client, BUCKETS[kind], args.objects, body).items():
                     times[kind].setdefault(name, []).append(took)
-    result = {kind: {name: statistics.median(values) for name, values in ops.items()}
-              for kind, ops in times.items()}
-    ratios = {name: result["versioned"][name] / result["unversioned"][name]
-              for name in result["versioned"]}
+    result = {
+        kind: {name: statistics.median(values) for name, values in ops.items()}
+        for kind, ops in times.items()
+    }
+    ratios = {
+        name: result["versioned"][name] / result["unversioned"][name]
+        for name in result["versioned"]
+    }
     print(f"{args.objects} objects of 1 KiB, {args.rounds} rounds (medians):")
     for name, ratio in ratios.items():
-        print(f"  {name:9} versioned {result['versioned'][name]:.3f} s, unversioned "
-              f"{result['unversioned'][name]:.3f} s, ratio {ratio:.2f}")
+        print(
+            f"  {name:9} versioned {result['versioned'][name]:.3f} s, unversioned "
+            f"{result['unversioned'][name]:.3f} s, ratio {ratio:.2f}"
+        )
     print(json.dumps({"objects": args.objects, "medians_s": result, "ratios": ratios}))
     return 0
 

@@ -64,8 +64,13 @@ HUB_DIR = ROOT / ".cache" / "bench-jupyterhub"
 HUB_USER = "bench"
 
 
-def poll_ok(client: httpx.Client, url: str, start: float, headers: dict[str, str] | None = None,
-            alive: Callable[[], str | None] | None = None) -> float:
+def poll_ok(
+    client: httpx.Client,
+    url: str,
+    start: float,
+    headers: dict[str, str] | None = None,
+    alive: Callable[[], str | None] | None = None,
+) -> float:
     """Seconds from ``start`` to the first 200 of ``url``; polled every 50 ms."""
     while True:
         with contextlib.suppress(httpx.HTTPError):
@@ -82,11 +87,18 @@ def poll_ok(client: httpx.Client, url: str, start: float, headers: dict[str, str
 
 # -- Balsam ----------------------------------------------------------------------------
 
+
 def balsam_round(p: Platform, client: httpx.Client, project_id: str, i: int) -> float:
     start = time.perf_counter()
-    r = client.post("/api/v1/workspaces", json={
-        "name": f"Bench {i}", "templateId": "python", "projectId": project_id,
-        "branchId": "main"})
+    r = client.post(
+        "/api/v1/workspaces",
+        json={
+            "name": f"Bench {i}",
+            "templateId": "python",
+            "projectId": project_id,
+            "branchId": "main",
+        },
+    )
     assert r.status_code == 201, r.text
     wid = r.json()["id"]
 
@@ -102,19 +114,26 @@ def balsam_round(p: Platform, client: httpx.Client, project_id: str, i: int) -> 
 
 # -- JupyterLab started directly -------------------------------------------------------
 
+
 class Direct:
     """``jupyter lab`` as a workspace runs it, without Balsam around it."""
 
-    def __init__(self, env_path: Path, root: Path, uid: int, *,
-                 pycache: Path | None = None, tcp: bool = False) -> None:
+    def __init__(
+        self,
+        env_path: Path,
+        root: Path,
+        uid: int,
+        *,
+        pycache: Path | None = None,
+        tcp: bool = False,
+    ) -> None:
         self.env_path, self.root, self.uid, self.pycache = env_path, root, uid, pycache
         self.tcp = tcp
         self.as_root = os.geteuid() == 0
         self.runtime_base = runtime.ensure_base(runtime.default_base())
 
     def _as_user(self) -> dict[str, object]:
-        return {"user": self.uid, "group": self.uid, "extra_groups": []} \
-            if self.as_root else {}
+        return {"user": self.uid, "group": self.uid, "extra_groups": []} if self.as_root else {}
 
     def round(self, client: httpx.Client, i: int) -> float:
         home = self.root / f"home-{i}-{secrets.token_hex(3)}"
@@ -125,10 +144,16 @@ class Direct:
         base_url = f"/workspaces/direct-{i}/"
         run_dir = runtime.folder_for(self.runtime_base, home)
         runtime.recreate(run_dir, self.uid if self.as_root else None)
-        env = {"PATH": f"{self.env_path / 'bin'}:/usr/local/bin:/usr/bin:/bin",
-               "VIRTUAL_ENV": str(self.env_path), "HOME": str(home), "LANG": "C.UTF-8",
-               "LC_ALL": "C.UTF-8", "SHELL": "/bin/bash", "JUPYTER_TOKEN": token,
-               "JUPYTER_RUNTIME_DIR": str(run_dir)}
+        env = {
+            "PATH": f"{self.env_path / 'bin'}:/usr/local/bin:/usr/bin:/bin",
+            "VIRTUAL_ENV": str(self.env_path),
+            "HOME": str(home),
+            "LANG": "C.UTF-8",
+            "LC_ALL": "C.UTF-8",
+            "SHELL": "/bin/bash",
+            "JUPYTER_TOKEN": token,
+            "JUPYTER_RUNTIME_DIR": str(run_dir),
+        }
         if self.pycache is not None:
             env["PYTHONPYCACHEPREFIX"] = str(self.pycache)
         if self.tcp:
@@ -143,13 +168,27 @@ class Direct:
         log = (self.root / f"direct-{i}.log").open("wb")
         start = time.perf_counter()
         proc = subprocess.Popen(  # type: ignore[call-overload]
-            command, env=env, cwd=home,
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True, **self._as_user())
+            command,
+            env=env,
+            cwd=home,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            **self._as_user(),
+        )
         try:
-            return poll_ok(poller, url, start, headers={"Authorization": f"token {token}"},
-                           alive=lambda: None if proc.poll() is None else
-                           f"jupyter lab exited {proc.returncode}; see {log.name}")
+            return poll_ok(
+                poller,
+                url,
+                start,
+                headers={"Authorization": f"token {token}"},
+                alive=lambda: (
+                    None
+                    if proc.poll() is None
+                    else f"jupyter lab exited {proc.returncode}; see {log.name}"
+                ),
+            )
         finally:
             stop_group(proc)
             log.close()
@@ -166,8 +205,12 @@ def tcp_command(env_path: Path, base_url: str, port: int, root_dir: Path) -> lis
     command.remove(f"--ServerApp.sock={sock}")
     command.remove("--ServerApp.sock_mode=0600")
     command.remove("--KernelManager.transport=ipc")
-    return [*command, "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
-            "--ServerApp.port_retries=0"]
+    return [
+        *command,
+        "--ServerApp.ip=127.0.0.1",
+        f"--ServerApp.port={port}",
+        "--ServerApp.port_retries=0",
+    ]
 
 
 def stop_group(proc: subprocess.Popen[bytes]) -> None:
@@ -183,6 +226,7 @@ def stop_group(proc: subprocess.Popen[bytes]) -> None:
 
 # -- JupyterHub -------------------------------------------------------------------------
 
+
 def ensure_jupyterhub(requirements: list[str]) -> tuple[Path, Path]:
     """JupyterHub's venv and configurable-http-proxy under .cache/bench-jupyterhub
     (installed once); returns (venv, configurable-http-proxy)."""
@@ -196,18 +240,26 @@ def ensure_jupyterhub(requirements: list[str]) -> tuple[Path, Path]:
     HUB_DIR.mkdir(parents=True, exist_ok=True)
     uv = str(find_uv_bin())
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    steps = [[uv, "venv", "--quiet", "--allow-existing", "--python", "/usr/bin/python3",
-              str(venv)],
-             [uv, "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"),
-              *wanted[:-1]],
-             # as pip would (uv compiles only what it installs, and not by default)
-             [str(venv / "bin" / "python"), "-m", "compileall", "-q", "-j", "0",
-              str(venv / "lib")],
-             ["npm", "install", "--no-audit", "--no-fund", "--silent", "--prefix",
-              str(HUB_DIR), "configurable-http-proxy"]]
+    steps = [
+        [uv, "venv", "--quiet", "--allow-existing", "--python", "/usr/bin/python3", str(venv)],
+        [uv, "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"), *wanted[:-1]],
+        # as pip would (uv compiles only what it installs, and not by default)
+        [str(venv / "bin" / "python"), "-m", "compileall", "-q", "-j", "0", str(venv / "lib")],
+        [
+            "npm",
+            "install",
+            "--no-audit",
+            "--no-fund",
+            "--silent",
+            "--prefix",
+            str(HUB_DIR),
+            "configurable-http-proxy",
+        ],
+    ]
     for step in steps:
-        done = subprocess.run(step, env=env, capture_output=True, text=True, timeout=900,
-                              check=False)
+        done = subprocess.run(
+            step, env=env, capture_output=True, text=True, timeout=900, check=False
+        )
         if done.returncode != 0:
             raise RuntimeError(f"{' '.join(step[:3])} failed: {done.stderr.strip()[-800:]}")
     stamp.write_text(json.dumps(wanted))
@@ -252,18 +304,34 @@ def jupyterhub(venv: Path, chp: Path) -> Iterator[tuple[str, str]]:
     folder = Path(tempfile.mkdtemp(prefix="bench-jupyterhub-"))
     (folder / "home" / HUB_USER).mkdir(parents=True)
     token = secrets.token_hex(32)
-    cfg = {"port": free_port(), "hub_port": free_port(), "proxy_api_port": free_port(),
-           "chp": str(chp), "dir": str(folder), "user": HUB_USER, "token": token,
-           "singleuser": str(venv / "bin" / "jupyterhub-singleuser"),
-           "args": ["--allow-root"] if os.geteuid() == 0 else []}
+    cfg = {
+        "port": free_port(),
+        "hub_port": free_port(),
+        "proxy_api_port": free_port(),
+        "chp": str(chp),
+        "dir": str(folder),
+        "user": HUB_USER,
+        "token": token,
+        "singleuser": str(venv / "bin" / "jupyterhub-singleuser"),
+        "args": ["--allow-root"] if os.geteuid() == 0 else [],
+    }
     (folder / "jupyterhub_config.py").write_text(HUB_CONFIG.format(cfg=json.dumps(cfg)))
-    env = {"PATH": f"{venv / 'bin'}:/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8",
-           "HOME": str(folder), "CONFIGPROXY_AUTH_TOKEN": secrets.token_hex(32)}
+    env = {
+        "PATH": f"{venv / 'bin'}:/usr/local/bin:/usr/bin:/bin",
+        "LANG": "C.UTF-8",
+        "HOME": str(folder),
+        "CONFIGPROXY_AUTH_TOKEN": secrets.token_hex(32),
+    }
     log = (folder / "hub.log").open("wb")
-    proc = subprocess.Popen([str(venv / "bin" / "jupyterhub"), "-f",
-                             str(folder / "jupyterhub_config.py")], cwd=folder, env=env,
-                            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [str(venv / "bin" / "jupyterhub"), "-f", str(folder / "jupyterhub_config.py")],
+        cwd=folder,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{cfg['port']}"
     try:
         with httpx.Client(timeout=10) as client:
@@ -273,11 +341,14 @@ def jupyterhub(venv: Path, chp: Path) -> Iterator[tuple[str, str]]:
                     if client.get(f"{url}/hub/api/").status_code == 200:
                         break
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("JupyterHub did not start: " + (
-                        folder / "hub.log").read_text(errors="replace")[-1500:])
+                    raise RuntimeError(
+                        "JupyterHub did not start: "
+                        + (folder / "hub.log").read_text(errors="replace")[-1500:]
+                    )
                 time.sleep(0.1)
-            r = client.post(f"{url}/hub/api/users/{HUB_USER}",
-                            headers={"Authorization": f"token {token}"})
+            r = client.post(
+                f"{url}/hub/api/users/{HUB_USER}", headers={"Authorization": f"token {token}"}
+            )
             assert r.status_code in (201, 409), r.text
         yield url, token
     finally:
@@ -298,8 +369,9 @@ def hub_round(client: httpx.Client, hub: str, token: str, i: int) -> float:
         return None  # a failed spawn shows as a timeout; the hub's log says why
 
     try:
-        return poll_ok(client, f"{hub}/user/{HUB_USER}/{name}/api/status", start,
-                       headers=headers, alive=failed)
+        return poll_ok(
+            client, f"{hub}/user/{HUB_USER}/{name}/api/status", start, headers=headers, alive=failed
+        )
     finally:
         r = client.delete(api, headers=headers, params={"remove": "true"})
         deadline = time.monotonic() + 30
@@ -312,9 +384,11 @@ def hub_round(client: httpx.Client, hub: str, token: str, i: int) -> float:
 
 # -- main -------------------------------------------------------------------------------
 
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--no-hub", action="store_true", help="skip JupyterHub")
     parser.add_argument("--no-pyc", action="store_true", help="skip the direct+pyc column")
@@ -326,12 +400,14 @@ def main() -> None:
         template = p.ctx.templates["python"]
         t0 = time.perf_counter()
         env_path = p.ctx.providers.workspaces.environments.ensure(  # type: ignore[attr-defined]
-            template.environment, lambda m: print(m, flush=True))
+            template.environment, lambda m: print(m, flush=True)
+        )
         print(f"environment {env_path} ready ({time.perf_counter() - t0:.1f} s)", flush=True)
-        client = stack.enter_context(httpx.Client(base_url=p.url, headers=p.headers,
-                                                  timeout=30))
-        r = client.post("/api/v1/projects", json={"name": "Workspace bench",
-                                                  "description": "", "branchName": "main"})
+        client = stack.enter_context(httpx.Client(base_url=p.url, headers=p.headers, timeout=30))
+        r = client.post(
+            "/api/v1/projects",
+            json={"name": "Workspace bench", "description": "", "branchName": "main"},
+        )
         assert r.status_code == 201, r.text
         project_id = r.json()["id"]
         scratch = Path(tempfile.mkdtemp(prefix="bench-ws-direct-"))
@@ -373,19 +449,25 @@ def main() -> None:
             print(f"warm-up {name}: {sides[name](-1):.2f} s", flush=True)
         times: dict[str, list[float]] = {name: [] for name in names}
         for i in range(args.rounds):
-            order = names[i % len(names):] + names[:i % len(names)]
+            order = names[i % len(names) :] + names[: i % len(names)]
             for name in order:
                 times[name].append(sides[name](i))
-            print(f"round {i + 1}: " + ", ".join(f"{n} {times[n][-1]:.2f} s" for n in names),
-                  flush=True)
+            print(
+                f"round {i + 1}: " + ", ".join(f"{n} {times[n][-1]:.2f} s" for n in names),
+                flush=True,
+            )
 
     med = {name: median(values) for name, values in times.items()}
     result: dict[str, object] = {
-        "bench": "workspace_start", "rounds": args.rounds,
-        **{f"{n.replace('+', '_').replace('-', '_')}_median_s": round(v, 2)
-           for n, v in med.items()},
-        **{f"{n.replace('+', '_').replace('-', '_')}_s": [round(v, 2) for v in vs]
-           for n, vs in times.items()},
+        "bench": "workspace_start",
+        "rounds": args.rounds,
+        **{
+            f"{n.replace('+', '_').replace('-', '_')}_median_s": round(v, 2) for n, v in med.items()
+        },
+        **{
+            f"{n.replace('+', '_').replace('-', '_')}_s": [round(v, 2) for v in vs]
+            for n, vs in times.items()
+        },
         "ratio_balsam_direct": round(med["balsam"] / med["direct"], 2),
         "target_balsam_direct": "<= 1.3",
     }

@@ -26,7 +26,8 @@ def _module_name(path: Path) -> str:
 def _is_type_checking(node: ast.If) -> bool:
     test = node.test
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def _imports(tree: ast.AST, package: str, modules: set[str]) -> Iterator[str]:
@@ -41,8 +42,10 @@ def _imports(tree: ast.AST, package: str, modules: set[str]) -> Iterator[str]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1]
-                                + ([base] if base else []))
+                base = ".".join(
+                    package.split(".")[: len(package.split(".")) - node.level + 1]
+                    + ([base] if base else [])
+                )
             for alias in node.names:
                 full = f"{base}.{alias.name}"
                 yield full if full in modules else base
@@ -54,8 +57,11 @@ def _graph() -> dict[str, set[str]]:
     for name, path in modules.items():
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
         tree = ast.parse(path.read_text(encoding="utf-8"))
-        graph[name] = {target for target in _imports(tree, package, set(modules))
-                       if target in modules and target != name}
+        graph[name] = {
+            target
+            for target in _imports(tree, package, set(modules))
+            if target in modules and target != name
+        }
     return graph
 
 
@@ -68,7 +74,7 @@ def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
         stack.append(node)
         for target in sorted(graph[node]):
             if state.get(target) == 1:
-                return [*stack[stack.index(target):], target]
+                return [*stack[stack.index(target) :], target]
             if target not in state and (found := visit(target)):
                 return found
         stack.pop()
@@ -92,14 +98,18 @@ def test_there_is_no_import_loop() -> None:
 
 def test_lower_layers_never_import_higher_ones() -> None:
     graph = _graph()
-    rules = {"balsam.providers": ("balsam.domain", "balsam.web", "balsam.context"),
-             "balsam.context": ("balsam.web",),
-             "balsam.domain": ("balsam.web", "balsam.wiring", "balsam.app")}
-    wrong = [f"{module} imports {target}"
-             for layer, forbidden in rules.items()
-             for module in _packages_of(graph, layer)
-             for target in graph[module]
-             if any(target == f or target.startswith(f + ".") for f in forbidden)]
+    rules = {
+        "balsam.providers": ("balsam.domain", "balsam.web", "balsam.context"),
+        "balsam.context": ("balsam.web",),
+        "balsam.domain": ("balsam.web", "balsam.wiring", "balsam.app"),
+    }
+    wrong = [
+        f"{module} imports {target}"
+        for layer, forbidden in rules.items()
+        for module in _packages_of(graph, layer)
+        for target in graph[module]
+        if any(target == f or target.startswith(f + ".") for f in forbidden)
+    ]
     assert wrong == []
 
 

@@ -6,8 +6,11 @@ import pytest
 
 from balsam.cli.settings_cmd import InvalidSettings, load_settings
 
-SECURE = {"BALSAM_ENVIRONMENT": "production", "BALSAM_PUBLIC_URL": "https://balsam.example",
-          "BALSAM_AUTH__COOKIE_SECURE": "true"}
+SECURE = {
+    "BALSAM_ENVIRONMENT": "production",
+    "BALSAM_PUBLIC_URL": "https://balsam.example",
+    "BALSAM_AUTH__COOKIE_SECURE": "true",
+}
 
 
 def _env(monkeypatch: pytest.MonkeyPatch, values: dict[str, str]) -> None:
@@ -20,13 +23,17 @@ def test_production_with_secure_settings_starts(monkeypatch: pytest.MonkeyPatch)
     assert load_settings().environment == "production"
 
 
-@pytest.mark.parametrize(("key", "value", "named"), [
-    ("BALSAM_PUBLIC_URL", "http://balsam.example", "BALSAM_PUBLIC_URL"),
-    ("BALSAM_AUTH__COOKIE_SECURE", "false", "BALSAM_AUTH__COOKIE_SECURE"),
-    ("BALSAM_WORKSPACES__SINGLE_UID_FOR_ALL_USERS", "true", "SINGLE_UID_FOR_ALL_USERS"),
-])
+@pytest.mark.parametrize(
+    ("key", "value", "named"),
+    [
+        ("BALSAM_PUBLIC_URL", "http://balsam.example", "BALSAM_PUBLIC_URL"),
+        ("BALSAM_AUTH__COOKIE_SECURE", "false", "BALSAM_AUTH__COOKIE_SECURE"),
+        ("BALSAM_WORKSPACES__SINGLE_UID_FOR_ALL_USERS", "true", "SINGLE_UID_FOR_ALL_USERS"),
+    ],
+)
 def test_production_refuses_each_insecure_setting(
-        monkeypatch: pytest.MonkeyPatch, key: str, value: str, named: str) -> None:
+    monkeypatch: pytest.MonkeyPatch, key: str, value: str, named: str
+) -> None:
     _env(monkeypatch, {**SECURE, key: value})
     with pytest.raises(InvalidSettings, match=named):
         load_settings()

@@ -61,8 +61,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     repairs = RecoveryWorker(ctx)
     repairs.start()
     await run_in_threadpool(ctx.supervisor.start)
-    threading.Thread(target=SearchService(app.state.ctx).warm, name="search-warm",
-                     daemon=True).start()
+    threading.Thread(
+        target=SearchService(app.state.ctx).warm, name="search-warm", daemon=True
+    ).start()
     app.state.library_sync = worker
     try:
         yield
@@ -74,8 +75,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await close_client(app.state)
 
 
-def create_app(settings: Settings | None = None, *, providers: Providers | None = None,
-               ctx: AppContext | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    *,
+    providers: Providers | None = None,
+    ctx: AppContext | None = None,
+) -> FastAPI:
     """Build one Balsam ASGI application."""
     from balsam.web import pages
     from balsam.web.api.v1 import router as api_router

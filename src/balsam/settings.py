@@ -56,7 +56,8 @@ class StorageSettings(BaseModel):
         23646, ge=1, le=55535, description="Embedded SeaweedFS: admin port (gRPC twin: +10000)."
     )
     max_volumes: int = Field(
-        10_000, ge=100,
+        10_000,
+        ge=100,
         description="Embedded SeaweedFS: most volumes the volume server may hold. Each "
         "bucket (project) takes at least one; volumes are sparse files.",
     )
@@ -64,14 +65,17 @@ class StorageSettings(BaseModel):
         1024, description="Embedded SeaweedFS: soft memory limit (GOMEMLIMIT) in MiB."
     )
     retention_days: int = Field(
-        30, ge=0,
+        30,
+        ge=0,
         description="Days deleted data is kept before it is destroyed: a deleted branch's "
         "objects, and objects users overwrite or delete, stay in the bucket as noncurrent "
         "versions, hidden from listings and workspaces, and are purged by an hourly sweep "
         "once this long has passed since their deletion. 0 purges at the next sweep.",
     )
     filer_grpc_port: int | None = Field(
-        None, ge=1, le=65535,
+        None,
+        ge=1,
+        le=65535,
         description="Embedded SeaweedFS: the filer gRPC port whose IAM service Balsam mints "
         "and revokes keys through (mutual TLS and an admin JWT). Default: filer_port + 10000, "
         "where `balsam up` runs it; set only for a weed started otherwise (tests, benchmarks).",
@@ -105,12 +109,16 @@ class AuthSettings(BaseModel):
     token_max_days: int = Field(365, ge=1, description="Longest allowed API token lifetime.")
     password_min_length: int = Field(12, ge=8, description="Minimum password length.")
     login_max_failures: int = Field(
-        5, ge=1, description="Failed logins allowed per account from one address in the window "
-        "(a local process of another user, e.g. a workspace, counts as address uid:<n>)."
+        5,
+        ge=1,
+        description="Failed logins allowed per account from one address in the window "
+        "(a local process of another user, e.g. a workspace, counts as address uid:<n>).",
     )
     login_max_failures_per_address: int | None = Field(
-        None, ge=1, description="Failed logins allowed from one address, for any accounts, in "
-        "the window. Default: login_max_failures."
+        None,
+        ge=1,
+        description="Failed logins allowed from one address, for any accounts, in "
+        "the window. Default: login_max_failures.",
     )
     login_window_seconds: int = Field(
         300, ge=1, description="Window for counting failed logins (rate limit)."
@@ -154,7 +162,8 @@ class WorkspaceSettings(BaseModel):
         1800, ge=30, description="Longest building one template environment may take."
     )
     poll_seconds: float = Field(
-        15, gt=0,
+        15,
+        gt=0,
         description="How often running workspaces are checked for liveness and activity "
         "(idle culling).",
     )
@@ -169,14 +178,16 @@ class WorkspaceSettings(BaseModel):
         "default only its owner can.",
     )
     uid_base: int = Field(
-        200_000, ge=1000,
+        200_000,
+        ge=1000,
         description="When Balsam runs as root, each local workspace runs under its own "
         "numeric user id (the first free one at or above uid_base, claimed in the host-wide "
         "uid_registry_dir), so workspaces cannot read each other's homes or Balsam's data. "
         "Ignored when not root.",
     )
     max_processes: int = Field(
-        1024, ge=64,
+        1024,
+        ge=64,
         description="When Balsam runs as root: most processes (threads included) a local "
         "workspace's own uid may have at once (RLIMIT_NPROC, set on its server and inherited "
         "by kernels and terminals); a fork beyond it fails inside the workspace. Ignored when "
@@ -208,7 +219,8 @@ class WorkspaceSettings(BaseModel):
         "template_id, version and name (built from the template's pinned requirements).",
     )
     kubernetes_namespace_prefix: str = Field(
-        "balsam-proj-", min_length=1,
+        "balsam-proj-",
+        min_length=1,
         description="Kubernetes provider: prefix of the namespace of each project.",
     )
     kubernetes_storage_class: str | None = Field(
@@ -282,10 +294,10 @@ class Settings(BaseSettings):
     storage: StorageSettings = Field(default_factory=StorageSettings)  # type: ignore[arg-type]
     git: GitSettings = Field(default_factory=GitSettings)  # type: ignore[arg-type]
     auth: AuthSettings = Field(default_factory=AuthSettings)  # type: ignore[arg-type]
-    workspaces: WorkspaceSettings = Field(
-        default_factory=WorkspaceSettings)  # type: ignore[arg-type]
+    workspaces: WorkspaceSettings = Field(default_factory=WorkspaceSettings)  # type: ignore[arg-type]
     library_sync_interval_seconds: int = Field(
-        600, ge=0,
+        600,
+        ge=0,
         description="How often every knowledge library is fetched from its repository in "
         "the background. 0 disables periodic syncs (registration and explicit sync requests "
         "still sync).",
@@ -299,7 +311,8 @@ class Settings(BaseSettings):
         "logged-in users can.",
     )
     library_render_max_bytes: int = Field(
-        5 * 1024 * 1024, ge=1024,
+        5 * 1024 * 1024,
+        ge=1024,
         description="Largest library file rendered to HTML; larger files are offered "
         "for download only.",
     )
@@ -313,16 +326,25 @@ class Settings(BaseSettings):
         """In production, refuse what would expose users (one error naming each)."""
         if self.environment != "production":
             return self
-        wrong = [message for insecure, message in (
-            (not (self.public_url or "").startswith("https://"),
-             "BALSAM_PUBLIC_URL must be an https:// URL"),
-            (not self.auth.cookie_secure, "BALSAM_AUTH__COOKIE_SECURE must be true"),
-            (self.workspaces.single_uid_for_all_users,
-             "BALSAM_WORKSPACES__SINGLE_UID_FOR_ALL_USERS must be false"),
-        ) if insecure]
+        wrong = [
+            message
+            for insecure, message in (
+                (
+                    not (self.public_url or "").startswith("https://"),
+                    "BALSAM_PUBLIC_URL must be an https:// URL",
+                ),
+                (not self.auth.cookie_secure, "BALSAM_AUTH__COOKIE_SECURE must be true"),
+                (
+                    self.workspaces.single_uid_for_all_users,
+                    "BALSAM_WORKSPACES__SINGLE_UID_FOR_ALL_USERS must be false",
+                ),
+            )
+            if insecure
+        ]
         if wrong:
-            raise ValueError("environment 'production' refuses insecure settings: "
-                             + "; ".join(wrong))
+            raise ValueError(
+                "environment 'production' refuses insecure settings: " + "; ".join(wrong)
+            )
         return self
 
     @property

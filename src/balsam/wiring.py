@@ -44,7 +44,8 @@ def build_context(settings: Settings, providers: Providers | None = None) -> App
         audit=AuditLog(sessions),
         templates=load_templates(settings.workspaces.templates_file),
         workspace_secrets=WorkspaceSecretStore(
-            settings.data_dir.resolve() / "secrets" / "workspaces"),
+            settings.data_dir.resolve() / "secrets" / "workspaces"
+        ),
     )
     ctx.supervisor = WorkspaceSupervisor(ctx)
     return ctx
@@ -67,10 +68,15 @@ def build_providers(settings: Settings) -> Providers:
     return Providers(
         git=LocalGitProvider(settings.data_dir.resolve() / "git"),
         storage=build_storage_provider(settings),
-        workspaces=build_workspace_provider(settings, EnvironmentBuilder(
-            settings.resolved_environments_dir, python=settings.workspaces.python,
-            index_url=settings.workspaces.index_url,
-            timeout=settings.workspaces.build_timeout_seconds)),
+        workspaces=build_workspace_provider(
+            settings,
+            EnvironmentBuilder(
+                settings.resolved_environments_dir,
+                python=settings.workspaces.python,
+                index_url=settings.workspaces.index_url,
+                timeout=settings.workspaces.build_timeout_seconds,
+            ),
+        ),
     )
 
 
@@ -94,31 +100,39 @@ def build_storage_provider(settings: Settings) -> StorageProvider:
     grpc_port = storage.filer_grpc_port or storage.filer_port + GRPC_PORT_OFFSET
     conf_dir = storage.conf_dir or settings.data_dir.resolve() / "storage" / "conf"
     return SeaweedIamStorage.connect(
-        *s3, filer_grpc_address=f"127.0.0.1:{grpc_port}", conf_dir=conf_dir)
+        *s3, filer_grpc_address=f"127.0.0.1:{grpc_port}", conf_dir=conf_dir
+    )
 
 
-def build_workspace_provider(settings: Settings, environments: EnvironmentBuilder
-                             ) -> WorkspaceProvider:
+def build_workspace_provider(
+    settings: Settings, environments: EnvironmentBuilder
+) -> WorkspaceProvider:
     if settings.workspaces.provider == "kubernetes":
         from balsam.providers.workspaces.kubernetes import KubernetesWorkspaceProvider
         from balsam.providers.workspaces.kubernetes_render import KubernetesConfig
 
         k8s = settings.workspaces
-        return KubernetesWorkspaceProvider(KubernetesConfig(
-            image_for=k8s.kubernetes_image, namespace_prefix=k8s.kubernetes_namespace_prefix,
-            storage_class=k8s.kubernetes_storage_class,
-            control_plane_namespace=k8s.kubernetes_control_plane_namespace),
-            start_timeout=k8s.start_timeout_seconds)
+        return KubernetesWorkspaceProvider(
+            KubernetesConfig(
+                image_for=k8s.kubernetes_image,
+                namespace_prefix=k8s.kubernetes_namespace_prefix,
+                storage_class=k8s.kubernetes_storage_class,
+                control_plane_namespace=k8s.kubernetes_control_plane_namespace,
+            ),
+            start_timeout=k8s.start_timeout_seconds,
+        )
     from balsam.hostuids import HostUidRegistry
     from balsam.providers.workspaces.local import LocalWorkspaceProvider
 
     local = LocalWorkspaceProvider(
-        settings.data_dir.resolve() / "workspaces", environments,
+        settings.data_dir.resolve() / "workspaces",
+        environments,
         uid_base=settings.workspaces.uid_base,
         uid_registry=HostUidRegistry(settings.uid_registry_dir, base=settings.workspaces.uid_base),
         start_timeout=settings.workspaces.start_timeout_seconds,
         runtime_dir=settings.workspaces.runtime_dir,
-        max_processes=settings.workspaces.max_processes)
+        max_processes=settings.workspaces.max_processes,
+    )
     if not local.isolates_users:
         _log_unisolated(settings)
     return local
@@ -131,7 +145,10 @@ def _log_unisolated(settings: Settings) -> None:
             "UNSAFE: workspaces.single_uid_for_all_users is set and Balsam does not run as "
             "root: every user's workspace runs as Balsam's own system user and can read its "
             "data directory (database, repositories, object data, keys) and every other "
-            "workspace's home. Run Balsam as root to give each workspace a user of its own.")
+            "workspace's home. Run Balsam as root to give each workspace a user of its own."
+        )
     else:
-        log.info("Balsam does not run as root: workspaces run as its own system user, for "
-                 "one Balsam user only (workspaces.single_uid_for_all_users is off).")
+        log.info(
+            "Balsam does not run as root: workspaces run as its own system user, for "
+            "one Balsam user only (workspaces.single_uid_for_all_users is off)."
+        )

@@ -33,8 +33,11 @@ PASSWORD = "cli-Tests-password-7"
 @pytest.fixture
 def cli_env(fresh_database_url: str, tmp_path: Path) -> dict[str, str]:
     """Environment for in-process commands: a fresh database and data dir."""
-    return {"BALSAM_DATABASE_URL": fresh_database_url, "BALSAM_DATA_DIR": str(tmp_path / "data"),
-            "BALSAM_NEW_USER_PASSWORD": PASSWORD}
+    return {
+        "BALSAM_DATABASE_URL": fresh_database_url,
+        "BALSAM_DATA_DIR": str(tmp_path / "data"),
+        "BALSAM_NEW_USER_PASSWORD": PASSWORD,
+    }
 
 
 def balsam(env: dict[str, str], *args: str, input: str | None = None) -> Result:
@@ -42,6 +45,7 @@ def balsam(env: dict[str, str], *args: str, input: str | None = None) -> Result:
 
 
 # -- balsam settings ----------------------------------------------------------------------
+
 
 def test_settings_lists_every_variable_with_secrets_unset() -> None:
     result = balsam({"BALSAM_ADMIN_PASSWORD": "do-not-print-me"}, "settings")
@@ -63,21 +67,22 @@ def test_settings_markdown_is_a_table() -> None:
 
 # -- balsam audit verify ------------------------------------------------------------------
 
+
 def write_audit_records(url: str, count: int) -> None:
     upgrade(url)
     engine = make_engine(url)
     audit = AuditLog(make_sessionmaker(engine))
     for n in range(count):
-        audit.record(AuditRecord(actor="tester", action="test.event", target=f"thing:{n}",
-                                 details={"n": n}))
+        audit.record(
+            AuditRecord(actor="tester", action="test.event", target=f"thing:{n}", details={"n": n})
+        )
     engine.dispose()
 
 
 def tamper(url: str, record_id: int) -> None:
     engine = make_engine(url)
     with engine.begin() as conn:
-        conn.execute(update(AuditEvent).where(AuditEvent.id == record_id)
-                     .values(actor="mallory"))
+        conn.execute(update(AuditEvent).where(AuditEvent.id == record_id).values(actor="mallory"))
     engine.dispose()
 
 
@@ -103,13 +108,23 @@ def test_audit_verify_finds_a_tampered_record(cli_env: dict[str, str]) -> None:
 
 # -- balsam admin -------------------------------------------------------------------------
 
+
 def user_row(output: str, username: str) -> list[str]:
     return next(line.split() for line in output.splitlines() if line.startswith(username + " "))
 
 
 def test_admin_creates_lists_deactivates_and_activates_users(cli_env: dict[str, str]) -> None:
-    created = balsam(cli_env, "admin", "create-user", "carol", "--admin",
-                     "--email", "carol@example.org", "--display-name", "Carol C")
+    created = balsam(
+        cli_env,
+        "admin",
+        "create-user",
+        "carol",
+        "--admin",
+        "--email",
+        "carol@example.org",
+        "--display-name",
+        "Carol C",
+    )
     assert created.exit_code == 0, created.output
     assert PASSWORD not in created.output
 
@@ -130,8 +145,10 @@ def test_admin_changes_are_audited_as_the_cli(cli_env: dict[str, str]) -> None:
     engine = make_engine(cli_env["BALSAM_DATABASE_URL"])
     rows, _ = AuditLog(make_sessionmaker(engine)).page()
     engine.dispose()
-    assert [(r.action, r.target) for r in rows] == [("user.update", "user:dave"),
-                                                    ("user.create", "user:dave")]
+    assert [(r.action, r.target) for r in rows] == [
+        ("user.update", "user:dave"),
+        ("user.create", "user:dave"),
+    ]
     assert all(r.actor.startswith("cli:") for r in rows)
     assert balsam(cli_env, "audit", "verify").output.strip() == "ok: 2 records"
 
@@ -147,11 +164,14 @@ def test_admin_prompts_for_the_password_when_the_variable_is_unset(
     assert PASSWORD not in result.output  # hidden input is not echoed
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["create-user", "Not Valid"], "username"),
-    (["deactivate", "nobody"], "No user 'nobody'"),
-    (["activate", "nobody"], "No user 'nobody'"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["create-user", "Not Valid"], "username"),
+        (["deactivate", "nobody"], "No user 'nobody'"),
+        (["activate", "nobody"], "No user 'nobody'"),
+    ],
+)
 def test_admin_refusals_are_one_line_errors(
     cli_env: dict[str, str], args: list[str], message: str
 ) -> None:
@@ -174,10 +194,14 @@ def test_admin_refuses_a_taken_username_and_a_weak_password(cli_env: dict[str, s
 
 # -- balsam up (a real process) -----------------------------------------------------------
 
+
 def balsam_command() -> list[str]:
     script = Path(sys.executable).with_name("balsam")
-    return [str(script)] if script.exists() else [
-        sys.executable, "-c", "from balsam.cli import main; main()"]
+    return (
+        [str(script)]
+        if script.exists()
+        else [sys.executable, "-c", "from balsam.cli import main; main()"]
+    )
 
 
 def seaweed_http_ports(count: int) -> list[int]:
@@ -221,7 +245,10 @@ class BalsamUp:
         with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
             self.process = subprocess.Popen(
                 [*balsam_command(), "up", "--data-dir", str(data_dir), "--port", str(port)],
-                env=env, stdout=out, stderr=err)
+                env=env,
+                stdout=out,
+                stderr=err,
+            )
 
     @property
     def stdout(self) -> str:
@@ -244,8 +271,9 @@ class BalsamUp:
             except httpx.TransportError as exc:
                 last = repr(exc)
             time.sleep(0.25)
-        pytest.fail(f"balsam up did not answer within {timeout} s (last attempt: {last}):\n"
-                    f"{self.stderr}")
+        pytest.fail(
+            f"balsam up did not answer within {timeout} s (last attempt: {last}):\n{self.stderr}"
+        )
 
     def terminate(self) -> int:
         self.process.send_signal(signal.SIGTERM)
@@ -262,12 +290,17 @@ def up_env(fresh_database_url: str) -> dict[str, str]:
     # The admin port too: its default (23646) would clash between `balsam up`s.
     s3, master, volume, filer, admin = seaweed_http_ports(5)
     env = {key: value for key, value in os.environ.items() if not key.startswith("BALSAM_")}
-    return {**env, "BALSAM_DATABASE_URL": fresh_database_url,
-            "BALSAM_WORKSPACES__ENVIRONMENTS_DIR": str(ENVIRONMENTS),
-            "BALSAM_WORKSPACES__UID_BASE": str(400_000 + secrets.randbelow(1000) * 1000),
-            "BALSAM_STORAGE__S3_PORT": str(s3), "BALSAM_STORAGE__MASTER_PORT": str(master),
-            "BALSAM_STORAGE__VOLUME_PORT": str(volume), "BALSAM_STORAGE__FILER_PORT": str(filer),
-            "BALSAM_STORAGE__ADMIN_PORT": str(admin)}
+    return {
+        **env,
+        "BALSAM_DATABASE_URL": fresh_database_url,
+        "BALSAM_WORKSPACES__ENVIRONMENTS_DIR": str(ENVIRONMENTS),
+        "BALSAM_WORKSPACES__UID_BASE": str(400_000 + secrets.randbelow(1000) * 1000),
+        "BALSAM_STORAGE__S3_PORT": str(s3),
+        "BALSAM_STORAGE__MASTER_PORT": str(master),
+        "BALSAM_STORAGE__VOLUME_PORT": str(volume),
+        "BALSAM_STORAGE__FILER_PORT": str(filer),
+        "BALSAM_STORAGE__ADMIN_PORT": str(admin),
+    }
 
 
 @pytest.fixture
@@ -283,11 +316,11 @@ def running(up_env: dict[str, str], tmp_path: Path) -> Iterator[BalsamUp]:
             os.kill(pid, signal.SIGKILL)
 
 
-def run_balsam_up(env: dict[str, str], data_dir: Path, port: int
-                  ) -> subprocess.CompletedProcess[str]:
+def run_balsam_up(
+    env: dict[str, str], data_dir: Path, port: int
+) -> subprocess.CompletedProcess[str]:
     command = [*balsam_command(), "up", "--data-dir", str(data_dir), "--port", str(port)]
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60,
-                          check=False)
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
 
 
 def test_balsam_up_serves_and_prints_the_admin_password_once(
@@ -303,8 +336,12 @@ def test_balsam_up_serves_and_prints_the_admin_password_once(
     assert password not in running.stderr
     assert f"curl -u admin -X POST {running.url}/api/v1/users/me/tokens" in running.stdout
 
-    token = httpx.post(f"{running.url}/api/v1/users/me/tokens", auth=("admin", password),
-                       json={"name": "cli-test"}, timeout=10)
+    token = httpx.post(
+        f"{running.url}/api/v1/users/me/tokens",
+        auth=("admin", password),
+        json={"name": "cli-test"},
+        timeout=10,
+    )
     assert token.status_code == 201, token.text
 
     weed = weed_pids(data_dir / "storage")
@@ -337,14 +374,25 @@ def server_pids(workspace_id: str) -> list[int]:
 def test_stopping_balsam_up_stops_its_workspaces(running: BalsamUp) -> None:
     match = re.search(r"admin password: (\S+)", running.stdout)
     assert match, running.stdout
-    token = httpx.post(f"{running.url}/api/v1/users/me/tokens", auth=("admin", match.group(1)),
-                       json={"name": "cli-test"}, timeout=10).json()["token"]
-    api = httpx.Client(base_url=f"{running.url}/api/v1", timeout=30,
-                       headers={"Authorization": f"Bearer {token}"})
+    token = httpx.post(
+        f"{running.url}/api/v1/users/me/tokens",
+        auth=("admin", match.group(1)),
+        json={"name": "cli-test"},
+        timeout=10,
+    ).json()["token"]
+    api = httpx.Client(
+        base_url=f"{running.url}/api/v1", timeout=30, headers={"Authorization": f"Bearer {token}"}
+    )
     project = api.post("/projects", json={"name": "Upp och ner", "branchName": "main"}).json()
-    workspace = api.post("/workspaces", json={
-        "name": "Kort", "templateId": "python", "projectId": project["id"],
-        "branchId": "main"}).json()
+    workspace = api.post(
+        "/workspaces",
+        json={
+            "name": "Kort",
+            "templateId": "python",
+            "projectId": project["id"],
+            "branchId": "main",
+        },
+    ).json()
     deadline = time.monotonic() + 600
     while (state := api.get(f"/workspaces/{workspace['id']}").json())["state"] != "running":
         assert state["state"] != "failed" and time.monotonic() < deadline, state

@@ -38,8 +38,12 @@ def start(env: dict[str, str], data_dir: Path, name: str, crash_at: str | None) 
 
 
 def token(server: BalsamUp) -> str:
-    r = httpx.post(f"{server.url}/api/v1/users/me/tokens", auth=("admin", PASSWORD),
-                   json={"name": "crash"}, timeout=30)
+    r = httpx.post(
+        f"{server.url}/api/v1/users/me/tokens",
+        auth=("admin", PASSWORD),
+        json={"name": "crash"},
+        timeout=30,
+    )
     assert r.status_code == 201, r.text
     return str(r.json()["token"])
 
@@ -55,35 +59,51 @@ def kill_orphans(data_dir: Path) -> None:
 
 def buckets(data_dir: Path, s3_port: str) -> set[str]:
     admin = json.loads((data_dir / "storage" / "admin.json").read_text())
-    s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{s3_port}", region_name="us-east-1",
-                      aws_access_key_id=admin["access_key"],
-                      aws_secret_access_key=admin["secret_key"],
-                      config=Config(s3={"addressing_style": "path"}))
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=f"http://127.0.0.1:{s3_port}",
+        region_name="us-east-1",
+        aws_access_key_id=admin["access_key"],
+        aws_secret_access_key=admin["secret_key"],
+        config=Config(s3={"addressing_style": "path"}),
+    )
     return {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
 
 
 @pytest.mark.parametrize("steps", [["repository", "bucket", "key", "insert"]])
 def test_a_creation_killed_at_any_step_is_repaired_at_the_next_start(
-        up_env: dict[str, str], tmp_path: Path, steps: list[str]) -> None:  # noqa: F811
+    up_env: dict[str, str],  # noqa: F811
+    tmp_path: Path,
+    steps: list[str],
+) -> None:
     database = tmp_path / "balsam.db"
-    env = {**up_env, "BALSAM_ADMIN_PASSWORD": PASSWORD,
-           "BALSAM_DATABASE_URL": f"sqlite:///{database}",
-           # The very code under test, also where another checkout is installed.
-           "PYTHONPATH": str(Path(balsam.__file__).resolve().parents[1])}
+    env = {
+        **up_env,
+        "BALSAM_ADMIN_PASSWORD": PASSWORD,
+        "BALSAM_DATABASE_URL": f"sqlite:///{database}",
+        # The very code under test, also where another checkout is installed.
+        "PYTHONPATH": str(Path(balsam.__file__).resolve().parents[1]),
+    }
     data_dir = tmp_path / "data"
     for number, step in enumerate(steps):
         server = start(env, data_dir, f"crash-{number}", f"project.create:{step}")
         with pytest.raises(httpx.TransportError):
-            httpx.post(f"{server.url}/api/v1/projects", timeout=60,
-                       headers={"Authorization": f"Bearer {token(server)}"},
-                       json={"name": NAME, "branchName": "main"})
+            httpx.post(
+                f"{server.url}/api/v1/projects",
+                timeout=60,
+                headers={"Authorization": f"Bearer {token(server)}"},
+                json={"name": NAME, "branchName": "main"},
+            )
         assert server.process.wait(timeout=30) == 137
         kill_orphans(data_dir)
 
     server = start(env, data_dir, "after", None)
     try:
-        api = httpx.Client(base_url=f"{server.url}/api/v1", timeout=60,
-                           headers={"Authorization": f"Bearer {token(server)}"})
+        api = httpx.Client(
+            base_url=f"{server.url}/api/v1",
+            timeout=60,
+            headers={"Authorization": f"Bearer {token(server)}"},
+        )
         # The one creation that got as far as its database row was completed; every
         # other was undone, so it took the clean id each time.
         projects = api.get("/projects").json()["projects"]
@@ -96,13 +116,19 @@ def test_a_creation_killed_at_any_step_is_repaired_at_the_next_start(
         engine = create_engine(f"sqlite:///{database}")
         with Session(engine) as session:
             assert session.scalars(select(PendingOperation)).all() == []
-            repairs = session.scalars(select(AuditEvent).where(
-                AuditEvent.action == "project.create", AuditEvent.outcome == "failure")).all()
+            repairs = session.scalars(
+                select(AuditEvent).where(
+                    AuditEvent.action == "project.create", AuditEvent.outcome == "failure"
+                )
+            ).all()
         engine.dispose()
         assert sorted(r.details["repair"] for r in repairs) == sorted(
-            "completed" if step == "insert" else "undone" for step in steps)
-        assert all(r.details["interrupted"] and r.actor == "admin" and r.details["startedAt"]
-                   for r in repairs)
+            "completed" if step == "insert" else "undone" for step in steps
+        )
+        assert all(
+            r.details["interrupted"] and r.actor == "admin" and r.details["startedAt"]
+            for r in repairs
+        )
 
         again = api.post("/projects", json={"name": "Burst k10", "branchName": "main"})
         assert again.status_code == 201 and again.json()["id"] == "burst-k10"
@@ -113,22 +139,30 @@ def test_a_creation_killed_at_any_step_is_repaired_at_the_next_start(
 
 
 def test_a_burst_of_creations_killed_midway_leaves_no_orphan(
-        up_env: dict[str, str], tmp_path: Path) -> None:  # noqa: F811
+    up_env: dict[str, str],  # noqa: F811
+    tmp_path: Path,
+) -> None:
     """20 concurrent creations; the first to mint its key kills the process (the
     others are at every other step). After a restart: nothing half-made."""
     database = tmp_path / "balsam.db"
-    env = {**up_env, "BALSAM_ADMIN_PASSWORD": PASSWORD,
-           "BALSAM_DATABASE_URL": f"sqlite:///{database}",
-           "PYTHONPATH": str(Path(balsam.__file__).resolve().parents[1])}
+    env = {
+        **up_env,
+        "BALSAM_ADMIN_PASSWORD": PASSWORD,
+        "BALSAM_DATABASE_URL": f"sqlite:///{database}",
+        "PYTHONPATH": str(Path(balsam.__file__).resolve().parents[1]),
+    }
     data_dir = tmp_path / "data"
     server = start(env, data_dir, "burst", "project.create:key")
     headers = {"Authorization": f"Bearer {token(server)}"}
 
     def create(number: int) -> int | None:
         try:
-            return httpx.post(f"{server.url}/api/v1/projects", headers=headers, timeout=120,
-                              json={"name": f"burst k9 {number}", "branchName": "main"}
-                              ).status_code
+            return httpx.post(
+                f"{server.url}/api/v1/projects",
+                headers=headers,
+                timeout=120,
+                json={"name": f"burst k9 {number}", "branchName": "main"},
+            ).status_code
         except httpx.TransportError:
             return None
 
@@ -140,25 +174,31 @@ def test_a_burst_of_creations_killed_midway_leaves_no_orphan(
 
     server = start(env, data_dir, "after-burst", None)
     try:
-        api = httpx.Client(base_url=f"{server.url}/api/v1", timeout=60,
-                           headers={"Authorization": f"Bearer {token(server)}"})
+        api = httpx.Client(
+            base_url=f"{server.url}/api/v1",
+            timeout=60,
+            headers={"Authorization": f"Bearer {token(server)}"},
+        )
         ids = {p["id"] for p in api.get("/projects", params={"limit": 100}).json()["projects"]}
-        assert sorted(p.name.removesuffix(".git") for p in (data_dir / "git").glob("*.git")) \
-            == sorted(ids)
+        assert sorted(
+            p.name.removesuffix(".git") for p in (data_dir / "git").glob("*.git")
+        ) == sorted(ids)
         assert buckets(data_dir, env["BALSAM_STORAGE__S3_PORT"]) == ids
         engine = create_engine(f"sqlite:///{database}")
         with Session(engine) as session:
             assert session.scalars(select(PendingOperation)).all() == []
-            repaired = session.scalars(select(AuditEvent).where(
-                AuditEvent.action == "project.create", AuditEvent.outcome == "failure")).all()
+            repaired = session.scalars(
+                select(AuditEvent).where(
+                    AuditEvent.action == "project.create", AuditEvent.outcome == "failure"
+                )
+            ).all()
         engine.dispose()
         assert len(ids) >= answers.count(201)  # nothing that was answered is lost
         assert repaired and {r.details["repair"] for r in repaired} <= {"undone", "completed"}
         # Every interrupted name's clean id is free again.
         for number in range(20):
             if f"burst-k9-{number}" not in ids:
-                r = api.post("/projects", json={"name": f"burst k9 {number}",
-                                                "branchName": "main"})
+                r = api.post("/projects", json={"name": f"burst k9 {number}", "branchName": "main"})
                 assert r.status_code == 201 and r.json()["id"] == f"burst-k9-{number}", r.text
         assert server.terminate() == 0
     finally:
@@ -171,25 +211,37 @@ def storage_of(data_dir: Path, env: dict[str, str]) -> SeaweedIamStorage:
     admin = json.loads((data_dir / "storage" / "admin.json").read_text())
     grpc = int(env["BALSAM_STORAGE__FILER_PORT"]) + GRPC_PORT_OFFSET
     return SeaweedIamStorage.connect(
-        f"http://127.0.0.1:{env['BALSAM_STORAGE__S3_PORT']}", "us-east-1",
-        admin["access_key"], admin["secret_key"], filer_grpc_address=f"127.0.0.1:{grpc}",
-        conf_dir=data_dir / "storage" / "conf")
+        f"http://127.0.0.1:{env['BALSAM_STORAGE__S3_PORT']}",
+        "us-east-1",
+        admin["access_key"],
+        admin["secret_key"],
+        filer_grpc_address=f"127.0.0.1:{grpc}",
+        conf_dir=data_dir / "storage" / "conf",
+    )
 
 
 def test_key_mints_and_revokes_killed_midway_leave_no_key_behind(
-        up_env: dict[str, str], tmp_path: Path) -> None:  # noqa: F811
+    up_env: dict[str, str],  # noqa: F811
+    tmp_path: Path,
+) -> None:
     """A mint killed after the storage server made the key (its secret never reached
     anyone), and a revoke killed after the key died but before its row went: after
     a restart, the keys on the storage server are exactly the recorded ones."""
     database = tmp_path / "balsam.db"
-    env = {**up_env, "BALSAM_ADMIN_PASSWORD": PASSWORD,
-           "BALSAM_DATABASE_URL": f"sqlite:///{database}",
-           "PYTHONPATH": str(Path(balsam.__file__).resolve().parents[1])}
+    env = {
+        **up_env,
+        "BALSAM_ADMIN_PASSWORD": PASSWORD,
+        "BALSAM_DATABASE_URL": f"sqlite:///{database}",
+        "PYTHONPATH": str(Path(balsam.__file__).resolve().parents[1]),
+    }
     data_dir = tmp_path / "data"
 
     server = start(env, data_dir, "mint", "credential.create:key")
-    api = httpx.Client(base_url=f"{server.url}/api/v1", timeout=60,
-                       headers={"Authorization": f"Bearer {token(server)}"})
+    api = httpx.Client(
+        base_url=f"{server.url}/api/v1",
+        timeout=60,
+        headers={"Authorization": f"Bearer {token(server)}"},
+    )
     created = api.post("/projects", json={"name": NAME, "branchName": "main"})
     assert created.status_code == 201, created.text
     first_key = created.json()["credentials"]["accessKey"]
@@ -199,8 +251,11 @@ def test_key_mints_and_revokes_killed_midway_leave_no_key_behind(
     kill_orphans(data_dir)
 
     server = start(env, data_dir, "revoke", "credential.revoke:key")
-    api = httpx.Client(base_url=f"{server.url}/api/v1", timeout=60,
-                       headers={"Authorization": f"Bearer {token(server)}"})
+    api = httpx.Client(
+        base_url=f"{server.url}/api/v1",
+        timeout=60,
+        headers={"Authorization": f"Bearer {token(server)}"},
+    )
     with pytest.raises(httpx.TransportError):
         api.delete(f"/projects/{CLEAN_ID}/credentials/{first_key}")
     assert server.process.wait(timeout=30) == 137
@@ -209,8 +264,11 @@ def test_key_mints_and_revokes_killed_midway_leave_no_key_behind(
     server = start(env, data_dir, "after-keys", None)
     storage = storage_of(data_dir, env)
     try:
-        api = httpx.Client(base_url=f"{server.url}/api/v1", timeout=60,
-                           headers={"Authorization": f"Bearer {token(server)}"})
+        api = httpx.Client(
+            base_url=f"{server.url}/api/v1",
+            timeout=60,
+            headers={"Authorization": f"Bearer {token(server)}"},
+        )
         assert api.get(f"/projects/{CLEAN_ID}/credentials").json()["credentials"] == []
         assert not storage.key_exists(first_key)
         # Nothing scoped to the bucket is left that Balsam does not know: the
@@ -219,8 +277,10 @@ def test_key_mints_and_revokes_killed_midway_leave_no_key_behind(
         engine = create_engine(f"sqlite:///{database}")
         with Session(engine) as session:
             assert session.scalars(select(PendingOperation)).all() == []
-            repairs = {e.action: e.details["repair"] for e in session.scalars(
-                select(AuditEvent).where(AuditEvent.outcome == "failure"))}
+            repairs = {
+                e.action: e.details["repair"]
+                for e in session.scalars(select(AuditEvent).where(AuditEvent.outcome == "failure"))
+            }
         engine.dispose()
         assert repairs == {"credential.create": "undone", "credential.revoke": "completed"}
         minted = api.post(f"/projects/{CLEAN_ID}/credentials", json={"name": "works"})

@@ -18,8 +18,11 @@ def balsam(env: dict[str, str], *args: str) -> Result:
 def test_library_commands(fresh_database_url: str, tmp_path: Path) -> None:
     roots = tmp_path / "sources"
     repo = make_repo(roots / "lib", {"README.md": b"# Bibliotek\n"})
-    env = {"BALSAM_DATABASE_URL": fresh_database_url, "BALSAM_DATA_DIR": str(tmp_path / "data"),
-           "BALSAM_SOURCE_FILE_ROOTS": json.dumps([str(roots)])}
+    env = {
+        "BALSAM_DATABASE_URL": fresh_database_url,
+        "BALSAM_DATA_DIR": str(tmp_path / "data"),
+        "BALSAM_SOURCE_FILE_ROOTS": json.dumps([str(roots)]),
+    }
 
     added = balsam(env, "library", "add", "Mitt bibliotek", file_url(repo))
     assert added.exit_code == 0, added.output

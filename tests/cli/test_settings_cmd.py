@@ -23,4 +23,5 @@ def test_docs_settings_md_is_generated_from_the_settings() -> None:
 
     assert DOCS.read_text(encoding="utf-8") == generated, (
         "docs/settings.md is stale: run `make docs` "
-        "(balsam settings --format markdown > docs/settings.md)")
+        "(balsam settings --format markdown > docs/settings.md)"
+    )

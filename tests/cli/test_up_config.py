@@ -10,12 +10,16 @@ from tests.fixtures.server import free_port
 
 
 def test_an_admin_password_the_policy_refuses_stops_before_anything_is_made(
-    up_env: dict[str, str], tmp_path: Path  # noqa: F811 - the imported fixture
+    up_env: dict[str, str],  # noqa: F811 - the imported fixture
+    tmp_path: Path,
 ) -> None:
     data_dir = tmp_path / "data"
     database = tmp_path / "balsam.db"
-    env = {**up_env, "BALSAM_ADMIN_PASSWORD": "short",
-           "BALSAM_DATABASE_URL": f"sqlite:///{database}"}
+    env = {
+        **up_env,
+        "BALSAM_ADMIN_PASSWORD": "short",
+        "BALSAM_DATABASE_URL": f"sqlite:///{database}",
+    }
 
     done = run_balsam_up(env, data_dir, free_port())
 

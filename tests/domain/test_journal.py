@@ -22,11 +22,18 @@ from tests.fixtures.app import TestUser
 DEAD = "no-such-host-here:999999999:0"  # a pid that cannot exist
 
 
-def journal(ctx: AppContext, kind: str, project_id: str, subject: str = "",
-            process: str = DEAD) -> int:
+def journal(
+    ctx: AppContext, kind: str, project_id: str, subject: str = "", process: str = DEAD
+) -> int:
     with ctx.sessions() as session, session.begin():
-        row = PendingOperation(kind=kind, project_id=project_id, subject=subject,
-                               actor="alice", request_id="r1", process=process)
+        row = PendingOperation(
+            kind=kind,
+            project_id=project_id,
+            subject=subject,
+            actor="alice",
+            request_id="r1",
+            process=process,
+        )
         session.add(row)
         session.flush()
         return row.id
@@ -39,15 +46,22 @@ def pending(ctx: AppContext, op_id: int) -> bool:
 
 def repair_of(ctx: AppContext, project_id: str, kind: str) -> dict[str, Any]:
     with ctx.sessions() as session:
-        event = session.scalars(select(AuditEvent).where(
-            AuditEvent.project_id == project_id, AuditEvent.action == kind,
-            AuditEvent.outcome == "failure").order_by(AuditEvent.id.desc())).first()
+        event = session.scalars(
+            select(AuditEvent)
+            .where(
+                AuditEvent.project_id == project_id,
+                AuditEvent.action == kind,
+                AuditEvent.outcome == "failure",
+            )
+            .order_by(AuditEvent.id.desc())
+        ).first()
         assert event is not None
         return dict(event.details)
 
 
 def test_rows_of_other_hosts_and_live_processes_are_left_alone(
-        ctx: AppContext, project: dict[str, Any]) -> None:
+    ctx: AppContext, project: dict[str, Any]
+) -> None:
     mine = journal(ctx, "branch.create", project["id"], "x", process=this_process())
     theirs = journal(ctx, "branch.create", project["id"], "x", process="other-host:1:1")
     try:
@@ -59,8 +73,9 @@ def test_rows_of_other_hosts_and_live_processes_are_left_alone(
                 session.delete(session.get(PendingOperation, op_id))
 
 
-def test_a_branch_create_cut_short_is_undone(ctx: AppContext, project: dict[str, Any],
-                                             monkeypatch: Any) -> None:
+def test_a_branch_create_cut_short_is_undone(
+    ctx: AppContext, project: dict[str, Any], monkeypatch: Any
+) -> None:
     pid, bucket = project["id"], project["id"]
     monkeypatch.setattr("balsam.domain.journal.socket.gethostname", lambda: "no-such-host-here")
     ctx.providers.git.create_branch(pid, "halfway", from_branch="main")
@@ -73,11 +88,14 @@ def test_a_branch_create_cut_short_is_undone(ctx: AppContext, project: dict[str,
     assert repair_of(ctx, pid, "branch.create")["repair"] == "undone"
 
 
-def test_a_branch_delete_cut_short_is_finished(alice: TestUser, ctx: AppContext,
-                                               project: dict[str, Any], monkeypatch: Any) -> None:
+def test_a_branch_delete_cut_short_is_finished(
+    alice: TestUser, ctx: AppContext, project: dict[str, Any], monkeypatch: Any
+) -> None:
     pid = project["id"]
-    assert alice.client.post(f"/api/v1/projects/{pid}/branches",
-                             json={"name": "going"}).status_code == 201
+    assert (
+        alice.client.post(f"/api/v1/projects/{pid}/branches", json={"name": "going"}).status_code
+        == 201
+    )
     ctx.providers.storage.delete_prefix(pid, "going/")  # the step before the crash
     monkeypatch.setattr("balsam.domain.journal.socket.gethostname", lambda: "no-such-host-here")
     op_id = journal(ctx, "branch.delete", pid, "going")
@@ -89,8 +107,9 @@ def test_a_branch_delete_cut_short_is_finished(alice: TestUser, ctx: AppContext,
     assert repair_of(ctx, pid, "branch.delete")["repair"] == "completed"
 
 
-def test_a_project_delete_cut_short_is_finished(ctx: AppContext, project: dict[str, Any],
-                                                monkeypatch: Any) -> None:
+def test_a_project_delete_cut_short_is_finished(
+    ctx: AppContext, project: dict[str, Any], monkeypatch: Any
+) -> None:
     pid = project["id"]
     key = project["credentials"]["accessKey"]
     ctx.providers.storage.revoke_key(key)  # the step before the crash
@@ -109,7 +128,8 @@ def test_a_project_delete_cut_short_is_finished(ctx: AppContext, project: dict[s
 
 
 def test_a_key_mint_cut_short_revokes_the_unrecorded_key_only(
-        ctx: AppContext, project: dict[str, Any], monkeypatch: Any) -> None:
+    ctx: AppContext, project: dict[str, Any], monkeypatch: Any
+) -> None:
     pid = project["id"]
     recorded = project["credentials"]["accessKey"]
     orphan = ctx.providers.storage.create_key(pid, label="alice@halfway")  # then the crash
@@ -122,8 +142,9 @@ def test_a_key_mint_cut_short_revokes_the_unrecorded_key_only(
     assert repair_of(ctx, pid, "credential.create")["repair"] == "undone"
 
 
-def test_a_key_revoke_cut_short_is_finished(alice: TestUser, ctx: AppContext,
-                                            project: dict[str, Any], monkeypatch: Any) -> None:
+def test_a_key_revoke_cut_short_is_finished(
+    alice: TestUser, ctx: AppContext, project: dict[str, Any], monkeypatch: Any
+) -> None:
     pid = project["id"]
     minted = alice.client.post(f"/api/v1/projects/{pid}/credentials", json={"name": "k"})
     assert minted.status_code == 201, minted.text
@@ -141,14 +162,22 @@ def test_a_key_revoke_cut_short_is_finished(alice: TestUser, ctx: AppContext,
 
 def _half_made_workspace(ctx: AppContext, pid: str, workspace_id: str) -> str:
     key = ctx.providers.storage.create_key(pid, label=f"alice@{pid}/{workspace_id}")
-    ctx.workspace_secrets.save(workspace_id, WorkspaceSecrets(
-        s3_access_key=key.access_key, s3_secret_key=key.secret_key, git_username="alice",
-        git_token="bws_x", server_token="s"))
+    ctx.workspace_secrets.save(
+        workspace_id,
+        WorkspaceSecrets(
+            s3_access_key=key.access_key,
+            s3_secret_key=key.secret_key,
+            git_username="alice",
+            git_token="bws_x",
+            server_token="s",
+        ),
+    )
     return key.access_key
 
 
-def test_a_workspace_create_cut_short_is_undone(ctx: AppContext, project: dict[str, Any],
-                                                monkeypatch: Any) -> None:
+def test_a_workspace_create_cut_short_is_undone(
+    ctx: AppContext, project: dict[str, Any], monkeypatch: Any
+) -> None:
     pid = project["id"]
     access_key = _half_made_workspace(ctx, pid, "halfway-ws-1")
     monkeypatch.setattr("balsam.domain.journal.socket.gethostname", lambda: "no-such-host-here")
@@ -162,16 +191,34 @@ def test_a_workspace_create_cut_short_is_undone(ctx: AppContext, project: dict[s
 
 
 def test_a_workspace_delete_cut_short_is_finished(
-        alice: TestUser, ctx: AppContext, project: dict[str, Any], monkeypatch: Any) -> None:
+    alice: TestUser, ctx: AppContext, project: dict[str, Any], monkeypatch: Any
+) -> None:
     pid = project["id"]
     access_key = _half_made_workspace(ctx, pid, "going-ws-1")
     with ctx.sessions() as session, session.begin():
-        session.add(Credential(access_key=access_key, project_id=pid,
-                               user_id=alice.actor.user_id, name="workspace going-ws-1"))
-        session.add(Workspace(
-            id="going-ws-1", name="going", project_id=pid, branch="main",
-            template_id="python", environment="python", owner_id=alice.actor.user_id,
-            state="stopped", state_reason="", locked=False, s3_access_key=access_key))
+        session.add(
+            Credential(
+                access_key=access_key,
+                project_id=pid,
+                user_id=alice.actor.user_id,
+                name="workspace going-ws-1",
+            )
+        )
+        session.add(
+            Workspace(
+                id="going-ws-1",
+                name="going",
+                project_id=pid,
+                branch="main",
+                template_id="python",
+                environment="python",
+                owner_id=alice.actor.user_id,
+                state="stopped",
+                state_reason="",
+                locked=False,
+                s3_access_key=access_key,
+            )
+        )
     monkeypatch.setattr("balsam.domain.journal.socket.gethostname", lambda: "no-such-host-here")
     op_id = journal(ctx, "workspace.delete", pid, "going-ws-1")
     recover(ctx)
@@ -185,7 +232,8 @@ def test_a_workspace_delete_cut_short_is_finished(
 
 
 def test_an_undo_that_fails_is_kept_and_repaired_and_blocks_the_project_meanwhile(
-        alice: TestUser, ctx: AppContext, project: dict[str, Any]) -> None:
+    alice: TestUser, ctx: AppContext, project: dict[str, Any]
+) -> None:
     """Storage down while a mint is undone: the key stays, journaled; the project
     takes no new operation (409) until a repair has revoked it."""
     pid = project["id"]
@@ -195,8 +243,10 @@ def test_an_undo_that_fails_is_kept_and_repaired_and_blocks_the_project_meanwhil
         raise ProviderError("storage is down")
 
     undo = Compensations()
-    with pytest.raises(RuntimeError), \
-            Journal(ctx).running("credential.create", pid, alice.actor, undo=undo):
+    with (
+        pytest.raises(RuntimeError),
+        Journal(ctx).running("credential.create", pid, alice.actor, undo=undo),
+    ):
         orphan = storage.create_key(pid, label="alice@undo-failed")
         undo.push("key", down)
         raise RuntimeError("the step after the key failed")
@@ -214,7 +264,8 @@ def test_an_undo_that_fails_is_kept_and_repaired_and_blocks_the_project_meanwhil
 
 
 def test_a_mint_that_may_have_left_a_key_is_kept_for_repair(
-        alice: TestUser, ctx: AppContext, project: dict[str, Any], monkeypatch: Any) -> None:
+    alice: TestUser, ctx: AppContext, project: dict[str, Any], monkeypatch: Any
+) -> None:
     """The storage timed out but may still make the key (weed paused, say): the
     mint fails, the journal keeps it, and the repair revokes what it left."""
     pid = project["id"]

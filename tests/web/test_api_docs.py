@@ -34,20 +34,25 @@ def chromium() -> Iterator[Browser]:
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing; CI must install chromium")
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM),
-                                             args=["--no-sandbox"])
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
         yield browser
         browser.close()
 
 
 def test_the_docs_render_the_operations_without_leaving_the_machine(
-        chromium: Browser, live_url: str) -> None:
+    chromium: Browser, live_url: str
+) -> None:
     context = chromium.new_context()
     elsewhere: list[str] = []
     ours = urlsplit(live_url).netloc
-    context.route("**/*", lambda route: (
-        route.continue_() if urlsplit(route.request.url).netloc == ours
-        else (elsewhere.append(route.request.url), route.abort())[1]))
+    context.route(
+        "**/*",
+        lambda route: (
+            route.continue_()
+            if urlsplit(route.request.url).netloc == ours
+            else (elsewhere.append(route.request.url), route.abort())[1]
+        ),
+    )
     page = context.new_page()
     errors: list[str] = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)

@@ -14,13 +14,22 @@ from balsam.context import AppContext
 from tests.fixtures.app import TestUser
 
 
-@pytest.mark.parametrize("method, path, body", [
-    ("GET", "/api/v1/projects", None),
-    ("POST", "/api/v1/projects", {"name": "Under an outage", "branchName": "main"}),
-])
+@pytest.mark.parametrize(
+    "method, path, body",
+    [
+        ("GET", "/api/v1/projects", None),
+        ("POST", "/api/v1/projects", {"name": "Under an outage", "branchName": "main"}),
+    ],
+)
 def test_an_unreachable_database_is_503_and_changes_nothing(
-        alice: TestUser, ctx: AppContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        method: str, path: str, body: dict[str, str] | None) -> None:
+    alice: TestUser,
+    ctx: AppContext,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    method: str,
+    path: str,
+    body: dict[str, str] | None,
+) -> None:
     before = alice.client.get("/api/v1/projects").json()
     # A real engine on a database file that cannot be opened: what a missing
     # volume or a PostgreSQL restart looks like to the application.

@@ -45,11 +45,12 @@ def heads(ctx: AppContext, pid: str) -> list[str]:
     return ctx.providers.git.list_branches(pid)
 
 
-@pytest.mark.parametrize("ref", ["feat/x", "-x", "HEAD", "b" * 200, "refs/pull/1/head",
-                                 "refs/notes/x", "refs/x"])
-def test_refs_the_branch_api_forbids_are_refused(live_url: str, bob: TestUser, shared: str,
-                                                 ctx: AppContext, tmp_path: Path,
-                                                 ref: str) -> None:
+@pytest.mark.parametrize(
+    "ref", ["feat/x", "-x", "HEAD", "b" * 200, "refs/pull/1/head", "refs/notes/x", "refs/x"]
+)
+def test_refs_the_branch_api_forbids_are_refused(
+    live_url: str, bob: TestUser, shared: str, ctx: AppContext, tmp_path: Path, ref: str
+) -> None:
     work = clone(live_url, shared, bob, tmp_path / "w")
     commit(work, "a.txt")
     target = ref if ref.startswith("refs/") else f"refs/heads/{ref}"
@@ -61,7 +62,8 @@ def test_refs_the_branch_api_forbids_are_refused(live_url: str, bob: TestUser, s
 
 
 def test_a_member_cannot_force_push_the_default_branch(
-        live_url: str, bob: TestUser, shared: str, ctx: AppContext, tmp_path: Path) -> None:
+    live_url: str, bob: TestUser, shared: str, ctx: AppContext, tmp_path: Path
+) -> None:
     work = clone(live_url, shared, bob, tmp_path / "w")
     before = git("rev-parse", "HEAD", cwd=work).stdout.strip()
     git(*IDENT, "commit", "-q", "--amend", "-m", "rewritten", cwd=work)
@@ -76,8 +78,8 @@ def test_a_member_cannot_force_push_the_default_branch(
 
 
 def test_the_owner_may_force_push_and_the_audit_says_what_was_overwritten(
-        live_url: str, alice: TestUser, project: dict[str, Any], ctx: AppContext,
-        tmp_path: Path) -> None:
+    live_url: str, alice: TestUser, project: dict[str, Any], ctx: AppContext, tmp_path: Path
+) -> None:
     pid = project["id"]
     work = clone(live_url, pid, alice, tmp_path / "w")
     before = git("rev-parse", "HEAD", cwd=work).stdout.strip()
@@ -87,7 +89,8 @@ def test_the_owner_may_force_push_and_the_audit_says_what_was_overwritten(
     event = last_push(ctx, pid)  # written before git answered
     assert event.actor == alice.username and event.outcome == "success"
     assert event.details["updates"] == [
-        {"ref": "refs/heads/main", "old": before, "new": after, "forced": True}]
+        {"ref": "refs/heads/main", "old": before, "new": after, "forced": True}
+    ]
 
 
 def last_push(ctx: AppContext, pid: str) -> AuditEvent:
@@ -95,9 +98,11 @@ def last_push(ctx: AppContext, pid: str) -> AuditEvent:
     deadline = time.monotonic() + 10
     while True:
         with ctx.sessions() as session:
-            event = session.scalars(select(AuditEvent).where(
-                AuditEvent.project_id == pid, AuditEvent.action == "git.push"
-            ).order_by(AuditEvent.id.desc())).first()
+            event = session.scalars(
+                select(AuditEvent)
+                .where(AuditEvent.project_id == pid, AuditEvent.action == "git.push")
+                .order_by(AuditEvent.id.desc())
+            ).first()
         if event is not None or time.monotonic() > deadline:
             assert event is not None, "no git.push record"
             return event
@@ -105,8 +110,8 @@ def last_push(ctx: AppContext, pid: str) -> AuditEvent:
 
 
 def test_nobody_deletes_the_default_branch_by_push(
-        live_url: str, alice: TestUser, project: dict[str, Any], ctx: AppContext,
-        tmp_path: Path) -> None:
+    live_url: str, alice: TestUser, project: dict[str, Any], ctx: AppContext, tmp_path: Path
+) -> None:
     work = clone(live_url, project["id"], alice, tmp_path / "w")
     out = git("push", "origin", ":main", cwd=work, check=False)
     assert out.returncode != 0 and "default branch cannot be deleted" in out.stderr
@@ -114,7 +119,8 @@ def test_nobody_deletes_the_default_branch_by_push(
 
 
 def test_branches_pushed_and_deleted_appear_in_and_vanish_from_the_api(
-        live_url: str, alice: TestUser, bob: TestUser, shared: str, tmp_path: Path) -> None:
+    live_url: str, alice: TestUser, bob: TestUser, shared: str, tmp_path: Path
+) -> None:
     api = f"/api/v1/projects/{shared}/branches"
     work = clone(live_url, shared, bob, tmp_path / "w")
     commit(work, "b.txt")
@@ -131,7 +137,8 @@ def test_branches_pushed_and_deleted_appear_in_and_vanish_from_the_api(
 
 
 def test_members_cannot_delete_branches_through_the_api_either(
-        alice: TestUser, bob: TestUser, shared: str) -> None:
+    alice: TestUser, bob: TestUser, shared: str
+) -> None:
     api = f"/api/v1/projects/{shared}/branches"
     assert alice.client.post(api, json={"name": "tmp"}).status_code == 201
     r = bob.client.delete(f"{api}/tmp")
@@ -140,7 +147,8 @@ def test_members_cannot_delete_branches_through_the_api_either(
 
 
 def test_members_create_tags_and_only_owners_move_or_delete_them(
-        live_url: str, alice: TestUser, bob: TestUser, shared: str, tmp_path: Path) -> None:
+    live_url: str, alice: TestUser, bob: TestUser, shared: str, tmp_path: Path
+) -> None:
     work = clone(live_url, shared, bob, tmp_path / "w")
     git("tag", "v1", cwd=work)
     git("push", "-q", "origin", "v1", cwd=work)

@@ -31,8 +31,9 @@ def client_for(app: FastAPI) -> TestClient:
     """A cookie-keeping client with its own address (TEST-NET-2), so its failed
     logins never count against other tests."""
     address = f"198.51.100.{next(_addresses) % 250 + 1}"
-    return TestClient(app, raise_server_exceptions=False,
-                      follow_redirects=False, client=(address, 40000))
+    return TestClient(
+        app, raise_server_exceptions=False, follow_redirects=False, client=(address, 40000)
+    )
 
 
 @pytest.fixture
@@ -42,11 +43,18 @@ def visitor(app: FastAPI) -> Iterator[TestClient]:
     client.close()
 
 
-def login(client: httpx.Client, username: str, password: str = PASSWORD, next_path: str = "/",
-          headers: dict[str, str] | None = None) -> httpx.Response:
-    return client.post("/login", data={"username": username, "password": password,
-                                       "next": next_path},
-                       headers={"Origin": ORIGIN} if headers is None else headers)
+def login(
+    client: httpx.Client,
+    username: str,
+    password: str = PASSWORD,
+    next_path: str = "/",
+    headers: dict[str, str] | None = None,
+) -> httpx.Response:
+    return client.post(
+        "/login",
+        data={"username": username, "password": password, "next": next_path},
+        headers={"Origin": ORIGIN} if headers is None else headers,
+    )
 
 
 def csrf_token(client: httpx.Client) -> str:
@@ -56,21 +64,30 @@ def csrf_token(client: httpx.Client) -> str:
     return found.group(1)
 
 
-def form_post(client: httpx.Client, url: str, data: dict[str, str] | None = None,
-              headers: dict[str, str] | None = None) -> httpx.Response:
+def form_post(
+    client: httpx.Client,
+    url: str,
+    data: dict[str, str] | None = None,
+    headers: dict[str, str] | None = None,
+) -> httpx.Response:
     """A form post as the page sends it: same origin, with the session's CSRF token
     (none when the client is not logged in)."""
     token = csrf_token(client) if "balsam_session" in client.cookies else ""
-    return client.post(url, data={**(data or {}), "csrf": token},
-                       headers={"Origin": ORIGIN} if headers is None else headers)
+    return client.post(
+        url,
+        data={**(data or {}), "csrf": token},
+        headers={"Origin": ORIGIN} if headers is None else headers,
+    )
 
 
 def session_cookie(response: httpx.Response) -> str:
-    return "; ".join(v for v in response.headers.get_list("set-cookie")
-                     if v.startswith("balsam_session="))
+    return "; ".join(
+        v for v in response.headers.get_list("set-cookie") if v.startswith("balsam_session=")
+    )
 
 
 # -- the form -------------------------------------------------------------------------
+
 
 def test_login_form_is_locked_down(visitor: TestClient) -> None:
     r = visitor.get("/login", params={"next": "/workspaces/abc/lab"})
@@ -79,8 +96,12 @@ def test_login_form_is_locked_down(visitor: TestClient) -> None:
     assert '<input type="hidden" name="next" value="/workspaces/abc/lab">' in r.text
     assert 'name="username"' in r.text and 'type="password"' in r.text
     csp = r.headers["content-security-policy"]
-    for directive in ("default-src 'none'", "form-action 'self'", "frame-ancestors 'none'",
-                      "base-uri 'none'"):
+    for directive in (
+        "default-src 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+        "base-uri 'none'",
+    ):
         assert directive in csp
     assert r.headers["x-frame-options"] == "DENY"
     assert r.headers["referrer-policy"] == "same-origin"
@@ -98,8 +119,9 @@ def test_the_stylesheet_is_balsams_own(visitor: TestClient) -> None:
     assert "immutable" in css.headers["cache-control"]
 
 
-@pytest.mark.parametrize("next_path", ['/"><script>alert(1)</script>',
-                                       '"><script>alert(1)</script>'])
+@pytest.mark.parametrize(
+    "next_path", ['/"><script>alert(1)</script>', '"><script>alert(1)</script>']
+)
 def test_next_cannot_inject_markup(visitor: TestClient, next_path: str) -> None:
     r = visitor.get("/login", params={"next": next_path})
     assert r.status_code == 200
@@ -110,8 +132,10 @@ def test_next_cannot_inject_markup(visitor: TestClient, next_path: str) -> None:
 
 # -- logging in -----------------------------------------------------------------------
 
-def test_login_sets_the_session_cookie_and_goes_to_next(visitor: TestClient,
-                                                         alice: TestUser) -> None:
+
+def test_login_sets_the_session_cookie_and_goes_to_next(
+    visitor: TestClient, alice: TestUser
+) -> None:
     r = login(visitor, alice.username, next_path="/workspaces/abc/lab?reset")
     assert r.status_code == 303, r.text
     assert r.headers["location"] == "/workspaces/abc/lab?reset"
@@ -121,24 +145,41 @@ def test_login_sets_the_session_cookie_and_goes_to_next(visitor: TestClient,
     assert me.status_code == 200 and me.json()["username"] == alice.username
 
 
-@pytest.mark.parametrize("next_path", [
-    "//evil.example", "///evil.example", "https://evil.example", "http:/evil.example",
-    "/\\evil.example", "/\\/evil.example", "javascript:alert(1)", "/\t/evil.example",
-    "/\n/evil.example", "evil.example", "",
-])
+@pytest.mark.parametrize(
+    "next_path",
+    [
+        "//evil.example",
+        "///evil.example",
+        "https://evil.example",
+        "http:/evil.example",
+        "/\\evil.example",
+        "/\\/evil.example",
+        "javascript:alert(1)",
+        "/\t/evil.example",
+        "/\n/evil.example",
+        "evil.example",
+        "",
+    ],
+)
 def test_next_elsewhere_goes_home(visitor: TestClient, alice: TestUser, next_path: str) -> None:
     r = login(visitor, alice.username, next_path=next_path)
     assert r.status_code == 303
     assert r.headers["location"] == "/"
 
 
-@pytest.mark.parametrize("headers", [
-    {"Origin": "https://evil.example"}, {"Origin": "null"},
-    {"Origin": "http://testserver.evil.example"}, {"Sec-Fetch-Site": "cross-site"},
-    {"Sec-Fetch-Site": "same-site"},
-])
-def test_cross_site_login_is_refused(visitor: TestClient, alice: TestUser,
-                                     headers: dict[str, str]) -> None:
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Origin": "https://evil.example"},
+        {"Origin": "null"},
+        {"Origin": "http://testserver.evil.example"},
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Sec-Fetch-Site": "same-site"},
+    ],
+)
+def test_cross_site_login_is_refused(
+    visitor: TestClient, alice: TestUser, headers: dict[str, str]
+) -> None:
     r = login(visitor, alice.username, headers=headers)
     assert r.status_code == 403
     assert not session_cookie(r)
@@ -146,21 +187,24 @@ def test_cross_site_login_is_refused(visitor: TestClient, alice: TestUser,
 
 
 @pytest.mark.parametrize("headers", [{}, {"Sec-Fetch-Site": "same-origin"}])
-def test_login_without_origin_is_accepted(visitor: TestClient, alice: TestUser,
-                                          headers: dict[str, str]) -> None:
+def test_login_without_origin_is_accepted(
+    visitor: TestClient, alice: TestUser, headers: dict[str, str]
+) -> None:
     """Browsers send Origin on form posts; other clients may send neither header."""
     assert login(visitor, alice.username, headers=headers).status_code == 303
 
 
-def test_login_from_the_public_url_is_accepted(visitor: TestClient, alice: TestUser,
-                                               settings: Settings) -> None:
+def test_login_from_the_public_url_is_accepted(
+    visitor: TestClient, alice: TestUser, settings: Settings
+) -> None:
     origin = settings.resolved_public_url
     assert login(visitor, alice.username, headers={"Origin": origin}).status_code == 303
 
 
 @pytest.mark.parametrize("known", [True, False])
-def test_wrong_password_shows_the_form_again(visitor: TestClient, alice: TestUser,
-                                             known: bool) -> None:
+def test_wrong_password_shows_the_form_again(
+    visitor: TestClient, alice: TestUser, known: bool
+) -> None:
     username = alice.username if known else alice.username + "-nobody"
     r = login(visitor, username, WRONG, next_path="/workspaces/abc/")
     assert r.status_code == 401
@@ -179,21 +223,25 @@ def test_missing_password_is_refused(visitor: TestClient, alice: TestUser) -> No
 
 
 def test_oversized_form_is_refused(visitor: TestClient) -> None:
-    r = visitor.post("/login", data={"username": "x" * 20_000, "password": "y"},
-                     headers={"Origin": ORIGIN})
+    r = visitor.post(
+        "/login", data={"username": "x" * 20_000, "password": "y"}, headers={"Origin": ORIGIN}
+    )
     assert r.status_code == 413
 
 
 @pytest.fixture
-def limited_app(settings: Settings, ctx: AppContext, tmp_path: Path,
-                fresh_database_url: str) -> Iterator[FastAPI]:
+def limited_app(
+    settings: Settings, ctx: AppContext, tmp_path: Path, fresh_database_url: str
+) -> Iterator[FastAPI]:
     """An app of its own that refuses logins after three failures."""
     auth = settings.auth.model_copy(update={"login_max_failures": 3})
-    limited = settings.model_copy(update={"auth": auth, "data_dir": tmp_path,
-                                          "database_url": fresh_database_url})
+    limited = settings.model_copy(
+        update={"auth": auth, "data_dir": tmp_path, "database_url": fresh_database_url}
+    )
     app = create_app(limited, providers=ctx.providers)
-    IdentityService(app.state.ctx).create_user(None, UserCreate(username="pages-rl",
-                                                                password=PASSWORD))
+    IdentityService(app.state.ctx).create_user(
+        None, UserCreate(username="pages-rl", password=PASSWORD)
+    )
     yield app
     app.state.ctx.engine.dispose()
 
@@ -209,6 +257,7 @@ def test_rate_limited_login_shows_the_form_with_429(limited_app: FastAPI) -> Non
 
 
 # -- logging out ----------------------------------------------------------------------
+
 
 def test_logout_ends_the_session(visitor: TestClient, alice: TestUser, app: FastAPI) -> None:
     assert login(visitor, alice.username).status_code == 303
@@ -231,19 +280,29 @@ def test_cross_site_logout_is_refused(visitor: TestClient, alice: TestUser) -> N
 
 # -- your workspaces ------------------------------------------------------------------
 
+
 def test_home_sends_strangers_to_login(visitor: TestClient) -> None:
     r = visitor.get("/")
     assert r.status_code == 303 and r.headers["location"] == "/login"
 
 
 @pytest.fixture
-def stopped_workspace(ctx: AppContext, alice: TestUser, project: dict[str, Any],
-                      unique: Callable[[str], str]) -> Iterator[Workspace]:
+def stopped_workspace(
+    ctx: AppContext, alice: TestUser, project: dict[str, Any], unique: Callable[[str], str]
+) -> Iterator[Workspace]:
     """A workspace row of alice's whose name is markup (no server: it is stopped)."""
-    ws = Workspace(id=unique("pages-ws-"), name='<img src=x onerror="alert(1)">',
-                   project_id=project["id"], branch="main", template_id="python",
-                   environment="python-0", owner_id=alice.actor.user_id, state="stopped",
-                   state_reason="Stopped by test", locked=False)
+    ws = Workspace(
+        id=unique("pages-ws-"),
+        name='<img src=x onerror="alert(1)">',
+        project_id=project["id"],
+        branch="main",
+        template_id="python",
+        environment="python-0",
+        owner_id=alice.actor.user_id,
+        state="stopped",
+        state_reason="Stopped by test",
+        locked=False,
+    )
     with ctx.sessions() as session, session.begin():
         session.add(ws)
     yield ws
@@ -253,16 +312,19 @@ def stopped_workspace(ctx: AppContext, alice: TestUser, project: dict[str, Any],
             session.delete(row)
 
 
-def test_home_lists_your_workspaces_escaped(visitor: TestClient, alice: TestUser,
-                                            stopped_workspace: Workspace) -> None:
+def test_home_lists_your_workspaces_escaped(
+    visitor: TestClient, alice: TestUser, stopped_workspace: Workspace
+) -> None:
     assert login(visitor, alice.username).status_code == 303
     r = visitor.get("/")
     assert r.status_code == 200
     assert "content-security-policy" in r.headers
     assert f"<strong>{alice.username}</strong>" in r.text
     assert "<img" not in r.text
-    assert (f'<a href="/workspaces/{stopped_workspace.id}/">'
-            "&lt;img src=x onerror=&#34;alert(1)&#34;&gt;</a>") in r.text
+    assert (
+        f'<a href="/workspaces/{stopped_workspace.id}/">'
+        "&lt;img src=x onerror=&#34;alert(1)&#34;&gt;</a>"
+    ) in r.text
     assert '<td>stopped<span class="reason">Stopped by test</span></td>' in r.text
     assert (f"<td>{stopped_workspace.project_id}</td><td>main</td><td>python</td>") in r.text
     assert 'aria-label="Start &lt;img src=x onerror=&#34;alert(1)&#34;&gt;"' in r.text
@@ -272,11 +334,14 @@ def test_home_lists_your_workspaces_escaped(visitor: TestClient, alice: TestUser
     assert '<form method="post" action="/logout">' in r.text
 
 
-def test_home_lists_only_your_own_workspaces(app: FastAPI, bob: TestUser, alice: TestUser,
-                                             project: dict[str, Any],
-                                             stopped_workspace: Workspace) -> None:
-    alice.client.post(f"/api/v1/projects/{project['id']}/members",
-                      json={"username": bob.username})
+def test_home_lists_only_your_own_workspaces(
+    app: FastAPI,
+    bob: TestUser,
+    alice: TestUser,
+    project: dict[str, Any],
+    stopped_workspace: Workspace,
+) -> None:
+    alice.client.post(f"/api/v1/projects/{project['id']}/members", json={"username": bob.username})
     with client_for(app) as client:
         assert login(client, bob.username).status_code == 303
         r = client.get("/")
@@ -294,10 +359,10 @@ UI = "/workspaces-ui"
 def no_servers(ctx: AppContext, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
     """The supervisor's starts and stops, recorded instead of run (no JupyterLab here)."""
     calls: list[tuple[str, str]] = []
-    monkeypatch.setattr(ctx.supervisor, "submit_start",
-                        lambda wid: calls.append(("start", wid)))
-    monkeypatch.setattr(ctx.supervisor, "submit_stop",
-                        lambda wid, reason: calls.append(("stop", wid)))
+    monkeypatch.setattr(ctx.supervisor, "submit_start", lambda wid: calls.append(("start", wid)))
+    monkeypatch.setattr(
+        ctx.supervisor, "submit_stop", lambda wid, reason: calls.append(("stop", wid))
+    )
     return calls
 
 
@@ -315,8 +380,9 @@ def state_of(ctx: AppContext, workspace_id: str) -> str | None:
         return None if row is None else row.state
 
 
-def test_home_offers_a_form_for_each_branch_and_template(alice_browser: TestClient,
-                                                         project: dict[str, Any]) -> None:
+def test_home_offers_a_form_for_each_branch_and_template(
+    alice_browser: TestClient, project: dict[str, Any]
+) -> None:
     r = alice_browser.get("/")
     assert r.status_code == 200
     assert f'<form method="post" action="{UI}" class="stack">' in r.text
@@ -333,53 +399,83 @@ def test_home_without_projects_says_so(alice_browser: TestClient) -> None:
 
 
 @pytest.mark.parametrize("action", ["", "/{id}/stop", "/{id}/start", "/{id}/delete"])
-@pytest.mark.parametrize("headers", [{"Origin": "https://evil.example"},
-                                     {"Sec-Fetch-Site": "cross-site"}])
+@pytest.mark.parametrize(
+    "headers", [{"Origin": "https://evil.example"}, {"Sec-Fetch-Site": "cross-site"}]
+)
 def test_cross_site_workspace_forms_are_refused(
-        alice_browser: TestClient, ctx: AppContext, project: dict[str, Any],
-        stopped_workspace: Workspace, no_servers: list[tuple[str, str]], action: str,
-        headers: dict[str, str]) -> None:
-    r = alice_browser.post(UI + action.format(id=stopped_workspace.id), headers=headers, data={
-        "name": "Evil", "target": f"{project['id']}/main", "template": "python"})
+    alice_browser: TestClient,
+    ctx: AppContext,
+    project: dict[str, Any],
+    stopped_workspace: Workspace,
+    no_servers: list[tuple[str, str]],
+    action: str,
+    headers: dict[str, str],
+) -> None:
+    r = alice_browser.post(
+        UI + action.format(id=stopped_workspace.id),
+        headers=headers,
+        data={"name": "Evil", "target": f"{project['id']}/main", "template": "python"},
+    )
     assert r.status_code == 403
     assert state_of(ctx, stopped_workspace.id) == "stopped"
     assert not no_servers
     with ctx.sessions() as session:  # nothing created
-        assert session.query(Workspace).filter(
-            Workspace.owner_id == stopped_workspace.owner_id).count() == 1
+        assert (
+            session.query(Workspace)
+            .filter(Workspace.owner_id == stopped_workspace.owner_id)
+            .count()
+            == 1
+        )
 
 
 @pytest.mark.parametrize("action", ["", "/{id}/stop", "/{id}/delete"])
 def test_anonymous_workspace_forms_go_to_login(
-        visitor: TestClient, ctx: AppContext, project: dict[str, Any],
-        stopped_workspace: Workspace, no_servers: list[tuple[str, str]], action: str) -> None:
-    r = visitor.post(UI + action.format(id=stopped_workspace.id), headers={"Origin": ORIGIN},
-                     data={"name": "Anon", "target": f"{project['id']}/main",
-                           "template": "python"})
+    visitor: TestClient,
+    ctx: AppContext,
+    project: dict[str, Any],
+    stopped_workspace: Workspace,
+    no_servers: list[tuple[str, str]],
+    action: str,
+) -> None:
+    r = visitor.post(
+        UI + action.format(id=stopped_workspace.id),
+        headers={"Origin": ORIGIN},
+        data={"name": "Anon", "target": f"{project['id']}/main", "template": "python"},
+    )
     assert r.status_code == 303 and r.headers["location"] == "/login"
     assert state_of(ctx, stopped_workspace.id) == "stopped" and not no_servers
 
 
-def test_a_bearer_token_does_not_work_the_forms(alice: TestUser,
-                                                stopped_workspace: Workspace) -> None:
-    r = alice.client.post(f"{UI}/{stopped_workspace.id}/delete", headers={"Origin": ORIGIN},
-                          follow_redirects=False)
+def test_a_bearer_token_does_not_work_the_forms(
+    alice: TestUser, stopped_workspace: Workspace
+) -> None:
+    r = alice.client.post(
+        f"{UI}/{stopped_workspace.id}/delete", headers={"Origin": ORIGIN}, follow_redirects=False
+    )
     assert r.status_code == 303 and r.headers["location"] == "/login"
     assert alice.client.get(f"/api/v1/workspaces/{stopped_workspace.id}").status_code == 200
 
 
-@pytest.mark.parametrize(("fields", "status", "message"), [
-    ({"template": "no-such-template"}, 422, "No workspace template &#39;no-such-template&#39;"),
-    ({"target": "no-such-project/main"}, 404, "no-such-project"),
-    ({"target": "{project}/no-such-branch"}, 404, "No branch &#39;no-such-branch&#39;"),
-    ({"target": "garbage"}, 404, ""),
-    ({"name": ""}, 422, "Give the workspace a name"),
-    ({"name": "x" * 101}, 422, "Give the workspace a name"),
-    ({"name": "a\x00b"}, 422, "Give the workspace a name"),
-])
+@pytest.mark.parametrize(
+    ("fields", "status", "message"),
+    [
+        ({"template": "no-such-template"}, 422, "No workspace template &#39;no-such-template&#39;"),
+        ({"target": "no-such-project/main"}, 404, "no-such-project"),
+        ({"target": "{project}/no-such-branch"}, 404, "No branch &#39;no-such-branch&#39;"),
+        ({"target": "garbage"}, 404, ""),
+        ({"name": ""}, 422, "Give the workspace a name"),
+        ({"name": "x" * 101}, 422, "Give the workspace a name"),
+        ({"name": "a\x00b"}, 422, "Give the workspace a name"),
+    ],
+)
 def test_bad_workspace_forms_show_the_page_with_the_error(
-        alice_browser: TestClient, project: dict[str, Any], no_servers: list[tuple[str, str]],
-        fields: dict[str, str], status: int, message: str) -> None:
+    alice_browser: TestClient,
+    project: dict[str, Any],
+    no_servers: list[tuple[str, str]],
+    fields: dict[str, str],
+    status: int,
+    message: str,
+) -> None:
     data = {"name": '<b>"Fet"</b>', "target": f"{project['id']}/main", "template": "python"}
     data.update({k: v.format(project=project["id"]) for k, v in fields.items()})
     r = form_post(alice_browser, UI, data)
@@ -395,11 +491,16 @@ def test_bad_workspace_forms_show_the_page_with_the_error(
 
 
 def test_a_workspace_is_created_listed_escaped_and_deleted_with_the_forms(
-        alice_browser: TestClient, alice: TestUser, ctx: AppContext, project: dict[str, Any],
-        no_servers: list[tuple[str, str]]) -> None:
+    alice_browser: TestClient,
+    alice: TestUser,
+    ctx: AppContext,
+    project: dict[str, Any],
+    no_servers: list[tuple[str, str]],
+) -> None:
     name = '<script>alert("x")</script>'
-    r = form_post(alice_browser, UI, {
-        "name": name, "target": f"{project['id']}/main", "template": "python"})
+    r = form_post(
+        alice_browser, UI, {"name": name, "target": f"{project['id']}/main", "template": "python"}
+    )
     assert r.status_code == 303 and r.headers["location"] == "/", r.text
     (ws,) = alice.client.get("/api/v1/workspaces", params={"all": "false"}).json()
     assert ws["name"] == name and ws["state"] == "pending" and ws["templateId"] == "python"
@@ -415,8 +516,11 @@ def test_a_workspace_is_created_listed_escaped_and_deleted_with_the_forms(
 
 
 def test_the_owner_starts_and_stops_with_the_forms(
-        alice_browser: TestClient, ctx: AppContext, stopped_workspace: Workspace,
-        no_servers: list[tuple[str, str]]) -> None:
+    alice_browser: TestClient,
+    ctx: AppContext,
+    stopped_workspace: Workspace,
+    no_servers: list[tuple[str, str]],
+) -> None:
     wid = stopped_workspace.id
     assert form_post(alice_browser, f"{UI}/{wid}/start").status_code == 303
     assert state_of(ctx, wid) == "pending"
@@ -429,12 +533,21 @@ def test_the_owner_starts_and_stops_with_the_forms(
 @pytest.mark.parametrize("action", ["stop", "start", "delete"])
 @pytest.mark.parametrize(("member", "status"), [(True, 403), (False, 404)])
 def test_others_cannot_manage_your_workspace(
-        app: FastAPI, alice: TestUser, bob: TestUser, ctx: AppContext,
-        project: dict[str, Any], stopped_workspace: Workspace,
-        no_servers: list[tuple[str, str]], action: str, member: bool, status: int) -> None:
+    app: FastAPI,
+    alice: TestUser,
+    bob: TestUser,
+    ctx: AppContext,
+    project: dict[str, Any],
+    stopped_workspace: Workspace,
+    no_servers: list[tuple[str, str]],
+    action: str,
+    member: bool,
+    status: int,
+) -> None:
     if member:
-        added = alice.client.post(f"/api/v1/projects/{project['id']}/members",
-                                  json={"username": bob.username})
+        added = alice.client.post(
+            f"/api/v1/projects/{project['id']}/members", json={"username": bob.username}
+        )
         assert added.status_code == 201, added.text
     with client_for(app) as client:
         assert login(client, bob.username).status_code == 303
@@ -447,10 +560,15 @@ def test_others_cannot_manage_your_workspace(
 
 @pytest.mark.parametrize("token", ["", "wrong-token"])
 def test_a_form_without_the_csrf_token_changes_nothing(
-        alice_browser: TestClient, ctx: AppContext, stopped_workspace: Workspace,
-        no_servers: list[tuple[str, str]], token: str) -> None:
-    r = alice_browser.post(f"{UI}/{stopped_workspace.id}/delete", data={"csrf": token},
-                           headers={"Origin": ORIGIN})
+    alice_browser: TestClient,
+    ctx: AppContext,
+    stopped_workspace: Workspace,
+    no_servers: list[tuple[str, str]],
+    token: str,
+) -> None:
+    r = alice_browser.post(
+        f"{UI}/{stopped_workspace.id}/delete", data={"csrf": token}, headers={"Origin": ORIGIN}
+    )
     assert r.status_code == 403
     assert state_of(ctx, stopped_workspace.id) == "stopped" and not no_servers
     r = alice_browser.post("/logout", headers={"Origin": ORIGIN})

@@ -60,7 +60,9 @@ def reported_errors() -> Iterator[None]:
 
 def data_dir_option(func: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
-        "--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+        "--data-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
         help="Data directory (default: BALSAM_DATA_DIR, else .balsam).",
     )(func)
 
@@ -84,15 +86,22 @@ def admin() -> None:
 @click.option("--email", default="", help="E-mail address.")
 @click.option("--display-name", default="", help="Name shown in the interface.")
 @data_dir_option
-def create_user(username: str, is_admin: bool, email: str, display_name: str,
-                data_dir: Path | None) -> None:
+def create_user(
+    username: str, is_admin: bool, email: str, display_name: str, data_dir: Path | None
+) -> None:
     """Create a user. The password is asked for, or read from BALSAM_NEW_USER_PASSWORD."""
     settings = load_settings(data_dir=data_dir)
     password = os.environ.get(PASSWORD_ENV) or click.prompt(
-        "Password", hide_input=True, confirmation_prompt=True)
+        "Password", hide_input=True, confirmation_prompt=True
+    )
     with reported_errors(), database_context(settings) as ctx:
-        data = UserCreate(username=username, password=password, email=email,
-                          display_name=display_name, is_admin=is_admin)
+        data = UserCreate(
+            username=username,
+            password=password,
+            email=email,
+            display_name=display_name,
+            is_admin=is_admin,
+        )
         user = IdentityService(ctx).create_user(cli_actor(), data)
     click.echo(f"created {'admin' if user.is_admin else 'user'} {user.username}")
 
@@ -126,12 +135,15 @@ def list_users(data_dir: Path | None) -> None:
     with database_context(load_settings(data_dir=data_dir)) as ctx:
         users = list(_all_users(IdentityService(ctx)))
     rows = [("USERNAME", "ADMIN", "ACTIVE", "EMAIL", "DISPLAY NAME")]
-    rows += [(u.username, _yes(u.is_admin), _yes(u.is_active), u.email or "-", u.display_name)
-             for u in users]
+    rows += [
+        (u.username, _yes(u.is_admin), _yes(u.is_active), u.email or "-", u.display_name)
+        for u in users
+    ]
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     for row in rows:
-        click.echo("  ".join([*(cell.ljust(w) for cell, w in zip(row, widths, strict=False)),
-                              row[4]]))
+        click.echo(
+            "  ".join([*(cell.ljust(w) for cell, w in zip(row, widths, strict=False)), row[4]])
+        )
 
 
 def _all_users(service: IdentityService, page: int = 500) -> Iterator[User]:

@@ -31,14 +31,28 @@ def library() -> None:
 @click.option("--friendly-url", default=None, help="An http(s) page to browse the repository.")
 @click.option("--no-sync", is_flag=True, help="Register only; the server syncs it later.")
 @data_dir_option
-def add(name: str, url: str, branch: str, description: str, friendly_url: str | None,
-        no_sync: bool, data_dir: Path | None) -> None:
+def add(
+    name: str,
+    url: str,
+    branch: str,
+    description: str,
+    friendly_url: str | None,
+    no_sync: bool,
+    data_dir: Path | None,
+) -> None:
     """Register the git repository URL as a library called NAME, then sync it."""
     with reported_errors(), database_context(load_settings(data_dir=data_dir)) as ctx:
         service = LibraryService(ctx)
-        created = service.create(cli_actor(), LibraryCreate(
-            name=name, description=description, repository_url=url, branch=branch,
-            repository_friendly_url=friendly_url))
+        created = service.create(
+            cli_actor(),
+            LibraryCreate(
+                name=name,
+                description=description,
+                repository_url=url,
+                branch=branch,
+                repository_friendly_url=friendly_url,
+            ),
+        )
         click.echo(f"registered {created.id}")
         if not no_sync:
             _report(service.sync(created.id, actor=cli_actor()))
@@ -51,8 +65,16 @@ def list_libraries(data_dir: Path | None) -> None:
     with database_context(load_settings(data_dir=data_dir)) as ctx:
         libraries = LibraryService(ctx).list()
     rows = [("ID", "STATUS", "COMMIT", "BRANCH", "URL")]
-    rows += [(lib.id, lib.sync_status, (lib.last_synced_commit or "-")[:12], lib.branch,
-              lib.repository_url) for lib in libraries]
+    rows += [
+        (
+            lib.id,
+            lib.sync_status,
+            (lib.last_synced_commit or "-")[:12],
+            lib.branch,
+            lib.repository_url,
+        )
+        for lib in libraries
+    ]
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     for row in rows:
         click.echo("  ".join([*(c.ljust(w) for c, w in zip(row, widths, strict=False)), row[4]]))

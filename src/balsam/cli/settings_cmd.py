@@ -31,8 +31,9 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**{key: value for key, value in overrides.items() if value is not None})
     except ValidationError as exc:
         prefix = str(Settings.model_config.get("env_prefix", ""))
-        problems = "; ".join(f"{prefix}{'__'.join(map(str, e['loc'])).upper()}: {e['msg']}"
-                             for e in exc.errors())
+        problems = "; ".join(
+            f"{prefix}{'__'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()
+        )
         raise InvalidSettings(f"invalid settings: {problems}") from exc
 
 
@@ -62,8 +63,10 @@ def setting_groups() -> list[SettingGroup]:
         env = prefix + name.upper()
         if _is_group(field.annotation):
             nested: type[BaseModel] = field.annotation  # type: ignore[assignment]
-            docs = [_doc(f"{env}{delimiter}{sub.upper()}", subfield)
-                    for sub, subfield in nested.model_fields.items()]
+            docs = [
+                _doc(f"{env}{delimiter}{sub.upper()}", subfield)
+                for sub, subfield in nested.model_fields.items()
+            ]
             groups.append(SettingGroup(name, _summary(nested), env + delimiter, docs))
         else:
             groups[0].settings.append(_doc(env, field))
@@ -84,12 +87,20 @@ def _summary(model: type[BaseModel]) -> str:
 
 
 def _doc(env: str, field: FieldInfo) -> SettingDoc:
-    return SettingDoc(env=env, type=_type_text(field), default=_default_text(field),
-                      description=" ".join((field.description or "").split()))
+    return SettingDoc(
+        env=env,
+        type=_type_text(field),
+        default=_default_text(field),
+        description=" ".join((field.description or "").split()),
+    )
 
 
-_BOUNDS = ((annotated_types.Ge, "ge", ">="), (annotated_types.Gt, "gt", ">"),
-           (annotated_types.Le, "le", "<="), (annotated_types.Lt, "lt", "<"))
+_BOUNDS = (
+    (annotated_types.Ge, "ge", ">="),
+    (annotated_types.Gt, "gt", ">"),
+    (annotated_types.Le, "le", "<="),
+    (annotated_types.Lt, "lt", "<"),
+)
 
 
 def _type_text(field: FieldInfo) -> str:
@@ -127,8 +138,11 @@ def render_text() -> str:
     for group in setting_groups():
         lines.append(f"[{group.title}] {group.summary}")
         for doc in group.settings:
-            lines += [doc.env, f"    type: {doc.type}    default: {doc.default}",
-                      f"    {doc.description}"]
+            lines += [
+                doc.env,
+                f"    type: {doc.type}    default: {doc.default}",
+                f"    {doc.description}",
+            ]
         lines.append("")
     return "\n".join(lines)
 
@@ -145,10 +159,20 @@ def render_markdown() -> str:
     ]
     for group in setting_groups():
         heading = f"{group.title.capitalize()}: `{group.env_prefix}*`"
-        lines += ["", f"## {heading}", "", group.summary, "",
-                  "| Variable | Type | Default | Description |", "|---|---|---|---|"]
-        lines += [f"| `{d.env}` | `{_cell(d.type)}` | `{_cell(d.default)}` | "
-                  f"{_cell(html.escape(d.description, quote=False))} |" for d in group.settings]
+        lines += [
+            "",
+            f"## {heading}",
+            "",
+            group.summary,
+            "",
+            "| Variable | Type | Default | Description |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| `{d.env}` | `{_cell(d.type)}` | `{_cell(d.default)}` | "
+            f"{_cell(html.escape(d.description, quote=False))} |"
+            for d in group.settings
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -157,8 +181,14 @@ def _cell(text: str) -> str:
 
 
 @click.command()
-@click.option("--format", "fmt", type=click.Choice(["text", "markdown"]), default="text",
-              show_default=True, help="Plain text for the terminal, or markdown for docs.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "markdown"]),
+    default="text",
+    show_default=True,
+    help="Plain text for the terminal, or markdown for docs.",
+)
 def settings(fmt: str) -> None:
     """List every setting: environment variable, type, default and description."""
     click.echo(render_markdown() if fmt == "markdown" else render_text(), nl=False)

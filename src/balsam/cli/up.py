@@ -48,12 +48,21 @@ class Refused(click.ClickException):
 
 
 @click.command()
-@click.option("--host", default=None,
-              help="Address to bind (default: BALSAM_HOST, else 127.0.0.1).")
-@click.option("--port", type=click.IntRange(1, 65535), default=None,
-              help="Control-plane port (default: BALSAM_PORT, else 8080).")
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Data directory (default: BALSAM_DATA_DIR, else .balsam).")
+@click.option(
+    "--host", default=None, help="Address to bind (default: BALSAM_HOST, else 127.0.0.1)."
+)
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help="Control-plane port (default: BALSAM_PORT, else 8080).",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Data directory (default: BALSAM_DATA_DIR, else .balsam).",
+)
 def up(host: str | None, port: int | None, data_dir: Path | None) -> None:
     """Start Balsam: storage, database and web API, until Ctrl-C."""
     settings = load_settings(host=host, port=port, data_dir=data_dir)
@@ -81,9 +90,11 @@ def check_admin_password(settings: Settings) -> None:
     if settings.admin_password is None:
         return
     try:
-        check_password_policy(settings.admin_password.get_secret_value(),
-                              username=settings.admin_username,
-                              min_length=settings.auth.password_min_length)
+        check_password_policy(
+            settings.admin_password.get_secret_value(),
+            username=settings.admin_username,
+            min_length=settings.auth.password_min_length,
+        )
     except InvalidInput as exc:
         raise Refused(f"BALSAM_ADMIN_PASSWORD: {exc.message}") from None
 
@@ -113,8 +124,10 @@ def data_dir_lock(data_dir: Path) -> Iterator[None]:
         except BlockingIOError:
             handle.seek(0)
             holder = handle.read().strip() or "unknown"
-            raise Refused(f"the data directory {data_dir} is in use by another "
-                          f"`balsam up` (pid {holder}); stop it first") from None
+            raise Refused(
+                f"the data directory {data_dir} is in use by another "
+                f"`balsam up` (pid {holder}); stop it first"
+            ) from None
         handle.seek(0)
         handle.truncate()
         handle.write(f"{os.getpid()}\n")
@@ -140,8 +153,10 @@ def bound_socket(host: str, port: int) -> Iterator[socket.socket]:
         sock.listen(2048)  # uvicorn's default backlog; it listens again, harmlessly
     except OSError as exc:
         sock.close()
-        raise Refused(f"cannot listen on {host}:{port}: {exc.strerror or exc}; "
-                      "is another server using that port? Choose one with --port.") from None
+        raise Refused(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}; "
+            "is another server using that port? Choose one with --port."
+        ) from None
     with sock:
         yield sock
 
@@ -154,7 +169,8 @@ def with_storage_credentials(settings: Settings) -> Settings:
         return settings
     access, secret = load_or_create_admin_credentials(storage_dir(settings) / "admin.json")
     storage = storage.model_copy(
-        update={"admin_access_key": access, "admin_secret_key": SecretStr(secret)})
+        update={"admin_access_key": access, "admin_secret_key": SecretStr(secret)}
+    )
     return settings.model_copy(update={"storage": storage})
 
 
@@ -175,9 +191,12 @@ def embedded_storage(settings: Settings) -> Iterator[None]:
     assert storage.admin_access_key and storage.admin_secret_key  # with_storage_credentials
     try:
         server = SeaweedServer.from_settings(
-            storage_dir(settings), storage, admin_access_key=storage.admin_access_key,
+            storage_dir(settings),
+            storage,
+            admin_access_key=storage.admin_access_key,
             admin_secret_key=storage.admin_secret_key.get_secret_value(),
-            run_as_uid=seaweed_uid(settings))
+            run_as_uid=seaweed_uid(settings),
+        )
     except ValueError as exc:  # e.g. a port whose gRPC twin (port + 10000) is above 65535
         raise Refused(f"invalid SeaweedFS ports in BALSAM_STORAGE__*: {exc}") from None
     log.info("Starting SeaweedFS (S3 at %s, log %s)", server.endpoint_url, server.log_path)
@@ -227,8 +246,10 @@ def announce(settings: Settings, generated_password: str | None) -> None:
     user = settings.admin_username
     lines = ["", f"Balsam is starting at {url}", f"  admin user:     {user}"]
     if generated_password:
-        lines.append(f"  admin password: {generated_password}   "
-                     "(generated now and shown only this once: keep it)")
+        lines.append(
+            f"  admin password: {generated_password}   "
+            "(generated now and shown only this once: keep it)"
+        )
     lines += [
         "  get an API token:",
         f"    curl -u {user} -X POST {url}/api/v1/users/me/tokens \\",
@@ -244,7 +265,13 @@ def serve(app: FastAPI, settings: Settings, listener: socket.socket) -> None:
     shutdown, which unwinds :func:`up`'s cleanups."""
     log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
     log_config["handlers"]["access"]["stream"] = "ext://sys.stderr"  # stdout: the banner only
-    config = uvicorn.Config(app=app, host=settings.host, port=settings.port, log_level="info",
-                            log_config=log_config, proxy_headers=False,
-                            http=ProblemHttpToolsProtocol)
+    config = uvicorn.Config(
+        app=app,
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
+        log_config=log_config,
+        proxy_headers=False,
+        http=ProblemHttpToolsProtocol,
+    )
     uvicorn.Server(config).run(sockets=[listener])

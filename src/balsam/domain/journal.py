@@ -83,8 +83,15 @@ class Journal:
         self.ctx = ctx
 
     @contextmanager
-    def running(self, kind: str, project_id: str, actor: Actor, subject: str = "", *,
-                undo: Compensations | None = None) -> Iterator[None]:
+    def running(
+        self,
+        kind: str,
+        project_id: str,
+        actor: Actor,
+        subject: str = "",
+        *,
+        undo: Compensations | None = None,
+    ) -> Iterator[None]:
         """Journal the operation while the block runs; with ``undo``, also run the
         block inside it (its inverses run on an exception, before the row goes).
 
@@ -93,15 +100,29 @@ class Journal:
         undo. Until it has, no new operation on the project starts
         (:class:`RepairPending`), so a repair never races one."""
         with self.ctx.sessions() as session, session.begin():
-            if session.scalar(select(PendingOperation.id).where(
-                    PendingOperation.project_id == project_id,
-                    PendingOperation.process == UNDO_FAILED).limit(1)) is not None:
+            if (
+                session.scalar(
+                    select(PendingOperation.id)
+                    .where(
+                        PendingOperation.project_id == project_id,
+                        PendingOperation.process == UNDO_FAILED,
+                    )
+                    .limit(1)
+                )
+                is not None
+            ):
                 raise RepairPending(
                     "An earlier operation on this project could not be undone completely "
-                    "and is waiting for repair; try again shortly.")
-            row = PendingOperation(kind=kind, project_id=project_id, subject=subject,
-                                   actor=actor.username[:64],
-                                   request_id=actor.request_id[:64], process=this_process())
+                    "and is waiting for repair; try again shortly."
+                )
+            row = PendingOperation(
+                kind=kind,
+                project_id=project_id,
+                subject=subject,
+                actor=actor.username[:64],
+                request_id=actor.request_id[:64],
+                process=this_process(),
+            )
             session.add(row)
             session.flush()
             op_id = row.id
@@ -114,7 +135,8 @@ class Journal:
             with self.ctx.sessions() as session, session.begin():
                 target = PendingOperation.id == op_id
                 if keep:
-                    session.execute(update(PendingOperation).where(target)
-                                    .values(process=UNDO_FAILED))
+                    session.execute(
+                        update(PendingOperation).where(target).values(process=UNDO_FAILED)
+                    )
                 else:
                     session.execute(delete(PendingOperation).where(target))

@@ -30,8 +30,9 @@ __all__ = ["NO_REDIRECTS", "check_outbound_url"]
 NO_REDIRECTS = ("-c", "http.followRedirects=false")
 
 
-def check_outbound_url(url: str, private_hosts: list[str], *, field: str,
-                       must_resolve: bool = True) -> None:
+def check_outbound_url(
+    url: str, private_hosts: list[str], *, field: str, must_resolve: bool = True
+) -> None:
     """Return if ``url`` carries no credentials and its host is listed in
     ``private_hosts`` or resolves to global addresses only; InvalidInput
     (naming ``field``) otherwise. A host that does not resolve is refused too,
@@ -61,4 +62,5 @@ def check_outbound_url(url: str, private_hosts: list[str], *, field: str,
             raise InvalidInput(
                 f"{field}: the host '{host}' is on a private or local network "
                 "address; an administrator can allow it in BALSAM_SOURCE_PRIVATE_HOSTS.",
-                details={"host": host, "address": str(address)})
+                details={"host": host, "address": str(address)},
+            )

@@ -71,8 +71,7 @@ def recover(ctx: AppContext) -> int:
         try:
             outcome = _REPAIRS[row.kind](ctx, row.project_id, row.subject)
         except (BalsamError, KeyError, OSError) as exc:
-            log.warning("could not repair interrupted %s of %s: %s", row.kind,
-                        row.project_id, exc)
+            log.warning("could not repair interrupted %s of %s: %s", row.kind, row.project_id, exc)
             continue
         with ctx.sessions() as session, session.begin():
             session.execute(delete(PendingOperation).where(PendingOperation.id == row.id))
@@ -82,13 +81,25 @@ def recover(ctx: AppContext) -> int:
 
 
 def _audit(ctx: AppContext, row: PendingOperation, outcome: str) -> None:
-    target = f"project:{row.project_id}" + (f"/{_SUBJECTS[row.kind]}:{row.subject}"
-                                            if row.subject else "")
-    ctx.audit.record(AuditRecord(
-        actor=row.actor, action=row.kind, target=target, outcome="failure",
-        project_id=row.project_id, request_id=row.request_id,
-        details={"interrupted": True, "startedAt": row.started_at.isoformat(),
-                 "repair": outcome, "repairedBy": "balsam (crash recovery)"}))
+    target = f"project:{row.project_id}" + (
+        f"/{_SUBJECTS[row.kind]}:{row.subject}" if row.subject else ""
+    )
+    ctx.audit.record(
+        AuditRecord(
+            actor=row.actor,
+            action=row.kind,
+            target=target,
+            outcome="failure",
+            project_id=row.project_id,
+            request_id=row.request_id,
+            details={
+                "interrupted": True,
+                "startedAt": row.started_at.isoformat(),
+                "repair": outcome,
+                "repairedBy": "balsam (crash recovery)",
+            },
+        )
+    )
     log.info("repaired interrupted %s of %s: %s", row.kind, target, outcome)
 
 
@@ -99,8 +110,9 @@ class RecoveryWorker:
     every ``purge_interval`` seconds it also destroys deleted data past its
     retention period (:func:`~balsam.domain.data.retention.purge_expired`)."""
 
-    def __init__(self, ctx: AppContext, interval: float = INTERVAL,
-                 purge_interval: float = PURGE_INTERVAL) -> None:
+    def __init__(
+        self, ctx: AppContext, interval: float = INTERVAL, purge_interval: float = PURGE_INTERVAL
+    ) -> None:
         self.ctx, self.interval, self.purge_interval = ctx, interval, purge_interval
         self._purged_at: float | None = None  # time.monotonic() of the last sweep
         self._stop = threading.Event()
@@ -141,10 +153,18 @@ class RecoveryWorker:
 def _known_keys(ctx: AppContext, project_id: str) -> set[str]:
     """Every key Balsam has recorded for the project (credentials, workspaces)."""
     with ctx.sessions() as session:
-        keys = set(session.scalars(select(Credential.access_key)
-                                   .where(Credential.project_id == project_id)))
-        keys |= {k for k in session.scalars(select(Workspace.s3_access_key).where(
-            Workspace.project_id == project_id)) if k}
+        keys = set(
+            session.scalars(
+                select(Credential.access_key).where(Credential.project_id == project_id)
+            )
+        )
+        keys |= {
+            k
+            for k in session.scalars(
+                select(Workspace.s3_access_key).where(Workspace.project_id == project_id)
+            )
+            if k
+        }
     return keys
 
 
@@ -166,10 +186,12 @@ def _project_create(ctx: AppContext, project_id: str, _: str) -> str:
 
 def _project_delete(ctx: AppContext, project_id: str, _: str) -> str:
     with ctx.sessions() as session:
-        keys = session.scalars(select(Credential.access_key)
-                               .where(Credential.project_id == project_id)).all()
-        workspaces = session.scalars(select(Workspace.id)
-                                     .where(Workspace.project_id == project_id)).all()
+        keys = session.scalars(
+            select(Credential.access_key).where(Credential.project_id == project_id)
+        ).all()
+        workspaces = session.scalars(
+            select(Workspace.id).where(Workspace.project_id == project_id)
+        ).all()
     for workspace_id in workspaces:
         WorkspaceService(ctx).remove(workspace_id)
     storage, git = ctx.providers.storage, ctx.providers.git
@@ -261,6 +283,11 @@ _REPAIRS: dict[str, Callable[[AppContext, str, str], str]] = {
 }
 
 #: What a row's subject names, in the audit target.
-_SUBJECTS = {"branch.create": "branch", "branch.delete": "branch",
-             "credential.create": "credential", "credential.revoke": "credential",
-             "workspace.create": "workspace", "workspace.delete": "workspace"}
+_SUBJECTS = {
+    "branch.create": "branch",
+    "branch.delete": "branch",
+    "credential.create": "credential",
+    "credential.revoke": "credential",
+    "workspace.create": "workspace",
+    "workspace.delete": "workspace",
+}

@@ -34,8 +34,14 @@ class Compensations:
     def push(self, name: str, inverse: Callable[[], object]) -> None:
         self._undo.append((name, inverse))
 
-    def step(self, name: str, action: Callable[[], T], inverse: Callable[[], object], *,
-             keep_on: tuple[type[BaseException], ...] = ()) -> T:
+    def step(
+        self,
+        name: str,
+        action: Callable[[], T],
+        inverse: Callable[[], object],
+        *,
+        keep_on: tuple[type[BaseException], ...] = (),
+    ) -> T:
         """Run ``action`` and register ``inverse``, also when ``action`` fails:
         a step may fail after doing part of its work, and inverses are idempotent.
         Errors in ``keep_on`` (e.g. Conflict: the thing belongs to someone else)
@@ -66,7 +72,9 @@ class Compensations:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         if exc_type is None:

@@ -27,8 +27,11 @@ DOCS = "/api/v1/docs"
 OPENAPI = "/api/v1/openapi.json"
 ASSETS = f"{DOCS}/assets"
 #: The files the page needs, and their media types; nothing else is served.
-_FILES = {"swagger-ui-bundle.js": "text/javascript", "swagger-ui.css": "text/css",
-          "favicon.png": "image/png"}
+_FILES = {
+    "swagger-ui-bundle.js": "text/javascript",
+    "swagger-ui.css": "text/css",
+    "favicon.png": "image/png",
+}
 _INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.S)
 
 
@@ -38,20 +41,29 @@ def _assets() -> Traversable:
 
 def _page() -> HTMLResponse:
     page = get_swagger_ui_html(
-        openapi_url=OPENAPI, title=f"Balsam API {__version__}",
+        openapi_url=OPENAPI,
+        title=f"Balsam API {__version__}",
         swagger_js_url=f"{ASSETS}/swagger-ui-bundle.js",
         swagger_css_url=f"{ASSETS}/swagger-ui.css",
-        swagger_favicon_url=f"{ASSETS}/favicon.png")
+        swagger_favicon_url=f"{ASSETS}/favicon.png",
+    )
     html = bytes(page.body).decode()
     hashes = " ".join(
         "'sha256-" + base64.b64encode(hashlib.sha256(s.encode()).digest()).decode() + "'"
-        for s in _INLINE_SCRIPT.findall(html))
-    return HTMLResponse(html, headers={
-        "Content-Security-Policy": (
-            f"default-src 'none'; script-src 'self' {hashes}; style-src 'self' "
-            "'unsafe-inline'; img-src 'self' data:; connect-src 'self'; "
-            "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"),
-        "X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin"})
+        for s in _INLINE_SCRIPT.findall(html)
+    )
+    return HTMLResponse(
+        html,
+        headers={
+            "Content-Security-Policy": (
+                f"default-src 'none'; script-src 'self' {hashes}; style-src 'self' "
+                "'unsafe-inline'; img-src 'self' data:; connect-src 'self'; "
+                "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+            ),
+            "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "same-origin",
+        },
+    )
 
 
 @router.get(DOCS)
@@ -64,6 +76,8 @@ def asset(name: str) -> Response:
     media_type = _FILES.get(name)
     if media_type is None:
         return Response(status_code=404)
-    return Response((_assets() / name).read_bytes(), media_type=media_type,
-                    headers={"Cache-Control": "public, max-age=86400",
-                             "X-Content-Type-Options": "nosniff"})
+    return Response(
+        (_assets() / name).read_bytes(),
+        media_type=media_type,
+        headers={"Cache-Control": "public, max-age=86400", "X-Content-Type-Options": "nosniff"},
+    )

@@ -57,8 +57,9 @@ def client_address(request: Request) -> str:
         return cached
     address = "unknown"
     if request.client:
-        address = peer_address((request.client.host, request.client.port),
-                               request.scope.get("server"))
+        address = peer_address(
+            (request.client.host, request.client.port), request.scope.get("server")
+        )
     request.state.client_address = address
     return address
 
@@ -68,8 +69,13 @@ def request_id(request: Request) -> str:
 
 
 def _actor(request: Request, user_id: int, username: str, is_admin: bool) -> Actor:
-    return Actor(user_id=user_id, username=username, is_admin=is_admin,
-                 request_id=request_id(request), address=client_address(request))
+    return Actor(
+        user_id=user_id,
+        username=username,
+        is_admin=is_admin,
+        request_id=request_id(request),
+        address=client_address(request),
+    )
 
 
 def _bearer(request: Request) -> str | None:
@@ -109,8 +115,9 @@ def authenticate(request: Request, ctx: AppContext, *, allow_basic: bool = False
         basic = basic_credentials(request)
         if basic is None:
             raise Unauthenticated("Malformed basic credentials.")
-        user = identity.login_password(basic[0], basic[1], address=client_address(request),
-                                       request_id=request_id(request))
+        user = identity.login_password(
+            basic[0], basic[1], address=client_address(request), request_id=request_id(request)
+        )
         return _actor(request, user.id, user.username, user.is_admin)
     cookie = request.cookies.get(ctx.settings.auth.session_cookie)
     if cookie:
@@ -146,8 +153,11 @@ def session_actor(request: Request, ctx: AppContext) -> Actor | None:
 
 def refuse_nul_characters(request: Request) -> None:
     """Refuse NUL in path and query parameters (PostgreSQL cannot compare them)."""
-    values = [*request.path_params.values(), *request.query_params.keys(),
-              *request.query_params.values()]
+    values = [
+        *request.path_params.values(),
+        *request.query_params.keys(),
+        *request.query_params.values(),
+    ]
     if any("\x00" in str(v) for v in values):
         raise InvalidInput("Path and query parameters must not contain NUL characters.")
 

@@ -22,11 +22,21 @@ from balsam.web.pages.render import render
 log = logging.getLogger(__name__)
 
 PROBLEM = "application/problem+json"
-_TITLES = {400: N_("Bad request"), 401: N_("Authentication required"), 403: N_("Forbidden"),
-           404: N_("Not found"), 405: N_("Method not allowed"), 409: N_("Conflict"),
-           413: N_("Payload too large"), 415: N_("Unsupported media type"),
-           422: N_("Invalid input"), 429: N_("Too many requests"), 500: N_("Internal error"),
-           502: N_("Backend failure"), 503: N_("Service unavailable")}
+_TITLES = {
+    400: N_("Bad request"),
+    401: N_("Authentication required"),
+    403: N_("Forbidden"),
+    404: N_("Not found"),
+    405: N_("Method not allowed"),
+    409: N_("Conflict"),
+    413: N_("Payload too large"),
+    415: N_("Unsupported media type"),
+    422: N_("Invalid input"),
+    429: N_("Too many requests"),
+    500: N_("Internal error"),
+    502: N_("Backend failure"),
+    503: N_("Service unavailable"),
+}
 _GENERIC_TITLE = N_("Error")
 
 
@@ -37,23 +47,36 @@ _MACHINE_PREFIXES = ("/api/", "/git/", "/workspaces/", "/static/")
 def wants_page(request: Request) -> bool:
     """Whether the error goes to a browser on one of the portal's pages."""
     path = request.url.path
-    return (not path.startswith(_MACHINE_PREFIXES)
-            and "text/html" in request.headers.get("accept", ""))
+    return not path.startswith(_MACHINE_PREFIXES) and "text/html" in request.headers.get(
+        "accept", ""
+    )
 
 
-def _error_page(status: int, detail: str, *, request: Request,
-                headers: dict[str, str] | None) -> Response:
+def _error_page(
+    status: int, detail: str, *, request: Request, headers: dict[str, str] | None
+) -> Response:
     _ = gettext(request)
     hdrs = dict(headers or {})
     hdrs.pop("WWW-Authenticate", None)  # a browser would ask for a password
-    return render(request, "error.html", status=status, headers=hdrs,
-                  title=_(_TITLES.get(status, _GENERIC_TITLE)), detail=_(detail),
-                  retry_after=hdrs.get("Retry-After", ""))
+    return render(
+        request,
+        "error.html",
+        status=status,
+        headers=hdrs,
+        title=_(_TITLES.get(status, _GENERIC_TITLE)),
+        detail=_(detail),
+        retry_after=hdrs.get("Retry-After", ""),
+    )
 
 
 def respond(
-    status: int, detail: str, *, request: Request, reason: str | None = None,
-    headers: dict[str, str] | None = None, **extra: Any,
+    status: int,
+    detail: str,
+    *,
+    request: Request,
+    reason: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
 ) -> Response:
     """The error as the caller can read it: the portal's error page for a browser on a
     page route (:func:`wants_page`), else problem+json."""
@@ -66,8 +89,13 @@ def respond(
 
 
 def problem(
-    status: int, detail: str, *, reason: str | None = None, request: Request | None = None,
-    headers: dict[str, str] | None = None, **extra: Any,
+    status: int,
+    detail: str,
+    *,
+    reason: str | None = None,
+    request: Request | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
 ) -> JSONResponse:
     """Build an RFC 9457 problem response."""
     body: dict[str, Any] = {
@@ -92,14 +120,31 @@ def problem(
 #: ProviderError codes that mean "the backend did not answer in time or at all"
 #: (botocore and httpx exception names, gRPC status names, a key not applied in
 #: time): trying again later may work. Any other failure stays a 502.
-UNAVAILABLE_CODES = frozenset({
-    "EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError",
-    "ConnectionClosedError", "ConnectionError", "HTTPClientError", "ProxyConnectionError",
-    "ServiceUnavailable", "SlowDown", "503",
-    "ConnectError", "ConnectTimeout", "ReadTimeout", "WriteTimeout", "PoolTimeout",
-    "ReadError", "WriteError", "RemoteProtocolError",
-    "UNAVAILABLE", "DEADLINE_EXCEEDED", "timeout",
-})
+UNAVAILABLE_CODES = frozenset(
+    {
+        "EndpointConnectionError",
+        "ConnectTimeoutError",
+        "ReadTimeoutError",
+        "ConnectionClosedError",
+        "ConnectionError",
+        "HTTPClientError",
+        "ProxyConnectionError",
+        "ServiceUnavailable",
+        "SlowDown",
+        "503",
+        "ConnectError",
+        "ConnectTimeout",
+        "ReadTimeout",
+        "WriteTimeout",
+        "PoolTimeout",
+        "ReadError",
+        "WriteError",
+        "RemoteProtocolError",
+        "UNAVAILABLE",
+        "DEADLINE_EXCEEDED",
+        "timeout",
+    }
+)
 #: Seconds a client should wait; the embedded storage restarts within that.
 RETRY_AFTER_S = 5
 
@@ -117,17 +162,28 @@ def backend_unavailable(exc: BaseException | None) -> bool:
 async def _balsam_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, BalsamError)
     if backend_unavailable(exc):
-        log.warning("backend unavailable on %s %s: %s", request.method, request.url.path,
-                    exc.message)
-        return respond(503, f"{exc.message} The service is unavailable for now; try again "
-                       "shortly.", reason="backend-unavailable", request=request,
-                       headers={"Retry-After": str(RETRY_AFTER_S)})
+        log.warning(
+            "backend unavailable on %s %s: %s", request.method, request.url.path, exc.message
+        )
+        return respond(
+            503,
+            f"{exc.message} The service is unavailable for now; try again shortly.",
+            reason="backend-unavailable",
+            request=request,
+            headers={"Retry-After": str(RETRY_AFTER_S)},
+        )
     if exc.status in (401, 403) and not exc.details.get("audited"):
         await run_in_threadpool(_audit_denial, request, exc)
     extra = {"errors": exc.details["errors"]} if "errors" in exc.details else {}
     retry = exc.details.get("retryAfterSeconds")
-    return respond(exc.status, exc.message, reason=exc.reason, request=request,
-                   headers={"Retry-After": str(retry)} if retry else None, **extra)
+    return respond(
+        exc.status,
+        exc.message,
+        reason=exc.reason,
+        request=request,
+        headers={"Retry-After": str(retry)} if retry else None,
+        **extra,
+    )
 
 
 def _audit_denial(request: Request, exc: BalsamError) -> None:
@@ -136,18 +192,26 @@ def _audit_denial(request: Request, exc: BalsamError) -> None:
     if ctx is None:
         return
     actor = getattr(request.state, "actor", None)
-    ctx.audit.record(AuditRecord(
-        actor=actor.username if actor else "anonymous", action="request.denied",
-        target=f"{request.method} {request.url.path}"[:300], outcome="denied",
-        request_id=str(getattr(request.state, "request_id", "")),
-        details={"status": exc.status, "reason": exc.message[:200]}))
+    ctx.audit.record(
+        AuditRecord(
+            actor=actor.username if actor else "anonymous",
+            action="request.denied",
+            target=f"{request.method} {request.url.path}"[:300],
+            outcome="denied",
+            request_id=str(getattr(request.state, "request_id", "")),
+            details={"status": exc.status, "reason": exc.message[:200]},
+        )
+    )
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     errors = [
-        {"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "")),
-         "type": str(e.get("type", ""))}
+        {
+            "loc": [str(p) for p in e.get("loc", ())],
+            "msg": str(e.get("msg", "")),
+            "type": str(e.get("type", "")),
+        }
         for e in exc.errors()
     ]
     malformed = any(e["type"] in {"json_invalid", "json_type"} for e in errors)
@@ -168,10 +232,19 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 async def _database_unavailable(request: Request, exc: Exception) -> Response:
     """The database cannot be reached or is busy (SQLite locked, PostgreSQL
     down or restarting): nothing was changed, and trying again may work."""
-    log.error("database unavailable on %s %s: %s", request.method, request.url.path,
-              type(exc.__cause__ or exc).__name__)
-    return respond(503, "The database is unavailable; nothing was changed. Try again shortly.",
-                   reason="database-unavailable", request=request, headers={"Retry-After": "5"})
+    log.error(
+        "database unavailable on %s %s: %s",
+        request.method,
+        request.url.path,
+        type(exc.__cause__ or exc).__name__,
+    )
+    return respond(
+        503,
+        "The database is unavailable; nothing was changed. Try again shortly.",
+        reason="database-unavailable",
+        request=request,
+        headers={"Retry-After": "5"},
+    )
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
@@ -182,9 +255,13 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 _LIVENESS = "/api/v1/health"
 _UNAVAILABLE: dict[str, Any] = {
     "description": "Service unavailable: the database or the storage server is down or "
-                   "restarting; nothing was changed. Retry after the time given.",
-    "headers": {"Retry-After": {"description": "Seconds to wait before retrying.",
-                                "schema": {"type": "integer"}}},
+    "restarting; nothing was changed. Retry after the time given.",
+    "headers": {
+        "Retry-After": {
+            "description": "Seconds to wait before retrying.",
+            "schema": {"type": "integer"},
+        }
+    },
 }
 
 
@@ -199,8 +276,9 @@ def document_problems(schema: dict[str, Any]) -> dict[str, Any]:
     for path, item in schema.get("paths", {}).items():
         for operation in item.values():
             responses = operation.setdefault("responses", {})
-            implied = (["400", "413", "422"] if "requestBody" in operation else []) + \
-                (["422"] if operation.get("parameters") else [])
+            implied = (["400", "413", "422"] if "requestBody" in operation else []) + (
+                ["422"] if operation.get("parameters") else []
+            )
             for code in implied:
                 responses.setdefault(code, {"description": _TITLES[int(code)]})
             if path != _LIVENESS:
@@ -213,12 +291,22 @@ def document_problems(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 SECURITY_SCHEMES = {
-    "bearerAuth": {"type": "http", "scheme": "bearer",
-                   "description": "A personal API token (POST /api/v1/users/me/tokens)."},
-    "sessionCookie": {"type": "apiKey", "in": "cookie", "name": "balsam_session",
-                      "description": "The portal's session; writes also need X-CSRF-Token."},
-    "basicAuth": {"type": "http", "scheme": "basic",
-                  "description": "Username and password; only to mint a first token."},
+    "bearerAuth": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "A personal API token (POST /api/v1/users/me/tokens).",
+    },
+    "sessionCookie": {
+        "type": "apiKey",
+        "in": "cookie",
+        "name": "balsam_session",
+        "description": "The portal's session; writes also need X-CSRF-Token.",
+    },
+    "basicAuth": {
+        "type": "http",
+        "scheme": "basic",
+        "description": "Username and password; only to mint a first token.",
+    },
 }
 #: Operations that need no credentials, and the one that also takes Basic.
 _OPEN = {"/api/v1/auth/login", "/api/v1/auth/logout", "/api/v1/health", "/api/v1/health/ready"}

@@ -40,12 +40,14 @@ def _authorize(request: Request, ctx: AppContext, repo: str, write: bool) -> Act
     The domain decides (:class:`GitAccess`); this only translates."""
     creds = basic_credentials(request)
     if creds is None:
-        return problem(401, "Log in with your username and an API token.", request=request,
-                       headers=CHALLENGE)
+        return problem(
+            401, "Log in with your username and an API token.", request=request, headers=CHALLENGE
+        )
     access = GitAccess(ctx)
     try:
-        actor = access.authenticate(*creds, repo, address=client_address(request),
-                                    request_id=request_id(request))
+        actor = access.authenticate(
+            *creds, repo, address=client_address(request), request_id=request_id(request)
+        )
     except (Unauthenticated, RateLimited) as exc:
         return problem(exc.status, exc.message, request=request, headers=CHALLENGE)
     # Pushes are audited with their updates, after git has run.
@@ -69,8 +71,13 @@ async def git_smart_http(repo: str, path: str, request: Request) -> Response:
         return allowed
     repo_path = ctx.providers.git.repository_path(repo)  # type: ignore[attr-defined]
     if not (write and request.method == "POST"):  # reads, and a push's ref advertisement
-        return await git_http_response(request, repo_path=repo_path, path_info="/" + path,
-                                       remote_user=allowed.username, allow_push=True)
+        return await git_http_response(
+            request,
+            repo_path=repo_path,
+            path_info="/" + path,
+            remote_user=allowed.username,
+            allow_push=True,
+        )
     pushes = PushService(ctx)
     policy = await run_in_threadpool(pushes.policy, allowed, repo)
     if policy is None:
@@ -79,9 +86,14 @@ async def git_smart_http(repo: str, path: str, request: Request) -> Response:
     fd, log = tempfile.mkstemp(prefix="push-", suffix=".log", dir=hooks / "logs")
     os.close(fd)
     response = await git_http_response(
-        request, repo_path=repo_path, path_info="/" + path, remote_user=allowed.username,
-        allow_push=True, config={"core.hooksPath": str(hooks)},
-        environment={**policy.environment(), PUSH_LOG: log})
+        request,
+        repo_path=repo_path,
+        path_info="/" + path,
+        remote_user=allowed.username,
+        allow_push=True,
+        config={"core.hooksPath": str(hooks)},
+        environment={**policy.environment(), PUSH_LOG: log},
+    )
     follow = _PushFollowUp(pushes, allowed, repo, Path(log))
     if isinstance(response, StreamingResponse):
         response.body_iterator = follow.before_last_chunk(response.body_iterator)

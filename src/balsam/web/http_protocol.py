@@ -14,10 +14,15 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 
 def _problem(detail: str) -> bytes:
-    return json.dumps({
-        "type": "about:blank", "title": "Bad request", "status": 400,
-        "detail": detail, "reason": "malformed-request",
-    }).encode()
+    return json.dumps(
+        {
+            "type": "about:blank",
+            "title": "Bad request",
+            "status": 400,
+            "detail": detail,
+            "reason": "malformed-request",
+        }
+    ).encode()
 
 
 class ProblemHttpToolsProtocol(HttpToolsProtocol):
@@ -28,8 +33,10 @@ class ProblemHttpToolsProtocol(HttpToolsProtocol):
         head = [b"HTTP/1.1 400 Bad Request\r\n"]
         for name, value in self.server_state.default_headers:
             head += [name, b": ", value, b"\r\n"]
-        head += [b"content-type: application/problem+json\r\n",
-                 b"content-length: " + str(len(body)).encode("ascii") + b"\r\n",
-                 b"connection: close\r\n\r\n"]
+        head += [
+            b"content-type: application/problem+json\r\n",
+            b"content-length: " + str(len(body)).encode("ascii") + b"\r\n",
+            b"connection: close\r\n\r\n",
+        ]
         self.transport.write(b"".join(head) + body)
         self.transport.close()

@@ -19,12 +19,26 @@ from tests.fixtures.library import git
 LINKS = LibraryLinks("http://balsam.test/api/v1/knowledge-libraries/scb")
 
 SCB_RESOURCES = [
-    "Analys - OLAP", "Analys - Python", "Analys - R", "Datalagring - Minio-s3",
-    "Datalagring - Parquet", "Exempelsamling diagramtyper i R", "Hämta data från internet",
-    "InstallPackages", "Introduktion - Första introduktion till miljön",
-    "Maskininlärning och AI-programmering", "Produktionsflöden"]
-SCB_TEMPLATES = {"DataportalXML", "UrbanAIZE", "Demo Prod Imputering", "Demo Prod IndOms",
-                 "Demo ML Titanic", "Mall ML"}
+    "Analys - OLAP",
+    "Analys - Python",
+    "Analys - R",
+    "Datalagring - Minio-s3",
+    "Datalagring - Parquet",
+    "Exempelsamling diagramtyper i R",
+    "Hämta data från internet",
+    "InstallPackages",
+    "Introduktion - Första introduktion till miljön",
+    "Maskininlärning och AI-programmering",
+    "Produktionsflöden",
+]
+SCB_TEMPLATES = {
+    "DataportalXML",
+    "UrbanAIZE",
+    "Demo Prod Imputering",
+    "Demo Prod IndOms",
+    "Demo ML Titanic",
+    "Mall ML",
+}
 
 
 @pytest.fixture(scope="module")
@@ -83,12 +97,16 @@ def test_scb_example_projects(scb: LibraryTree) -> None:
 
     assert found.readme is not None and found.readme.path == "ExampleProjects/REAME.md"
     assert [e.name for e in found.examples] == [
-        "Hämta data från dataportal.se", "Normalproduktion med standardisering"]
+        "Hämta data från dataportal.se",
+        "Normalproduktion med standardisering",
+    ]
     dataportal, production = found.examples
     assert dataportal.readme is not None and len(dataportal.files) == 3
     assert dataportal.variants == []
     assert [v.name for v in production.variants] == [
-        "Python - Månadsproduktion enligt SPS", "R - Månadsproduktion enligt SPS"]
+        "Python - Månadsproduktion enligt SPS",
+        "R - Månadsproduktion enligt SPS",
+    ]
     assert len(production.files) == 25
 
 
@@ -123,9 +141,16 @@ def test_missing_sections_are_empty(adv: LibraryTree) -> None:
     assert catalog.articles(LibraryTree(adv.git_dir, None), LINKS) == []
 
 
-@pytest.mark.parametrize(("text", "title"), [
-    ("# Rubrik\n", "Rubrik"), ("\ufeff# Med BOM #\n", "Med BOM"),
-    ("```\n# kod\n```\n# Riktig\n", "Riktig"), ("## Nivå 2\n", None), ("#utan mellanslag", None),
-    ("text\n# Senare\n", "Senare")])
+@pytest.mark.parametrize(
+    ("text", "title"),
+    [
+        ("# Rubrik\n", "Rubrik"),
+        ("\ufeff# Med BOM #\n", "Med BOM"),
+        ("```\n# kod\n```\n# Riktig\n", "Riktig"),
+        ("## Nivå 2\n", None),
+        ("#utan mellanslag", None),
+        ("text\n# Senare\n", "Senare"),
+    ],
+)
 def test_heading(text: str, title: str | None) -> None:
     assert catalog.heading(text) == title

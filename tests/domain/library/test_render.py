@@ -43,8 +43,21 @@ def test_markdown_keeps_content_and_loses_active_parts(adv: LibraryTree) -> None
 
     assert out.kind == "markdown" and out.download_url == LINKS.content("evil.md")
     assert "<h1>Onda saker" in page and "alert" not in page.split("</h1>")[1].split("<p>")[0]
-    for gone in ("<script", "onerror", "onload", "onclick", "<iframe", "<style", "<form",
-                 "<svg", "<input", 'href="javascript', 'href="data', 'src="data', "style="):
+    for gone in (
+        "<script",
+        "onerror",
+        "onload",
+        "onclick",
+        "<iframe",
+        "<style",
+        "<form",
+        "<svg",
+        "<input",
+        'href="javascript',
+        'href="data',
+        'src="data',
+        "style=",
+    ):
         assert gone not in page.lower(), gone
     assert "passwd" not in page.replace(">passwd link<", "")  # javascript: links stay text
     assert f'<img src="{LINKS.content("pic.png")}"' in page
@@ -74,19 +87,28 @@ def test_notebook_is_read_only(adv: LibraryTree) -> None:
     assert f'<img src="{LINKS.content("pic.png")}"' in page
 
 
-@pytest.mark.parametrize(("path", "url"), [
-    ("good.url", "https://www.scb.se/"), ("bad.url", None), ("data.url", None)])
-def test_url_shortcuts_link_only_to_the_web(adv: LibraryTree, path: str, url: str | None
-                                            ) -> None:
+@pytest.mark.parametrize(
+    ("path", "url"), [("good.url", "https://www.scb.se/"), ("bad.url", None), ("data.url", None)]
+)
+def test_url_shortcuts_link_only_to_the_web(adv: LibraryTree, path: str, url: str | None) -> None:
     out = render(adv, path)
     assert out.kind == "link" and out.url == url
     assert ("href" in out.html) == (url is not None)
 
 
-@pytest.mark.parametrize(("path", "kind"), [
-    ("page.html", "code"), ("code.py", "code"), ("flow.pipeline", "code"),
-    ("image.svg", "image"), ("pic.png", "image"), ("binary.dat", "binary"),
-    ("big.bin", "binary"), ("docs/per%cent.txt", "code")])
+@pytest.mark.parametrize(
+    ("path", "kind"),
+    [
+        ("page.html", "code"),
+        ("code.py", "code"),
+        ("flow.pipeline", "code"),
+        ("image.svg", "image"),
+        ("pic.png", "image"),
+        ("binary.dat", "binary"),
+        ("big.bin", "binary"),
+        ("docs/per%cent.txt", "code"),
+    ],
+)
 def test_kinds(adv: LibraryTree, path: str, kind: str) -> None:
     out = render(adv, path)
     assert out.kind == kind
@@ -108,23 +130,32 @@ def test_links_and_submodules_cannot_be_rendered(adv: LibraryTree) -> None:
             render_file(adv, path, LINKS, max_bytes=1024)
 
 
-@pytest.mark.parametrize(("value", "image", "expected"), [
-    ("pic.png", True, LINKS.content("pic.png")),
-    ("./pic.png", False, LINKS.content("pic.png")),
-    ("/pic.png", False, LINKS.content("pic.png")),
-    ("docs/../pic.png", False, LINKS.content("pic.png")),
-    ("docs/what%3F.txt", False, LINKS.content("docs/what?.txt")),
-    ("docs/hash%23name.md#top", False, LINKS.content("docs/hash#name.md") + "#top"),
-    ("pic.png#x", True, LINKS.content("pic.png")),
-    ("#x", False, "#x"), ("#x", True, None),
-    ("../pic.png", False, None), ("../../etc/passwd", False, None),
-    ("link-passwd", False, None), ("docs", False, None), ("", False, None),
-    ("//evil.example/x", False, None), ("mailto:a@b.se", True, None),
-    ("javascript:alert(1)", False, None), ("data:image/png;base64,AA", True, None),
-    ("https://scb.se/a", True, "https://scb.se/a"), ("HTTP://scb.se", False, "HTTP://scb.se"),
-])
-def test_link_resolver(adv: LibraryTree, value: str, image: bool, expected: str | None
-                       ) -> None:
+@pytest.mark.parametrize(
+    ("value", "image", "expected"),
+    [
+        ("pic.png", True, LINKS.content("pic.png")),
+        ("./pic.png", False, LINKS.content("pic.png")),
+        ("/pic.png", False, LINKS.content("pic.png")),
+        ("docs/../pic.png", False, LINKS.content("pic.png")),
+        ("docs/what%3F.txt", False, LINKS.content("docs/what?.txt")),
+        ("docs/hash%23name.md#top", False, LINKS.content("docs/hash#name.md") + "#top"),
+        ("pic.png#x", True, LINKS.content("pic.png")),
+        ("#x", False, "#x"),
+        ("#x", True, None),
+        ("../pic.png", False, None),
+        ("../../etc/passwd", False, None),
+        ("link-passwd", False, None),
+        ("docs", False, None),
+        ("", False, None),
+        ("//evil.example/x", False, None),
+        ("mailto:a@b.se", True, None),
+        ("javascript:alert(1)", False, None),
+        ("data:image/png;base64,AA", True, None),
+        ("https://scb.se/a", True, "https://scb.se/a"),
+        ("HTTP://scb.se", False, "HTTP://scb.se"),
+    ],
+)
+def test_link_resolver(adv: LibraryTree, value: str, image: bool, expected: str | None) -> None:
     assert LinkResolver(adv, "", LINKS)(value, image=image) == expected
 
 
@@ -136,8 +167,9 @@ def test_resolution_is_relative_to_the_file(adv: LibraryTree) -> None:
 
 
 def test_fenced_code_is_highlighted_and_escaped(adv: LibraryTree) -> None:
-    page = render_markdown("```python\nx = '<script>'\n```\n\n```nosuchlang\n<b>\n```\n",
-                           LinkResolver(adv, "", LINKS))
+    page = render_markdown(
+        "```python\nx = '<script>'\n```\n\n```nosuchlang\n<b>\n```\n", LinkResolver(adv, "", LINKS)
+    )
     assert '<code class="language-python">' in page and "&lt;script&gt;" in page
     assert "&lt;b&gt;" in page and active_content(page) == []
 
@@ -147,13 +179,19 @@ def test_markdown_tables_render(adv: LibraryTree) -> None:
     assert "<table>" in page and "<td>2</td>" in page
 
 
-@pytest.mark.parametrize(("text", "url"), [
-    ("[InternetShortcut]\nURL=https://scb.se/a?b=1", "https://scb.se/a?b=1"),
-    ("[internetshortcut]\r\nurl=HTTP://scb.se", "HTTP://scb.se"),
-    ("[Other]\nURL=https://scb.se", None), ("URL=https://scb.se", None),
-    ("[InternetShortcut]\nURL=http://[", None), ("[InternetShortcut]\nURL=https://", None),
-    ("[InternetShortcut]\nURL=file:///etc/passwd", None),
-    ("[InternetShortcut]\nURL=https://a b", None), ("", None),
-])
+@pytest.mark.parametrize(
+    ("text", "url"),
+    [
+        ("[InternetShortcut]\nURL=https://scb.se/a?b=1", "https://scb.se/a?b=1"),
+        ("[internetshortcut]\r\nurl=HTTP://scb.se", "HTTP://scb.se"),
+        ("[Other]\nURL=https://scb.se", None),
+        ("URL=https://scb.se", None),
+        ("[InternetShortcut]\nURL=http://[", None),
+        ("[InternetShortcut]\nURL=https://", None),
+        ("[InternetShortcut]\nURL=file:///etc/passwd", None),
+        ("[InternetShortcut]\nURL=https://a b", None),
+        ("", None),
+    ],
+)
 def test_shortcut_targets(text: str, url: str | None) -> None:
     assert shortcut_target(text) == url

@@ -37,16 +37,17 @@ def source(sources_root: Path, unique: Callable[[str], str]) -> Path:
 
 @pytest.fixture
 def library(ctx: AppContext, source: Path, unique: Callable[[str], str]) -> str:
-    created = LibraryService(ctx).create(ADMIN, LibraryCreate(
-        name=unique("Bibliotek "), repository_url=file_url(source), branch="main"))
+    created = LibraryService(ctx).create(
+        ADMIN,
+        LibraryCreate(name=unique("Bibliotek "), repository_url=file_url(source), branch="main"),
+    )
     assert created.sync_status == "pending" and created.last_synced_commit is None
     return created.id
 
 
 def audit_events(ctx: AppContext, library_id: str) -> list[tuple[str, str]]:
     events, _ = ctx.audit.page(limit=500)
-    return [(e.action, e.outcome) for e in reversed(events)
-            if e.target == f"library:{library_id}"]
+    return [(e.action, e.outcome) for e in reversed(events) if e.target == f"library:{library_id}"]
 
 
 def sync(ctx: AppContext, library_id: str) -> KnowledgeLibrary:
@@ -62,12 +63,15 @@ def test_sync_mirrors_the_branch(ctx: AppContext, library: str, source: Path) ->
     mirror = ctx.settings.data_dir / "libraries" / f"{library}.git"
     assert (mirror / "HEAD").is_file() and not (mirror / "README.md").exists()
     assert LibraryService(ctx).tree(library).read("README.md") == b"# v1\n"
-    assert audit_events(ctx, library) == [("library.create", "success"),
-                                          ("library.sync", "success")]
+    assert audit_events(ctx, library) == [
+        ("library.create", "success"),
+        ("library.sync", "success"),
+    ]
 
 
-def test_failed_sync_keeps_serving_the_last_good_commit(ctx: AppContext, library: str,
-                                                        source: Path) -> None:
+def test_failed_sync_keeps_serving_the_last_good_commit(
+    ctx: AppContext, library: str, source: Path
+) -> None:
     good = sync(ctx, library).last_synced_commit
     moved = source.with_name(source.name + "-moved")
     source.rename(moved)
@@ -118,8 +122,7 @@ def test_branch_change_and_missing_branch(ctx: AppContext, library: str, source:
 
 
 def test_url_no_longer_allowed_fails_at_sync(ctx: AppContext, library: str) -> None:
-    closed = derive(
-        ctx, settings=ctx.settings.model_copy(update={"source_file_roots": []}))
+    closed = derive(ctx, settings=ctx.settings.model_copy(update={"source_file_roots": []}))
     failed = LibrarySyncer(closed).sync_now(library)
     assert failed.sync_status == "failed"
     assert "BALSAM_SOURCE_FILE_ROOTS" in (failed.sync_error or "")
@@ -167,17 +170,20 @@ def test_delete_removes_mirror(ctx: AppContext, library: str) -> None:
     assert audit_events(ctx, library)[-1] == ("library.delete", "success")
 
 
-def test_search_is_told_about_each_sync_and_delete(ctx: AppContext, library: str,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_search_is_told_about_each_sync_and_delete(
+    ctx: AppContext, library: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from balsam.domain.search.service import SearchService
 
     calls: list[tuple[str, Any]] = []
+
     def index(self: object, lid: str, commit: str, tree: LibraryTree) -> None:
         calls.append(("index", (lid, commit, tree.read("README.md"))))
 
     monkeypatch.setattr(SearchService, "index_library", index)
-    monkeypatch.setattr(SearchService, "remove_library",
-                        lambda self, lid: calls.append(("remove", lid)))
+    monkeypatch.setattr(
+        SearchService, "remove_library", lambda self, lid: calls.append(("remove", lid))
+    )
 
     commit = sync(ctx, library).last_synced_commit
     LibraryService(ctx).delete(ADMIN, library)
@@ -187,8 +193,9 @@ def test_search_is_told_about_each_sync_and_delete(ctx: AppContext, library: str
     assert removed == ("remove", library)
 
 
-def test_indexing_failure_does_not_fail_the_sync(ctx: AppContext, library: str,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_indexing_failure_does_not_fail_the_sync(
+    ctx: AppContext, library: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from balsam.domain.search.service import SearchService
 
     def broken(self: object, *args: object) -> None:
@@ -224,18 +231,36 @@ def test_worker_knows_what_is_due(ctx: AppContext, library: str) -> None:
     assert library in LibrarySyncWorker(ctx, interval=1)._due(startup=False)
 
 
-@pytest.mark.parametrize("url", [
-    "https://github.com/statisticssweden/x.git", "http://git.example/x", " https://h/x "])
+@pytest.mark.parametrize(
+    "url", ["https://github.com/statisticssweden/x.git", "http://git.example/x", " https://h/x "]
+)
 def test_good_urls(url: str) -> None:
     assert check_repository_url(url, []) == url.strip()
 
 
-@pytest.mark.parametrize("url", [
-    "ssh://git@github.com/x.git", "git://github.com/x.git", "ftp://h/x", "git@github.com:x.git",
-    "javascript:alert(1)", "-uhack", "--upload-pack=touch /tmp/x", "https://", "/tmp/repo",
-    "https://user:secret@github.com/x.git", "https://token@github.com/x.git",
-    "https://h/x\nfoo", "ext::sh -c touch% /tmp/pwned", "file:///etc", "file://host/tmp/x", "file://localhost/tmp/x",
-    "", "https://h/a b"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ssh://git@github.com/x.git",
+        "git://github.com/x.git",
+        "ftp://h/x",
+        "git@github.com:x.git",
+        "javascript:alert(1)",
+        "-uhack",
+        "--upload-pack=touch /tmp/x",
+        "https://",
+        "/tmp/repo",
+        "https://user:secret@github.com/x.git",
+        "https://token@github.com/x.git",
+        "https://h/x\nfoo",
+        "ext::sh -c touch% /tmp/pwned",
+        "file:///etc",
+        "file://host/tmp/x",
+        "file://localhost/tmp/x",
+        "",
+        "https://h/a b",
+    ],
+)
 def test_bad_urls(url: str) -> None:
     with pytest.raises(InvalidInput):
         check_repository_url(url, [Path("/tmp")])
@@ -244,8 +269,11 @@ def test_bad_urls(url: str) -> None:
 def test_file_urls_only_inside_roots(tmp_path: Path) -> None:
     inside = tmp_path / "roots" / "lib"
     assert check_repository_url(file_url(inside), [tmp_path / "roots"])
-    for outside in (f"file://{tmp_path}/roots/../x", f"file://{tmp_path}/roots/%2e%2e/x",
-                    f"file://{tmp_path}/rootsx"):
+    for outside in (
+        f"file://{tmp_path}/roots/../x",
+        f"file://{tmp_path}/roots/%2e%2e/x",
+        f"file://{tmp_path}/rootsx",
+    ):
         with pytest.raises(InvalidInput):
             check_repository_url(outside, [tmp_path / "roots"])
 

@@ -30,11 +30,28 @@ def test_entries_hold_files_and_folders_but_no_links_or_submodules(adv: LibraryT
     assert [e.path for e in adv.entries()] == sorted(entries)
 
 
-@pytest.mark.parametrize("path", [
-    "link-passwd", "link-up", "link-up/etc/passwd", "docs/link-dir", "vendor/submodule",
-    "../etc/passwd", "/etc/passwd", "docs/../evil.md", "./evil.md", "docs//with space.md",
-    "docs\\what?.txt", "evil.md\x00", ".git/config", "docs", "", "nope.md", "DOCS/what?.txt",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "link-passwd",
+        "link-up",
+        "link-up/etc/passwd",
+        "docs/link-dir",
+        "vendor/submodule",
+        "../etc/passwd",
+        "/etc/passwd",
+        "docs/../evil.md",
+        "./evil.md",
+        "docs//with space.md",
+        "docs\\what?.txt",
+        "evil.md\x00",
+        ".git/config",
+        "docs",
+        "",
+        "nope.md",
+        "DOCS/what?.txt",
+    ],
+)
 def test_anything_but_a_file_of_the_tree_is_not_found(adv: LibraryTree, path: str) -> None:
     assert not adv.is_file(path)
     with pytest.raises(NotFound):

@@ -49,20 +49,30 @@ class Faulty:
         return call
 
 
-STEPS = [("git", "create_repository"), ("storage", "create_bucket"),
-         ("storage", "put_object"), ("storage", "create_key")]
+STEPS = [
+    ("git", "create_repository"),
+    ("storage", "create_bucket"),
+    ("storage", "put_object"),
+    ("storage", "create_key"),
+]
 
 
 @pytest.fixture
-def faulty(ctx: AppContext, monkeypatch: pytest.MonkeyPatch
-           ) -> Iterator[Callable[[str | None, str | None, bool], Faulty]]:
+def faulty(
+    ctx: AppContext, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[[str | None, str | None, bool], Faulty]]:
     real = ctx.providers
 
     def install(kind: str | None, method: str | None, after: bool) -> Faulty:
         git = Faulty(real.git, method if kind == "git" else None, after=after)
         storage = Faulty(real.storage, method if kind == "storage" else None, after=after)
-        monkeypatch.setattr(ctx, "providers", Providers(  # type: ignore[arg-type]
-            git=git, storage=storage, workspaces=real.workspaces))
+        monkeypatch.setattr(
+            ctx,
+            "providers",
+            Providers(  # type: ignore[arg-type]
+                git=git, storage=storage, workspaces=real.workspaces
+            ),
+        )
         return storage
 
     yield install
@@ -86,15 +96,23 @@ def _leftovers(ctx: AppContext, name: str, keys: list[str]) -> list[str]:
 
 def _buckets(ctx: AppContext) -> list[str]:
     client = ctx.providers.storage._s3  # type: ignore[attr-defined]
-    return [b["Name"] for b in client.list_buckets().get("Buckets", [])
-            if b["Name"].startswith("rollback")]
+    return [
+        b["Name"]
+        for b in client.list_buckets().get("Buckets", [])
+        if b["Name"].startswith("rollback")
+    ]
 
 
 @pytest.mark.parametrize("after", [False, True], ids=["before", "after"])
 @pytest.mark.parametrize(("kind", "method"), STEPS)
 def test_failure_at_each_provider_step_leaves_nothing(
-        alice: TestUser, ctx: AppContext, faulty: Callable[..., Faulty],
-        kind: str, method: str, after: bool) -> None:
+    alice: TestUser,
+    ctx: AppContext,
+    faulty: Callable[..., Faulty],
+    kind: str,
+    method: str,
+    after: bool,
+) -> None:
     storage = faulty(kind, method, after)
     name = f"Rollback {kind} {method} {after}"
     r = alice.client.post("/api/v1/projects", json={"name": name, "branchName": "main"})
@@ -107,7 +125,8 @@ def test_failure_at_each_provider_step_leaves_nothing(
 
 
 def test_database_failure_rolls_back_providers(
-        alice: TestUser, ctx: AppContext, faulty: Callable[..., Faulty]) -> None:
+    alice: TestUser, ctx: AppContext, faulty: Callable[..., Faulty]
+) -> None:
     storage = faulty(None, None, False)
 
     def boom(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
@@ -116,8 +135,9 @@ def test_database_failure_rolls_back_providers(
 
     event.listen(ctx.engine, "before_cursor_execute", boom)
     try:
-        r = alice.client.post("/api/v1/projects",
-                              json={"name": "Rollback database", "branchName": "main"})
+        r = alice.client.post(
+            "/api/v1/projects", json={"name": "Rollback database", "branchName": "main"}
+        )
     finally:
         event.remove(ctx.engine, "before_cursor_execute", boom)
     assert r.status_code == 500
@@ -129,13 +149,15 @@ def test_database_failure_rolls_back_providers(
 
 
 def test_after_a_failure_everything_still_works(
-        alice: TestUser, ctx: AppContext, faulty: Callable[..., Faulty],
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    alice: TestUser, ctx: AppContext, faulty: Callable[..., Faulty], monkeypatch: pytest.MonkeyPatch
+) -> None:
     real = ctx.providers
     faulty("storage", "create_key", True)
     name = "Rollback then retry"
-    assert alice.client.post("/api/v1/projects",
-                             json={"name": name, "branchName": "main"}).status_code == 502
+    assert (
+        alice.client.post("/api/v1/projects", json={"name": name, "branchName": "main"}).status_code
+        == 502
+    )
     monkeypatch.setattr(ctx, "providers", real)
     assert alice.client.get("/api/v1/projects").status_code == 200
     r = alice.client.post("/api/v1/projects", json={"name": name, "branchName": "main"})
@@ -145,7 +167,11 @@ def test_after_a_failure_everything_still_works(
 
 def _assert_failure_audited(ctx: AppContext, username: str) -> None:
     with ctx.sessions() as session:
-        last = session.scalars(select(AuditEvent).where(AuditEvent.action == "project.create")
-                               .order_by(AuditEvent.id.desc()).limit(1)).one()
+        last = session.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.action == "project.create")
+            .order_by(AuditEvent.id.desc())
+            .limit(1)
+        ).one()
     assert last.outcome == "failure" and last.actor == username
     assert last.details["notUndone"] == []

@@ -8,14 +8,17 @@ from balsam.domain.projects import naming
 from balsam.errors import InvalidInput, NotFound
 
 
-@pytest.mark.parametrize(("name", "slug"), [
-    ("Årsstatistik för Åland", "arsstatistik-for-aland"),
-    ("My Project", "my-project"),
-    ("my-project", "my-project"),
-    ("Ελληνικά δεδομένα", "ellenika-dedomena"),
-    ("  spaces   everywhere ", "spaces-everywhere"),
-    ("Äsa", "asa"),
-])
+@pytest.mark.parametrize(
+    ("name", "slug"),
+    [
+        ("Årsstatistik för Åland", "arsstatistik-for-aland"),
+        ("My Project", "my-project"),
+        ("my-project", "my-project"),
+        ("Ελληνικά δεδομένα", "ellenika-dedomena"),
+        ("  spaces   everywhere ", "spaces-everywhere"),
+        ("Äsa", "asa"),
+    ],
+)
 def test_slug_transliterates(name: str, slug: str) -> None:
     assert naming.slug_base(name) == slug
 
@@ -49,8 +52,26 @@ def test_good_branch_names(name: str) -> None:
     assert naming.validate_branch_name(name) == name
 
 
-@pytest.mark.parametrize("name", ["", "-x", "a..b", "x.lock", "a/b", "HEAD", "a b", "x.",
-                                  "ä", "a~1", "a^", "a:b", "a\\b", "@{x}", "x" * 101])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "",
+        "-x",
+        "a..b",
+        "x.lock",
+        "a/b",
+        "HEAD",
+        "a b",
+        "x.",
+        "ä",
+        "a~1",
+        "a^",
+        "a:b",
+        "a\\b",
+        "@{x}",
+        "x" * 101,
+    ],
+)
 def test_bad_branch_names(name: str) -> None:
     with pytest.raises(InvalidInput):
         naming.validate_branch_name(name)
@@ -63,8 +84,9 @@ def test_file_ids_round_trip_and_are_one_segment(path: str) -> None:
     assert naming.decode_file_id(file_id) == path
 
 
-@pytest.mark.parametrize("path", ["../etc/passwd", "/etc/passwd", "a/../../b", "a//b", "a\x00b",
-                                  "a\\b", "./a", ""])
+@pytest.mark.parametrize(
+    "path", ["../etc/passwd", "/etc/passwd", "a/../../b", "a//b", "a\x00b", "a\\b", "./a", ""]
+)
 def test_file_ids_refuse_traversal(path: str) -> None:
     with pytest.raises(NotFound):
         naming.decode_file_id(naming.encode_file_id(path))

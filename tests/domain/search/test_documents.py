@@ -23,24 +23,27 @@ def doc_of(path: str, content: bytes | str) -> Document:
     return build("lib", path, chosen, data if chosen.extractor else None, blob_hash(data))
 
 
-@pytest.mark.parametrize(("path", "kind"), [
-    ("Articles/Snabbintroduktion till Balsam.md", "article"),
-    ("Articles/Balsam/Projekt/Skapa projekt.md", "article"),
-    ("Resources/Datalagring - Parquet/README.md", "resource"),
-    ("Resources/README.md", "resource"),
-    ("Resources/scb-verksamhetsstod.url", "resource"),
-    ("Resources/Datalagring - Parquet/P-ReadParquet.ipynb", "notebook"),
-    ("Resources/Kodning/etl.py", "code"),
-    ("ExampleProjects/X/Läs indata.r", "code"),
-    ("ExampleProjects/X/query.SQL", "code"),
-    ("Templates/balsam-demo-titanic.json", "template"),
-    ("Templates/nested/x.json", "file"),
-    ("ExampleProjects/Hämta data/README.md", "example"),
-    ("ExampleProjects/X/Y/README.md", "example"),
-    ("ExampleProjects/REAME.md", "file"),
-    ("README.md", "file"),
-    ("Resources/Datalagring - Minio-s3/cars_test.csv", "file"),
-])
+@pytest.mark.parametrize(
+    ("path", "kind"),
+    [
+        ("Articles/Snabbintroduktion till Balsam.md", "article"),
+        ("Articles/Balsam/Projekt/Skapa projekt.md", "article"),
+        ("Resources/Datalagring - Parquet/README.md", "resource"),
+        ("Resources/README.md", "resource"),
+        ("Resources/scb-verksamhetsstod.url", "resource"),
+        ("Resources/Datalagring - Parquet/P-ReadParquet.ipynb", "notebook"),
+        ("Resources/Kodning/etl.py", "code"),
+        ("ExampleProjects/X/Läs indata.r", "code"),
+        ("ExampleProjects/X/query.SQL", "code"),
+        ("Templates/balsam-demo-titanic.json", "template"),
+        ("Templates/nested/x.json", "file"),
+        ("ExampleProjects/Hämta data/README.md", "example"),
+        ("ExampleProjects/X/Y/README.md", "example"),
+        ("ExampleProjects/REAME.md", "file"),
+        ("README.md", "file"),
+        ("Resources/Datalagring - Minio-s3/cars_test.csv", "file"),
+    ],
+)
 def test_kind_follows_the_library_format(path: str, kind: str) -> None:
     assert kind_of(path) == kind
 
@@ -57,10 +60,18 @@ def test_readme_without_heading_is_named_by_its_folder() -> None:
 
 
 def test_template_fields() -> None:
-    doc = doc_of("Templates/t.json", json.dumps({
-        "name": "Demo ML Titanic", "git": "https://example.org/t.git",
-        "html": "https://example.org/t", "description": "Demoprojekt för ML",
-        "tags": ["Demo", "ML"]}))
+    doc = doc_of(
+        "Templates/t.json",
+        json.dumps(
+            {
+                "name": "Demo ML Titanic",
+                "git": "https://example.org/t.git",
+                "html": "https://example.org/t",
+                "description": "Demoprojekt för ML",
+                "tags": ["Demo", "ML"],
+            }
+        ),
+    )
     assert doc.kind == "template"
     assert doc.title == "Demo ML Titanic"
     assert "Demoprojekt för ML" in doc.body and "Demo ML" in doc.body
@@ -74,18 +85,32 @@ def test_broken_templates_are_tolerated(content: str | bytes) -> None:
 
 
 def notebook(*cells: tuple[str, str | list[str]]) -> str:
-    return json.dumps({"nbformat": 4, "cells": [
-        {"cell_type": t, "source": s, "metadata": {},
-         **({"outputs": [{"text": "OUTPUT-NOT-INDEXED"}]} if t == "code" else {})}
-        for t, s in cells]})
+    return json.dumps(
+        {
+            "nbformat": 4,
+            "cells": [
+                {
+                    "cell_type": t,
+                    "source": s,
+                    "metadata": {},
+                    **({"outputs": [{"text": "OUTPUT-NOT-INDEXED"}]} if t == "code" else {}),
+                }
+                for t, s in cells
+            ],
+        }
+    )
 
 
 def test_notebook_markdown_and_code_cells_without_outputs() -> None:
-    doc = doc_of("Resources/P/Läs.ipynb", notebook(
-        ("markdown", ["## Inledning\n", "Läs parquet\n"]),
-        ("markdown", "# Läsa Parquet"),
-        ("code", "pd.read_parquet('x.parquet')"),
-        ("raw", "RAW-NOT-INDEXED")))
+    doc = doc_of(
+        "Resources/P/Läs.ipynb",
+        notebook(
+            ("markdown", ["## Inledning\n", "Läs parquet\n"]),
+            ("markdown", "# Läsa Parquet"),
+            ("code", "pd.read_parquet('x.parquet')"),
+            ("raw", "RAW-NOT-INDEXED"),
+        ),
+    )
     assert doc.kind == "notebook"
     assert doc.title == "Läsa Parquet"
     assert "Läs parquet" in doc.body and "pd.read_parquet" in doc.body
@@ -114,8 +139,10 @@ def test_binary_and_nul_and_long_text() -> None:
 def test_content_hash_is_the_git_blob_id() -> None:
     # `printf 'hello\n' | git hash-object --stdin`
     assert blob_hash(b"hello\n") == "ce013625030ba8dba906f756967f9e9ca394464a"
-    assert doc_of("Articles/a.md", "hello\n").content_hash == \
-        "1:ce013625030ba8dba906f756967f9e9ca394464a"
+    assert (
+        doc_of("Articles/a.md", "hello\n").content_hash
+        == "1:ce013625030ba8dba906f756967f9e9ca394464a"
+    )
 
 
 def test_text_is_stored_composed() -> None:

@@ -7,10 +7,12 @@ from balsam.domain.search.index import Hit, InvertedIndex, Query, prepare
 from balsam.domain.search.service import parse_query
 
 
-def doc(path: str, title: str = "", body: str = "", library: str = "lib",
-        kind: Kind = "article") -> Document:
-    return Document(library_id=library, path=path, kind=kind, title=title or path,
-                    body=body, content_hash="x")
+def doc(
+    path: str, title: str = "", body: str = "", library: str = "lib", kind: Kind = "article"
+) -> Document:
+    return Document(
+        library_id=library, path=path, kind=kind, title=title or path, body=body, content_hash="x"
+    )
 
 
 def build(*docs: Document) -> InvertedIndex:
@@ -29,8 +31,11 @@ def search(index: InvertedIndex, q: str, limit: int = 20) -> tuple[list[Hit], in
 
 
 def test_every_word_must_match() -> None:
-    index = build(doc("a.md", body="skapa projekt"), doc("b.md", body="skapa miljö"),
-                  doc("c.md", body="projekt"))
+    index = build(
+        doc("a.md", body="skapa projekt"),
+        doc("b.md", body="skapa miljö"),
+        doc("c.md", body="projekt"),
+    )
     assert sorted(find(index, "skapa projekt")) == ["a.md"]
     assert sorted(find(index, "skapa")) == ["a.md", "b.md"]
     assert find(index, "skapa okänt") == []
@@ -63,23 +68,31 @@ def test_title_then_path_then_body() -> None:
     )
     hits, total = search(index, "minio")
     assert [h.entry.path for h in hits] == [
-        "Articles/exact.md", "Articles/title.md", "Resources/Minio/README.md",
-        "Articles/x/body.md"]
+        "Articles/exact.md",
+        "Articles/title.md",
+        "Resources/Minio/README.md",
+        "Articles/x/body.md",
+    ]
     assert [h.group for h in hits] == [0, 1, 2, 3]
     assert total == 4
 
 
 def test_all_words_must_be_in_the_title_for_the_title_group() -> None:
-    index = build(doc("a.md", title="Skapa", body="projekt " * 50),
-                  doc("b.md", title="Skapa projekt i Balsam", body="x"))
+    index = build(
+        doc("a.md", title="Skapa", body="projekt " * 50),
+        doc("b.md", title="Skapa projekt i Balsam", body="x"),
+    )
     hits, _ = search(index, "skapa projekt")
     assert [(h.entry.path, h.group) for h in hits] == [("b.md", 1), ("a.md", 3)]
 
 
 def test_rarer_words_weigh_more_within_a_group() -> None:
     common = [doc(f"c{i}.md", body="data") for i in range(20)]
-    index = build(*common, doc("rare-twice.md", body="imputering imputering data"),
-                  doc("common-twice.md", body="data data imputering"))
+    index = build(
+        *common,
+        doc("rare-twice.md", body="imputering imputering data"),
+        doc("common-twice.md", body="data data imputering"),
+    )
     assert find(index, "data imputering") == ["rare-twice.md", "common-twice.md"]
 
 
@@ -107,8 +120,9 @@ def test_libraries_are_separate() -> None:
 
 def test_allowed_filters_libraries() -> None:
     index = build(doc("a.md", body="ord", library="one"), doc("b.md", body="ord", library="two"))
-    hits, total = index.search(Query(terms=("ord",)), limit=10,
-                               allowed=lambda library: library == "two")
+    hits, total = index.search(
+        Query(terms=("ord",)), limit=10, allowed=lambda library: library == "two"
+    )
     assert [h.entry.path for h in hits] == ["b.md"] and total == 1
 
 

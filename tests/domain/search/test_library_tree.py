@@ -45,11 +45,14 @@ def test_library_tree_has_every_ability() -> None:
     assert reader.entries() == []
 
 
-def test_only_changed_files_are_read(ctx: AppContext, tmp_path: Path,
-                                     unique: Callable[[str], str]) -> None:
+def test_only_changed_files_are_read(
+    ctx: AppContext, tmp_path: Path, unique: Callable[[str], str]
+) -> None:
     word = unique("gitord").lower()
-    repo = make_repo(tmp_path / "lib", {
-        f"Articles/{i}.md": f"# Artikel {i}\n{word} text {i}\n".encode() for i in range(100)})
+    repo = make_repo(
+        tmp_path / "lib",
+        {f"Articles/{i}.md": f"# Artikel {i}\n{word} text {i}\n".encode() for i in range(100)},
+    )
     service = SearchService(ctx)
     first = Counting(LibraryTree(repo / ".git", git(repo, "rev-parse", "HEAD")))
     stats = service.index_library(word, "c1", first)
@@ -65,8 +68,9 @@ def test_only_changed_files_are_read(ctx: AppContext, tmp_path: Path,
     assert [h.path for h in hits] == ["Articles/7.md"]
 
 
-def test_a_failing_batch_falls_back_to_single_reads(ctx: AppContext,
-                                                    unique: Callable[[str], str]) -> None:
+def test_a_failing_batch_falls_back_to_single_reads(
+    ctx: AppContext, unique: Callable[[str], str]
+) -> None:
     word = unique("batch").lower()
 
     class Flaky(MemoryTree):
@@ -78,8 +82,11 @@ def test_a_failing_batch_falls_back_to_single_reads(ctx: AppContext,
     assert stats.read == 2 and sorted(tree.reads) == ["a.md", "b.md"]
 
 
-def test_a_library_synced_by_the_registry_is_searchable(ctx: AppContext,
-                                                        scb_library: dict[str, str]) -> None:
+def test_a_library_synced_by_the_registry_is_searchable(
+    ctx: AppContext, scb_library: dict[str, str]
+) -> None:
     hits = SearchService(ctx).search(READER, "Skapa projekt", limit=100).results
-    assert any(h.library_id == scb_library["id"]
-               and h.path == "Articles/Balsam/Projekt/Skapa projekt.md" for h in hits)
+    assert any(
+        h.library_id == scb_library["id"] and h.path == "Articles/Balsam/Projekt/Skapa projekt.md"
+        for h in hits
+    )

@@ -29,8 +29,9 @@ def library_files(word: str) -> dict[str, str]:
         "Resources/Kodning/README.md": f"# Kodning\n{word} kodning\n",
         "Resources/Kodning/etl.py": f"import {word}\n",
         "Resources/Kodning/data.csv": "a,b\n1,2\n",
-        "Templates/mall.json": json.dumps({"name": f"Mall {word}", "description": "d",
-                                           "tags": [word]}),
+        "Templates/mall.json": json.dumps(
+            {"name": f"Mall {word}", "description": "d", "tags": [word]}
+        ),
     }
 
 
@@ -45,8 +46,11 @@ def paths(ctx: AppContext, q: str) -> list[str]:
 
 def stored(ctx: AppContext, library: str) -> dict[str, str]:
     with ctx.sessions() as session:
-        rows = session.execute(select(SearchDocument.path, SearchDocument.content_hash)
-                               .where(SearchDocument.library_id == library))
+        rows = session.execute(
+            select(SearchDocument.path, SearchDocument.content_hash).where(
+                SearchDocument.library_id == library
+            )
+        )
         return {path: digest for path, digest in rows}
 
 
@@ -116,14 +120,18 @@ def test_remove_library_drops_every_document(ctx: AppContext, word: str) -> None
 
 
 def test_hidden_paths_and_folders_are_skipped(ctx: AppContext, word: str) -> None:
-    tree = MemoryTree({f"{word}.md": "x", f".github/{word}.md": "x",
-                       f"Resources/.ipynb_checkpoints/{word}.ipynb": "{}"})
+    tree = MemoryTree(
+        {
+            f"{word}.md": "x",
+            f".github/{word}.md": "x",
+            f"Resources/.ipynb_checkpoints/{word}.ipynb": "{}",
+        }
+    )
     SearchService(ctx).index_library(word, "c1", tree)
     assert set(stored(ctx, word)) == {f"{word}.md"}
 
 
-def test_a_new_context_rebuilds_the_index_from_the_database(ctx: AppContext,
-                                                            word: str) -> None:
+def test_a_new_context_rebuilds_the_index_from_the_database(ctx: AppContext, word: str) -> None:
     SearchService(ctx).index_library(word, "c1", MemoryTree(library_files(word)))
     replica = dataclasses.replace(ctx)  # same database, no in-memory index yet
     assert getattr(replica, "_search", None) is None
@@ -137,8 +145,10 @@ def test_a_new_context_rebuilds_the_index_from_the_database(ctx: AppContext,
 def test_an_unloaded_index_picks_up_updates_on_load(ctx: AppContext, word: str) -> None:
     replica = dataclasses.replace(ctx)
     SearchService(replica).index_library(word, "c1", MemoryTree(library_files(word)))
-    assert paths(replica, f"{word} kodning") == ["Resources/Kodning/README.md",
-                                                 "Resources/Kodning/etl.py"]
+    assert paths(replica, f"{word} kodning") == [
+        "Resources/Kodning/README.md",
+        "Resources/Kodning/etl.py",
+    ]
 
 
 @pytest.mark.parametrize("q", ["", "   ", "!?-", "\t\n"])

@@ -30,14 +30,17 @@ def test_every_occurrence_in_the_window_is_marked_with_original_spelling() -> No
 
 
 def test_whole_words_except_the_last_query_word() -> None:
-    assert snippet("skapat skapa projektet", parse_query("skapa proj")) == \
-        "skapat <mark>skapa</mark> <mark>proj</mark>ektet"
+    assert (
+        snippet("skapat skapa projektet", parse_query("skapa proj"))
+        == "skapat <mark>skapa</mark> <mark>proj</mark>ektet"
+    )
     assert snippet("underskapa", parse_query("skapa")) == "underskapa"
 
 
 def test_underscore_separates_words() -> None:
-    assert snippet("pd.read_parquet(x)", parse_query("parquet")) == \
-        "pd.read_<mark>parquet</mark>(x)"
+    assert (
+        snippet("pd.read_parquet(x)", parse_query("parquet")) == "pd.read_<mark>parquet</mark>(x)"
+    )
 
 
 def test_window_around_first_match_with_ellipses() -> None:

@@ -9,31 +9,38 @@ from hypothesis import strategies as st
 from balsam.domain.search.text import fold, fold_chars, words
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("Hämta", ["hamta"]),
-    ("HÄMTA data", ["hamta", "data"]),
-    ("hamta", ["hamta"]),
-    ("Åsa Öberg", ["asa", "oberg"]),
-    ("Ha\u0308mta", ["hamta"]),  # decomposed input (macOS file names)
-    ("Straße", ["strasse"]),
-    ("café crème", ["cafe", "creme"]),
-    ("ﬁle", ["file"]),  # compatibility ligature
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Hämta", ["hamta"]),
+        ("HÄMTA data", ["hamta", "data"]),
+        ("hamta", ["hamta"]),
+        ("Åsa Öberg", ["asa", "oberg"]),
+        ("Ha\u0308mta", ["hamta"]),  # decomposed input (macOS file names)
+        ("Straße", ["strasse"]),
+        ("café crème", ["cafe", "creme"]),
+        ("ﬁle", ["file"]),  # compatibility ligature
+    ],
+)
 def test_words_fold_case_and_diacritics(text: str, expected: list[str]) -> None:
     assert words(text) == expected
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("read_parquet(df)", ["read", "parquet", "df"]),
-    ("R-ReadParquet.ipynb", ["r", "readparquet", "ipynb"]),
-    ("Resources/Datalagring - Parquet/README.md",
-     ["resources", "datalagring", "parquet", "readme", "md"]),
-    ("2023M06 x=1,5", ["2023m06", "x", "1", "5"]),
-    ("", []),
-    ("  --  ", []),
-])
-def test_words_split_on_everything_but_letters_and_digits(text: str,
-                                                          expected: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("read_parquet(df)", ["read", "parquet", "df"]),
+        ("R-ReadParquet.ipynb", ["r", "readparquet", "ipynb"]),
+        (
+            "Resources/Datalagring - Parquet/README.md",
+            ["resources", "datalagring", "parquet", "readme", "md"],
+        ),
+        ("2023M06 x=1,5", ["2023m06", "x", "1", "5"]),
+        ("", []),
+        ("  --  ", []),
+    ],
+)
+def test_words_split_on_everything_but_letters_and_digits(text: str, expected: list[str]) -> None:
     assert words(text) == expected
 
 

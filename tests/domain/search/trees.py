@@ -25,8 +25,11 @@ class DirectoryTree:
             if rel.parts[0] == ".git":
                 continue
             if path.is_file():
-                found.append(TreeEntry(path=rel.as_posix(), name=path.name, type="File",
-                                       size=path.stat().st_size))
+                found.append(
+                    TreeEntry(
+                        path=rel.as_posix(), name=path.name, type="File", size=path.stat().st_size
+                    )
+                )
             else:
                 found.append(TreeEntry(path=rel.as_posix(), name=path.name, type="Folder"))
         return found
@@ -44,10 +47,14 @@ class MemoryTree:
 
     def entries(self) -> list[TreeEntry]:
         folders = {p.rsplit("/", 1)[0] for p in self.files if "/" in p}
-        return sorted([TreeEntry(path=p, name=p.rsplit("/", 1)[-1], type="File", size=len(c))
-                       for p, c in self.files.items()]
-                      + [TreeEntry(path=f, name=f.rsplit("/", 1)[-1], type="Folder")
-                         for f in folders], key=lambda e: e.path)
+        return sorted(
+            [
+                TreeEntry(path=p, name=p.rsplit("/", 1)[-1], type="File", size=len(c))
+                for p, c in self.files.items()
+            ]
+            + [TreeEntry(path=f, name=f.rsplit("/", 1)[-1], type="Folder") for f in folders],
+            key=lambda e: e.path,
+        )
 
     def read(self, path: str) -> bytes:
         self.reads.append(path)

@@ -283,8 +283,9 @@ def test_another_process_revokes_and_the_first_one_notices(
 ) -> None:
     # Each provider remembers the owners of the keys it minted; another
     # process (another replica, or Balsam after a restart) does not.
-    other = S3IamStorage(seaweed.endpoint_url, seaweed.region, seaweed.admin_access_key,
-                         seaweed.admin_secret_key)
+    other = S3IamStorage(
+        seaweed.endpoint_url, seaweed.region, seaweed.admin_access_key, seaweed.admin_secret_key
+    )
     try:
         first, second = (storage.create_key(bucket, label="gina") for _ in range(2))
         other.revoke_key(first.access_key)

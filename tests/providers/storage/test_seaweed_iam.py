@@ -210,8 +210,9 @@ def test_a_create_that_timed_out_after_the_server_made_it_is_unsettled(
         reply = real_call(operation, method, request, **kwargs)
         if operation == "create key":
             made.append(request.identity.credentials[0].access_key)
-            raise ProviderError("late", details={"operation": operation,
-                                                 "code": "DEADLINE_EXCEEDED"})
+            raise ProviderError(
+                "late", details={"operation": operation, "code": "DEADLINE_EXCEEDED"}
+            )
         return reply
 
     monkeypatch.setattr(storage.iam, "call", late)
@@ -268,8 +269,11 @@ def test_children_forked_while_grpc_calls_run_start_cleanly(
 
     def calls() -> None:
         while not stop.is_set():
-            storage.iam.call("look up", lambda s: s.GetUserByAccessKey,
-                             iam_pb2.GetUserByAccessKeyRequest(access_key=key.access_key))
+            storage.iam.call(
+                "look up",
+                lambda s: s.GetUserByAccessKey,
+                iam_pb2.GetUserByAccessKeyRequest(access_key=key.access_key),
+            )
 
     caller = threading.Thread(target=calls)
     caller.start()

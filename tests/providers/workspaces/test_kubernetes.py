@@ -45,27 +45,51 @@ from balsam.providers.workspaces.kubernetes_render import (
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
-SECRET_NAMES = ("JUPYTER_TOKEN", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-                "JUPYTERLAB_S3_ACCESS_KEY_ID", "JUPYTERLAB_S3_SECRET_ACCESS_KEY")
-CONFIG = KubernetesConfig(image_for="registry.example/balsam-workspace-{template_id}:{version}",
-                          s3_cidrs=("10.20.0.0/16",))
+SECRET_NAMES = (
+    "JUPYTER_TOKEN",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "JUPYTERLAB_S3_ACCESS_KEY_ID",
+    "JUPYTERLAB_S3_SECRET_ACCESS_KEY",
+)
+CONFIG = KubernetesConfig(
+    image_for="registry.example/balsam-workspace-{template_id}:{version}",
+    s3_cidrs=("10.20.0.0/16",),
+)
 
 
-def make_spec(workspace_id: str = "w1a2b3", project_id: str = "survey-2024",
-              owner: str = "alice", **changes: Any) -> WorkspaceSpec:
+def make_spec(
+    workspace_id: str = "w1a2b3",
+    project_id: str = "survey-2024",
+    owner: str = "alice",
+    **changes: Any,
+) -> WorkspaceSpec:
     secrets = WorkspaceSecrets(
-        s3_access_key="AKIAXSECRETACCESS1", s3_secret_key="s3-SECRET-value/+=xyz",
-        git_username=owner, git_token="gittoken-SECRET-42", server_token="srvtoken-SECRET-77")
+        s3_access_key="AKIAXSECRETACCESS1",
+        s3_secret_key="s3-SECRET-value/+=xyz",
+        git_username=owner,
+        git_token="gittoken-SECRET-42",
+        server_token="srvtoken-SECRET-77",
+    )
     spec = WorkspaceSpec(
-        workspace_id=workspace_id, project_id=project_id, branch="main", owner_username=owner,
-        owner_name="Ålice \"O'Hara\"; rm -rf /", owner_email="alice@example.org",
+        workspace_id=workspace_id,
+        project_id=project_id,
+        branch="main",
+        owner_username=owner,
+        owner_name='Ålice "O\'Hara"; rm -rf /',
+        owner_email="alice@example.org",
         environment=EnvironmentSpec("python", ("jupyterlab==4.6.6", "pandas==2.2.3")),
         limits=ResourceLimits(memory_mib=2048, cpu=1.5),
         base_url=f"/workspaces/{workspace_id}/",
         clone_url=f"http://balsam.balsam.svc:8080/git/{project_id}.git",
-        env={"BALSAM_PROJECT": project_id, "BALSAM_BRANCH": "main",
-             "AWS_ENDPOINT_URL": "https://s3.example", "JUPYTERLAB_S3_ENDPOINT": "https://s3.example"},
-        secrets=secrets)
+        env={
+            "BALSAM_PROJECT": project_id,
+            "BALSAM_BRANCH": "main",
+            "AWS_ENDPOINT_URL": "https://s3.example",
+            "JUPYTERLAB_S3_ENDPOINT": "https://s3.example",
+        },
+        secrets=secrets,
+    )
     return dataclasses.replace(spec, **changes)
 
 
@@ -118,8 +142,10 @@ def test_unicode_usernames_are_sanitised_and_kept_apart() -> None:
 
 def test_long_project_ids_give_distinct_namespaces() -> None:
     first, second = "a" * 62 + "1", "a" * 62 + "2"
-    names = {render_workspace(make_spec(project_id=p), CONFIG).namespace.metadata.name
-             for p in (first, second, "åsa", "äsa", "My_Project", "my-project")}
+    names = {
+        render_workspace(make_spec(project_id=p), CONFIG).namespace.metadata.name
+        for p in (first, second, "åsa", "äsa", "My_Project", "my-project")
+    }
     assert len(names) == 6
     assert all(len(n) <= 63 for n in names)
 
@@ -127,8 +153,13 @@ def test_long_project_ids_give_distinct_namespaces() -> None:
 def test_no_secret_leaves_the_secret() -> None:
     spec = make_spec()
     objects = render_workspace(spec, CONFIG)
-    for obj in (objects.namespace, objects.pvc, objects.service, objects.network_policy,
-                objects.pod):
+    for obj in (
+        objects.namespace,
+        objects.pvc,
+        objects.service,
+        objects.network_policy,
+        objects.pod,
+    ):
         text = json.dumps(k8s.ApiClient().sanitize_for_serialization(obj))
         for value in secret_values(spec):
             assert value not in text, (type(obj).__name__, value)
@@ -142,11 +173,13 @@ def test_secret_environment_comes_from_secret_key_refs() -> None:
     spec = make_spec()
     objects = render_workspace(spec, CONFIG)
     env = {e.name: e for e in objects.pod.spec.containers[0].env}
-    expected = {"JUPYTER_TOKEN": spec.secrets.server_token,
-                "AWS_ACCESS_KEY_ID": spec.secrets.s3_access_key,
-                "JUPYTERLAB_S3_ACCESS_KEY_ID": spec.secrets.s3_access_key,
-                "AWS_SECRET_ACCESS_KEY": spec.secrets.s3_secret_key,
-                "JUPYTERLAB_S3_SECRET_ACCESS_KEY": spec.secrets.s3_secret_key}
+    expected = {
+        "JUPYTER_TOKEN": spec.secrets.server_token,
+        "AWS_ACCESS_KEY_ID": spec.secrets.s3_access_key,
+        "JUPYTERLAB_S3_ACCESS_KEY_ID": spec.secrets.s3_access_key,
+        "AWS_SECRET_ACCESS_KEY": spec.secrets.s3_secret_key,
+        "JUPYTERLAB_S3_SECRET_ACCESS_KEY": spec.secrets.s3_secret_key,
+    }
     for name, value in expected.items():
         ref = env[name].value_from.secret_key_ref
         assert env[name].value is None
@@ -206,21 +239,32 @@ def test_server_command_has_base_url_and_no_token() -> None:
 
 
 def test_credential_helper_answers_git_from_the_mounted_file(tmp_path: Path) -> None:
-    spec = make_spec(owner="a@b", secrets=dataclasses.replace(
-        make_spec().secrets, git_username="a@b", git_token="t/:%@k"))
+    spec = make_spec(
+        owner="a@b",
+        secrets=dataclasses.replace(make_spec().secrets, git_username="a@b", git_token="t/:%@k"),
+    )
     store = tmp_path / "credentials"
     store.write_text(git_credential_line(spec))
     store.chmod(0o400)
     helper = CREDENTIAL_HELPER.replace(CREDENTIALS_FILE, str(store))
     request = "protocol=http\nhost=balsam.balsam.svc:8080\npath=git/survey-2024.git\n\n"
-    out = subprocess.run(["git", "-c", f"credential.helper={helper}", "credential", "fill"],
-                         input=request, capture_output=True, text=True, check=True,
-                         env={"GIT_TERMINAL_PROMPT": "0", "PATH": "/usr/bin:/bin"}).stdout
+    out = subprocess.run(
+        ["git", "-c", f"credential.helper={helper}", "credential", "fill"],
+        input=request,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"GIT_TERMINAL_PROMPT": "0", "PATH": "/usr/bin:/bin"},
+    ).stdout
     assert "username=a@b\n" in out and "password=t/:%@k\n" in out
     # Approving must not try to rewrite the read-only store.
-    subprocess.run(["git", "-c", f"credential.helper={helper}", "credential", "approve"],
-                   input=request.rstrip("\n") + "\nusername=x\npassword=y\n\n", text=True,
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["git", "-c", f"credential.helper={helper}", "credential", "approve"],
+        input=request.rstrip("\n") + "\nusername=x\npassword=y\n\n",
+        text=True,
+        check=True,
+        capture_output=True,
+    )
     assert store.read_text() == git_credential_line(spec)
 
 
@@ -254,8 +298,13 @@ def test_images_come_from_a_mapping_or_pattern() -> None:
 def test_to_dicts_gives_api_json() -> None:
     dicts = to_dicts(render_workspace(make_spec(), CONFIG))
     assert [(d["apiVersion"], d["kind"]) for d in dicts] == [
-        ("v1", "Namespace"), ("v1", "Secret"), ("v1", "PersistentVolumeClaim"), ("v1", "Service"),
-        ("networking.k8s.io/v1", "NetworkPolicy"), ("v1", "Pod")]
+        ("v1", "Namespace"),
+        ("v1", "Secret"),
+        ("v1", "PersistentVolumeClaim"),
+        ("v1", "Service"),
+        ("networking.k8s.io/v1", "NetworkPolicy"),
+        ("v1", "Pod"),
+    ]
     pod = dicts[-1]
     assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
     assert "secretKeyRef" in json.dumps(pod)
@@ -265,28 +314,36 @@ def test_to_dicts_gives_api_json() -> None:
 
 
 def ready() -> Any:
-    return k8s.V1PodStatus(phase="Running",
-                           conditions=[k8s.V1PodCondition(type="Ready", status="True")])
+    return k8s.V1PodStatus(
+        phase="Running", conditions=[k8s.V1PodCondition(type="Ready", status="True")]
+    )
 
 
 def pending() -> Any:
     return k8s.V1PodStatus(phase="Pending")
 
 
-def container_status(waiting: str | None = None, terminated: str | None = None,
-                     last_terminated: str | None = None) -> Any:
+def container_status(
+    waiting: str | None = None, terminated: str | None = None, last_terminated: str | None = None
+) -> Any:
     def state(reason: str | None, done: bool) -> Any:
         if reason is None:
             return None
         if done:
-            return k8s.V1ContainerState(terminated=k8s.V1ContainerStateTerminated(
-                exit_code=137, reason=reason))
+            return k8s.V1ContainerState(
+                terminated=k8s.V1ContainerStateTerminated(exit_code=137, reason=reason)
+            )
         return k8s.V1ContainerState(waiting=k8s.V1ContainerStateWaiting(reason=reason))
 
-    status = k8s.V1ContainerStatus(name="jupyterlab", image="img", image_id="", ready=False,
-                                   restart_count=1, state=state(waiting, False)
-                                   or state(terminated, True),
-                                   last_state=state(last_terminated, True))
+    status = k8s.V1ContainerStatus(
+        name="jupyterlab",
+        image="img",
+        image_id="",
+        ready=False,
+        restart_count=1,
+        state=state(waiting, False) or state(terminated, True),
+        last_state=state(last_terminated, True),
+    )
     return k8s.V1PodStatus(phase="Running", container_statuses=[status])
 
 
@@ -310,8 +367,9 @@ class FakeKube:
         kind = resource.removeprefix("namespaced_").removesuffix("_for_all_namespaces")
         return lambda *args, **kwargs: self._handle(method, verb, kind, args, kwargs)
 
-    def _handle(self, method: str, verb: str, kind: str, args: tuple[Any, ...],
-                kwargs: dict[str, Any]) -> Any:
+    def _handle(
+        self, method: str, verb: str, kind: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
         if verb == "create":
             ns, body = (None, args[0]) if kind == "namespace" else args
             key = (kind, ns, body.metadata.name)
@@ -321,8 +379,13 @@ class FakeKube:
         if method in self.faults:
             raise self.faults.pop(method)
         if verb == "list":
-            return SimpleNamespace(items=[obj for (k, _, _), obj in self.store.items()
-                                          if k == kind and matches(obj, kwargs["label_selector"])])
+            return SimpleNamespace(
+                items=[
+                    obj
+                    for (k, _, _), obj in self.store.items()
+                    if k == kind and matches(obj, kwargs["label_selector"])
+                ]
+            )
         if verb == "create" and key in self.store:
             raise ApiException(status=409, reason="Conflict")
         if verb != "create" and key not in self.store:
@@ -339,8 +402,9 @@ class FakeKube:
         obj = copy.deepcopy(body)
         obj.metadata.namespace = ns
         if kind == "secret":
-            obj.data = {k: base64.b64encode(v.encode()).decode()
-                        for k, v in obj.string_data.items()}
+            obj.data = {
+                k: base64.b64encode(v.encode()).decode() for k, v in obj.string_data.items()
+            }
             obj.string_data = None
         if kind == "pod":
             obj.status = self.kubelet()
@@ -365,18 +429,28 @@ class Clock:
 
 def provider(kube: FakeKube, clock: Clock | None = None) -> KubernetesWorkspaceProvider:
     clock = clock or Clock()
-    return KubernetesWorkspaceProvider(CONFIG, core_api=kube, networking_api=kube,
-                                       start_timeout=30, poll_interval=1,
-                                       sleep=clock.sleep, clock=lambda: clock.now)
+    return KubernetesWorkspaceProvider(
+        CONFIG,
+        core_api=kube,
+        networking_api=kube,
+        start_timeout=30,
+        poll_interval=1,
+        sleep=clock.sleep,
+        clock=lambda: clock.now,
+    )
 
 
 def test_start_creates_the_objects_in_order_and_returns_the_endpoint() -> None:
     kube, spec, said = FakeKube(), make_spec(), list[str]()
     endpoint = provider(kube).start(spec, said.append)
     assert kube.created() == [
-        "create_namespace", "create_namespaced_secret",
-        "create_namespaced_persistent_volume_claim", "create_namespaced_service",
-        "create_namespaced_network_policy", "create_namespaced_pod"]
+        "create_namespace",
+        "create_namespaced_secret",
+        "create_namespaced_persistent_volume_claim",
+        "create_namespaced_service",
+        "create_namespaced_network_policy",
+        "create_namespaced_pod",
+    ]
     assert endpoint.url == "http://ws-w1a2b3.balsam-proj-survey-2024.svc:8888/workspaces/w1a2b3/"
     assert endpoint.token == spec.secrets.server_token
     assert said and not any(spec.secrets.server_token in line for line in said)
@@ -387,8 +461,9 @@ def test_start_after_stop_tolerates_existing_objects_and_refreshes_the_secret() 
     workspaces = provider(kube)
     workspaces.start(spec, print)
     workspaces.stop(spec.workspace_id)
-    fresh = dataclasses.replace(spec, secrets=dataclasses.replace(spec.secrets,
-                                                                  server_token="new-token"))
+    fresh = dataclasses.replace(
+        spec, secrets=dataclasses.replace(spec.secrets, server_token="new-token")
+    )
     assert workspaces.start(fresh, print).token == "new-token"
     replaced = ("replace_namespaced_secret", "balsam-proj-survey-2024", "ws-w1a2b3-secret")
     assert replaced in kube.calls
@@ -398,8 +473,9 @@ def test_start_after_stop_tolerates_existing_objects_and_refreshes_the_secret() 
 def test_start_of_a_running_workspace_keeps_its_pod_and_token() -> None:
     kube, spec = FakeKube(), make_spec()
     provider(kube).start(spec, print)
-    again = dataclasses.replace(spec, secrets=dataclasses.replace(spec.secrets,
-                                                                  server_token="other"))
+    again = dataclasses.replace(
+        spec, secrets=dataclasses.replace(spec.secrets, server_token="other")
+    )
     endpoint = provider(kube).start(again, print)
     assert endpoint.token == spec.secrets.server_token
     assert kube.created().count("create_namespaced_pod") == 1
@@ -467,9 +543,14 @@ def test_delete_removes_everything_even_after_a_restart() -> None:
     provider(kube).delete(spec.workspace_id)
     provider(kube).delete(spec.workspace_id)
     left = {(kind, name) for kind, _, name in kube.store}
-    assert left == {("namespace", "balsam-proj-survey-2024"), ("pod", "ws-w2"),
-                    ("service", "ws-w2"), ("network_policy", "ws-w2"),
-                    ("secret", "ws-w2-secret"), ("persistent_volume_claim", "ws-w2-home")}
+    assert left == {
+        ("namespace", "balsam-proj-survey-2024"),
+        ("pod", "ws-w2"),
+        ("service", "ws-w2"),
+        ("network_policy", "ws-w2"),
+        ("secret", "ws-w2-secret"),
+        ("persistent_volume_claim", "ws-w2-home"),
+    }
 
 
 def test_probe_names_the_memory_limit() -> None:
@@ -480,8 +561,9 @@ def test_probe_names_the_memory_limit() -> None:
     key = ("pod", "balsam-proj-survey-2024", "ws-w1a2b3")
     kube.store[key].status = container_status(terminated="OOMKilled")
     assert workspaces.probe(spec.workspace_id).reason == "memory limit exceeded"
-    kube.store[key].status = container_status(waiting="CrashLoopBackOff",
-                                              last_terminated="OOMKilled")
+    kube.store[key].status = container_status(
+        waiting="CrashLoopBackOff", last_terminated="OOMKilled"
+    )
     assert workspaces.probe(spec.workspace_id).reason == "memory limit exceeded"
     kube.store[key].status = container_status(waiting="CrashLoopBackOff", last_terminated="Error")
     assert "CrashLoopBackOff" in (workspaces.probe(spec.workspace_id).reason or "")
@@ -504,7 +586,8 @@ def test_a_restarted_provider_finds_running_workspaces_and_endpoints() -> None:
 def test_unreachable_api_is_a_provider_error() -> None:
     kube = FakeKube()
     kube.faults["list_persistent_volume_claim_for_all_namespaces"] = MaxRetryError(
-        pool=None, url="/api/v1/persistentvolumeclaims")  # type: ignore[arg-type]
+        pool=None, url="/api/v1/persistentvolumeclaims"
+    )  # type: ignore[arg-type]
     with pytest.raises(ProviderError, match="could not be reached"):
         provider(kube).stop("w1")
 
@@ -514,5 +597,6 @@ def test_environment_lock_comes_from_a_config_map() -> None:
     workspaces = provider(kube)
     assert workspaces.environment_lock(env) is None
     kube.store[("config_map", "balsam", f"balsam-env-{env.name}")] = k8s.V1ConfigMap(
-        data={"pandas": "2.2.3"})
+        data={"pandas": "2.2.3"}
+    )
     assert workspaces.environment_lock(env) == {"pandas": "2.2.3"}

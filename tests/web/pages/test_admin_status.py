@@ -12,8 +12,11 @@ ORIGIN = "http://testserver"
 
 def _browser(app: FastAPI, user: TestUser) -> TestClient:
     client = TestClient(app, follow_redirects=False, raise_server_exceptions=False)
-    r = client.post("/login", data={"username": user.username, "password": PASSWORD,
-                                    "next": "/"}, headers={"Origin": ORIGIN})
+    r = client.post(
+        "/login",
+        data={"username": user.username, "password": PASSWORD, "next": "/"},
+        headers={"Origin": ORIGIN},
+    )
     assert r.status_code == 303, r.text
     return client
 

@@ -10,8 +10,11 @@ from babel.messages.pofile import read_po
 from balsam.web.pages import i18n
 
 ROOT = Path(__file__).resolve().parents[3]
-METHODS = [("src/balsam/web/pages/**.py", "python"), ("src/balsam/web/errors.py", "python"),
-           ("src/balsam/web/pages/templates/**.html", "jinja2")]
+METHODS = [
+    ("src/balsam/web/pages/**.py", "python"),
+    ("src/balsam/web/errors.py", "python"),
+    ("src/balsam/web/pages/templates/**.html", "jinja2"),
+]
 OPTIONS = {"src/balsam/web/pages/templates/**.html": {"extensions": "jinja2.ext.i18n"}}
 
 
@@ -19,7 +22,8 @@ def _extracted() -> set[str]:
     keywords = {"_": None, "gettext": None, "ngettext": (1, 2), "N_": None}
     found = set()
     for _file, _line, message, _comments, _context in extract_from_dir(
-            str(ROOT), METHODS, OPTIONS, keywords=keywords):
+        str(ROOT), METHODS, OPTIONS, keywords=keywords
+    ):
         found.add(message[0] if isinstance(message, tuple) else message)
     return found
 
@@ -30,8 +34,11 @@ def test_every_string_is_translated_in_both_catalogs() -> None:
     for language in i18n.LANGUAGES:
         with open(i18n.catalog_path(language), "rb") as po:
             catalog = read_po(po, locale=language)
-        translated = {(m.id[0] if isinstance(m.id, tuple) else m.id) for m in catalog
-                      if m.id and all(m.string if isinstance(m.string, tuple) else [m.string])}
+        translated = {
+            (m.id[0] if isinstance(m.id, tuple) else m.id)
+            for m in catalog
+            if m.id and all(m.string if isinstance(m.string, tuple) else [m.string])
+        }
         missing = sorted(wanted - translated)
         assert not missing, f"missing from the {language} catalog (run `make messages`): {missing}"
 

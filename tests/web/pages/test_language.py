@@ -30,8 +30,7 @@ def test_the_switch_sticks(app: FastAPI) -> None:
 
 def test_a_browser_gets_the_error_page_and_a_program_problem_json(app: FastAPI) -> None:
     with TestClient(app, follow_redirects=False) as client:
-        page = client.get("/no-such-page", headers={"Accept": "text/html",
-                                                    "Accept-Language": "sv"})
+        page = client.get("/no-such-page", headers={"Accept": "text/html", "Accept-Language": "sv"})
         api = client.get("/api/v1/no-such", headers={"Accept": "text/html"})
     assert page.status_code == 404 and page.headers["content-type"].startswith("text/html")
     assert "Det finns ingen sida på den här adressen." in page.text

@@ -15,9 +15,11 @@ def test_the_token_is_removed_from_plain_and_compressed_pages() -> None:
     page = b"<html><script>{'token': 'SECRET'}</script></html>"
     assert b"SECRET" not in routes._without_token(page, "", "SECRET")
     assert routes._without_token(gzip.compress(page), "gzip", "SECRET") == page.replace(
-        b"SECRET", b"")
+        b"SECRET", b""
+    )
     assert routes._without_token(zlib.compress(page), "deflate", "SECRET") == page.replace(
-        b"SECRET", b"")
+        b"SECRET", b""
+    )
 
 
 @pytest.mark.parametrize("encoding, pack", [("gzip", gzip.compress), ("deflate", zlib.compress)])

@@ -890,7 +890,9 @@ def test_weed_filer_copy_plants_no_identity(attacker: Attacker, seaweed: Seaweed
 
 
 def test_a_huge_page_from_her_own_server_is_refused_not_buffered(
-    attacker: Attacker, live_url: str, alice_user: TestUser,
+    attacker: Attacker,
+    live_url: str,
+    alice_user: TestUser,
     workspaces: dict[str, dict[str, Any]],
 ) -> None:
     """Balsam reads HTML pages whole (to remove the server's token): a 64 MiB sparse
@@ -912,7 +914,10 @@ def test_a_huge_page_from_her_own_server_is_refused_not_buffered(
 
 
 def test_the_portal_gives_a_kernel_nothing(
-    attacker: Attacker, live_url: str, workspaces: dict[str, dict[str, Any]], victim: Victim,
+    attacker: Attacker,
+    live_url: str,
+    workspaces: dict[str, dict[str, Any]],
+    victim: Victim,
     bob_user: TestUser,
 ) -> None:
     """Without a session the kernel's requests reach no page, no form and no file

@@ -37,11 +37,25 @@ CHROMIUM = Path("/usr/bin/chromium")
 LOAD_MS = 90_000
 LAB = "#jp-main-dock-panel"
 NOTEBOOK = {
-    "cells": [{"id": "first", "cell_type": "code", "source": "", "metadata": {},
-               "outputs": [], "execution_count": None}],
-    "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)",
-                                "language": "python"}},
-    "nbformat": 4, "nbformat_minor": 5,
+    "cells": [
+        {
+            "id": "first",
+            "cell_type": "code",
+            "source": "",
+            "metadata": {},
+            "outputs": [],
+            "execution_count": None,
+        }
+    ],
+    "metadata": {
+        "kernelspec": {
+            "name": "python3",
+            "display_name": "Python 3 (ipykernel)",
+            "language": "python",
+        }
+    },
+    "nbformat": 4,
+    "nbformat_minor": 5,
 }
 
 if not CHROMIUM.exists() and os.environ.get("CI") != "true":
@@ -53,8 +67,7 @@ def chromium() -> Iterator[Browser]:
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing; CI must install chromium")
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM),
-                                             args=["--no-sandbox"])
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
         yield browser
         browser.close()
 
@@ -77,31 +90,46 @@ def owner(ctx: AppContext, site: FastAPI) -> Iterator[TestUser]:
 
 @pytest.fixture(scope="module")
 def ws_project(owner: TestUser) -> dict[str, Any]:
-    response = owner.client.post("/api/v1/projects", json={
-        "name": f"Webbläsare {secrets.token_hex(3)}", "description": "", "branchName": "main"})
+    response = owner.client.post(
+        "/api/v1/projects",
+        json={
+            "name": f"Webbläsare {secrets.token_hex(3)}",
+            "description": "",
+            "branchName": "main",
+        },
+    )
     assert response.status_code == 201, response.text
     body: dict[str, Any] = response.json()
     return body
 
 
 @pytest.fixture(scope="module")
-def colleague(ctx: AppContext, site: FastAPI, owner: TestUser,
-              ws_project: dict[str, Any]) -> Iterator[TestUser]:
+def colleague(
+    ctx: AppContext, site: FastAPI, owner: TestUser, ws_project: dict[str, Any]
+) -> Iterator[TestUser]:
     """A member of the project who does not own the workspace."""
     user = _user(ctx, site, "browser-colleague")
-    response = owner.client.post(f"/api/v1/projects/{ws_project['id']}/members",
-                                 json={"username": user.username})
+    response = owner.client.post(
+        f"/api/v1/projects/{ws_project['id']}/members", json={"username": user.username}
+    )
     assert response.status_code == 201, response.text
     yield user
     user.client.close()
 
 
 @pytest.fixture(scope="module")
-def workspace(owner: TestUser, ws_project: dict[str, Any],
-              supervisor: Any) -> Iterator[dict[str, Any]]:
-    response = owner.client.post("/api/v1/workspaces", json={
-        "name": "I webbläsaren", "templateId": "python", "projectId": ws_project["id"],
-        "branchId": "main"})
+def workspace(
+    owner: TestUser, ws_project: dict[str, Any], supervisor: Any
+) -> Iterator[dict[str, Any]]:
+    response = owner.client.post(
+        "/api/v1/workspaces",
+        json={
+            "name": "I webbläsaren",
+            "templateId": "python",
+            "projectId": ws_project["id"],
+            "branchId": "main",
+        },
+    )
     assert response.status_code == 201, response.text
     yield wait_state(owner, response.json()["id"], "running")
     owner.client.delete(f"/api/v1/workspaces/{response.json()['id']}")
@@ -181,9 +209,14 @@ def log_out_from_home(page: Page, live_url: str, workspace: dict[str, Any]) -> N
     assert page.locator(LAB).count() == 0
 
 
-def test_owner_runs_a_notebook(chromium: Browser, live_url: str, ctx: AppContext,
-                               owner: TestUser, workspace: dict[str, Any],
-                               tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_owner_runs_a_notebook(
+    chromium: Browser,
+    live_url: str,
+    ctx: AppContext,
+    owner: TestUser,
+    workspace: dict[str, Any],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
     shots = tmp_path_factory.mktemp("browser")
     secret = ctx.workspace_secrets.load(workspace["id"])
     assert secret is not None
@@ -207,8 +240,10 @@ def test_owner_runs_a_notebook(chromium: Browser, live_url: str, ctx: AppContext
         assert token not in page.content()
         assert token not in page.url
         assert {url for url, _ in received} == {
-            f"{live_url}/login?next={workspace['url']}lab", f"{base}lab",
-            f"{base}lab/tree/browser.ipynb"}
+            f"{live_url}/login?next={workspace['url']}lab",
+            f"{base}lab",
+            f"{base}lab/tree/browser.ipynb",
+        }
         for url, body in received:
             assert token.encode() not in body, url
         assert all(token not in c["value"] for c in context.cookies())
@@ -217,8 +252,9 @@ def test_owner_runs_a_notebook(chromium: Browser, live_url: str, ctx: AppContext
     context.close()
 
 
-def test_a_colleague_is_forbidden(chromium: Browser, live_url: str, colleague: TestUser,
-                                  workspace: dict[str, Any]) -> None:
+def test_a_colleague_is_forbidden(
+    chromium: Browser, live_url: str, colleague: TestUser, workspace: dict[str, Any]
+) -> None:
     context = chromium.new_context()
     page = context.new_page()
     response = log_in(page, live_url, colleague, f"{workspace['url']}lab")
@@ -229,8 +265,9 @@ def test_a_colleague_is_forbidden(chromium: Browser, live_url: str, colleague: T
     context.close()
 
 
-def test_a_stranger_must_log_in(chromium: Browser, live_url: str,
-                                workspace: dict[str, Any]) -> None:
+def test_a_stranger_must_log_in(
+    chromium: Browser, live_url: str, workspace: dict[str, Any]
+) -> None:
     context = chromium.new_context()
     page = context.new_page()
     response = page.goto(f"{live_url}{workspace['url']}lab")
@@ -264,10 +301,21 @@ print('PUSHED', 6 * 7)"""
 def put_notebook(page: Page, base: str, name: str, origin: str, *sources: str) -> None:
     """A notebook whose code cells hold ``sources`` (nothing to type into an editor)."""
     cells: list[dict[str, Any]] = [
-        {"id": f"cell-{i}", "cell_type": "code", "source": source, "metadata": {},
-         "outputs": [], "execution_count": None} for i, source in enumerate(sources)]
-    created = page.request.put(f"{base}api/contents/{name}", headers={"Origin": origin},
-                               data={"type": "notebook", "content": {**NOTEBOOK, "cells": cells}})
+        {
+            "id": f"cell-{i}",
+            "cell_type": "code",
+            "source": source,
+            "metadata": {},
+            "outputs": [],
+            "execution_count": None,
+        }
+        for i, source in enumerate(sources)
+    ]
+    created = page.request.put(
+        f"{base}api/contents/{name}",
+        headers={"Origin": origin},
+        data={"type": "notebook", "content": {**NOTEBOOK, "cells": cells}},
+    )
     assert created.status == 201, created.text()
 
 
@@ -280,8 +328,9 @@ def run_cells(page: Page, count: int) -> Locator:
     return cells
 
 
-def reload_home_until(page: Page, live_url: str, shown: Locator, timeout_s: float = START_S
-                      ) -> None:
+def reload_home_until(
+    page: Page, live_url: str, shown: Locator, timeout_s: float = START_S
+) -> None:
     """Reload the home page (as a user would) until ``shown`` is on it."""
     deadline = time.monotonic() + timeout_s
     while True:
@@ -299,12 +348,19 @@ def submit(page: Page, button: Locator) -> None:
 
 
 def test_a_new_user_works_from_the_home_page(
-        chromium: Browser, live_url: str, ctx: AppContext, site: FastAPI, supervisor: Any,
-        tmp_path_factory: pytest.TempPathFactory) -> None:
+    chromium: Browser,
+    live_url: str,
+    ctx: AppContext,
+    site: FastAPI,
+    supervisor: Any,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
     shots = tmp_path_factory.mktemp("home")
     user, other = _user(ctx, site, "browser-newcomer"), _user(ctx, site, "browser-other")
-    made = user.client.post("/api/v1/projects", json={
-        "name": f"Hemsidan {secrets.token_hex(3)}", "description": "", "branchName": "main"})
+    made = user.client.post(
+        "/api/v1/projects",
+        json={"name": f"Hemsidan {secrets.token_hex(3)}", "description": "", "branchName": "main"},
+    )
     assert made.status_code == 201, made.text
     project = made.json()
     pid = project["id"]
@@ -344,13 +400,16 @@ def test_a_new_user_works_from_the_home_page(
             open_notebook(page, f"{base}lab/tree/hemsidan.ipynb")
             cells = run_cells(page, 2)
             expect(cells.nth(0).locator(".jp-OutputArea-output")).to_contain_text(
-                "hej", timeout=LOAD_MS)
+                "hej", timeout=LOAD_MS
+            )
             expect(cells.nth(1).locator(".jp-OutputArea-output")).to_contain_text(
-                "PUSHED 42", timeout=LOAD_MS)
+                "PUSHED 42", timeout=LOAD_MS
+            )
             page.screenshot(path=str(shots / "notebook.png"))
             assert "main/from-browser.txt" in ctx.providers.storage.list_keys(project["bucket"])
             assert ctx.providers.git.read_file(pid, "main", "webbläsare.txt") == (
-                "från webbläsaren\n".encode())
+                "från webbläsaren\n".encode()
+            )
 
             page.goto(f"{live_url}/")
             submit(page, page.get_by_role("button", name="Stop"))
@@ -361,11 +420,17 @@ def test_a_new_user_works_from_the_home_page(
             reload_home_until(page, live_url, opener)
             submit(page, opener)
             expect(page.locator(LAB)).to_be_visible(timeout=LOAD_MS)
-            put_notebook(page, base, "igen.ipynb", live_url,
-                         "print(open(__import__('os').path.expanduser('~/kvar.txt')).read())")
+            put_notebook(
+                page,
+                base,
+                "igen.ipynb",
+                live_url,
+                "print(open(__import__('os').path.expanduser('~/kvar.txt')).read())",
+            )
             open_notebook(page, f"{base}lab/tree/igen.ipynb?reset")
             expect(run_cells(page, 1).first.locator(".jp-OutputArea-output")).to_have_text(
-                "kvar", timeout=LOAD_MS)
+                "kvar", timeout=LOAD_MS
+            )
 
             page.goto(f"{live_url}/")
             submit(page, page.get_by_role("button", name="Delete"))

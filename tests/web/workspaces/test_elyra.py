@@ -29,25 +29,36 @@ def elyra_user(ctx: AppContext, app: Any) -> Iterator[TestUser]:
 
 
 @pytest.fixture(scope="module")
-def elyra_ws(elyra_user: TestUser, supervisor: Any,
-             scb_library: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    project = elyra_user.client.post("/api/v1/projects", json={
-        "name": "Produktionsflöde", "description": "", "branchName": "main"}).json()
+def elyra_ws(
+    elyra_user: TestUser, supervisor: Any, scb_library: dict[str, Any]
+) -> Iterator[dict[str, Any]]:
+    project = elyra_user.client.post(
+        "/api/v1/projects",
+        json={"name": "Produktionsflöde", "description": "", "branchName": "main"},
+    ).json()
     copied = elyra_user.client.put(copy_url(project["id"], scb_library["id"], RESOURCE))
     assert copied.status_code == 200, copied.text
-    created = elyra_user.client.post("/api/v1/workspaces", json={
-        "name": "Pipelines", "templateId": "elyra", "projectId": project["id"],
-        "branchId": "main"})
+    created = elyra_user.client.post(
+        "/api/v1/workspaces",
+        json={
+            "name": "Pipelines",
+            "templateId": "elyra",
+            "projectId": project["id"],
+            "branchId": "main",
+        },
+    )
     assert created.status_code == 201, created.text
     body = wait_state(elyra_user, created.json()["id"], "running")
     yield {**body, "bucket": project["bucket"]}
     elyra_user.client.delete(f"/api/v1/workspaces/{body['id']}")
 
 
-def test_the_pipeline_editor_is_installed(live_url: str, elyra_user: TestUser,
-                                          elyra_ws: dict[str, Any]) -> None:
-    page = httpx.get(f"{live_url}{elyra_ws['url']}lab", headers=elyra_user.headers,
-                     follow_redirects=True)
+def test_the_pipeline_editor_is_installed(
+    live_url: str, elyra_user: TestUser, elyra_ws: dict[str, Any]
+) -> None:
+    page = httpx.get(
+        f"{live_url}{elyra_ws['url']}lab", headers=elyra_user.headers, follow_redirects=True
+    )
     assert page.status_code == 200
     assert re.search(r"@elyra/pipeline-editor-extension", page.text), "no Elyra extension"
     assert elyra_ws["environment"]["packages"]["elyra"] == "4.1.1"
@@ -75,8 +86,9 @@ print(done.stdout[-3000:], done.stderr[-3000:])
 """
 
 
-def test_scb_pipeline_runs_locally(live_url: str, elyra_user: TestUser, ctx: AppContext,
-                                   elyra_ws: dict[str, Any]) -> None:
+def test_scb_pipeline_runs_locally(
+    live_url: str, elyra_user: TestUser, ctx: AppContext, elyra_ws: dict[str, Any]
+) -> None:
     kernel = Kernel(live_url, elyra_ws["id"], elyra_user.headers)
     try:
         result = kernel.execute(PIPELINE, timeout=300)

@@ -35,6 +35,7 @@ from tests.web.api.v1.test_library_reuse import copy_url
 @pytest.fixture(scope="module")
 def owner(ctx: AppContext, app: Any) -> Iterator[TestUser]:
     from tests.fixtures.app import _make_user
+
     user = _make_user(ctx, app, "wsowner", False)
     yield user
     user.client.close()
@@ -42,8 +43,9 @@ def owner(ctx: AppContext, app: Any) -> Iterator[TestUser]:
 
 @pytest.fixture(scope="module")
 def ws_project(owner: TestUser) -> dict[str, Any]:
-    response = owner.client.post("/api/v1/projects", json={
-        "name": "Arbetsyta test", "description": "", "branchName": "main"})
+    response = owner.client.post(
+        "/api/v1/projects", json={"name": "Arbetsyta test", "description": "", "branchName": "main"}
+    )
     assert response.status_code == 201, response.text
     body: dict[str, Any] = response.json()
     return body
@@ -51,9 +53,15 @@ def ws_project(owner: TestUser) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def workspace(owner: TestUser, ws_project: dict[str, Any], supervisor: Any) -> dict[str, Any]:
-    response = owner.client.post("/api/v1/workspaces", json={
-        "name": "Min miljö", "templateId": "python", "projectId": ws_project["id"],
-        "branchId": "main"})
+    response = owner.client.post(
+        "/api/v1/workspaces",
+        json={
+            "name": "Min miljö",
+            "templateId": "python",
+            "projectId": ws_project["id"],
+            "branchId": "main",
+        },
+    )
     assert response.status_code == 201, response.text
     created: dict[str, Any] = response.json()
     assert created["state"] == "pending"
@@ -68,8 +76,9 @@ def kernel(live_url: str, owner: TestUser, workspace: dict[str, Any]) -> Iterato
     k.close()
 
 
-def test_status_through_the_proxy(live_url: str, owner: TestUser,
-                                  workspace: dict[str, Any]) -> None:
+def test_status_through_the_proxy(
+    live_url: str, owner: TestUser, workspace: dict[str, Any]
+) -> None:
     response = httpx.get(f"{live_url}{workspace['url']}api/status", headers=owner.headers)
     assert response.status_code == 200, response.text
     assert "started" in response.json()
@@ -81,26 +90,29 @@ def test_kernel_runs_code(kernel: Kernel) -> None:
     assert result.stdout.strip() == "42"
 
 
-def test_the_server_token_never_reaches_the_browser(ctx: AppContext, live_url: str,
-                                                    owner: TestUser,
-                                                    workspace: dict[str, Any]) -> None:
+def test_the_server_token_never_reaches_the_browser(
+    ctx: AppContext, live_url: str, owner: TestUser, workspace: dict[str, Any]
+) -> None:
     token = ctx.workspace_secrets.load(workspace["id"]).server_token  # type: ignore[union-attr]
-    page = httpx.get(f"{live_url}{workspace['url']}lab", headers=owner.headers,
-                     follow_redirects=True)
+    page = httpx.get(
+        f"{live_url}{workspace['url']}lab", headers=owner.headers, follow_redirects=True
+    )
     assert page.status_code == 200
     assert "jupyter-config-data" in page.text
     assert token not in page.text
     assert token not in str(page.headers)
 
 
-def test_environment_variables_and_lock(kernel: Kernel, ws_project: dict[str, Any],
-                                        workspace: dict[str, Any]) -> None:
+def test_environment_variables_and_lock(
+    kernel: Kernel, ws_project: dict[str, Any], workspace: dict[str, Any]
+) -> None:
     result = kernel.execute(
         "import os, json; print(json.dumps({k: os.environ.get(k) for k in ["
         "'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_ENDPOINT_URL', 'AWS_DEFAULT_REGION',"
         "'JUPYTERLAB_S3_ENDPOINT', 'JUPYTERLAB_S3_ACCESS_KEY_ID', "
         "'JUPYTERLAB_S3_SECRET_ACCESS_KEY', 'BALSAM_PROJECT', 'BALSAM_BRANCH', 'BALSAM_BUCKET',"
-        "'BALSAM_DATA_PREFIX', 'BALSAM_STORAGE__ADMIN_SECRET_KEY']}))")
+        "'BALSAM_DATA_PREFIX', 'BALSAM_STORAGE__ADMIN_SECRET_KEY']}))"
+    )
     assert result.error is None, result
     env = json.loads(result.stdout)
     assert env["BALSAM_PROJECT"] == ws_project["id"]
@@ -125,24 +137,28 @@ print(s3.get_object(Bucket=bucket, Key=prefix + "från-kärnan.txt")["Body"].rea
 """
 
 
-def test_project_data_from_the_kernel(kernel: Kernel, ctx: AppContext,
-                                      ws_project: dict[str, Any]) -> None:
+def test_project_data_from_the_kernel(
+    kernel: Kernel, ctx: AppContext, ws_project: dict[str, Any]
+) -> None:
     result = kernel.execute(S3_ROUND_TRIP)
     assert result.error is None, result
     assert result.stdout.strip() == "hej"
     assert "main/från-kärnan.txt" in ctx.providers.storage.list_keys(ws_project["bucket"])
 
 
-def test_the_key_is_denied_on_another_projects_bucket(kernel: Kernel, project: dict[str, Any]
-                                                      ) -> None:
+def test_the_key_is_denied_on_another_projects_bucket(
+    kernel: Kernel, project: dict[str, Any]
+) -> None:
     result = kernel.execute(
         "import boto3\n"
-        f"boto3.client('s3').put_object(Bucket={project['bucket']!r}, Key='x', Body=b'x')")
+        f"boto3.client('s3').put_object(Bucket={project['bucket']!r}, Key='x', Body=b'x')"
+    )
     assert result.error is not None and "AccessDenied" in result.error
 
 
-def test_git_commit_and_push_from_the_workspace(kernel: Kernel, ctx: AppContext,
-                                                ws_project: dict[str, Any]) -> None:
+def test_git_commit_and_push_from_the_workspace(
+    kernel: Kernel, ctx: AppContext, ws_project: dict[str, Any]
+) -> None:
     pid = ws_project["id"]
     result = kernel.execute(
         "import subprocess, os\n"
@@ -153,15 +169,20 @@ def test_git_commit_and_push_from_the_workspace(kernel: Kernel, ctx: AppContext,
         "    done = subprocess.run(cmd, capture_output=True, text=True)\n"
         "    assert done.returncode == 0, (cmd, done.stderr)\n"
         "print(subprocess.run(['git', 'log', '-1', '--format=%an <%ae>'],"
-        " capture_output=True, text=True).stdout)")
+        " capture_output=True, text=True).stdout)"
+    )
     assert result.error is None, result
     assert "wsowner" in result.stdout
     assert ctx.providers.git.read_file(pid, "main", "analys.py") == b"print(1)\n"
 
 
-def test_git_pull_and_push_from_a_terminal(live_url: str, owner: TestUser, ctx: AppContext,
-                                           workspace: dict[str, Any],
-                                           ws_project: dict[str, Any]) -> None:
+def test_git_pull_and_push_from_a_terminal(
+    live_url: str,
+    owner: TestUser,
+    ctx: AppContext,
+    workspace: dict[str, Any],
+    ws_project: dict[str, Any],
+) -> None:
     """A JupyterLab terminal, over its WebSocket through the proxy."""
     base = f"{live_url}{workspace['url']}"
     created = httpx.post(base + "api/terminals", headers=owner.headers)
@@ -169,9 +190,11 @@ def test_git_pull_and_push_from_a_terminal(live_url: str, owner: TestUser, ctx: 
     name = created.json()["name"]
     url = base.replace("http://", "ws://") + f"terminals/websocket/{name}"
     pid = ws_project["id"]
-    script = (f"cd ~/{pid} && git pull -q && echo terminal > terminal.txt && "
-              "git add terminal.txt && git commit -qm 'Från terminalen' && git push -q "
-              "&& echo PUSHED-$((6*7))\r")
+    script = (
+        f"cd ~/{pid} && git pull -q && echo terminal > terminal.txt && "
+        "git add terminal.txt && git commit -qm 'Från terminalen' && git push -q "
+        "&& echo PUSHED-$((6*7))\r"
+    )
     output = ""
     with connect(url, additional_headers=owner.headers, open_timeout=30) as terminal:
         terminal.send(json.dumps(["stdin", script]))
@@ -185,8 +208,9 @@ def test_git_pull_and_push_from_a_terminal(live_url: str, owner: TestUser, ctx: 
     assert ctx.providers.git.read_file(pid, "main", "terminal.txt") == b"terminal\n"
 
 
-def test_git_token_stays_in_its_file(ctx: AppContext, workspace: dict[str, Any],
-                                     kernel: Kernel) -> None:
+def test_git_token_stays_in_its_file(
+    ctx: AppContext, workspace: dict[str, Any], kernel: Kernel
+) -> None:
     secrets = ctx.workspace_secrets.load(workspace["id"])
     assert secrets is not None
     result = kernel.execute(
@@ -196,21 +220,24 @@ def test_git_token_stays_in_its_file(ctx: AppContext, workspace: dict[str, Any],
         "print(cfg)\n"
         "print(oct(os.stat(os.path.expanduser('~/.git-credentials')).st_mode & 0o777))\n"
         "print(sorted(os.listdir(os.path.dirname(os.path.expanduser('~')))) "
-        "if os.access(os.path.dirname(os.path.expanduser('~')), os.R_OK) else 'no-list')")
+        "if os.access(os.path.dirname(os.path.expanduser('~')), os.R_OK) else 'no-list')"
+    )
     assert result.error is None, result
     assert secrets.git_token not in result.stdout  # not in any repository config or URL
     assert "0o600" in result.stdout
     assert "no-list" in result.stdout  # cannot list Balsam's workspace folder
 
 
-def test_memory_limit_fails_the_allocation_not_the_platform(kernel: Kernel, live_url: str,
-                                                            owner: TestUser,
-                                                            workspace: dict[str, Any]) -> None:
+def test_memory_limit_fails_the_allocation_not_the_platform(
+    kernel: Kernel, live_url: str, owner: TestUser, workspace: dict[str, Any]
+) -> None:
     result = kernel.execute("x = bytearray(8 * 1024 ** 3)")  # over the template's 4 GiB
     assert result.error is not None and "MemoryError" in result.error
     assert kernel.execute("print('still here')").stdout.strip() == "still here"
-    assert httpx.get(f"{live_url}{workspace['url']}api/status",
-                     headers=owner.headers).status_code == 200
+    assert (
+        httpx.get(f"{live_url}{workspace['url']}api/status", headers=owner.headers).status_code
+        == 200
+    )
 
 
 def _tcp_listeners(uid: int) -> set[int]:
@@ -238,8 +265,8 @@ def _tcp_listeners(uid: int) -> set[int]:
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="workspaces run under their own uid only as root")
 def test_no_tcp_listener_with_a_kernel_and_a_terminal(
-        ctx: AppContext, live_url: str, owner: TestUser, kernel: Kernel,
-        workspace: dict[str, Any]) -> None:
+    ctx: AppContext, live_url: str, owner: TestUser, kernel: Kernel, workspace: dict[str, Any]
+) -> None:
     """The server is on a unix socket, the kernel's channels are IPC, and so is
     ipykernel's pipe for output of forked subprocesses (TCP by default, whatever the
     transport), which still carries a child's output to the notebook."""
@@ -250,7 +277,8 @@ def test_no_tcp_listener_with_a_kernel_and_a_terminal(
         forked = kernel.execute(
             "import multiprocessing as mp\n"
             "child = mp.get_context('fork').Process(target=print, args=('från barnet',))\n"
-            "child.start(); child.join()")
+            "child.start(); child.join()"
+        )
         assert forked.error is None, forked
         assert "från barnet" in forked.stdout
         endpoint = ctx.providers.workspaces.endpoint(workspace["id"])
@@ -260,8 +288,9 @@ def test_no_tcp_listener_with_a_kernel_and_a_terminal(
         httpx.delete(base + f"api/terminals/{terminal.json()['name']}", headers=owner.headers)
 
 
-def test_kernels_talk_over_ipc_in_a_private_folder(ctx: AppContext, kernel: Kernel,
-                                                   workspace: dict[str, Any]) -> None:
+def test_kernels_talk_over_ipc_in_a_private_folder(
+    ctx: AppContext, kernel: Kernel, workspace: dict[str, Any]
+) -> None:
     endpoint = ctx.providers.workspaces.endpoint(workspace["id"])
     assert endpoint is not None and endpoint.socket is not None
     assert len(endpoint.socket) <= runtime.MAX_SOCKET_PATH
@@ -276,25 +305,41 @@ def test_kernels_talk_over_ipc_in_a_private_folder(ctx: AppContext, kernel: Kern
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="workspaces run under their own uid only as root")
-def test_another_uid_cannot_open_the_server_socket(ctx: AppContext,
-                                                   workspace: dict[str, Any]) -> None:
+def test_another_uid_cannot_open_the_server_socket(
+    ctx: AppContext, workspace: dict[str, Any]
+) -> None:
     endpoint = ctx.providers.workspaces.endpoint(workspace["id"])
     assert endpoint is not None and endpoint.socket is not None
-    probe = ("import socket, sys\n"
-             "s = socket.socket(socket.AF_UNIX)\n"
-             "try:\n    s.connect(sys.argv[1])\nexcept PermissionError:\n    print('denied')\n"
-             "else:\n    print('CONNECTED')")
+    probe = (
+        "import socket, sys\n"
+        "s = socket.socket(socket.AF_UNIX)\n"
+        "try:\n    s.connect(sys.argv[1])\nexcept PermissionError:\n    print('denied')\n"
+        "else:\n    print('CONNECTED')"
+    )
     stranger = ctx.settings.workspaces.uid_base - 3  # no process of this platform's
-    done = subprocess.run(["/usr/bin/python3", "-c", probe, endpoint.socket], user=stranger,
-                          group=stranger, extra_groups=[], capture_output=True, text=True,
-                          timeout=30, check=False)
+    done = subprocess.run(
+        ["/usr/bin/python3", "-c", probe, endpoint.socket],
+        user=stranger,
+        group=stranger,
+        extra_groups=[],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     assert done.stdout.strip() == "denied", (done.stdout, done.stderr)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="workspaces run under their own uid only as root")
 def test_clients_refuse_a_socket_swapped_for_one_of_roots(
-        ctx: AppContext, app: Any, live_url: str, owner: TestUser, kernel: Kernel,
-        workspace: dict[str, Any], tmp_path: Path) -> None:
+    ctx: AppContext,
+    app: Any,
+    live_url: str,
+    owner: TestUser,
+    kernel: Kernel,
+    workspace: dict[str, Any],
+    tmp_path: Path,
+) -> None:
     """The workspace's user owns its runtime folder and can replace its socket with a
     link: Balsam (root) must not then talk to whatever root-only socket it names."""
     endpoint = ctx.providers.workspaces.endpoint(workspace["id"])
@@ -312,8 +357,12 @@ def test_clients_refuse_a_socket_swapped_for_one_of_roots(
         response = httpx.get(f"{live_url}{workspace['url']}api/status", headers=owner.headers)
         assert response.status_code == 502, response.text
         with pytest.raises(InvalidHandshake):  # a WebSocket always opens a new connection
-            connect(f"{live_url.replace('http', 'ws')}{workspace['url']}api/kernels/"
-                    f"{kernel.id}/channels", additional_headers=owner.headers, open_timeout=10)
+            connect(
+                f"{live_url.replace('http', 'ws')}{workspace['url']}api/kernels/"
+                f"{kernel.id}/channels",
+                additional_headers=owner.headers,
+                open_timeout=10,
+            )
         roots.settimeout(0.5)
         with contextlib.suppress(TimeoutError):
             while True:  # the proxy hung up on root's socket before sending a byte
@@ -324,25 +373,33 @@ def test_clients_refuse_a_socket_swapped_for_one_of_roots(
         os.unlink(endpoint.socket)
         os.rename(moved, endpoint.socket)
         roots.close()
-    assert httpx.get(f"{live_url}{workspace['url']}api/status",
-                     headers=owner.headers).status_code == 200
+    assert (
+        httpx.get(f"{live_url}{workspace['url']}api/status", headers=owner.headers).status_code
+        == 200
+    )
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="workspaces run under their own uid only as root")
 def test_workspace_cannot_read_balsams_data(kernel: Kernel, ctx: AppContext) -> None:
     data_dir = ctx.settings.data_dir.resolve()
     secrets_dir = ctx.workspace_secrets.root
-    targets = [data_dir / "git", secrets_dir, data_dir / "workspaces",
-               *(p for p in [data_dir / "balsam.db"] if p.exists())]
-    code = "\n".join([
-        "import os",
-        "for path in %r:" % [str(t) for t in targets],
-        "    try:",
-        "        os.listdir(path) if os.path.isdir(path) else open(path, 'rb').read(1)",
-        "        print('READ', path)",
-        "    except PermissionError:",
-        "        print('denied', path)",
-    ])
+    targets = [
+        data_dir / "git",
+        secrets_dir,
+        data_dir / "workspaces",
+        *(p for p in [data_dir / "balsam.db"] if p.exists()),
+    ]
+    code = "\n".join(
+        [
+            "import os",
+            "for path in %r:" % [str(t) for t in targets],
+            "    try:",
+            "        os.listdir(path) if os.path.isdir(path) else open(path, 'rb').read(1)",
+            "        print('READ', path)",
+            "    except PermissionError:",
+            "        print('denied', path)",
+        ]
+    )
     result = kernel.execute(code)
     assert result.error is None, result
     assert "READ" not in result.stdout, result.stdout
@@ -350,15 +407,20 @@ def test_workspace_cannot_read_balsams_data(kernel: Kernel, ctx: AppContext) -> 
 
 
 def test_scb_minio_notebook_runs_in_the_workspace(
-        kernel: Kernel, ctx: AppContext, owner: TestUser, ws_project: dict[str, Any],
-        scb_library: dict[str, Any]) -> None:
+    kernel: Kernel,
+    ctx: AppContext,
+    owner: TestUser,
+    ws_project: dict[str, Any],
+    scb_library: dict[str, Any],
+) -> None:
     """SCB's own notebook (minio client, object tags and metadata) runs unmodified
     but for the bucket name, in the workspace's environment."""
     pid, resource = ws_project["id"], "Resources/Datalagring - Minio-s3"
     copied = owner.client.put(copy_url(pid, scb_library["id"], resource))
     assert copied.status_code == 200, copied.text
     bucket = ws_project["bucket"]
-    result = kernel.execute(f"""
+    result = kernel.execute(
+        f"""
 import json, os, subprocess, sys
 repo = os.path.expanduser('~/{pid}')
 subprocess.run(['git', 'pull', '-q'], cwd=repo, check=True)
@@ -374,7 +436,9 @@ done = subprocess.run([sys.executable, '-m', 'nbconvert', '--to', 'notebook', '-
 assert done.returncode == 0, done.stderr[-2000:]
 out = json.load(open(os.path.join(folder, 'done.ipynb')))
 print(''.join(''.join(o.get('text', '')) for c in out['cells'] for o in c.get('outputs', [])))
-""", timeout=180)
+""",
+        timeout=180,
+    )
     assert result.error is None, result
     assert "Contents of filtest.txt" in result.stdout
     s3 = ctx.providers.storage._s3  # type: ignore[attr-defined]
@@ -385,38 +449,55 @@ print(''.join(''.join(o.get('text', '')) for c in out['cells'] for o in c.get('o
 
 
 def test_idle_workspace_is_culled_and_starts_again_with_its_home(
-        ctx: AppContext, live_url: str, owner: TestUser, kernel: Kernel,
-        workspace: dict[str, Any]) -> None:
+    ctx: AppContext, live_url: str, owner: TestUser, kernel: Kernel, workspace: dict[str, Any]
+) -> None:
     wid = workspace["id"]
-    assert kernel.execute("open(__import__('os').path.expanduser('~/kvar.txt'), 'w')"
-                          ".write('kvar')").error is None
+    assert (
+        kernel.execute(
+            "open(__import__('os').path.expanduser('~/kvar.txt'), 'w').write('kvar')"
+        ).error
+        is None
+    )
     kernel.close()
     long_ago = datetime.now(UTC) - timedelta(hours=3)
     with ctx.sessions() as session, session.begin():
-        session.execute(update(Workspace).where(Workspace.id == wid).values(
-            started_at=long_ago, last_activity_at=long_ago))
+        session.execute(
+            update(Workspace)
+            .where(Workspace.id == wid)
+            .values(started_at=long_ago, last_activity_at=long_ago)
+        )
     ctx.supervisor.check()
     body = wait_state(owner, wid, "stopped", timeout=30)
     assert "without kernel or terminal activity" in body["stateReason"]
-    assert httpx.get(f"{live_url}/workspaces/{wid}/api/status",
-                     headers=owner.headers).status_code == 503
+    assert (
+        httpx.get(f"{live_url}/workspaces/{wid}/api/status", headers=owner.headers).status_code
+        == 503
+    )
     assert owner.client.post(f"/api/v1/workspaces/{wid}/start").status_code == 202
     wait_state(owner, wid, "running", timeout=120)
     again = Kernel(live_url, wid, owner.headers)
     try:
-        assert again.execute("print(open(__import__('os').path.expanduser('~/kvar.txt'))"
-                             ".read())").stdout.strip() == "kvar"
+        assert (
+            again.execute(
+                "print(open(__import__('os').path.expanduser('~/kvar.txt')).read())"
+            ).stdout.strip()
+            == "kvar"
+        )
     finally:
         again.close()
 
 
 def test_a_restarted_control_plane_finds_running_servers(
-        ctx: AppContext, owner: TestUser, workspace: dict[str, Any]) -> None:
+    ctx: AppContext, owner: TestUser, workspace: dict[str, Any]
+) -> None:
     wid = workspace["id"]
     wait_state(owner, wid, "running", timeout=120)
     provider = ctx.providers.workspaces
-    fresh = LocalWorkspaceProvider(provider.root, provider.environments,  # type: ignore[attr-defined]
-                                   uid_base=provider.uid_base)  # type: ignore[attr-defined]
+    fresh = LocalWorkspaceProvider(
+        provider.root,
+        provider.environments,  # type: ignore[attr-defined]
+        uid_base=provider.uid_base,
+    )  # type: ignore[attr-defined]
     assert fresh.running() == [wid] or wid in fresh.running()
     endpoint = fresh.endpoint(wid)
     assert endpoint is not None and endpoint.socket is not None
@@ -424,10 +505,13 @@ def test_a_restarted_control_plane_finds_running_servers(
 
 
 def test_a_dead_server_is_marked_and_found_stopped_after_restart(
-        ctx: AppContext, owner: TestUser, workspace: dict[str, Any]) -> None:
+    ctx: AppContext, owner: TestUser, workspace: dict[str, Any]
+) -> None:
     wid = workspace["id"]
-    pid = json.loads((ctx.providers.workspaces.root / wid / "run.json")  # type: ignore[attr-defined]
-                     .read_text())["pid"]
+    pid = json.loads(
+        (ctx.providers.workspaces.root / wid / "run.json")  # type: ignore[attr-defined]
+        .read_text()
+    )["pid"]
     os.killpg(pid, signal.SIGKILL)
     for _ in range(100):  # the kill lands asynchronously
         ctx.supervisor.check()
@@ -440,4 +524,3 @@ def test_a_dead_server_is_marked_and_found_stopped_after_restart(
         session.execute(update(Workspace).where(Workspace.id == wid).values(state="running"))
     ctx.supervisor.reattach()
     assert wait_state(owner, wid, "stopped", timeout=10)["stateReason"].startswith("Its server")
-

@@ -100,12 +100,19 @@ def owner(ctx: AppContext, app: Any) -> Iterator[TestUser]:
 def workspace(ctx: AppContext, owner: TestUser, supervisor: Any) -> Iterator[dict[str, Any]]:
     provider: Any = ctx.providers.workspaces
     default, provider.max_processes = provider.max_processes, LIMIT
-    project = owner.client.post("/api/v1/projects", json={
-        "name": "Processer", "description": "", "branchName": "main"})
+    project = owner.client.post(
+        "/api/v1/projects", json={"name": "Processer", "description": "", "branchName": "main"}
+    )
     assert project.status_code == 201, project.text
-    created = owner.client.post("/api/v1/workspaces", json={
-        "name": "Gränser", "templateId": "python", "projectId": project.json()["id"],
-        "branchId": "main"})
+    created = owner.client.post(
+        "/api/v1/workspaces",
+        json={
+            "name": "Gränser",
+            "templateId": "python",
+            "projectId": project.json()["id"],
+            "branchId": "main",
+        },
+    )
     assert created.status_code == 201, created.text
     try:
         yield wait_state(owner, created.json()["id"], "running")
@@ -123,7 +130,8 @@ def _uid(ctx: AppContext, workspace_id: str) -> int:
 
 
 def test_a_fork_bomb_stops_at_the_limit_and_the_kernel_survives(
-        live_url: str, owner: TestUser, workspace: dict[str, Any]) -> None:
+    live_url: str, owner: TestUser, workspace: dict[str, Any]
+) -> None:
     kernel = Kernel(live_url, workspace["id"], owner.headers)
     try:
         result = kernel.execute(FORK_BOMB, timeout=180)
@@ -142,7 +150,8 @@ def test_a_fork_bomb_stops_at_the_limit_and_the_kernel_survives(
 
 
 def test_stop_leaves_no_process_of_the_workspace_not_even_a_fork_chain(
-        ctx: AppContext, live_url: str, owner: TestUser, workspace: dict[str, Any]) -> None:
+    ctx: AppContext, live_url: str, owner: TestUser, workspace: dict[str, Any]
+) -> None:
     wid = workspace["id"]
     uid = _uid(ctx, wid)
     out = ctx.providers.workspaces.root / wid / "home" / "chain.out"  # type: ignore[attr-defined]
@@ -158,7 +167,8 @@ def test_stop_leaves_no_process_of_the_workspace_not_even_a_fork_chain(
     while (growing := _grows(out)) or processes_of(uid):
         assert time.monotonic() < deadline, (
             f"still running after stop: chain {'alive' if growing else 'gone'}, "
-            f"pids {processes_of(uid)[:10]}")
+            f"pids {processes_of(uid)[:10]}"
+        )
 
 
 def _grows(path: Path) -> bool:

@@ -134,8 +134,11 @@ class AuditLog:
         while True:
             with self._sessions() as session:
                 batch = session.scalars(
-                    select(AuditEvent).where(AuditEvent.id > last_id)
-                    .order_by(AuditEvent.id).limit(1000)).all()
+                    select(AuditEvent)
+                    .where(AuditEvent.id > last_id)
+                    .order_by(AuditEvent.id)
+                    .limit(1000)
+                ).all()
             if not batch:
                 return
             yield from batch

@@ -34,8 +34,24 @@ class AuditPage(BaseModel):
 
 
 def page(rows: list[AuditEvent], total: int, limit: int, offset: int) -> AuditPage:
-    return AuditPage(events=[AuditEventPublic(
-        id=e.id, at=e.at, actor=e.actor, action=e.action, target=e.target,
-        project_id=e.project_id, outcome=e.outcome, request_id=e.request_id,
-        details=e.details, hash=e.hash, prev_hash=e.prev_hash) for e in rows],
-        total=total, limit=limit, offset=offset)
+    return AuditPage(
+        events=[
+            AuditEventPublic(
+                id=e.id,
+                at=e.at,
+                actor=e.actor,
+                action=e.action,
+                target=e.target,
+                project_id=e.project_id,
+                outcome=e.outcome,
+                request_id=e.request_id,
+                details=e.details,
+                hash=e.hash,
+                prev_hash=e.prev_hash,
+            )
+            for e in rows
+        ],
+        total=total,
+        limit=limit,
+        offset=offset,
+    )

@@ -30,12 +30,17 @@ class CredentialService:
             project = require(self.ctx, session, actor, project_id, "member", "credential.create")
         undo = Compensations()
         with Journal(self.ctx).running("credential.create", project_id, actor, undo=undo):
-            key = undo.attempt("key", lambda: self.storage.create_key(
-                project.bucket, label=f"{actor.username}@{project_id}"))
+            key = undo.attempt(
+                "key",
+                lambda: self.storage.create_key(
+                    project.bucket, label=f"{actor.username}@{project_id}"
+                ),
+            )
             undo.push("key", lambda: self.storage.revoke_key(key.access_key))
             crash_point("credential.create", "key")
-            row = Credential(access_key=key.access_key, project_id=project_id,
-                             user_id=actor.user_id, name=name)
+            row = Credential(
+                access_key=key.access_key, project_id=project_id, user_id=actor.user_id, name=name
+            )
             with self.ctx.sessions() as session, session.begin():
                 session.add(row)
         self._audit(actor, "credential.create", project_id, key.access_key)
@@ -45,9 +50,12 @@ class CredentialService:
         """``(credential, owner username)``; everyone's for owners and admins."""
         with self.ctx.sessions() as session:
             require(self.ctx, session, actor, project_id, "member", "credential.list")
-            stmt = (select(Credential, User.username).join(User)
-                    .where(Credential.project_id == project_id)
-                    .order_by(Credential.created_at))
+            stmt = (
+                select(Credential, User.username)
+                .join(User)
+                .where(Credential.project_id == project_id)
+                .order_by(Credential.created_at)
+            )
             if not (actor.is_admin or role_of(session, actor, project_id) == "owner"):
                 stmt = stmt.where(Credential.user_id == actor.user_id)
             return [(c, u) for c, u in session.execute(stmt)]
@@ -57,8 +65,11 @@ class CredentialService:
             require(self.ctx, session, actor, project_id, "member", "credential.revoke")
             row = session.get(Credential, access_key)
             privileged = actor.is_admin or role_of(session, actor, project_id) == "owner"
-            if row is None or row.project_id != project_id or (
-                    row.user_id != actor.user_id and not privileged):
+            if (
+                row is None
+                or row.project_id != project_id
+                or (row.user_id != actor.user_id and not privileged)
+            ):
                 raise NotFound("No such credential in this project.")
         with Journal(self.ctx).running("credential.revoke", project_id, actor, access_key):
             self.storage.revoke_key(access_key)
@@ -70,7 +81,12 @@ class CredentialService:
         self._audit(actor, "credential.revoke", project_id, access_key)
 
     def _audit(self, actor: Actor, action: str, project_id: str, access_key: str) -> None:
-        self.ctx.audit.record(AuditRecord(
-            actor=actor.username, action=action,
-            target=f"project:{project_id}/credential:{access_key}",
-            project_id=project_id, request_id=actor.request_id))
+        self.ctx.audit.record(
+            AuditRecord(
+                actor=actor.username,
+                action=action,
+                target=f"project:{project_id}/credential:{access_key}",
+                project_id=project_id,
+                request_id=actor.request_id,
+            )
+        )

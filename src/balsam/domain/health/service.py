@@ -71,8 +71,9 @@ class HealthService:
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
 
-    def readiness(self, runner: CheckRunner, *, library_sync_running: bool,
-                  timeout: float = 3.0) -> Readiness:
+    def readiness(
+        self, runner: CheckRunner, *, library_sync_running: bool, timeout: float = 3.0
+    ) -> Readiness:
         """The state of the database, storage, git, the workspace supervisor and the
         knowledge-library sync, within ``timeout`` seconds (checks run in ``runner``)."""
         ctx = self.ctx

@@ -41,21 +41,32 @@ class SystemStatus:
         return all(state == "ok" for state in self.components.values())
 
 
-def system_status(ctx: AppContext, actor: Actor, runner: CheckRunner, *,
-                  library_sync_running: bool) -> SystemStatus:
+def system_status(
+    ctx: AppContext, actor: Actor, runner: CheckRunner, *, library_sync_running: bool
+) -> SystemStatus:
     """The status of this installation; administrators only (403 otherwise).
     Bounded in time like readiness: a hung backend shows as ``timeout``."""
     if not actor.is_admin:
         raise Forbidden("Administrators only.")
     readiness = HealthService(ctx).readiness(runner, library_sync_running=library_sync_running)
     with ctx.sessions() as session:
-        libraries = [LibrarySync(name=lib.name, status=lib.sync_status,
-                                 last_synced_at=lib.last_synced_at, error=lib.sync_error)
-                     for lib in session.scalars(select(KnowledgeLibrary)
-                                                .order_by(KnowledgeLibrary.name))]
+        libraries = [
+            LibrarySync(
+                name=lib.name,
+                status=lib.sync_status,
+                last_synced_at=lib.last_synced_at,
+                error=lib.sync_error,
+            )
+            for lib in session.scalars(select(KnowledgeLibrary).order_by(KnowledgeLibrary.name))
+        ]
         repairs = session.scalar(select(func.count()).select_from(PendingOperation)) or 0
     settings = ctx.settings
-    return SystemStatus(components=readiness.components, libraries=libraries,
-                        pending_repairs=repairs, version=__version__,
-                        database=ctx.engine.dialect.name, storage=settings.storage.provider,
-                        workspaces=settings.workspaces.provider)
+    return SystemStatus(
+        components=readiness.components,
+        libraries=libraries,
+        pending_repairs=repairs,
+        version=__version__,
+        database=ctx.engine.dialect.name,
+        storage=settings.storage.provider,
+        workspaces=settings.workspaces.provider,
+    )

@@ -48,6 +48,9 @@ def check_password_policy(password: str, *, username: str, min_length: int) -> N
     if problems:
         raise InvalidInput(
             "The password " + ", and ".join(problems) + ".",
-            details={"errors": [{"loc": ["password"], "msg": p, "type": "password_policy"}
-                                for p in problems]},
+            details={
+                "errors": [
+                    {"loc": ["password"], "msg": p, "type": "password_policy"} for p in problems
+                ]
+            },
         )

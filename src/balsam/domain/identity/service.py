@@ -104,30 +104,37 @@ class IdentityService:
         if own and data.is_admin is False:
             # The acting administrator always remains one, so the platform
             # never ends up without anybody who can manage it.
-            raise Conflict("You cannot remove your own administrator rights; "
-                           "ask another administrator.")
+            raise Conflict(
+                "You cannot remove your own administrator rights; ask another administrator."
+            )
         with self.ctx.sessions() as session, session.begin():
             user = self._user(session, username)
             for field, value in data.model_dump(exclude_none=True, by_alias=False).items():
                 setattr(user, field, value)
             if data.is_active is False:
                 session.execute(delete(LoginSession).where(LoginSession.user_id == user.id))
-        self._audit(actor, "user.update", f"user:{username}",
-                    details=data.model_dump(exclude_none=True, by_alias=True))
+        self._audit(
+            actor,
+            "user.update",
+            f"user:{username}",
+            details=data.model_dump(exclude_none=True, by_alias=True),
+        )
         return user
 
     def get_user(self, username: str) -> User:
         with self.ctx.sessions() as session:
             return self._user(session, username)
 
-    def list_users(self, *, query: str = "", limit: int = 50, offset: int = 0
-                   ) -> tuple[list[User], int]:
+    def list_users(
+        self, *, query: str = "", limit: int = 50, offset: int = 0
+    ) -> tuple[list[User], int]:
         with self.ctx.sessions() as session:
             stmt = select(User)
             if query:
                 like = f"%{query.casefold()}%"
-                stmt = stmt.where(or_(User.username.like(like),
-                                      func.lower(User.display_name).like(like)))
+                stmt = stmt.where(
+                    or_(User.username.like(like), func.lower(User.display_name).like(like))
+                )
             total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
             rows = session.scalars(stmt.order_by(User.username).limit(limit).offset(offset)).all()
             return list(rows), total
@@ -140,8 +147,12 @@ class IdentityService:
         generated = None
         if password is None:
             generated = password = secrets.token_urlsafe(18)
-        self.create_user(None, UserCreate(username=username, password=password, is_admin=True,
-                                          display_name="Administrator"))
+        self.create_user(
+            None,
+            UserCreate(
+                username=username, password=password, is_admin=True, display_name="Administrator"
+            ),
+        )
         return generated
 
     @staticmethod
@@ -152,13 +163,16 @@ class IdentityService:
         return user
 
     # -- authentication --------------------------------------------------------
-    def login_password(self, username: str, password: str, *, address: str,
-                       request_id: str = "") -> User:
+    def login_password(
+        self, username: str, password: str, *, address: str, request_id: str = ""
+    ) -> User:
         """Check a password under the rate limit; audit the outcome."""
         wait = self._lock_seconds_left(username, address)
         if wait:
-            raise RateLimited("Too many failed logins; try again later.",
-                              details={"audited": True, "retryAfterSeconds": wait})
+            raise RateLimited(
+                "Too many failed logins; try again later.",
+                details={"audited": True, "retryAfterSeconds": wait},
+            )
         with self.ctx.sessions() as session, session.begin():
             user = session.scalar(select(User).where(User.username == username))
             ok = verify_password(user.password_hash if user else None, password)
@@ -179,15 +193,24 @@ class IdentityService:
         of the address) is inside the window; the lock ends when it leaves."""
         now = utcnow()
         since = now - timedelta(seconds=self.auth.login_window_seconds)
-        limits = ((LoginFailure.address == address[:64], self._address_limit()),
-                  (and_(LoginFailure.username == username[:64],
-                        LoginFailure.address == address[:64]), self.auth.login_max_failures))
+        limits = (
+            (LoginFailure.address == address[:64], self._address_limit()),
+            (
+                and_(LoginFailure.username == username[:64], LoginFailure.address == address[:64]),
+                self.auth.login_max_failures,
+            ),
+        )
         oldest_counted: list[datetime] = []
         with self.ctx.sessions() as session, session.begin():
             session.execute(delete(LoginFailure).where(LoginFailure.at < since))
             for where, limit in limits:
-                nth = session.scalar(select(LoginFailure.at).where(where, LoginFailure.at >= since)
-                                     .order_by(LoginFailure.at.desc()).offset(limit - 1).limit(1))
+                nth = session.scalar(
+                    select(LoginFailure.at)
+                    .where(where, LoginFailure.at >= since)
+                    .order_by(LoginFailure.at.desc())
+                    .offset(limit - 1)
+                    .limit(1)
+                )
                 if nth is not None:
                     oldest_counted.append(nth)
         if not oldest_counted:
@@ -197,12 +220,19 @@ class IdentityService:
     def _address_limit(self) -> int:
         return self.auth.login_max_failures_per_address or self.auth.login_max_failures
 
-    def _audit_login(self, username: str, outcome: str, address: str, request_id: str,
-                     why: str) -> None:
-        self.ctx.audit.record(AuditRecord(
-            actor=username[:64], action="auth.login", target=f"user:{username[:64]}",
-            outcome=outcome, request_id=request_id,  # type: ignore[arg-type]
-            details={"address": address, **({"reason": why} if why else {})}))
+    def _audit_login(
+        self, username: str, outcome: str, address: str, request_id: str, why: str
+    ) -> None:
+        self.ctx.audit.record(
+            AuditRecord(
+                actor=username[:64],
+                action="auth.login",
+                target=f"user:{username[:64]}",
+                outcome=outcome,  # type: ignore[arg-type]
+                request_id=request_id,
+                details={"address": address, **({"reason": why} if why else {})},
+            )
+        )
 
     def authenticate_token(self, token: str) -> User:
         """The active user owning a live (unexpired, unrevoked) token."""
@@ -222,8 +252,11 @@ class IdentityService:
         """Create a login session; return the cookie value (shown once) and the row."""
         value = secrets.token_urlsafe(32)
         row = LoginSession(
-            id_hash=sha256(value), user_id=user.id, csrf_token=secrets.token_urlsafe(24),
-            expires_at=utcnow() + timedelta(hours=self.auth.session_ttl_hours))
+            id_hash=sha256(value),
+            user_id=user.id,
+            csrf_token=secrets.token_urlsafe(24),
+            expires_at=utcnow() + timedelta(hours=self.auth.session_ttl_hours),
+        )
         with self.ctx.sessions() as session, session.begin():
             session.add(row)
         return value, row
@@ -241,7 +274,8 @@ class IdentityService:
     def end_session(self, cookie_value: str) -> None:
         with self.ctx.sessions() as session, session.begin():
             session.execute(
-                delete(LoginSession).where(LoginSession.id_hash == sha256(cookie_value)))
+                delete(LoginSession).where(LoginSession.id_hash == sha256(cookie_value))
+            )
 
     # -- tokens ----------------------------------------------------------------
     def create_token(self, actor: Actor, data: TokenCreate) -> tuple[ApiToken, str]:
@@ -249,9 +283,12 @@ class IdentityService:
             raise InvalidInput(f"expiresInDays must be at most {self.auth.token_max_days}.")
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         row = ApiToken(
-            id=secrets.token_hex(8), user_id=actor.user_id, name=data.name,
+            id=secrets.token_hex(8),
+            user_id=actor.user_id,
+            name=data.name,
             token_hash=sha256(token),
-            expires_at=utcnow() + timedelta(days=data.expires_in_days))
+            expires_at=utcnow() + timedelta(days=data.expires_in_days),
+        )
         with self.ctx.sessions() as session, session.begin():
             session.add(row)
         self._audit(actor, "token.create", f"token:{row.id}", details={"name": data.name})
@@ -259,10 +296,13 @@ class IdentityService:
 
     def list_tokens(self, actor: Actor) -> list[ApiToken]:
         with self.ctx.sessions() as session:
-            return list(session.scalars(
-                select(ApiToken).where(ApiToken.user_id == actor.user_id,
-                                       ApiToken.revoked_at.is_(None))
-                .order_by(ApiToken.created_at)).all())
+            return list(
+                session.scalars(
+                    select(ApiToken)
+                    .where(ApiToken.user_id == actor.user_id, ApiToken.revoked_at.is_(None))
+                    .order_by(ApiToken.created_at)
+                ).all()
+            )
 
     def revoke_token(self, actor: Actor, token_id: str) -> None:
         with self.ctx.sessions() as session, session.begin():
@@ -272,8 +312,20 @@ class IdentityService:
             row.revoked_at = utcnow()
         self._audit(actor, "token.revoke", f"token:{token_id}")
 
-    def _audit(self, actor: Actor | None, action: str, target: str, *,
-               details: dict[str, object] | None = None) -> None:
-        self.ctx.audit.record(AuditRecord(
-            actor=actor.username if actor else "system", action=action, target=target,
-            request_id=actor.request_id if actor else "", details=dict(details or {})))
+    def _audit(
+        self,
+        actor: Actor | None,
+        action: str,
+        target: str,
+        *,
+        details: dict[str, object] | None = None,
+    ) -> None:
+        self.ctx.audit.record(
+            AuditRecord(
+                actor=actor.username if actor else "system",
+                action=action,
+                target=target,
+                request_id=actor.request_id if actor else "",
+                details=dict(details or {}),
+            )
+        )

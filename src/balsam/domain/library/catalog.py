@@ -53,9 +53,14 @@ class LibraryLinks:
         return f"{self.base}/render/{encode_file_id(path)}"
 
     def file(self, tree: LibraryTree, path: str) -> LibraryFile:
-        return LibraryFile(id=encode_file_id(path), path=path, name=posixpath.basename(path),
-                           size=tree.size(path), content_url=self.content(path),
-                           render_url=self.render(path))
+        return LibraryFile(
+            id=encode_file_id(path),
+            path=path,
+            name=posixpath.basename(path),
+            size=tree.size(path),
+            content_url=self.content(path),
+            render_url=self.render(path),
+        )
 
 
 def top_folder(tree: LibraryTree, name: str) -> str | None:
@@ -74,6 +79,7 @@ def find_readme(tree: LibraryTree, folder: str) -> str | None:
 
 # -- articles ---------------------------------------------------------------------
 
+
 def articles(tree: LibraryTree, links: LibraryLinks) -> list[Article]:
     """Every markdown file under Articles/, sorted by category, then title."""
     root = top_folder(tree, "Articles")
@@ -85,9 +91,12 @@ def articles(tree: LibraryTree, links: LibraryLinks) -> list[Article]:
     for path in paths:
         stem = posixpath.splitext(posixpath.basename(path))[0]
         title = heading(texts.get(path, b"").decode("utf-8", "replace")) or stem
-        category = posixpath.dirname(path)[len(root) + 1:]
-        found.append(Article(**links.file(tree, path).model_dump(by_alias=False), title=title,
-                             category=category))
+        category = posixpath.dirname(path)[len(root) + 1 :]
+        found.append(
+            Article(
+                **links.file(tree, path).model_dump(by_alias=False), title=title, category=category
+            )
+        )
     return sorted(found, key=lambda a: (a.category.casefold(), a.title.casefold()))
 
 
@@ -105,6 +114,7 @@ def heading(markdown: str) -> str | None:
 
 # -- resources ---------------------------------------------------------------------
 
+
 def resources(tree: LibraryTree, links: LibraryLinks) -> ResourceCatalog:
     root = top_folder(tree, "Resources")
     if root is None:
@@ -115,21 +125,29 @@ def resources(tree: LibraryTree, links: LibraryLinks) -> ResourceCatalog:
             shared.append(links.file(tree, entry.path))
             continue
         readme = find_readme(tree, entry.path)
-        found.append(Resource(
-            name=entry.name, path=entry.path,
-            readme=links.file(tree, readme) if readme else None,
-            files=[links.file(tree, p) for p in tree.files_under(entry.path)]))
+        found.append(
+            Resource(
+                name=entry.name,
+                path=entry.path,
+                readme=links.file(tree, readme) if readme else None,
+                files=[links.file(tree, p) for p in tree.files_under(entry.path)],
+            )
+        )
     return ResourceCatalog(resources=found, shared_files=shared)
 
 
 # -- templates ---------------------------------------------------------------------
 
+
 def templates(tree: LibraryTree, links: LibraryLinks) -> list[Template]:
     root = top_folder(tree, "Templates")
     if root is None:
         return []
-    paths = [e.path for e in tree.children(root)
-             if e.type == "File" and e.name.casefold().endswith(".json")]
+    paths = [
+        e.path
+        for e in tree.children(root)
+        if e.type == "File" and e.name.casefold().endswith(".json")
+    ]
     texts = tree.read_many(paths, max_bytes=MAX_TEMPLATE_BYTES)
     return [template(path, texts.get(path)) for path in paths]
 
@@ -140,9 +158,15 @@ def template(path: str, raw: bytes | None) -> Template:
     data, problem = _template_data(raw)
     if data is None:
         return Template(id=encode_file_id(path), path=path, name=stem, error=problem)
-    return Template(id=encode_file_id(path), path=path, name=data.get("name") or stem,
-                    git=data.get("git"), html=_http_or_none(data.get("html")),
-                    description=data.get("description") or "", tags=data.get("tags") or [])
+    return Template(
+        id=encode_file_id(path),
+        path=path,
+        name=data.get("name") or stem,
+        git=data.get("git"),
+        html=_http_or_none(data.get("html")),
+        description=data.get("description") or "",
+        tags=data.get("tags") or [],
+    )
 
 
 def _template_data(raw: bytes | None) -> tuple[dict[str, Any] | None, str | None]:
@@ -164,8 +188,7 @@ def _template_problem(data: dict[str, Any]) -> str | None:
         if data.get(key) is not None and not isinstance(data[key], str):
             return f"'{key}' must be a string."
     tags = data.get("tags")
-    if tags is not None and not (isinstance(tags, list) and
-                                 all(isinstance(t, str) for t in tags)):
+    if tags is not None and not (isinstance(tags, list) and all(isinstance(t, str) for t in tags)):
         return "'tags' must be a list of strings."
     return None
 
@@ -176,13 +199,17 @@ def _http_or_none(url: str | None) -> str | None:
 
 # -- example projects --------------------------------------------------------------
 
+
 def examples(tree: LibraryTree, links: LibraryLinks) -> ExampleCatalog:
     root = top_folder(tree, "ExampleProjects")
     if root is None:
         return ExampleCatalog(readme=None, examples=[])
     readme = find_readme(tree, root)
-    found = [example(tree, links, entry.path, entry.name)
-             for entry in tree.children(root) if entry.type == "Folder"]
+    found = [
+        example(tree, links, entry.path, entry.name)
+        for entry in tree.children(root)
+        if entry.type == "Folder"
+    ]
     return ExampleCatalog(readme=links.file(tree, readme) if readme else None, examples=found)
 
 
@@ -192,9 +219,15 @@ def example(tree: LibraryTree, links: LibraryLinks, path: str, name: str) -> Exa
     for entry in tree.children(path):
         variant_readme = find_readme(tree, entry.path) if entry.type == "Folder" else None
         if variant_readme:
-            variants.append(ExampleVariant(name=entry.name, path=entry.path,
-                                           readme=links.file(tree, variant_readme)))
-    return ExampleProject(name=name, path=path,
-                          readme=links.file(tree, readme) if readme else None,
-                          files=[links.file(tree, p) for p in tree.files_under(path)],
-                          variants=variants)
+            variants.append(
+                ExampleVariant(
+                    name=entry.name, path=entry.path, readme=links.file(tree, variant_readme)
+                )
+            )
+    return ExampleProject(
+        name=name,
+        path=path,
+        readme=links.file(tree, readme) if readme else None,
+        files=[links.file(tree, p) for p in tree.files_under(path)],
+        variants=variants,
+    )

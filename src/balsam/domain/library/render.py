@@ -44,14 +44,16 @@ LINK_REL = "noopener noreferrer nofollow"
 _MARKDOWN = (".md", ".markdown")
 _IMAGES = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".svg")
 _LEXER_BY_SUFFIX = {".r": "r", ".pipeline": "json", ".ipynb": "json", ".csv": "text"}
-_IMAGE_MAGIC = {"image/png": (b"\x89PNG\r\n\x1a\n",), "image/jpeg": (b"\xff\xd8\xff",),
-                "image/gif": (b"GIF87a", b"GIF89a")}
+_IMAGE_MAGIC = {
+    "image/png": (b"\x89PNG\r\n\x1a\n",),
+    "image/jpeg": (b"\xff\xd8\xff",),
+    "image/gif": (b"GIF87a", b"GIF89a"),
+}
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 _CLASSED = ("code", "span", "div", "pre")
 
 
-def render_file(tree: LibraryTree, path: str, links: LibraryLinks, *, max_bytes: int
-                ) -> Rendered:
+def render_file(tree: LibraryTree, path: str, links: LibraryLinks, *, max_bytes: int) -> Rendered:
     """Render the file at ``path`` (NotFound unless it is a file of ``tree``)."""
     download = links.content(path)
     lower = path.casefold()
@@ -59,25 +61,33 @@ def render_file(tree: LibraryTree, path: str, links: LibraryLinks, *, max_bytes:
         return Rendered(path=path, kind="binary", html="", download_url=download)
     if lower.endswith(_IMAGES):
         alt = html.escape(posixpath.basename(path))
-        return Rendered(path=path, kind="image", html=f'<img src="{html.escape(download)}" '
-                        f'alt="{alt}">', download_url=download)
+        return Rendered(
+            path=path,
+            kind="image",
+            html=f'<img src="{html.escape(download)}" alt="{alt}">',
+            download_url=download,
+        )
     text = as_text(tree.read(path))
     if text is None:
         return Rendered(path=path, kind="binary", html="", download_url=download)
     resolve = LinkResolver(tree, posixpath.dirname(path), links)
     if lower.endswith(_MARKDOWN):
-        return Rendered(path=path, kind="markdown", html=render_markdown(text, resolve),
-                        download_url=download)
+        return Rendered(
+            path=path, kind="markdown", html=render_markdown(text, resolve), download_url=download
+        )
     if lower.endswith(".ipynb"):
         notebook = render_notebook(text, resolve)
         if notebook is not None:
             return Rendered(path=path, kind="notebook", html=notebook, download_url=download)
     if lower.endswith(".url"):
         url = shortcut_target(text)
-        return Rendered(path=path, kind="link", html=link_html(url), url=url,
-                        download_url=download)
-    return Rendered(path=path, kind="code", html=highlight_code(text, lexer_for_file(path)),
-                    download_url=download)
+        return Rendered(path=path, kind="link", html=link_html(url), url=url, download_url=download)
+    return Rendered(
+        path=path,
+        kind="code",
+        html=highlight_code(text, lexer_for_file(path)),
+        download_url=download,
+    )
 
 
 def as_text(data: bytes) -> str | None:
@@ -91,6 +101,7 @@ def as_text(data: bytes) -> str | None:
 
 
 # -- links ---------------------------------------------------------------------------
+
 
 class LinkResolver:
     """Turns a URL found in a file under ``base_dir`` into a safe one, or None."""
@@ -114,8 +125,7 @@ class LinkResolver:
         return self._inside(unquote(parts.path), "" if image else parts.fragment)
 
     def _inside(self, path: str, fragment: str) -> str | None:
-        joined = path.lstrip("/") if path.startswith("/") else \
-            posixpath.join(self.base_dir, path)
+        joined = path.lstrip("/") if path.startswith("/") else posixpath.join(self.base_dir, path)
         target = posixpath.normpath(joined)
         if target.startswith("..") or not self.tree.is_file(target):
             return None
@@ -131,20 +141,25 @@ def _attribute_filter(resolve: LinkResolver) -> Callable[[str, str, str], str | 
         if attribute == "class":
             return " ".join(c for c in value.split() if re.fullmatch(r"[\w-]{1,40}", c))
         return value
+
     return keep
 
 
 def sanitize(markup: str, resolve: LinkResolver) -> str:
     """``markup`` with everything active removed and URLs resolved (module docstring)."""
-    attributes = {tag: set(nh3.ALLOWED_ATTRIBUTES.get(tag, set())) | {"class"}
-                  for tag in _CLASSED}
+    attributes = {tag: set(nh3.ALLOWED_ATTRIBUTES.get(tag, set())) | {"class"} for tag in _CLASSED}
     return nh3.clean(
-        markup, attributes={**nh3.ALLOWED_ATTRIBUTES, **attributes},
-        url_schemes={"http", "https", "mailto"}, link_rel=LINK_REL, strip_comments=True,
-        attribute_filter=_attribute_filter(resolve))
+        markup,
+        attributes={**nh3.ALLOWED_ATTRIBUTES, **attributes},
+        url_schemes={"http", "https", "mailto"},
+        link_rel=LINK_REL,
+        strip_comments=True,
+        attribute_filter=_attribute_filter(resolve),
+    )
 
 
 # -- markdown ------------------------------------------------------------------------
+
 
 def _fence_highlight(code: str, language: str, _attrs: Any) -> str:
     try:
@@ -161,6 +176,7 @@ def render_markdown(text: str, resolve: LinkResolver) -> str:
 
 
 # -- code ----------------------------------------------------------------------------
+
 
 def lexer_for_file(path: str) -> Lexer:
     suffix = posixpath.splitext(path)[1].casefold()
@@ -185,6 +201,7 @@ def highlight_code(text: str, lexer: Lexer) -> str:
 
 
 # -- .url shortcuts --------------------------------------------------------------------
+
 
 def shortcut_target(text: str) -> str | None:
     """The ``URL=`` of an ``[InternetShortcut]`` file, if it is http(s)."""
@@ -217,6 +234,7 @@ def link_html(url: str | None) -> str:
 
 # -- notebooks -------------------------------------------------------------------------
 
+
 def render_notebook(text: str, resolve: LinkResolver) -> str | None:
     """A read-only view of an nbformat-4 notebook; None if it is not one."""
     try:
@@ -226,8 +244,9 @@ def render_notebook(text: str, resolve: LinkResolver) -> str | None:
     if not isinstance(notebook, dict) or not isinstance(notebook.get("cells"), list):
         return None
     lexer = lexer_for_language(_notebook_language(notebook))
-    return "".join(_cell(cell, lexer, resolve) for cell in notebook["cells"]
-                   if isinstance(cell, dict))
+    return "".join(
+        _cell(cell, lexer, resolve) for cell in notebook["cells"] if isinstance(cell, dict)
+    )
 
 
 def _notebook_language(notebook: dict[str, Any]) -> str:
@@ -235,8 +254,11 @@ def _notebook_language(notebook: dict[str, Any]) -> str:
     metadata = metadata if isinstance(metadata, dict) else {}
     for key in ("kernelspec", "language_info"):
         info = metadata.get(key)
-        name = info.get("language" if key == "kernelspec" else "name") \
-            if isinstance(info, dict) else None
+        name = (
+            info.get("language" if key == "kernelspec" else "name")
+            if isinstance(info, dict)
+            else None
+        )
         if isinstance(name, str) and name:
             return name
     return "python"
@@ -255,10 +277,15 @@ def _cell(cell: dict[str, Any], lexer: Lexer, resolve: LinkResolver) -> str:
     if kind != "code":
         return f'<div class="cell raw"><pre>{html.escape(source)}</pre></div>'
     outputs = cell.get("outputs")
-    rendered = "".join(_output(o) for o in outputs if isinstance(o, dict)) \
-        if isinstance(outputs, list) else ""
-    return (f'<div class="cell code"><div class="input">{highlight_code(source, lexer)}</div>'
-            f'<div class="outputs">{rendered}</div></div>')
+    rendered = (
+        "".join(_output(o) for o in outputs if isinstance(o, dict))
+        if isinstance(outputs, list)
+        else ""
+    )
+    return (
+        f'<div class="cell code"><div class="input">{highlight_code(source, lexer)}</div>'
+        f'<div class="outputs">{rendered}</div></div>'
+    )
 
 
 def _output(output: dict[str, Any]) -> str:

@@ -69,8 +69,9 @@ def read_files(tree: LibraryTree, mapping: dict[str, str]) -> dict[str, bytes]:
     """The contents keyed by target path; PayloadTooLarge past MAX_COPY_BYTES."""
     total = sum(tree.size(src) for src in mapping)
     if total > MAX_COPY_BYTES:
-        raise PayloadTooLarge(f"The selection is {total} bytes; at most {MAX_COPY_BYTES} "
-                              "can be copied at once.")
+        raise PayloadTooLarge(
+            f"The selection is {total} bytes; at most {MAX_COPY_BYTES} can be copied at once."
+        )
     contents = tree.read_many(list(mapping), max_bytes=MAX_COPY_BYTES)
     return {mapping[src]: contents[src] for src in mapping}
 
@@ -80,8 +81,16 @@ class ReuseService:
         self.ctx = ctx
         self.libraries = LibraryService(ctx)
 
-    def copy_to_branch(self, actor: Actor, project_id: str, branch_id: str, library_id: str,
-                       file_id: str, *, overwrite: bool = False) -> CopyResult:
+    def copy_to_branch(
+        self,
+        actor: Actor,
+        project_id: str,
+        branch_id: str,
+        library_id: str,
+        file_id: str,
+        *,
+        overwrite: bool = False,
+    ) -> CopyResult:
         BranchService(self.ctx).get(actor, project_id, branch_id)  # members only
         library = self.libraries.get(library_id)
         tree = self.libraries.tree(library_id)
@@ -91,26 +100,34 @@ class ReuseService:
             raise InvalidInput(f"'{path}' holds no files to copy.")
         self._refuse_existing(project_id, branch_id, set(mapping.values()), overwrite)
         files = read_files(tree, mapping)
-        message = (f"Copy {path} from knowledge library '{library.name}' ({library.id})\n\n"
-                   f"Library repository: {library.repository_url}\n"
-                   f"Library commit: {tree.commit}\n")
+        message = (
+            f"Copy {path} from knowledge library '{library.name}' ({library.id})\n\n"
+            f"Library repository: {library.repository_url}\n"
+            f"Library commit: {tree.commit}\n"
+        )
         commit = self.ctx.providers.git.commit_files(
-            project_id, branch_id, files, message=message, author=self._author(actor))
+            project_id, branch_id, files, message=message, author=self._author(actor)
+        )
         self._audit(actor, project_id, branch_id, library, path, tree, commit, len(files))
-        return CopyResult(commit=commit, library_commit=tree.commit or "",
-                          paths=sorted(files))
+        return CopyResult(commit=commit, library_commit=tree.commit or "", paths=sorted(files))
 
-    def _refuse_existing(self, project_id: str, branch_id: str, targets: set[str],
-                         overwrite: bool) -> None:
+    def _refuse_existing(
+        self, project_id: str, branch_id: str, targets: set[str], overwrite: bool
+    ) -> None:
         if overwrite:
             return
         existing = {e.path for e in self.ctx.providers.git.list_tree(project_id, branch_id)}
         clash = sorted(targets & existing)
         if clash:
-            raise Conflict(f"'{clash[0]}' already exists on this branch; pass overwrite=true "
-                           "to replace it.", details={"errors": [
-                               {"loc": ["fileId"], "msg": f"exists: {p}", "type": "exists"}
-                               for p in clash[:20]]})
+            raise Conflict(
+                f"'{clash[0]}' already exists on this branch; pass overwrite=true to replace it.",
+                details={
+                    "errors": [
+                        {"loc": ["fileId"], "msg": f"exists: {p}", "type": "exists"}
+                        for p in clash[:20]
+                    ]
+                },
+            )
 
     def _author(self, actor: Actor) -> Author:
         with self.ctx.sessions() as session:
@@ -119,14 +136,33 @@ class ReuseService:
         email = (user.email if user else "") or f"{actor.username}@balsam.local"
         return Author(name, email)
 
-    def _audit(self, actor: Actor, project_id: str, branch_id: str, library: KnowledgeLibrary,
-               path: str, tree: LibraryTree, commit: str, count: int) -> None:
-        self.ctx.audit.record(AuditRecord(
-            actor=actor.username, action="library.copy",
-            target=f"project:{project_id}/branch:{branch_id}"[:300], project_id=project_id,
-            request_id=actor.request_id,
-            details={"library": library.id, "path": path, "libraryCommit": tree.commit,
-                     "commit": commit, "files": count}))
+    def _audit(
+        self,
+        actor: Actor,
+        project_id: str,
+        branch_id: str,
+        library: KnowledgeLibrary,
+        path: str,
+        tree: LibraryTree,
+        commit: str,
+        count: int,
+    ) -> None:
+        self.ctx.audit.record(
+            AuditRecord(
+                actor=actor.username,
+                action="library.copy",
+                target=f"project:{project_id}/branch:{branch_id}"[:300],
+                project_id=project_id,
+                request_id=actor.request_id,
+                details={
+                    "library": library.id,
+                    "path": path,
+                    "libraryCommit": tree.commit,
+                    "commit": commit,
+                    "files": count,
+                },
+            )
+        )
 
 
 def project_source(ctx: AppContext, library_id: str, path: str) -> ProjectSource:
@@ -138,15 +174,21 @@ def project_source(ctx: AppContext, library_id: str, path: str) -> ProjectSource
     if tree.is_file(path) and path.casefold().endswith(".json"):
         found = template(path, tree.read(path, max_bytes=64 * 1024))
         if found.error or not found.git:
-            raise InvalidInput(f"The template {path} cannot be used: "
-                               f"{found.error or 'it names no git repository'}.")
-        return ProjectSource(files={}, source_url=found.git, label=f"template {where}",
-                             location=found.git)
+            raise InvalidInput(
+                f"The template {path} cannot be used: "
+                f"{found.error or 'it names no git repository'}."
+            )
+        return ProjectSource(
+            files={}, source_url=found.git, label=f"template {where}", location=found.git
+        )
     if tree.is_folder(path):
         mapping = {src: posixpath.relpath(src, path) for src in tree.files_under(path)}
         if not mapping:
             raise InvalidInput(f"'{path}' holds no files.")
-        return ProjectSource(files=read_files(tree, mapping), source_url=None,
-                             label=f"example {where}",
-                             location=f"library:{library.id}/{path}@{tree.commit}")
+        return ProjectSource(
+            files=read_files(tree, mapping),
+            source_url=None,
+            label=f"example {where}",
+            location=f"library:{library.id}/{path}@{tree.commit}",
+        )
     raise NotFound(f"No template or example project '{path}' in this library.")

@@ -20,12 +20,18 @@ class _Out(BaseModel):
 class LibraryCreate(ApiModel):
     name: str = Field(max_length=10_000)
     description: str = Field("", max_length=10_000)
-    repository_url: str = Field(alias="repositoryUrl", max_length=2000,
-                                description="An https://, http:// or file:// git URL.")
+    repository_url: str = Field(
+        alias="repositoryUrl",
+        max_length=2000,
+        description="An https://, http:// or file:// git URL.",
+    )
     branch: str = Field("main", max_length=1000)
     repository_friendly_url: str | None = Field(
-        None, alias="repositoryFriendlyUrl", max_length=2000,
-        description="An http(s) page where people can browse the repository.")
+        None,
+        alias="repositoryFriendlyUrl",
+        max_length=2000,
+        description="An http(s) page where people can browse the repository.",
+    )
 
 
 class LibraryUpdate(ApiModel):
@@ -35,8 +41,9 @@ class LibraryUpdate(ApiModel):
     description: str | None = Field(None, max_length=10_000)
     repository_url: str | None = Field(None, alias="repositoryUrl", max_length=2000)
     branch: str | None = Field(None, max_length=1000)
-    repository_friendly_url: str | None = Field(None, alias="repositoryFriendlyUrl",
-                                                max_length=2000)
+    repository_friendly_url: str | None = Field(
+        None, alias="repositoryFriendlyUrl", max_length=2000
+    )
 
 
 class KnowledgeLibraryPublic(_Out):
@@ -48,10 +55,12 @@ class KnowledgeLibraryPublic(_Out):
     branch: str
     sync_status: SyncStatus = Field(alias="syncStatus")
     last_synced_commit: str | None = Field(
-        None, alias="lastSyncedCommit", description="The commit readers are served.")
+        None, alias="lastSyncedCommit", description="The commit readers are served."
+    )
     last_synced_at: datetime | None = Field(None, alias="lastSyncedAt")
-    sync_error: str | None = Field(None, alias="syncError",
-                                   description="Why the latest sync failed, if it did.")
+    sync_error: str | None = Field(
+        None, alias="syncError", description="Why the latest sync failed, if it did."
+    )
 
 
 class SyncAccepted(_Out):
@@ -85,7 +94,8 @@ class Resource(_Out):
 class ResourceCatalog(_Out):
     resources: list[Resource]
     shared_files: list[LibraryFile] = Field(
-        alias="sharedFiles", description="Library-wide files directly in Resources/.")
+        alias="sharedFiles", description="Library-wide files directly in Resources/."
+    )
 
 
 class Template(_Out):
@@ -111,7 +121,8 @@ class ExampleProject(_Out):
     readme: LibraryFile | None = None
     files: list[LibraryFile]
     variants: list[ExampleVariant] = Field(
-        description="Sub-folders with a README of their own (e.g. one per language).")
+        description="Sub-folders with a README of their own (e.g. one per language)."
+    )
 
 
 class ExampleCatalog(_Out):

@@ -54,8 +54,9 @@ def library_id_candidates(name: str) -> list[str]:
 def validate_branch(branch: str) -> str:
     branch = branch.strip()
     if not branch or len(branch) > MAX_BRANCH or not is_valid_branch_name(branch):
-        raise InvalidInput("branch must be a valid git branch name of at most "
-                           f"{MAX_BRANCH} characters.")
+        raise InvalidInput(
+            f"branch must be a valid git branch name of at most {MAX_BRANCH} characters."
+        )
     return branch
 
 
@@ -68,8 +69,12 @@ def validate_friendly_url(url: str | None) -> str | None:
         parts = urlsplit(url)
     except ValueError:
         parts = None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname \
-            or any(c.isspace() or ord(c) < 32 for c in url):
+    if (
+        parts is None
+        or parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or any(c.isspace() or ord(c) < 32 for c in url)
+    ):
         raise InvalidInput("repositoryFriendlyUrl must be an http:// or https:// URL.")
     return url
 
@@ -85,23 +90,32 @@ class LibraryService:
         self._require_admin(actor)
         name = naming.validate_display_name(data.name)
         library = KnowledgeLibrary(
-            name=name, name_key=naming.name_key(name), description=data.description,
+            name=name,
+            name_key=naming.name_key(name),
+            description=data.description,
             repository_url=self._check_url(data.repository_url),
             repository_friendly_url=validate_friendly_url(data.repository_friendly_url),
-            branch=validate_branch(data.branch), sync_status="pending",
-            created_by=actor.user_id or None)
+            branch=validate_branch(data.branch),
+            sync_status="pending",
+            created_by=actor.user_id or None,
+        )
         library.id = self._free_id(name, library.name_key)
         try:
             with self.ctx.sessions() as session, session.begin():
                 session.add(library)
         except IntegrityError:
             raise Conflict(f"A knowledge library named '{name}' already exists.") from None
-        self._audit(actor, "library.create", library.id, {
-            "name": name, "repositoryUrl": library.repository_url, "branch": library.branch})
+        self._audit(
+            actor,
+            "library.create",
+            library.id,
+            {"name": name, "repositoryUrl": library.repository_url, "branch": library.branch},
+        )
         return self.get(library.id)
 
-    def update(self, actor: Actor, library_id: str, data: LibraryUpdate
-               ) -> tuple[KnowledgeLibrary, bool]:
+    def update(
+        self, actor: Actor, library_id: str, data: LibraryUpdate
+    ) -> tuple[KnowledgeLibrary, bool]:
         """Apply the given fields; ``(library, whether URL or branch changed)``."""
         self._require_admin(actor)
         changes = self._validated_changes(data)
@@ -116,8 +130,12 @@ class LibraryService:
         except IntegrityError:
             raise Conflict("A knowledge library with that name already exists.") from None
         if changed:
-            self._audit(actor, "library.update", library_id,
-                        {"changed": sorted(k for k in changed if k != "name_key")})
+            self._audit(
+                actor,
+                "library.update",
+                library_id,
+                {"changed": sorted(k for k in changed if k != "name_key")},
+            )
         moved = bool(changed.keys() & {"repository_url", "branch"})
         return self.get(library_id), moved
 
@@ -134,8 +152,7 @@ class LibraryService:
         if "branch" in fields:
             changes["branch"] = validate_branch(data.branch or "")
         if "repository_friendly_url" in fields:
-            changes["repository_friendly_url"] = validate_friendly_url(
-                data.repository_friendly_url)
+            changes["repository_friendly_url"] = validate_friendly_url(data.repository_friendly_url)
         return changes
 
     def delete(self, actor: Actor, library_id: str) -> None:
@@ -148,8 +165,7 @@ class LibraryService:
                     raise NotFound(f"No knowledge library '{library_id}'.")
                 session.delete(library)
             self.mirror.remove(library_id)
-        self._audit(actor, "library.delete", library_id,
-                    {"unindexed": self._unindex(library_id)})
+        self._audit(actor, "library.delete", library_id, {"unindexed": self._unindex(library_id)})
 
     def request_sync(self, actor: Actor, library_id: str) -> KnowledgeLibrary:
         """Check that a sync may be queued (admin, library exists) and audit it."""
@@ -167,8 +183,9 @@ class LibraryService:
     # -- reading ----------------------------------------------------------------
     def list(self) -> list[KnowledgeLibrary]:
         with self.ctx.sessions() as session:
-            return list(session.scalars(select(KnowledgeLibrary)
-                                        .order_by(KnowledgeLibrary.name_key)))
+            return list(
+                session.scalars(select(KnowledgeLibrary).order_by(KnowledgeLibrary.name_key))
+            )
 
     def get(self, library_id: str) -> KnowledgeLibrary:
         return load_library(self.ctx, library_id)
@@ -185,8 +202,9 @@ class LibraryService:
     def _free_id(self, name: str, name_key: str) -> str:
         """An unused id for ``name``; Conflict if the name is taken."""
         with self.ctx.sessions() as session:
-            if session.scalar(select(KnowledgeLibrary.id)
-                              .where(KnowledgeLibrary.name_key == name_key)):
+            if session.scalar(
+                select(KnowledgeLibrary.id).where(KnowledgeLibrary.name_key == name_key)
+            ):
                 raise Conflict(f"A knowledge library named '{name}' already exists.")
             for candidate in library_id_candidates(name):
                 if session.get(KnowledgeLibrary, candidate) is None:
@@ -210,8 +228,15 @@ class LibraryService:
             return False
         return True
 
-    def _audit(self, actor: Actor, action: str, library_id: str,
-               details: dict[str, object]) -> None:
-        self.ctx.audit.record(AuditRecord(
-            actor=actor.username, action=action, target=f"library:{library_id}",
-            request_id=actor.request_id, details=details))
+    def _audit(
+        self, actor: Actor, action: str, library_id: str, details: dict[str, object]
+    ) -> None:
+        self.ctx.audit.record(
+            AuditRecord(
+                actor=actor.username,
+                action=action,
+                target=f"library:{library_id}",
+                request_id=actor.request_id,
+                details=details,
+            )
+        )

@@ -59,8 +59,11 @@ def check_repository_url(url: str, file_roots: Sequence[Path]) -> str:
         parts = urlsplit(url)
     except ValueError:
         raise InvalidInput("repositoryUrl is not a valid URL.") from None
-    if (parts.scheme not in _SCHEMES or not url.lower().startswith(f"{parts.scheme}://")
-            or any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url)):
+    if (
+        parts.scheme not in _SCHEMES
+        or not url.lower().startswith(f"{parts.scheme}://")
+        or any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url)
+    ):
         raise InvalidInput("repositoryUrl must be an https://, http:// or file:// git URL.")
     if parts.username is not None or parts.password is not None:
         raise InvalidInput("repositoryUrl must not contain credentials: it is shown to users.")
@@ -78,8 +81,9 @@ def check_library_url(url: str, settings: Settings, *, must_resolve: bool) -> st
     before every fetch."""
     url = check_repository_url(url, settings.source_file_roots)
     if urlsplit(url).scheme != "file":
-        check_outbound_url(url, settings.source_private_hosts, field="repositoryUrl",
-                           must_resolve=must_resolve)
+        check_outbound_url(
+            url, settings.source_private_hosts, field="repositoryUrl", must_resolve=must_resolve
+        )
     return url
 
 
@@ -88,8 +92,10 @@ def _check_file_url(url: str, host: str, path: str, roots: Sequence[Path]) -> st
     allowed = [root.resolve() for root in roots]
     if not host and any(resolved.is_relative_to(r) for r in allowed):
         return url
-    raise InvalidInput("file:// libraries are only allowed from the folders an administrator "
-                       "lists in BALSAM_SOURCE_FILE_ROOTS.")
+    raise InvalidInput(
+        "file:// libraries are only allowed from the folders an administrator "
+        "lists in BALSAM_SOURCE_FILE_ROOTS."
+    )
 
 
 class LibraryMirror:
@@ -123,11 +129,26 @@ class LibraryMirror:
         git_dir = self.path(library_id)
         if not (git_dir / "HEAD").is_file():
             self._init(git_dir)
-        self._git(["-c", "transfer.fsckObjects=true", "-c", "gc.auto=0", *NO_REDIRECTS,
-                   f"--git-dir={git_dir}", "fetch", "-q", "--no-tags", "--no-write-fetch-head",
-                   "--", url, f"+refs/heads/{branch}:{SYNCED_REF}"])
-        out = self._git([f"--git-dir={git_dir}", "rev-parse", "--verify", "-q",
-                         f"{SYNCED_REF}^{{commit}}"])
+        self._git(
+            [
+                "-c",
+                "transfer.fsckObjects=true",
+                "-c",
+                "gc.auto=0",
+                *NO_REDIRECTS,
+                f"--git-dir={git_dir}",
+                "fetch",
+                "-q",
+                "--no-tags",
+                "--no-write-fetch-head",
+                "--",
+                url,
+                f"+refs/heads/{branch}:{SYNCED_REF}",
+            ]
+        )
+        out = self._git(
+            [f"--git-dir={git_dir}", "rev-parse", "--verify", "-q", f"{SYNCED_REF}^{{commit}}"]
+        )
         return out.decode("ascii").strip()
 
     def _init(self, git_dir: Path) -> None:
@@ -150,9 +171,14 @@ class LibraryMirror:
         helpers it starts (``git-remote-http``, blocked on a slow remote) die with
         Balsam: ``subprocess.run`` holds this thread until git has ended."""
         try:
-            result = subprocess.run(group_dying_with_parent(["git", *args]),
-                                    capture_output=True, check=False, env=git_environment(),
-                                    timeout=self._timeout, start_new_session=True)
+            result = subprocess.run(
+                group_dying_with_parent(["git", *args]),
+                capture_output=True,
+                check=False,
+                env=git_environment(),
+                timeout=self._timeout,
+                start_new_session=True,
+            )
         except subprocess.TimeoutExpired:
             raise SyncFailed(f"git timed out after {self._timeout:g} seconds") from None
         if result.returncode != 0:
@@ -173,8 +199,9 @@ class LibrarySyncer:
         self.ctx = ctx
         self.mirror = mirror_for(ctx)
 
-    def sync_now(self, library_id: str, *, actor: str = SYSTEM_ACTOR,
-                 request_id: str = "") -> KnowledgeLibrary:
+    def sync_now(
+        self, library_id: str, *, actor: str = SYSTEM_ACTOR, request_id: str = ""
+    ) -> KnowledgeLibrary:
         """Fetch the library and record the outcome; return the updated row.
         NotFound if the library does not exist. A failed fetch is not raised:
         it is recorded as ``failed`` with its error."""
@@ -185,13 +212,23 @@ class LibrarySyncer:
                 commit = self.mirror.fetch(library_id, url, branch)
             except (SyncFailed, InvalidInput) as exc:
                 self._finish(library_id, error=str(exc)[:2000])
-                self._audit(actor, library_id, "failure", request_id,
-                            {"error": str(exc)[:500], "servedCommit": previous})
+                self._audit(
+                    actor,
+                    library_id,
+                    "failure",
+                    request_id,
+                    {"error": str(exc)[:500], "servedCommit": previous},
+                )
                 return self._get(library_id)
             self._finish(library_id, commit=commit)
             indexed = self._index(library_id, commit)
-            self._audit(actor, library_id, "success", request_id,
-                        {"commit": commit, "previousCommit": previous, "indexed": indexed})
+            self._audit(
+                actor,
+                library_id,
+                "success",
+                request_id,
+                {"commit": commit, "previousCommit": previous, "indexed": indexed},
+            )
             return self._get(library_id)
 
     def _begin(self, library_id: str) -> tuple[str, str, str | None]:
@@ -204,8 +241,9 @@ class LibrarySyncer:
             library.last_attempt_at = utcnow()
             return library.repository_url, library.branch, library.last_synced_commit
 
-    def _finish(self, library_id: str, *, commit: str | None = None,
-                error: str | None = None) -> None:
+    def _finish(
+        self, library_id: str, *, commit: str | None = None, error: str | None = None
+    ) -> None:
         with self.ctx.sessions() as session, session.begin():
             library = session.get(KnowledgeLibrary, library_id)
             if library is None:  # deleted meanwhile
@@ -235,11 +273,24 @@ class LibrarySyncer:
             return False
         return True
 
-    def _audit(self, actor: str, library_id: str, outcome: Outcome, request_id: str,
-               details: dict[str, object]) -> None:
-        self.ctx.audit.record(AuditRecord(
-            actor=actor, action="library.sync", target=f"library:{library_id}",
-            outcome=outcome, request_id=request_id, details=details))
+    def _audit(
+        self,
+        actor: str,
+        library_id: str,
+        outcome: Outcome,
+        request_id: str,
+        details: dict[str, object],
+    ) -> None:
+        self.ctx.audit.record(
+            AuditRecord(
+                actor=actor,
+                action="library.sync",
+                target=f"library:{library_id}",
+                outcome=outcome,
+                request_id=request_id,
+                details=details,
+            )
+        )
 
 
 def load_library(ctx: AppContext, library_id: str) -> KnowledgeLibrary:

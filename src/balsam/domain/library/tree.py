@@ -68,15 +68,19 @@ def _parse(output: bytes) -> _Listing:
     return _Listing(tuple(entries), blobs, folders)
 
 
-def _git(git_dir: Path, args: list[str], timeout: float, *, stdin: bytes | None = None
-         ) -> bytes:
+def _git(git_dir: Path, args: list[str], timeout: float, *, stdin: bytes | None = None) -> bytes:
     """stdout of ``git --git-dir=<git_dir> args``; NotFound when the mirror is
     gone or lacks the object, ProviderError on a timeout. git dies with Balsam
     (``subprocess.run`` holds this thread until it has ended)."""
     try:
         result = subprocess.run(
-            dying_with_parent(["git", f"--git-dir={git_dir}", *args]), input=stdin,
-            capture_output=True, check=False, env=git_environment(), timeout=timeout)
+            dying_with_parent(["git", f"--git-dir={git_dir}", *args]),
+            input=stdin,
+            capture_output=True,
+            check=False,
+            env=git_environment(),
+            timeout=timeout,
+        )
     except subprocess.TimeoutExpired as exc:
         raise ProviderError(f"git {args[0]} timed out") from exc
     if result.returncode != 0:
@@ -93,7 +97,7 @@ def _split_batch(out: bytes) -> list[bytes]:
         if len(header) != 3:  # "<sha> missing": the mirror lost an object
             raise NotFound("The library's content is not available.")
         size = int(header[2])
-        contents.append(out[header_end + 1:header_end + 1 + size])
+        contents.append(out[header_end + 1 : header_end + 1 + size])
         offset = header_end + 1 + size + 1
     return contents
 
@@ -147,8 +151,11 @@ class LibraryTree:
     def children(self, folder: str) -> list[TreeEntry]:
         """The direct children of ``folder`` (``""`` is the root), sorted by path."""
         prefix = f"{folder}/" if folder else ""
-        return [e for e in self._listing().entries
-                if e.path.startswith(prefix) and "/" not in e.path[len(prefix):]]
+        return [
+            e
+            for e in self._listing().entries
+            if e.path.startswith(prefix) and "/" not in e.path[len(prefix) :]
+        ]
 
     def read(self, path: str, *, max_bytes: int | None = None) -> bytes:
         """Content of the file at ``path``. NotFound unless it is a regular file
@@ -162,8 +169,11 @@ class LibraryTree:
         """Contents of several files with one git process: every path that is a
         file of this commit and at most ``max_bytes`` long (the rest are left out)."""
         listing = self._listing()
-        wanted = [(p, listing.blobs[p]) for p in paths
-                  if p in listing.blobs and listing.blobs[p][1] <= max_bytes]
+        wanted = [
+            (p, listing.blobs[p])
+            for p in paths
+            if p in listing.blobs and listing.blobs[p][1] <= max_bytes
+        ]
         if not wanted:
             return {}
         shas = "".join(f"{sha}\n" for _path, (sha, _size) in wanted).encode()
@@ -191,7 +201,10 @@ def _stream_blob(git_dir: Path, sha: str, chunk_size: int) -> Iterator[bytes]:
     # Balsam dies, its next write fails and it exits.
     process = subprocess.Popen(
         ["git", f"--git-dir={git_dir}", "cat-file", "blob", sha],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=git_environment())
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=git_environment(),
+    )
     assert process.stdout is not None
     try:
         while chunk := process.stdout.read(chunk_size):

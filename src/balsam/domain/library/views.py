@@ -8,9 +8,14 @@ from balsam.domain.library.schemas import KnowledgeLibraryPublic
 
 def library_public(library: KnowledgeLibrary) -> KnowledgeLibraryPublic:
     return KnowledgeLibraryPublic(
-        id=library.id, name=library.name, description=library.description,
+        id=library.id,
+        name=library.name,
+        description=library.description,
         repository_url=library.repository_url,
-        repository_friendly_url=library.repository_friendly_url, branch=library.branch,
+        repository_friendly_url=library.repository_friendly_url,
+        branch=library.branch,
         sync_status=library.sync_status,  # type: ignore[arg-type]
-        last_synced_commit=library.last_synced_commit, last_synced_at=library.last_synced_at,
-        sync_error=library.sync_error)
+        last_synced_commit=library.last_synced_commit,
+        last_synced_at=library.last_synced_at,
+        sync_error=library.sync_error,
+    )

@@ -38,8 +38,7 @@ class LibrarySyncWorker:
 
     def __init__(self, ctx: AppContext, *, interval: float | None = None) -> None:
         self.ctx = ctx
-        self.interval = ctx.settings.library_sync_interval_seconds if interval is None \
-            else interval
+        self.interval = ctx.settings.library_sync_interval_seconds if interval is None else interval
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._pending: set[str] = set()
         self._lock = threading.Lock()
@@ -55,8 +54,7 @@ class LibrarySyncWorker:
     def start(self) -> None:
         if self.running:
             return
-        self._thread = threading.Thread(target=self._run, name="balsam-library-sync",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._run, name="balsam-library-sync", daemon=True)
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -116,5 +114,10 @@ class LibrarySyncWorker:
             cutoff = utcnow() - timedelta(seconds=self.interval)
             conditions.append(KnowledgeLibrary.last_attempt_at <= cutoff)
         with self.ctx.sessions() as session:
-            return list(session.scalars(select(KnowledgeLibrary.id).where(or_(*conditions))
-                                        .order_by(KnowledgeLibrary.id)))
+            return list(
+                session.scalars(
+                    select(KnowledgeLibrary.id)
+                    .where(or_(*conditions))
+                    .order_by(KnowledgeLibrary.id)
+                )
+            )

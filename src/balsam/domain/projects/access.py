@@ -30,25 +30,41 @@ def role_of(session: Session, actor: Actor, project_id: str) -> str | None:
     )
 
 
-def require(ctx: AppContext, session: Session, actor: Actor, project_id: str,
-            need: Need, action: str) -> Project:
+def require(
+    ctx: AppContext, session: Session, actor: Actor, project_id: str, need: Need, action: str
+) -> Project:
     """The project if ``actor`` may do ``action`` on it; NotFound/Forbidden otherwise."""
     project = session.get(Project, project_id)
     role = role_of(session, actor, project_id) if project is not None else None
-    if project is not None and (actor.is_admin or role == "owner" or
-                                (need == "member" and role == "member")):
+    if project is not None and (
+        actor.is_admin or role == "owner" or (need == "member" and role == "member")
+    ):
         return project
-    deny(ctx, actor, project_id, action, "not a member" if role is None else f"role {role}",
-         exists=project is not None)
+    deny(
+        ctx,
+        actor,
+        project_id,
+        action,
+        "not a member" if role is None else f"role {role}",
+        exists=project is not None,
+    )
     if project is None or role is None:
         raise NotFound(f"No project '{project_id}'.")
     raise Forbidden(f"Only project owners can {action.split('.')[-1]} here.")
 
 
-def deny(ctx: AppContext, actor: Actor, project_id: str, action: str, why: str, *,
-         exists: bool = True) -> None:
+def deny(
+    ctx: AppContext, actor: Actor, project_id: str, action: str, why: str, *, exists: bool = True
+) -> None:
     """Audit a refused request (on the project's own trail when it exists)."""
-    ctx.audit.record(AuditRecord(
-        actor=actor.username, action=action, target=f"project:{project_id}"[:300],
-        project_id=project_id if exists else None,
-        outcome="denied", request_id=actor.request_id, details={"reason": why}))
+    ctx.audit.record(
+        AuditRecord(
+            actor=actor.username,
+            action=action,
+            target=f"project:{project_id}"[:300],
+            project_id=project_id if exists else None,
+            outcome="denied",
+            request_id=actor.request_id,
+            details={"reason": why},
+        )
+    )

@@ -53,8 +53,9 @@ class BranchService:
                 raise Conflict(f"The branch '{name}' already exists.") from None
             undo.push("git branch", lambda: self.git.delete_branch(project_id, name))
             crash_point("branch.create", "git")
-            self.storage.put_object(project.bucket, marker_key(name),
-                                    marker_body(project.name, name))
+            self.storage.put_object(
+                project.bucket, marker_key(name), marker_body(project.name, name)
+            )
             undo.push("marker", lambda: self.storage.retire_prefix(project.bucket, f"{name}/"))
             branch = Branch(project_id=project_id, id=name, description=data.description)
             with self.ctx.sessions() as session, session.begin():
@@ -84,21 +85,34 @@ class BranchService:
                 row = session.get(Branch, (project_id, branch_id))
                 if row is not None:
                     session.delete(row)
-        self._audit(actor, "branch.delete", project_id, branch_id, {
-            "retiredObjects": retired,
-            "retentionDays": self.ctx.settings.storage.retention_days})
+        self._audit(
+            actor,
+            "branch.delete",
+            project_id,
+            branch_id,
+            {"retiredObjects": retired, "retentionDays": self.ctx.settings.storage.retention_days},
+        )
 
     def get(self, actor: Actor, project_id: str, branch_id: str) -> Branch:
         with self.ctx.sessions() as session:
             require(self.ctx, session, actor, project_id, "member", "branch.read")
-            branch = session.scalar(select(Branch).where(
-                Branch.project_id == project_id, Branch.id == branch_id))
+            branch = session.scalar(
+                select(Branch).where(Branch.project_id == project_id, Branch.id == branch_id)
+            )
             if branch is None:
                 raise NotFound(f"No branch '{branch_id}' in this project.")
             return branch
 
-    def _audit(self, actor: Actor, action: str, project_id: str, branch: str,
-               details: dict[str, object]) -> None:
-        self.ctx.audit.record(AuditRecord(
-            actor=actor.username, action=action, target=f"project:{project_id}/branch:{branch}",
-            project_id=project_id, request_id=actor.request_id, details=details))
+    def _audit(
+        self, actor: Actor, action: str, project_id: str, branch: str, details: dict[str, object]
+    ) -> None:
+        self.ctx.audit.record(
+            AuditRecord(
+                actor=actor.username,
+                action=action,
+                target=f"project:{project_id}/branch:{branch}",
+                project_id=project_id,
+                request_id=actor.request_id,
+                details=details,
+            )
+        )

@@ -18,8 +18,9 @@ class FileService:
         self.branches.get(actor, project_id, branch_id)
         return self.ctx.providers.git.list_tree(project_id, branch_id)
 
-    def read(self, actor: Actor, project_id: str, branch_id: str, file_id: str
-             ) -> tuple[str, bytes]:
+    def read(
+        self, actor: Actor, project_id: str, branch_id: str, file_id: str
+    ) -> tuple[str, bytes]:
         """``(path, content)`` of the file the id names; NotFound for anything else."""
         self.branches.get(actor, project_id, branch_id)
         path = decode_file_id(file_id)

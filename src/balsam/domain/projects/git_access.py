@@ -26,14 +26,16 @@ class GitAccess:
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
 
-    def authenticate(self, username: str, secret: str, repo: str, *, address: str,
-                     request_id: str) -> Actor:
+    def authenticate(
+        self, username: str, secret: str, repo: str, *, address: str, request_id: str
+    ) -> Actor:
         """The user behind the credentials, or Unauthenticated / RateLimited."""
         user = self._user(username, secret, repo, address=address, request_id=request_id)
         return Actor(user.id, user.username, user.is_admin, request_id, address)
 
-    def _user(self, username: str, secret: str, repo: str, *, address: str,
-              request_id: str) -> User:
+    def _user(
+        self, username: str, secret: str, repo: str, *, address: str, request_id: str
+    ) -> User:
         identity = IdentityService(self.ctx)
         if secret.startswith(GIT_TOKEN_PREFIX):
             found = WorkspaceService(self.ctx).git_user(secret, username)
@@ -47,8 +49,7 @@ class GitAccess:
             if user.username != username:
                 raise Unauthenticated("The token does not belong to this user.")
             return user
-        return identity.login_password(username, secret, address=address,
-                                       request_id=request_id)
+        return identity.login_password(username, secret, address=address, request_id=request_id)
 
     def authorize(self, actor: Actor, repo: str, *, write: bool, fetch: bool) -> None:
         """Let a member (or an admin) in; else audit the refusal and raise Forbidden
@@ -56,16 +57,25 @@ class GitAccess:
         ``fetch``: the request transfers objects to the client (audited)."""
         with self.ctx.sessions() as session:
             allowed = session.get(Project, repo) is not None and (
-                actor.is_admin or role_of(session, actor, repo) is not None)
+                actor.is_admin or role_of(session, actor, repo) is not None
+            )
         if not allowed:
             self._audit(actor, "git.denied", repo, "denied", write=write)
             raise Forbidden("You are not a member of this project.")
         if fetch:
             self._audit(actor, "git.fetch", repo, "success")
 
-    def _audit(self, actor: Actor, action: str, project_id: str, outcome: str,
-               **details: object) -> None:
-        self.ctx.audit.record(AuditRecord(
-            actor=actor.username[:64], action=action, target=f"git:{project_id}"[:300],
-            project_id=project_id if outcome != "denied" else None, outcome=outcome,  # type: ignore[arg-type]
-            request_id=actor.request_id, details=dict(details)))
+    def _audit(
+        self, actor: Actor, action: str, project_id: str, outcome: str, **details: object
+    ) -> None:
+        self.ctx.audit.record(
+            AuditRecord(
+                actor=actor.username[:64],
+                action=action,
+                target=f"git:{project_id}"[:300],
+                project_id=project_id if outcome != "denied" else None,
+                outcome=outcome,  # type: ignore[arg-type]
+                request_id=actor.request_id,
+                details=dict(details),
+            )
+        )

@@ -28,9 +28,13 @@ class MemberService:
     def list(self, actor: Actor, project_id: str) -> list[Membership]:
         with self.ctx.sessions() as session:
             require(self.ctx, session, actor, project_id, "member", "member.list")
-            return list(session.scalars(
-                select(Membership).where(Membership.project_id == project_id)
-                .order_by(Membership.created_at)).all())
+            return list(
+                session.scalars(
+                    select(Membership)
+                    .where(Membership.project_id == project_id)
+                    .order_by(Membership.created_at)
+                ).all()
+            )
 
     def add(self, actor: Actor, project_id: str, data: MemberAdd) -> Membership:
         with self.ctx.sessions() as session, session.begin():
@@ -47,8 +51,7 @@ class MemberService:
         self._audit(actor, "member.add", project_id, data.username, {"role": data.role})
         return membership
 
-    def change_role(self, actor: Actor, project_id: str, username: str, role: Role
-                    ) -> Membership:
+    def change_role(self, actor: Actor, project_id: str, username: str, role: Role) -> Membership:
         with self.ctx.sessions() as session, session.begin():
             require(self.ctx, session, actor, project_id, "owner", "member.update")
             membership = self._membership(session, project_id, username)
@@ -66,38 +69,65 @@ class MemberService:
             membership = self._membership(session, project_id, username)
             if membership.role == "owner":
                 self._keep_an_owner(session, project_id)
-            keys = list(session.scalars(select(Credential).where(
-                Credential.project_id == project_id,
-                Credential.user_id == membership.user_id)).all())
+            keys = list(
+                session.scalars(
+                    select(Credential).where(
+                        Credential.project_id == project_id,
+                        Credential.user_id == membership.user_id,
+                    )
+                ).all()
+            )
             for key in keys:
                 self.ctx.providers.storage.revoke_key(key.access_key)
                 session.delete(key)
             locked = WorkspaceService(self.ctx).lock_for(session, project_id, membership.user_id)
             session.delete(membership)
         for workspace_id in locked:
-            self.ctx.supervisor.submit_stop(workspace_id, "Locked: the owner is no longer a "
-                                            "member of the project")
-        self._audit(actor, "member.remove", project_id, username,
-                    {"revokedKeys": len(keys), "lockedWorkspaces": locked})
+            self.ctx.supervisor.submit_stop(
+                workspace_id, "Locked: the owner is no longer a member of the project"
+            )
+        self._audit(
+            actor,
+            "member.remove",
+            project_id,
+            username,
+            {"revokedKeys": len(keys), "lockedWorkspaces": locked},
+        )
 
     @staticmethod
     def _membership(session: Session, project_id: str, username: str) -> Membership:
         membership = session.scalar(
-            select(Membership).join(User).where(
-                Membership.project_id == project_id, User.username == username))
+            select(Membership)
+            .join(User)
+            .where(Membership.project_id == project_id, User.username == username)
+        )
         if membership is None:
             raise NotFound(f"'{username}' is not a member of this project.")
         return membership
 
     @staticmethod
     def _keep_an_owner(session: Session, project_id: str) -> None:
-        owners = session.scalar(select(func.count()).where(
-            Membership.project_id == project_id, Membership.role == "owner")) or 0
+        owners = (
+            session.scalar(
+                select(func.count()).where(
+                    Membership.project_id == project_id, Membership.role == "owner"
+                )
+            )
+            or 0
+        )
         if owners <= 1:
             raise Conflict("A project needs at least one owner; add another owner first.")
 
-    def _audit(self, actor: Actor, action: str, project_id: str, username: str,
-               details: dict[str, object]) -> None:
-        self.ctx.audit.record(AuditRecord(
-            actor=actor.username, action=action, target=f"project:{project_id}/user:{username}",
-            project_id=project_id, request_id=actor.request_id, details=details))
+    def _audit(
+        self, actor: Actor, action: str, project_id: str, username: str, details: dict[str, object]
+    ) -> None:
+        self.ctx.audit.record(
+            AuditRecord(
+                actor=actor.username,
+                action=action,
+                target=f"project:{project_id}/user:{username}",
+                project_id=project_id,
+                request_id=actor.request_id,
+                details=details,
+            )
+        )

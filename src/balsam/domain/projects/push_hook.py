@@ -29,8 +29,10 @@ def ensure_hook_scripts(folder: Path) -> Path:
     # The very package that serves, wherever it was imported from.
     package_root = shlex.quote(str(Path(balsam.__file__).resolve().parent.parent))
     for hook in HOOKS:
-        script = (f"#!/bin/sh\nPYTHONPATH={package_root} exec {python} "
-                  f"-m balsam.domain.projects.push_hook {hook}\n")
+        script = (
+            f"#!/bin/sh\nPYTHONPATH={package_root} exec {python} "
+            f"-m balsam.domain.projects.push_hook {hook}\n"
+        )
         path = folder / hook
         if not path.exists() or path.read_text() != script:
             scratch = folder / f".{hook}.tmp"
@@ -44,8 +46,9 @@ def _is_ancestor(old: str, new: str) -> bool:
     # No parent-death wrapper (balsam.children) needed: the hook and this git run
     # in the process group of Balsam's ``git http-backend``, which dies as a whole
     # with Balsam.
-    done = subprocess.run(["git", "merge-base", "--is-ancestor", old, new],
-                          capture_output=True, check=False)
+    done = subprocess.run(
+        ["git", "merge-base", "--is-ancestor", old, new], capture_output=True, check=False
+    )
     return done.returncode == 0
 
 
@@ -55,8 +58,9 @@ def pre_receive(updates: list[RefUpdate]) -> int:
     if policy is None:
         print("balsam: pushes are accepted only through Balsam's git endpoint", file=sys.stderr)
         return 1
-    refusals = [(u.ref, reason) for u in updates
-                if (reason := policy.refusal(u, _is_ancestor)) is not None]
+    refusals = [
+        (u.ref, reason) for u in updates if (reason := policy.refusal(u, _is_ancestor)) is not None
+    ]
     for ref, reason in refusals:
         print(f"balsam: refused {ref}: {reason}", file=sys.stderr)
     return 1 if refusals else 0

@@ -114,10 +114,16 @@ class PushPolicy:
             if name == self.default_branch:
                 return "the default branch cannot be deleted"
             return None if self.by_owner else "only project owners can delete branches"
-        if (name == self.default_branch and not update.creates and not self.by_owner
-                and not is_ancestor(update.old, update.new)):
-            return ("only project owners can rewrite the default branch "
-                    "(a non-fast-forward push); pull and merge instead")
+        if (
+            name == self.default_branch
+            and not update.creates
+            and not self.by_owner
+            and not is_ancestor(update.old, update.new)
+        ):
+            return (
+                "only project owners can rewrite the default branch "
+                "(a non-fast-forward push); pull and merge instead"
+            )
         return None
 
 
@@ -138,12 +144,22 @@ class PushService:
         """Audit the push with the updates git made (none: it was refused, or had
         nothing to change; outcome ``failure``), then make the branch list follow git."""
         done = list(updates)
-        self.ctx.audit.record(AuditRecord(
-            actor=actor.username[:64], action="git.push", target=f"git:{project_id}",
-            project_id=project_id, request_id=actor.request_id,
-            outcome="success" if done else "failure",
-            details={"updates": [{"ref": u.ref, "old": u.old, "new": u.new,
-                                  "forced": u.forced} for u in done[:100]]}))
+        self.ctx.audit.record(
+            AuditRecord(
+                actor=actor.username[:64],
+                action="git.push",
+                target=f"git:{project_id}",
+                project_id=project_id,
+                request_id=actor.request_id,
+                outcome="success" if done else "failure",
+                details={
+                    "updates": [
+                        {"ref": u.ref, "old": u.old, "new": u.new, "forced": u.forced}
+                        for u in done[:100]
+                    ]
+                },
+            )
+        )
         if done:
             self.reconcile(project_id, actor=actor.username)
 
@@ -157,8 +173,10 @@ class PushService:
             project = session.get(Project, project_id)
             if project is None:
                 return
-            rows = {b.id: b for b in session.scalars(
-                select(Branch).where(Branch.project_id == project_id))}
+            rows = {
+                b.id: b
+                for b in session.scalars(select(Branch).where(Branch.project_id == project_id))
+            }
             for name in sorted(git_branches - rows.keys()):
                 if _valid(name):
                     session.add(Branch(project_id=project_id, id=name, description=""))
@@ -169,10 +187,15 @@ class PushService:
                     dropped.append(name)
         for action, names in (("branch.create", added), ("branch.delete", dropped)):
             for name in names:
-                self.ctx.audit.record(AuditRecord(
-                    actor=actor[:64], action=action,
-                    target=f"project:{project_id}/branch:{name}", project_id=project_id,
-                    details={"by": "git push"}))
+                self.ctx.audit.record(
+                    AuditRecord(
+                        actor=actor[:64],
+                        action=action,
+                        target=f"project:{project_id}/branch:{name}",
+                        project_id=project_id,
+                        details={"by": "git push"},
+                    )
+                )
 
 
 def _valid(name: str) -> bool:

@@ -20,8 +20,10 @@ class LibrarySource(ApiModel):
     """A template JSON or an example-project folder of a knowledge library."""
 
     library_id: str = Field(alias="libraryId", max_length=63)
-    path: str = Field(max_length=4096, description="Path inside the library, e.g. "
-                      "'Templates/x.json' or 'ExampleProjects/Name'.")
+    path: str = Field(
+        max_length=4096,
+        description="Path inside the library, e.g. 'Templates/x.json' or 'ExampleProjects/Name'.",
+    )
 
 
 class ProjectCreate(ApiModel):
@@ -30,8 +32,10 @@ class ProjectCreate(ApiModel):
     branch_name: str = Field(alias="branchName", max_length=1000)
     source_location: str | None = Field(None, alias="sourceLocation", max_length=2000)
     source: LibrarySource | None = Field(
-        None, description="Start from a knowledge-library template or example project "
-        "(instead of sourceLocation).")
+        None,
+        description="Start from a knowledge-library template or example project "
+        "(instead of sourceLocation).",
+    )
 
 
 class ProjectUpdate(ApiModel):
@@ -75,7 +79,8 @@ class ProjectPublic(_Out):
     source_location: str | None = Field(None, alias="sourceLocation")
     created_at: datetime = Field(alias="createdAt")
     role: Role | None = Field(
-        None, description="The caller's role; null for admins who are not members.")
+        None, description="The caller's role; null for admins who are not members."
+    )
 
 
 class ProjectList(_Out):

@@ -65,8 +65,11 @@ def auth_group(project_id: str) -> str:
 
 def initial_files(name: str, description: str) -> dict[str, bytes]:
     readme = f"# {name}\n\n{description}\n" if description else f"# {name}\n"
-    return {"README.md": readme.encode(), ".gitignore": GITIGNORE.encode(),
-            ".gitattributes": GITATTRIBUTES.encode()}
+    return {
+        "README.md": readme.encode(),
+        ".gitignore": GITIGNORE.encode(),
+        ".gitattributes": GITATTRIBUTES.encode(),
+    }
 
 
 @dataclass(frozen=True)
@@ -105,14 +108,15 @@ class ProjectService:
         try:
             with Journal(self.ctx).running("project.create", project_id, actor, undo=undo):
                 try:
-                    key = self._provision(undo, actor, project_id, name, branch,
-                                          data.description, start)
+                    key = self._provision(
+                        undo, actor, project_id, name, branch, data.description, start
+                    )
                 except Conflict:  # the provider's words name its internals
                     raise Conflict(
                         f"The project id '{project_id}' is taken by a project being created "
-                        "or deleted right now; try again shortly.") from None
-                project = self._insert(actor, project_id, name, branch, data, key,
-                                       start.location)
+                        "or deleted right now; try again shortly."
+                    ) from None
+                project = self._insert(actor, project_id, name, branch, data, key, start.location)
                 crash_point("project.create", "insert")
         except BalsamError as exc:
             self._audit_failure(actor, project_id, undo, exc)
@@ -122,48 +126,91 @@ class ProjectService:
         except Exception as exc:
             self._audit_failure(actor, project_id, undo, exc)
             raise
-        self._audit(actor, "project.create", project_id,
-                    details={"name": name, "branch": branch, "source": start.location})
+        self._audit(
+            actor,
+            "project.create",
+            project_id,
+            details={"name": name, "branch": branch, "source": start.location},
+        )
         return CreatedProject(project=project, key=key)
 
-    def _provision(self, undo: Compensations, actor: Actor, project_id: str, name: str,
-                   branch: str, description: str, start: Start) -> ScopedKey:
+    def _provision(
+        self,
+        undo: Compensations,
+        actor: Actor,
+        project_id: str,
+        name: str,
+        branch: str,
+        description: str,
+        start: Start,
+    ) -> ScopedKey:
         """The provider steps of create, each registering its inverse."""
         git, storage = self.git, self.storage
-        undo.step("repository", lambda: git.create_repository(
-            project_id, default_branch=branch,
-            files={**initial_files(name, description), **start.files},
-            message=f"Create project {name}" + (f" from {start.label}" if start.label else ""),
-            author=Author(actor.username, f"{actor.username}@balsam.local"),
-            source_url=start.source_url), lambda: git.delete_repository(project_id),
-            keep_on=(Conflict,))
+        undo.step(
+            "repository",
+            lambda: git.create_repository(
+                project_id,
+                default_branch=branch,
+                files={**initial_files(name, description), **start.files},
+                message=f"Create project {name}" + (f" from {start.label}" if start.label else ""),
+                author=Author(actor.username, f"{actor.username}@balsam.local"),
+                source_url=start.source_url,
+            ),
+            lambda: git.delete_repository(project_id),
+            keep_on=(Conflict,),
+        )
         crash_point("project.create", "repository")
-        undo.step("bucket", lambda: storage.create_bucket(project_id),
-                  lambda: storage.delete_bucket(project_id), keep_on=(Conflict,))
+        undo.step(
+            "bucket",
+            lambda: storage.create_bucket(project_id),
+            lambda: storage.delete_bucket(project_id),
+            keep_on=(Conflict,),
+        )
         crash_point("project.create", "bucket")
         storage.put_object(project_id, marker_key(branch), marker_body(name, branch))
         # A key that was made but not returned can only be found through its bucket.
-        key = undo.step("key", lambda: storage.create_key(
-            project_id, label=f"{actor.username}@{project_id}"),
-            lambda: storage.revoke_bucket_keys(project_id))
+        key = undo.step(
+            "key",
+            lambda: storage.create_key(project_id, label=f"{actor.username}@{project_id}"),
+            lambda: storage.revoke_bucket_keys(project_id),
+        )
         crash_point("project.create", "key")
         return key
 
-    def _insert(self, actor: Actor, project_id: str, name: str, branch: str,
-                data: ProjectCreate, key: ScopedKey, location: str | None) -> Project:
+    def _insert(
+        self,
+        actor: Actor,
+        project_id: str,
+        name: str,
+        branch: str,
+        data: ProjectCreate,
+        key: ScopedKey,
+        location: str | None,
+    ) -> Project:
         project = Project(
-            id=project_id, name=name, name_key=naming.name_key(name),
-            description=data.description, default_branch=branch, bucket=project_id,
-            source_location=location, created_by=actor.user_id)
+            id=project_id,
+            name=name,
+            name_key=naming.name_key(name),
+            description=data.description,
+            default_branch=branch,
+            bucket=project_id,
+            source_location=location,
+            created_by=actor.user_id,
+        )
         try:
             with self.ctx.sessions() as session, session.begin():
                 session.add(project)
                 session.add(Branch(project_id=project_id, id=branch, is_default=True))
                 session.flush()
-                session.add(Membership(project_id=project_id, user_id=actor.user_id,
-                                       role="owner"))
-                session.add(Credential(access_key=key.access_key, project_id=project_id,
-                                       user_id=actor.user_id, name="created with project"))
+                session.add(Membership(project_id=project_id, user_id=actor.user_id, role="owner"))
+                session.add(
+                    Credential(
+                        access_key=key.access_key,
+                        project_id=project_id,
+                        user_id=actor.user_id,
+                        name="created with project",
+                    )
+                )
         except IntegrityError:
             raise Conflict(f"A project named '{name}' already exists.") from None
         return self.get(actor, project_id)
@@ -171,8 +218,11 @@ class ProjectService:
     def _free_id(self, session: Session, name: str) -> str:
         for candidate in naming.project_id_candidates(name):
             taken = session.get(Project, candidate) is not None
-            if not taken and not self.git.repository_exists(candidate) \
-                    and not self.storage.bucket_exists(candidate):
+            if (
+                not taken
+                and not self.git.repository_exists(candidate)
+                and not self.storage.bucket_exists(candidate)
+            ):
                 return candidate
         raise Conflict("Could not find a free project id; try another name.")
 
@@ -185,8 +235,12 @@ class ProjectService:
                 found = project_source(self.ctx, data.source.library_id, data.source.path)
             except NotFound as exc:
                 raise InvalidInput(f"source: {exc.message}") from None
-            return Start(files=found.files, source_url=found.source_url, label=found.label,
-                         location=found.location)
+            return Start(
+                files=found.files,
+                source_url=found.source_url,
+                label=found.label,
+                location=found.location,
+            )
         url = (data.source_location or "").strip() or None
         return Start(files={}, source_url=url, label=url or "", location=url)
 
@@ -203,8 +257,10 @@ class ProjectService:
             roots = [r.resolve() for r in self.ctx.settings.source_file_roots]
             if any(path.is_relative_to(root) for root in roots):
                 return source
-            raise InvalidInput("file:// sources are only allowed from the folders an "
-                               "administrator lists in BALSAM_SOURCE_FILE_ROOTS.")
+            raise InvalidInput(
+                "file:// sources are only allowed from the folders an "
+                "administrator lists in BALSAM_SOURCE_FILE_ROOTS."
+            )
         raise InvalidInput("sourceLocation must be an http(s):// or file:// git URL.")
 
     # -- read ------------------------------------------------------------------
@@ -220,8 +276,9 @@ class ProjectService:
         with self.ctx.sessions() as session:
             return role_of(session, actor, project_id)
 
-    def list(self, actor: Actor, *, include_all: bool, query: str = "", limit: int = 50,
-             offset: int = 0) -> tuple[list[tuple[Project, str | None]], int]:
+    def list(
+        self, actor: Actor, *, include_all: bool, query: str = "", limit: int = 50, offset: int = 0
+    ) -> tuple[list[tuple[Project, str | None]], int]:
         """Projects the actor may see with the actor's role in each (admins with
         ``include_all``: every project), filtered by ``query`` on id, name and
         description; newest first."""
@@ -230,17 +287,32 @@ class ProjectService:
         where = []
         if query:
             like = f"%{query.casefold()}%"
-            where.append(or_(Project.id.like(like), Project.name_key.like(like),
-                             func.lower(Project.description).like(like)))
-        page = (select(Project, Membership.role).join(Membership, mine, isouter=everything)
-                .where(*where).order_by(Project.created_at.desc(), Project.id)
-                .limit(limit).offset(offset))
-        count = (select(func.count()).select_from(Project)
-                 .join(Membership, mine, isouter=everything).where(*where))
+            where.append(
+                or_(
+                    Project.id.like(like),
+                    Project.name_key.like(like),
+                    func.lower(Project.description).like(like),
+                )
+            )
+        page = (
+            select(Project, Membership.role)
+            .join(Membership, mine, isouter=everything)
+            .where(*where)
+            .order_by(Project.created_at.desc(), Project.id)
+            .limit(limit)
+            .offset(offset)
+        )
+        count = (
+            select(func.count())
+            .select_from(Project)
+            .join(Membership, mine, isouter=everything)
+            .where(*where)
+        )
         with self.ctx.sessions() as session:
             total = session.scalar(count) or 0
             rows: list[tuple[Project, str | None]] = [
-                (project, role) for project, role in session.execute(page)]
+                (project, role) for project, role in session.execute(page)
+            ]
             return rows, total
 
     # -- update / delete -------------------------------------------------------
@@ -256,14 +328,16 @@ class ProjectService:
         rows (owner/admin)."""
         with self.ctx.sessions() as session:
             require(self.ctx, session, actor, project_id, "owner", "project.delete")
-            workspaces = session.scalars(select(Workspace.id)
-                                         .where(Workspace.project_id == project_id)).all()
+            workspaces = session.scalars(
+                select(Workspace.id).where(Workspace.project_id == project_id)
+            ).all()
         with Journal(self.ctx).running("project.delete", project_id, actor):
             for workspace_id in workspaces:
                 WorkspaceService(self.ctx).remove(workspace_id)
             with self.ctx.sessions() as session:
-                keys = session.scalars(select(Credential.access_key)
-                                       .where(Credential.project_id == project_id)).all()
+                keys = session.scalars(
+                    select(Credential.access_key).where(Credential.project_id == project_id)
+                ).all()
             for access_key in keys:
                 self.storage.revoke_key(access_key)
             crash_point("project.delete", "keys")
@@ -277,16 +351,35 @@ class ProjectService:
         self._audit(actor, "project.delete", project_id, details={"revokedKeys": len(keys)})
 
     # -- audit -----------------------------------------------------------------
-    def _audit(self, actor: Actor, action: str, project_id: str, *,
-               details: dict[str, object] | None = None) -> None:
-        self.ctx.audit.record(AuditRecord(
-            actor=actor.username, action=action, target=f"project:{project_id}",
-            project_id=project_id, request_id=actor.request_id, details=dict(details or {})))
+    def _audit(
+        self,
+        actor: Actor,
+        action: str,
+        project_id: str,
+        *,
+        details: dict[str, object] | None = None,
+    ) -> None:
+        self.ctx.audit.record(
+            AuditRecord(
+                actor=actor.username,
+                action=action,
+                target=f"project:{project_id}",
+                project_id=project_id,
+                request_id=actor.request_id,
+                details=dict(details or {}),
+            )
+        )
 
-    def _audit_failure(self, actor: Actor, project_id: str, undo: Compensations,
-                       exc: Exception) -> None:
-        self.ctx.audit.record(AuditRecord(
-            actor=actor.username, action="project.create", target=f"project:{project_id}",
-            outcome="failure", request_id=actor.request_id,
-            details={"error": str(exc)[:500], "undone": undo.undone,
-                     "notUndone": undo.failed}))
+    def _audit_failure(
+        self, actor: Actor, project_id: str, undo: Compensations, exc: Exception
+    ) -> None:
+        self.ctx.audit.record(
+            AuditRecord(
+                actor=actor.username,
+                action="project.create",
+                target=f"project:{project_id}",
+                outcome="failure",
+                request_id=actor.request_id,
+                details={"error": str(exc)[:500], "undone": undo.undone, "notUndone": undo.failed},
+            )
+        )

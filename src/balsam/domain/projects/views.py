@@ -16,19 +16,30 @@ def git_url(ctx: AppContext, project_id: str) -> str:
 
 
 def branch_public(branch: Branch) -> BranchPublic:
-    return BranchPublic(id=branch.id, name=branch.id, description=branch.description,
-                        is_default=branch.is_default)
+    return BranchPublic(
+        id=branch.id, name=branch.id, description=branch.description, is_default=branch.is_default
+    )
 
 
 def project_public(ctx: AppContext, project: Project, role: str | None) -> ProjectPublic:
     return ProjectPublic(
-        id=project.id, name=project.name, description=project.description,
-        git_url=git_url(ctx, project.id), auth_group=auth_group(project.id),
-        branches=[branch_public(b) for b in project.branches], bucket=project.bucket,
-        source_location=project.source_location, created_at=project.created_at,
-        role=role)  # type: ignore[arg-type]
+        id=project.id,
+        name=project.name,
+        description=project.description,
+        git_url=git_url(ctx, project.id),
+        auth_group=auth_group(project.id),
+        branches=[branch_public(b) for b in project.branches],
+        bucket=project.bucket,
+        source_location=project.source_location,
+        created_at=project.created_at,
+        role=role,  # type: ignore[arg-type]
+    )
 
 
 def member_public(m: Membership) -> MemberPublic:
-    return MemberPublic(username=m.user.username, display_name=m.user.display_name,
-                        role=m.role, added_at=m.created_at)  # type: ignore[arg-type]
+    return MemberPublic(
+        username=m.user.username,
+        display_name=m.user.display_name,
+        role=m.role,  # type: ignore[arg-type]
+        added_at=m.created_at,
+    )

@@ -62,7 +62,7 @@ def file_name(path: str) -> str:
 
 def suffix(path: str) -> str:
     name = file_name(path)
-    return name[name.rfind("."):].lower() if "." in name else ""
+    return name[name.rfind(".") :].lower() if "." in name else ""
 
 
 def kind_of(path: str) -> Kind:
@@ -115,18 +115,27 @@ def content_hash(chosen: Plan, blob_id: str | None) -> str:
     return f"{EXTRACTOR_VERSION}:{blob_id}"
 
 
-def build(library_id: str, path: str, chosen: Plan, data: bytes | None,
-          blob_id: str | None) -> Document:
+def build(
+    library_id: str, path: str, chosen: Plan, data: bytes | None, blob_id: str | None
+) -> Document:
     """The document for ``path``; ``data`` (and its ``blob_id``) is None when the
     plan is by name only or the file could not be read."""
     title, body = "", ""
-    if (chosen.extractor is not None and data is not None and len(data) <= chosen.max_bytes
-            and b"\x00" not in data[:8192]):
+    if (
+        chosen.extractor is not None
+        and data is not None
+        and len(data) <= chosen.max_bytes
+        and b"\x00" not in data[:8192]
+    ):
         title, body = chosen.extractor(path, decode(data))
-    return Document(library_id=library_id, path=path, kind=chosen.kind,
-                    title=clean(title or default_title(path))[:MAX_TITLE_CHARS].strip(),
-                    body=clean(body)[:MAX_BODY_CHARS],
-                    content_hash=content_hash(chosen, blob_id if data is not None else None))
+    return Document(
+        library_id=library_id,
+        path=path,
+        kind=chosen.kind,
+        title=clean(title or default_title(path))[:MAX_TITLE_CHARS].strip(),
+        body=clean(body)[:MAX_BODY_CHARS],
+        content_hash=content_hash(chosen, blob_id if data is not None else None),
+    )
 
 
 def default_title(path: str) -> str:
@@ -171,9 +180,11 @@ def extract_template(path: str, text: str) -> tuple[str, str]:
         return "", text
     name = data.get("name")
     tags = data.get("tags")
-    parts = [str(data.get("description") or ""),
-             " ".join(str(t) for t in tags) if isinstance(tags, list) else "",
-             str(data.get("html") or data.get("git") or "")]
+    parts = [
+        str(data.get("description") or ""),
+        " ".join(str(t) for t in tags) if isinstance(tags, list) else "",
+        str(data.get("html") or data.get("git") or ""),
+    ]
     return (name if isinstance(name, str) else ""), "\n".join(p for p in parts if p)
 
 
@@ -189,8 +200,12 @@ def _cells(notebook: Any) -> list[dict[str, Any]]:
         return []
     cells = notebook.get("cells")
     if cells is None:  # nbformat 3
-        cells = [c for ws in notebook.get("worksheets", []) if isinstance(ws, dict)
-                 for c in ws.get("cells", [])]
+        cells = [
+            c
+            for ws in notebook.get("worksheets", [])
+            if isinstance(ws, dict)
+            for c in ws.get("cells", [])
+        ]
     return [c for c in cells if isinstance(c, dict)] if isinstance(cells, list) else []
 
 

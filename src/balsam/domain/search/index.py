@@ -92,15 +92,20 @@ class _Postings:
 def prepare(doc: Document) -> Prepared:
     """Tokenise and weigh a document (pure; done outside the index lock)."""
     found: dict[str, tuple[int, float]] = {}
-    for (field, weight, typical), text in zip(FIELDS, (doc.title, doc.path, doc.body),
-                                              strict=True):
+    for (field, weight, typical), text in zip(FIELDS, (doc.title, doc.path, doc.body), strict=True):
         tokens = words(text)
         norm = K1 * (1 - B + B * len(tokens) / typical)
         for term, tf in Counter(tokens).items():
             fields, total = found.get(term, (0, 0.0))
             found[term] = (fields | field, total + weight * tf * (K1 + 1) / (tf + norm))
-    entry = Entry(library_id=doc.library_id, path=doc.path, kind=doc.kind, title=doc.title,
-                  body=doc.body, title_words=tuple(words(doc.title)))
+    entry = Entry(
+        library_id=doc.library_id,
+        path=doc.path,
+        kind=doc.kind,
+        title=doc.title,
+        body=doc.body,
+        title_words=tuple(words(doc.title)),
+    )
     return Prepared(entry=entry, postings=found)
 
 
@@ -181,12 +186,14 @@ class InvertedIndex:
 
     # -- searching ---------------------------------------------------------------
 
-    def search(self, query: Query, *, limit: int,
-               allowed: Callable[[str], bool] | None = None) -> tuple[list[Hit], int]:
+    def search(
+        self, query: Query, *, limit: int, allowed: Callable[[str], bool] | None = None
+    ) -> tuple[list[Hit], int]:
         """The best ``limit`` hits and the number of documents matching at all."""
         last = len(query.terms) - 1
-        expansions = [self._expand(t, query.prefix and i == last)
-                      for i, t in enumerate(query.terms)]
+        expansions = [
+            self._expand(t, query.prefix and i == last) for i, t in enumerate(query.terms)
+        ]
         if not expansions or not all(expansions):
             return [], 0
         expansions.sort(key=lambda e: sum(len(p.codes) for p, _ in e))
@@ -195,16 +202,25 @@ class InvertedIndex:
             if not matched:
                 break
             more = self._scan(expansion, matched)
-            matched = {d: (s + more[d][0], f & more[d][1])
-                       for d, (s, f) in matched.items() if d in more}
+            matched = {
+                d: (s + more[d][0], f & more[d][1]) for d, (s, f) in matched.items() if d in more
+            }
         return self._rank(query, matched, limit, allowed)
 
-    def _rank(self, query: Query, matched: dict[int, tuple[float, int]], limit: int,
-              allowed: Callable[[str], bool] | None) -> tuple[list[Hit], int]:
+    def _rank(
+        self,
+        query: Query,
+        matched: dict[int, tuple[float, int]],
+        limit: int,
+        allowed: Callable[[str], bool] | None,
+    ) -> tuple[list[Hit], int]:
         docs = self._docs
         if allowed is not None:
-            matched = {d: m for d, m in matched.items()
-                       if (e := docs[d]) is not None and allowed(e.library_id)}
+            matched = {
+                d: m
+                for d, m in matched.items()
+                if (e := docs[d]) is not None and allowed(e.library_id)
+            }
         ranked: list[tuple[int, float, int]] = []
         for number, (score, flags) in matched.items():
             if flags & 1:
@@ -214,18 +230,24 @@ class InvertedIndex:
                 group = 2 if flags & 2 else 3
             ranked.append((group, -score, number))
         best = heapq.nsmallest(limit, ranked)
-        hits = [Hit(entry=e, score=-score, group=group) for group, score, number in best
-                if (e := docs[number]) is not None]
+        hits = [
+            Hit(entry=e, score=-score, group=group)
+            for group, score, number in best
+            if (e := docs[number]) is not None
+        ]
         return hits, len(ranked)
 
-    def _scan(self, expansion: list[tuple[_Postings, float]],
-              within: dict[int, tuple[float, int]] | None) -> dict[int, tuple[float, int]]:
+    def _scan(
+        self, expansion: list[tuple[_Postings, float]], within: dict[int, tuple[float, int]] | None
+    ) -> dict[int, tuple[float, int]]:
         """Documents holding any of the expansion's words: (score, group flags)."""
         if len(expansion) == 1:  # the common case, in one pass
             postings, factor = expansion[0]
             idf = self._idf(len(postings.codes)) * factor
-            return {number: (idf * weight, _FLAGS[code & 7])
-                    for number, code, weight in self._postings_of(postings, within)}
+            return {
+                number: (idf * weight, _FLAGS[code & 7])
+                for number, code, weight in self._postings_of(postings, within)
+            }
         scores: dict[int, float] = {}
         masks: dict[int, int] = {}
         for postings, factor in expansion:
@@ -239,8 +261,9 @@ class InvertedIndex:
                     masks[number] = code & 7
         return {d: (s, _FLAGS[masks[d]]) for d, s in scores.items()}
 
-    def _postings_of(self, postings: _Postings, within: dict[int, tuple[float, int]] | None
-                     ) -> Iterator[tuple[int, int, float]]:
+    def _postings_of(
+        self, postings: _Postings, within: dict[int, tuple[float, int]] | None
+    ) -> Iterator[tuple[int, int, float]]:
         """``(number, code, weight)`` of live documents (of ``within`` when given)."""
         codes, weights = postings.codes, postings.weights
         if within is not None and len(within) * 16 < len(codes):

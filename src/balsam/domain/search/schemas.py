@@ -15,10 +15,14 @@ class SearchHit(_Out):
     kind: Kind
     library_id: str = Field(alias="libraryId")
     path: str = Field(description="The file's path inside the library repository.")
-    title: str = Field(description="Plain text: the first `# ` heading, the template's name, "
-                       "or the file name. Escape it before putting it in HTML.")
-    snippet: str = Field(description="HTML-safe text around the first match; the matched "
-                         "words are wrapped in <mark>, everything else is escaped.")
+    title: str = Field(
+        description="Plain text: the first `# ` heading, the template's name, "
+        "or the file name. Escape it before putting it in HTML."
+    )
+    snippet: str = Field(
+        description="HTML-safe text around the first match; the matched "
+        "words are wrapped in <mark>, everything else is escaped."
+    )
 
 
 class SearchResults(_Out):

@@ -113,10 +113,19 @@ class SearchService:
         allowed = self.readable_libraries(actor)
         with self._state.reading:
             hits, total = self._state.index.search(query, limit=limit, allowed=allowed)
-        return SearchResults(results=[SearchHit(
-            kind=h.entry.kind, library_id=h.entry.library_id,
-            path=h.entry.path, title=h.entry.title, snippet=snippet(h.entry.body, query))
-            for h in hits], total=total)
+        return SearchResults(
+            results=[
+                SearchHit(
+                    kind=h.entry.kind,
+                    library_id=h.entry.library_id,
+                    path=h.entry.path,
+                    title=h.entry.title,
+                    snippet=snippet(h.entry.body, query),
+                )
+                for h in hits
+            ],
+            total=total,
+        )
 
     def readable_libraries(self, actor: Actor) -> Callable[[str], bool] | None:
         """Which library ids ``actor`` may read (None: all). Every logged-in user reads
@@ -134,8 +143,11 @@ class SearchService:
             started = time.perf_counter()
             state.apply((), (prepare(d) for d in self._stored_documents()))
             state.loaded = True
-            log.info("search index built: %d documents in %.2f s", len(state.index),
-                     time.perf_counter() - started)
+            log.info(
+                "search index built: %d documents in %.2f s",
+                len(state.index),
+                time.perf_counter() - started,
+            )
 
     # -- updating ------------------------------------------------------------------
 
@@ -148,22 +160,29 @@ class SearchService:
             changes = diff(library_id, tree, known)
             self._store(library_id, changes)
             if state.loaded:
-                state.apply(((library_id, p) for p in changes.removed),
-                            [prepare(d) for d in changes.put])
+                state.apply(
+                    ((library_id, p) for p in changes.removed), [prepare(d) for d in changes.put]
+                )
         return IndexStats(
-            library_id=library_id, commit=commit,
+            library_id=library_id,
+            commit=commit,
             documents=len(known) + changes.added - len(changes.removed),
-            added=changes.added, updated=len(changes.put) - changes.added,
-            removed=len(changes.removed), unchanged=changes.unchanged, read=changes.read,
-            seconds=time.perf_counter() - started)
+            added=changes.added,
+            updated=len(changes.put) - changes.added,
+            removed=len(changes.removed),
+            unchanged=changes.unchanged,
+            read=changes.read,
+            seconds=time.perf_counter() - started,
+        )
 
     def remove_library(self, library_id: str) -> None:
         """Drop every document of the library. Idempotent."""
         state = self._state
         with state.writing:
             with self.ctx.sessions() as session, session.begin():
-                session.execute(delete(SearchDocument)
-                                .where(SearchDocument.library_id == library_id))
+                session.execute(
+                    delete(SearchDocument).where(SearchDocument.library_id == library_id)
+                )
             if state.loaded:
                 with state.reading:
                     state.index.remove_library(library_id)
@@ -172,31 +191,52 @@ class SearchService:
 
     def _stored_hashes(self, library_id: str) -> dict[str, str]:
         with self.ctx.sessions() as session:
-            rows = session.execute(select(SearchDocument.path, SearchDocument.content_hash)
-                                   .where(SearchDocument.library_id == library_id))
+            rows = session.execute(
+                select(SearchDocument.path, SearchDocument.content_hash).where(
+                    SearchDocument.library_id == library_id
+                )
+            )
             return {path: digest for path, digest in rows}
 
     def _stored_documents(self) -> Iterator[Document]:
         with self.ctx.sessions() as session:
             rows = session.execute(select(SearchDocument).execution_options(yield_per=1000))
             for row in rows.scalars():
-                yield Document(library_id=row.library_id, path=row.path,
-                               kind=cast(Kind, row.kind),
-                               title=row.title, body=row.body, content_hash=row.content_hash)
+                yield Document(
+                    library_id=row.library_id,
+                    path=row.path,
+                    kind=cast(Kind, row.kind),
+                    title=row.title,
+                    body=row.body,
+                    content_hash=row.content_hash,
+                )
 
     def _store(self, library_id: str, changes: Changes) -> None:
         replaced = [d.path for d in changes.put]
         with self.ctx.sessions() as session, session.begin():
             for paths in _batches(changes.removed + replaced):
-                session.execute(delete(SearchDocument).where(
-                    SearchDocument.library_id == library_id, SearchDocument.path.in_(paths)))
+                session.execute(
+                    delete(SearchDocument).where(
+                        SearchDocument.library_id == library_id, SearchDocument.path.in_(paths)
+                    )
+                )
             for docs in _batches(changes.put):
-                session.execute(insert(SearchDocument), [
-                    {"library_id": d.library_id, "path": d.path, "kind": d.kind,
-                     "title": d.title, "body": d.body, "content_hash": d.content_hash}
-                    for d in docs])
+                session.execute(
+                    insert(SearchDocument),
+                    [
+                        {
+                            "library_id": d.library_id,
+                            "path": d.path,
+                            "kind": d.kind,
+                            "title": d.title,
+                            "body": d.body,
+                            "content_hash": d.content_hash,
+                        }
+                        for d in docs
+                    ],
+                )
 
 
 def _batches(items: list[T]) -> Iterator[list[T]]:
     for i in range(0, len(items), _BATCH):
-        yield items[i:i + _BATCH]
+        yield items[i : i + _BATCH]

@@ -40,8 +40,12 @@ def snippet(text: str, query: Query) -> str:
     parts = ["…"] if start > 0 else []
     done = 0
     for match in words.finditer(fold_chars(window)):
-        parts += [_plain(window[done:match.start()]), "<mark>",
-                  html.escape(window[match.start():match.end()]), "</mark>"]
+        parts += [
+            _plain(window[done : match.start()]),
+            "<mark>",
+            html.escape(window[match.start() : match.end()]),
+            "</mark>",
+        ]
         done = match.end()
     parts.append(_plain(window[done:]))
     if end < len(text):
@@ -57,7 +61,7 @@ def _first_match(words: re.Pattern[str], text: str, longest: int) -> int:
     inside the chunk."""
     for start in range(0, min(len(text), SEARCH_CHARS), CHUNK):
         before = max(0, start - 1)
-        folded = fold_chars(text[before:start + CHUNK + longest + 1])
+        folded = fold_chars(text[before : start + CHUNK + longest + 1])
         found = words.search(folded, start - before)
         if found is not None and before + found.start() < start + CHUNK:
             return before + found.start()
@@ -79,4 +83,3 @@ def _window(text: str, at: int) -> tuple[int, int]:
         space = text.rfind(" ", max(at + 1, end - 30), end)
         end = space if space != -1 else end
     return start, end
-

@@ -66,8 +66,11 @@ class Changes:
 
 def indexable(entry: TreeEntry) -> bool:
     """Files only; hidden paths (``.github/``, ``.ipynb_checkpoints/``) are not content."""
-    return (entry.type == "File" and len(entry.path) <= MAX_PATH_CHARS
-            and not any(part.startswith(".") for part in entry.path.split("/")))
+    return (
+        entry.type == "File"
+        and len(entry.path) <= MAX_PATH_CHARS
+        and not any(part.startswith(".") for part in entry.path.split("/"))
+    )
 
 
 def diff(library_id: str, tree: TreeReader, known: Mapping[str, str]) -> Changes:
@@ -85,8 +88,9 @@ def diff(library_id: str, tree: TreeReader, known: Mapping[str, str]) -> Changes
                 changes.unchanged += 1
             else:
                 _put(changes, known, documents.build(library_id, entry.path, chosen, None, None))
-        elif (blob := blob_ids.get(entry.path)) is not None and \
-                stored == documents.content_hash(chosen, blob):
+        elif (blob := blob_ids.get(entry.path)) is not None and stored == documents.content_hash(
+            chosen, blob
+        ):
             changes.unchanged += 1
         else:
             to_read.append(entry)
@@ -106,8 +110,9 @@ def _put(changes: Changes, known: Mapping[str, str], doc: Document) -> None:
     changes.added += doc.path not in known
 
 
-def _document(library_id: str, entry: TreeEntry, data: bytes | None, blob: str | None,
-              stored: str | None) -> Document | None:
+def _document(
+    library_id: str, entry: TreeEntry, data: bytes | None, blob: str | None, stored: str | None
+) -> Document | None:
     """The new document, or None when the content is what ``stored`` describes.
     Unreadable files (``data`` None) are indexed by name and retried next time."""
     if data is None:
@@ -120,20 +125,21 @@ def _document(library_id: str, entry: TreeEntry, data: bytes | None, blob: str |
     return documents.build(library_id, entry.path, chosen, data, blob)
 
 
-def _contents(tree: TreeReader, entries: list[TreeEntry]
-              ) -> Iterator[tuple[TreeEntry, bytes | None]]:
+def _contents(
+    tree: TreeReader, entries: list[TreeEntry]
+) -> Iterator[tuple[TreeEntry, bytes | None]]:
     if not isinstance(tree, BatchReader):
         for entry in entries:
             yield entry, _read_one(tree, entry)
         return
     for batch in _batches(entries):
         try:
-            contents = tree.read_many([e.path for e in batch],
-                                      max_bytes=documents.NOTEBOOK_MAX_BYTES)
+            contents = tree.read_many(
+                [e.path for e in batch], max_bytes=documents.NOTEBOOK_MAX_BYTES
+            )
         except (BalsamError, OSError) as exc:
             log.warning("search: batch read failed (%s); reading one by one", exc)
-            contents = {e.path: data for e in batch
-                        if (data := _read_one(tree, e)) is not None}
+            contents = {e.path: data for e in batch if (data := _read_one(tree, e)) is not None}
         for entry in batch:
             yield entry, contents.get(entry.path)
 

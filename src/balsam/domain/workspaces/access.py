@@ -35,21 +35,33 @@ class WorkspaceAccess:
             if ws is None or not (member or actor.is_admin):
                 raise NotFound(f"No workspace '{workspace_id}'.")
             allowed = ws.owner_id == actor.user_id or (
-                member and self.ctx.settings.workspaces.members_may_open)
+                member and self.ctx.settings.workspaces.members_may_open
+            )
             if not allowed or ws.locked:
                 self._deny(actor, ws, "locked" if allowed else "not the owner")
-                raise Forbidden("Only the workspace's owner can open it." if not allowed
-                                else "This workspace is locked.")
+                raise Forbidden(
+                    "Only the workspace's owner can open it."
+                    if not allowed
+                    else "This workspace is locked."
+                )
             state, reason = ws.state, ws.state_reason
-        endpoint = self.ctx.providers.workspaces.endpoint(workspace_id) \
-            if state == "running" else None
+        endpoint = (
+            self.ctx.providers.workspaces.endpoint(workspace_id) if state == "running" else None
+        )
         if endpoint is None:
             raise WorkspaceNotRunning(
-                f"The workspace is {state}" + (f": {reason}" if reason else "."))
+                f"The workspace is {state}" + (f": {reason}" if reason else ".")
+            )
         return endpoint
 
     def _deny(self, actor: Actor, ws: Workspace, why: str) -> None:
-        self.ctx.audit.record(AuditRecord(
-            actor=actor.username, action="workspace.open", outcome="denied",
-            target=f"project:{ws.project_id}/workspace:{ws.id}", project_id=ws.project_id,
-            details={"reason": why}))
+        self.ctx.audit.record(
+            AuditRecord(
+                actor=actor.username,
+                action="workspace.open",
+                outcome="denied",
+                target=f"project:{ws.project_id}/workspace:{ws.id}",
+                project_id=ws.project_id,
+                details={"reason": why},
+            )
+        )

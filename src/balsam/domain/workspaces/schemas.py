@@ -28,7 +28,8 @@ class EnvironmentLock(_Out):
 
     name: str = Field(description="<template>-<version>: one environment per version.")
     packages: dict[str, str] | None = Field(
-        description="Package name → version (plus 'python'); null until built.")
+        description="Package name → version (plus 'python'); null until built."
+    )
 
 
 class WorkspacePublic(_Out):
@@ -49,7 +50,8 @@ class WorkspacePublic(_Out):
         "per-workspace",
         description="'per-workspace': the workspace runs under a system user (or pod) of "
         "its own and can read neither Balsam's data nor other workspaces. 'none': Balsam "
-        "does not run as root and every workspace runs as Balsam's own user.")
+        "does not run as root and every workspace runs as Balsam's own user.",
+    )
 
 
 class TemplatePublic(_Out):

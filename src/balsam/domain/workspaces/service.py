@@ -59,11 +59,19 @@ class WorkspaceService:
     # -- templates ---------------------------------------------------------------------
 
     def templates(self) -> list[TemplatePublic]:
-        return [TemplatePublic(
-            id=t.id, name=t.name, description=t.description, requirements=list(t.requirements),
-            memory_mib=t.memory_mib, cpu=t.cpu, idle_timeout_minutes=t.idle_timeout_minutes,
-            environment=self._environment(t.environment.name, t))
-            for t in self.ctx.templates.values()]
+        return [
+            TemplatePublic(
+                id=t.id,
+                name=t.name,
+                description=t.description,
+                requirements=list(t.requirements),
+                memory_mib=t.memory_mib,
+                cpu=t.cpu,
+                idle_timeout_minutes=t.idle_timeout_minutes,
+                environment=self._environment(t.environment.name, t),
+            )
+            for t in self.ctx.templates.values()
+        ]
 
     def template(self, template_id: str) -> WorkspaceTemplate:
         template = self.ctx.templates.get(template_id)
@@ -82,18 +90,36 @@ class WorkspaceService:
     def public(self, ws: Workspace) -> WorkspacePublic:
         """The API shape. ``environment``: the lock recorded when it last started, or
         (before its first start) the template's, once built."""
-        environment = (EnvironmentLock(name=ws.environment, packages=ws.environment_lock)
-                       if ws.environment_lock else
-                       self._environment(ws.environment, self.ctx.templates.get(ws.template_id)))
+        environment = (
+            EnvironmentLock(name=ws.environment, packages=ws.environment_lock)
+            if ws.environment_lock
+            else self._environment(ws.environment, self.ctx.templates.get(ws.template_id))
+        )
         return WorkspacePublic(
-            id=ws.id, name=ws.name, template_id=ws.template_id, project_id=ws.project_id,
-            branch_id=ws.branch, url=workspace_url(ws.id), owner=ws.owner.username,
-            state=ws.state, state_reason=ws.state_reason,  # type: ignore[arg-type]
-            locked=ws.locked, created_at=ws.created_at, last_activity_at=ws.last_activity_at,
-            environment=environment, isolation=isolation(self.provider))
+            id=ws.id,
+            name=ws.name,
+            template_id=ws.template_id,
+            project_id=ws.project_id,
+            branch_id=ws.branch,
+            url=workspace_url(ws.id),
+            owner=ws.owner.username,
+            state=ws.state,  # type: ignore[arg-type]
+            state_reason=ws.state_reason,
+            locked=ws.locked,
+            created_at=ws.created_at,
+            last_activity_at=ws.last_activity_at,
+            environment=environment,
+            isolation=isolation(self.provider),
+        )
 
-    def list_for(self, actor: Actor, *, project_id: str | None = None, branch_id: str | None = None,
-             all_visible: bool = True) -> list[Workspace]:
+    def list_for(
+        self,
+        actor: Actor,
+        *,
+        project_id: str | None = None,
+        branch_id: str | None = None,
+        all_visible: bool = True,
+    ) -> list[Workspace]:
         """``all_visible``: every workspace of the actor's projects (every workspace
         for admins); otherwise only the actor's own."""
         with self.ctx.sessions() as session:
@@ -106,16 +132,18 @@ class WorkspaceService:
             if not all_visible:
                 stmt = stmt.where(Workspace.owner_id == actor.user_id)
             elif not actor.is_admin:
-                stmt = stmt.where(Workspace.project_id.in_(
-                    select(Membership.project_id).where(Membership.user_id == actor.user_id)))
+                stmt = stmt.where(
+                    Workspace.project_id.in_(
+                        select(Membership.project_id).where(Membership.user_id == actor.user_id)
+                    )
+                )
             return list(session.scalars(stmt).all())
 
     def get(self, actor: Actor, workspace_id: str) -> Workspace:
         with self.ctx.sessions() as session:
             return self._visible(session, actor, workspace_id, "workspace.get")
 
-    def _visible(self, session: Session, actor: Actor, workspace_id: str,
-                 action: str) -> Workspace:
+    def _visible(self, session: Session, actor: Actor, workspace_id: str, action: str) -> Workspace:
         ws = session.get(Workspace, workspace_id)
         if ws is None:
             raise NotFound(f"No workspace '{workspace_id}'.")
@@ -124,11 +152,21 @@ class WorkspaceService:
             raise NotFound(f"No workspace '{workspace_id}'.")
         return ws
 
-    def _manageable(self, session: Session, actor: Actor, workspace_id: str, action: str,
-                    *, owner_only: bool = False) -> Workspace:
+    def _manageable(
+        self,
+        session: Session,
+        actor: Actor,
+        workspace_id: str,
+        action: str,
+        *,
+        owner_only: bool = False,
+    ) -> Workspace:
         ws = self._visible(session, actor, workspace_id, action)
-        allowed = ws.owner_id == actor.user_id or actor.is_admin or (
-            not owner_only and role_of(session, actor, ws.project_id) == "owner")
+        allowed = (
+            ws.owner_id == actor.user_id
+            or actor.is_admin
+            or (not owner_only and role_of(session, actor, ws.project_id) == "owner")
+        )
         if not allowed:
             deny(self.ctx, actor, ws.project_id, action, "not the workspace's owner")
             raise Forbidden("Only the workspace's owner can do this.")
@@ -138,8 +176,9 @@ class WorkspaceService:
 
     def create(self, actor: Actor, data: WorkspaceCreate) -> Workspace:
         with self.ctx.sessions() as session:
-            project = require(self.ctx, session, actor, data.project_id, "member",
-                              "workspace.create")
+            project = require(
+                self.ctx, session, actor, data.project_id, "member", "workspace.create"
+            )
             template = self.template(data.template_id)
             if session.get(Branch, (project.id, data.branch_id)) is None:
                 raise NotFound(f"No branch '{data.branch_id}' in project '{project.id}'.")
@@ -149,36 +188,67 @@ class WorkspaceService:
         git_token = GIT_TOKEN_PREFIX + random.token_urlsafe(32)
         storage, store = self.ctx.providers.storage, self.ctx.workspace_secrets
         undo = Compensations()
-        with Journal(self.ctx).running("workspace.create", project.id, actor, workspace_id,
-                                       undo=undo):
-            key = undo.attempt("key", lambda: storage.create_key(
-                bucket, label=f"{actor.username}@{project.id}/{workspace_id}"))
+        with Journal(self.ctx).running(
+            "workspace.create", project.id, actor, workspace_id, undo=undo
+        ):
+            key = undo.attempt(
+                "key",
+                lambda: storage.create_key(
+                    bucket, label=f"{actor.username}@{project.id}/{workspace_id}"
+                ),
+            )
             undo.push("key", lambda: storage.revoke_key(key.access_key))
             crash_point("workspace.create", "key")
-            store.save(workspace_id, WorkspaceSecrets(
-                s3_access_key=key.access_key, s3_secret_key=key.secret_key,
-                git_username=actor.username, git_token=git_token,
-                server_token=random.token_urlsafe(32)))
+            store.save(
+                workspace_id,
+                WorkspaceSecrets(
+                    s3_access_key=key.access_key,
+                    s3_secret_key=key.secret_key,
+                    git_username=actor.username,
+                    git_token=git_token,
+                    server_token=random.token_urlsafe(32),
+                ),
+            )
             undo.push("secrets", lambda: store.delete(workspace_id))
             with self.ctx.sessions() as session, session.begin():
-                session.add(Credential(access_key=key.access_key, project_id=project.id,
-                                       user_id=actor.user_id, name=f"workspace {workspace_id}"))
-                session.add(Workspace(
-                    id=workspace_id, name=data.name, project_id=project.id,
-                    branch=data.branch_id, template_id=template.id,
-                    environment=template.environment.name, owner_id=actor.user_id,
-                    state="pending", state_reason="Waiting to start", locked=False,
-                    s3_access_key=key.access_key, git_token_hash=sha256(git_token)))
+                session.add(
+                    Credential(
+                        access_key=key.access_key,
+                        project_id=project.id,
+                        user_id=actor.user_id,
+                        name=f"workspace {workspace_id}",
+                    )
+                )
+                session.add(
+                    Workspace(
+                        id=workspace_id,
+                        name=data.name,
+                        project_id=project.id,
+                        branch=data.branch_id,
+                        template_id=template.id,
+                        environment=template.environment.name,
+                        owner_id=actor.user_id,
+                        state="pending",
+                        state_reason="Waiting to start",
+                        locked=False,
+                        s3_access_key=key.access_key,
+                        git_token_hash=sha256(git_token),
+                    )
+                )
         self._recheck_created(actor, workspace_id)
-        self._audit(actor, "workspace.create", project.id, workspace_id,
-                    {"branch": data.branch_id, "template": template.id})
+        self._audit(
+            actor,
+            "workspace.create",
+            project.id,
+            workspace_id,
+            {"branch": data.branch_id, "template": template.id},
+        )
         self.ctx.supervisor.submit_start(workspace_id)
         return self.get(actor, workspace_id)
 
     def start(self, actor: Actor, workspace_id: str) -> Workspace:
         with self.ctx.sessions() as session, session.begin():
-            ws = self._manageable(session, actor, workspace_id, "workspace.start",
-                                  owner_only=True)
+            ws = self._manageable(session, actor, workspace_id, "workspace.start", owner_only=True)
             if ws.locked:
                 raise Conflict("This workspace is locked: its owner is no longer a member.")
             self._check_may_run(session, actor)
@@ -211,8 +281,14 @@ class WorkspaceService:
         self.ctx.supervisor.submit_stop(workspace_id, f"Stopped by {actor.username}")
         return self.get(actor, workspace_id)
 
-    def delete(self, actor: Actor, workspace_id: str, *, project_id: str | None = None,
-               branch_id: str | None = None) -> None:
+    def delete(
+        self,
+        actor: Actor,
+        workspace_id: str,
+        *,
+        project_id: str | None = None,
+        branch_id: str | None = None,
+    ) -> None:
         """Stop the server, remove the home, revoke the S3 key and git token."""
         with self.ctx.sessions() as session:
             ws = self._manageable(session, actor, workspace_id, "workspace.delete")
@@ -244,8 +320,13 @@ class WorkspaceService:
     def lock_for(self, session: Session, project_id: str, user_id: int) -> list[str]:
         """Lock (and have stopped) a removed member's workspaces on a project, in the
         caller's transaction. Returns their ids."""
-        rows = list(session.scalars(select(Workspace).where(
-            Workspace.project_id == project_id, Workspace.owner_id == user_id)).all())
+        rows = list(
+            session.scalars(
+                select(Workspace).where(
+                    Workspace.project_id == project_id, Workspace.owner_id == user_id
+                )
+            ).all()
+        )
         for ws in rows:
             ws.locked, ws.git_token_hash = True, None
             ws.state_reason = "Locked: the owner is no longer a member of the project"
@@ -256,18 +337,26 @@ class WorkspaceService:
     def git_user(self, token: str, username: str) -> tuple[User, str] | None:
         """``(owner, project id)`` for a live workspace git token, else None."""
         with self.ctx.sessions() as session:
-            ws = session.scalar(select(Workspace).where(
-                Workspace.git_token_hash == sha256(token)))
-            if ws is None or ws.locked or ws.owner.username != username \
-                    or not ws.owner.is_active:
+            ws = session.scalar(select(Workspace).where(Workspace.git_token_hash == sha256(token)))
+            if ws is None or ws.locked or ws.owner.username != username or not ws.owner.is_active:
                 return None
             return ws.owner, ws.project_id
 
-    def _audit(self, actor: Actor, action: str, project_id: str, workspace_id: str,
-               details: dict[str, object] | None = None) -> None:
-        self.ctx.audit.record(AuditRecord(
-            actor=actor.username, action=action,
-            target=f"project:{project_id}/workspace:{workspace_id}", project_id=project_id,
-            request_id=actor.request_id, details=dict(details or {})))
-
-
+    def _audit(
+        self,
+        actor: Actor,
+        action: str,
+        project_id: str,
+        workspace_id: str,
+        details: dict[str, object] | None = None,
+    ) -> None:
+        self.ctx.audit.record(
+            AuditRecord(
+                actor=actor.username,
+                action=action,
+                target=f"project:{project_id}/workspace:{workspace_id}",
+                project_id=project_id,
+                request_id=actor.request_id,
+                details=dict(details or {}),
+            )
+        )

@@ -49,8 +49,7 @@ class WorkspaceSupervisor:
         """Re-attach to servers left running, then check them periodically."""
         self.reattach()
         self._stopping.clear()
-        self._thread = threading.Thread(target=self._loop, name="workspace-supervisor",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._loop, name="workspace-supervisor", daemon=True)
         self._thread.start()
 
     @property
@@ -65,8 +64,9 @@ class WorkspaceSupervisor:
             self._thread.join(timeout=30)
         if self.ctx.settings.workspaces.stop_on_shutdown:
             with self.ctx.sessions() as session:
-                ids = session.scalars(select(Workspace.id).where(
-                    Workspace.state.in_(("pending", "running")))).all()
+                ids = session.scalars(
+                    select(Workspace.id).where(Workspace.state.in_(("pending", "running")))
+                ).all()
             for workspace_id in ids:
                 self.submit_stop(workspace_id, "Balsam was stopped")
         self.wait()
@@ -104,20 +104,28 @@ class WorkspaceSupervisor:
 
     # -- state --------------------------------------------------------------------------
 
-    def _set(self, workspace_id: str, only_if: tuple[str, ...] | None = None,
-             **values: object) -> bool:
+    def _set(
+        self, workspace_id: str, only_if: tuple[str, ...] | None = None, **values: object
+    ) -> bool:
         with self.ctx.sessions() as session, session.begin():
             stmt = update(Workspace).where(Workspace.id == workspace_id).values(**values)
             if only_if is not None:
                 stmt = stmt.where(Workspace.state.in_(only_if))
             return bool(session.execute(stmt).rowcount)  # type: ignore[attr-defined]
 
-    def _audit(self, workspace: Workspace, action: str, outcome: str = "success",
-               **details: object) -> None:
-        self.ctx.audit.record(AuditRecord(
-            actor="system", action=action, outcome=outcome,  # type: ignore[arg-type]
-            target=f"project:{workspace.project_id}/workspace:{workspace.id}",
-            project_id=workspace.project_id, details=dict(details)))
+    def _audit(
+        self, workspace: Workspace, action: str, outcome: str = "success", **details: object
+    ) -> None:
+        self.ctx.audit.record(
+            AuditRecord(
+                actor="system",
+                action=action,
+                outcome=outcome,  # type: ignore[arg-type]
+                target=f"project:{workspace.project_id}/workspace:{workspace.id}",
+                project_id=workspace.project_id,
+                details=dict(details),
+            )
+        )
 
     # -- operations ---------------------------------------------------------------------
 
@@ -129,34 +137,46 @@ class WorkspaceSupervisor:
         storage = self.ctx.providers.storage
         settings = self.ctx.settings
         env = {
-            "AWS_ENDPOINT_URL": storage.endpoint_url, "AWS_DEFAULT_REGION": storage.region,
+            "AWS_ENDPOINT_URL": storage.endpoint_url,
+            "AWS_DEFAULT_REGION": storage.region,
             "JUPYTERLAB_S3_ENDPOINT": storage.endpoint_url,
-            "BALSAM_PROJECT": workspace.project_id, "BALSAM_BRANCH": workspace.branch,
-            "BALSAM_BUCKET": bucket, "BALSAM_DATA_PREFIX": f"{workspace.branch}/",
+            "BALSAM_PROJECT": workspace.project_id,
+            "BALSAM_BRANCH": workspace.branch,
+            "BALSAM_BUCKET": bucket,
+            "BALSAM_DATA_PREFIX": f"{workspace.branch}/",
             "BALSAM_WORKSPACE": workspace.id,
         }
         owner = workspace.owner
         return WorkspaceSpec(
-            workspace_id=workspace.id, project_id=workspace.project_id,
-            branch=workspace.branch, owner_username=owner.username,
+            workspace_id=workspace.id,
+            project_id=workspace.project_id,
+            branch=workspace.branch,
+            owner_username=owner.username,
             owner_name=owner.display_name or owner.username,
             owner_email=owner.email or f"{owner.username}@balsam.invalid",
-            environment=template.environment, limits=template.limits,
+            environment=template.environment,
+            limits=template.limits,
             base_url=f"/workspaces/{workspace.id}/",
             clone_url=f"{settings.resolved_control_plane_url}/git/{workspace.project_id}.git",
-            env=env, secrets=secrets)
+            env=env,
+            secrets=secrets,
+        )
 
     def _start(self, workspace_id: str) -> None:
         with self.ctx.sessions() as session:
-            row = session.execute(select(Workspace, Project.bucket).join(Project).where(
-                Workspace.id == workspace_id)).first()
+            row = session.execute(
+                select(Workspace, Project.bucket).join(Project).where(Workspace.id == workspace_id)
+            ).first()
             if row is None or row[0].state != "pending" or row[0].locked:
                 return
             workspace, bucket = row
             spec = self.spec(workspace, bucket)
         if spec is None:
-            self._set(workspace_id, state="failed",
-                      state_reason="Its template or credentials are gone; delete it.")
+            self._set(
+                workspace_id,
+                state="failed",
+                state_reason="Its template or credentials are gone; delete it.",
+            )
             return
 
         def progress(message: str) -> None:
@@ -172,9 +192,15 @@ class WorkspaceSupervisor:
             return
         lock = self.ctx.providers.workspaces.environment_lock(spec.environment)
         now = _now()
-        if not self._set(workspace_id, only_if=("pending",), state="running",
-                         state_reason=None, started_at=now, last_activity_at=now,
-                         environment_lock=lock):
+        if not self._set(
+            workspace_id,
+            only_if=("pending",),
+            state="running",
+            state_reason=None,
+            started_at=now,
+            last_activity_at=now,
+            environment_lock=lock,
+        ):
             self.ctx.providers.workspaces.stop(workspace_id)  # stopped or locked meanwhile
             return
         self._audit(workspace, "workspace.run", environment=spec.environment.name)
@@ -191,16 +217,22 @@ class WorkspaceSupervisor:
         pending or running workspace (no row, or one stopped or failed) are stopped."""
         provider = self.ctx.providers.workspaces
         with self.ctx.sessions() as session:
-            rows = session.execute(select(Workspace.id, Workspace.state).where(
-                Workspace.state.in_(("pending", "running")))).all()
+            rows = session.execute(
+                select(Workspace.id, Workspace.state).where(
+                    Workspace.state.in_(("pending", "running"))
+                )
+            ).all()
         for workspace_id, state in rows:
             if provider.probe(workspace_id).alive:
                 self._set(workspace_id, state="running", state_reason=None)
             elif state == "pending":
                 self.submit_start(workspace_id)
             else:
-                self._set(workspace_id, state="stopped",
-                          state_reason="Its server was not running when Balsam started")
+                self._set(
+                    workspace_id,
+                    state="stopped",
+                    state_reason="Its server was not running when Balsam started",
+                )
         self._stop_unknown({workspace_id for workspace_id, _state in rows})
 
     def _stop_unknown(self, known: set[str]) -> None:
@@ -212,15 +244,19 @@ class WorkspaceSupervisor:
             log.exception("stopping workspace servers Balsam does not know failed")
             return
         for workspace_id in stopped:
-            log.warning("stopped the server of workspace %s: no pending or running "
-                        "workspace accounts for it", workspace_id)
+            log.warning(
+                "stopped the server of workspace %s: no pending or running "
+                "workspace accounts for it",
+                workspace_id,
+            )
 
     def check(self) -> None:
         """One round of liveness, activity and idle checks over running workspaces."""
         provider = self.ctx.providers.workspaces
         with self.ctx.sessions() as session:
-            rows = list(session.scalars(select(Workspace).where(
-                Workspace.state == "running")).all())
+            rows = list(
+                session.scalars(select(Workspace).where(Workspace.state == "running")).all()
+            )
         for ws in rows:
             lock = self._lock(ws.id)
             if not lock.acquire(blocking=False):
@@ -243,14 +279,16 @@ class WorkspaceSupervisor:
             self._stop(ws.id, ws.state_reason or "Locked")
             return
         activity = provider.activity(ws.id)
-        last = max((t for t in (activity, ws.last_activity_at, ws.started_at) if t),
-                   default=_now())
+        last = max((t for t in (activity, ws.last_activity_at, ws.started_at) if t), default=_now())
         if activity and (ws.last_activity_at is None or activity > ws.last_activity_at):
             self._set(ws.id, last_activity_at=activity)
         template = self.ctx.templates.get(ws.template_id)
         if template and _now() - last > timedelta(minutes=template.idle_timeout_minutes):
-            self._stop(ws.id, f"Stopped after {template.idle_timeout_minutes} minutes "
-                       "without kernel or terminal activity")
+            self._stop(
+                ws.id,
+                f"Stopped after {template.idle_timeout_minutes} minutes "
+                "without kernel or terminal activity",
+            )
             self._audit(ws, "workspace.cull", idle_since=last.isoformat())
 
     def _loop(self) -> None:

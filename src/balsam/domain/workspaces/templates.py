@@ -51,8 +51,11 @@ class WorkspaceTemplate(BaseModel):
 
 def load_templates(path: Path | None) -> dict[str, WorkspaceTemplate]:
     """Templates by id, from ``path`` or the built-ins. Raises ValueError on a bad file."""
-    text = (path.read_text() if path is not None else
-            resources.files("balsam.data").joinpath("workspace_templates.json").read_text())
+    text = (
+        path.read_text()
+        if path is not None
+        else resources.files("balsam.data").joinpath("workspace_templates.json").read_text()
+    )
     templates = TypeAdapter(list[WorkspaceTemplate]).validate_python(json.loads(text))
     by_id = {t.id: t for t in templates}
     if len(by_id) != len(templates):

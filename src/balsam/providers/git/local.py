@@ -44,8 +44,7 @@ from balsam.providers.git.plumbing import (
     to_tree_entry,
 )
 
-__all__ = ["LocalGitProvider", "git_environment", "is_safe_path", "is_valid_branch_name",
-           "redact"]
+__all__ = ["LocalGitProvider", "git_environment", "is_safe_path", "is_valid_branch_name", "redact"]
 
 
 class LocalGitProvider(GitProvider):

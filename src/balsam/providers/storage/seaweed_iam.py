@@ -142,8 +142,7 @@ class SeaweedIamStorage(S3IamStorage):
             raise
         return key
 
-    def _undo_create(self, name: str, access_key: str, exc: BaseException, *,
-                     made: bool) -> None:
+    def _undo_create(self, name: str, access_key: str, exc: BaseException, *, made: bool) -> None:
         """Delete the identity a failed ``create_key`` made or may have made, and
         mark ``exc`` unsettled where some may be left: the delete failed, or the
         CreateUser call timed out, so weed may still carry it out after the delete

@@ -78,8 +78,14 @@ def _uv() -> str:
 class EnvironmentBuilder:
     """Builds and finds template environments under ``root``."""
 
-    def __init__(self, root: Path, *, python: str | None = None, index_url: str | None = None,
-                 timeout: float = 1800) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        python: str | None = None,
+        index_url: str | None = None,
+        timeout: float = 1800,
+    ) -> None:
         self.root = root
         self.python = python or default_python()
         self.index_url = index_url
@@ -110,8 +116,9 @@ class EnvironmentBuilder:
             with _private_lock_file(self.root / f".{spec.name}.lock") as handle:
                 fcntl.flock(handle, fcntl.LOCK_EX)  # another Balsam process may be building
                 if self.lock(spec) is None:
-                    progress(f"Building environment {spec.name} (first use of this "
-                             "template version)")
+                    progress(
+                        f"Building environment {spec.name} (first use of this template version)"
+                    )
                     self._build(spec)
         return self.path(spec)
 
@@ -122,12 +129,19 @@ class EnvironmentBuilder:
         # The installer is ours, not user code, but still gets no Balsam secrets.
         env = {k: v for k, v in os.environ.items() if not k.startswith("BALSAM_")}
         try:
-            done = subprocess.run(group_dying_with_parent(args), env=env, capture_output=True,
-                                  text=True, timeout=self.timeout, check=False,
-                                  start_new_session=True)
+            done = subprocess.run(
+                group_dying_with_parent(args),
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=self.timeout,
+                check=False,
+                start_new_session=True,
+            )
         except subprocess.TimeoutExpired:
             raise WorkspaceStartError(
-                f"Building the environment took longer than {self.timeout:.0f} s.") from None
+                f"Building the environment took longer than {self.timeout:.0f} s."
+            ) from None
         with log.open("a") as out:
             out.write(f"$ {' '.join(args)}\n{done.stdout}{done.stderr}\n")
         if done.returncode != 0:
@@ -147,15 +161,28 @@ class EnvironmentBuilder:
             self._run([uv, "venv", "--quiet", "--python", self.python, str(target)], log)
             # Byte-compiled now: workspaces run under other user ids and cannot write
             # the cache into the shared environment (each start would compile again).
-            self._run([uv, "pip", "install", "--quiet", "--compile-bytecode", "--python",
-                       python, *index, *spec.requirements], log)
+            self._run(
+                [
+                    uv,
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--compile-bytecode",
+                    "--python",
+                    python,
+                    *index,
+                    *spec.requirements,
+                ],
+                log,
+            )
             frozen = self._run([uv, "pip", "freeze", "--python", python], log)
         except BaseException:
             shutil.rmtree(target, ignore_errors=True)
             raise
         packages = dict(line.split("==", 1) for line in frozen.splitlines() if "==" in line)
-        version = self._run([python, "-c", "import platform; print(platform.python_version())"],
-                            log).strip()
+        version = self._run(
+            [python, "-c", "import platform; print(platform.python_version())"], log
+        ).strip()
         for folder, _dirs, files in os.walk(target):  # workspaces run as other users
             os.chmod(folder, 0o755)  # noqa: S103 - shared read-only by workspaces
             for name in files:
@@ -163,7 +190,14 @@ class EnvironmentBuilder:
                 if not file.is_symlink():
                     mode = file.stat().st_mode
                     file.chmod(mode | (0o555 if mode & 0o100 else 0o444))
-        (target / LOCK_FILE).write_text(json.dumps(
-            {"template": spec.template_id, "version": spec.version,
-             "requirements": list(spec.requirements),
-             "packages": {"python": version, **packages}}, indent=1))
+        (target / LOCK_FILE).write_text(
+            json.dumps(
+                {
+                    "template": spec.template_id,
+                    "version": spec.version,
+                    "requirements": list(spec.requirements),
+                    "packages": {"python": version, **packages},
+                },
+                indent=1,
+            )
+        )

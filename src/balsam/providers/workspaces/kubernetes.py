@@ -56,16 +56,33 @@ from balsam.providers.workspaces.kubernetes_render import (
 )
 
 #: Waiting reasons that more waiting will not cure.
-_HOPELESS = frozenset({"ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError",
-                       "CreateContainerError", "CrashLoopBackOff"})
+_HOPELESS = frozenset(
+    {
+        "ImagePullBackOff",
+        "InvalidImageName",
+        "CreateContainerConfigError",
+        "CreateContainerError",
+        "CrashLoopBackOff",
+    }
+)
 _STARTING = frozenset({None, "ContainerCreating", "PodInitializing"})
 #: Model class → the snake-case resource name in the client's method names.
-_RESOURCE = {"V1Secret": "secret", "V1PersistentVolumeClaim": "persistent_volume_claim",
-             "V1Service": "service", "V1NetworkPolicy": "network_policy", "V1Pod": "pod"}
+_RESOURCE = {
+    "V1Secret": "secret",
+    "V1PersistentVolumeClaim": "persistent_volume_claim",
+    "V1Service": "service",
+    "V1NetworkPolicy": "network_policy",
+    "V1Pod": "pod",
+}
 
 
-def _call(operation: str, method: Callable[..., Any], *args: Any,
-          tolerate: tuple[int, ...] = (), **kwargs: Any) -> Any:
+def _call(
+    operation: str,
+    method: Callable[..., Any],
+    *args: Any,
+    tolerate: tuple[int, ...] = (),
+    **kwargs: Any,
+) -> Any:
     """Run one API call. Statuses in ``tolerate`` return None; other failures raise
     ProviderError naming ``operation``."""
     try:
@@ -73,11 +90,15 @@ def _call(operation: str, method: Callable[..., Any], *args: Any,
     except ApiException as exc:
         if exc.status in tolerate:
             return None
-        raise ProviderError(f"Kubernetes refused to {operation} ({exc.status} {exc.reason}).",
-                            details={"operation": operation, "status": exc.status}) from exc
+        raise ProviderError(
+            f"Kubernetes refused to {operation} ({exc.status} {exc.reason}).",
+            details={"operation": operation, "status": exc.status},
+        ) from exc
     except HTTPError as exc:
-        raise ProviderError(f"Kubernetes could not be reached to {operation} "
-                            f"({type(exc).__name__}).", details={"operation": operation}) from exc
+        raise ProviderError(
+            f"Kubernetes could not be reached to {operation} ({type(exc).__name__}).",
+            details={"operation": operation},
+        ) from exc
 
 
 def _load_api_client() -> Any:
@@ -93,8 +114,9 @@ def _load_api_client() -> Any:
     try:
         return kube_config.new_client_from_config()
     except (kube_config.ConfigException, OSError) as exc:
-        raise ProviderError("No Kubernetes configuration found (neither in-cluster nor "
-                            "a kubeconfig).") from exc
+        raise ProviderError(
+            "No Kubernetes configuration found (neither in-cluster nor a kubeconfig)."
+        ) from exc
 
 
 def is_ready(pod: Any) -> bool:
@@ -109,12 +131,14 @@ def _container_problem(status: Any) -> str | None:
     if any(t is not None and t.reason == "OOMKilled" for t in (now, before)):
         return "memory limit exceeded" + ("" if what == "the server" else f" while {what}")
     if now is not None and (now.exit_code or status.name == SERVER_CONTAINER):
-        return f"{what} exited with code {now.exit_code}" + (f" ({now.reason})" if now.reason
-                                                             else "")
+        return f"{what} exited with code {now.exit_code}" + (
+            f" ({now.reason})" if now.reason else ""
+        )
     waiting = status.state.waiting if status.state else None
     if waiting is not None and waiting.reason not in _STARTING:
-        return f"{what}: {waiting.reason}" + (f" ({waiting.message[:200]})" if waiting.message
-                                              else "")
+        return f"{what}: {waiting.reason}" + (
+            f" ({waiting.message[:200]})" if waiting.message else ""
+        )
     return None
 
 
@@ -123,8 +147,11 @@ def describe_pod(pod: Any) -> Probe:
     if is_ready(pod):
         return Probe(alive=True)
     status = pod.status
-    for container in [*(status.init_container_statuses or []),
-                      *(status.container_statuses or [])] if status else []:
+    for container in (
+        [*(status.init_container_statuses or []), *(status.container_statuses or [])]
+        if status
+        else []
+    ):
         problem = _container_problem(container)
         if problem:
             return Probe(alive=False, reason=problem)
@@ -140,8 +167,9 @@ def _hopeless(pod: Any) -> bool:
     if status.phase in ("Failed", "Succeeded"):
         return True
     containers = [*(status.init_container_statuses or []), *(status.container_statuses or [])]
-    return any(c.state and c.state.waiting and c.state.waiting.reason in _HOPELESS
-               for c in containers)
+    return any(
+        c.state and c.state.waiting and c.state.waiting.reason in _HOPELESS for c in containers
+    )
 
 
 class KubernetesWorkspaceProvider(WorkspaceProvider):
@@ -152,11 +180,18 @@ class KubernetesWorkspaceProvider(WorkspaceProvider):
     CoreV1Api/NetworkingV1Api built from it (tests inject faults through them).
     """
 
-    def __init__(self, config: KubernetesConfig, api_client: Any = None, *,
-                 core_api: Any = None, networking_api: Any = None,
-                 start_timeout: float = 300.0, poll_interval: float = 2.0,
-                 sleep: Callable[[float], None] = time.sleep,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        config: KubernetesConfig,
+        api_client: Any = None,
+        *,
+        core_api: Any = None,
+        networking_api: Any = None,
+        start_timeout: float = 300.0,
+        poll_interval: float = 2.0,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.config = config
         self._client = api_client
         self._owns_client = api_client is None
@@ -198,8 +233,12 @@ class KubernetesWorkspaceProvider(WorkspaceProvider):
         ns, name = objects.namespace.metadata.name, objects.pod.metadata.name
         self._namespaces[spec.workspace_id] = ns
         progress(f"Preparing Kubernetes namespace {ns}")
-        _call("create the project namespace", self.core.create_namespace, objects.namespace,
-              tolerate=(409,))
+        _call(
+            "create the project namespace",
+            self.core.create_namespace,
+            objects.namespace,
+            tolerate=(409,),
+        )
         pod = self._read_pod(ns, name)
         if pod is not None and (_hopeless(pod) or pod.metadata.deletion_timestamp):
             progress("Removing the workspace's previous pod")
@@ -222,19 +261,31 @@ class KubernetesWorkspaceProvider(WorkspaceProvider):
     def _apply(self, ns: str, body: Any, *, replace: bool = False) -> None:
         resource = _RESOURCE[type(body).__name__]
         api = self.networking if resource == "network_policy" else self.core
-        created = _call(f"create {resource.replace('_', ' ')} {body.metadata.name}",
-                        getattr(api, f"create_namespaced_{resource}"), ns, body, tolerate=(409,))
+        created = _call(
+            f"create {resource.replace('_', ' ')} {body.metadata.name}",
+            getattr(api, f"create_namespaced_{resource}"),
+            ns,
+            body,
+            tolerate=(409,),
+        )
         if created is None and replace:
-            _call(f"replace {resource.replace('_', ' ')} {body.metadata.name}",
-                  getattr(api, f"replace_namespaced_{resource}"), body.metadata.name, ns, body)
+            _call(
+                f"replace {resource.replace('_', ' ')} {body.metadata.name}",
+                getattr(api, f"replace_namespaced_{resource}"),
+                body.metadata.name,
+                ns,
+                body,
+            )
 
     def _read_pod(self, ns: str, name: str) -> Any:
-        return _call("read the workspace pod", self.core.read_namespaced_pod, name, ns,
-                     tolerate=(404,))
+        return _call(
+            "read the workspace pod", self.core.read_namespaced_pod, name, ns, tolerate=(404,)
+        )
 
     def _remove_pod(self, ns: str, name: str, deadline: float) -> None:
-        _call("delete the workspace pod", self.core.delete_namespaced_pod, name, ns,
-              tolerate=(404,))
+        _call(
+            "delete the workspace pod", self.core.delete_namespaced_pod, name, ns, tolerate=(404,)
+        )
         while self._read_pod(ns, name) is not None:
             if self._clock() >= deadline:
                 raise WorkspaceStartError("The workspace's previous pod did not go away in time.")
@@ -252,16 +303,22 @@ class KubernetesWorkspaceProvider(WorkspaceProvider):
             if _hopeless(pod):
                 raise WorkspaceStartError(f"The workspace could not start: {probe.reason}.")
             if self._clock() >= deadline:
-                raise WorkspaceStartError(f"The workspace did not become ready within "
-                                          f"{self._start_timeout:.0f} s ({probe.reason}).")
+                raise WorkspaceStartError(
+                    f"The workspace did not become ready within "
+                    f"{self._start_timeout:.0f} s ({probe.reason})."
+                )
             if probe.reason != said:
                 progress(f"Waiting for the workspace pod: {probe.reason}")
                 said = probe.reason
             self._sleep(self._poll_interval)
 
     def _token(self, ns: str, workspace_id: str) -> str:
-        secret = _call("read the workspace secret", self.core.read_namespaced_secret,
-                       secret_name(workspace_id), ns)
+        secret = _call(
+            "read the workspace secret",
+            self.core.read_namespaced_secret,
+            secret_name(workspace_id),
+            ns,
+        )
         encoded = (secret.data or {}).get(TOKEN_KEY)
         if not encoded:
             raise ProviderError("The workspace secret holds no server token.")
@@ -271,9 +328,11 @@ class KubernetesWorkspaceProvider(WorkspaceProvider):
         """The workspace's namespace, found through its home PVC when not cached."""
         if workspace_id in self._namespaces:
             return self._namespaces[workspace_id]
-        claims = _call("find the workspace's home",
-                       self.core.list_persistent_volume_claim_for_all_namespaces,
-                       label_selector=workspace_selector(workspace_id))
+        claims = _call(
+            "find the workspace's home",
+            self.core.list_persistent_volume_claim_for_all_namespaces,
+            label_selector=workspace_selector(workspace_id),
+        )
         for claim in claims.items:
             if (claim.metadata.annotations or {}).get(WORKSPACE_ID_ANNOTATION) == workspace_id:
                 self._namespaces[workspace_id] = claim.metadata.namespace
@@ -283,8 +342,13 @@ class KubernetesWorkspaceProvider(WorkspaceProvider):
     def stop(self, workspace_id: str) -> None:
         ns = self._locate(workspace_id)
         if ns is not None:
-            _call("delete the workspace pod", self.core.delete_namespaced_pod,
-                  object_name(workspace_id), ns, tolerate=(404,))
+            _call(
+                "delete the workspace pod",
+                self.core.delete_namespaced_pod,
+                object_name(workspace_id),
+                ns,
+                tolerate=(404,),
+            )
 
     def delete(self, workspace_id: str) -> None:
         ns = self._locate(workspace_id)
@@ -296,8 +360,7 @@ class KubernetesWorkspaceProvider(WorkspaceProvider):
             ("service", self.core.delete_namespaced_service, name),
             ("network policy", self.networking.delete_namespaced_network_policy, name),
             ("secret", self.core.delete_namespaced_secret, secret_name(workspace_id)),
-            ("home", self.core.delete_namespaced_persistent_volume_claim,
-             pvc_name(workspace_id)),
+            ("home", self.core.delete_namespaced_persistent_volume_claim, pvc_name(workspace_id)),
         ):
             _call(f"delete the workspace {what}", method, target, ns, tolerate=(404,))
         self._namespaces.pop(workspace_id, None)
@@ -312,21 +375,30 @@ class KubernetesWorkspaceProvider(WorkspaceProvider):
         pod = self._read_pod(ns, name) if ns else None
         if ns is None or pod is None or not is_ready(pod):
             return None
-        service = _call("read the workspace service", self.core.read_namespaced_service,
-                        name, ns, tolerate=(404,))
+        service = _call(
+            "read the workspace service",
+            self.core.read_namespaced_service,
+            name,
+            ns,
+            tolerate=(404,),
+        )
         if service is None:
             return None
         base_url = (service.metadata.annotations or {}).get(BASE_URL_ANNOTATION, "/")
         port = service.spec.ports[0].port
-        return Endpoint(url=f"http://{name}.{ns}.svc:{port}{base_url}",
-                        token=self._token(ns, workspace_id))
+        return Endpoint(
+            url=f"http://{name}.{ns}.svc:{port}{base_url}", token=self._token(ns, workspace_id)
+        )
 
     def activity(self, workspace_id: str) -> datetime | None:
         return None
 
     def running(self) -> list[str]:
-        pods = _call("list workspace pods", self.core.list_pod_for_all_namespaces,
-                     label_selector="app.kubernetes.io/managed-by=balsam")
+        pods = _call(
+            "list workspace pods",
+            self.core.list_pod_for_all_namespaces,
+            label_selector="app.kubernetes.io/managed-by=balsam",
+        )
         found = []
         for pod in pods.items:
             workspace_id = (pod.metadata.annotations or {}).get(WORKSPACE_ID_ANNOTATION)
@@ -342,9 +414,13 @@ class KubernetesWorkspaceProvider(WorkspaceProvider):
         return []
 
     def environment_lock(self, spec: EnvironmentSpec) -> dict[str, str] | None:
-        config_map = _call("read the environment lock", self.core.read_namespaced_config_map,
-                           dns_label(f"balsam-env-{spec.name}"),
-                           self.config.control_plane_namespace, tolerate=(404,))
+        config_map = _call(
+            "read the environment lock",
+            self.core.read_namespaced_config_map,
+            dns_label(f"balsam-env-{spec.name}"),
+            self.config.control_plane_namespace,
+            tolerate=(404,),
+        )
         return dict(config_map.data) if config_map is not None and config_map.data else None
 
     def close(self) -> None:

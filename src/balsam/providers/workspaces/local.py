@@ -73,15 +73,24 @@ from balsam.providers.workspaces.unix import (
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 #: Why a server started by an earlier release (on a TCP port) is stopped when found.
-_TCP_SERVER = ("Its server was started by an earlier Balsam release on a TCP port and was "
-               "stopped; start the workspace again.")
+_TCP_SERVER = (
+    "Its server was started by an earlier Balsam release on a TCP port and was "
+    "stopped; start the workspace again."
+)
 
 
 class LocalWorkspaceProvider(WorkspaceProvider):
-    def __init__(self, root: Path, environments: EnvironmentBuilder, *, uid_base: int = 200_000,
-                 start_timeout: float = 180, runtime_dir: Path | None = None,
-                 uid_registry: HostUidRegistry | None = None,
-                 max_processes: int = 1024) -> None:
+    def __init__(
+        self,
+        root: Path,
+        environments: EnvironmentBuilder,
+        *,
+        uid_base: int = 200_000,
+        start_timeout: float = 180,
+        runtime_dir: Path | None = None,
+        uid_registry: HostUidRegistry | None = None,
+        max_processes: int = 1024,
+    ) -> None:
         self.root = root
         #: RLIMIT_NPROC of a workspace's own uid (as root; not applied to Balsam's user).
         self.max_processes = max_processes
@@ -96,8 +105,9 @@ class LocalWorkspaceProvider(WorkspaceProvider):
         root.mkdir(parents=True, exist_ok=True)
         root.chmod(0o711)
         #: Workspace uids, claimed host-wide (see :mod:`.uids`); used as root only.
-        self.uids = WorkspaceUids(root, uid_registry or HostUidRegistry(
-            hostuids.DEFAULT_DIR, base=uid_base))
+        self.uids = WorkspaceUids(
+            root, uid_registry or HostUidRegistry(hostuids.DEFAULT_DIR, base=uid_base)
+        )
         environments.root.mkdir(parents=True, exist_ok=True)
         if self.as_root:
             share_with_workspaces(root, environments.root)
@@ -138,19 +148,32 @@ class LocalWorkspaceProvider(WorkspaceProvider):
         # git reads the credential from this file (credential.helper=store): the token
         # is never in a URL, a process argument or the repository's config.
         try:
-            write_private(home / ".git-credentials",
-                          f"{url.scheme}://{quote(secrets.git_username, safe='')}:"
-                          f"{quote(secrets.git_token, safe='')}@{url.netloc}\n", uid)
+            write_private(
+                home / ".git-credentials",
+                f"{url.scheme}://{quote(secrets.git_username, safe='')}:"
+                f"{quote(secrets.git_token, safe='')}@{url.netloc}\n",
+                uid,
+            )
         except OSError as exc:  # e.g. the user made it a folder
             raise WorkspaceStartError(f"~/.git-credentials cannot be written: {exc}") from exc
-        self._write_gitconfig(home, uid, {
-            "user.name": spec.owner_name or spec.owner_username,
-            "user.email": spec.owner_email, "credential.helper": "store"})
+        self._write_gitconfig(
+            home,
+            uid,
+            {
+                "user.name": spec.owner_name or spec.owner_username,
+                "user.email": spec.owner_email,
+                "credential.helper": "store",
+            },
+        )
         repo = home / spec.project_id
         if not (repo / ".git").exists():
             shutil.rmtree(repo, ignore_errors=True)
-            self._git(uid, home, ["clone", "--quiet", f"--branch={spec.branch}", "--",
-                                  spec.clone_url, str(repo)], "Cloning the project repository")
+            self._git(
+                uid,
+                home,
+                ["clone", "--quiet", f"--branch={spec.branch}", "--", spec.clone_url, str(repo)],
+                "Cloning the project repository",
+            )
         return home
 
     def _write_gitconfig(self, home: Path, uid: int | None, values: dict[str, str]) -> None:
@@ -164,19 +187,35 @@ class LocalWorkspaceProvider(WorkspaceProvider):
         except OSError as exc:
             raise WorkspaceStartError(f"~/.gitconfig cannot be replaced: {exc}") from exc
         for key, value in values.items():
-            self._git(uid, home, ["config", "--file", str(config), "--", key, value],
-                      "Writing the git configuration")
+            self._git(
+                uid,
+                home,
+                ["config", "--file", str(config), "--", key, value],
+                "Writing the git configuration",
+            )
 
     def _git(self, uid: int | None, home: Path, args: list[str], what: str) -> None:
         """Run git as the workspace's user in its home; WorkspaceStartError on failure.
         git and its helpers (``git-remote-http`` of a clone) die with Balsam:
         ``subprocess.run`` holds this thread until git has ended, and the uid
         changes before the wrapper sets the parent-death signal."""
-        env = {"HOME": str(home), "PATH": "/usr/local/bin:/usr/bin:/bin",
-               "GIT_TERMINAL_PROMPT": "0", "LANG": "C.UTF-8"}
-        done = subprocess.run(group_dying_with_parent(["git", *args]), env=env, cwd=home,  # type: ignore[call-overload]
-                              capture_output=True, text=True, timeout=300, check=False,
-                              start_new_session=True, **as_user(uid))
+        env = {
+            "HOME": str(home),
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "GIT_TERMINAL_PROMPT": "0",
+            "LANG": "C.UTF-8",
+        }
+        done = subprocess.run(
+            group_dying_with_parent(["git", *args]),
+            env=env,
+            cwd=home,  # type: ignore[call-overload]
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+            start_new_session=True,
+            **as_user(uid),
+        )
         if done.returncode != 0:
             raise WorkspaceStartError(f"{what} failed: {done.stderr.strip()[-500:]}")
 
@@ -185,16 +224,21 @@ class LocalWorkspaceProvider(WorkspaceProvider):
     def _runtime(self, workspace_id: str) -> Path:
         return runtime.folder_for(self.runtime_base, self._dir(workspace_id))
 
-    def _environment(self, spec: WorkspaceSpec, env_path: Path, home: Path,
-                     run_dir: Path) -> dict[str, str]:
+    def _environment(
+        self, spec: WorkspaceSpec, env_path: Path, home: Path, run_dir: Path
+    ) -> dict[str, str]:
         """The server's whole environment: nothing of Balsam's own is inherited."""
         secrets = spec.secrets
         user = re.sub(r"[^A-Za-z0-9._-]", "_", spec.owner_username) or "user"
         return {
             "PATH": f"{env_path / 'bin'}:/usr/local/bin:/usr/bin:/bin",
             "VIRTUAL_ENV": str(env_path),
-            "HOME": str(home), "USER": user, "LOGNAME": user, "SHELL": "/bin/bash",
-            "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8",
+            "HOME": str(home),
+            "USER": user,
+            "LOGNAME": user,
+            "SHELL": "/bin/bash",
+            "LANG": "C.UTF-8",
+            "LC_ALL": "C.UTF-8",
             "JUPYTER_TOKEN": secrets.server_token,
             "AWS_ACCESS_KEY_ID": secrets.s3_access_key,
             "AWS_SECRET_ACCESS_KEY": secrets.s3_secret_key,
@@ -240,16 +284,22 @@ class LocalWorkspaceProvider(WorkspaceProvider):
             # Not wrapped by balsam.children: a server outlives Balsam on purpose and is
             # re-attached after a restart (or stopped by stop_unknown).
             proc = subprocess.Popen(  # type: ignore[call-overload]
-                server_command(env_path, spec.base_url, sock, home,
-                               allow_root=uid is None and self.as_root),
-                env=self._environment(spec, env_path, home, run_dir), cwd=home,
-                stdin=subprocess.DEVNULL, stdout=log_fd, stderr=subprocess.STDOUT,
-                start_new_session=True, preexec_fn=limit_memory, **as_user(uid))
+                server_command(
+                    env_path, spec.base_url, sock, home, allow_root=uid is None and self.as_root
+                ),
+                env=self._environment(spec, env_path, home, run_dir),
+                cwd=home,
+                stdin=subprocess.DEVNULL,
+                stdout=log_fd,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=limit_memory,
+                **as_user(uid),
+            )
         finally:
             os.close(log_fd)
         self._procs[spec.workspace_id] = proc
-        run = {"pid": proc.pid, "socket": str(sock), "uid": uid,
-               "token": spec.secrets.server_token}
+        run = {"pid": proc.pid, "socket": str(sock), "uid": uid, "token": spec.secrets.server_token}
         write_private(folder / "run.json", json.dumps(run), None)
         endpoint = _endpoint_of(spec.workspace_id, run)
         assert endpoint is not None
@@ -267,8 +317,7 @@ class LocalWorkspaceProvider(WorkspaceProvider):
                 return
             time.sleep(0.05)
         self.stop(workspace_id)
-        raise WorkspaceStartError(
-            f"JupyterLab did not answer within {self.start_timeout:.0f} s.")
+        raise WorkspaceStartError(f"JupyterLab did not answer within {self.start_timeout:.0f} s.")
 
     def _pid(self, workspace_id: str) -> int | None:
         pid = (self._run_info(workspace_id) or {}).get("pid")
@@ -278,8 +327,9 @@ class LocalWorkspaceProvider(WorkspaceProvider):
         proc = self._procs.get(workspace_id)
         if proc is not None:
             code = proc.poll()
-            return Probe(True) if code is None else Probe(False, self._exit_reason(
-                workspace_id, code))
+            return (
+                Probe(True) if code is None else Probe(False, self._exit_reason(workspace_id, code))
+            )
         pid = self._pid(workspace_id)
         if pid is not None and runs_server(pid, workspace_id):
             if "socket" not in (self._run_info(workspace_id) or {}):
@@ -294,11 +344,12 @@ class LocalWorkspaceProvider(WorkspaceProvider):
         except OSError:
             tail = ""
         if "MemoryError" in tail:
-            return (f"JupyterLab stopped (exit status {code}): it ran out of memory "
-                    "(the template's memory limit).")
+            return (
+                f"JupyterLab stopped (exit status {code}): it ran out of memory "
+                "(the template's memory limit)."
+            )
         if code == -signal.SIGKILL:
-            return ("JupyterLab was killed (signal 9), e.g. by the system for using too "
-                    "much memory.")
+            return "JupyterLab was killed (signal 9), e.g. by the system for using too much memory."
         last = [line for line in tail.strip().splitlines() if line.strip()][-1:]
         return f"JupyterLab exited with status {code}" + (f": {last[0][-300:]}" if last else ".")
 
@@ -338,16 +389,21 @@ class LocalWorkspaceProvider(WorkspaceProvider):
         return last_activity(endpoint) if endpoint else None
 
     def running(self) -> list[str]:
-        return sorted(p.name for p in self.root.iterdir()
-                      if p.is_dir() and _ID.match(p.name) and self.probe(p.name).alive)
+        return sorted(
+            p.name
+            for p in self.root.iterdir()
+            if p.is_dir() and _ID.match(p.name) and self.probe(p.name).alive
+        )
 
     def stop_unknown(self, known: set[str]) -> list[str]:
         """Stop every server under ``root`` whose ``run.json`` names a live
         JupyterLab of a workspace not in ``known``. Servers deliberately outlive
         Balsam (they are re-attached), so only this finds one that nothing will."""
-        stale = sorted(p.name for p in self.root.iterdir()
-                       if p.is_dir() and _ID.match(p.name) and p.name not in known
-                       and self._serves(p.name))
+        stale = sorted(
+            p.name
+            for p in self.root.iterdir()
+            if p.is_dir() and _ID.match(p.name) and p.name not in known and self._serves(p.name)
+        )
         for workspace_id in stale:
             self.stop(workspace_id)
         return stale
@@ -369,5 +425,9 @@ def _endpoint_of(workspace_id: str, run: dict[str, object]) -> Endpoint | None:
     sock, uid = run.get("socket"), run.get("uid")
     if not isinstance(sock, str):
         return None
-    return Endpoint(f"http://localhost/workspaces/{workspace_id}/", str(run["token"]),
-                    socket=sock, socket_uid=uid if isinstance(uid, int) else None)
+    return Endpoint(
+        f"http://localhost/workspaces/{workspace_id}/",
+        str(run["token"]),
+        socket=sock,
+        socket_uid=uid if isinstance(uid, int) else None,
+    )

@@ -20,6 +20,10 @@ async def status_page(request: Request) -> HTMLResponse:
     """Each part's state now (bounded by a few seconds); administrators only."""
     session = await require_session(request)
     status = await run_in_threadpool(
-        system_status, get_ctx(request), session.actor, health_runner(request),
-        library_sync_running=library_sync_running(request))
+        system_status,
+        get_ctx(request),
+        session.actor,
+        health_runner(request),
+        library_sync_running=library_sync_running(request),
+    )
     return render(request, "admin/status.html", nav="admin", system=status)

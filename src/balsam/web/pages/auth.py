@@ -32,18 +32,28 @@ router = APIRouter(include_in_schema=False)
 LANGUAGE_COOKIE_AGE = 365 * 24 * 3600
 
 
-def _login_page(request: Request, next_path: str, *, error: str = "", username: str = "",
-                status: int = 200) -> HTMLResponse:
-    return render(request, "login.html", status=status, next_path=next_path, error=error,
-                  username=username[:64])
+def _login_page(
+    request: Request, next_path: str, *, error: str = "", username: str = "", status: int = 200
+) -> HTMLResponse:
+    return render(
+        request,
+        "login.html",
+        status=status,
+        next_path=next_path,
+        error=error,
+        username=username[:64],
+    )
 
 
 def _start_session(request: Request, ctx: AppContext, credentials: LoginRequest) -> str:
     """Check the password and start a session; the session cookie's value."""
     identity = IdentityService(ctx)
-    user = identity.login_password(credentials.username, credentials.password,
-                                   address=client_address(request),
-                                   request_id=request_id(request))
+    user = identity.login_password(
+        credentials.username,
+        credentials.password,
+        address=client_address(request),
+        request_id=request_id(request),
+    )
     value, _ = identity.start_session(user)
     return value
 
@@ -66,20 +76,42 @@ async def login(request: Request) -> Response:
     try:
         credentials = LoginRequest(username=username, password=form.get("password", ""))
     except ValidationError:
-        return _login_page(request, next_path, username=username, status=422,
-                           error=_("Enter your username and password."))
+        return _login_page(
+            request,
+            next_path,
+            username=username,
+            status=422,
+            error=_("Enter your username and password."),
+        )
     try:
         value = await run_in_threadpool(_start_session, request, ctx, credentials)
     except RateLimited:
-        return _login_page(request, next_path, username=username, status=429,
-                           error=_("Too many failed logins; try again later."))
+        return _login_page(
+            request,
+            next_path,
+            username=username,
+            status=429,
+            error=_("Too many failed logins; try again later."),
+        )
     except BalsamError:
-        return _login_page(request, next_path, username=username, status=401,
-                           error=_("Wrong username or password."))
+        return _login_page(
+            request,
+            next_path,
+            username=username,
+            status=401,
+            error=_("Wrong username or password."),
+        )
     auth = ctx.settings.auth
     response = RedirectResponse(next_path, status_code=303)
-    response.set_cookie(auth.session_cookie, value, max_age=auth.session_ttl_hours * 3600,
-                        httponly=True, samesite="lax", secure=auth.cookie_secure, path="/")
+    response.set_cookie(
+        auth.session_cookie,
+        value,
+        max_age=auth.session_ttl_hours * 3600,
+        httponly=True,
+        samesite="lax",
+        secure=auth.cookie_secure,
+        path="/",
+    )
     return response
 
 
@@ -96,8 +128,9 @@ async def logout(request: Request) -> Response:
         await run_in_threadpool(IdentityService(ctx).end_session, cookie)
         request.app.state.proxy_access.forget_credential(cookie)  # no 5 s grace
     response = RedirectResponse("/login", status_code=303)
-    response.delete_cookie(auth.session_cookie, path="/", httponly=True, samesite="lax",
-                           secure=auth.cookie_secure)
+    response.delete_cookie(
+        auth.session_cookie, path="/", httponly=True, samesite="lax", secure=auth.cookie_secure
+    )
     return response
 
 
@@ -107,6 +140,12 @@ def switch_language(request: Request, lang: str = "", next_path: NextQuery = Non
     response = RedirectResponse(safe_next(next_path), status_code=303)
     if lang in i18n.LANGUAGES:
         settings = get_ctx(request).settings
-        response.set_cookie(i18n.COOKIE, lang, max_age=LANGUAGE_COOKIE_AGE, samesite="lax",
-                            secure=settings.auth.cookie_secure, path="/")
+        response.set_cookie(
+            i18n.COOKIE,
+            lang,
+            max_age=LANGUAGE_COOKIE_AGE,
+            samesite="lax",
+            secure=settings.auth.cookie_secure,
+            path="/",
+        )
     return response

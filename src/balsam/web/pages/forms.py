@@ -56,8 +56,13 @@ class LoginRequired(Exception):
 
 def safe_next(value: str | None) -> str:
     """``value`` when it is a path on this site, else ``/``."""
-    if (not value or len(value) > MAX_NEXT_LENGTH or not value.startswith("/")
-            or value.startswith("//") or _UNSAFE_IN_NEXT.search(value)):
+    if (
+        not value
+        or len(value) > MAX_NEXT_LENGTH
+        or not value.startswith("/")
+        or value.startswith("//")
+        or _UNSAFE_IN_NEXT.search(value)
+    ):
         return "/"
     parts = urlsplit(value)
     return "/" if parts.scheme or parts.netloc else value
@@ -78,8 +83,10 @@ def same_site_post(request: Request, ctx: AppContext) -> bool:
     origin = request.headers.get("origin")
     if origin is None:
         return request.headers.get("sec-fetch-site", "none") in ("same-origin", "none")
-    own = {f"{request.url.scheme}://{request.headers.get('host', '')}".lower(),
-           _origin(ctx.settings.resolved_public_url)}
+    own = {
+        f"{request.url.scheme}://{request.headers.get('host', '')}".lower(),
+        _origin(ctx.settings.resolved_public_url),
+    }
     return origin.lower() in own
 
 
@@ -96,8 +103,9 @@ async def read_form(request: Request) -> dict[str, str]:
         if len(body) > MAX_FORM_BYTES:
             raise PayloadTooLarge(f"The form is larger than {MAX_FORM_BYTES} bytes.")
     try:
-        fields = parse_qs(body.decode("ascii"), keep_blank_values=True, errors="strict",
-                          max_num_fields=40)
+        fields = parse_qs(
+            body.decode("ascii"), keep_blank_values=True, errors="strict", max_num_fields=40
+        )
     except (UnicodeDecodeError, ValueError) as exc:
         raise BadRequest("The form could not be read.") from exc
     return {name: values[0] for name, values in fields.items()}
@@ -135,6 +143,10 @@ async def session_form(request: Request, session: PageSession) -> dict[str, str]
     The caller has refused cross-site posts."""
     form = await read_form(request)
     if not hmac.compare_digest(form.get("csrf", "").encode(), session.csrf.encode()):
-        raise Forbidden(N_("The form's security token is missing or out of date; reload "
-                           "the page and try again."))
+        raise Forbidden(
+            N_(
+                "The form's security token is missing or out of date; reload "
+                "the page and try again."
+            )
+        )
     return form

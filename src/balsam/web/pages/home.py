@@ -76,30 +76,63 @@ def load(ctx: AppContext, actor: Actor) -> HomeView:
     projects, _ = ProjectService(ctx).list(actor, include_all=False, limit=MAX_PROJECTS)
     targets = [(f"{p.id}/{b.id}", f"{p.name} / {b.id}") for p, _ in projects for b in p.branches]
     service = WorkspaceService(ctx)
-    rows = [WorkspaceRow(id=ws.id, name=ws.name, state=ws.state, state_reason=ws.state_reason,
-                         project_id=ws.project_id, branch=ws.branch,
-                         template_id=ws.template_id, locked=ws.locked,
-                         url=workspace_url(ws.id))
-            for ws in service.list_for(actor, all_visible=False)]
-    return HomeView(workspaces=rows, targets=targets,
-                    templates=[(t.id, t.name) for t in service.templates()])
+    rows = [
+        WorkspaceRow(
+            id=ws.id,
+            name=ws.name,
+            state=ws.state,
+            state_reason=ws.state_reason,
+            project_id=ws.project_id,
+            branch=ws.branch,
+            template_id=ws.template_id,
+            locked=ws.locked,
+            url=workspace_url(ws.id),
+        )
+        for ws in service.list_for(actor, all_visible=False)
+    ]
+    return HomeView(
+        workspaces=rows, targets=targets, templates=[(t.id, t.name) for t in service.templates()]
+    )
 
 
-def _page(request: Request, view: HomeView, *, error: str = "", status: int = 200,
-          filled: Filled | None = None) -> HTMLResponse:
+def _page(
+    request: Request,
+    view: HomeView,
+    *,
+    error: str = "",
+    status: int = 200,
+    filled: Filled | None = None,
+) -> HTMLResponse:
     gettext = i18n.gettext(request)
-    states = {"pending": gettext("pending"), "running": gettext("running"),
-              "stopped": gettext("stopped"), "failed": gettext("failed")}
+    states = {
+        "pending": gettext("pending"),
+        "running": gettext("running"),
+        "stopped": gettext("stopped"),
+        "failed": gettext("failed"),
+    }
     pending = any(ws.state == "pending" for ws in view.workspaces)
-    return render(request, "home.html", status=status, nav="me", ui=UI,
-                  workspaces=view.workspaces, targets=view.targets,
-                  templates=view.templates, filled=filled or Filled(), error=error,
-                  states=states, refresh=pending and not error)
+    return render(
+        request,
+        "home.html",
+        status=status,
+        nav="me",
+        ui=UI,
+        workspaces=view.workspaces,
+        targets=view.targets,
+        templates=view.templates,
+        filled=filled or Filled(),
+        error=error,
+        states=states,
+        refresh=pending and not error,
+    )
 
 
-async def _perform(request: Request, session: PageSession,
-                   work: Callable[[AppContext, Actor], object],
-                   filled: Filled | None = None) -> Response:
+async def _perform(
+    request: Request,
+    session: PageSession,
+    work: Callable[[AppContext, Actor], object],
+    filled: Filled | None = None,
+) -> Response:
     """Run ``work`` as the session's user: back to ``/``, or the page with the error."""
     ctx = get_ctx(request)
     try:
@@ -122,18 +155,28 @@ async def home(request: Request) -> Response:
 async def create_workspace(request: Request) -> Response:
     """Create a workspace from the form (it starts in the background)."""
     session, form = await posted_form(request)
-    filled = Filled(name=form.get("name", "").strip(), target=form.get("target", ""),
-                    template=form.get("template", ""))
+    filled = Filled(
+        name=form.get("name", "").strip(),
+        target=form.get("target", ""),
+        template=form.get("template", ""),
+    )
     project_id, _, branch_id = filled.target.partition("/")
 
     def create(ctx: AppContext, actor: Actor) -> object:
         try:
-            data = WorkspaceCreate.model_validate({
-                "name": filled.name, "templateId": filled.template, "projectId": project_id,
-                "branchId": branch_id})
+            data = WorkspaceCreate.model_validate(
+                {
+                    "name": filled.name,
+                    "templateId": filled.template,
+                    "projectId": project_id,
+                    "branchId": branch_id,
+                }
+            )
         except ValidationError as exc:
-            raise InvalidInput("Give the workspace a name (at most 100 characters), and "
-                               "choose a project, branch and template.") from exc
+            raise InvalidInput(
+                "Give the workspace a name (at most 100 characters), and "
+                "choose a project, branch and template."
+            ) from exc
         return WorkspaceService(ctx).create(actor, data)
 
     return await _perform(request, session, create, filled)

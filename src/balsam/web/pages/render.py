@@ -23,7 +23,8 @@ from balsam.web.pages import i18n
 SECURITY_HEADERS: Mapping[str, str] = {
     "Content-Security-Policy": (
         "default-src 'none'; style-src 'self'; img-src 'self'; script-src 'self'; "
-        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
+        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    ),
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "same-origin",
     "X-Content-Type-Options": "nosniff",
@@ -51,7 +52,8 @@ def environment(language: str) -> jinja2.Environment:
         autoescape=True,  # every template is HTML
         undefined=jinja2.StrictUndefined,  # a misspelt name fails the test, not the page
         extensions=["jinja2.ext.i18n"],
-        trim_blocks=True, lstrip_blocks=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
     )
     env.install_gettext_translations(i18n.translations(language), newstyle=True)  # type: ignore[attr-defined]
     env.globals["static_url"] = static_url
@@ -65,7 +67,10 @@ def render_html(request: Request, template: str, **context: Any) -> str:
     language = i18n.negotiate(request)
     session = getattr(request.state, "page_session", None)
     common = {
-        "lang": language, "languages": i18n.NAMES, "session": session, "nav": "",
+        "lang": language,
+        "languages": i18n.NAMES,
+        "session": session,
+        "nav": "",
         "user": session.actor if session else None,
         "csrf": session.csrf if session else "",
         "request_id": str(getattr(request.state, "request_id", "")),
@@ -74,8 +79,17 @@ def render_html(request: Request, template: str, **context: Any) -> str:
     return environment(language).get_template(template).render({**common, **context})
 
 
-def render(request: Request, template: str, *, status: int = 200,
-           headers: Mapping[str, str] | None = None, **context: Any) -> HTMLResponse:
+def render(
+    request: Request,
+    template: str,
+    *,
+    status: int = 200,
+    headers: Mapping[str, str] | None = None,
+    **context: Any,
+) -> HTMLResponse:
     """A page as an HTML response with the security headers."""
-    return HTMLResponse(render_html(request, template, **context), status_code=status,
-                        headers={**SECURITY_HEADERS, **(headers or {})})
+    return HTMLResponse(
+        render_html(request, template, **context),
+        status_code=status,
+        headers={**SECURITY_HEADERS, **(headers or {})},
+    )

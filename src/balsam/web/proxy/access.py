@@ -64,12 +64,15 @@ class ProxyAccess:
         origin = conn.headers.get("origin")
         if origin is None:
             return conn.headers.get("sec-fetch-site") in ("same-origin", "none")
-        allowed = {_origin(self.ctx.settings.resolved_public_url),
-                   f"{conn.url.scheme.replace('ws', 'http')}://{conn.headers.get('host', '')}"}
+        allowed = {
+            _origin(self.ctx.settings.resolved_public_url),
+            f"{conn.url.scheme.replace('ws', 'http')}://{conn.headers.get('host', '')}",
+        }
         return origin.lower() in allowed
 
-    def peek(self, conn: HTTPConnection, workspace_id: str, *, websocket: bool,
-             method: str = "GET") -> Passage | None:
+    def peek(
+        self, conn: HTTPConnection, workspace_id: str, *, websocket: bool, method: str = "GET"
+    ) -> Passage | None:
         """The cached passage, or None when the database must decide (:meth:`check`).
         Raises Unauthenticated / Forbidden for what needs no database. Non-blocking."""
         credential = self._credential(conn)
@@ -82,8 +85,9 @@ class ProxyAccess:
             hit = self._cache.get((sha256(secret), workspace_id))
         return hit[1] if hit is not None and hit[0] > time.monotonic() else None
 
-    def check(self, conn: HTTPConnection, workspace_id: str, *, websocket: bool,
-              method: str = "GET") -> Passage:
+    def check(
+        self, conn: HTTPConnection, workspace_id: str, *, websocket: bool, method: str = "GET"
+    ) -> Passage:
         """The passage for this request, or raise Unauthenticated (401), Forbidden
         (403), NotFound (404) or NotRunning (503). Blocking: call from a thread."""
         cached = self.peek(conn, workspace_id, websocket=websocket, method=method)
@@ -97,7 +101,9 @@ class ProxyAccess:
             if len(self._cache) > 10_000:
                 self._cache.clear()
             self._cache[(sha256(secret), workspace_id)] = (
-                time.monotonic() + CACHE_SECONDS, passage)
+                time.monotonic() + CACHE_SECONDS,
+                passage,
+            )
         return passage
 
     def forget_credential(self, secret: str) -> None:
@@ -115,8 +121,11 @@ class ProxyAccess:
 
     def _decide(self, secret: str, via_cookie: bool, workspace_id: str) -> Passage:
         identity = IdentityService(self.ctx)
-        user = (identity.authenticate_session(secret)[0] if via_cookie
-                else identity.authenticate_token(secret))
+        user = (
+            identity.authenticate_session(secret)[0]
+            if via_cookie
+            else identity.authenticate_token(secret)
+        )
         actor = Actor(user_id=user.id, username=user.username, is_admin=user.is_admin)
         return Passage(user.username, WorkspaceAccess(self.ctx).open(actor, workspace_id))
 

@@ -34,15 +34,32 @@ from balsam.web.proxy.access import Passage, ProxyAccess, refusal
 
 router = APIRouter(include_in_schema=False)
 
-HOP_BY_HOP = frozenset({
-    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
-    "trailer", "trailers", "transfer-encoding", "upgrade", "host",
-})
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+    }
+)
 #: Never forwarded upstream: Balsam's credentials, and browser origin headers
 #: (the proxy checks origin itself; the server sees a same-host request).
-DROP_UPSTREAM = HOP_BY_HOP | {"authorization", "cookie", "origin", "referer",
-                              "sec-websocket-key", "sec-websocket-version",
-                              "sec-websocket-extensions", "sec-websocket-protocol"}
+DROP_UPSTREAM = HOP_BY_HOP | {
+    "authorization",
+    "cookie",
+    "origin",
+    "referer",
+    "sec-websocket-key",
+    "sec-websocket-version",
+    "sec-websocket-extensions",
+    "sec-websocket-protocol",
+}
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 #: Responses up to this size (by Content-Length) are passed on whole, not streamed.
 BUFFER_LIMIT = 256 * 1024
@@ -97,8 +114,9 @@ def _target(passage: Passage, conn: HTTPConnection, path: str, scheme: str = "ht
     return f"{url}?{conn.url.query}" if conn.url.query else url
 
 
-async def _pass(conn: HTTPConnection, workspace_id: str, *, websocket: bool,
-                method: str = "GET") -> Passage | Response:
+async def _pass(
+    conn: HTTPConnection, workspace_id: str, *, websocket: bool, method: str = "GET"
+) -> Passage | Response:
     access = _access(conn)
     try:
         # Most requests of a page load hit the cache: no thread, no database.
@@ -116,8 +134,12 @@ async def _pass(conn: HTTPConnection, workspace_id: str, *, websocket: bool,
 
 def _is_page_visit(conn: HTTPConnection, method: str, websocket: bool) -> bool:
     """A browser opening a page (not a script, not an API call): send it to log in."""
-    return (not websocket and method == "GET" and "authorization" not in conn.headers
-            and "text/html" in conn.headers.get("accept", ""))
+    return (
+        not websocket
+        and method == "GET"
+        and "authorization" not in conn.headers
+        and "text/html" in conn.headers.get("accept", "")
+    )
 
 
 def _response_headers(upstream: aiohttp.ClientResponse) -> list[tuple[str, str]]:
@@ -133,8 +155,9 @@ def _response_headers(upstream: aiohttp.ClientResponse) -> list[tuple[str, str]]
     return headers
 
 
-async def _send(request: Request, workspace_id: str, path: str
-                ) -> tuple[Passage, aiohttp.ClientResponse] | Response:
+async def _send(
+    request: Request, workspace_id: str, path: str
+) -> tuple[Passage, aiohttp.ClientResponse] | Response:
     """The passage and the server's response (body not read yet), or the refusal."""
     has_body = request.method not in ("GET", "HEAD", "OPTIONS")
     for attempt in (1, 2):
@@ -143,9 +166,12 @@ async def _send(request: Request, workspace_id: str, path: str
             return passage
         try:
             return passage, await _client(request, passage.endpoint).request(
-                request.method, _target(passage, request, path),
-                headers=_upstream_headers(request, passage), allow_redirects=False,
-                data=request.stream() if has_body else None)
+                request.method,
+                _target(passage, request, path),
+                headers=_upstream_headers(request, passage),
+                allow_redirects=False,
+                data=request.stream() if has_body else None,
+            )
         except aiohttp.ClientConnectorError:
             # The cached passage may point at a server that was stopped or moved:
             # decide again once (the answer is then e.g. 503 "stopped"). A body
@@ -202,15 +228,21 @@ async def proxy_http(workspace_id: str, path: str, request: Request) -> Response
     if upstream.headers.get("content-type", "").startswith("text/html"):
         try:
             async with upstream:
-                body = _without_token(await _read_page(upstream),
-                                      upstream.headers.get("content-encoding", ""),
-                                      passage.endpoint.token)
+                body = _without_token(
+                    await _read_page(upstream),
+                    upstream.headers.get("content-encoding", ""),
+                    passage.endpoint.token,
+                )
         except (_PageTooLarge, zlib.error):
-            return problem(502, f"The workspace's server sent an HTML page over "
-                           f"{PAGE_LIMIT // 2**20} MiB or one that cannot be decoded.",
-                           reason="bad-gateway")
-        headers = [(k, v) for k, v in headers
-                   if k.lower() not in ("content-length", "content-encoding")]
+            return problem(
+                502,
+                f"The workspace's server sent an HTML page over "
+                f"{PAGE_LIMIT // 2**20} MiB or one that cannot be decoded.",
+                reason="bad-gateway",
+            )
+        headers = [
+            (k, v) for k, v in headers if k.lower() not in ("content-length", "content-encoding")
+        ]
         headers.append(("content-length", str(len(body))))
         response = Response(body, status_code=upstream.status)
     elif (upstream.content_length or BUFFER_LIMIT + 1) <= BUFFER_LIMIT:
@@ -219,8 +251,7 @@ async def proxy_http(workspace_id: str, path: str, request: Request) -> Response
             response = Response(await upstream.read(), status_code=upstream.status)
     else:
         response = StreamingResponse(_stream(upstream), status_code=upstream.status)
-    response.raw_headers = [(k.lower().encode("latin-1"), v.encode("latin-1"))
-                            for k, v in headers]
+    response.raw_headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
     return response
 
 
@@ -231,8 +262,9 @@ async def _deny_websocket(websocket: WebSocket, refused: Response) -> None:
         await websocket.close(code=1008)
 
 
-async def _connect_upstream(websocket: WebSocket, workspace_id: str, path: str
-                            ) -> ClientConnection | Response:
+async def _connect_upstream(
+    websocket: WebSocket, workspace_id: str, path: str
+) -> ClientConnection | Response:
     """The upstream WebSocket, or the refusal to send (see proxy_http on retrying)."""
     for attempt in (1, 2):
         passage = await _pass(websocket, workspace_id, websocket=True)
@@ -240,9 +272,11 @@ async def _connect_upstream(websocket: WebSocket, workspace_id: str, path: str
             return passage
         try:
             return await upstreams.websocket(
-                passage.endpoint, _target(passage, websocket, path, scheme="ws"),
+                passage.endpoint,
+                _target(passage, websocket, path, scheme="ws"),
                 _upstream_headers(websocket, passage),
-                websocket.scope.get("subprotocols") or None)
+                websocket.scope.get("subprotocols") or None,
+            )
         except OSError:
             _access(websocket).forget(workspace_id)
             if attempt == 2:

@@ -19,8 +19,7 @@ from balsam.domain.audit.service import GENESIS, AuditLog, AuditRecord, _digest
 from tests.fixtures.app import TestUser
 
 
-def events(client: httpx.Client, url: str = "/api/v1/audit", **params: Any
-           ) -> list[dict[str, Any]]:
+def events(client: httpx.Client, url: str = "/api/v1/audit", **params: Any) -> list[dict[str, Any]]:
     r = client.get(url, params={"limit": 200, **params})
     assert r.status_code == 200, r.text
     found: list[dict[str, Any]] = r.json()["events"]
@@ -46,8 +45,9 @@ def busy_project(alice: TestUser, bob: TestUser, project: dict[str, Any]) -> dic
     return {**project, "revokedKey": key.json()["accessKey"]}
 
 
-def test_project_actions_are_recorded(alice: TestUser, bob: TestUser,
-                                      busy_project: dict[str, Any]) -> None:
+def test_project_actions_are_recorded(
+    alice: TestUser, bob: TestUser, busy_project: dict[str, Any]
+) -> None:
     pid = busy_project["id"]
     trail = events(alice.client, f"/api/v1/projects/{pid}/audit")
     assert [(e["action"], e["outcome"]) for e in reversed(trail)] == [
@@ -65,21 +65,40 @@ def test_project_actions_are_recorded(alice: TestUser, bob: TestUser,
     assert by_action["branch.delete"]["target"] == f"project:{pid}/branch:scratch"
     revoked = busy_project["revokedKey"]
     assert by_action["credential.revoke"]["target"] == f"project:{pid}/credential:{revoked}"
-    assert all(set(e) == {"id", "at", "actor", "action", "target", "projectId", "outcome",
-                          "requestId", "details", "hash", "prevHash"} for e in trail)
+    assert all(
+        set(e)
+        == {
+            "id",
+            "at",
+            "actor",
+            "action",
+            "target",
+            "projectId",
+            "outcome",
+            "requestId",
+            "details",
+            "hash",
+            "prevHash",
+        }
+        for e in trail
+    )
 
 
 def test_request_id_is_recorded(alice: TestUser, project: dict[str, Any]) -> None:
     rid = f"trace-{project['id']}"
-    r = alice.client.patch(f"/api/v1/projects/{project['id']}", json={"description": "x"},
-                           headers={"X-Request-ID": rid})
+    r = alice.client.patch(
+        f"/api/v1/projects/{project['id']}",
+        json={"description": "x"},
+        headers={"X-Request-ID": rid},
+    )
     assert r.status_code == 200 and r.headers["x-request-id"] == rid
     newest = events(alice.client, f"/api/v1/projects/{project['id']}/audit", limit=1)[0]
     assert newest["action"] == "project.update" and newest["requestId"] == rid
 
 
-def test_project_delete_is_recorded(alice: TestUser, admin: TestUser,
-                                    project: dict[str, Any]) -> None:
+def test_project_delete_is_recorded(
+    alice: TestUser, admin: TestUser, project: dict[str, Any]
+) -> None:
     pid = project["id"]
     assert alice.client.delete(f"/api/v1/projects/{pid}").status_code == 204
     mine = [e for e in events(admin.client) if e["projectId"] == pid]
@@ -88,9 +107,14 @@ def test_project_delete_is_recorded(alice: TestUser, admin: TestUser,
     assert mine[-1]["action"] == "project.create"
 
 
-def test_denied_requests_are_recorded(alice: TestUser, bob: TestUser, admin: TestUser,
-                                      anon: httpx.Client, project: dict[str, Any],
-                                      unique: Callable[[str], str]) -> None:
+def test_denied_requests_are_recorded(
+    alice: TestUser,
+    bob: TestUser,
+    admin: TestUser,
+    anon: httpx.Client,
+    project: dict[str, Any],
+    unique: Callable[[str], str],
+) -> None:
     pid = project["id"]
     assert bob.client.get(f"/api/v1/projects/{pid}").status_code == 404
     rid = unique("anon-")
@@ -119,8 +143,9 @@ def test_denial_on_a_missing_project_stays_off_project_trails(
     assert mine["outcome"] == "denied"
 
 
-def test_newest_first_and_paginated(admin: TestUser, alice: TestUser,
-                                    busy_project: dict[str, Any]) -> None:
+def test_newest_first_and_paginated(
+    admin: TestUser, alice: TestUser, busy_project: dict[str, Any]
+) -> None:
     whole = admin.client.get("/api/v1/audit", params={"limit": 6}).json()
     assert whole["limit"] == 6 and whole["offset"] == 0 and whole["total"] >= 8
     ids = [e["id"] for e in whole["events"]]
@@ -141,16 +166,22 @@ def test_project_audit_pages(alice: TestUser, busy_project: dict[str, Any]) -> N
     assert [e["id"] for e in page["events"]] == [e["id"] for e in everything[1:3]]
 
 
-@pytest.mark.parametrize("params", [{"limit": 0}, {"limit": 1001}, {"offset": -1},
-                                    {"limit": "many"}])
+@pytest.mark.parametrize(
+    "params", [{"limit": 0}, {"limit": 1001}, {"offset": -1}, {"limit": "many"}]
+)
 def test_bad_paging_is_422(admin: TestUser, params: dict[str, Any]) -> None:
     r = admin.client.get("/api/v1/audit", params=params)
     assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json"
 
 
-def test_project_audit_is_for_owners(alice: TestUser, bob: TestUser, admin: TestUser,
-                                     make_user: Callable[..., TestUser], anon: httpx.Client,
-                                     busy_project: dict[str, Any]) -> None:
+def test_project_audit_is_for_owners(
+    alice: TestUser,
+    bob: TestUser,
+    admin: TestUser,
+    make_user: Callable[..., TestUser],
+    anon: httpx.Client,
+    busy_project: dict[str, Any],
+) -> None:
     pid = busy_project["id"]
     carol = make_user("carol")
     assert project_audit(bob.client, pid).status_code == 403  # a member, not an owner
@@ -161,10 +192,12 @@ def test_project_audit_is_for_owners(alice: TestUser, bob: TestUser, admin: Test
     assert project_audit(bob.client, pid).status_code == 200
 
 
-def test_project_audit_holds_only_that_project(alice: TestUser, unique: Callable[[str], str],
-                                               busy_project: dict[str, Any]) -> None:
-    other = alice.client.post("/api/v1/projects", json={"name": unique("Other "),
-                                                        "branchName": "main"}).json()
+def test_project_audit_holds_only_that_project(
+    alice: TestUser, unique: Callable[[str], str], busy_project: dict[str, Any]
+) -> None:
+    other = alice.client.post(
+        "/api/v1/projects", json={"name": unique("Other "), "branchName": "main"}
+    ).json()
     for pid in (busy_project["id"], other["id"]):
         trail = events(alice.client, f"/api/v1/projects/{pid}/audit")
         assert trail and all(e["projectId"] == pid for e in trail)
@@ -188,6 +221,7 @@ def test_served_hashes_link_up(admin: TestUser, busy_project: dict[str, Any]) ->
 
 # -- tampering, on a database of its own so the shared chain stays intact ----------
 
+
 @pytest.fixture
 def private_sessions(fresh_database_url: str) -> Iterator[sessionmaker[Session]]:
     upgrade(fresh_database_url)
@@ -198,8 +232,15 @@ def private_sessions(fresh_database_url: str) -> Iterator[sessionmaker[Session]]
 
 def fill(log: AuditLog, count: int) -> list[int]:
     for i in range(count):
-        log.record(AuditRecord(actor="tester", action="test.step", target=f"step:{i}",
-                               project_id="p" if i % 2 else None, details={"n": i, "ok": True}))
+        log.record(
+            AuditRecord(
+                actor="tester",
+                action="test.step",
+                target=f"step:{i}",
+                project_id="p" if i % 2 else None,
+                details={"n": i, "ok": True},
+            )
+        )
     return [e.id for e in reversed(log.page(limit=count)[0])]
 
 
@@ -217,19 +258,20 @@ def test_edited_details_break_the_chain(private_sessions: sessionmaker[Session])
     log = AuditLog(private_sessions)
     ids = fill(log, 4)
     with private_sessions() as session, session.begin():
-        session.execute(update(AuditEvent).where(AuditEvent.id == ids[2])
-                        .values(details={"n": 2, "ok": False}))
+        session.execute(
+            update(AuditEvent).where(AuditEvent.id == ids[2]).values(details={"n": 2, "ok": False})
+        )
     assert log.verify_chain() == (False, 2, ids[2])
 
 
 @pytest.mark.parametrize("field", ["actor", "outcome", "target"])
-def test_edited_fields_break_the_chain(private_sessions: sessionmaker[Session],
-                                       field: str) -> None:
+def test_edited_fields_break_the_chain(private_sessions: sessionmaker[Session], field: str) -> None:
     log = AuditLog(private_sessions)
     ids = fill(log, 3)
     with private_sessions() as session, session.begin():
-        session.execute(update(AuditEvent).where(AuditEvent.id == ids[1])
-                        .values({field: "tampered"}))
+        session.execute(
+            update(AuditEvent).where(AuditEvent.id == ids[1]).values({field: "tampered"})
+        )
     assert log.verify_chain() == (False, 1, ids[1])
 
 

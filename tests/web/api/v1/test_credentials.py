@@ -17,17 +17,25 @@ from tests.fixtures.app import TestUser
 
 def s3(key: dict[str, Any]) -> Any:
     return boto3.client(
-        "s3", endpoint_url=key["endpoint"], region_name=key["region"],
-        aws_access_key_id=key["accessKey"], aws_secret_access_key=key["secretKey"],
-        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}))
+        "s3",
+        endpoint_url=key["endpoint"],
+        region_name=key["region"],
+        aws_access_key_id=key["accessKey"],
+        aws_secret_access_key=key["secretKey"],
+        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
+    )
 
 
 def denied(call: Any) -> bool:
     try:
         call()
     except ClientError as exc:
-        return exc.response["Error"]["Code"] in {"AccessDenied", "InvalidAccessKeyId",
-                                                 "SignatureDoesNotMatch", "403"}
+        return exc.response["Error"]["Code"] in {
+            "AccessDenied",
+            "InvalidAccessKeyId",
+            "SignatureDoesNotMatch",
+            "403",
+        }
     return False
 
 
@@ -38,24 +46,36 @@ def test_mint_use_list_revoke(alice: TestUser, ctx: AppContext, project: dict[st
     key = r.json()
     assert key["bucket"] == pid and key["owner"] == alice.username and key["secretKey"]
     client = s3(key)
-    client.put_object(Bucket=pid, Key="main/data/x.csv", Body=b"a,b\n",
-                      Metadata={"source": "test"}, Tagging="kind=raw")
+    client.put_object(
+        Bucket=pid,
+        Key="main/data/x.csv",
+        Body=b"a,b\n",
+        Metadata={"source": "test"},
+        Tagging="kind=raw",
+    )
     assert client.get_object(Bucket=pid, Key="main/data/x.csv")["Body"].read() == b"a,b\n"
     tags = client.get_object_tagging(Bucket=pid, Key="main/data/x.csv")["TagSet"]
     assert tags == [{"Key": "kind", "Value": "raw"}]
     listed = alice.client.get(f"/api/v1/projects/{pid}/credentials").json()["credentials"]
-    assert {c["accessKey"] for c in listed} == {key["accessKey"],
-                                                project["credentials"]["accessKey"]}
+    assert {c["accessKey"] for c in listed} == {
+        key["accessKey"],
+        project["credentials"]["accessKey"],
+    }
     assert all("secretKey" not in c for c in listed)
-    assert alice.client.delete(f"/api/v1/projects/{pid}/credentials/{key['accessKey']}"
-                               ).status_code == 204
+    assert (
+        alice.client.delete(f"/api/v1/projects/{pid}/credentials/{key['accessKey']}").status_code
+        == 204
+    )
     assert denied(lambda: client.list_objects_v2(Bucket=pid))
-    assert alice.client.delete(f"/api/v1/projects/{pid}/credentials/{key['accessKey']}"
-                               ).status_code == 404
+    assert (
+        alice.client.delete(f"/api/v1/projects/{pid}/credentials/{key['accessKey']}").status_code
+        == 404
+    )
 
 
-def test_key_of_project_a_is_denied_on_project_b(alice: TestUser, bob: TestUser,
-                                                  unique: Any) -> None:
+def test_key_of_project_a_is_denied_on_project_b(
+    alice: TestUser, bob: TestUser, unique: Any
+) -> None:
     a = alice.client.post("/api/v1/projects", json={"name": unique("A "), "branchName": "main"})
     b = bob.client.post("/api/v1/projects", json={"name": unique("B "), "branchName": "main"})
     key_a, bucket_b = a.json()["credentials"], b.json()["bucket"]
@@ -70,7 +90,8 @@ def test_key_of_project_a_is_denied_on_project_b(alice: TestUser, bob: TestUser,
 
 
 def test_members_see_only_their_keys_owners_see_all(
-        alice: TestUser, bob: TestUser, project: dict[str, Any]) -> None:
+    alice: TestUser, bob: TestUser, project: dict[str, Any]
+) -> None:
     pid = project["id"]
     alice.client.post(f"/api/v1/projects/{pid}/members", json={"username": bob.username})
     bobs = bob.client.post(f"/api/v1/projects/{pid}/credentials", json={}).json()
@@ -78,12 +99,13 @@ def test_members_see_only_their_keys_owners_see_all(
     assert [c["accessKey"] for c in mine] == [bobs["accessKey"]]
     everyone = alice.client.get(f"/api/v1/projects/{pid}/credentials").json()["credentials"]
     assert {c["owner"] for c in everyone} == {alice.username, bob.username}
-    assert alice.client.delete(f"/api/v1/projects/{pid}/credentials/{bobs['accessKey']}"
-                               ).status_code == 204
+    assert (
+        alice.client.delete(f"/api/v1/projects/{pid}/credentials/{bobs['accessKey']}").status_code
+        == 204
+    )
 
 
-def test_no_secret_in_database(alice: TestUser, ctx: AppContext,
-                               project: dict[str, Any]) -> None:
+def test_no_secret_in_database(alice: TestUser, ctx: AppContext, project: dict[str, Any]) -> None:
     secret = project["credentials"]["secretKey"]
     with ctx.sessions() as session:
         rows = session.scalars(select(Credential)).all()

@@ -46,7 +46,8 @@ def _with_storage(ctx: AppContext, endpoint: str) -> AppContext:
 
 
 def test_a_paused_storage_server_is_a_timeout_within_the_bound(
-        ctx: AppContext, silent_server: int) -> None:
+    ctx: AppContext, silent_server: int
+) -> None:
     runner = CheckRunner()
     service = HealthService(_with_storage(ctx, f"http://127.0.0.1:{silent_server}"))
     started = time.monotonic()
@@ -55,22 +56,32 @@ def test_a_paused_storage_server_is_a_timeout_within_the_bound(
     assert states["storage"] == "timeout" and states["database"] == "ok"
     # The hung check is not started again: still a timeout, still bounded.
     started = time.monotonic()
-    assert service.readiness(runner, library_sync_running=True,
-                             timeout=0.5).components["storage"] == "timeout"
+    assert (
+        service.readiness(runner, library_sync_running=True, timeout=0.5).components["storage"]
+        == "timeout"
+    )
     assert time.monotonic() - started < 2
 
 
 def test_the_endpoint_answers_503_with_retry_after_within_the_bound(
-        ctx: AppContext, silent_server: int) -> None:
+    ctx: AppContext, silent_server: int
+) -> None:
     """An app whose storage hangs, served without its background work (no lifespan)."""
     app = create_app(ctx=_with_storage(ctx, f"http://127.0.0.1:{silent_server}"))
     started = time.monotonic()
     r = TestClient(app).get("/api/v1/health/ready")
     assert time.monotonic() - started < 6
     assert r.status_code == 503 and r.headers["retry-after"] == "5"
-    assert r.json() == {"status": "unready", "components": {
-        "database": "ok", "storage": "timeout", "git": "ok", "workspaces": "stopped",
-        "librarySync": "stopped"}}
+    assert r.json() == {
+        "status": "unready",
+        "components": {
+            "database": "ok",
+            "storage": "timeout",
+            "git": "ok",
+            "workspaces": "stopped",
+            "librarySync": "stopped",
+        },
+    }
 
 
 def test_a_storage_server_that_refuses_is_failing(ctx: AppContext) -> None:

@@ -56,17 +56,20 @@ def wait_for(client: httpx.Client, library_id: str, status: str = "ok") -> dict[
 
 @pytest.fixture
 def source(sources_root: Path, unique: Callable[[str], str]) -> Path:
-    return make_repo(sources_root / unique("api-src"), {
-        "README.md": "# Läs mig\n\nHej från biblioteket.\n".encode(),
-        "Articles/A.md": b"# A\n"})
+    return make_repo(
+        sources_root / unique("api-src"),
+        {"README.md": "# Läs mig\n\nHej från biblioteket.\n".encode(), "Articles/A.md": b"# A\n"},
+    )
 
 
 @pytest.fixture
-def fresh(ctx: AppContext, library_admin: TestUser, source: Path,
-          unique: Callable[[str], str]) -> str:
+def fresh(
+    ctx: AppContext, library_admin: TestUser, source: Path, unique: Callable[[str], str]
+) -> str:
     """A synced library of its own (safe to change or delete)."""
-    r = library_admin.client.post(API, json={"name": unique("Eget bibliotek "),
-                                             "repositoryUrl": file_url(source)})
+    r = library_admin.client.post(
+        API, json={"name": unique("Eget bibliotek "), "repositoryUrl": file_url(source)}
+    )
     assert r.status_code == 201, r.text
     LibraryService(ctx).sync(r.json()["id"])
     return str(r.json()["id"])
@@ -74,12 +77,21 @@ def fresh(ctx: AppContext, library_admin: TestUser, source: Path,
 
 # -- the registry ------------------------------------------------------------------------
 
+
 def test_create_registers_and_syncs_in_the_background(
-        library_admin: TestUser, source: Path, unique: Callable[[str], str]) -> None:
+    library_admin: TestUser, source: Path, unique: Callable[[str], str]
+) -> None:
     name = unique("Årsbok för Åland ")
-    r = library_admin.client.post(API, json={
-        "name": name, "description": "Beskrivning", "repositoryUrl": file_url(source),
-        "branch": "main", "repositoryFriendlyUrl": "https://example.org/lib"})
+    r = library_admin.client.post(
+        API,
+        json={
+            "name": name,
+            "description": "Beskrivning",
+            "repositoryUrl": file_url(source),
+            "branch": "main",
+            "repositoryFriendlyUrl": "https://example.org/lib",
+        },
+    )
 
     assert r.status_code == 201, r.text
     body = r.json()
@@ -96,9 +108,18 @@ def test_list_has_upstreams_fields(alice: TestUser, scb_library: dict[str, Any])
     assert r.status_code == 200
     listed = next(lib for lib in r.json() if lib["id"] == scb_library["id"])
     assert listed == scb_library
-    assert set(listed) == {"id", "name", "description", "repositoryUrl",
-                           "repositoryFriendlyUrl", "branch", "syncStatus",
-                           "lastSyncedCommit", "lastSyncedAt", "syncError"}
+    assert set(listed) == {
+        "id",
+        "name",
+        "description",
+        "repositoryUrl",
+        "repositoryFriendlyUrl",
+        "branch",
+        "syncStatus",
+        "lastSyncedCommit",
+        "lastSyncedAt",
+        "syncError",
+    }
 
 
 def test_update_and_delete(library_admin: TestUser, fresh: str, ctx: AppContext) -> None:
@@ -113,8 +134,9 @@ def test_update_and_delete(library_admin: TestUser, fresh: str, ctx: AppContext)
     assert client.delete(f"{API}/{fresh}").status_code == 404
 
 
-def test_sync_is_accepted_and_runs_in_the_background(library_admin: TestUser, fresh: str,
-                                                     source: Path) -> None:
+def test_sync_is_accepted_and_runs_in_the_background(
+    library_admin: TestUser, fresh: str, source: Path
+) -> None:
     commit = commit_files(source, {"new.md": b"# Ny\n"})
 
     r = library_admin.client.post(f"{API}/{fresh}/sync")
@@ -126,8 +148,9 @@ def test_sync_is_accepted_and_runs_in_the_background(library_admin: TestUser, fr
         time.sleep(0.05)
 
 
-def test_a_broken_url_keeps_the_last_good_commit(library_admin: TestUser, fresh: str,
-                                                 ctx: AppContext, sources_root: Path) -> None:
+def test_a_broken_url_keeps_the_last_good_commit(
+    library_admin: TestUser, fresh: str, ctx: AppContext, sources_root: Path
+) -> None:
     client = library_admin.client
     good = client.get(f"{API}/{fresh}").json()["lastSyncedCommit"]
     broken = file_url(sources_root / "does-not-exist")
@@ -143,26 +166,37 @@ def test_a_broken_url_keeps_the_last_good_commit(library_admin: TestUser, fresh:
 
 # -- bad input ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("body", "status"), [
-    ({"repositoryUrl": "ssh://git@github.com/x.git"}, 422),
-    ({"repositoryUrl": "git://github.com/x.git"}, 422),
-    ({"repositoryUrl": "javascript:alert(1)"}, 422),
-    ({"repositoryUrl": "--upload-pack=touch /tmp/x"}, 422),
-    ({"repositoryUrl": "file:///etc"}, 422),
-    ({"repositoryUrl": "https://user:secret@github.com/x.git"}, 422),
-    # The server fetches it: the same outbound rule as project sources.
-    ({"repositoryUrl": "http://127.0.0.1:9/x.git"}, 422),
-    ({"repositoryUrl": "http://localhost/x.git"}, 422),
-    ({"repositoryUrl": "http://169.254.169.254/x.git"}, 422),
-    ({"repositoryUrl": "http://[::1]/x.git"}, 422),
-    ({"branch": "a..b"}, 422), ({"branch": "-x"}, 422), ({"branch": "main:refs/x"}, 422),
-    ({"branch": ""}, 422),
-    ({"repositoryFriendlyUrl": "javascript:alert(1)"}, 422),
-    ({"name": ""}, 422), ({"name": "!!!"}, 422), ({"name": 5}, 422), ({"name": "a\x00b"}, 422),
-    ({"unknown": 1}, 422), ({"name": None}, 422),
-])
-def test_bad_registrations(library_admin: TestUser, unique: Callable[[str], str],
-                           body: dict[str, Any], status: int) -> None:
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        ({"repositoryUrl": "ssh://git@github.com/x.git"}, 422),
+        ({"repositoryUrl": "git://github.com/x.git"}, 422),
+        ({"repositoryUrl": "javascript:alert(1)"}, 422),
+        ({"repositoryUrl": "--upload-pack=touch /tmp/x"}, 422),
+        ({"repositoryUrl": "file:///etc"}, 422),
+        ({"repositoryUrl": "https://user:secret@github.com/x.git"}, 422),
+        # The server fetches it: the same outbound rule as project sources.
+        ({"repositoryUrl": "http://127.0.0.1:9/x.git"}, 422),
+        ({"repositoryUrl": "http://localhost/x.git"}, 422),
+        ({"repositoryUrl": "http://169.254.169.254/x.git"}, 422),
+        ({"repositoryUrl": "http://[::1]/x.git"}, 422),
+        ({"branch": "a..b"}, 422),
+        ({"branch": "-x"}, 422),
+        ({"branch": "main:refs/x"}, 422),
+        ({"branch": ""}, 422),
+        ({"repositoryFriendlyUrl": "javascript:alert(1)"}, 422),
+        ({"name": ""}, 422),
+        ({"name": "!!!"}, 422),
+        ({"name": 5}, 422),
+        ({"name": "a\x00b"}, 422),
+        ({"unknown": 1}, 422),
+        ({"name": None}, 422),
+    ],
+)
+def test_bad_registrations(
+    library_admin: TestUser, unique: Callable[[str], str], body: dict[str, Any], status: int
+) -> None:
     full = {"name": unique("Dålig "), "repositoryUrl": "https://example.org/x.git", **body}
     r = library_admin.client.post(API, json=full)
     assert r.status_code == status, r.text
@@ -170,15 +204,19 @@ def test_bad_registrations(library_admin: TestUser, unique: Callable[[str], str]
 
 
 def test_a_library_whose_host_turns_private_is_not_fetched(
-        library_admin: TestUser, unique: Callable[[str], str], ctx: AppContext,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    library_admin: TestUser,
+    unique: Callable[[str], str],
+    ctx: AppContext,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Registered while its host did not resolve (or resolved publicly), then the
     name points inward: the sync checks again and fetches nothing."""
     server = _Recorder()
     try:
         monkeypatch.setattr(ctx.settings, "source_private_hosts", ["127.0.0.1"])
-        r = library_admin.client.post(API, json={
-            "name": unique("Inåt "), "repositoryUrl": f"{server.url}/x.git"})
+        r = library_admin.client.post(
+            API, json={"name": unique("Inåt "), "repositoryUrl": f"{server.url}/x.git"}
+        )
         assert r.status_code == 201, r.text
         library_id = r.json()["id"]
         wait_for(library_admin.client, library_id, "failed")  # fetched: nothing there
@@ -189,7 +227,8 @@ def test_a_library_whose_host_turns_private_is_not_fetched(
         assert synced.status_code == 202, synced.text
         deadline = time.monotonic() + 30
         while "private or local network" not in str(
-                (library := library_admin.client.get(f"{API}/{library_id}").json())["syncError"]):
+            (library := library_admin.client.get(f"{API}/{library_id}").json())["syncError"]
+        ):
             assert time.monotonic() < deadline, library
             time.sleep(0.05)
         assert library["syncStatus"] == "failed"
@@ -223,24 +262,39 @@ class _Recorder:
 
 
 def test_malformed_json_is_400(library_admin: TestUser) -> None:
-    r = library_admin.client.post(API, content=b"{nope", headers={"content-type":
-                                                                  "application/json"})
+    r = library_admin.client.post(
+        API, content=b"{nope", headers={"content-type": "application/json"}
+    )
     assert r.status_code == 400 and r.headers["content-type"] == "application/problem+json"
 
 
-def test_duplicate_names_conflict(library_admin: TestUser, scb_library: dict[str, Any],
-                                  fresh: str) -> None:
-    twin = {"name": f"  {scb_library['name'].upper()} ",
-            "repositoryUrl": "https://example.org/x.git"}
+def test_duplicate_names_conflict(
+    library_admin: TestUser, scb_library: dict[str, Any], fresh: str
+) -> None:
+    twin = {
+        "name": f"  {scb_library['name'].upper()} ",
+        "repositoryUrl": "https://example.org/x.git",
+    }
     r = library_admin.client.post(API, json=twin)
     assert r.status_code == 409 and r.headers["content-type"] == "application/problem+json"
     r = library_admin.client.patch(f"{API}/{fresh}", json={"name": scb_library["name"]})
     assert r.status_code == 409
 
 
-@pytest.mark.parametrize("suffix", ["", "/files", f"/files/{README_ID}", f"/render/{README_ID}",
-                                    "/readme", "/articles", "/resources", "/templates",
-                                    "/examples"])
+@pytest.mark.parametrize(
+    "suffix",
+    [
+        "",
+        "/files",
+        f"/files/{README_ID}",
+        f"/render/{README_ID}",
+        "/readme",
+        "/articles",
+        "/resources",
+        "/templates",
+        "/examples",
+    ],
+)
 def test_unknown_library_is_404(alice: TestUser, suffix: str) -> None:
     r = alice.client.get(f"{API}/no-such-library{suffix}")
     assert r.status_code == 404 and r.headers["content-type"] == "application/problem+json"
@@ -275,12 +329,14 @@ ROWS: list[tuple[str, str, Any, int, int]] = [
 IDS = [f"{m} {p.removeprefix(API)}" for m, p, *_ in ROWS]
 
 
-def _call(client: httpx.Client, method: str, path: str, body: Any,
-          values: dict[str, str]) -> httpx.Response:
+def _call(
+    client: httpx.Client, method: str, path: str, body: Any, values: dict[str, str]
+) -> httpx.Response:
     def fill(text: str) -> str:
         for key, value in values.items():
             text = text.replace("{" + key + "}", value)
         return text
+
     if isinstance(body, dict):
         body = {k: fill(v) if isinstance(v, str) else v for k, v in body.items()}
     return client.request(method, fill(path), json=body)
@@ -292,17 +348,31 @@ def values(fresh: str, source: Path, unique: Callable[[str], str]) -> dict[str, 
 
 
 @pytest.mark.parametrize(("method", "path", "body", "user", "admin"), ROWS, ids=IDS)
-def test_anonymous_is_401(anon: httpx.Client, values: dict[str, str], method: str, path: str,
-                          body: Any, user: int, admin: int) -> None:
+def test_anonymous_is_401(
+    anon: httpx.Client,
+    values: dict[str, str],
+    method: str,
+    path: str,
+    body: Any,
+    user: int,
+    admin: int,
+) -> None:
     r = _call(anon, method, path, body, values)
     assert r.status_code == 401, r.text
     assert r.headers["content-type"] == "application/problem+json"
 
 
 @pytest.mark.parametrize(("method", "path", "body", "user", "admin"), ROWS, ids=IDS)
-def test_users_read_and_admins_manage(alice: TestUser, library_admin: TestUser,
-                                      values: dict[str, str], method: str, path: str,
-                                      body: Any, user: int, admin: int) -> None:
+def test_users_read_and_admins_manage(
+    alice: TestUser,
+    library_admin: TestUser,
+    values: dict[str, str],
+    method: str,
+    path: str,
+    body: Any,
+    user: int,
+    admin: int,
+) -> None:
     r = _call(alice.client, method, path, body, values)
     assert r.status_code == user, r.text
     r = _call(library_admin.client, method, path, body, values)
@@ -310,8 +380,9 @@ def test_users_read_and_admins_manage(alice: TestUser, library_admin: TestUser,
 
 
 def test_every_library_route_is_in_the_matrix(app: FastAPI) -> None:
-    covered = {(m, p.replace("{lib}", "{libraryId}").replace(README_ID, "{fileId}"))
-               for m, p, *_ in ROWS}
+    covered = {
+        (m, p.replace("{lib}", "{libraryId}").replace(README_ID, "{fileId}")) for m, p, *_ in ROWS
+    }
     paths = {p: ops for p, ops in app.openapi()["paths"].items() if p.startswith(API)}
     assert paths  # every route, however routers are nested
     for path, operations in paths.items():
@@ -320,8 +391,7 @@ def test_every_library_route_is_in_the_matrix(app: FastAPI) -> None:
 
 
 def test_public_libraries_open_reading_only(ctx: AppContext, fresh: str) -> None:
-    public = derive(
-        ctx, settings=ctx.settings.model_copy(update={"library_public": True}))
+    public = derive(ctx, settings=ctx.settings.model_copy(update={"library_public": True}))
     app = create_app(public.settings, ctx=public)
     with TestClient(app, raise_server_exceptions=False) as client:
         assert client.get(f"{API}/{fresh}/files/{README_ID}").status_code == 200
@@ -334,12 +404,16 @@ def test_public_libraries_open_reading_only(ctx: AppContext, fresh: str) -> None
 
 # -- SCB's library -------------------------------------------------------------------------
 
+
 def test_scb_files(alice: TestUser, scb_library: dict[str, Any], ctx: AppContext) -> None:
     r = alice.client.get(f"{API}/{scb_library['id']}/files")
     assert r.status_code == 200
     files = {f["path"]: f for f in r.json()}
-    on_disk = {str(Path(d, n).relative_to(SCB_LIBRARY)) for d, dirs, names in
-               os.walk(SCB_LIBRARY) for n in [*dirs, *names]}
+    on_disk = {
+        str(Path(d, n).relative_to(SCB_LIBRARY))
+        for d, dirs, names in os.walk(SCB_LIBRARY)
+        for n in [*dirs, *names]
+    }
     assert set(files) == on_disk
     article = files["Articles/Snabbintroduktion till Balsam.md"]
     assert article["type"] == "File" and article["name"] == "Snabbintroduktion till Balsam.md"
@@ -369,8 +443,10 @@ def test_swedish_article_renders(alice: TestUser, scb_library: dict[str, Any]) -
     body = r.json()
     assert body["kind"] == "markdown" and body["path"] == path
     assert "<h1>" in body["html"] and "projekt" in body["html"].lower()
-    intro = alice.client.get(f"{API}/{scb_library['id']}/render/"
-                             f"{encode_file_id('Articles/Snabbintroduktion till Balsam.md')}")
+    intro = alice.client.get(
+        f"{API}/{scb_library['id']}/render/"
+        f"{encode_file_id('Articles/Snabbintroduktion till Balsam.md')}"
+    )
     assert "<h2>Vad är BALSAM</h2>" in intro.json()["html"]
     assert "Bearbetningsmiljöer" in intro.json()["html"]
 
@@ -403,16 +479,21 @@ def test_scb_structured_views(alice: TestUser, scb_library: dict[str, Any]) -> N
 
 # -- the adversarial library -------------------------------------------------------------
 
-@pytest.mark.parametrize(("path", "media", "disposition"), [
-    ("page.html", "text/plain; charset=utf-8", "inline"),
-    ("image.svg", "image/svg+xml", "attachment"),
-    ("binary.dat", "application/octet-stream", "attachment"),
-    ("code.py", "text/x-python; charset=utf-8", "inline"),
-    ("notebook.ipynb", "application/json; charset=utf-8", "inline"),
-    ("docs/what?.txt", "text/plain; charset=utf-8", "inline"),
-])
-def test_files_are_served_inert(alice: TestUser, adversarial_library: dict[str, Any],
-                                path: str, media: str, disposition: str) -> None:
+
+@pytest.mark.parametrize(
+    ("path", "media", "disposition"),
+    [
+        ("page.html", "text/plain; charset=utf-8", "inline"),
+        ("image.svg", "image/svg+xml", "attachment"),
+        ("binary.dat", "application/octet-stream", "attachment"),
+        ("code.py", "text/x-python; charset=utf-8", "inline"),
+        ("notebook.ipynb", "application/json; charset=utf-8", "inline"),
+        ("docs/what?.txt", "text/plain; charset=utf-8", "inline"),
+    ],
+)
+def test_files_are_served_inert(
+    alice: TestUser, adversarial_library: dict[str, Any], path: str, media: str, disposition: str
+) -> None:
     r = alice.client.get(f"{API}/{adversarial_library['id']}/files/{encode_file_id(path)}")
     assert r.status_code == 200
     assert r.headers["content-type"] == media
@@ -421,15 +502,21 @@ def test_files_are_served_inert(alice: TestUser, adversarial_library: dict[str, 
     assert r.headers["x-content-type-options"] == "nosniff"
 
 
-def test_odd_names_round_trip(alice: TestUser, adversarial_library: dict[str, Any],
-                              ctx: AppContext) -> None:
+def test_odd_names_round_trip(
+    alice: TestUser, adversarial_library: dict[str, Any], ctx: AppContext
+) -> None:
     started = time.perf_counter()
     files = alice.client.get(f"{API}/{adversarial_library['id']}/files").json()
     assert time.perf_counter() - started < 2.0
     by_path = {f["path"]: f for f in files}
     assert {"link-passwd", "link-up", "docs/link-dir", "vendor/submodule"}.isdisjoint(by_path)
-    for path in ("docs/with space.md", "docs/hash#name.md", "docs/per%cent.txt",
-                 "docs/what?.txt", "docs/Åäö ü 日本.md"):
+    for path in (
+        "docs/with space.md",
+        "docs/hash#name.md",
+        "docs/per%cent.txt",
+        "docs/what?.txt",
+        "docs/Åäö ü 日本.md",
+    ):
         assert by_path[path]["name"] == path.rsplit("/", 1)[-1]
         r = alice.client.get(local(by_path[path]["contentUrl"], ctx))
         assert r.status_code == 200 and r.content == ADVERSARIAL_FILES[path], path
@@ -439,16 +526,31 @@ def _id(path: str) -> str:
     return encode_file_id(path)
 
 
-@pytest.mark.parametrize("file_id", [
-    _id("link-passwd"), _id("link-up"), _id("link-up/etc/passwd"), _id("docs/link-dir"),
-    _id("vendor/submodule"), _id("../../../../etc/passwd"), _id("/etc/passwd"), _id("docs"),
-    _id("docs/../evil.md"), _id("nope.txt"), _id("README.md\x00"),
-    base64.b64encode(b"/etc/passwd").decode(), "%2e%2e%2fetc%2fpasswd", "..%2f..%2fetc",
-    "not base64!", _id("README.md") + "==",
-])
+@pytest.mark.parametrize(
+    "file_id",
+    [
+        _id("link-passwd"),
+        _id("link-up"),
+        _id("link-up/etc/passwd"),
+        _id("docs/link-dir"),
+        _id("vendor/submodule"),
+        _id("../../../../etc/passwd"),
+        _id("/etc/passwd"),
+        _id("docs"),
+        _id("docs/../evil.md"),
+        _id("nope.txt"),
+        _id("README.md\x00"),
+        base64.b64encode(b"/etc/passwd").decode(),
+        "%2e%2e%2fetc%2fpasswd",
+        "..%2f..%2fetc",
+        "not base64!",
+        _id("README.md") + "==",
+    ],
+)
 @pytest.mark.parametrize("view", ["files", "render"])
-def test_traversal_links_and_bad_ids_are_404(alice: TestUser, adversarial_library: dict[str, Any],
-                                             file_id: str, view: str) -> None:
+def test_traversal_links_and_bad_ids_are_404(
+    alice: TestUser, adversarial_library: dict[str, Any], file_id: str, view: str
+) -> None:
     r = alice.client.get(f"{API}/{adversarial_library['id']}/{view}/{file_id}")
     assert r.status_code == 404, r.text
     assert "root:" not in r.text
@@ -464,10 +566,21 @@ def test_large_file_is_streamed(alice: TestUser, adversarial_library: dict[str, 
     assert rendered.json()["kind"] == "binary" and rendered.json()["downloadUrl"]
 
 
-@pytest.mark.parametrize("path", ["evil.md", "notebook.ipynb", "bad.url", "page.html",
-                                  "image.svg", "Articles/Ond/Artikel.md", "README.md"])
-def test_rendered_html_is_inert(alice: TestUser, adversarial_library: dict[str, Any],
-                                path: str) -> None:
+@pytest.mark.parametrize(
+    "path",
+    [
+        "evil.md",
+        "notebook.ipynb",
+        "bad.url",
+        "page.html",
+        "image.svg",
+        "Articles/Ond/Artikel.md",
+        "README.md",
+    ],
+)
+def test_rendered_html_is_inert(
+    alice: TestUser, adversarial_library: dict[str, Any], path: str
+) -> None:
     r = alice.client.get(f"{API}/{adversarial_library['id']}/render/{_id(path)}")
     assert r.status_code == 200
     assert active_content(r.json()["html"]) == []
@@ -482,6 +595,7 @@ def test_bad_templates_do_not_500(alice: TestUser, adversarial_library: dict[str
 
 
 # -- lifecycle and contract ---------------------------------------------------------------
+
 
 def test_lifespan_runs_the_sync_worker(app: FastAPI) -> None:
     before = getattr(app.state, "library_sync", None)
@@ -511,8 +625,9 @@ def test_upstream_knowledge_library_operations_are_served(app: FastAPI) -> None:
     assert set(wanted) <= set(schema)
 
 
-def test_registry_changes_are_audited(ctx: AppContext, library_admin: TestUser, fresh: str,
-                                      alice: TestUser) -> None:
+def test_registry_changes_are_audited(
+    ctx: AppContext, library_admin: TestUser, fresh: str, alice: TestUser
+) -> None:
     library_admin.client.patch(f"{API}/{fresh}", json={"description": "granskad"})
     library_admin.client.post(f"{API}/{fresh}/sync")
     alice.client.delete(f"{API}/{fresh}")
@@ -520,8 +635,9 @@ def test_registry_changes_are_audited(ctx: AppContext, library_admin: TestUser, 
     mine = [(e.action, e.outcome) for e in events if e.target == f"library:{fresh}"]
     assert ("library.create", "success") in mine and ("library.update", "success") in mine
     assert ("library.sync-request", "success") in mine and ("library.sync", "success") in mine
-    denied = [e for e in events if e.action == "request.denied"
-              and e.target == f"DELETE {API}/{fresh}"]
+    denied = [
+        e for e in events if e.action == "request.denied" and e.target == f"DELETE {API}/{fresh}"
+    ]
     assert denied and denied[0].actor == alice.username
 
 

@@ -32,8 +32,10 @@ REGENERATE = "python -m balsam.web.openapi_dump > src/balsam/web/openapi.json"
 METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
 PROJECTS = "projects"
 #: Areas that later issues implement, by the path prefixes they own.
-LATER_AREAS = {"workspaces": ("/workspaces", "/templates"),
-               "knowledge-libraries": ("/knowledge-libraries",)}
+LATER_AREAS = {
+    "workspaces": ("/workspaces", "/templates"),
+    "knowledge-libraries": ("/knowledge-libraries",),
+}
 #: Tagged Project upstream, but copies knowledge-library files into a branch: an
 #: issue of its own, after knowledge libraries.
 LIBRARY_COPY = ("put", "/projects/{projectId}/branches/{branchId}/files")
@@ -51,24 +53,32 @@ def load_upstream() -> Doc | None:
 def area_of(method: str, path: str) -> str:
     if (method, path) == LIBRARY_COPY:
         return "library-copy"
-    return next((area for area, prefixes in LATER_AREAS.items() if path.startswith(prefixes)),
-                PROJECTS)
+    return next(
+        (area for area, prefixes in LATER_AREAS.items() if path.startswith(prefixes)), PROJECTS
+    )
 
 
 def upstream_operations(upstream: Doc | None, area: str | None = None) -> list[tuple[str, str]]:
     """``(method, path)`` of upstream's operations (in ``area``, if given)."""
     if upstream is None:
         return []
-    return [(method, path) for path, item in upstream["paths"].items()
-            for method in item if method in METHODS
-            and area in (None, area_of(method, path))]
+    return [
+        (method, path)
+        for path, item in upstream["paths"].items()
+        for method in item
+        if method in METHODS and area in (None, area_of(method, path))
+    ]
 
 
 UPSTREAM_DOC = load_upstream()
 OPERATIONS = upstream_operations(UPSTREAM_DOC)
 #: The operations for which upstream documents error responses.
-FAILING_OPERATIONS = [(m, p) for m, p in OPERATIONS if UPSTREAM_DOC and any(
-    not code.startswith("2") for code in UPSTREAM_DOC["paths"][p][m]["responses"])]
+FAILING_OPERATIONS = [
+    (m, p)
+    for m, p in OPERATIONS
+    if UPSTREAM_DOC
+    and any(not code.startswith("2") for code in UPSTREAM_DOC["paths"][p][m]["responses"])
+]
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +90,7 @@ def served(anon: httpx.Client) -> Doc:
 
 
 # -- schema walking ----------------------------------------------------------------
+
 
 def resolve(doc: Doc, schema: Doc) -> Doc:
     while "$ref" in schema:
@@ -136,8 +147,9 @@ def area_is_served(served: Doc, area: str) -> bool:
     if area == "library-copy":
         method, path = LIBRARY_COPY
         return method in served["paths"].get(PREFIX + path, {})
-    return area == PROJECTS or any(p.removeprefix(PREFIX).startswith(LATER_AREAS[area])
-                                   for p in served["paths"])
+    return area == PROJECTS or any(
+        p.removeprefix(PREFIX).startswith(LATER_AREAS[area]) for p in served["paths"]
+    )
 
 
 def ours(served: Doc, method: str, path: str) -> Doc:
@@ -152,12 +164,15 @@ def ours(served: Doc, method: str, path: str) -> Doc:
 
 # -- the checked-in document ------------------------------------------------------
 
+
 def test_served_document_is_the_checked_in_one(served: Doc) -> None:
     checked_in = json.loads(
-        resources.files("balsam.web").joinpath("openapi.json").read_text("utf-8"))
+        resources.files("balsam.web").joinpath("openapi.json").read_text("utf-8")
+    )
     assert served == checked_in, (
         f"The API changed but src/balsam/web/openapi.json did not. Review the change, "
-        f"then regenerate the checked-in document with:\n    {REGENERATE}")
+        f"then regenerate the checked-in document with:\n    {REGENERATE}"
+    )
 
 
 def test_dump_module_writes_the_served_document(served: Doc) -> None:
@@ -178,15 +193,18 @@ def test_every_operation_has_an_id_and_documents_its_errors(served: Doc) -> None
 
 # -- upstream compatibility ----------------------------------------------------------
 
+
 def test_upstream_contract_is_present() -> None:
     assert UPSTREAM_DOC is not None, (
         f"Upstream's contract is missing: expected {UPSTREAM} (the shared/ checkout "
-        "beside the repository)")
+        "beside the repository)"
+    )
     assert len(upstream_operations(UPSTREAM_DOC, PROJECTS)) == 8
 
 
-@pytest.mark.parametrize(("method", "path"), OPERATIONS,
-                         ids=lambda v: v.upper() if v in METHODS else v)
+@pytest.mark.parametrize(
+    ("method", "path"), OPERATIONS, ids=lambda v: v.upper() if v in METHODS else v
+)
 def test_upstream_operation_is_served(served: Doc, method: str, path: str) -> None:
     assert UPSTREAM_DOC is not None
     theirs = UPSTREAM_DOC["paths"][path][method]
@@ -198,13 +216,15 @@ def test_upstream_operation_is_served(served: Doc, method: str, path: str) -> No
     for key, param in their_params.items():
         if not param.get("required", False):
             assert not my_params[key].get("required", False), f"{key} became required"
-    extra_required = {k for k, p in my_params.items()
-                      if p.get("required") and k not in their_params}
+    extra_required = {
+        k for k, p in my_params.items() if p.get("required") and k not in their_params
+    }
     assert not extra_required, f"new required parameters break upstream clients: {extra_required}"
 
 
-@pytest.mark.parametrize(("method", "path"), OPERATIONS,
-                         ids=lambda v: v.upper() if v in METHODS else v)
+@pytest.mark.parametrize(
+    ("method", "path"), OPERATIONS, ids=lambda v: v.upper() if v in METHODS else v
+)
 def test_upstream_request_fields_are_accepted(served: Doc, method: str, path: str) -> None:
     assert UPSTREAM_DOC is not None
     body = UPSTREAM_DOC["paths"][path][method].get("requestBody")
@@ -221,8 +241,9 @@ def test_upstream_request_fields_are_accepted(served: Doc, method: str, path: st
         assert not extra, f"fields upstream clients may omit are required: {sorted(extra)}"
 
 
-@pytest.mark.parametrize(("method", "path"), OPERATIONS,
-                         ids=lambda v: v.upper() if v in METHODS else v)
+@pytest.mark.parametrize(
+    ("method", "path"), OPERATIONS, ids=lambda v: v.upper() if v in METHODS else v
+)
 def test_upstream_response_fields_are_sent(served: Doc, method: str, path: str) -> None:
     assert UPSTREAM_DOC is not None
     theirs = UPSTREAM_DOC["paths"][path][method]["responses"]
@@ -230,13 +251,15 @@ def test_upstream_response_fields_are_sent(served: Doc, method: str, path: str) 
     for media, entry in resolve(UPSTREAM_DOC, success(theirs)).get("content", {}).items():
         my_schema = content_schema(served, success(mine), media)
         assert my_schema is not None, f"{method} {path} does not answer {media}"
-        missing = field_paths(UPSTREAM_DOC, entry.get("schema", {})) - \
-            field_paths(served, my_schema)
+        missing = field_paths(UPSTREAM_DOC, entry.get("schema", {})) - field_paths(
+            served, my_schema
+        )
         assert not missing, f"response fields missing in {method} {path}: {sorted(missing)}"
 
 
-@pytest.mark.parametrize(("method", "path"), FAILING_OPERATIONS,
-                         ids=lambda v: v.upper() if v in METHODS else v)
+@pytest.mark.parametrize(
+    ("method", "path"), FAILING_OPERATIONS, ids=lambda v: v.upper() if v in METHODS else v
+)
 def test_upstream_error_fields_are_sent(served: Doc, method: str, path: str) -> None:
     """Upstream errors are ``application/problem+json``; so are ours, with its fields."""
     assert UPSTREAM_DOC is not None
@@ -253,7 +276,8 @@ def test_upstream_error_fields_are_sent(served: Doc, method: str, path: str) -> 
                 schema = resolve(served, my_response).get("content", {}).get(media, {})
                 missing = wanted - field_paths(served, schema.get("schema", {}))
                 assert not missing, (
-                    f"{method.upper()} {path} {my_code} {media}: missing {sorted(missing)}")
+                    f"{method.upper()} {path} {my_code} {media}: missing {sorted(missing)}"
+                )
 
 
 @pytest.mark.parametrize("area", sorted(LATER_AREAS))
@@ -267,8 +291,7 @@ def test_later_areas_are_absent_or_whole(served: Doc, area: str) -> None:
     assert not missing, f"{area} is half-present: upstream's {missing} are missing"
 
 
-def test_every_operation_but_liveness_documents_503_with_retry_after(
-        anon: httpx.Client) -> None:
+def test_every_operation_but_liveness_documents_503_with_retry_after(anon: httpx.Client) -> None:
     paths = anon.get(f"{PREFIX}/openapi.json").json()["paths"]
     for path, item in paths.items():
         for method, operation in item.items():

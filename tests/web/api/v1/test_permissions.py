@@ -22,8 +22,13 @@ ROWS: list[tuple[str, str, Any, int, int]] = [
     ("POST", "/api/v1/projects/{p}/branches", {"name": "new"}, 201, 201),
     ("DELETE", "/api/v1/projects/{p}/branches/{b}", None, 403, 204),
     ("GET", "/api/v1/projects/{p}/branches/{b}/files", None, 200, 200),
-    ("PUT", "/api/v1/projects/{p}/branches/{b}/files?libraryId={lib}"
-     "&fileId=UmVzb3VyY2VzL1JFQURNRS5tZA", None, 200, 200),
+    (
+        "PUT",
+        "/api/v1/projects/{p}/branches/{b}/files?libraryId={lib}&fileId=UmVzb3VyY2VzL1JFQURNRS5tZA",
+        None,
+        200,
+        200,
+    ),
     ("GET", "/api/v1/projects/{p}/branches/{b}/files/UkVBRE1FLm1k", None, 200, 200),
     ("GET", "/api/v1/projects/{p}/members", None, 200, 200),
     ("POST", "/api/v1/projects/{p}/members", {"username": "{carol}"}, 403, 201),
@@ -42,31 +47,57 @@ def _fill(text: str, values: dict[str, str]) -> str:
     return text
 
 
-def _call(client: httpx.Client, method: str, path: str, body: Any, values: dict[str, str]
-          ) -> httpx.Response:
+def _call(
+    client: httpx.Client, method: str, path: str, body: Any, values: dict[str, str]
+) -> httpx.Response:
     if isinstance(body, dict):
         body = {k: _fill(v, values) if isinstance(v, str) else v for k, v in body.items()}
     return client.request(method, _fill(path, values), json=body)
 
 
 @pytest.fixture
-def setup(alice: TestUser, bob: TestUser, make_user: Any, project: dict[str, Any],
-          scb_library: dict[str, Any]) -> dict[str, str]:
+def setup(
+    alice: TestUser,
+    bob: TestUser,
+    make_user: Any,
+    project: dict[str, Any],
+    scb_library: dict[str, Any],
+) -> dict[str, str]:
     pid = project["id"]
-    assert alice.client.post(f"/api/v1/projects/{pid}/branches",
-                             json={"name": "feature"}).status_code == 201
-    assert alice.client.post(f"/api/v1/projects/{pid}/members",
-                             json={"username": bob.username}).status_code == 201
+    assert (
+        alice.client.post(f"/api/v1/projects/{pid}/branches", json={"name": "feature"}).status_code
+        == 201
+    )
+    assert (
+        alice.client.post(
+            f"/api/v1/projects/{pid}/members", json={"username": bob.username}
+        ).status_code
+        == 201
+    )
     carol = make_user("carol")
-    return {"p": pid, "b": "feature", "bob": bob.username, "carol": carol.username,
-            "key": project["credentials"]["accessKey"], "lib": scb_library["id"]}
+    return {
+        "p": pid,
+        "b": "feature",
+        "bob": bob.username,
+        "carol": carol.username,
+        "key": project["credentials"]["accessKey"],
+        "lib": scb_library["id"],
+    }
 
 
-@pytest.mark.parametrize(("method", "path", "body", "member", "owner"), ROWS,
-                         ids=[f"{m} {p}" for m, p, *_ in ROWS])
-def test_outsiders_are_refused(setup: dict[str, str], anon: httpx.Client, make_user: Any,
-                               method: str, path: str, body: Any, member: int, owner: int
-                               ) -> None:
+@pytest.mark.parametrize(
+    ("method", "path", "body", "member", "owner"), ROWS, ids=[f"{m} {p}" for m, p, *_ in ROWS]
+)
+def test_outsiders_are_refused(
+    setup: dict[str, str],
+    anon: httpx.Client,
+    make_user: Any,
+    method: str,
+    path: str,
+    body: Any,
+    member: int,
+    owner: int,
+) -> None:
     r = _call(anon, method, path, body, setup)
     assert r.status_code == 401, r.text
     assert r.headers["content-type"] == "application/problem+json"
@@ -76,18 +107,28 @@ def test_outsiders_are_refused(setup: dict[str, str], anon: httpx.Client, make_u
 
 
 @pytest.mark.parametrize("role", ["member", "owner"])
-@pytest.mark.parametrize(("method", "path", "body", "member", "owner"), ROWS,
-                         ids=[f"{m} {p}" for m, p, *_ in ROWS])
-def test_members_and_owners(setup: dict[str, str], alice: TestUser, bob: TestUser,
-                            method: str, path: str, body: Any, member: int, owner: int,
-                            role: str) -> None:
+@pytest.mark.parametrize(
+    ("method", "path", "body", "member", "owner"), ROWS, ids=[f"{m} {p}" for m, p, *_ in ROWS]
+)
+def test_members_and_owners(
+    setup: dict[str, str],
+    alice: TestUser,
+    bob: TestUser,
+    method: str,
+    path: str,
+    body: Any,
+    member: int,
+    owner: int,
+    role: str,
+) -> None:
     client = bob.client if role == "member" else alice.client
     r = _call(client, method, path, body, setup)
     assert r.status_code == (member if role == "member" else owner), r.text
 
 
 def test_unknown_project_and_others_project_look_the_same(
-        setup: dict[str, str], make_user: Any) -> None:
+    setup: dict[str, str], make_user: Any
+) -> None:
     stranger = make_user("eve")
     real = stranger.client.get(f"/api/v1/projects/{setup['p']}")
     fake = stranger.client.get("/api/v1/projects/does-not-exist")
@@ -96,13 +137,31 @@ def test_unknown_project_and_others_project_look_the_same(
 
 
 def test_every_route_is_in_the_matrix(app: FastAPI) -> None:
-    covered = {(m, p.split("?")[0].replace("{p}", "{projectId}").replace("{b}", "{branchId}")
-                .replace("{bob}", "{username}").replace("{key}", "{accessKey}")
-                .replace("UkVBRE1FLm1k", "{fileId}")) for m, p, *_ in ROWS}
-    elsewhere = {"/api/v1/projects", "/api/v1/audit", "/api/v1/users", "/api/v1/users/me",
-                 "/api/v1/users/me/tokens", "/api/v1/users/me/tokens/{token_id}",
-                 "/api/v1/users/{username}", "/api/v1/auth/login", "/api/v1/auth/logout",
-                 "/api/v1/health", "/api/v1/health/ready"}
+    covered = {
+        (
+            m,
+            p.split("?")[0]
+            .replace("{p}", "{projectId}")
+            .replace("{b}", "{branchId}")
+            .replace("{bob}", "{username}")
+            .replace("{key}", "{accessKey}")
+            .replace("UkVBRE1FLm1k", "{fileId}"),
+        )
+        for m, p, *_ in ROWS
+    }
+    elsewhere = {
+        "/api/v1/projects",
+        "/api/v1/audit",
+        "/api/v1/users",
+        "/api/v1/users/me",
+        "/api/v1/users/me/tokens",
+        "/api/v1/users/me/tokens/{token_id}",
+        "/api/v1/users/{username}",
+        "/api/v1/auth/login",
+        "/api/v1/auth/logout",
+        "/api/v1/health",
+        "/api/v1/health/ready",
+    }
     # The OpenAPI document lists every route, however routers are nested
     # (app.routes holds included routers, not their routes).
     paths = app.openapi()["paths"]
@@ -112,7 +171,12 @@ def test_every_route_is_in_the_matrix(app: FastAPI) -> None:
             # Users, auth, audit, health, libraries, search and workspaces have permission
             # tests of their own.
             if path in elsewhere or path.startswith(
-                    ("/api/v1/knowledge-libraries", "/api/v1/search", "/api/v1/workspaces",
-                     "/api/v1/templates")):
+                (
+                    "/api/v1/knowledge-libraries",
+                    "/api/v1/search",
+                    "/api/v1/workspaces",
+                    "/api/v1/templates",
+                )
+            ):
                 continue
             assert (method.upper(), path) in covered, f"{method} {path} has no row"

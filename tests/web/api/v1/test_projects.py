@@ -194,8 +194,12 @@ def test_a_chunked_body_over_the_limit_is_413(alice: TestUser, live_url: str) ->
             yield b"x" * 64_000
         yield b'"}'
 
-    r = httpx.post(f"{live_url}/api/v1/projects", content=chunks(), timeout=30,
-                   headers={**alice.headers, "content-type": "application/json"})
+    r = httpx.post(
+        f"{live_url}/api/v1/projects",
+        content=chunks(),
+        timeout=30,
+        headers={**alice.headers, "content-type": "application/json"},
+    )
     assert "content-length" not in r.request.headers
     assert r.status_code == 413, r.text
     assert r.headers["content-type"] == "application/problem+json"
@@ -225,18 +229,27 @@ def _source_repo(root: Path, name: str) -> Path:
     env = {"GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_NOSYSTEM": "1", "PATH": "/usr/bin:/bin"}
     (repo / "analysis.R").write_text("x <- 1\n")
     (repo / "README.md").write_text("# Template\n")
-    for args in (["init", "-q", "-b", "main"], ["add", "-A"],
-                 ["-c", "user.name=t", "-c", "user.email=t@e", "commit", "-qm", "tpl"]):
+    for args in (
+        ["init", "-q", "-b", "main"],
+        ["add", "-A"],
+        ["-c", "user.name=t", "-c", "user.email=t@e", "commit", "-qm", "tpl"],
+    ):
         subprocess.run(["git", *args], cwd=repo, env=env, check=True)
     return repo
 
 
-def test_create_from_file_source(alice: TestUser, ctx: AppContext, sources_root: Path,
-                                 unique: Callable[[str], str]) -> None:
+def test_create_from_file_source(
+    alice: TestUser, ctx: AppContext, sources_root: Path, unique: Callable[[str], str]
+) -> None:
     repo = _source_repo(sources_root, unique("tpl"))
-    r = alice.client.post("/api/v1/projects", json={
-        "name": unique("From template "), "branchName": "main",
-        "sourceLocation": f"file://{repo}"})
+    r = alice.client.post(
+        "/api/v1/projects",
+        json={
+            "name": unique("From template "),
+            "branchName": "main",
+            "sourceLocation": f"file://{repo}",
+        },
+    )
     assert r.status_code == 201, r.text
     pid = r.json()["id"]
     tree = {e.path for e in ctx.providers.git.list_tree(pid, "main")}
@@ -247,22 +260,34 @@ def test_create_from_file_source(alice: TestUser, ctx: AppContext, sources_root:
 
 
 def test_file_source_outside_allowed_roots_is_refused(
-        alice: TestUser, ctx: AppContext, project: dict[str, Any],
-        unique: Callable[[str], str]) -> None:
+    alice: TestUser, ctx: AppContext, project: dict[str, Any], unique: Callable[[str], str]
+) -> None:
     other = ctx.settings.data_dir / "git" / f"{project['id']}.git"
     for url in (f"file://{other}", "file:///etc", f"file://{ctx.settings.data_dir}/../x"):
-        r = alice.client.post("/api/v1/projects", json={
-            "name": unique("Stealer "), "branchName": "main", "sourceLocation": url})
+        r = alice.client.post(
+            "/api/v1/projects",
+            json={"name": unique("Stealer "), "branchName": "main", "sourceLocation": url},
+        )
         assert r.status_code == 422, r.text
 
 
-@pytest.mark.parametrize("url", ["http://127.0.0.1:9/x.git", "http://localhost/x.git",
-                                 "http://169.254.169.254/latest/meta-data/",
-                                 "https://user:secret@8.8.8.8/x.git", "http://[::1/x.git"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:9/x.git",
+        "http://localhost/x.git",
+        "http://169.254.169.254/latest/meta-data/",
+        "https://user:secret@8.8.8.8/x.git",
+        "http://[::1/x.git",
+    ],
+)
 def test_sources_on_the_servers_own_network_or_with_credentials_are_refused(
-        alice: TestUser, unique: Callable[[str], str], url: str) -> None:
-    r = alice.client.post("/api/v1/projects", json={
-        "name": unique("Inward "), "branchName": "main", "sourceLocation": url})
+    alice: TestUser, unique: Callable[[str], str], url: str
+) -> None:
+    r = alice.client.post(
+        "/api/v1/projects",
+        json={"name": unique("Inward "), "branchName": "main", "sourceLocation": url},
+    )
     assert r.status_code == 422, r.text
     assert "secret" not in r.text
 
@@ -296,16 +321,21 @@ def _recorder(target: str | None) -> tuple[http.server.HTTPServer, list[str]]:
 
 
 def test_an_allowed_source_cannot_redirect_the_clone_inward(
-        alice: TestUser, ctx: AppContext, unique: Callable[[str], str],
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    alice: TestUser, ctx: AppContext, unique: Callable[[str], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     internal, internal_hits = _recorder(None)
     public, public_hits = _recorder(f"http://127.0.0.1:{internal.server_port}")
     try:
         # Stand-in for a public host: allowed by name so the redirect is what is tested.
         monkeypatch.setattr(ctx.settings, "source_private_hosts", ["127.0.0.1"])
-        r = alice.client.post("/api/v1/projects", json={
-            "name": unique("Bounced "), "branchName": "main",
-            "sourceLocation": f"http://127.0.0.1:{public.server_port}/x.git"})
+        r = alice.client.post(
+            "/api/v1/projects",
+            json={
+                "name": unique("Bounced "),
+                "branchName": "main",
+                "sourceLocation": f"http://127.0.0.1:{public.server_port}/x.git",
+            },
+        )
         assert r.status_code == 422, r.text
         assert public_hits, "git never asked the source"
         assert internal_hits == []
@@ -315,8 +345,8 @@ def test_an_allowed_source_cannot_redirect_the_clone_inward(
 
 
 def test_a_conflict_in_storage_or_git_is_a_409_without_internals(
-        alice: TestUser, ctx: AppContext, unique: Callable[[str], str],
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    alice: TestUser, ctx: AppContext, unique: Callable[[str], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Another request takes the id between the choice and the repository."""
     git = ctx.providers.git
     real = git.create_repository
@@ -328,8 +358,9 @@ def test_a_conflict_in_storage_or_git_is_a_409_without_internals(
         return real(repo_id, **kwargs)
 
     monkeypatch.setattr(git, "create_repository", racing)
-    r = alice.client.post("/api/v1/projects", json={"name": unique("Kapplöpning "),
-                                                    "branchName": "main"})
+    r = alice.client.post(
+        "/api/v1/projects", json={"name": unique("Kapplöpning "), "branchName": "main"}
+    )
     monkeypatch.undo()
     assert r.status_code == 409 and r.headers["content-type"] == "application/problem+json"
     detail = r.json()["detail"]

@@ -34,8 +34,12 @@ from balsam.domain.projects.naming import encode_file_id
 from balsam.web.openapi_dump import openapi_document
 from tests.fixtures.app import TestUser
 
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
-          response_schema_conformance]
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+]
 
 schema = schemathesis.openapi.from_dict(openapi_document())
 
@@ -56,19 +60,35 @@ def fuzzed_app(app: FastAPI) -> ASGIApp:
 @pytest.fixture
 def real_ids(alice: TestUser, project: dict[str, Any]) -> dict[str, str]:
     """Path parameter values that name existing things."""
-    return {"projectId": project["id"], "branchId": "main",
-            "fileId": encode_file_id("README.md"), "username": alice.username,
-            "accessKey": project["credentials"]["accessKey"]}
+    return {
+        "projectId": project["id"],
+        "branchId": "main",
+        "fileId": encode_file_id("README.md"),
+        "username": alice.username,
+        "accessKey": project["credentials"]["accessKey"],
+    }
 
 
 @schema.parametrize()
 @schema.given(use_real_ids=st.booleans())
-@settings(max_examples=15, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                                 HealthCheck.filter_too_much, HealthCheck.data_too_large])
-def test_api_conforms_to_its_schema(case: schemathesis.Case, use_real_ids: bool,
-                                    fuzzed_app: ASGIApp, alice: TestUser,
-                                    real_ids: dict[str, str]) -> None:
+@settings(
+    max_examples=15,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.filter_too_much,
+        HealthCheck.data_too_large,
+    ],
+)
+def test_api_conforms_to_its_schema(
+    case: schemathesis.Case,
+    use_real_ids: bool,
+    fuzzed_app: ASGIApp,
+    alice: TestUser,
+    real_ids: dict[str, str],
+) -> None:
     if use_real_ids and case.path_parameters:
         for name in case.path_parameters.keys() & real_ids.keys():
             case.path_parameters[name] = real_ids[name]
@@ -95,10 +115,12 @@ NUL_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("method", "path", "body"), NUL_CASES,
-                         ids=[f"{m} {p}" for m, p, _ in NUL_CASES])
-def test_nul_characters_are_refused(alice: TestUser, project: dict[str, Any], method: str,
-                                    path: str, body: Any) -> None:
+@pytest.mark.parametrize(
+    ("method", "path", "body"), NUL_CASES, ids=[f"{m} {p}" for m, p, _ in NUL_CASES]
+)
+def test_nul_characters_are_refused(
+    alice: TestUser, project: dict[str, Any], method: str, path: str, body: Any
+) -> None:
     url = path.replace("{p}", project["id"]).replace("{me}", alice.username)
     r = alice.client.request(method, url, json=body)
     assert r.status_code == 422, r.text
@@ -106,6 +128,7 @@ def test_nul_characters_are_refused(alice: TestUser, project: dict[str, Any], me
 
 
 def test_nul_in_basic_credentials_is_401(anon: Any, alice: TestUser) -> None:
-    r = anon.post("/api/v1/users/me/tokens", json={"name": "t"},
-                  auth=(f"{alice.username}\x00", "password"))
+    r = anon.post(
+        "/api/v1/users/me/tokens", json={"name": "t"}, auth=(f"{alice.username}\x00", "password")
+    )
     assert r.status_code == 401, r.text

@@ -38,11 +38,19 @@ def test_anonymous_is_refused(anon: httpx.Client) -> None:
     assert r.headers["content-type"].startswith("application/problem+json")
 
 
-@pytest.mark.parametrize("params", [
-    {}, {"q": ""}, {"q": "   "}, {"q": "?!"}, {"q": "x" * 201},
-    {"q": "parquet", "limit": "0"}, {"q": "parquet", "limit": "101"},
-    {"q": "parquet", "limit": "many"},
-])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        {"q": ""},
+        {"q": "   "},
+        {"q": "?!"},
+        {"q": "x" * 201},
+        {"q": "parquet", "limit": "0"},
+        {"q": "parquet", "limit": "101"},
+        {"q": "parquet", "limit": "many"},
+    ],
+)
 def test_bad_parameters_are_422(alice: TestUser, params: dict[str, str]) -> None:
     r = alice.client.get(URL, params=params)
     assert r.status_code == 422, r.text
@@ -57,21 +65,34 @@ def test_result_shape(alice: TestUser, scb: str) -> None:
     assert len(body["results"]) == 3 and body["total"] >= 10
     for hit in body["results"]:
         assert set(hit) == {"kind", "libraryId", "path", "title", "snippet"}
-        assert hit["kind"] in {"article", "resource", "template", "example", "notebook",
-                               "code", "file"}
+        assert hit["kind"] in {
+            "article",
+            "resource",
+            "template",
+            "example",
+            "notebook",
+            "code",
+            "file",
+        }
 
 
-@pytest.mark.parametrize(("q", "expected"), [
-    ("parquet", "Resources/Datalagring - Parquet/README.md"),
-    ("hämta", "Resources/Hämta data från internet/README.md"),
-    ("hamta", "Resources/Hämta data från internet/README.md"),
-    ("HAMTA DATA", "ExampleProjects/Hämta data från dataportal.se/README.md"),
-    ("titanic", "Templates/balsam-demo-titanic.json"),
-    ("ggplot2", "Resources/Exempelsamling diagramtyper i R/Diagramtyper i R_Heatmap.ipynb"),
-    ("Imp moms", "ExampleProjects/Normalproduktion med standardisering/"
-                 "R - Månadsproduktion enligt SPS/Imp moms.r"),
-    ("cars_test", "Resources/Datalagring - Minio-s3/cars_test.csv"),
-])
+@pytest.mark.parametrize(
+    ("q", "expected"),
+    [
+        ("parquet", "Resources/Datalagring - Parquet/README.md"),
+        ("hämta", "Resources/Hämta data från internet/README.md"),
+        ("hamta", "Resources/Hämta data från internet/README.md"),
+        ("HAMTA DATA", "ExampleProjects/Hämta data från dataportal.se/README.md"),
+        ("titanic", "Templates/balsam-demo-titanic.json"),
+        ("ggplot2", "Resources/Exempelsamling diagramtyper i R/Diagramtyper i R_Heatmap.ipynb"),
+        (
+            "Imp moms",
+            "ExampleProjects/Normalproduktion med standardisering/"
+            "R - Månadsproduktion enligt SPS/Imp moms.r",
+        ),
+        ("cars_test", "Resources/Datalagring - Minio-s3/cars_test.csv"),
+    ],
+)
 def test_scb_library_is_found(alice: TestUser, scb: str, q: str, expected: str) -> None:
     assert expected in [hit["path"] for hit in ours(alice, scb, q)]
 
@@ -87,17 +108,28 @@ def test_article_title_ranks_first(alice: TestUser, scb: str) -> None:
     r = alice.client.get(URL, params={"q": "Skapa projekt"})
     assert r.status_code == 200
     first = r.json()["results"][0]
-    assert (first["path"], first["kind"], first["title"]) == (SKAPA_PROJEKT, "article",
-                                                              "Skapa projekt")
+    assert (first["path"], first["kind"], first["title"]) == (
+        SKAPA_PROJEKT,
+        "article",
+        "Skapa projekt",
+    )
     assert first["snippet"].startswith("# <mark>Skapa</mark> <mark>projekt</mark>")
 
 
 def test_snippets_escape_library_content(alice: TestUser, ctx: AppContext) -> None:
     library_id = f"hostile-{secrets.token_hex(4)}"
     word = f"zx{secrets.token_hex(4)}"
-    SearchService(ctx).index_library(library_id, "c1", MemoryTree({
-        f"Articles/<img src=x onerror=alert(1)>{word}.md":
-            f"# <script>alert(1)</script> {word}\n<iframe src=javascript:alert(2)> {word}"}))
+    SearchService(ctx).index_library(
+        library_id,
+        "c1",
+        MemoryTree(
+            {
+                f"Articles/<img src=x onerror=alert(1)>{word}.md": (
+                    f"# <script>alert(1)</script> {word}\n<iframe src=javascript:alert(2)> {word}"
+                )
+            }
+        ),
+    )
     try:
         hits = alice.client.get(URL, params={"q": word}).json()["results"]
         assert len(hits) == 1

@@ -25,8 +25,9 @@ PROBLEM = "application/problem+json"
 GOOD_PASSWORD = "Tundra-Lantern-Quokka-42"
 
 
-def client_for(app: FastAPI, address: str = "192.0.2.10",
-               auth: tuple[str, str] | None = None) -> TestClient:
+def client_for(
+    app: FastAPI, address: str = "192.0.2.10", auth: tuple[str, str] | None = None
+) -> TestClient:
     """An in-process client whose requests come from ``address`` (TEST-NET-1 by
     default, so failed logins here never count against other tests' address)."""
     client = TestClient(app, raise_server_exceptions=False, client=(address, 40000))
@@ -60,13 +61,20 @@ def bearer(token: str) -> dict[str, str]:
 
 # -- users ---------------------------------------------------------------------
 
+
 def test_admin_creates_a_user_who_can_log_in(
     admin: TestUser, browser: httpx.Client, unique: Callable[[str], str]
 ) -> None:
     username = unique("carol")
-    r = admin.client.post("/api/v1/users", json={
-        "username": username, "password": GOOD_PASSWORD, "email": f"{username}@example.org",
-        "displayName": "Carol C."})
+    r = admin.client.post(
+        "/api/v1/users",
+        json={
+            "username": username,
+            "password": GOOD_PASSWORD,
+            "email": f"{username}@example.org",
+            "displayName": "Carol C.",
+        },
+    )
     assert r.status_code == 201, r.text
     body = r.json()
     assert body["username"] == username and body["displayName"] == "Carol C."
@@ -92,32 +100,48 @@ def test_anonymous_401_carries_www_authenticate(anon: httpx.Client) -> None:
 
 
 def test_duplicate_username_is_409(admin: TestUser, alice: TestUser) -> None:
-    r = admin.client.post("/api/v1/users",
-                          json={"username": alice.username, "password": GOOD_PASSWORD})
+    r = admin.client.post(
+        "/api/v1/users", json={"username": alice.username, "password": GOOD_PASSWORD}
+    )
     assert_problem(r, 409)
 
 
-@pytest.mark.parametrize("username", [
-    "", "Upper", "with space", "-dash-first", ".dot-first", "slash/name", "ünïcode",
-    "x" * 65, "semi;colon",
-])
+@pytest.mark.parametrize(
+    "username",
+    [
+        "",
+        "Upper",
+        "with space",
+        "-dash-first",
+        ".dot-first",
+        "slash/name",
+        "ünïcode",
+        "x" * 65,
+        "semi;colon",
+    ],
+)
 def test_bad_usernames_are_422(admin: TestUser, username: str) -> None:
     r = admin.client.post("/api/v1/users", json={"username": username, "password": GOOD_PASSWORD})
     assert_problem(r, 422)
 
 
-@pytest.mark.parametrize(("password", "problem"), [
-    ("Sh0rt-pass", "at least 12 characters"),
-    ("password1234", "too common"),
-    ("PASSWORD1234", "too common"),
-    ("aaaaaaaaaaaaaaaa", "too common"),
-    ("{username}-Lantern-42", "username"),
-])
-def test_password_policy(admin: TestUser, unique: Callable[[str], str], password: str,
-                         problem: str) -> None:
+@pytest.mark.parametrize(
+    ("password", "problem"),
+    [
+        ("Sh0rt-pass", "at least 12 characters"),
+        ("password1234", "too common"),
+        ("PASSWORD1234", "too common"),
+        ("aaaaaaaaaaaaaaaa", "too common"),
+        ("{username}-Lantern-42", "username"),
+    ],
+)
+def test_password_policy(
+    admin: TestUser, unique: Callable[[str], str], password: str, problem: str
+) -> None:
     username = unique("erin")
-    r = admin.client.post("/api/v1/users", json={
-        "username": username, "password": password.format(username=username)})
+    r = admin.client.post(
+        "/api/v1/users", json={"username": username, "password": password.format(username=username)}
+    )
     body = assert_problem(r, 422)
     assert problem in body["detail"]
     assert body["errors"] and all(e["loc"] == ["password"] for e in body["errors"])
@@ -137,10 +161,12 @@ def test_user_changes_own_profile_but_not_status(alice: TestUser, bob: TestUser)
     assert r.status_code == 200 and r.json()["displayName"] == "Alice A."
     assert_problem(alice.client.patch(url, json={"isAdmin": True}), 403)
     assert_problem(alice.client.patch(url, json={"isActive": False}), 403)
-    assert_problem(alice.client.patch(f"/api/v1/users/{bob.username}",
-                                      json={"isActive": False}), 403)
-    assert_problem(alice.client.patch(f"/api/v1/users/{bob.username}",
-                                      json={"displayName": "Bobby"}), 403)
+    assert_problem(
+        alice.client.patch(f"/api/v1/users/{bob.username}", json={"isActive": False}), 403
+    )
+    assert_problem(
+        alice.client.patch(f"/api/v1/users/{bob.username}", json={"displayName": "Bobby"}), 403
+    )
     me = alice.client.get("/api/v1/users/me").json()
     assert me["isAdmin"] is False and me["isActive"] is True
     assert bob.client.get("/api/v1/users/me").status_code == 200
@@ -150,37 +176,71 @@ def test_user_changes_own_profile_but_not_status(alice: TestUser, bob: TestUser)
 GITCONFIG_INJECTION = 'a@b.c"\n[core]\n\tfsmonitor = "touch /tmp/balsam-pwned"'
 
 
-@pytest.mark.parametrize("email", [
-    GITCONFIG_INJECTION, "a@b.c\n", "a b@example.org", '"quoted"@example.org', "<a@b.c>",
-    "no-at-sign", "a@", "@example.org", "a@b_c.org", "a@-b.org", "a..b@example.org",
-    "a@b.c\u0000", "x" * 250 + "@b.c",
-])
-def test_bad_emails_are_422(alice: TestUser, admin: TestUser, unique: Callable[[str], str],
-                            email: str) -> None:
-    body = assert_problem(alice.client.patch(f"/api/v1/users/{alice.username}",
-                                             json={"email": email}), 422)
+@pytest.mark.parametrize(
+    "email",
+    [
+        GITCONFIG_INJECTION,
+        "a@b.c\n",
+        "a b@example.org",
+        '"quoted"@example.org',
+        "<a@b.c>",
+        "no-at-sign",
+        "a@",
+        "@example.org",
+        "a@b_c.org",
+        "a@-b.org",
+        "a..b@example.org",
+        "a@b.c\u0000",
+        "x" * 250 + "@b.c",
+    ],
+)
+def test_bad_emails_are_422(
+    alice: TestUser, admin: TestUser, unique: Callable[[str], str], email: str
+) -> None:
+    body = assert_problem(
+        alice.client.patch(f"/api/v1/users/{alice.username}", json={"email": email}), 422
+    )
     assert body["errors"] and all(e["loc"][-1] == "email" for e in body["errors"])
-    assert_problem(admin.client.post("/api/v1/users", json={
-        "username": unique("frank"), "password": GOOD_PASSWORD, "email": email}), 422)
+    assert_problem(
+        admin.client.post(
+            "/api/v1/users",
+            json={"username": unique("frank"), "password": GOOD_PASSWORD, "email": email},
+        ),
+        422,
+    )
     assert alice.client.get("/api/v1/users/me").json()["email"] != email
 
 
-@pytest.mark.parametrize("name", [
-    'Eve"\n[core]\n\tpager = "sh"', "tab\tname", "bell\a", "rtl\u202eevil", "x" * 201,
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        'Eve"\n[core]\n\tpager = "sh"',
+        "tab\tname",
+        "bell\a",
+        "rtl\u202eevil",
+        "x" * 201,
+    ],
+)
 def test_bad_display_names_are_422(alice: TestUser, name: str) -> None:
-    body = assert_problem(alice.client.patch(f"/api/v1/users/{alice.username}",
-                                             json={"displayName": name}), 422)
+    body = assert_problem(
+        alice.client.patch(f"/api/v1/users/{alice.username}", json={"displayName": name}), 422
+    )
     assert body["errors"] and all(e["loc"][-1] == "displayName" for e in body["errors"])
 
 
-@pytest.mark.parametrize(("email", "name"), [
-    ("o'brien+lab@example.org", "Seán O'Brien"), ("jörg@exämple.de", "Jörg «J» Müller"),
-    ("root@localhost", "李小龍"), ("", "Ada"),
-])
+@pytest.mark.parametrize(
+    ("email", "name"),
+    [
+        ("o'brien+lab@example.org", "Seán O'Brien"),
+        ("jörg@exämple.de", "Jörg «J» Müller"),
+        ("root@localhost", "李小龍"),
+        ("", "Ada"),
+    ],
+)
 def test_real_addresses_and_names_are_accepted(alice: TestUser, email: str, name: str) -> None:
-    r = alice.client.patch(f"/api/v1/users/{alice.username}",
-                           json={"email": email, "displayName": f"  {name} "})
+    r = alice.client.patch(
+        f"/api/v1/users/{alice.username}", json={"email": email, "displayName": f"  {name} "}
+    )
     assert r.status_code == 200, r.text
     assert r.json()["email"] == email and r.json()["displayName"] == name
 
@@ -212,8 +272,10 @@ def test_deactivation_ends_tokens_and_sessions(
     assert_problem(bob.client.get("/api/v1/users/me"), 401)
     assert_problem(browser.get("/api/v1/users/me"), 401)
     assert_problem(login(browser, bob.username), 401)
-    assert admin.client.patch(f"/api/v1/users/{bob.username}",
-                              json={"isActive": True}).status_code == 200
+    assert (
+        admin.client.patch(f"/api/v1/users/{bob.username}", json={"isActive": True}).status_code
+        == 200
+    )
     assert bob.client.get("/api/v1/users/me").status_code == 200
 
 
@@ -225,6 +287,7 @@ def test_admin_lists_users(admin: TestUser, alice: TestUser) -> None:
 
 
 # -- tokens --------------------------------------------------------------------
+
 
 def test_create_token_with_bearer(alice: TestUser, anon: httpx.Client) -> None:
     r = alice.client.post("/api/v1/users/me/tokens", json={"name": "ci", "expiresInDays": 7})
@@ -247,14 +310,18 @@ def test_create_token_with_basic_auth(alice: TestUser, app: FastAPI) -> None:
         assert_problem(wrong.post("/api/v1/users/me/tokens", json={"name": "x"}), 401)
 
 
-@pytest.mark.parametrize(("method", "path", "body"), [
-    ("GET", "/api/v1/users/me", None),
-    ("GET", "/api/v1/users/me/tokens", None),
-    ("GET", "/api/v1/projects", None),
-    ("POST", "/api/v1/projects", {"name": "via basic", "branchName": "main"}),
-])
-def test_basic_auth_is_refused_elsewhere(alice: TestUser, app: FastAPI, method: str, path: str,
-                                         body: Any) -> None:
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("GET", "/api/v1/users/me", None),
+        ("GET", "/api/v1/users/me/tokens", None),
+        ("GET", "/api/v1/projects", None),
+        ("POST", "/api/v1/projects", {"name": "via basic", "branchName": "main"}),
+    ],
+)
+def test_basic_auth_is_refused_elsewhere(
+    alice: TestUser, app: FastAPI, method: str, path: str, body: Any
+) -> None:
     with client_for(app, auth=(alice.username, PASSWORD)) as basic:
         assert_problem(basic.request(method, path, json=body), 401)
 
@@ -296,10 +363,12 @@ def test_expired_token_is_401(alice: TestUser, ctx: AppContext) -> None:
     made = alice.client.post("/api/v1/users/me/tokens", json={"name": "expiring"}).json()
     assert alice.client.get("/api/v1/users/me", headers=bearer(made["token"])).status_code == 200
     with ctx.sessions() as session, session.begin():
-        session.execute(update(ApiToken).where(ApiToken.id == made["id"]).values(
-            expires_at=datetime.now(UTC) - timedelta(seconds=1)))
-    body = assert_problem(alice.client.get("/api/v1/users/me", headers=bearer(made["token"])),
-                          401)
+        session.execute(
+            update(ApiToken)
+            .where(ApiToken.id == made["id"])
+            .values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+        )
+    body = assert_problem(alice.client.get("/api/v1/users/me", headers=bearer(made["token"])), 401)
     assert "expired" in body["detail"]
 
 
@@ -310,8 +379,10 @@ def test_garbage_credentials_are_401(anon: httpx.Client) -> None:
 
 # -- login sessions ------------------------------------------------------------
 
-def test_login_sets_a_safe_cookie(alice: TestUser, browser: httpx.Client,
-                                  settings: Settings) -> None:
+
+def test_login_sets_a_safe_cookie(
+    alice: TestUser, browser: httpx.Client, settings: Settings
+) -> None:
     r = login(browser, alice.username)
     assert r.status_code == 200, r.text
     body = r.json()
@@ -326,8 +397,9 @@ def test_login_sets_a_safe_cookie(alice: TestUser, browser: httpx.Client,
     assert r.status_code == 200 and r.json()["username"] == alice.username
 
 
-def test_wrong_password_or_unknown_user_is_401(alice: TestUser, browser: httpx.Client,
-                                               unique: Callable[[str], str]) -> None:
+def test_wrong_password_or_unknown_user_is_401(
+    alice: TestUser, browser: httpx.Client, unique: Callable[[str], str]
+) -> None:
     for username, password in [(alice.username, "not-the-password"), (unique("nobody"), PASSWORD)]:
         body = assert_problem(login(browser, username, password), 401)
         assert body["detail"] == "Wrong username or password."
@@ -340,8 +412,9 @@ def test_cookie_writes_need_the_csrf_token(
     csrf = login(browser, alice.username).json()["csrfToken"]
     new = {"name": unique("Cookie project "), "branchName": "main"}
     assert_problem(browser.post("/api/v1/projects", json=new), 403)
-    assert_problem(browser.post("/api/v1/projects", json=new,
-                                headers={"X-CSRF-Token": csrf[:-1] + "x"}), 403)
+    assert_problem(
+        browser.post("/api/v1/projects", json=new, headers={"X-CSRF-Token": csrf[:-1] + "x"}), 403
+    )
     assert alice.client.get("/api/v1/projects", params={"q": new["name"]}).json()["total"] == 0
     r = browser.post("/api/v1/projects", json=new, headers={"X-CSRF-Token": csrf})
     assert r.status_code == 201, r.text
@@ -352,13 +425,17 @@ def test_csrf_token_belongs_to_its_session(alice: TestUser, bob: TestUser, app: 
     with client_for(app) as a_browser, client_for(app) as b_browser:
         login(a_browser, alice.username)
         bob_csrf = login(b_browser, bob.username).json()["csrfToken"]
-        r = a_browser.patch(f"/api/v1/users/{alice.username}", json={"displayName": "A"},
-                            headers={"X-CSRF-Token": bob_csrf})
+        r = a_browser.patch(
+            f"/api/v1/users/{alice.username}",
+            json={"displayName": "A"},
+            headers={"X-CSRF-Token": bob_csrf},
+        )
         assert_problem(r, 403)
 
 
-def test_logout_ends_the_session(alice: TestUser, browser: httpx.Client, app: FastAPI,
-                                 settings: Settings) -> None:
+def test_logout_ends_the_session(
+    alice: TestUser, browser: httpx.Client, app: FastAPI, settings: Settings
+) -> None:
     name = settings.auth.session_cookie
     assert login(browser, alice.username).status_code == 200
     value = browser.cookies[name]
@@ -379,11 +456,15 @@ def test_bearer_wins_over_cookie(alice: TestUser, bob: TestUser, browser: httpx.
 
 # -- audit ---------------------------------------------------------------------
 
+
 def login_events(admin: TestUser, username: str) -> list[dict[str, Any]]:
     r = admin.client.get("/api/v1/audit", params={"limit": 100})
     assert r.status_code == 200, r.text
-    return [e for e in r.json()["events"]
-            if e["action"] == "auth.login" and e["target"] == f"user:{username}"]
+    return [
+        e
+        for e in r.json()["events"]
+        if e["action"] == "auth.login" and e["target"] == f"user:{username}"
+    ]
 
 
 def test_logins_are_audited(alice: TestUser, admin: TestUser, browser: httpx.Client) -> None:
@@ -403,12 +484,15 @@ def test_audit_is_for_admins_only(alice: TestUser, anon: httpx.Client) -> None:
 
 # -- rate limit (its own app, so the limits do not leak into other tests) -----------
 
+
 @pytest.fixture
-def limited_app(settings: Settings, ctx: AppContext, tmp_path: Path,
-                fresh_database_url: str) -> Iterator[FastAPI]:
+def limited_app(
+    settings: Settings, ctx: AppContext, tmp_path: Path, fresh_database_url: str
+) -> Iterator[FastAPI]:
     auth = settings.auth.model_copy(update={"login_max_failures": 3})
-    limited = settings.model_copy(update={"auth": auth, "data_dir": tmp_path,
-                                          "database_url": fresh_database_url})
+    limited = settings.model_copy(
+        update={"auth": auth, "data_dir": tmp_path, "database_url": fresh_database_url}
+    )
     app = create_app(limited, providers=ctx.providers)
     yield app
     app.state.ctx.engine.dispose()
@@ -419,13 +503,15 @@ def limited_users(limited_app: FastAPI) -> list[str]:
     identity = IdentityService(limited_app.state.ctx)
     names = ["rl-admin", "rl-one", "rl-two", "rl-three", "rl-four"]
     for name in names:
-        identity.create_user(None, UserCreate(username=name, password=PASSWORD,
-                                              is_admin=name == "rl-admin"))
+        identity.create_user(
+            None, UserCreate(username=name, password=PASSWORD, is_admin=name == "rl-admin")
+        )
     return names
 
 
-def test_failed_logins_elsewhere_do_not_lock_the_account(limited_app: FastAPI,
-                                                         limited_users: list[str]) -> None:
+def test_failed_logins_elsewhere_do_not_lock_the_account(
+    limited_app: FastAPI, limited_users: list[str]
+) -> None:
     target = limited_users[1]
     for i in range(3):  # from different addresses: failures count per (account, address)
         with client_for(limited_app, f"10.0.0.{i + 1}") as client:
@@ -446,8 +532,7 @@ def test_failed_logins_lock_the_address(limited_app: FastAPI, limited_users: lis
         assert login(elsewhere, limited_users[1]).status_code == 200
 
 
-def test_rate_limited_logins_are_audited(limited_app: FastAPI,
-                                         limited_users: list[str]) -> None:
+def test_rate_limited_logins_are_audited(limited_app: FastAPI, limited_users: list[str]) -> None:
     target = limited_users[1]
     with client_for(limited_app, "10.0.2.1") as client:
         for _ in range(4):
@@ -455,8 +540,11 @@ def test_rate_limited_logins_are_audited(limited_app: FastAPI,
     with client_for(limited_app, "10.0.2.2") as client:
         assert login(client, "rl-admin").status_code == 200
         events = client.get("/api/v1/audit", params={"limit": 10}).json()["events"]
-    outcomes = [e["outcome"] for e in events
-                if e["action"] == "auth.login" and e["target"] == f"user:{target}"]
+    outcomes = [
+        e["outcome"]
+        for e in events
+        if e["action"] == "auth.login" and e["target"] == f"user:{target}"
+    ]
     assert outcomes == ["denied", "failure", "failure", "failure"]
     assert events[0]["actor"] == "rl-admin" and events[0]["outcome"] == "success"
     ok, checked, bad = limited_app.state.ctx.audit.verify_chain()

@@ -19,6 +19,16 @@ from balsam.web.api.v1 import (
 from balsam.web.deps import refuse_nul_characters
 
 router = APIRouter(dependencies=[Depends(refuse_nul_characters)])
-for module in (health, auth, users, projects, members, credentials, audit, search, libraries,
-               workspaces):
+for module in (
+    health,
+    auth,
+    users,
+    projects,
+    members,
+    credentials,
+    audit,
+    search,
+    libraries,
+    workspaces,
+):
     router.include_router(module.router)

@@ -13,18 +13,24 @@ from balsam.web.deps import AdminActor, Ctx, CurrentActor
 router = APIRouter(tags=["Audit"])
 
 
-@router.get("/audit", response_model=AuditPage, operation_id="ListAudit",
-            responses=problems(401, 403, 422))
+@router.get(
+    "/audit", response_model=AuditPage, operation_id="ListAudit", responses=problems(401, 403, 422)
+)
 def list_audit(actor: AdminActor, ctx: Ctx, limit: Limit = 50, offset: Offset = 0) -> AuditPage:
     """Every audit record, newest first (admins)."""
     rows, total = ctx.audit.page(limit=limit, offset=offset)
     return page(rows, total, limit, offset)
 
 
-@router.get("/projects/{projectId}/audit", response_model=AuditPage,
-            operation_id="ListProjectAudit", responses=MEMBER)
-def list_project_audit(projectId: ProjectId, actor: CurrentActor, ctx: Ctx,
-                       limit: Limit = 50, offset: Offset = 0) -> AuditPage:
+@router.get(
+    "/projects/{projectId}/audit",
+    response_model=AuditPage,
+    operation_id="ListProjectAudit",
+    responses=MEMBER,
+)
+def list_project_audit(
+    projectId: ProjectId, actor: CurrentActor, ctx: Ctx, limit: Limit = 50, offset: Offset = 0
+) -> AuditPage:
     """The project's audit records, newest first (project owners and admins)."""
     ProjectService(ctx).require_owner(actor, projectId, "audit.read")
     rows, total = ctx.audit.page(project_id=projectId, limit=limit, offset=offset)

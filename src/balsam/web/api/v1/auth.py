@@ -12,20 +12,35 @@ from balsam.web.deps import Ctx, client_address, request_id
 router = APIRouter(prefix="/auth", tags=["Auth"])
 
 
-@router.post("/login", response_model=LoginResponse, operation_id="Login",
-             responses=problems(400, 401, 422, 429))
+@router.post(
+    "/login",
+    response_model=LoginResponse,
+    operation_id="Login",
+    responses=problems(400, 401, 422, 429),
+)
 def login(body: LoginRequest, request: Request, response: Response, ctx: Ctx) -> LoginResponse:
     """Check username and password and start a browser session."""
     identity = IdentityService(ctx)
-    user = identity.login_password(body.username, body.password,
-                                   address=client_address(request),
-                                   request_id=request_id(request))
+    user = identity.login_password(
+        body.username,
+        body.password,
+        address=client_address(request),
+        request_id=request_id(request),
+    )
     value, session = identity.start_session(user)
     auth = ctx.settings.auth
-    response.set_cookie(auth.session_cookie, value, max_age=auth.session_ttl_hours * 3600,
-                        httponly=True, samesite="lax", secure=auth.cookie_secure, path="/")
-    return LoginResponse(username=user.username, csrf_token=session.csrf_token,
-                         expires_at=session.expires_at)
+    response.set_cookie(
+        auth.session_cookie,
+        value,
+        max_age=auth.session_ttl_hours * 3600,
+        httponly=True,
+        samesite="lax",
+        secure=auth.cookie_secure,
+        path="/",
+    )
+    return LoginResponse(
+        username=user.username, csrf_token=session.csrf_token, expires_at=session.expires_at
+    )
 
 
 @router.post("/logout", status_code=204, operation_id="Logout")

@@ -24,8 +24,11 @@ class Problem(BaseModel):
 def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` entries for the given error statuses."""
     return {
-        s: {"model": Problem, "content": {"application/problem+json": {}},
-            "description": Problem.__doc__ or ""}
+        s: {
+            "model": Problem,
+            "content": {"application/problem+json": {}},
+            "description": Problem.__doc__ or "",
+        }
         for s in statuses
     }
 

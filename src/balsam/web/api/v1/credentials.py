@@ -20,35 +20,66 @@ from balsam.web.deps import Ctx, CurrentActor
 router = APIRouter(prefix="/projects/{projectId}/credentials", tags=["Credentials"])
 
 
-@router.post("", status_code=201, response_model=CredentialCreated,
-             operation_id="CreateCredential", responses={**MEMBER, **problems(502)})
-def create_credential(projectId: ProjectId, actor: CurrentActor, ctx: Ctx,
-                      body: Annotated[CredentialCreate | None, Body()] = None
-                      ) -> CredentialCreated:
+@router.post(
+    "",
+    status_code=201,
+    response_model=CredentialCreated,
+    operation_id="CreateCredential",
+    responses={**MEMBER, **problems(502)},
+)
+def create_credential(
+    projectId: ProjectId,
+    actor: CurrentActor,
+    ctx: Ctx,
+    body: Annotated[CredentialCreate | None, Body()] = None,
+) -> CredentialCreated:
     """Mint an S3 key for the project's bucket; the secret is shown once."""
     row, key = CredentialService(ctx).mint(actor, projectId, body.name if body else "")
     storage = ctx.providers.storage
     return CredentialCreated(
-        access_key=key.access_key, secret_key=key.secret_key, name=row.name,
-        owner=actor.username, bucket=key.bucket, endpoint=storage.endpoint_url,
-        region=storage.region, created_at=row.created_at)
+        access_key=key.access_key,
+        secret_key=key.secret_key,
+        name=row.name,
+        owner=actor.username,
+        bucket=key.bucket,
+        endpoint=storage.endpoint_url,
+        region=storage.region,
+        created_at=row.created_at,
+    )
 
 
-@router.get("", response_model=CredentialList, operation_id="ListCredentials",
-            responses=MEMBER)
+@router.get("", response_model=CredentialList, operation_id="ListCredentials", responses=MEMBER)
 def list_credentials(projectId: ProjectId, actor: CurrentActor, ctx: Ctx) -> CredentialList:
     """The caller's keys for the project (every key, for owners), without secrets."""
     endpoint = ctx.providers.storage.endpoint_url
     rows = CredentialService(ctx).list(actor, projectId)
-    return CredentialList(credentials=[
-        CredentialPublic(access_key=c.access_key, name=c.name, owner=owner, bucket=projectId,
-                         endpoint=endpoint, created_at=c.created_at) for c, owner in rows])
+    return CredentialList(
+        credentials=[
+            CredentialPublic(
+                access_key=c.access_key,
+                name=c.name,
+                owner=owner,
+                bucket=projectId,
+                endpoint=endpoint,
+                created_at=c.created_at,
+            )
+            for c, owner in rows
+        ]
+    )
 
 
-@router.delete("/{accessKey}", status_code=204, operation_id="RevokeCredential",
-               responses={**MEMBER, **problems(502)})
-def revoke_credential(projectId: ProjectId, accessKey: Annotated[str, Path(max_length=128)],
-                      actor: CurrentActor, ctx: Ctx) -> Response:
+@router.delete(
+    "/{accessKey}",
+    status_code=204,
+    operation_id="RevokeCredential",
+    responses={**MEMBER, **problems(502)},
+)
+def revoke_credential(
+    projectId: ProjectId,
+    accessKey: Annotated[str, Path(max_length=128)],
+    actor: CurrentActor,
+    ctx: Ctx,
+) -> Response:
     """Revoke a key at once."""
     CredentialService(ctx).revoke(actor, projectId, accessKey)
     return Response(status_code=204)

@@ -25,7 +25,8 @@ class ReadinessOut(BaseModel):
     status: Literal["ready", "unready"]
     components: dict[str, State] = Field(
         description="State of each part: database, storage, git, workspaces (the "
-                    "supervisor), librarySync: ok, failing, timeout or stopped.")
+        "supervisor), librarySync: ok, failing, timeout or stopped."
+    )
 
 
 @router.get("/health", response_model=Liveness, operation_id="Health")
@@ -34,16 +35,23 @@ async def health() -> Liveness:
     return Liveness()
 
 
-@router.get("/health/ready", response_model=ReadinessOut, operation_id="HealthReady",
-            responses={503: {"model": ReadinessOut, "description": "A part is not ready."}})
+@router.get(
+    "/health/ready",
+    response_model=ReadinessOut,
+    operation_id="HealthReady",
+    responses={503: {"model": ReadinessOut, "description": "A part is not ready."}},
+)
 async def ready(request: Request, ctx: Ctx) -> JSONResponse:
     """Each part Balsam depends on, checked now within a few seconds; 503 (with
     ``Retry-After``) unless every one is ``ok``."""
     readiness = await run_in_threadpool(
-        HealthService(ctx).readiness, health_runner(request),
-        library_sync_running=library_sync_running(request))
-    body = ReadinessOut(status="ready" if readiness.ready else "unready",
-                        components=readiness.components)
+        HealthService(ctx).readiness,
+        health_runner(request),
+        library_sync_running=library_sync_running(request),
+    )
+    body = ReadinessOut(
+        status="ready" if readiness.ready else "unready", components=readiness.components
+    )
     if readiness.ready:
         return JSONResponse(body.model_dump())
     return JSONResponse(body.model_dump(), status_code=503, headers={"Retry-After": "5"})

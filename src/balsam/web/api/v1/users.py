@@ -24,17 +24,28 @@ router = APIRouter(prefix="/users", tags=["Users"])
 Username = Annotated[str, Path(max_length=64)]
 
 
-@router.post("", status_code=201, response_model=UserPublic, operation_id="CreateUser",
-             responses=problems(400, 401, 403, 409, 422))
+@router.post(
+    "",
+    status_code=201,
+    response_model=UserPublic,
+    operation_id="CreateUser",
+    responses=problems(400, 401, 403, 409, 422),
+)
 def create_user(body: UserCreate, actor: AdminActor, ctx: Ctx) -> UserPublic:
     """Create a local user (admins only)."""
     return user_public(IdentityService(ctx).create_user(actor, body))
 
 
-@router.get("", response_model=UserList, operation_id="ListUsers",
-            responses=problems(401, 403, 422))
-def list_users(actor: AdminActor, ctx: Ctx, limit: Limit = 50, offset: Offset = 0,
-               q: Annotated[str, Query(max_length=200)] = "") -> UserList:
+@router.get(
+    "", response_model=UserList, operation_id="ListUsers", responses=problems(401, 403, 422)
+)
+def list_users(
+    actor: AdminActor,
+    ctx: Ctx,
+    limit: Limit = 50,
+    offset: Offset = 0,
+    q: Annotated[str, Query(max_length=200)] = "",
+) -> UserList:
     """All users (admins only)."""
     users, total = IdentityService(ctx).list_users(query=q, limit=limit, offset=offset)
     return UserList(users=[user_public(u) for u in users], total=total)
@@ -46,34 +57,47 @@ def me(actor: CurrentActor, ctx: Ctx) -> UserPublic:
     return user_public(IdentityService(ctx).get_user(actor.username))
 
 
-@router.patch("/{username}", response_model=UserPublic, operation_id="UpdateUser",
-              responses=problems(400, 401, 403, 404, 409, 422))
-def update_user(username: Username, body: UserUpdate, actor: CurrentActor, ctx: Ctx
-                ) -> UserPublic:
+@router.patch(
+    "/{username}",
+    response_model=UserPublic,
+    operation_id="UpdateUser",
+    responses=problems(400, 401, 403, 404, 409, 422),
+)
+def update_user(username: Username, body: UserUpdate, actor: CurrentActor, ctx: Ctx) -> UserPublic:
     """Change a user; only admins change status or other users."""
     return user_public(IdentityService(ctx).update_user(actor, username, body))
 
 
-@router.post("/me/tokens", status_code=201, response_model=TokenCreated,
-             operation_id="CreateToken",
-             responses=problems(400, 401, 403, 422, 429))
+@router.post(
+    "/me/tokens",
+    status_code=201,
+    response_model=TokenCreated,
+    operation_id="CreateToken",
+    responses=problems(400, 401, 403, 422, 429),
+)
 def create_token(body: TokenCreate, actor: BasicOrActor, ctx: Ctx) -> TokenCreated:
     """Mint a personal API token (accepts HTTP Basic with the password, for scripts)."""
     row, token = IdentityService(ctx).create_token(actor, body)
     return TokenCreated(**token_public(row).model_dump(by_alias=True), token=token)
 
 
-@router.get("/me/tokens", response_model=list[TokenPublic], operation_id="ListTokens",
-            responses=AUTH)
+@router.get(
+    "/me/tokens", response_model=list[TokenPublic], operation_id="ListTokens", responses=AUTH
+)
 def list_tokens(actor: CurrentActor, ctx: Ctx) -> list[TokenPublic]:
     """The caller's live tokens (never the token values)."""
     return [token_public(t) for t in IdentityService(ctx).list_tokens(actor)]
 
 
-@router.delete("/me/tokens/{token_id}", status_code=204, operation_id="RevokeToken",
-                responses=problems(401, 403, 404, 422))
-def revoke_token(token_id: Annotated[str, Path(max_length=64)], actor: CurrentActor,
-                 ctx: Ctx) -> Response:
+@router.delete(
+    "/me/tokens/{token_id}",
+    status_code=204,
+    operation_id="RevokeToken",
+    responses=problems(401, 403, 404, 422),
+)
+def revoke_token(
+    token_id: Annotated[str, Path(max_length=64)], actor: CurrentActor, ctx: Ctx
+) -> Response:
     """Revoke one of the caller's tokens."""
     IdentityService(ctx).revoke_token(actor, token_id)
     return Response(status_code=204)

@@ -16,15 +16,21 @@ router = APIRouter(tags=["Workspace"])
 MANAGE = problems(400, 401, 403, 404, 409, 422)
 
 
-@router.get("/templates", response_model=list[TemplatePublic], operation_id="ListTemplates",
-            responses=AUTH)
+@router.get(
+    "/templates", response_model=list[TemplatePublic], operation_id="ListTemplates", responses=AUTH
+)
 def list_templates(actor: CurrentActor, ctx: Ctx) -> list[TemplatePublic]:
     """Workspace templates, with the exact packages of their built environments."""
     return WorkspaceService(ctx).templates()
 
 
-@router.post("/workspaces", status_code=201, response_model=WorkspacePublic,
-             operation_id="CreateWorkspace", responses=MANAGE)
+@router.post(
+    "/workspaces",
+    status_code=201,
+    response_model=WorkspacePublic,
+    operation_id="CreateWorkspace",
+    responses=MANAGE,
+)
 def create_workspace(body: WorkspaceCreate, actor: CurrentActor, ctx: Ctx) -> WorkspacePublic:
     """Create a workspace on a project branch and start it. Answers at once with
     state 'pending'; poll GET /workspaces/{id} until 'running' (or 'failed')."""
@@ -32,52 +38,85 @@ def create_workspace(body: WorkspaceCreate, actor: CurrentActor, ctx: Ctx) -> Wo
     return service.public(service.create(actor, body))
 
 
-@router.get("/workspaces", response_model=list[WorkspacePublic], operation_id="ListWorkspaces",
-            responses=MEMBER)
+@router.get(
+    "/workspaces",
+    response_model=list[WorkspacePublic],
+    operation_id="ListWorkspaces",
+    responses=MEMBER,
+)
 def list_workspaces(
-    actor: CurrentActor, ctx: Ctx,
+    actor: CurrentActor,
+    ctx: Ctx,
     project_id: Annotated[str | None, Query(alias="projectId", max_length=63)] = None,
     branch_id: Annotated[str | None, Query(alias="branchId", max_length=100)] = None,
-    all_: Annotated[bool, Query(alias="all", description="true: every workspace of your "
-                                "projects (all for admins); false: only your own.")] = True,
+    all_: Annotated[
+        bool,
+        Query(
+            alias="all",
+            description="true: every workspace of your "
+            "projects (all for admins); false: only your own.",
+        ),
+    ] = True,
 ) -> list[WorkspacePublic]:
     service = WorkspaceService(ctx)
-    return [service.public(ws) for ws in service.list_for(
-        actor, project_id=project_id, branch_id=branch_id, all_visible=all_)]
+    return [
+        service.public(ws)
+        for ws in service.list_for(
+            actor, project_id=project_id, branch_id=branch_id, all_visible=all_
+        )
+    ]
 
 
-@router.get("/workspaces/{workspaceId}", response_model=WorkspacePublic,
-            operation_id="GetWorkspace", responses=MEMBER)
+@router.get(
+    "/workspaces/{workspaceId}",
+    response_model=WorkspacePublic,
+    operation_id="GetWorkspace",
+    responses=MEMBER,
+)
 def get_workspace(workspaceId: str, actor: CurrentActor, ctx: Ctx) -> WorkspacePublic:
     service = WorkspaceService(ctx)
     return service.public(service.get(actor, workspaceId))
 
 
-@router.post("/workspaces/{workspaceId}/start", status_code=202, response_model=WorkspacePublic,
-             operation_id="StartWorkspace", responses=MANAGE)
+@router.post(
+    "/workspaces/{workspaceId}/start",
+    status_code=202,
+    response_model=WorkspacePublic,
+    operation_id="StartWorkspace",
+    responses=MANAGE,
+)
 def start_workspace(workspaceId: str, actor: CurrentActor, ctx: Ctx) -> WorkspacePublic:
     """Start a stopped or failed workspace (owner only); its home is kept."""
     service = WorkspaceService(ctx)
     return service.public(service.start(actor, workspaceId))
 
 
-@router.post("/workspaces/{workspaceId}/stop", status_code=202, response_model=WorkspacePublic,
-             operation_id="StopWorkspace", responses=MANAGE)
+@router.post(
+    "/workspaces/{workspaceId}/stop",
+    status_code=202,
+    response_model=WorkspacePublic,
+    operation_id="StopWorkspace",
+    responses=MANAGE,
+)
 def stop_workspace(workspaceId: str, actor: CurrentActor, ctx: Ctx) -> WorkspacePublic:
     """Stop the server (owner, project owners, admins); the home is kept."""
     service = WorkspaceService(ctx)
     return service.public(service.stop(actor, workspaceId))
 
 
-@router.delete("/workspaces/{workspaceId}", status_code=204, operation_id="DeleteWorkspace",
-               responses=MANAGE)
+@router.delete(
+    "/workspaces/{workspaceId}", status_code=204, operation_id="DeleteWorkspace", responses=MANAGE
+)
 async def delete_workspace(
-    workspaceId: str, actor: CurrentActor, ctx: Ctx,
+    workspaceId: str,
+    actor: CurrentActor,
+    ctx: Ctx,
     project_id: Annotated[str | None, Query(alias="projectId", max_length=63)] = None,
     branch_id: Annotated[str | None, Query(alias="branchId", max_length=100)] = None,
 ) -> Response:
     """Delete the workspace and its home; revoke its S3 key and git token.
     ``projectId``/``branchId`` (upstream) are optional and must match."""
-    await run_in_threadpool(WorkspaceService(ctx).delete, actor, workspaceId,
-                            project_id=project_id, branch_id=branch_id)
+    await run_in_threadpool(
+        WorkspaceService(ctx).delete, actor, workspaceId, project_id=project_id, branch_id=branch_id
+    )
     return Response(status_code=204)
