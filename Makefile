@@ -74,4 +74,4 @@ docs: venv
 messages: venv
 	@mkdir -p build
 	$(BIN)/pybabel extract -F babel.cfg -k N_ --no-location --sort-output -o build/messages.pot .
-	$(BIN)/pybabel update -i build/messages.pot -d src/balsam/locale --no-location --no-fuzzy-matching
+	$(BIN)/pybabel update -i build/messages.pot -d src/balsam/locale --no-fuzzy-matching

@@ -5,20 +5,12 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from tests.fixtures.app import PASSWORD, TestUser
-
-ORIGIN = "http://testserver"
+from tests.fixtures.app import TestUser
+from tests.web.pages.browsing import browser
 
 
 def _browser(app: FastAPI, user: TestUser) -> TestClient:
-    client = TestClient(app, follow_redirects=False, raise_server_exceptions=False)
-    r = client.post(
-        "/login",
-        data={"username": user.username, "password": PASSWORD, "next": "/"},
-        headers={"Origin": ORIGIN},
-    )
-    assert r.status_code == 303, r.text
-    return client
+    return browser(app, user)
 
 
 def test_an_admin_sees_each_part(app: FastAPI, admin: TestUser) -> None:

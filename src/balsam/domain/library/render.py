@@ -25,7 +25,7 @@ import json
 import posixpath
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
 import nh3
@@ -103,6 +103,28 @@ def as_text(data: bytes) -> str | None:
 # -- links ---------------------------------------------------------------------------
 
 
+class Resolve(Protocol):
+    """Turns a URL found in a document into a safe one, or None (drop it)."""
+
+    def __call__(self, value: str, *, image: bool = False) -> str | None: ...
+
+
+def web_link(value: str, *, image: bool = False) -> str | None:
+    """A :class:`Resolve` for documents outside a library: http(s) and mailto
+    links and ``#fragments`` are kept; paths and anything else are dropped."""
+    value = value.strip()
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return None
+    if parts.scheme:
+        allowed = ("http", "https") if image else ("http", "https", "mailto")
+        return value if parts.scheme.lower() in allowed else None
+    if value.startswith("#") and not image:
+        return value
+    return None
+
+
 class LinkResolver:
     """Turns a URL found in a file under ``base_dir`` into a safe one, or None."""
 
@@ -115,13 +137,8 @@ class LinkResolver:
             parts = urlsplit(value)
         except ValueError:
             return None
-        if parts.scheme:
-            allowed = ("http", "https") if image else ("http", "https", "mailto")
-            return value if parts.scheme.lower() in allowed else None
-        if parts.netloc or not value:
-            return None
-        if not parts.path:
-            return f"#{parts.fragment}" if parts.fragment and not image else None
+        if parts.scheme or parts.netloc or not parts.path:
+            return web_link(value, image=image)  # a web address or a #fragment
         return self._inside(unquote(parts.path), "" if image else parts.fragment)
 
     def _inside(self, path: str, fragment: str) -> str | None:
@@ -132,7 +149,7 @@ class LinkResolver:
         return self.links.content(target) + (f"#{fragment}" if fragment else "")
 
 
-def _attribute_filter(resolve: LinkResolver) -> Callable[[str, str, str], str | None]:
+def _attribute_filter(resolve: Resolve) -> Callable[[str, str, str], str | None]:
     def keep(tag: str, attribute: str, value: str) -> str | None:
         if attribute in ("href", "src"):
             return resolve(value, image=(tag == "img"))
@@ -145,7 +162,7 @@ def _attribute_filter(resolve: LinkResolver) -> Callable[[str, str, str], str | 
     return keep
 
 
-def sanitize(markup: str, resolve: LinkResolver) -> str:
+def sanitize(markup: str, resolve: Resolve) -> str:
     """``markup`` with everything active removed and URLs resolved (module docstring)."""
     attributes = {tag: set(nh3.ALLOWED_ATTRIBUTES.get(tag, set())) | {"class"} for tag in _CLASSED}
     return nh3.clean(
@@ -169,7 +186,7 @@ def _fence_highlight(code: str, language: str, _attrs: Any) -> str:
     return str(highlight(code, lexer, HtmlFormatter(nowrap=True)))
 
 
-def render_markdown(text: str, resolve: LinkResolver) -> str:
+def render_markdown(text: str, resolve: Resolve) -> str:
     md = MarkdownIt("commonmark", {"html": True, "highlight": _fence_highlight})
     md.enable(["table", "strikethrough"])
     return sanitize(md.render(text), resolve)
@@ -235,7 +252,7 @@ def link_html(url: str | None) -> str:
 # -- notebooks -------------------------------------------------------------------------
 
 
-def render_notebook(text: str, resolve: LinkResolver) -> str | None:
+def render_notebook(text: str, resolve: Resolve) -> str | None:
     """A read-only view of an nbformat-4 notebook; None if it is not one."""
     try:
         notebook = json.loads(text)
@@ -270,7 +287,7 @@ def _source(value: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
-def _cell(cell: dict[str, Any], lexer: Lexer, resolve: LinkResolver) -> str:
+def _cell(cell: dict[str, Any], lexer: Lexer, resolve: Resolve) -> str:
     kind, source = cell.get("cell_type"), _source(cell.get("source"))
     if kind == "markdown":
         return f'<div class="cell markdown">{render_markdown(source, resolve)}</div>'

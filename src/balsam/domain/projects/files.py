@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from balsam.context import AppContext
 from balsam.domain.identity.service import Actor
+from balsam.domain.library.render import render_markdown, web_link
 from balsam.domain.projects.branches import BranchService
 from balsam.domain.projects.naming import decode_file_id
+from balsam.errors import NotFound
 from balsam.providers.git.base import TreeEntry
+
+#: What a README at the top of a branch may be called, in the order looked for.
+README_NAMES = ("README.md", "readme.md", "Readme.md", "README.markdown", "README")
+MAX_README_BYTES = 512 * 1024
 
 
 class FileService:
@@ -25,3 +31,16 @@ class FileService:
         self.branches.get(actor, project_id, branch_id)
         path = decode_file_id(file_id)
         return path, self.ctx.providers.git.read_file(project_id, branch_id, path)
+
+    def readme_html(self, actor: Actor, project_id: str, branch_id: str) -> str | None:
+        """The branch's top-level README rendered as inert HTML (Markdown, links to
+        the web only: no script, no relative paths), or None when it has none."""
+        self.branches.get(actor, project_id, branch_id)
+        for name in README_NAMES:
+            try:
+                data = self.ctx.providers.git.read_file(project_id, branch_id, name)
+            except NotFound:
+                continue
+            text = data[:MAX_README_BYTES].decode("utf-8", errors="replace")
+            return render_markdown(text, web_link)
+        return None

@@ -40,13 +40,19 @@ def name_key(name: str) -> str:
 def validate_display_name(name: str) -> str:
     clean = normalize_name(name)
     if not clean:
-        raise InvalidInput("The name must not be empty.")
+        raise InvalidInput("The name must not be empty.", details={"field": "name"})
     if len(clean) > MAX_NAME:
-        raise InvalidInput(f"The name must be at most {MAX_NAME} characters.")
+        raise InvalidInput(
+            f"The name must be at most {MAX_NAME} characters.", details={"field": "name"}
+        )
     if any(unicodedata.category(c) == "Cc" for c in clean):
-        raise InvalidInput("The name must not contain control characters.")
+        raise InvalidInput(
+            "The name must not contain control characters.", details={"field": "name"}
+        )
     if not slug_base(clean):
-        raise InvalidInput("The name must contain at least one letter or digit.")
+        raise InvalidInput(
+            "The name must contain at least one letter or digit.", details={"field": "name"}
+        )
     return clean
 
 
@@ -85,7 +91,8 @@ def validate_branch_name(name: str) -> str:
     ):
         raise InvalidInput(
             "A branch name is 1-100 characters of letters, digits, '.', '_' and '-', "
-            "starts with a letter or digit, has no '..' and does not end in '.' or '.lock'."
+            "starts with a letter or digit, has no '..' and does not end in '.' or '.lock'.",
+            details={"field": "branch"},
         )
     return name
 

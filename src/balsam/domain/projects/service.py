@@ -102,7 +102,9 @@ class ProjectService:
         self._validate_source(start.source_url)
         with self.ctx.sessions() as session:
             if session.scalar(select(Project.id).where(Project.name_key == naming.name_key(name))):
-                raise Conflict(f"A project named '{name}' already exists.")
+                raise Conflict(
+                    f"A project named '{name}' already exists.", details={"field": "name"}
+                )
             project_id = self._free_id(session, name)
         undo = Compensations()
         try:
@@ -212,7 +214,9 @@ class ProjectService:
                     )
                 )
         except IntegrityError:
-            raise Conflict(f"A project named '{name}' already exists.") from None
+            raise Conflict(
+                f"A project named '{name}' already exists.", details={"field": "name"}
+            ) from None
         return self.get(actor, project_id)
 
     def _free_id(self, session: Session, name: str) -> str:

@@ -7,8 +7,14 @@ from __future__ import annotations
 
 from balsam.context import AppContext
 from balsam.db.models import Branch, Membership, Project
-from balsam.domain.projects.schemas import BranchPublic, MemberPublic, ProjectPublic
-from balsam.domain.projects.service import auth_group
+from balsam.domain.projects.schemas import (
+    BranchPublic,
+    MemberPublic,
+    ProjectCreated,
+    ProjectPublic,
+    S3Credentials,
+)
+from balsam.domain.projects.service import CreatedProject, auth_group
 
 
 def git_url(ctx: AppContext, project_id: str) -> str:
@@ -42,4 +48,23 @@ def member_public(m: Membership) -> MemberPublic:
         display_name=m.user.display_name,
         role=m.role,  # type: ignore[arg-type]
         added_at=m.created_at,
+    )
+
+
+def project_created(ctx: AppContext, created: CreatedProject) -> ProjectCreated:
+    """A new project with its first key (the secret shown once, never stored)."""
+    project, key, storage = created.project, created.key, ctx.providers.storage
+    return ProjectCreated(
+        id=project.id,
+        name=project.name,
+        auth_group=auth_group(project.id),
+        git_url=git_url(ctx, project.id),
+        bucket=project.bucket,
+        credentials=S3Credentials(
+            access_key=key.access_key,
+            secret_key=key.secret_key,
+            endpoint=storage.endpoint_url,
+            bucket=key.bucket,
+            region=storage.region,
+        ),
     )

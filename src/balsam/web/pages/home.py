@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -25,7 +26,7 @@ from balsam.domain.workspaces.service import WorkspaceService, workspace_url
 from balsam.errors import BalsamError, InvalidInput, NotFound
 from balsam.web.deps import get_ctx
 from balsam.web.pages import i18n
-from balsam.web.pages.forms import PageSession, posted_form, require_session
+from balsam.web.pages.forms import PageSession, posted_form, require_session, safe_next
 from balsam.web.pages.render import render
 
 router = APIRouter(include_in_schema=False)
@@ -55,6 +56,21 @@ class WorkspaceRow:
     url: str
 
 
+def workspace_row(ws: Any) -> WorkspaceRow:
+    """``ws``: a workspace as :meth:`WorkspaceService.list_for` returns it."""
+    return WorkspaceRow(
+        id=ws.id,
+        name=ws.name,
+        state=ws.state,
+        state_reason=ws.state_reason,
+        project_id=ws.project_id,
+        branch=ws.branch,
+        template_id=ws.template_id,
+        locked=ws.locked,
+        url=workspace_url(ws.id),
+    )
+
+
 @dataclass
 class Filled:
     """What the new-workspace form showed (kept when it is refused)."""
@@ -76,20 +92,7 @@ def load(ctx: AppContext, actor: Actor) -> HomeView:
     projects, _ = ProjectService(ctx).list(actor, include_all=False, limit=MAX_PROJECTS)
     targets = [(f"{p.id}/{b.id}", f"{p.name} / {b.id}") for p, _ in projects for b in p.branches]
     service = WorkspaceService(ctx)
-    rows = [
-        WorkspaceRow(
-            id=ws.id,
-            name=ws.name,
-            state=ws.state,
-            state_reason=ws.state_reason,
-            project_id=ws.project_id,
-            branch=ws.branch,
-            template_id=ws.template_id,
-            locked=ws.locked,
-            url=workspace_url(ws.id),
-        )
-        for ws in service.list_for(actor, all_visible=False)
-    ]
+    rows = [workspace_row(ws) for ws in service.list_for(actor, all_visible=False)]
     return HomeView(
         workspaces=rows, targets=targets, templates=[(t.id, t.name) for t in service.templates()]
     )
@@ -132,15 +135,17 @@ async def _perform(
     session: PageSession,
     work: Callable[[AppContext, Actor], object],
     filled: Filled | None = None,
+    next_path: str = "/",
 ) -> Response:
-    """Run ``work`` as the session's user: back to ``/``, or the page with the error."""
+    """Run ``work`` as the session's user: on to ``next_path`` (a path on this
+    site), or this page with the error."""
     ctx = get_ctx(request)
     try:
         await run_in_threadpool(work, ctx, session.actor)
     except BalsamError as exc:
         view = await run_in_threadpool(load, ctx, session.actor)
         return _page(request, view, error=exc.message, status=exc.status, filled=filled)
-    return RedirectResponse("/", status_code=303)
+    return RedirectResponse(next_path, status_code=303)
 
 
 @router.get("/")
@@ -179,7 +184,7 @@ async def create_workspace(request: Request) -> Response:
             ) from exc
         return WorkspaceService(ctx).create(actor, data)
 
-    return await _perform(request, session, create, filled)
+    return await _perform(request, session, create, filled, safe_next(form.get("next")))
 
 
 @router.post(UI + "/{workspace_id}/{action}")

@@ -7,11 +7,11 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Path, Response
 
 from balsam.domain.credentials.service import CredentialService
+from balsam.domain.credentials.views import credential_created, credential_public
 from balsam.domain.projects.schemas import (
     CredentialCreate,
     CredentialCreated,
     CredentialList,
-    CredentialPublic,
 )
 from balsam.web.api.v1.common import MEMBER, problems
 from balsam.web.api.v1.projects import ProjectId
@@ -35,36 +35,15 @@ def create_credential(
 ) -> CredentialCreated:
     """Mint an S3 key for the project's bucket; the secret is shown once."""
     row, key = CredentialService(ctx).mint(actor, projectId, body.name if body else "")
-    storage = ctx.providers.storage
-    return CredentialCreated(
-        access_key=key.access_key,
-        secret_key=key.secret_key,
-        name=row.name,
-        owner=actor.username,
-        bucket=key.bucket,
-        endpoint=storage.endpoint_url,
-        region=storage.region,
-        created_at=row.created_at,
-    )
+    return credential_created(ctx, row, key, actor.username)
 
 
 @router.get("", response_model=CredentialList, operation_id="ListCredentials", responses=MEMBER)
 def list_credentials(projectId: ProjectId, actor: CurrentActor, ctx: Ctx) -> CredentialList:
     """The caller's keys for the project (every key, for owners), without secrets."""
-    endpoint = ctx.providers.storage.endpoint_url
     rows = CredentialService(ctx).list(actor, projectId)
     return CredentialList(
-        credentials=[
-            CredentialPublic(
-                access_key=c.access_key,
-                name=c.name,
-                owner=owner,
-                bucket=projectId,
-                endpoint=endpoint,
-                created_at=c.created_at,
-            )
-            for c, owner in rows
-        ]
+        credentials=[credential_public(ctx, c, owner, projectId) for c, owner in rows]
     )
 
 

@@ -22,10 +22,9 @@ from balsam.domain.projects.schemas import (
     ProjectPublic,
     ProjectUpdate,
     RepoFile,
-    S3Credentials,
 )
-from balsam.domain.projects.service import ProjectService, auth_group
-from balsam.domain.projects.views import branch_public, git_url, project_public
+from balsam.domain.projects.service import ProjectService
+from balsam.domain.projects.views import branch_public, project_created, project_public
 from balsam.web.api.v1.common import MEMBER, Limit, Offset, problems
 from balsam.web.deps import Ctx, CurrentActor
 
@@ -71,23 +70,7 @@ def list_projects(
 )
 def create_project(body: ProjectCreate, actor: CurrentActor, ctx: Ctx) -> ProjectCreated:
     """Create a project: repository, bucket, the caller as owner, and a first S3 key."""
-    created = ProjectService(ctx).create(actor, body)
-    project, key = created.project, created.key
-    storage = ctx.providers.storage
-    return ProjectCreated(
-        id=project.id,
-        name=project.name,
-        auth_group=auth_group(project.id),
-        git_url=git_url(ctx, project.id),
-        bucket=project.bucket,
-        credentials=S3Credentials(
-            access_key=key.access_key,
-            secret_key=key.secret_key,
-            endpoint=storage.endpoint_url,
-            bucket=key.bucket,
-            region=storage.region,
-        ),
-    )
+    return project_created(ctx, ProjectService(ctx).create(actor, body))
 
 
 @router.get(

@@ -1,0 +1,296 @@
+"""A project's page: the branch selector and the tabs.
+
+``/projects/<id>?branch=<b>&tab=<t>``: the branch and the tab are in the URL, so
+every view can be linked and reloaded. Tabs: *README* (the branch's README,
+rendered and sanitised), *Filer* (the branch's files), *Bearbetningsmiljöer* (the
+user's workspaces on the branch, and a form for a new one), *Medlemmar*
+(everyone sees the list; owners add, change and remove), *Nycklar* (the user's S3
+keys; owners see every key): create — the secret is shown once — and revoke.
+
+Every form posts under ``/projects/<id>/…`` and is answered with a redirect back
+to its tab (303), or with the page again showing the service's message (404,
+403, 409, 422). What a user may see and do is decided by the domain services;
+the page only leaves out buttons that would be refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import HTMLResponse, RedirectResponse
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from balsam.context import AppContext
+from balsam.domain.credentials.service import CredentialService
+from balsam.domain.credentials.views import credential_created, credential_public
+from balsam.domain.identity.service import Actor
+from balsam.domain.projects.branches import BranchService
+from balsam.domain.projects.files import FileService
+from balsam.domain.projects.members import MemberService
+from balsam.domain.projects.schemas import (
+    BranchCreate,
+    CredentialPublic,
+    MemberAdd,
+    MemberPublic,
+    ProjectPublic,
+)
+from balsam.domain.projects.service import ProjectService
+from balsam.domain.projects.views import member_public, project_public
+from balsam.domain.workspaces.service import WorkspaceService
+from balsam.errors import BalsamError, InvalidInput, NotFound
+from balsam.providers.git.base import TreeEntry
+from balsam.web.deps import get_ctx
+from balsam.web.pages import i18n
+from balsam.web.pages.forms import PageSession, posted_form, require_session
+from balsam.web.pages.home import WorkspaceRow, workspace_row
+from balsam.web.pages.i18n import N_
+from balsam.web.pages.render import render
+
+router = APIRouter(include_in_schema=False)
+
+TABS = ("readme", "files", "workspaces", "members", "keys")
+MAX_LISTED_FILES = 5000
+
+
+@dataclass
+class ProjectView:
+    """What one tab of the project page shows."""
+
+    project: ProjectPublic
+    branch: str
+    tab: str
+    readme_html: str | None = None
+    files: list[TreeEntry] = field(default_factory=list)
+    files_cut: bool = False
+    members: list[MemberPublic] = field(default_factory=list)
+    keys: list[CredentialPublic] = field(default_factory=list)
+    workspaces: list[WorkspaceRow] = field(default_factory=list)
+    templates: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def is_owner(self) -> bool:
+        return self.project.role == "owner"
+
+
+def load(
+    ctx: AppContext, actor: Actor, project_id: str, branch: str | None, tab: str
+) -> ProjectView:
+    """The project (NotFound unless the actor may see it) and the tab's content."""
+    service = ProjectService(ctx)
+    project = project_public(ctx, service.get(actor, project_id), service.role(actor, project_id))
+    default = next((b.id for b in project.branches if b.is_default), "")
+    chosen = branch or default
+    if chosen not in {b.id for b in project.branches}:
+        raise NotFound(N_("No such branch in this project."))
+    view = ProjectView(project=project, branch=chosen, tab=tab if tab in TABS else "readme")
+    _fill(ctx, actor, view)
+    return view
+
+
+def _fill(ctx: AppContext, actor: Actor, view: ProjectView) -> None:
+    pid, branch = view.project.id, view.branch
+    if view.tab == "readme":
+        view.readme_html = FileService(ctx).readme_html(actor, pid, branch)
+    elif view.tab == "files":
+        entries = FileService(ctx).list(actor, pid, branch)
+        view.files, view.files_cut = entries[:MAX_LISTED_FILES], len(entries) > MAX_LISTED_FILES
+    elif view.tab == "members":
+        view.members = [member_public(m) for m in MemberService(ctx).list(actor, pid)]
+    elif view.tab == "keys":
+        view.keys = [
+            credential_public(ctx, c, owner, pid)
+            for c, owner in CredentialService(ctx).list(actor, pid)
+        ]
+    elif view.tab == "workspaces":
+        service = WorkspaceService(ctx)
+        view.workspaces = [
+            workspace_row(ws)
+            for ws in service.list_for(actor, project_id=pid, branch_id=branch, all_visible=False)
+        ]
+        view.templates = [(t.id, t.name) for t in service.templates()]
+
+
+def tab_url(project_id: str, branch: str, tab: str) -> str:
+    return f"/projects/{project_id}?" + urlencode({"branch": branch, "tab": tab})
+
+
+def _page(request: Request, view: ProjectView, *, status: int = 200, error: str = "",
+          created_key: Any = None) -> HTMLResponse:  # fmt: skip
+    gettext = i18n.gettext(request)
+    tabs = {
+        "readme": "README",
+        "files": gettext("Files"),
+        "workspaces": gettext("Workspaces"),
+        "members": gettext("Members"),
+        "keys": gettext("Keys"),
+    }
+    states = {
+        "pending": gettext("pending"),
+        "running": gettext("running"),
+        "stopped": gettext("stopped"),
+        "failed": gettext("failed"),
+    }
+    return render(
+        request,
+        "project/page.html",
+        status=status,
+        nav="projects",
+        view=view,
+        project=view.project,
+        tabs=tabs,
+        states=states,
+        tab_url=tab_url,
+        error=error,
+        created_key=created_key,
+        refresh=view.tab == "workspaces"
+        and any(ws.state == "pending" for ws in view.workspaces)
+        and not error,
+    )
+
+
+@router.get("/projects/{project_id}")
+async def project_page(
+    request: Request,
+    project_id: str,
+    branch: Annotated[str | None, Query(max_length=200)] = None,
+    tab: Annotated[str, Query(max_length=20)] = "readme",
+) -> HTMLResponse:
+    """The project on a branch (the default one unless ``branch``), on one tab."""
+    session = await require_session(request)
+    view = await run_in_threadpool(load, get_ctx(request), session.actor, project_id, branch, tab)
+    return _page(request, view)
+
+
+# -- actions -------------------------------------------------------------------------
+
+
+async def _act(
+    request: Request,
+    session: PageSession,
+    project_id: str,
+    form: dict[str, str],
+    tab: str,
+    work: Callable[[AppContext, Actor], object],
+) -> Response:
+    """Run ``work``; back to the tab (on the branch the form named), or the tab
+    again with the service's message."""
+    ctx = get_ctx(request)
+    branch = form.get("branch") or None
+    try:
+        await run_in_threadpool(work, ctx, session.actor)
+    except BalsamError as exc:
+        view = await run_in_threadpool(load, ctx, session.actor, project_id, branch, tab)
+        message = i18n.gettext(request)(exc.message)
+        return _page(request, view, status=exc.status, error=message)
+    view_branch = branch or ""
+    return RedirectResponse(tab_url(project_id, view_branch, tab), status_code=303)
+
+
+@router.post("/projects/{project_id}/branches")
+async def create_branch(request: Request, project_id: str) -> Response:
+    """A new branch from the chosen one; then the page on the new branch."""
+    session, form = await posted_form(request)
+    name = form.get("name", "").strip()
+
+    def create(ctx: AppContext, actor: Actor) -> object:
+        try:
+            data = BranchCreate.model_validate({"name": name, "fromBranch": form.get("from")})
+        except ValidationError as exc:
+            raise InvalidInput(N_("The branch name is too long.")) from exc
+        return BranchService(ctx).create(actor, project_id, data)
+
+    response = await _act(request, session, project_id, form, "readme", create)
+    if isinstance(response, RedirectResponse):
+        return RedirectResponse(tab_url(project_id, name, "readme"), status_code=303)
+    return response
+
+
+@router.get("/projects/{project_id}/branches/{branch}/delete")
+async def delete_branch_page(request: Request, project_id: str, branch: str) -> HTMLResponse:
+    """Confirm deleting a branch (owners; never the default branch)."""
+    session = await require_session(request)
+    view = await run_in_threadpool(
+        load, get_ctx(request), session.actor, project_id, branch, "readme"
+    )
+    return render(request, "project/delete_branch.html", nav="projects", view=view)
+
+
+@router.post("/projects/{project_id}/branches/{branch}/delete")
+async def delete_branch(request: Request, project_id: str, branch: str) -> Response:
+    session, form = await posted_form(request)
+    form = {**form, "branch": ""}  # back to the default branch
+
+    def delete(ctx: AppContext, actor: Actor) -> object:
+        BranchService(ctx).delete(actor, project_id, branch)
+        return None
+
+    return await _act(request, session, project_id, form, "readme", delete)
+
+
+@router.post("/projects/{project_id}/members")
+async def add_member(request: Request, project_id: str) -> Response:
+    session, form = await posted_form(request)
+
+    def add(ctx: AppContext, actor: Actor) -> object:
+        try:
+            data = MemberAdd.model_validate(
+                {"username": form.get("username", "").strip(), "role": form.get("role")}
+            )
+        except ValidationError as exc:
+            raise InvalidInput(N_("Give a user name and a role.")) from exc
+        return MemberService(ctx).add(actor, project_id, data)
+
+    return await _act(request, session, project_id, form, "members", add)
+
+
+@router.post("/projects/{project_id}/members/{username}/{action}")
+async def change_member(request: Request, project_id: str, username: str, action: str) -> Response:
+    """``role`` (to the posted role) or ``remove``."""
+    session, form = await posted_form(request)
+
+    def change(ctx: AppContext, actor: Actor) -> object:
+        service = MemberService(ctx)
+        role = form.get("role")
+        if action == "remove":
+            service.remove(actor, project_id, username)
+        elif action == "role" and role in ("owner", "member"):
+            service.change_role(actor, project_id, username, role)  # type: ignore[arg-type]
+        else:
+            raise NotFound(N_("No such action."))
+        return None
+
+    return await _act(request, session, project_id, form, "members", change)
+
+
+@router.post("/projects/{project_id}/keys")
+async def create_key(request: Request, project_id: str) -> Response:
+    """Mint a key; the page shows its secret once (never stored, never redirected)."""
+    session, form = await posted_form(request)
+    ctx = get_ctx(request)
+    name = form.get("name", "").strip()[:100]
+    try:
+        row, key = await run_in_threadpool(
+            CredentialService(ctx).mint, session.actor, project_id, name
+        )
+    except BalsamError as exc:
+        view = await run_in_threadpool(load, ctx, session.actor, project_id, None, "keys")
+        return _page(request, view, status=exc.status, error=i18n.gettext(request)(exc.message))
+    created = credential_created(ctx, row, key, session.actor.username)
+    view = await run_in_threadpool(load, ctx, session.actor, project_id, None, "keys")
+    return _page(request, view, status=201, created_key=created)
+
+
+@router.post("/projects/{project_id}/keys/{access_key}/revoke")
+async def revoke_key(request: Request, project_id: str, access_key: str) -> Response:
+    session, form = await posted_form(request)
+
+    def revoke(ctx: AppContext, actor: Actor) -> object:
+        CredentialService(ctx).revoke(actor, project_id, access_key)
+        return None
+
+    return await _act(request, session, project_id, form, "keys", revoke)
