@@ -1,0 +1,157 @@
+"""SCB's articles *Skapa projekt* and *Ta bort projekt*, followed word for word in a
+real browser (Debian's Chromium through Playwright) in Swedish, with the labels the
+articles name; the same pages in English carry no Swedish. No request leaves the
+machine. Screenshots of the pages go to ``$BALSAM_SCREENSHOTS`` (default: a
+temporary folder); ``docs/screenshots/`` keeps the main ones."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from tests.fixtures.app import PASSWORD, TestUser
+
+CHROMIUM = Path("/usr/bin/chromium")
+EXAMPLE = "Normalproduktion med standardisering"
+#: Words of the Swedish pages that must not be left on the English ones.
+SWEDISH = ("Projekt<", "Mina sidor", "Nytt projekt", "Branchnamn", "Beskrivning", "Inställningar",
+           "Ta bort projekt", "Skapa", "Filer", "Medlemmar", "Nycklar", "Logga ut")  # fmt: skip
+
+if not CHROMIUM.exists() and os.environ.get("CI") != "true":
+    pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing; CI must install chromium")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def shots(tmp_path: Path) -> Path:
+    folder = Path(os.environ.get("BALSAM_SCREENSHOTS", str(tmp_path)))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _page(chromium: Browser, live_url: str, locale: str) -> tuple[Page, list[str]]:
+    """A new browser page in ``locale``, and the list of every URL it requests
+    that is not on Balsam's host."""
+    context = chromium.new_context(locale=locale, viewport={"width": 1280, "height": 860})
+    page = context.new_page()
+    own = urlsplit(live_url).netloc
+    elsewhere: list[str] = []
+    page.on("request", lambda r: None if urlsplit(r.url).netloc == own or r.url.startswith(
+        ("data:", "about:")) else elsewhere.append(r.url))  # fmt: skip
+    return page, elsewhere
+
+
+def _log_in(page: Page, live_url: str, user: TestUser) -> None:
+    page.goto(f"{live_url}/login")
+    page.locator("#username").fill(user.username)
+    page.locator("#password").fill(PASSWORD)
+    with page.expect_navigation():
+        page.locator("main button[type=submit]").click()
+
+
+def test_skapa_projekt_and_ta_bort_projekt_as_written(
+    chromium: Browser,
+    live_url: str,
+    alice: TestUser,
+    scb_library: dict[str, Any],
+    unique: Callable[[str], str],
+    shots: Path,
+) -> None:
+    page, elsewhere = _page(chromium, live_url, "sv-SE")
+    _log_in(page, live_url, alice)
+    name = unique("Skattestatistik ")
+
+    # Skapa projekt: 1. Navigera till Projekt i huvudmenyn
+    page.get_by_role("navigation", name="Huvudmeny").get_by_role("link", name="Projekt").click()
+    expect(page.get_by_role("heading", name="Projekt", exact=True)).to_be_visible()
+    page.screenshot(path=str(shots / "projekt-sv.png"))
+    # 2. Tryck på + knappen för att skapa ett projekt.
+    page.get_by_role("link", name="Nytt projekt").click()
+    # 3. Ange namnet på projektet  4. Ange en beskrivning av projektet
+    page.get_by_label("Namn", exact=True).fill(name)
+    page.get_by_label("Beskrivning", exact=True).fill("Bearbetning av skattedata")
+    # 5. ... ange ett nytt namn under *Branchnamn*.
+    page.get_by_label("Branchnamn", exact=True).fill("utveckling")
+    # 6. ... välj då mallen under *Skapa från Mall eller Exempel*.
+    source = page.get_by_label("Skapa från Mall eller Exempel")
+    source.select_option(label=f"{scb_library['name']}: {EXAMPLE} (exempel)")
+    page.screenshot(path=str(shots / "nytt-projekt-sv.png"))
+    page.get_by_role("button", name="Skapa projekt").click()
+    expect(page.get_by_role("heading", name="Din nya S3-nyckel")).to_be_visible()
+    assert page.locator("#secret-key").inner_text().strip()
+    page.get_by_role("link", name="Gå till projektet").click()
+    expect(page.get_by_role("heading", name=name, exact=True)).to_be_visible()
+    expect(page.get_by_label("Branch", exact=True)).to_have_value("utveckling")
+    page.screenshot(path=str(shots / "projektsida-sv.png"), full_page=True)
+    project_id = page.url.split("/projects/", 1)[1].split("?", 1)[0]
+
+    # Ta bort projekt: 1. Navigera till Projekt i huvudmenyn
+    page.get_by_role("navigation", name="Huvudmeny").get_by_role("link", name="Projekt").click()
+    # 2. Välj kugghjulet på projektkortet  3. Välj *Ta bort projekt*
+    card = page.locator("li.card", has=page.get_by_role("link", name=name, exact=True))
+    card.get_by_label(f"Inställningar för {name}").click()
+    card.get_by_role("link", name="Ta bort projekt").click()
+    expect(page.get_by_text("raderas", exact=False).first).to_be_visible()
+    # 4. ... mata in namnet på projektet i textrutan och tryck sedan på OK
+    ok = page.get_by_role("button", name="OK")
+    expect(ok).to_be_disabled()
+    page.get_by_role("textbox").fill(name[:-1])
+    expect(ok).to_be_disabled()
+    page.get_by_role("textbox").fill(name)
+    page.screenshot(path=str(shots / "ta-bort-projekt-sv.png"))
+    expect(ok).to_be_enabled()
+    ok.click()
+    expect(page).to_have_url(f"{live_url}/projects")
+    expect(page.get_by_role("link", name=name, exact=True)).to_have_count(0)
+    assert alice.client.get(f"/api/v1/projects/{project_id}").status_code == 404
+    assert elsewhere == []
+    page.context.close()
+
+
+def test_the_english_pages_carry_no_swedish(
+    chromium: Browser,
+    live_url: str,
+    alice: TestUser,
+    unique: Callable[[str], str],
+    shots: Path,
+) -> None:
+    created = alice.client.post("/api/v1/projects", json={
+        "name": unique("Tax statistics "), "description": "", "branchName": "main"})  # fmt: skip
+    assert created.status_code == 201, created.text
+    pid = created.json()["id"]
+    page, elsewhere = _page(chromium, live_url, "en-GB")
+    _log_in(page, live_url, alice)
+    pages = {
+        "projects-en": "/projects",
+        "new-project-en": "/new-project",
+        "project-en": f"/projects/{pid}",
+        "project-members-en": f"/projects/{pid}?tab=members",
+        "project-keys-en": f"/projects/{pid}?tab=keys",
+        "project-workspaces-en": f"/projects/{pid}?tab=workspaces",
+        "delete-project-en": f"/projects/{pid}/delete",
+    }
+    for shot, path in pages.items():
+        page.goto(f"{live_url}{path}")
+        page.screenshot(path=str(shots / f"{shot}.png"))
+        html = page.content()
+        main_and_header = re.sub(r"<select[^>]*>.*?</select>", "", html, flags=re.DOTALL)
+        left = [word for word in SWEDISH if word in main_and_header]
+        assert not left, (path, left)
+    assert elsewhere == []
+    page.context.close()
