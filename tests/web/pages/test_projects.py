@@ -9,6 +9,8 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from balsam.context import AppContext
+from balsam.providers.git.base import Author
 from tests.fixtures.app import TestUser
 from tests.web.pages.browsing import ORIGIN, browser, post
 from tests.web.test_pages import assert_only_balsams_scripts
@@ -204,15 +206,25 @@ def test_others_get_nothing_of_the_project(
     assert _exists(alice, project["id"])
 
 
-def test_files_tab_and_an_unknown_branch(
-    app: FastAPI, alice: TestUser, unique: Callable[[str], str]
+def test_files_tab_walks_folders(
+    app: FastAPI, ctx: AppContext, alice: TestUser, unique: Callable[[str], str]
 ) -> None:
     project = _project(alice, unique("Filer "))
+    pid = project["id"]
+    ctx.providers.git.commit_files(pid, "main", {"src/lib/<b>x.R": b"1\n"}, message="m",
+                                   author=Author("alice", "alice@balsam.local"))  # fmt: skip
     with browser(app, alice) as client:
-        files = client.get(f"/projects/{project['id']}", params={"tab": "files"})
-        missing = client.get(f"/projects/{project['id']}", params={"branch": "nope"})
-    assert "README.md" in files.text and ".gitignore" in files.text
-    assert missing.status_code == 404
+        root = client.get(f"/projects/{pid}", params={"tab": "files"})
+        deep = client.get(f"/projects/{pid}", params={"tab": "files", "path": "src/lib"})
+        missing = client.get(f"/projects/{pid}", params={"tab": "files", "path": "src/nope"})
+        a_file = client.get(f"/projects/{pid}", params={"tab": "files", "path": "README.md"})
+        escape = client.get(f"/projects/{pid}", params={"tab": "files", "path": "../x"})
+        no_branch = client.get(f"/projects/{pid}", params={"branch": "nope"})
+    assert "README.md" in root.text and ".gitignore" in root.text and ">src/</a>" in root.text
+    assert "&lt;b&gt;x.R" in deep.text and "README.md" not in deep.text
+    assert f'href="/projects/{pid}?branch=main&amp;tab=files&amp;path=src">src</a>' in deep.text
+    for refused in (missing, a_file, escape, no_branch):
+        assert refused.status_code == 404
 
 
 def test_branches_are_made_and_deleted_from_the_page(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import builtins
+
 from balsam.context import AppContext
 from balsam.domain.identity.service import Actor
 from balsam.domain.library.render import render_markdown, web_link
@@ -23,6 +25,13 @@ class FileService:
     def list(self, actor: Actor, project_id: str, branch_id: str) -> list[TreeEntry]:
         self.branches.get(actor, project_id, branch_id)
         return self.ctx.providers.git.list_tree(project_id, branch_id)
+
+    def list_folder(
+        self, actor: Actor, project_id: str, branch_id: str, folder: str
+    ) -> builtins.list[TreeEntry]:
+        """What is directly in ``folder`` (``""``: the top); NotFound if no folder."""
+        self.branches.get(actor, project_id, branch_id)
+        return self.ctx.providers.git.list_folder(project_id, branch_id, folder)
 
     def read(
         self, actor: Actor, project_id: str, branch_id: str, file_id: str

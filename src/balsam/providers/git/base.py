@@ -91,6 +91,11 @@ class GitProvider(abc.ABC):
         """Every file and folder on the branch head, recursively, sorted by path."""
 
     @abc.abstractmethod
+    def list_folder(self, repo_id: str, branch: str, folder: str) -> list[TreeEntry]:
+        """The files and folders directly in ``folder`` (``""``: the top) on the
+        branch head, sorted by path; NotFound unless it is a folder there."""
+
+    @abc.abstractmethod
     def read_file(self, repo_id: str, branch: str, path: str) -> bytes:
         """Content of the file at ``path`` on the branch head. NotFound if the
         path is not a file in that tree."""

@@ -326,6 +326,20 @@ class LocalGitProvider(GitProvider):
         entries = [entry for entry in map(to_tree_entry, raw) if entry is not None]
         return sorted(entries, key=lambda entry: entry.path)
 
+    def list_folder(self, repo_id: str, branch: str, folder: str) -> list[TreeEntry]:
+        repo = self.repository_path(repo_id)
+        if folder and not is_safe_path(folder):
+            raise NotFound(f"no folder at {folder!r}")
+        head = self._head_commit(repo, branch)
+        where = ["--", f"{folder}/"] if folder else []
+        raw = parse_ls_tree(
+            self._git(["ls-tree", "-z", "-l", "--full-tree", head, *where], git_dir=repo)
+        )
+        entries = [entry for entry in map(to_tree_entry, raw) if entry is not None]
+        if folder and not entries:  # git keeps no empty folder: it is not one
+            raise NotFound(f"no folder at {folder!r}")
+        return sorted(entries, key=lambda entry: entry.path)
+
     def read_file(self, repo_id: str, branch: str, path: str) -> bytes:
         repo = self.repository_path(repo_id)
         if not is_safe_path(path):

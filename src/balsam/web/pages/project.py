@@ -54,7 +54,7 @@ from balsam.web.pages.render import render
 router = APIRouter(include_in_schema=False)
 
 TABS = ("readme", "files", "workspaces", "members", "keys")
-MAX_LISTED_FILES = 5000
+MAX_FOLDER_PATH = 4096
 
 
 @dataclass
@@ -66,7 +66,7 @@ class ProjectView:
     tab: str
     readme_html: str | None = None
     files: list[TreeEntry] = field(default_factory=list)
-    files_cut: bool = False
+    folder: str = ""
     members: list[MemberPublic] = field(default_factory=list)
     keys: list[CredentialPublic] = field(default_factory=list)
     workspaces: list[WorkspaceRow] = field(default_factory=list)
@@ -78,16 +78,24 @@ class ProjectView:
 
 
 def load(
-    ctx: AppContext, actor: Actor, project_id: str, branch: str | None, tab: str
+    ctx: AppContext,
+    actor: Actor,
+    project_id: str,
+    branch: str | None,
+    tab: str,
+    folder: str = "",
 ) -> ProjectView:
-    """The project (NotFound unless the actor may see it) and the tab's content."""
+    """The project (NotFound unless the actor may see it) and the tab's content
+    (``folder``: the folder the *Filer* tab shows)."""
     service = ProjectService(ctx)
     project = project_public(ctx, service.get(actor, project_id), service.role(actor, project_id))
     default = next((b.id for b in project.branches if b.is_default), "")
     chosen = branch or default
     if chosen not in {b.id for b in project.branches}:
         raise NotFound(N_("No such branch in this project."))
-    view = ProjectView(project=project, branch=chosen, tab=tab if tab in TABS else "readme")
+    view = ProjectView(
+        project=project, branch=chosen, tab=tab if tab in TABS else "readme", folder=folder
+    )
     _fill(ctx, actor, view)
     return view
 
@@ -97,8 +105,8 @@ def _fill(ctx: AppContext, actor: Actor, view: ProjectView) -> None:
     if view.tab == "readme":
         view.readme_html = FileService(ctx).readme_html(actor, pid, branch)
     elif view.tab == "files":
-        entries = FileService(ctx).list(actor, pid, branch)
-        view.files, view.files_cut = entries[:MAX_LISTED_FILES], len(entries) > MAX_LISTED_FILES
+        view.files = FileService(ctx).list_folder(actor, pid, branch, view.folder)
+        view.files.sort(key=lambda e: (e.type != "Folder", e.name.casefold()))
     elif view.tab == "members":
         view.members = [member_public(m) for m in MemberService(ctx).list(actor, pid)]
     elif view.tab == "keys":
@@ -115,8 +123,9 @@ def _fill(ctx: AppContext, actor: Actor, view: ProjectView) -> None:
         view.templates = [(t.id, t.name) for t in service.templates()]
 
 
-def tab_url(project_id: str, branch: str, tab: str) -> str:
-    return f"/projects/{project_id}?" + urlencode({"branch": branch, "tab": tab})
+def tab_url(project_id: str, branch: str, tab: str, path: str = "") -> str:
+    query = {"branch": branch, "tab": tab} | ({"path": path} if path else {})
+    return f"/projects/{project_id}?" + urlencode(query)
 
 
 def _page(request: Request, view: ProjectView, *, status: int = 200, error: str = "",
@@ -159,10 +168,14 @@ async def project_page(
     project_id: str,
     branch: Annotated[str | None, Query(max_length=200)] = None,
     tab: Annotated[str, Query(max_length=20)] = "readme",
+    path: Annotated[str, Query(max_length=MAX_FOLDER_PATH)] = "",
 ) -> HTMLResponse:
-    """The project on a branch (the default one unless ``branch``), on one tab."""
+    """The project on a branch (the default one unless ``branch``), on one tab
+    (*Filer*: in the folder ``path``)."""
     session = await require_session(request)
-    view = await run_in_threadpool(load, get_ctx(request), session.actor, project_id, branch, tab)
+    view = await run_in_threadpool(
+        load, get_ctx(request), session.actor, project_id, branch, tab, path.strip("/")
+    )
     return _page(request, view)
 
 
