@@ -34,6 +34,8 @@ from pathlib import Path
 
 #: Where the registry lives unless settings say otherwise.
 DEFAULT_DIR = Path("/var/lib/balsam/uids")
+#: What the owner name of every workspace's uid holds: ``<data_dir>#workspace:<id>``.
+WORKSPACE_MARK = "#workspace:"
 #: Largest uid handed out: 2**31 - 2 stays clear of the (uid_t)-1 sentinel and of
 #: tools that keep uids in signed 32-bit integers.
 MAX_UID = 2**31 - 2
@@ -104,6 +106,11 @@ class HostUidRegistry:
             if uid is not None:
                 (self._uids / str(uid)).unlink(missing_ok=True)
             (self._owners / _digest(owner)).unlink(missing_ok=True)
+
+    def is_workspace(self, uid: int) -> bool:
+        """Whether ``uid`` is registered to a workspace (of any installation)."""
+        owner = self.owner_of(uid)
+        return owner is not None and WORKSPACE_MARK in owner
 
     def owner_of(self, uid: int) -> str | None:
         """Who holds ``uid``, or None (for messages to admins)."""

@@ -1,7 +1,8 @@
 """``balsam up``: run the platform on this machine until Ctrl-C or SIGTERM.
 
 Start-up order, each step undone in reverse on the way out: lock the data
-directory (one ``balsam up`` per data dir), bind the control-plane port,
+directory (one ``balsam up`` per data dir), take the ports back from workspaces
+that listen on them (as root: :mod:`balsam.ports`), bind the control-plane port,
 start the embedded SeaweedFS (for ``storage.provider = seaweedfs``), build the
 app, make sure an admin exists, then serve with uvicorn. A refusal to start
 (lock held, port taken, a storage port taken) exits with code 2 and one line.
@@ -10,12 +11,14 @@ app, make sure an admin exists, then serve with uvicorn. A refusal to start
 from __future__ import annotations
 
 import copy
+import errno
 import fcntl
 import logging
 import os
 import signal
 import socket
-from collections.abc import Iterator
+import time
+from collections.abc import Collection, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import IO
@@ -34,6 +37,7 @@ from balsam.embedded import EmbeddedServiceError, SeaweedServer, load_or_create_
 from balsam.embedded.supervisor import Supervisor
 from balsam.errors import InvalidInput
 from balsam.hostuids import HostUidRegistry, UidRegistryError
+from balsam.ports import reclaim
 from balsam.settings import Settings
 from balsam.web.http_protocol import ProblemHttpToolsProtocol
 
@@ -72,13 +76,13 @@ def up(host: str | None, port: int | None, data_dir: Path | None) -> None:
     try:
         with ExitStack() as stack:
             stack.enter_context(data_dir_lock(prepare_data_dir(settings.data_dir)))
-            listener = stack.enter_context(bound_socket(settings.host, settings.port))
+            listeners = stack.enter_context(listen_taking_back(settings))
             settings = with_storage_credentials(settings)
             stack.enter_context(embedded_storage(settings))
             app = create_app(settings)
             stack.callback(app.state.ctx.engine.dispose)
             announce(settings, ensure_admin(app.state.ctx, settings))
-            serve(app, settings, listener)
+            serve(app, settings, listeners)
     except KeyboardInterrupt:
         pass
     log.info("Balsam stopped")
@@ -135,6 +139,75 @@ def data_dir_lock(data_dir: Path) -> Iterator[None]:
         yield
     finally:
         handle.close()
+
+
+def uid_registry(settings: Settings) -> HostUidRegistry | None:
+    """The host-wide uid registry, as root; None otherwise (workspaces then run
+    as Balsam's own user)."""
+    if os.geteuid() != 0:
+        return None
+    return HostUidRegistry(settings.uid_registry_dir, base=settings.workspaces.uid_base)
+
+
+def reclaim_from_workspaces(settings: Settings, ports: Collection[int], what: str) -> None:
+    """As root, stop workspaces that listen on ports Balsam needs (see
+    :mod:`balsam.ports`): one may have taken them while Balsam was down."""
+    registry = uid_registry(settings)
+    if registry is not None:
+        reclaim(ports, registry.is_workspace, what=what)
+
+
+@contextmanager
+def listen_taking_back(settings: Settings, attempts: int = 20) -> Iterator[list[socket.socket]]:
+    """:func:`bound_sockets` on the control-plane port, after taking it back from
+    any workspace listening there; again while one takes it meanwhile (a killed
+    squatter's socket may also take a moment to go)."""
+    with ExitStack() as stack:
+        for attempt in range(attempts):
+            reclaim_from_workspaces(settings, [settings.port], "Balsam")
+            try:
+                listening = stack.enter_context(bound_sockets(settings.host, settings.port))
+                break
+            except Refused:
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(0.1)
+        yield listening
+
+
+@contextmanager
+def bound_sockets(host: str, port: int) -> Iterator[list[socket.socket]]:
+    """The listening sockets: ``host``'s, and for 127.0.0.1 also ``[::1]``'s where
+    the host has IPv6, since browsers try ``localhost`` at ``::1`` first: a port
+    left free there could be taken by a workspace and answer in Balsam's place."""
+    with ExitStack() as stack:
+        sockets = [stack.enter_context(bound_socket(host, port))]
+        if host == "127.0.0.1":
+            twin = _ipv6_loopback_twin(port)
+            if twin is not None:
+                sockets.append(stack.enter_context(twin))
+        yield sockets
+
+
+def _ipv6_loopback_twin(port: int) -> socket.socket | None:
+    try:
+        sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    except OSError:  # no IPv6 at all
+        return None
+    try:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("::1", port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        if exc.errno != errno.EADDRNOTAVAIL:  # ::1 exists but is taken: say so
+            log.warning(
+                "[::1]:%d is taken by another program: browsers that open localhost "
+                "may reach it instead of Balsam (%s)", port, exc.strerror or exc,
+            )  # fmt: skip
+        return None
+    return sock
 
 
 @contextmanager
@@ -199,6 +272,7 @@ def embedded_storage(settings: Settings) -> Iterator[None]:
         )
     except ValueError as exc:  # e.g. a port whose gRPC twin (port + 10000) is above 65535
         raise Refused(f"invalid SeaweedFS ports in BALSAM_STORAGE__*: {exc}") from None
+    server.reclaim_ports = lambda ports: reclaim_from_workspaces(settings, ports, "SeaweedFS")
     log.info("Starting SeaweedFS (S3 at %s, log %s)", server.endpoint_url, server.log_path)
     # Supervised: restarted with backoff when it dies; it dies with this process.
     supervisor = Supervisor(server, name="SeaweedFS")
@@ -222,7 +296,8 @@ def seaweed_uid(settings: Settings) -> int | None:
     (the owner of the storage dir) when the registry agrees. None when not root."""
     if os.geteuid() != 0:
         return None
-    registry = HostUidRegistry(settings.uid_registry_dir, base=settings.workspaces.uid_base)
+    registry = uid_registry(settings)
+    assert registry is not None  # root
     folder = storage_dir(settings)
     owner = f"{folder}#seaweedfs"
     previous = folder.stat().st_uid if folder.exists() else 0
@@ -260,7 +335,7 @@ def announce(settings: Settings, generated_password: str | None) -> None:
     click.echo("\n".join(lines))
 
 
-def serve(app: FastAPI, settings: Settings, listener: socket.socket) -> None:
+def serve(app: FastAPI, settings: Settings, listeners: list[socket.socket]) -> None:
     """Serve until SIGINT/SIGTERM; uvicorn re-raises the signal after its graceful
     shutdown, which unwinds :func:`up`'s cleanups."""
     log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
@@ -274,4 +349,4 @@ def serve(app: FastAPI, settings: Settings, listener: socket.socket) -> None:
         proxy_headers=False,
         http=ProblemHttpToolsProtocol,
     )
-    uvicorn.Server(config).run(sockets=[listener])
+    uvicorn.Server(config).run(sockets=listeners)

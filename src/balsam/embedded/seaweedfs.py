@@ -63,6 +63,7 @@ import subprocess
 import sys
 import sysconfig
 import time
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -324,6 +325,9 @@ class SeaweedServer:
         self.run_as_uid = run_as_uid
         self.s3_iam_api = s3_iam_api
         self._process: subprocess.Popen[bytes] | None = None
+        #: Called with weed's ports before each start: ``balsam up`` (as root) kills
+        #: workspace processes listening on them (:func:`balsam.ports.reclaim`).
+        self.reclaim_ports: Callable[[Collection[int]], object] | None = None
         self._socket_dir: Path | None = None
         self.private_tmp = False  # decided at each start: see seaweed_confinement
 
@@ -405,6 +409,8 @@ class SeaweedServer:
         if self.running:
             raise EmbeddedServiceError("SeaweedFS server already running")
         self._stop_stale()
+        if self.reclaim_ports is not None:
+            self.reclaim_ports(list(self.ports.as_dict().values()))
         self._check_ports_free()
         self._prepare_data_dir()
         with self._open_log() as log:

@@ -22,7 +22,13 @@ import os
 import threading
 from pathlib import Path
 
-from balsam.hostuids import HostUidRegistry, UidRegistryError, processes_of, system_use
+from balsam.hostuids import (
+    WORKSPACE_MARK,
+    HostUidRegistry,
+    UidRegistryError,
+    processes_of,
+    system_use,
+)
 from balsam.providers.workspaces.base import WorkspaceStartError
 
 log = logging.getLogger(__name__)
@@ -40,7 +46,7 @@ class WorkspaceUids:
 
     def owner(self, workspace_id: str) -> str:
         """The registry's name for a workspace: stable while the data directory stays."""
-        return f"{self.root.resolve().parent}#workspace:{workspace_id}"
+        return f"{self.root.resolve().parent}{WORKSPACE_MARK}{workspace_id}"
 
     def recorded(self, workspace_id: str) -> int | None:
         """The uid in ``<id>/uid``, or None when none was recorded."""
