@@ -16,13 +16,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import signal
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
-from balsam.hostuids import processes_of
+from balsam.providers.workspaces.unix import kill_user
 
 log = logging.getLogger(__name__)
 
@@ -89,15 +88,13 @@ def reclaim(
     pids_of_socket = holders({entry.inode for entry in taken})
     for uid in sorted({entry.uid for entry in taken}):
         ports_held = sorted({e.port for e in taken if e.uid == uid})
-        pids = set(processes_of(uid))
-        pids.update(pid for e in taken if e.uid == uid for pid in pids_of_socket[e.inode])
+        pids = {pid for e in taken if e.uid == uid for pid in pids_of_socket[e.inode]}
         log.warning(
-            "workspace uid %d was listening on port(s) %s of %s: its processes %s were killed",
+            "workspace uid %d was listening on port(s) %s of %s (pids %s): "
+            "every process of that uid was killed",
             uid, ports_held, what, sorted(pids),
         )  # fmt: skip
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        kill_user(uid)  # all of them at once: a forking helper cannot outrun it
     deadline = time.monotonic() + timeout
     inodes = {entry.inode for entry in taken}
     while time.monotonic() < deadline and any(e.inode in inodes for e in listeners(ports)):

@@ -153,6 +153,22 @@ def test_admin_changes_are_audited_as_the_cli(cli_env: dict[str, str]) -> None:
     assert balsam(cli_env, "audit", "verify").output.strip() == "ok: 2 records"
 
 
+def test_an_admin_command_on_a_new_data_dir_says_so_and_keeps_it_private(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    data_dir = tmp_path / "elsewhere"
+    env = {**cli_env, "BALSAM_DATA_DIR": str(data_dir), "BALSAM_DATABASE_URL": ""}
+
+    result = balsam(env, "admin", "create-user", "zed")
+
+    assert result.exit_code == 0, result.output
+    assert "no Balsam database at" in result.output  # stderr: mixed into output here
+    assert data_dir.stat().st_mode & 0o777 == 0o700
+    assert (data_dir / "balsam.db").stat().st_mode & 0o077 == 0
+    again = balsam(env, "admin", "create-user", "zoe")
+    assert again.exit_code == 0 and "no Balsam database" not in again.output
+
+
 def test_admin_prompts_for_the_password_when_the_variable_is_unset(
     cli_env: dict[str, str],
 ) -> None:

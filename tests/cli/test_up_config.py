@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.cli.test_cli import run_balsam_up, up_env  # noqa: F401 - the fixture
 from tests.fixtures.server import free_port
 
@@ -30,3 +32,35 @@ def test_an_admin_password_the_policy_refuses_stops_before_anything_is_made(
     assert "at least" in lines[0]
     assert "short" not in done.stderr  # the password is not echoed
     assert not database.exists() and not data_dir.exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "words"),
+    [
+        ("BALSAM_WORKSPACES__TEMPLATES_FILE", "/nonexistent/templates.json", "No such file"),
+        ("BALSAM_WORKSPACES__TEMPLATES_FILE", "{bad}", "cannot use"),
+        ("BALSAM_DATABASE_URL", "foo://x", "cannot connect"),
+        ("BALSAM_DATABASE_URL", "postgresql+psycopg://balsam:s3cret-pw@127.0.0.1:1/x",
+         "cannot connect"),
+    ],
+)  # fmt: skip
+def test_a_templates_file_or_database_that_cannot_be_used_stops_before_anything_is_made(
+    up_env: dict[str, str],  # noqa: F811 - the imported fixture
+    tmp_path: Path,
+    name: str,
+    value: str,
+    words: str,
+) -> None:
+    data_dir = tmp_path / "data"
+    if value == "{bad}":
+        value = str(tmp_path / "templates.json")
+        Path(value).write_text("[{not json")
+    env = {**up_env, "BALSAM_DATABASE_URL": f"sqlite:///{tmp_path / 'balsam.db'}", name: value}
+
+    done = run_balsam_up(env, data_dir, free_port())
+
+    assert done.returncode == 2, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and name in lines[0] and words in lines[0], done.stderr
+    assert "s3cret-pw" not in done.stderr
+    assert not data_dir.exists()

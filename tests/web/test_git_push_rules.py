@@ -161,3 +161,17 @@ def test_members_create_tags_and_only_owners_move_or_delete_them(
     owner = clone(live_url, shared, alice, tmp_path / "o")
     git("push", "-q", "origin", ":refs/tags/v1", cwd=owner)
     assert git("ls-remote", "--tags", "origin", cwd=owner).stdout.strip() == ""
+
+
+def test_a_tag_named_like_a_branch_and_a_branch_like_a_tag_are_refused(
+    live_url: str, bob: TestUser, shared: str, tmp_path: Path
+) -> None:
+    """``main`` as a tag would win over the branch in every clone (git picks the tag)."""
+    work = clone(live_url, shared, bob, tmp_path / "w")
+    out = git("push", "origin", "HEAD:refs/tags/main", cwd=work, check=False)
+    assert out.returncode != 0 and "a branch named 'main' exists" in out.stderr
+    git("push", "-q", "origin", "HEAD:refs/tags/v2", cwd=work)
+    out = git("push", "origin", "HEAD:refs/heads/v2", cwd=work, check=False)
+    assert out.returncode != 0 and "a tag named 'v2' exists" in out.stderr
+    tags = git("ls-remote", "--tags", "origin", cwd=work).stdout
+    assert "refs/tags/main" not in tags and "refs/tags/v2" in tags

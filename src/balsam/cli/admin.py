@@ -38,7 +38,20 @@ class _DatabaseOnly:
 
 @contextmanager
 def database_context(settings: Settings) -> Iterator[AppContext]:
-    """The migrated database and audit log, without connecting to git or storage."""
+    """The migrated database and audit log, without connecting to git or storage.
+    A new data directory is made private as by ``balsam up``; a new SQLite database is
+    announced on stderr (a command run from the wrong folder would otherwise fill
+    one nobody uses)."""
+    os.umask(0o077)  # what it creates is private, as with ``balsam up``
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    url = settings.resolved_database_url
+    database = Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
+    if database is not None and not database.exists():
+        click.echo(
+            f"note: no Balsam database at {database} yet: creating one. Give the data "
+            "directory of your installation (--data-dir or BALSAM_DATA_DIR) to use its.",
+            err=True,
+        )
     ctx = build_context(settings, providers=cast(Providers, _DatabaseOnly()))
     try:
         yield ctx

@@ -31,8 +31,12 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**{key: value for key, value in overrides.items() if value is not None})
     except ValidationError as exc:
         prefix = str(Settings.model_config.get("env_prefix", ""))
+        # A model-wide check (e.g. production's) has no field: say "settings".
         problems = "; ".join(
-            f"{prefix}{'__'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()
+            f"{prefix}{'__'.join(map(str, e['loc'])).upper()}: {e['msg']}"
+            if e["loc"]
+            else f"settings: {e['msg']}"
+            for e in exc.errors()
         )
         raise InvalidSettings(f"invalid settings: {problems}") from exc
 

@@ -27,12 +27,15 @@ import click
 import uvicorn
 from fastapi import FastAPI
 from pydantic import SecretStr
+from sqlalchemy.exc import SQLAlchemyError
 
 from balsam.app import create_app
 from balsam.cli.settings_cmd import load_settings
 from balsam.context import AppContext
+from balsam.db.engine import make_engine
 from balsam.domain.identity.passwords import check_password_policy
 from balsam.domain.identity.service import IdentityService
+from balsam.domain.workspaces.templates import load_templates
 from balsam.embedded import EmbeddedServiceError, SeaweedServer, load_or_create_admin_credentials
 from balsam.embedded.supervisor import Supervisor
 from balsam.errors import InvalidInput
@@ -71,6 +74,8 @@ def up(host: str | None, port: int | None, data_dir: Path | None) -> None:
     """Start Balsam: storage, database and web API, until Ctrl-C."""
     settings = load_settings(host=host, port=port, data_dir=data_dir)
     check_admin_password(settings)
+    check_templates(settings)
+    check_database(settings)
     # SIGTERM behaves like Ctrl-C, so every cleanup below runs on either.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
@@ -101,6 +106,44 @@ def check_admin_password(settings: Settings) -> None:
         )
     except InvalidInput as exc:
         raise Refused(f"BALSAM_ADMIN_PASSWORD: {exc.message}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+
+
+def check_templates(settings: Settings) -> None:
+    """Refuse, before anything is started, a workspace templates file that cannot
+    be read or is not a list of templates."""
+    path = settings.workspaces.templates_file
+    try:
+        load_templates(path)
+    except (OSError, ValueError) as exc:  # JSON and validation errors are ValueErrors
+        raise Refused(
+            f"BALSAM_WORKSPACES__TEMPLATES_FILE: cannot use {path}: {_first_line(exc)}"
+        ) from None
+
+
+def check_database(settings: Settings) -> None:
+    """Refuse, before anything is started or migrated, a database URL Balsam cannot
+    connect to (SQLite files are created on first use, in the data directory)."""
+    url = settings.resolved_database_url
+    if url.startswith("sqlite"):
+        return
+    engine = None
+    try:
+        engine = make_engine(url)
+        with engine.connect():
+            pass
+    except (SQLAlchemyError, ValueError, ImportError) as exc:
+        # The driver's words only: the URL, with its password, is never repeated.
+        raise Refused(
+            f"BALSAM_DATABASE_URL: cannot connect ({type(exc).__name__}: "
+            f"{_first_line(getattr(exc, 'orig', None) or exc)})"
+        ) from None
+    finally:
+        if engine is not None:
+            engine.dispose()
 
 
 def prepare_data_dir(path: Path) -> Path:

@@ -52,6 +52,13 @@ def _is_ancestor(old: str, new: str) -> bool:
     return done.returncode == 0
 
 
+def _ref_exists(ref: str) -> bool:
+    done = subprocess.run(
+        ["git", "show-ref", "--verify", "--quiet", ref], capture_output=True, check=False
+    )
+    return done.returncode == 0
+
+
 def pre_receive(updates: list[RefUpdate]) -> int:
     """Refuse the whole push if any update breaks a rule (git then changes nothing)."""
     policy = PushPolicy.from_environment(os.environ)
@@ -59,7 +66,9 @@ def pre_receive(updates: list[RefUpdate]) -> int:
         print("balsam: pushes are accepted only through Balsam's git endpoint", file=sys.stderr)
         return 1
     refusals = [
-        (u.ref, reason) for u in updates if (reason := policy.refusal(u, _is_ancestor)) is not None
+        (u.ref, reason)
+        for u in updates
+        if (reason := policy.refusal(u, _is_ancestor, _ref_exists)) is not None
     ]
     for ref, reason in refusals:
         print(f"balsam: refused {ref}: {reason}", file=sys.stderr)

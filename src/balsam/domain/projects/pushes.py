@@ -96,9 +96,15 @@ class PushPolicy:
         default = env.get(_ENV_DEFAULT)
         return None if not default else cls(default, env.get(_ENV_OWNER) == "1")
 
-    def refusal(self, update: RefUpdate, is_ancestor: Callable[[str, str], bool]) -> str | None:
+    def refusal(
+        self,
+        update: RefUpdate,
+        is_ancestor: Callable[[str, str], bool],
+        ref_exists: Callable[[str], bool] = lambda ref: False,
+    ) -> str | None:
         """Why ``update`` is refused, or None if it may go ahead. ``is_ancestor(a, b)``
-        tells whether commit ``a`` is an ancestor of ``b``."""
+        tells whether commit ``a`` is an ancestor of ``b``; ``ref_exists(ref)``
+        whether the repository has that ref now."""
         kind, _, name = update.ref.partition("/")[2].partition("/")
         if not update.ref.startswith("refs/") or kind not in ("heads", "tags"):
             return "only branches (refs/heads/) and tags (refs/tags/) may be pushed"
@@ -106,6 +112,11 @@ class PushPolicy:
             naming.validate_branch_name(name)
         except InvalidInput as exc:
             return exc.message
+        # A tag and a branch of one name make "main" ambiguous in every clone (git
+        # picks the tag): neither may be created beside the other.
+        twin = f"refs/{'heads' if kind == 'tags' else 'tags'}/{name}"
+        if update.creates and ref_exists(twin):
+            return f"a {'branch' if kind == 'tags' else 'tag'} named '{name}' exists"
         if kind == "tags":  # a tag names a release: made by members, changed by owners
             if update.creates or self.by_owner:
                 return None

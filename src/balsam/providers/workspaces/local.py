@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import re
 import resource
@@ -64,6 +65,7 @@ from balsam.providers.workspaces.uids import WorkspaceUids
 from balsam.providers.workspaces.unix import (
     as_user,
     kill_user,
+    remove_leftovers,
     runs_server,
     share_with_workspaces,
     signal_group,
@@ -71,6 +73,7 @@ from balsam.providers.workspaces.unix import (
     write_private,
 )
 
+log = logging.getLogger(__name__)
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 #: Why a server started by an earlier release (on a TCP port) is stopped when found.
 _TCP_SERVER = (
@@ -377,6 +380,10 @@ class LocalWorkspaceProvider(WorkspaceProvider):
         uid = self.uids.ours(workspace_id) if self.as_root else None
         if uid is not None:
             kill_user(uid)
+            # /dev/shm is memory shared by the host: what the workspace left there
+            # (or in /tmp) would stay after it, filling the machine.
+            for path in remove_leftovers(uid):
+                log.info("workspace %s: removed %s", workspace_id, path)
         (self._dir(workspace_id) / "run.json").unlink(missing_ok=True)
         runtime.remove(self._runtime(workspace_id))
 

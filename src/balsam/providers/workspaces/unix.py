@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import stat
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -116,6 +118,48 @@ def kill_user(uid: int, timeout: float = 2.0) -> list[int]:
         time.sleep(0.01)
         _kill_all_as(uid)
     return []
+
+
+#: Shared folders a workspace's processes can fill (``/dev/shm`` is memory).
+SHARED_SCRATCH = (Path("/dev/shm"), Path("/tmp"))  # noqa: S108 - cleaned, not used
+_SYSV_SHM = Path("/proc/sysvipc/shm")
+
+
+def remove_leftovers(uid: int, folders: tuple[Path, ...] = SHARED_SCRATCH) -> list[str]:
+    """Remove what a stopped workspace left in shared memory: the entries of
+    ``folders`` that ``uid`` owns (files, links, whole folders; links are not
+    followed) and its System V shared-memory segments. Call it once nothing of
+    ``uid`` runs. Returns what was removed, for the log."""
+    if uid in (0, os.getuid(), os.geteuid()):
+        raise ValueError(f"remove_leftovers refuses uid {uid}: it is not a workspace's own")
+    removed = []
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            for entry in os.scandir(folder):
+                with contextlib.suppress(OSError):
+                    if entry.stat(follow_symlinks=False).st_uid != uid:
+                        continue
+                    if entry.is_dir(follow_symlinks=False):
+                        shutil.rmtree(entry.path)
+                    else:
+                        os.unlink(entry.path)
+                    removed.append(entry.path)
+    return removed + _remove_sysv_segments(uid)
+
+
+def _remove_sysv_segments(uid: int) -> list[str]:
+    try:
+        lines = _SYSV_SHM.read_text().splitlines()[1:]
+    except OSError:
+        return []
+    removed = []
+    for line in lines:
+        fields = line.split()  # key shmid perms size cpid lpid nattch uid ...
+        if len(fields) > 7 and fields[7] == str(uid):
+            done = subprocess.run(["ipcrm", "-m", fields[1]], capture_output=True, check=False)
+            if done.returncode == 0:
+                removed.append(f"shm segment {fields[1]}")
+    return removed
 
 
 def _kill_all_as(uid: int) -> None:
