@@ -12,17 +12,22 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import logging
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import BackgroundTasks, Depends, Request
 
 from balsam.context import AppContext
 from balsam.domain.health.service import CheckRunner
 from balsam.domain.identity.service import Actor, IdentityService
+from balsam.domain.library.sync import LibrarySyncer
+from balsam.domain.library.worker import LibrarySyncWorker
 from balsam.errors import BalsamError, Forbidden, InvalidInput, Unauthenticated
 from balsam.web.peers import peer_address
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+log = logging.getLogger(__name__)
 
 
 def get_ctx(request: Request) -> AppContext:
@@ -46,6 +51,24 @@ def library_sync_running(request: Request) -> bool:
     """Whether the knowledge-library sync worker of the served app runs."""
     worker = getattr(request.app.state, "library_sync", None)
     return bool(worker is not None and worker.running)
+
+
+def queue_sync(
+    request: Request, background: BackgroundTasks, ctx: AppContext, library_id: str
+) -> None:
+    """Hand the sync to the app's worker, or run it after the response."""
+    worker = getattr(request.app.state, "library_sync", None)
+    if isinstance(worker, LibrarySyncWorker) and worker.running:
+        worker.submit(library_id)
+    else:
+        background.add_task(_sync_after_response, ctx, library_id)
+
+
+def _sync_after_response(ctx: AppContext, library_id: str) -> None:
+    try:
+        LibrarySyncer(ctx).sync_now(library_id)
+    except BalsamError:
+        log.warning("library %s could not be synced", library_id, exc_info=True)
 
 
 def client_address(request: Request) -> str:

@@ -18,6 +18,7 @@ import jinja2
 from fastapi.responses import HTMLResponse
 from starlette.requests import Request
 
+from balsam.domain.projects.naming import encode_file_id
 from balsam.web.pages import i18n
 
 SECURITY_HEADERS: Mapping[str, str] = {
@@ -57,6 +58,7 @@ def environment(language: str) -> jinja2.Environment:
     )
     env.install_gettext_translations(i18n.translations(language), newstyle=True)  # type: ignore[attr-defined]
     env.globals["static_url"] = static_url
+    env.filters["file_id"] = encode_file_id
     return env
 
 

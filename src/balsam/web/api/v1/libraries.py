@@ -35,14 +35,12 @@ from balsam.domain.library.schemas import (
     Template,
 )
 from balsam.domain.library.service import LibraryService
-from balsam.domain.library.sync import LibrarySyncer
 from balsam.domain.library.views import library_public
-from balsam.domain.library.worker import LibrarySyncWorker
 from balsam.domain.projects.naming import decode_file_id, encode_file_id
 from balsam.domain.projects.schemas import RepoFile
-from balsam.errors import BalsamError, NotFound, Unauthenticated
+from balsam.errors import NotFound, Unauthenticated
 from balsam.web.api.v1.common import problems
-from balsam.web.deps import Ctx, CurrentActor, current_actor
+from balsam.web.deps import Ctx, CurrentActor, current_actor, queue_sync
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/knowledge-libraries", tags=["KnowledgeLibrary"])
@@ -88,24 +86,6 @@ def links(ctx: AppContext, library_id: str) -> LibraryLinks:
     return LibraryLinks(
         f"{ctx.settings.resolved_public_url}/api/v1/knowledge-libraries/{library_id}"
     )
-
-
-def queue_sync(
-    request: Request, background: BackgroundTasks, ctx: AppContext, library_id: str
-) -> None:
-    """Hand the sync to the app's worker, or run it after the response."""
-    worker = getattr(request.app.state, "library_sync", None)
-    if isinstance(worker, LibrarySyncWorker) and worker.running:
-        worker.submit(library_id)
-    else:
-        background.add_task(_sync_after_response, ctx, library_id)
-
-
-def _sync_after_response(ctx: AppContext, library_id: str) -> None:
-    try:
-        LibrarySyncer(ctx).sync_now(library_id)
-    except BalsamError:
-        log.warning("library %s could not be synced", library_id, exc_info=True)
 
 
 # -- registry -------------------------------------------------------------------------
