@@ -112,10 +112,11 @@ def test_a_hostile_article_renders_inert_and_its_image_is_not_run(
     svg = (
         b'<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"><script>alert(2)</script></svg>'
     )
+    article = (b"# Ond\n\n<script>alert(1)</script>\n\n<img src=x onerror=alert(2)>\n\n"
+               b"[klick](javascript:alert(3)) [annan](Annan.md) ![bild](bild.svg)\n\n"
+               b"<a href='data:text/html,<script>alert(4)</script>'>data</a>\n")  # fmt: skip
     source = make_repo(sources_root / unique("hostile"), {
-        "Articles/Ond.md": (b"# Ond\n\n<script>alert(1)</script>\n\n<img src=x onerror=alert(2)>\n\n"
-                            b"[klick](javascript:alert(3)) [annan](Annan.md) ![bild](bild.svg)\n\n"
-                            b"<a href='data:text/html,<script>alert(4)</script>'>data</a>\n"),
+        "Articles/Ond.md": article,
         "Articles/Annan.md": b"# Annan\n",
         "Articles/bild.svg": svg,
     })  # fmt: skip
