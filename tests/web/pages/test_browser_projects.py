@@ -155,3 +155,61 @@ def test_the_english_pages_carry_no_swedish(
         assert not left, (path, left)
     assert elsewhere == []
     page.context.close()
+
+
+def test_kunskapsbibliotek_and_a_workspace_from_the_project_page(
+    chromium: Browser,
+    live_url: str,
+    alice: TestUser,
+    scb_library: dict[str, Any],
+    unique: Callable[[str], str],
+    shots: Path,
+) -> None:
+    """*Kunskapsbibliotek* as written (read an article, copy a resource, create a
+    project from a card), then *Skapa bearbetningsmiljö*, Alternativ 2."""
+    page, elsewhere = _page(chromium, live_url, "sv-SE")
+    _log_in(page, live_url, alice)
+    name = unique("Från biblioteket ")
+    menu = page.get_by_role("navigation", name="Huvudmeny")
+    # Navigera till Kunskapsbibliotek i huvudmenyn. Välj sedan det kunskapsbibliotek ...
+    menu.get_by_role("link", name="Kunskapsbibliotek").click()
+    page.get_by_role("link", name=scb_library["name"]).click()
+    page.screenshot(path=str(shots / "kunskapsbibliotek-sv.png"))
+    # Artiklar: read one
+    page.get_by_role("link", name="Snabbintroduktion till Balsam").first.click()
+    expect(page.locator("article.rendered h1")).to_be_visible()
+    page.go_back()
+    # Mallar och exempel: Skapa Projekt on a card; the dialog comes prefilled
+    page.get_by_role("link", name="Mallar och exempel").click()
+    page.screenshot(path=str(shots / "mallar-och-exempel-sv.png"))
+    card = page.locator("li.card", has_text=EXAMPLE)
+    card.get_by_role("link", name="Skapa projekt").click()
+    selected = page.get_by_label("Skapa från Mall eller Exempel").locator("option:checked")
+    expect(selected).to_contain_text(EXAMPLE)
+    page.get_by_label("Namn", exact=True).fill(name)
+    page.get_by_role("button", name="Skapa projekt").click()
+    page.get_by_role("link", name="Gå till projektet").click()
+    project_url = page.url
+    # Resurser: Kopiera till projekt
+    menu.get_by_role("link", name="Kunskapsbibliotek").click()
+    page.get_by_role("link", name=scb_library["name"]).click()
+    page.get_by_role("link", name="Resurser").click()
+    resource = page.locator("li.card", has_text="Analys - Python")
+    resource.get_by_text("Kopiera till projekt").click()
+    resource.get_by_label("Projekt och branch").select_option(label=f"{name} / main")
+    resource.get_by_role("button", name="Kopiera").click()
+    expect(page.get_by_role("status")).to_contain_text("filer kopierade")
+    # Skapa bearbetningsmiljö, Alternativ 2: Projekt → the project → + → Namn, Mall, Skapa
+    page.goto(project_url)
+    page.get_by_role("link", name="Bearbetningsmiljöer").click()
+    page.get_by_label("Ny bearbetningsmiljö").click()
+    page.get_by_label("Namn", exact=True).fill("Min miljö")
+    page.get_by_label("Mall").select_option(index=0)
+    page.get_by_role("button", name="Skapa", exact=True).click()
+    expect(page.get_by_role("cell", name="Min miljö")).to_be_visible()
+    page.screenshot(path=str(shots / "bearbetningsmiljoer-sv.png"))
+    for ws in alice.client.get("/api/v1/workspaces").json():
+        if ws["name"] == "Min miljö":
+            alice.client.delete(f"/api/v1/workspaces/{ws['id']}")
+    assert elsewhere == []
+    page.context.close()
