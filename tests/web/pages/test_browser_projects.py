@@ -166,7 +166,7 @@ def test_kunskapsbibliotek_and_a_workspace_from_the_project_page(
     shots: Path,
 ) -> None:
     """*Kunskapsbibliotek* as written (read an article, copy a resource, create a
-    project from a card), then *Skapa bearbetningsmiljö*, Alternativ 2."""
+    project from a card), then *Skapa bearbetningsmiljö*, both alternatives."""
     page, elsewhere = _page(chromium, live_url, "sv-SE")
     _log_in(page, live_url, alice)
     name = unique("Från biblioteket ")
@@ -208,8 +208,17 @@ def test_kunskapsbibliotek_and_a_workspace_from_the_project_page(
     page.get_by_role("button", name="Skapa", exact=True).click()
     expect(page.get_by_role("cell", name="Min miljö")).to_be_visible()
     page.screenshot(path=str(shots / "bearbetningsmiljoer-sv.png"))
+    # Alternativ 1: Mina sidor → the project and branch → Ny bearbetningsmiljö
+    menu.get_by_role("link", name="Mina sidor").click()
+    branch = page.locator("ul.branches li", has_text=f"{name} / main")
+    branch.get_by_text("Ny bearbetningsmiljö").click()
+    branch.get_by_label("Namn", exact=True).fill("Andra miljön")
+    branch.get_by_label("Mall").select_option(index=0)
+    branch.get_by_role("button", name="Skapa", exact=True).click()
+    expect(page.get_by_role("link", name="Andra miljön", exact=True)).to_be_visible()
+    page.screenshot(path=str(shots / "mina-sidor-sv.png"))
     for ws in alice.client.get("/api/v1/workspaces").json():
-        if ws["name"] == "Min miljö":
+        if ws["name"] in ("Min miljö", "Andra miljön"):
             alice.client.delete(f"/api/v1/workspaces/{ws['id']}")
     assert elsewhere == []
     page.context.close()
