@@ -42,7 +42,18 @@ def database_context(settings: Settings) -> Iterator[AppContext]:
     A new data directory is made private as by ``balsam up``; a new SQLite database is
     announced on stderr (a command run from the wrong folder would otherwise fill
     one nobody uses)."""
-    os.umask(0o077)  # what it creates is private, as with ``balsam up``
+    # What it creates is private, as with ``balsam up`` (the mask is put back: the
+    # command may run inside a longer-lived process, e.g. a test run).
+    mask = os.umask(0o077)
+    try:
+        with _private_context(settings) as ctx:
+            yield ctx
+    finally:
+        os.umask(mask)
+
+
+@contextmanager
+def _private_context(settings: Settings) -> Iterator[AppContext]:
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     url = settings.resolved_database_url
     database = Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
