@@ -31,10 +31,13 @@ test: test-sqlite test-postgres
 test-sqlite: venv
 	$(BIN)/pytest
 
-# The PostgreSQL pass runs what touches the database: providers, embedded servers and
-# live workspaces (JupyterLab, Chromium, attacks from a kernel) keep no state of their
-# own there, and the SQLite pass has already run them.
-PG_SKIP := --ignore=tests/embedded --ignore=tests/providers --ignore=tests/web/workspaces
+# The PostgreSQL pass runs what touches the database: providers, embedded servers,
+# live workspaces (JupyterLab, Chromium, attacks from a kernel), the portal's browser
+# test and the port take-back keep no state of their own there, and the SQLite pass
+# has already run them.
+PG_SKIP := --ignore=tests/embedded --ignore=tests/providers --ignore=tests/web/workspaces \
+	--ignore=tests/web/pages/test_browser_projects.py --ignore=tests/test_ports.py \
+	--ignore=tests/cli/test_port_squatters.py
 
 test-postgres: venv
 ifneq ($(PG_INITDB),)

@@ -322,3 +322,23 @@ def test_delete_asks_for_the_name_and_deletes_only_when_it_matches(
         done = post(client, f"/projects/{pid}/delete", {"confirm": project["name"]})
         assert done.status_code == 303 and done.headers["location"] == "/projects"
     assert not _exists(alice, pid)
+
+
+def test_aktivitet_shows_each_step_to_owners_only(
+    app: FastAPI, alice: TestUser, bob: TestUser, unique: Callable[[str], str]
+) -> None:
+    project = _project(alice, unique("Aktivitet "))
+    pid = project["id"]
+    with browser(app, alice, "sv") as owner:
+        post(owner, f"/projects/{pid}/members", {"username": bob.username, "role": "member"})
+        made = post(owner, f"/projects/{pid}/keys", {"name": "spårad"})
+        access = re.search(r'<code id="access-key">([^<]+)</code>', made.text)
+        assert access is not None
+        post(owner, f"/projects/{pid}/keys/{access.group(1)}/revoke")
+        page = owner.get(f"/projects/{pid}", params={"tab": "activity"})
+    assert page.status_code == 200 and ">Aktivitet</a>" in page.text
+    for action in ("project.create", "member.add", "credential.create", "credential.revoke"):
+        assert f"<code>{action}</code>" in page.text, action
+    with browser(app, bob) as member:
+        assert ">Activity</a>" not in member.get(f"/projects/{pid}").text
+        assert member.get(f"/projects/{pid}", params={"tab": "activity"}).status_code == 403

@@ -26,6 +26,8 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from balsam.context import AppContext
+from balsam.domain.audit.activity import project_activity
+from balsam.domain.audit.views import AuditPage
 from balsam.domain.credentials.service import CredentialService
 from balsam.domain.credentials.views import credential_created, credential_public
 from balsam.domain.identity.service import Actor
@@ -53,7 +55,8 @@ from balsam.web.pages.render import render
 
 router = APIRouter(include_in_schema=False)
 
-TABS = ("readme", "files", "workspaces", "members", "keys")
+TABS = ("readme", "files", "workspaces", "members", "keys", "activity")
+ACTIVITY_PAGE = 50
 MAX_FOLDER_PATH = 4096
 
 
@@ -67,6 +70,8 @@ class ProjectView:
     readme_html: str | None = None
     files: list[TreeEntry] = field(default_factory=list)
     folder: str = ""
+    activity: AuditPage | None = None
+    page: int = 1
     members: list[MemberPublic] = field(default_factory=list)
     keys: list[CredentialPublic] = field(default_factory=list)
     workspaces: list[WorkspaceRow] = field(default_factory=list)
@@ -84,6 +89,7 @@ def load(
     branch: str | None,
     tab: str,
     folder: str = "",
+    page: int = 1,
 ) -> ProjectView:
     """The project (NotFound unless the actor may see it) and the tab's content
     (``folder``: the folder the *Filer* tab shows)."""
@@ -94,7 +100,11 @@ def load(
     if chosen not in {b.id for b in project.branches}:
         raise NotFound(N_("No such branch in this project."))
     view = ProjectView(
-        project=project, branch=chosen, tab=tab if tab in TABS else "readme", folder=folder
+        project=project,
+        branch=chosen,
+        tab=tab if tab in TABS else "readme",
+        folder=folder,
+        page=page,
     )
     _fill(ctx, actor, view)
     return view
@@ -107,6 +117,9 @@ def _fill(ctx: AppContext, actor: Actor, view: ProjectView) -> None:
     elif view.tab == "files":
         view.files = FileService(ctx).list_folder(actor, pid, branch, view.folder)
         view.files.sort(key=lambda e: (e.type != "Folder", e.name.casefold()))
+    elif view.tab == "activity":
+        offset = (view.page - 1) * ACTIVITY_PAGE
+        view.activity = project_activity(ctx, actor, pid, limit=ACTIVITY_PAGE, offset=offset)
     elif view.tab == "members":
         view.members = [member_public(m) for m in MemberService(ctx).list(actor, pid)]
     elif view.tab == "keys":
@@ -137,7 +150,10 @@ def _page(request: Request, view: ProjectView, *, status: int = 200, error: str 
         "workspaces": gettext("Workspaces"),
         "members": gettext("Members"),
         "keys": gettext("Keys"),
+        "activity": gettext("Activity"),
     }
+    if not (view.is_owner or request.state.page_session.actor.is_admin):
+        del tabs["activity"]  # the service refuses it to them anyway
     states = {
         "pending": gettext("pending"),
         "running": gettext("running"),
@@ -169,12 +185,13 @@ async def project_page(
     branch: Annotated[str | None, Query(max_length=200)] = None,
     tab: Annotated[str, Query(max_length=20)] = "readme",
     path: Annotated[str, Query(max_length=MAX_FOLDER_PATH)] = "",
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
 ) -> HTMLResponse:
     """The project on a branch (the default one unless ``branch``), on one tab
     (*Filer*: in the folder ``path``)."""
     session = await require_session(request)
     view = await run_in_threadpool(
-        load, get_ctx(request), session.actor, project_id, branch, tab, path.strip("/")
+        load, get_ctx(request), session.actor, project_id, branch, tab, path.strip("/"), page
     )
     return _page(request, view)
 

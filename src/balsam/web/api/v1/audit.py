@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from balsam.domain.audit.activity import project_activity
 from balsam.domain.audit.views import AuditPage, page
-from balsam.domain.projects.service import ProjectService
 from balsam.web.api.v1.common import MEMBER, Limit, Offset, problems
 from balsam.web.api.v1.projects import ProjectId
 from balsam.web.deps import AdminActor, Ctx, CurrentActor
@@ -32,6 +32,4 @@ def list_project_audit(
     projectId: ProjectId, actor: CurrentActor, ctx: Ctx, limit: Limit = 50, offset: Offset = 0
 ) -> AuditPage:
     """The project's audit records, newest first (project owners and admins)."""
-    ProjectService(ctx).require_owner(actor, projectId, "audit.read")
-    rows, total = ctx.audit.page(project_id=projectId, limit=limit, offset=offset)
-    return page(rows, total, limit, offset)
+    return project_activity(ctx, actor, projectId, limit=limit, offset=offset)
