@@ -277,6 +277,31 @@ class IdentityService:
                 delete(LoginSession).where(LoginSession.id_hash == sha256(cookie_value))
             )
 
+    def change_password(
+        self,
+        actor: Actor,
+        current: str,
+        new: str,
+        *,
+        address: str,
+        keep_session: str | None = None,
+    ) -> None:
+        """Replace the actor's password after checking the current one (as a login:
+        rate-limited and audited, so the form cannot be used to guess it) and the
+        policy; every other login session of the user ends."""
+        self.login_password(actor.username, current, address=address, request_id=actor.request_id)
+        check_password_policy(
+            new, username=actor.username, min_length=self.auth.password_min_length
+        )
+        with self.ctx.sessions() as session, session.begin():
+            user = self._user(session, actor.username)
+            user.password_hash = hash_password(new)
+            others = delete(LoginSession).where(LoginSession.user_id == user.id)
+            if keep_session is not None:
+                others = others.where(LoginSession.id_hash != sha256(keep_session))
+            session.execute(others)
+        self._audit(actor, "user.password", f"user:{actor.username}")
+
     # -- tokens ----------------------------------------------------------------
     def create_token(self, actor: Actor, data: TokenCreate) -> tuple[ApiToken, str]:
         if data.expires_in_days > self.auth.token_max_days:
