@@ -22,7 +22,8 @@ CHROMIUM = Path("/usr/bin/chromium")
 EXAMPLE = "Normalproduktion med standardisering"
 #: Words of the Swedish pages that must not be left on the English ones.
 SWEDISH = ("Projekt<", "Mina sidor", "Nytt projekt", "Branchnamn", "Beskrivning", "Inställningar",
-           "Ta bort projekt", "Skapa", "Filer", "Medlemmar", "Nycklar", "Logga ut")  # fmt: skip
+           "Ta bort projekt", "Skapa", "Filer", "Medlemmar", "Nycklar", "Logga ut", "Aktivitet",
+           "Kunskapsbibliotek", "Mitt konto", "Sök<", "Bearbetningsmiljö")  # fmt: skip
 
 if not CHROMIUM.exists() and os.environ.get("CI") != "true":
     pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)", allow_module_level=True)
@@ -145,6 +146,11 @@ def test_the_english_pages_carry_no_swedish(
         "project-keys-en": f"/projects/{pid}?tab=keys",
         "project-workspaces-en": f"/projects/{pid}?tab=workspaces",
         "delete-project-en": f"/projects/{pid}/delete",
+        "project-activity-en": f"/projects/{pid}?tab=activity",
+        "library-en": "/library",
+        "account-en": "/account",
+        "search-en": "/search?q=projekt",
+        "my-pages-en": "/",
     }
     for shot, path in pages.items():
         page.goto(f"{live_url}{path}")
