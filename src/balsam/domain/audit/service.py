@@ -104,15 +104,28 @@ class AuditLog:
             )
 
     def page(
-        self, *, project_id: str | None = None, limit: int = 50, offset: int = 0
+        self,
+        *,
+        project_id: str | None = None,
+        actor: str | None = None,
+        action: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
     ) -> tuple[list[AuditEvent], int]:
-        """Newest first; with ``project_id`` only that project's records."""
+        """Newest first; only records of ``project_id``, of ``actor`` and whose action
+        starts with ``action``, for each that is given."""
         with self._sessions() as session:
             query = select(AuditEvent)
             count = select(func.count()).select_from(AuditEvent)
+            wheres = []
             if project_id is not None:
-                query = query.where(AuditEvent.project_id == project_id)
-                count = count.where(AuditEvent.project_id == project_id)
+                wheres.append(AuditEvent.project_id == project_id)
+            if actor is not None:
+                wheres.append(AuditEvent.actor == actor)
+            if action is not None:
+                wheres.append(AuditEvent.action.startswith(action, autoescape=True))
+            if wheres:
+                query, count = query.where(*wheres), count.where(*wheres)
             rows = session.scalars(
                 query.order_by(AuditEvent.id.desc()).limit(limit).offset(offset)
             ).all()

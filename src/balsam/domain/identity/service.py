@@ -60,6 +60,12 @@ class Actor:
     address: str = ""
 
 
+def require_admin(actor: Actor) -> None:
+    """Forbidden unless ``actor`` is an administrator."""
+    if not actor.is_admin:
+        raise Forbidden("Administrators only.")
+
+
 class IdentityService:
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
@@ -138,6 +144,25 @@ class IdentityService:
             total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
             rows = session.scalars(stmt.order_by(User.username).limit(limit).offset(offset)).all()
             return list(rows), total
+
+    def users_for_admin(
+        self, actor: Actor, *, query: str = "", limit: int = 50, offset: int = 0
+    ) -> tuple[list[User], int]:
+        """:meth:`list_users` for an administrator (Forbidden for anyone else)."""
+        require_admin(actor)
+        return self.list_users(query=query, limit=limit, offset=offset)
+
+    def reset_password(self, actor: Actor, username: str) -> str:
+        """A new random password for ``username`` (administrators only), returned
+        once to be handed over; the user's login sessions end."""
+        require_admin(actor)
+        password = secrets.token_urlsafe(12)
+        with self.ctx.sessions() as session, session.begin():
+            user = self._user(session, username)
+            user.password_hash = hash_password(password)
+            session.execute(delete(LoginSession).where(LoginSession.user_id == user.id))
+        self._audit(actor, "user.password-reset", f"user:{username}")
+        return password
 
     def ensure_admin(self, username: str, password: str | None) -> str | None:
         """Create the first admin if no admin exists; return a generated password once."""

@@ -12,7 +12,17 @@ from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 
-from balsam.web.pages import account, admin, auth, home, library, project, projects, search
+from balsam.web.pages import (
+    account,
+    admin,
+    admin_manage,
+    auth,
+    home,
+    library,
+    project,
+    projects,
+    search,
+)
 from balsam.web.pages.forms import LoginRequired, login_url
 from balsam.web.pages.render import STATIC_ROOT
 
@@ -38,7 +48,7 @@ async def _to_login(request: Request, exc: Exception) -> Response:
 
 def install(app: FastAPI) -> None:
     """Mount the pages, their static files, and the redirect to the login form."""
-    for module in (auth, home, projects, project, library, account, search, admin):
+    for module in (auth, home, projects, project, library, account, search, admin, admin_manage):
         app.include_router(module.router)
     app.mount("/static", _Static(directory=str(STATIC_ROOT)), name="static")
     app.add_exception_handler(LoginRequired, _to_login)

@@ -1,0 +1,85 @@
+"""Administration pages: users, knowledge libraries and the audit trail; nobody
+but an administrator gets anything from them."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+
+from balsam.context import AppContext
+from balsam.domain.identity.service import IdentityService
+from tests.fixtures.app import TestUser
+from tests.fixtures.library import file_url, make_repo
+from tests.web.pages.browsing import browser, post
+
+
+@pytest.mark.parametrize("path", ["/admin/users", "/admin/libraries", "/admin/audit"])
+def test_others_get_the_error_page(app: FastAPI, alice: TestUser, path: str) -> None:
+    with browser(app, alice) as client:
+        r = client.get(path)
+    assert r.status_code == 403 and "<table" not in r.text
+
+
+def test_others_cannot_post_either(app: FastAPI, alice: TestUser, bob: TestUser) -> None:
+    with browser(app, alice) as client:
+        made = post(client, "/admin/users", {"username": "sneaky", "password": "x" * 20})
+        reset = post(client, f"/admin/users/{bob.username}/reset-password")
+        promoted = post(client, f"/admin/users/{alice.username}/make-admin")
+    assert made.status_code == reset.status_code == promoted.status_code == 403
+    assert not alice.client.get("/api/v1/users/me").json()["isAdmin"]
+
+
+def test_an_admin_creates_deactivates_and_resets_a_user(
+    app: FastAPI, ctx: AppContext, admin: TestUser, unique: Callable[[str], str]
+) -> None:
+    name = unique("ny")
+    with browser(app, admin, "sv") as client:
+        page = client.get("/admin/users")
+        assert page.status_code == 200 and ">Användare</a>" in page.text
+        fields = {"username": name, "password": "Ett-bra-lösenord-77", "displayName": "Ny"}
+        made = post(client, "/admin/users", fields)
+        assert made.status_code == 201, made.text
+        off = post(client, f"/admin/users/{name}/deactivate")
+        assert off.status_code == 200
+        assert not IdentityService(ctx).get_user(name).is_active
+        on = post(client, f"/admin/users/{name}/activate")
+        assert on.status_code == 200 and IdentityService(ctx).get_user(name).is_active
+        reset = post(client, f"/admin/users/{name}/reset-password")
+        shown = re.search(r'<code id="new-password">([^<]+)</code>', reset.text)
+        assert shown is not None
+    IdentityService(ctx).login_password(name, shown.group(1), address="test")
+
+
+def test_an_admin_registers_and_removes_a_library(
+    app: FastAPI, admin: TestUser, sources_root: Path, unique: Callable[[str], str]
+) -> None:
+    source = make_repo(sources_root / unique("adminlib"), {"README.md": b"# Hej\n"})
+    name = unique("Adminbibliotek ")
+    with browser(app, admin) as client:
+        made = post(client, "/admin/libraries", {"name": name, "repositoryUrl": file_url(source)})
+        assert made.status_code == 201, made.text
+        lid = re.search(rf'href="/library/([^"]+)">{name}</a>', made.text)
+        assert lid is not None
+        loopback = {"name": unique("Fel "), "repositoryUrl": "http://127.0.0.1:1/x.git"}
+        bad = post(client, "/admin/libraries", loopback)
+        assert bad.status_code in (400, 422) and 'role="alert"' in bad.text
+        gone = post(client, f"/admin/libraries/{lid.group(1)}/remove")
+        assert gone.status_code == 200 and f'href="/library/{lid.group(1)}"' not in gone.text
+
+
+def test_the_audit_trail_is_filtered(
+    app: FastAPI, admin: TestUser, alice: TestUser, unique: Callable[[str], str]
+) -> None:
+    project = alice.client.post(
+        "/api/v1/projects", json={"name": unique("Granskad "), "branchName": "main"}
+    ).json()
+    with browser(app, admin) as client:
+        mine = client.get("/admin/audit", params={"project": project["id"]})
+        none = client.get("/admin/audit", params={"project": project["id"], "action": "library."})
+    assert mine.status_code == 200 and "<code>project.create</code>" in mine.text
+    assert alice.username in mine.text
+    assert "No record matches." in none.text
