@@ -433,7 +433,9 @@ def test_a_new_user_works_from_the_home_page(
             )
 
             page.goto(f"{live_url}/")
-            submit(page, page.get_by_role("button", name="Delete"))
+            page.get_by_role("link", name="Delete").click()  # a confirmation first
+            expect(page.get_by_text("lost for good")).to_be_visible()
+            submit(page, page.get_by_role("button", name="Delete workspace"))
             expect(page.get_by_text("You have no workspaces.")).to_be_visible()
             assert user.client.get(f"/api/v1/workspaces/{wid}").status_code == 404
             created.clear()

@@ -187,6 +187,17 @@ async def create_workspace(request: Request) -> Response:
     return await _perform(request, session, create, filled, safe_next(form.get("next")))
 
 
+@router.get(UI + "/{workspace_id}/delete")
+async def delete_page(request: Request, workspace_id: str) -> Response:
+    """Confirm deleting a workspace: its home, with any work not committed and
+    pushed, goes with it."""
+    session = await require_session(request)
+    ws = await run_in_threadpool(
+        WorkspaceService(get_ctx(request)).get, session.actor, workspace_id[:63]
+    )
+    return render(request, "workspace_delete.html", nav="me", ui=UI, ws=workspace_row(ws))
+
+
 @router.post(UI + "/{workspace_id}/{action}")
 async def workspace_action(request: Request, workspace_id: str, action: str) -> Response:
     """Start, stop or delete one of your workspaces."""
