@@ -149,7 +149,7 @@ def test_the_english_pages_carry_no_swedish(
         "project-activity-en": f"/projects/{pid}?tab=activity",
         "library-en": "/library",
         "account-en": "/account",
-        "search-en": "/search?q=projekt",
+        "search-en": "/search?q=no-such-word-anywhere",  # the page, not library content
         "my-pages-en": "/",
     }
     for shot, path in pages.items():

@@ -342,3 +342,41 @@ def test_aktivitet_shows_each_step_to_owners_only(
     with browser(app, bob) as member:
         assert ">Activity</a>" not in member.get(f"/projects/{pid}").text
         assert member.get(f"/projects/{pid}", params={"tab": "activity"}).status_code == 403
+
+
+def test_a_file_is_shown_rendered_highlighted_or_as_a_download(
+    app: FastAPI, ctx: AppContext, alice: TestUser, bob: TestUser, unique: Callable[[str], str]
+) -> None:
+    pid = _project(alice, unique("Visa "))["id"]
+    files = {"src/run.py": b"print('<hej>')\n", "bild.png": b"\x89PNG\r\n\x1a\nxx",
+             "doc.md": b"# Rubrik\n\n<script>alert(1)</script>\n"}  # fmt: skip
+    ctx.providers.git.commit_files(pid, "main", files, message="m",
+                                   author=Author("alice", "alice@balsam.local"))  # fmt: skip
+    url = f"/projects/{pid}/file"
+    with browser(app, alice) as client:
+        listing = client.get(f"/projects/{pid}", params={"tab": "files", "path": "src"})
+        code = client.get(url, params={"branch": "main", "path": "src/run.py"})
+        doc = client.get(url, params={"branch": "main", "path": "doc.md"})
+        image = client.get(url, params={"branch": "main", "path": "bild.png"})
+        download = client.get(url, params={"branch": "main", "path": "doc.md", "download": "1"})
+        missing = client.get(url, params={"branch": "main", "path": "../etc/passwd"})
+    assert f'href="/projects/{pid}/file?branch=main&amp;path=src%2Frun.py"' in listing.text
+    assert 'class="highlight"' in code.text and "&lt;hej&gt;" in code.text
+    assert "<h1>Rubrik</h1>" in doc.text and "<script>alert" not in doc.text
+    assert image.headers["content-type"] == "image/png" and image.content.startswith(b"\x89PNG")
+    assert download.headers["content-disposition"].startswith("attachment")
+    assert download.content == files["doc.md"]
+    assert missing.status_code == 404
+    with browser(app, bob) as other:
+        assert other.get(url, params={"branch": "main", "path": "doc.md"}).status_code == 404
+
+
+def test_the_data_tab_says_where_the_data_is(
+    app: FastAPI, alice: TestUser, unique: Callable[[str], str]
+) -> None:
+    project = _project(alice, unique("Data "))
+    with browser(app, alice) as client:
+        page = client.get(f"/projects/{project['id']}", params={"tab": "data"})
+    assert page.status_code == 200
+    assert f"<code>{project['bucket']}</code>" in page.text and "<code>main/</code>" in page.text
+    assert 'id="s3-endpoint"' in page.text

@@ -13,11 +13,8 @@ Administrators see the sync state and *Synkronisera nu*.
 
 from __future__ import annotations
 
-import mimetypes
-import posixpath
 from dataclasses import dataclass, field
 from typing import Annotated, Any
-from urllib.parse import quote
 
 from fastapi import APIRouter, BackgroundTasks, Query, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -36,8 +33,9 @@ from balsam.domain.projects.service import ProjectService
 from balsam.errors import BalsamError, Conflict
 from balsam.web.deps import get_ctx, queue_sync
 from balsam.web.pages import i18n
+from balsam.web.pages.downloads import as_file
 from balsam.web.pages.forms import posted_form, require_session
-from balsam.web.pages.render import SECURITY_HEADERS, render
+from balsam.web.pages.render import render
 
 router = APIRouter(include_in_schema=False)
 
@@ -180,29 +178,14 @@ async def file_page(
         return await run_in_threadpool(_download, ctx, library_id, file_id)
     view, raw = await run_in_threadpool(_file, ctx, library_id, file_id)
     if raw is not None:
-        return _as_file(view.path, raw, attachment=False)
+        return as_file(view.path, raw, attachment=False)
     return render(request, "library/file.html", nav="library", file=view)
 
 
 def _download(ctx: AppContext, library_id: str, file_id: str) -> Response:
     tree = LibraryService(ctx).tree(library_id)
     path = decode_file_id(file_id)
-    return _as_file(path, tree.read(path), attachment=True)
-
-
-def _as_file(path: str, data: bytes, *, attachment: bool) -> Response:
-    """The file's bytes, never run by the browser: images as themselves (an SVG under
-    a sandbox CSP), everything else as a download."""
-    kind = mimetypes.guess_type(path)[0] or "application/octet-stream"
-    name = posixpath.basename(path).replace('"', "")
-    headers = {
-        **SECURITY_HEADERS,
-        "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; sandbox",
-    }
-    if attachment or not kind.startswith("image/"):
-        kind = "application/octet-stream"
-        headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(name, safe='')}"
-    return Response(data, media_type=kind, headers=headers)
+    return as_file(path, tree.read(path), attachment=True)
 
 
 @router.post("/library/{library_id}/copy")

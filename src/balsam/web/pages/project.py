@@ -48,6 +48,7 @@ from balsam.errors import BalsamError, InvalidInput, NotFound
 from balsam.providers.git.base import TreeEntry
 from balsam.web.deps import get_ctx
 from balsam.web.pages import i18n
+from balsam.web.pages.downloads import as_file
 from balsam.web.pages.forms import PageSession, posted_form, require_session
 from balsam.web.pages.home import WorkspaceRow, workspace_row
 from balsam.web.pages.i18n import N_
@@ -55,7 +56,7 @@ from balsam.web.pages.render import render
 
 router = APIRouter(include_in_schema=False)
 
-TABS = ("readme", "files", "workspaces", "members", "keys", "activity")
+TABS = ("readme", "files", "data", "workspaces", "members", "keys", "activity")
 ACTIVITY_PAGE = 50
 MAX_FOLDER_PATH = 4096
 
@@ -71,6 +72,8 @@ class ProjectView:
     files: list[TreeEntry] = field(default_factory=list)
     folder: str = ""
     activity: AuditPage | None = None
+    #: The S3 endpoint and region (the *Data* tab).
+    storage: dict[str, str] = field(default_factory=dict)
     page: int = 1
     members: list[MemberPublic] = field(default_factory=list)
     keys: list[CredentialPublic] = field(default_factory=list)
@@ -117,6 +120,9 @@ def _fill(ctx: AppContext, actor: Actor, view: ProjectView) -> None:
     elif view.tab == "files":
         view.files = FileService(ctx).list_folder(actor, pid, branch, view.folder)
         view.files.sort(key=lambda e: (e.type != "Folder", e.name.casefold()))
+    elif view.tab == "data":
+        storage = ctx.providers.storage
+        view.storage = {"endpoint": storage.endpoint_url, "region": storage.region}
     elif view.tab == "activity":
         offset = (view.page - 1) * ACTIVITY_PAGE
         view.activity = project_activity(ctx, actor, pid, limit=ACTIVITY_PAGE, offset=offset)
@@ -147,6 +153,7 @@ def _page(request: Request, view: ProjectView, *, status: int = 200, error: str 
     tabs = {
         "readme": "README",
         "files": gettext("Files"),
+        "data": gettext("Data"),
         "workspaces": gettext("Workspaces"),
         "members": gettext("Members"),
         "keys": gettext("Keys"),
@@ -170,6 +177,7 @@ def _page(request: Request, view: ProjectView, *, status: int = 200, error: str 
         tabs=tabs,
         states=states,
         tab_url=tab_url,
+        file_url=file_url,
         error=error,
         created_key=created_key,
         refresh=view.tab == "workspaces"
@@ -194,6 +202,43 @@ async def project_page(
         load, get_ctx(request), session.actor, project_id, branch, tab, path.strip("/"), page
     )
     return _page(request, view)
+
+
+def file_url(project_id: str, branch: str, path: str, *, download: bool = False) -> str:
+    query = {"branch": branch, "path": path} | ({"download": "1"} if download else {})
+    return f"/projects/{project_id}/file?" + urlencode(query)
+
+
+@router.get("/projects/{project_id}/file")
+async def file_page(
+    request: Request,
+    project_id: str,
+    branch: Annotated[str, Query(max_length=200)],
+    path: Annotated[str, Query(max_length=MAX_FOLDER_PATH)],
+    download: Annotated[bool, Query()] = False,
+) -> Response:
+    """A file of the branch shown rendered or highlighted; an image (or with
+    ``download``) the file itself, never run by the browser."""
+    session = await require_session(request)
+    ctx = get_ctx(request)
+    rendered, data = await run_in_threadpool(
+        lambda: FileService(ctx).rendered(
+            session.actor, project_id, branch, path,
+            download_url=file_url(project_id, branch, path, download=True),
+        )
+    )  # fmt: skip
+    if download or rendered.kind == "image":
+        return as_file(path, data, attachment=download)
+    folder = path.rsplit("/", 1)[0] if "/" in path else ""
+    return render(
+        request,
+        "project/file.html",
+        nav="projects",
+        project_id=project_id,
+        branch=branch,
+        file=rendered,
+        folder_url=tab_url(project_id, branch, "files", folder),
+    )
 
 
 # -- actions -------------------------------------------------------------------------
