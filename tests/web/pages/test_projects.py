@@ -380,3 +380,22 @@ def test_the_data_tab_says_where_the_data_is(
     assert page.status_code == 200
     assert f"<code>{project['bucket']}</code>" in page.text and "<code>main/</code>" in page.text
     assert 'id="s3-endpoint"' in page.text
+
+
+def test_resurser_lists_and_adds_library_resources(
+    app: FastAPI, alice: TestUser, scb_library: dict[str, Any], unique: Callable[[str], str]
+) -> None:
+    pid = _project(alice, unique("Resurser "))["id"]
+    tab = f"/projects/{pid}"
+    with browser(app, alice, "sv") as client:
+        empty = client.get(tab, params={"tab": "resources", "rq": "python"})
+        assert "Lägg till resurs" in empty.text and "Analys - Python" in empty.text
+        assert "Analys - R<" not in empty.text  # the filter
+        form = re.search(r'<input type="hidden" name="resource" value="([^"]+)">', empty.text)
+        assert form is not None
+        added = post(client, f"/library/{scb_library['id']}/copy", {
+            "target": f"{pid}/main", "resource": form.group(1),
+            "next": f"/projects/{pid}?branch=main&tab=resources"})  # fmt: skip
+        assert added.status_code == 303 and added.headers["location"].endswith("tab=resources")
+        listed = client.get(tab, params={"tab": "resources"})
+    assert ">Analys - Python/</a>" in listed.text

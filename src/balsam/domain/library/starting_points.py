@@ -1,5 +1,6 @@
-"""Where a new project can start: the templates and example projects of every
-knowledge library (the portal's *Skapa från Mall eller Exempel*)."""
+"""What a project can take from the knowledge libraries: where a new project can
+start (templates and example projects: *Skapa från Mall eller Exempel*) and the
+resources it can copy in (*Lägg till resurs*), from every synced library."""
 
 from __future__ import annotations
 
@@ -64,3 +65,33 @@ def parse_value(value: str) -> tuple[str, str] | None:
     """``(library id, path)`` of a form value made by :attr:`StartingPoint.value`."""
     library_id, sep, path = value.partition(":")
     return (library_id, path) if sep and library_id and path else None
+
+
+@dataclass(frozen=True)
+class OfferedResource:
+    """One resource of a library, as *Lägg till resurs* lists it."""
+
+    library_id: str
+    library_name: str
+    name: str
+    path: str
+
+
+def every_resource(ctx: AppContext, query: str = "") -> list[OfferedResource]:
+    """The resources of every synced library whose name holds ``query`` (any case)."""
+    service = LibraryService(ctx)
+    wanted = query.casefold()
+    found: list[OfferedResource] = []
+    for library in service.list():
+        if not library.last_synced_commit:
+            continue
+        tree = service.tree(library.id)
+        root = catalog.top_folder(tree, "Resources")
+        if root is None:
+            continue
+        found += [
+            OfferedResource(library.id, library.name, entry.name, entry.path)
+            for entry in tree.children(root)
+            if entry.type == "Folder" and wanted in entry.name.casefold()
+        ]
+    return found

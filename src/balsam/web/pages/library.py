@@ -34,7 +34,7 @@ from balsam.errors import BalsamError, Conflict
 from balsam.web.deps import get_ctx, queue_sync
 from balsam.web.pages import i18n
 from balsam.web.pages.downloads import as_file
-from balsam.web.pages.forms import posted_form, require_session
+from balsam.web.pages.forms import posted_form, require_session, safe_next
 from balsam.web.pages.render import render
 
 router = APIRouter(include_in_schema=False)
@@ -213,6 +213,9 @@ async def copy_resource(request: Request, library_id: str) -> Response:
             error=i18n.gettext(request)(exc.message),
             conflict=conflict if isinstance(exc, Conflict) else None,
         )
+    next_path = safe_next(form.get("next"))
+    if next_path != "/":  # e.g. back to the project's Resurser
+        return RedirectResponse(next_path, status_code=303)
     view = await run_in_threadpool(load, ctx, session.actor, library_id, "resources")
     copied = {"project": project_id, "branch": branch_id, "files": result.paths}
     return _library_page(request, view, copied=copied)

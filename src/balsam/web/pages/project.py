@@ -15,6 +15,7 @@ the page only leaves out buttons that would be refused.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -31,6 +32,7 @@ from balsam.domain.audit.views import AuditPage
 from balsam.domain.credentials.service import CredentialService
 from balsam.domain.credentials.views import credential_created, credential_public
 from balsam.domain.identity.service import Actor
+from balsam.domain.library.starting_points import OfferedResource, every_resource
 from balsam.domain.projects.branches import BranchService
 from balsam.domain.projects.files import FileService
 from balsam.domain.projects.members import MemberService
@@ -56,7 +58,7 @@ from balsam.web.pages.render import render
 
 router = APIRouter(include_in_schema=False)
 
-TABS = ("readme", "files", "data", "workspaces", "members", "keys", "activity")
+TABS = ("readme", "files", "resources", "data", "workspaces", "members", "keys", "activity")
 ACTIVITY_PAGE = 50
 MAX_FOLDER_PATH = 4096
 
@@ -72,6 +74,10 @@ class ProjectView:
     files: list[TreeEntry] = field(default_factory=list)
     folder: str = ""
     activity: AuditPage | None = None
+    #: *Resurser*: what is in Resources/ on the branch, and what the libraries offer.
+    resources: list[TreeEntry] = field(default_factory=list)
+    offered: list[OfferedResource] = field(default_factory=list)
+    resource_query: str = ""
     #: The S3 endpoint and region (the *Data* tab).
     storage: dict[str, str] = field(default_factory=dict)
     page: int = 1
@@ -93,6 +99,7 @@ def load(
     tab: str,
     folder: str = "",
     page: int = 1,
+    resource_query: str = "",
 ) -> ProjectView:
     """The project (NotFound unless the actor may see it) and the tab's content
     (``folder``: the folder the *Filer* tab shows)."""
@@ -108,6 +115,7 @@ def load(
         tab=tab if tab in TABS else "readme",
         folder=folder,
         page=page,
+        resource_query=resource_query,
     )
     _fill(ctx, actor, view)
     return view
@@ -120,6 +128,11 @@ def _fill(ctx: AppContext, actor: Actor, view: ProjectView) -> None:
     elif view.tab == "files":
         view.files = FileService(ctx).list_folder(actor, pid, branch, view.folder)
         view.files.sort(key=lambda e: (e.type != "Folder", e.name.casefold()))
+    elif view.tab == "resources":
+        files = FileService(ctx)
+        with contextlib.suppress(NotFound):  # no Resources/ folder yet
+            view.resources = files.list_folder(actor, pid, branch, "Resources")
+        view.offered = every_resource(ctx, view.resource_query)
     elif view.tab == "data":
         storage = ctx.providers.storage
         view.storage = {"endpoint": storage.endpoint_url, "region": storage.region}
@@ -153,6 +166,7 @@ def _page(request: Request, view: ProjectView, *, status: int = 200, error: str 
     tabs = {
         "readme": "README",
         "files": gettext("Files"),
+        "resources": gettext("Resources"),
         "data": gettext("Data"),
         "workspaces": gettext("Workspaces"),
         "members": gettext("Members"),
@@ -194,12 +208,21 @@ async def project_page(
     tab: Annotated[str, Query(max_length=20)] = "readme",
     path: Annotated[str, Query(max_length=MAX_FOLDER_PATH)] = "",
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+    rq: Annotated[str, Query(max_length=200)] = "",
 ) -> HTMLResponse:
     """The project on a branch (the default one unless ``branch``), on one tab
     (*Filer*: in the folder ``path``)."""
     session = await require_session(request)
     view = await run_in_threadpool(
-        load, get_ctx(request), session.actor, project_id, branch, tab, path.strip("/"), page
+        load,
+        get_ctx(request),
+        session.actor,
+        project_id,
+        branch,
+        tab,
+        path.strip("/"),
+        page,
+        rq.strip(),
     )
     return _page(request, view)
 
