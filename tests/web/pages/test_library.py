@@ -119,6 +119,7 @@ def test_a_hostile_article_renders_inert_and_its_image_is_not_run(
         "Articles/Ond.md": article,
         "Articles/Annan.md": b"# Annan\n",
         "Articles/bild.svg": svg,
+        "Templates/t.json": b'{"name": "T", "git": "javascript:alert(document.cookie)"}',
     })  # fmt: skip
     body = {"name": unique("Ondskan "), "repositoryUrl": file_url(source)}
     library = register_library(ctx, library_admin, body)
@@ -126,6 +127,8 @@ def test_a_hostile_article_renders_inert_and_its_image_is_not_run(
     with browser(app, alice) as client:
         page = client.get(f"/library/{lid}/file/{encode_file_id('Articles/Ond.md')}")
         image = client.get(f"/library/{lid}/file/{encode_file_id('Articles/bild.svg')}")
+        templates = client.get(f"/library/{lid}", params={"tab": "templates"})
+    assert "<h3>T</h3>" in templates.text and 'href="javascript' not in templates.text
     body = page.text.split('<article class="rendered">', 1)[1].split("</article>", 1)[0]
     for bad in ("<script", "onerror", 'href="javascript', "data:text"):
         assert bad not in body, bad

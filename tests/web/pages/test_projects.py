@@ -7,6 +7,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from fastapi import FastAPI
 
 from balsam.context import AppContext
@@ -399,3 +400,38 @@ def test_resurser_lists_and_adds_library_resources(
         assert added.status_code == 303 and added.headers["location"].endswith("tab=resources")
         listed = client.get(tab, params={"tab": "resources"})
     assert ">Analys - Python/</a>" in listed.text
+
+
+def test_a_large_file_is_never_read_whole_and_downloads_streamed(
+    app: FastAPI,
+    ctx: AppContext,
+    alice: TestUser,
+    unique: Callable[[str], str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pid = _project(alice, unique("Stor "))["id"]
+    big = b"x" * (ctx.settings.library_render_max_bytes + 1)
+    ctx.providers.git.commit_files(pid, "main", {"stor.csv": big}, message="m",
+                                   author=Author("alice", "alice@balsam.local"))  # fmt: skip
+
+    def whole(*args: Any) -> bytes:
+        raise AssertionError("read whole into memory")
+
+    monkeypatch.setattr(ctx.providers.git, "read_file", whole)
+    url = f"/projects/{pid}/file"
+    with browser(app, alice) as client:
+        page = client.get(url, params={"branch": "main", "path": "stor.csv"})
+        download = client.get(url, params={"branch": "main", "path": "stor.csv", "download": "1"})
+    assert page.status_code == 200 and "cannot be shown here" in page.text
+    assert download.status_code == 200 and len(download.content) == len(big)
+    assert download.headers["content-length"] == str(len(big))
+
+
+def test_only_owners_see_the_branch_delete_page(
+    app: FastAPI, alice: TestUser, bob: TestUser, unique: Callable[[str], str]
+) -> None:
+    pid = _project(alice, unique("Grenar "))["id"]
+    alice.client.post(f"/api/v1/projects/{pid}/members", json={"username": bob.username})
+    alice.client.post(f"/api/v1/projects/{pid}/branches", json={"name": "dev"})
+    with browser(app, bob) as member:
+        assert member.get(f"/projects/{pid}/branches/dev/delete").status_code == 403

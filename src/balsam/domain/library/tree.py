@@ -26,7 +26,7 @@ from pathlib import Path
 from balsam.children import dying_with_parent
 from balsam.errors import NotFound, PayloadTooLarge, ProviderError
 from balsam.providers.git.base import TreeEntry
-from balsam.providers.git.local import git_environment, is_safe_path
+from balsam.providers.git.local import git_environment, is_safe_path, stream_blob
 
 _FILE_MODES = frozenset({"100644", "100755"})
 _SHA = re.compile(r"[0-9a-f]{40}(?:[0-9a-f]{24})?\Z")
@@ -185,32 +185,10 @@ class LibraryTree:
         is raised here, before iteration starts; the git process is ended when
         the iterator is closed or garbage-collected."""
         sha, _size = self._blob(path)
-        return _stream_blob(self.git_dir, sha, chunk_size)
+        return stream_blob(self.git_dir, sha, chunk_size)
 
     def _blob(self, path: str) -> tuple[str, int]:
         blob = self._listing().blobs.get(path)
         if blob is None:
             raise NotFound("No such file.")
         return blob
-
-
-def _stream_blob(git_dir: Path, sha: str, chunk_size: int) -> Iterator[bytes]:
-    # No parent-death signal here: a thread pool steps through this generator, so
-    # the thread that forks git may end while another still reads (the signal
-    # would cut the file short). git writes into a pipe only Balsam reads: when
-    # Balsam dies, its next write fails and it exits.
-    process = subprocess.Popen(
-        ["git", f"--git-dir={git_dir}", "cat-file", "blob", sha],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        env=git_environment(),
-    )
-    assert process.stdout is not None
-    try:
-        while chunk := process.stdout.read(chunk_size):
-            yield chunk
-    finally:
-        process.stdout.close()
-        if process.poll() is None:
-            process.kill()
-        process.wait()

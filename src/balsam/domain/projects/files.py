@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+from collections.abc import Iterator
 
 from balsam.context import AppContext
 from balsam.domain.identity.service import Actor
@@ -65,24 +66,33 @@ class FileService:
 
     def rendered(
         self, actor: Actor, project_id: str, branch_id: str, path: str, *, download_url: str
-    ) -> tuple[Rendered, bytes]:
-        """The file at ``path`` as inert HTML (Markdown and notebooks rendered with
-        links to the web only, other text highlighted; images, binaries and files
-        over the size limit offered for download), and its bytes."""
+    ) -> Rendered:
+        """The file at ``path`` as inert HTML: Markdown and notebooks rendered with links
+        to the web only, other text highlighted. Images, binaries and files over
+        ``library_render_max_bytes`` are not read here (kind ``image``/``binary``):
+        fetch those with :meth:`open`."""
         self.branches.get(actor, project_id, branch_id)
-        data = self.ctx.providers.git.read_file(project_id, branch_id, path)
+        size, chunks = self.ctx.providers.git.open_file(project_id, branch_id, path)
         lower = path.casefold()
-        if lower.endswith(_IMAGES):
-            return Rendered(path=path, kind="image", html="", download_url=download_url), data
-        text = as_text(data) if len(data) <= self.ctx.settings.library_render_max_bytes else None
+        if lower.endswith(_IMAGES) or size > self.ctx.settings.library_render_max_bytes:
+            kind: RenderKind = "image" if lower.endswith(_IMAGES) else "binary"
+            return Rendered(path=path, kind=kind, html="", download_url=download_url)
+        text = as_text(b"".join(chunks))
         if text is None:
-            return Rendered(path=path, kind="binary", html="", download_url=download_url), data
+            return Rendered(path=path, kind="binary", html="", download_url=download_url)
         html: str | None = None
-        kind: RenderKind = "code"
+        kind = "code"
         if lower.endswith((".md", ".markdown")):
             html, kind = render_markdown(text, web_link), "markdown"
         elif lower.endswith(".ipynb"):
             html, kind = render_notebook(text, web_link), "notebook"
         if html is None:
             html, kind = highlight_code(text, lexer_for_file(path)), "code"
-        return Rendered(path=path, kind=kind, html=html, download_url=download_url), data
+        return Rendered(path=path, kind=kind, html=html, download_url=download_url)
+
+    def open(
+        self, actor: Actor, project_id: str, branch_id: str, path: str
+    ) -> tuple[int, Iterator[bytes]]:
+        """The file's size and its content in chunks (streamed, never all in memory)."""
+        self.branches.get(actor, project_id, branch_id)
+        return self.ctx.providers.git.open_file(project_id, branch_id, path)

@@ -21,7 +21,7 @@ raises :class:`balsam.errors.NotFound`.
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -94,6 +94,11 @@ class GitProvider(abc.ABC):
     def list_folder(self, repo_id: str, branch: str, folder: str) -> list[TreeEntry]:
         """The files and folders directly in ``folder`` (``""``: the top) on the
         branch head, sorted by path; NotFound unless it is a folder there."""
+
+    @abc.abstractmethod
+    def open_file(self, repo_id: str, branch: str, path: str) -> tuple[int, Iterator[bytes]]:
+        """The size of the file at ``path`` and its content in chunks, read as they
+        are consumed (never all in memory). NotFound as :meth:`read_file`."""
 
     @abc.abstractmethod
     def read_file(self, repo_id: str, branch: str, path: str) -> bytes:

@@ -21,7 +21,7 @@ import shutil
 import subprocess
 import tempfile
 import urllib.parse
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from balsam.children import dying_with_parent, group_dying_with_parent
@@ -341,6 +341,15 @@ class LocalGitProvider(GitProvider):
         return sorted(entries, key=lambda entry: entry.path)
 
     def read_file(self, repo_id: str, branch: str, path: str) -> bytes:
+        repo, sha, _size = self._file_blob(repo_id, branch, path)
+        return self._git(["cat-file", "blob", sha], git_dir=repo)
+
+    def open_file(self, repo_id: str, branch: str, path: str) -> tuple[int, Iterator[bytes]]:
+        repo, sha, size = self._file_blob(repo_id, branch, path)
+        return size, stream_blob(repo, sha)
+
+    def _file_blob(self, repo_id: str, branch: str, path: str) -> tuple[Path, str, int]:
+        """The repository, blob id and size of the file at ``path`` (NotFound else)."""
         repo = self.repository_path(repo_id)
         if not is_safe_path(path):
             raise NotFound(f"no file at {path!r}")
@@ -349,7 +358,7 @@ class LocalGitProvider(GitProvider):
         match = [entry for entry in parse_ls_tree(listing) if entry.path == path]
         if not match or match[0].kind != "blob" or match[0].mode not in FILE_MODES:
             raise NotFound(f"no file at {path!r}")
-        return self._git(["cat-file", "blob", match[0].sha], git_dir=repo)
+        return repo, match[0].sha, int(match[0].size or 0)
 
     # -- writing ---------------------------------------------------------
 
@@ -420,3 +429,27 @@ class LocalGitProvider(GitProvider):
             f"100644 {sha}\t".encode() + path.encode("utf-8", "surrogateescape") + b"\x00"
             for path, sha in zip(paths, shas, strict=True)
         )
+
+
+def stream_blob(git_dir: Path, sha: str, chunk_size: int = 64 * 1024) -> Iterator[bytes]:
+    """The blob's content in chunks, never all in memory; the git process ends
+    when the iterator is closed or garbage-collected."""
+    # No parent-death signal here: a thread pool steps through this generator, so
+    # the thread that forks git may end while another still reads (the signal
+    # would cut the file short). git writes into a pipe only Balsam reads: when
+    # Balsam dies, its next write fails and it exits.
+    process = subprocess.Popen(
+        ["git", f"--git-dir={git_dir}", "cat-file", "blob", sha],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=git_environment(),
+    )
+    assert process.stdout is not None
+    try:
+        while chunk := process.stdout.read(chunk_size):
+            yield chunk
+    finally:
+        process.stdout.close()
+        if process.poll() is None:
+            process.kill()
+        process.wait()

@@ -27,6 +27,7 @@ from balsam.errors import BalsamError, InvalidInput, NotFound
 from balsam.web.deps import get_ctx
 from balsam.web.pages import i18n
 from balsam.web.pages.forms import PageSession, posted_form, require_session, safe_next
+from balsam.web.pages.i18n import N_
 from balsam.web.pages.render import render
 
 router = APIRouter(include_in_schema=False)
@@ -144,7 +145,8 @@ async def _perform(
         await run_in_threadpool(work, ctx, session.actor)
     except BalsamError as exc:
         view = await run_in_threadpool(load, ctx, session.actor)
-        return _page(request, view, error=exc.message, status=exc.status, filled=filled)
+        message = i18n.gettext(request)(exc.message)
+        return _page(request, view, error=message, status=exc.status, filled=filled)
     return RedirectResponse(next_path, status_code=303)
 
 
@@ -179,8 +181,10 @@ async def create_workspace(request: Request) -> Response:
             )
         except ValidationError as exc:
             raise InvalidInput(
-                "Give the workspace a name (at most 100 characters), and "
-                "choose a project, branch and template."
+                N_(
+                    "Give the workspace a name (at most 100 characters), and "
+                    "choose a project, branch and template."
+                )
             ) from exc
         return WorkspaceService(ctx).create(actor, data)
 

@@ -33,7 +33,7 @@ from balsam.domain.projects.service import ProjectService
 from balsam.errors import BalsamError, Conflict
 from balsam.web.deps import get_ctx, queue_sync
 from balsam.web.pages import i18n
-from balsam.web.pages.downloads import as_file
+from balsam.web.pages.downloads import as_stream
 from balsam.web.pages.forms import posted_form, require_session, safe_next
 from balsam.web.pages.render import render
 
@@ -150,8 +150,8 @@ class _FileView:
     download: str
 
 
-def _file(ctx: AppContext, library_id: str, file_id: str) -> tuple[_FileView, bytes | None]:
-    """The rendered file, and its bytes when it is sent as itself (images)."""
+def _file(ctx: AppContext, library_id: str, file_id: str) -> _FileView:
+    """The rendered file (an image is sent as itself: see :func:`_raw`)."""
     service = LibraryService(ctx)
     library = library_public(service.get(library_id))
     tree = service.tree(library_id)
@@ -159,9 +159,8 @@ def _file(ctx: AppContext, library_id: str, file_id: str) -> tuple[_FileView, by
     rendered = render_file(
         tree, path, page_links(library_id), max_bytes=ctx.settings.library_render_max_bytes
     )
-    raw = tree.read(path) if rendered.kind == "image" else None
     download = f"/library/{library_id}/file/{file_id}?download=1"
-    return _FileView(library, path, rendered, download), raw
+    return _FileView(library, path, rendered, download)
 
 
 @router.get("/library/{library_id}/file/{file_id}")
@@ -175,17 +174,18 @@ async def file_page(
     await require_session(request)
     ctx = get_ctx(request)
     if download:
-        return await run_in_threadpool(_download, ctx, library_id, file_id)
-    view, raw = await run_in_threadpool(_file, ctx, library_id, file_id)
-    if raw is not None:
-        return as_file(view.path, raw, attachment=False)
+        return await run_in_threadpool(_raw, ctx, library_id, file_id, True)
+    view = await run_in_threadpool(_file, ctx, library_id, file_id)
+    if view.rendered.kind == "image":
+        return await run_in_threadpool(_raw, ctx, library_id, file_id, False)
     return render(request, "library/file.html", nav="library", file=view)
 
 
-def _download(ctx: AppContext, library_id: str, file_id: str) -> Response:
+def _raw(ctx: AppContext, library_id: str, file_id: str, attachment: bool) -> Response:
+    """The file itself, streamed (never all in memory)."""
     tree = LibraryService(ctx).tree(library_id)
     path = decode_file_id(file_id)
-    return as_file(path, tree.read(path), attachment=True)
+    return as_stream(path, tree.size(path), tree.stream(path), attachment=attachment)
 
 
 @router.post("/library/{library_id}/copy")

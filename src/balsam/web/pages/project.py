@@ -50,7 +50,7 @@ from balsam.errors import BalsamError, InvalidInput, NotFound
 from balsam.providers.git.base import TreeEntry
 from balsam.web.deps import get_ctx
 from balsam.web.pages import i18n
-from balsam.web.pages.downloads import as_file
+from balsam.web.pages.downloads import as_stream
 from balsam.web.pages.forms import PageSession, posted_form, require_session
 from balsam.web.pages.home import WorkspaceRow, workspace_row
 from balsam.web.pages.i18n import N_
@@ -244,14 +244,14 @@ async def file_page(
     ``download``) the file itself, never run by the browser."""
     session = await require_session(request)
     ctx = get_ctx(request)
-    rendered, data = await run_in_threadpool(
-        lambda: FileService(ctx).rendered(
-            session.actor, project_id, branch, path,
-            download_url=file_url(project_id, branch, path, download=True),
-        )
-    )  # fmt: skip
+    files = FileService(ctx)
+    download_url = file_url(project_id, branch, path, download=True)
+    rendered = await run_in_threadpool(
+        lambda: files.rendered(session.actor, project_id, branch, path, download_url=download_url)
+    )
     if download or rendered.kind == "image":
-        return as_file(path, data, attachment=download)
+        size, chunks = await run_in_threadpool(files.open, session.actor, project_id, branch, path)
+        return as_stream(path, size, chunks, attachment=download)
     folder = path.rsplit("/", 1)[0] if "/" in path else ""
     return render(
         request,
@@ -312,9 +312,11 @@ async def create_branch(request: Request, project_id: str) -> Response:
 async def delete_branch_page(request: Request, project_id: str, branch: str) -> HTMLResponse:
     """Confirm deleting a branch (owners; never the default branch)."""
     session = await require_session(request)
-    view = await run_in_threadpool(
-        load, get_ctx(request), session.actor, project_id, branch, "readme"
+    ctx = get_ctx(request)
+    await run_in_threadpool(
+        ProjectService(ctx).require_owner, session.actor, project_id, "branch.delete"
     )
+    view = await run_in_threadpool(load, ctx, session.actor, project_id, branch, "readme")
     return render(request, "project/delete_branch.html", nav="projects", view=view)
 
 

@@ -1,7 +1,8 @@
 """Rendering pages: one Jinja2 environment per language, autoescaping on.
 
 Every page is sent with a strict Content-Security-Policy: styles, images and
-scripts only from Balsam's own ``/static/``, no inline script or style, forms
+scripts only from Balsam itself (images also as ``data:``, which rendered notebooks
+use for their plots once their bytes are checked to be an image), no inline script or style, forms
 post only to Balsam, never framed, the referrer kept on Balsam. Nothing loads
 from another host.
 """
@@ -23,7 +24,7 @@ from balsam.web.pages import i18n
 
 SECURITY_HEADERS: Mapping[str, str] = {
     "Content-Security-Policy": (
-        "default-src 'none'; style-src 'self'; img-src 'self'; script-src 'self'; "
+        "default-src 'none'; style-src 'self'; img-src 'self' data:; script-src 'self'; "
         "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
     ),
     "X-Frame-Options": "DENY",
