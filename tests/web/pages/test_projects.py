@@ -435,3 +435,17 @@ def test_only_owners_see_the_branch_delete_page(
     alice.client.post(f"/api/v1/projects/{pid}/branches", json={"name": "dev"})
     with browser(app, bob) as member:
         assert member.get(f"/projects/{pid}/branches/dev/delete").status_code == 403
+
+
+def test_a_page_fetched_by_a_script_is_refused(app: FastAPI, alice: TestUser) -> None:
+    with browser(app, alice) as client:
+        fetched = client.get("/projects", headers={"Sec-Fetch-Mode": "cors"})
+        navigated = client.get("/projects", headers={"Sec-Fetch-Mode": "navigate"})
+        token = re.search(r'name="csrf" value="([^"]+)"', navigated.text)
+        assert token is not None
+        script = {"Sec-Fetch-Mode": "same-origin", "Origin": "http://testserver"}
+        form = {"csrf": token.group(1), "name": "x", "branchName": "main"}
+        posted = client.post("/new-project", headers=script, data=form)
+    assert fetched.status_code == 403 and "csrf" not in fetched.text
+    assert navigated.status_code == 200
+    assert posted.status_code == 403

@@ -446,3 +446,24 @@ def test_a_new_user_works_from_the_home_page(
         others.close()
         user.client.close()
         other.client.close()
+
+
+def test_a_script_in_a_workspace_page_cannot_read_portal_pages(
+    chromium: Browser, live_url: str, owner: TestUser, workspace: dict[str, Any]
+) -> None:
+    """JupyterLab shares Balsam's origin: a script in it (a notebook's output, say)
+    must not fetch a portal page, with its CSRF token, as the user."""
+    context = chromium.new_context()
+    page = context.new_page()
+    try:
+        log_in(page, live_url, owner, f"{workspace['url']}lab")
+        expect(page.locator(".jp-Launcher")).to_be_visible(timeout=LOAD_MS)
+        for path in ("/projects", "/account", "/", "/admin/users"):
+            status = page.evaluate(
+                "async path => (await fetch(path, {credentials: 'include'})).status", path
+            )
+            assert status == 403, (path, status)
+        page.goto(f"{live_url}/projects")  # the browser's own navigation still works
+        expect(page.get_by_role("heading", name="Projects")).to_be_visible()
+    finally:
+        context.close()

@@ -111,8 +111,21 @@ async def read_form(request: Request) -> dict[str, str]:
     return {name: values[0] for name, values in fields.items()}
 
 
+def refuse_scripts(request: Request) -> None:
+    """Refuse a page asked for by a script (``fetch``/XHR: ``Sec-Fetch-Mode`` other
+    than ``navigate``). Workspaces are served on Balsam's origin, so code running in
+    one could otherwise read a portal page, with its CSRF token, as its user.
+    Browsers send the header on every request; clients that do not (scripts outside
+    a browser) are unaffected."""
+    mode = request.headers.get("sec-fetch-mode")
+    if mode is not None and mode != "navigate":
+        raise Forbidden(N_("Portal pages are opened by the browser, not fetched by scripts."))
+
+
 async def page_session(request: Request) -> PageSession | None:
-    """The page's logged-in user, or None; remembered on the request for rendering."""
+    """The page's logged-in user, or None; remembered on the request for rendering.
+    Pages fetched by a script are refused (:func:`refuse_scripts`)."""
+    refuse_scripts(request)
     ctx = get_ctx(request)
     found = await run_in_threadpool(browser_session, request, ctx)
     session = PageSession(*found) if found else None
