@@ -457,7 +457,8 @@ def test_a_script_in_a_workspace_page_cannot_read_portal_pages(
     page = context.new_page()
     try:
         log_in(page, live_url, owner, f"{workspace['url']}lab")
-        expect(page.locator(".jp-Launcher")).to_be_visible(timeout=LOAD_MS)
+        # (the Launcher may be closed: an earlier test left a notebook open)
+        expect(page.locator(LAB)).to_be_visible(timeout=LOAD_MS)
         for path in ("/projects", "/account", "/", "/admin/users"):
             status = page.evaluate(
                 "async path => (await fetch(path, {credentials: 'include'})).status", path
