@@ -17,7 +17,9 @@ from tests.fixtures.library import file_url, make_repo
 from tests.web.pages.browsing import browser, post
 
 
-@pytest.mark.parametrize("path", ["/admin/users", "/admin/libraries", "/admin/audit"])
+@pytest.mark.parametrize(
+    "path", ["/admin/users", "/admin/libraries", "/admin/audit", "/admin/templates"]
+)
 def test_others_get_the_error_page(app: FastAPI, alice: TestUser, path: str) -> None:
     with browser(app, alice) as client:
         r = client.get(path)
@@ -83,3 +85,10 @@ def test_the_audit_trail_is_filtered(
     assert mine.status_code == 200 and "<code>project.create</code>" in mine.text
     assert alice.username in mine.text
     assert "No record matches." in none.text
+
+
+def test_an_admin_sees_the_workspace_templates(app: FastAPI, admin: TestUser) -> None:
+    with browser(app, admin, "sv") as client:
+        page = client.get("/admin/templates")
+    assert page.status_code == 200 and "<code>python</code>" in page.text
+    assert "BALSAM_WORKSPACES__TEMPLATES_FILE" in page.text and "MiB" in page.text

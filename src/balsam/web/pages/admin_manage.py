@@ -1,4 +1,5 @@
-"""Administration: users, knowledge libraries and the whole audit trail.
+"""Administration: users, knowledge libraries, workspace templates and the whole
+audit trail.
 
 Every page and form asks the domain services, which refuse anyone but an
 administrator (403); the pages only spare others the buttons. A reset password
@@ -23,6 +24,8 @@ from balsam.domain.identity.views import user_public
 from balsam.domain.library.schemas import LibraryCreate
 from balsam.domain.library.service import LibraryService
 from balsam.domain.library.views import library_public
+from balsam.domain.workspaces.schemas import TemplatePublic
+from balsam.domain.workspaces.service import WorkspaceService
 from balsam.errors import BalsamError, InvalidInput
 from balsam.web.deps import get_ctx, queue_sync
 from balsam.web.pages import i18n
@@ -189,6 +192,23 @@ async def remove_library(request: Request, library_id: str) -> Response:
         return await _libraries_page(request, session, status=exc.status, error=message)
     done = i18n.gettext(request)(N_("The library is removed."))
     return await _libraries_page(request, session, done=done)
+
+
+# -- workspace templates ---------------------------------------------------------------------
+
+
+def _templates(ctx: AppContext, actor: Actor) -> list[TemplatePublic]:
+    require_admin(actor)
+    return WorkspaceService(ctx).templates()
+
+
+@router.get("/admin/templates")
+async def templates_page(request: Request) -> HTMLResponse:
+    """The workspace templates with their limits and locked environments; they are
+    set in the templates file (``BALSAM_WORKSPACES__TEMPLATES_FILE``), not here."""
+    session = await require_session(request)
+    templates = await run_in_threadpool(_templates, get_ctx(request), session.actor)
+    return render(request, "admin/templates.html", nav="admin", templates=templates)
 
 
 # -- the audit trail -------------------------------------------------------------------------
