@@ -196,7 +196,9 @@ def test_others_get_nothing_of_the_project(
 ) -> None:
     project = _project(alice, unique("Hemligt "))
     with browser(app, bob) as client:
-        for path in ("", "?tab=members", "?tab=keys", "?tab=files", "/delete"):
+        for path in ("", "?tab=members", "?tab=keys", "?tab=files", "?tab=resources",
+                     "?tab=data", "?tab=workspaces", "?tab=activity", "/delete",
+                     "/branches/main/delete", "/file?branch=main&path=README.md"):  # fmt: skip
             r = client.get(f"/projects/{project['id']}{path}")
             assert r.status_code == 404, (path, r.status_code)
             assert project["name"] not in r.text
@@ -449,3 +451,31 @@ def test_a_page_fetched_by_a_script_is_refused(app: FastAPI, alice: TestUser) ->
     assert fetched.status_code == 403 and "csrf" not in fetched.text
     assert navigated.status_code == 200
     assert posted.status_code == 403
+
+
+def test_bad_inputs_to_the_pages_answer_4xx_never_500(
+    app: FastAPI, alice: TestUser, admin: TestUser, scb_library: dict[str, Any],
+    unique: Callable[[str], str],
+) -> None:  # fmt: skip
+    pid = _project(alice, unique("Trasigt "))["id"]
+    long = "x" * 5000
+    wanted = {
+        "/projects?page=0": 422,
+        f"/projects?q={long}": 422,
+        f"/projects/{pid}/file?branch=main": 422,
+        f"/projects/{pid}/file?branch=main&path={long}": 422,
+        f"/projects/{pid}/file?branch=nope&path=README.md": 404,
+        f"/projects/{pid}?page=-1": 422,
+        f"/projects/{pid}?tab=files&path=%00": 404,
+        "/library/no-such-library": 404,
+        f"/library/{scb_library['id']}/file/!!not-an-id": 404,
+        f"/search?q={long}": 422,
+        "/new-project?source=" + long + "x": 422,
+    }
+    with browser(app, alice) as client:
+        got = {path: client.get(path).status_code for path in wanted}
+        posted = post(client, f"/projects/{pid}/keys/{long[:300]}/revoke").status_code
+    assert got == wanted and posted == 404
+    with browser(app, admin) as client:
+        assert client.get("/admin/audit?page=0").status_code == 422
+        assert client.get("/admin/users?q=" + long).status_code == 422

@@ -921,7 +921,9 @@ def test_the_portal_gives_a_kernel_nothing(
     bob_user: TestUser,
 ) -> None:
     """Without a session the kernel's requests reach no page, no form and no file
-    outside the stylesheets; another project's kept object versions stay closed."""
+    outside the stylesheets (a project's page and files, search, copying a resource,
+    creating a user or a token included); another project's kept object versions
+    stay closed."""
     bobs = workspaces["bob"]["id"]
     got = attacker.run(
         "import urllib.request, urllib.error, boto3\n"
@@ -941,6 +943,12 @@ def test_the_portal_gives_a_kernel_nothing(
         f"  'delete': _status('/workspaces-ui/{bobs}/delete', b'csrf=guess'),\n"
         "  'traversal': _status('/static/..%2f..%2fsettings.py'),\n"
         "  'passwd': _status('/static/../../../../etc/passwd'),\n"
+        f"  'project': _status('/projects/{victim.bucket}?tab=keys'),\n"
+        f"  'file': _status('/projects/{victim.bucket}/file?branch=main&path=README.md'),\n"
+        "  'search': _status('/search?q=x'),\n"
+        "  'copy': _status('/library/x/copy', b'csrf=guess&target=x/main&resource=x'),\n"
+        "  'user': _status('/admin/users', b'csrf=guess&username=evil&password=x'),\n"
+        "  'token': _status('/account/tokens', b'csrf=guess&name=evil'),\n"
         "}\n"
         "s3 = boto3.client('s3')\n"
         "versions = []\n"
@@ -958,6 +966,10 @@ def test_the_portal_gives_a_kernel_nothing(
     assert got["status"] == [303, "/login?next=/admin/status"], got
     assert got["delete"] == [303, "/login"], got
     assert got["traversal"][0] == 404 and got["passwd"][0] == 404, got
+    for page in ("project", "file", "search"):  # the new portal pages: log in first
+        assert got[page][0] == 303 and got[page][1].startswith("/login?next="), got
+    for form in ("copy", "user", "token"):
+        assert got[form] == [303, "/login"], got
     assert got["versions"] == ["AccessDenied"] * 2, got
     assert bob_user.client.get(f"/api/v1/workspaces/{bobs}").json()["state"] == "running"
 
