@@ -1,4 +1,5 @@
-"""Test plugins: real SeaweedFS, the selected database, and one real Balsam app."""
+"""Test plugins: real SeaweedFS, the selected database, one real Balsam app, and
+Chromium for the browser tests."""
 
 pytest_plugins = [
     "tests.fixtures.seaweed",
@@ -6,4 +7,5 @@ pytest_plugins = [
     "tests.fixtures.app",
     "tests.fixtures.library",
     "tests.fixtures.workspaces",
+    "tests.fixtures.chromium",
 ]

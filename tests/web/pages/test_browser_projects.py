@@ -8,35 +8,24 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from tests.fixtures.app import PASSWORD, TestUser
+from tests.fixtures.chromium import skip_without_chromium
 
-CHROMIUM = Path("/usr/bin/chromium")
 EXAMPLE = "Normalproduktion med standardisering"
 #: Words of the Swedish pages that must not be left on the English ones.
 SWEDISH = ("Projekt<", "Mina sidor", "Nytt projekt", "Branchnamn", "Beskrivning", "Inställningar",
            "Ta bort projekt", "Skapa", "Filer", "Medlemmar", "Nycklar", "Logga ut", "Aktivitet",
            "Kunskapsbibliotek", "Mitt konto", "Sök<", "Bearbetningsmiljö")  # fmt: skip
 
-if not CHROMIUM.exists() and os.environ.get("CI") != "true":
-    pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)", allow_module_level=True)
-
-
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing; CI must install chromium")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
-        yield browser
-        browser.close()
+skip_without_chromium()
 
 
 @pytest.fixture

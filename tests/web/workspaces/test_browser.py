@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import secrets
 import time
 from collections.abc import Iterator
@@ -25,14 +24,13 @@ from playwright.sync_api import (
     Page,
     Response,
     expect,
-    sync_playwright,
 )
 
 from balsam.context import AppContext
 from tests.fixtures.app import PASSWORD, TestUser, _make_user
+from tests.fixtures.chromium import skip_without_chromium
 from tests.fixtures.workspaces import wait_state
 
-CHROMIUM = Path("/usr/bin/chromium")
 #: JupyterLab's first load through the proxy fetches a few MB of scripts.
 LOAD_MS = 90_000
 LAB = "#jp-main-dock-panel"
@@ -58,18 +56,7 @@ NOTEBOOK = {
     "nbformat_minor": 5,
 }
 
-if not CHROMIUM.exists() and os.environ.get("CI") != "true":
-    pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)", allow_module_level=True)
-
-
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Browser]:
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing; CI must install chromium")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
-        yield browser
-        browser.close()
+skip_without_chromium()
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,6 @@ from balsam.domain.library.render import (
 from balsam.domain.library.schemas import Rendered, RenderKind
 from balsam.domain.projects.branches import BranchService
 from balsam.domain.projects.naming import decode_file_id
-from balsam.errors import NotFound
 from balsam.providers.git.base import TreeEntry
 
 #: What a README at the top of a branch may be called, in the order looked for.
@@ -55,14 +54,13 @@ class FileService:
         """The branch's top-level README rendered as inert HTML (Markdown, links to
         the web only: no script, no relative paths), or None when it has none."""
         self.branches.get(actor, project_id, branch_id)
-        for name in README_NAMES:
-            try:
-                data = self.ctx.providers.git.read_file(project_id, branch_id, name)
-            except NotFound:
-                continue
-            text = data[:MAX_README_BYTES].decode("utf-8", errors="replace")
-            return render_markdown(text, web_link)
-        return None
+        git = self.ctx.providers.git
+        top = {e.name for e in git.list_folder(project_id, branch_id, "") if e.type == "File"}
+        name = next((n for n in README_NAMES if n in top), None)
+        if name is None:
+            return None
+        data = git.read_file(project_id, branch_id, name)
+        return render_markdown(data[:MAX_README_BYTES].decode("utf-8", errors="replace"), web_link)
 
     def rendered(
         self, actor: Actor, project_id: str, branch_id: str, path: str, *, download_url: str

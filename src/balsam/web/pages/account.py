@@ -60,7 +60,7 @@ async def _act(
     try:
         await run_in_threadpool(work, get_ctx(request))
     except BalsamError as exc:
-        message = i18n.gettext(request)(exc.message)
+        message = i18n.message_of(request, exc)
         return await _page(request, session, status=exc.status, error=message)
     return await _page(request, session, done=i18n.gettext(request)(done))
 
@@ -119,7 +119,7 @@ async def create_token(request: Request) -> Response:
         message = i18n.gettext(request)(N_("Give the token a name and a number of days."))
         return await _page(request, session, status=422, error=message)
     except BalsamError as exc:
-        message = i18n.gettext(request)(exc.message)
+        message = i18n.message_of(request, exc)
         return await _page(request, session, status=exc.status, error=message)
     created = {"token": token, **token_public(row).model_dump()}
     return await _page(request, session, status=201, created=created)
@@ -136,6 +136,6 @@ async def revoke_token(request: Request, token_id: str) -> Response:
     try:
         await run_in_threadpool(revoke, get_ctx(request))
     except BalsamError as exc:
-        message = i18n.gettext(request)(exc.message)
+        message = i18n.message_of(request, exc)
         return await _page(request, session, status=exc.status, error=message)
     return RedirectResponse(HERE, status_code=303)

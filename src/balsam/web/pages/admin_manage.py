@@ -81,7 +81,7 @@ async def _user_action(
     try:
         return await run_in_threadpool(work, get_ctx(request)), None
     except BalsamError as exc:
-        message = i18n.gettext(request)(exc.message)
+        message = i18n.message_of(request, exc)
         return None, await _users_page(request, session, status=exc.status, error=message)
 
 
@@ -173,7 +173,7 @@ async def register_library(request: Request, background: BackgroundTasks) -> Res
     try:
         library = await run_in_threadpool(create, ctx)
     except BalsamError as exc:
-        message = i18n.gettext(request)(exc.message)
+        message = i18n.message_of(request, exc)
         return await _libraries_page(request, session, status=exc.status, error=message,
                                      filled=filled)  # fmt: skip
     queue_sync(request, background, ctx, library.id)
@@ -188,7 +188,7 @@ async def remove_library(request: Request, library_id: str) -> Response:
     try:
         await run_in_threadpool(LibraryService(ctx).delete, session.actor, library_id[:63])
     except BalsamError as exc:
-        message = i18n.gettext(request)(exc.message)
+        message = i18n.message_of(request, exc)
         return await _libraries_page(request, session, status=exc.status, error=message)
     done = i18n.gettext(request)(N_("The library is removed."))
     return await _libraries_page(request, session, done=done)

@@ -145,7 +145,7 @@ async def _perform(
         await run_in_threadpool(work, ctx, session.actor)
     except BalsamError as exc:
         view = await run_in_threadpool(load, ctx, session.actor)
-        message = i18n.gettext(request)(exc.message)
+        message = i18n.message_of(request, exc)
         return _page(request, view, error=message, status=exc.status, filled=filled)
     return RedirectResponse(next_path, status_code=303)
 

@@ -24,6 +24,8 @@ from babel.messages.pofile import read_po
 from babel.support import Translations
 from starlette.requests import Request
 
+from balsam.errors import BalsamError
+
 LANGUAGES: Final = ("sv", "en")
 DEFAULT: Final = "en"
 COOKIE: Final = "balsam_lang"
@@ -88,3 +90,9 @@ def gettext(request: Request) -> Callable[[str], str]:
     """The translation function of ``request``'s language (for messages built in
     Python, e.g. a form's error)."""
     return translations(negotiate(request)).gettext
+
+
+def message_of(request: Request, exc: BalsamError) -> str:
+    """A service's refusal in ``request``'s language: the catalog's words when the
+    message is in it (marked with :func:`N_`), else the service's own."""
+    return gettext(request)(exc.message)

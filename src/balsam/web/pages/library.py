@@ -210,7 +210,7 @@ async def copy_resource(request: Request, library_id: str) -> Response:
             request,
             view,
             status=exc.status,
-            error=i18n.gettext(request)(exc.message),
+            error=i18n.message_of(request, exc),
             conflict=conflict if isinstance(exc, Conflict) else None,
         )
     next_path = safe_next(form.get("next"))

@@ -220,9 +220,9 @@ async def project_page(
         project_id,
         branch,
         tab,
-        path.strip("/"),
-        page,
-        rq.strip(),
+        folder=path.strip("/"),
+        page=page,
+        resource_query=rq.strip(),
     )
     return _page(request, view)
 
@@ -283,7 +283,7 @@ async def _act(
         await run_in_threadpool(work, ctx, session.actor)
     except BalsamError as exc:
         view = await run_in_threadpool(load, ctx, session.actor, project_id, branch, tab)
-        message = i18n.gettext(request)(exc.message)
+        message = i18n.message_of(request, exc)
         return _page(request, view, status=exc.status, error=message)
     view_branch = branch or ""
     return RedirectResponse(tab_url(project_id, view_branch, tab), status_code=303)
@@ -379,7 +379,7 @@ async def create_key(request: Request, project_id: str) -> Response:
         )
     except BalsamError as exc:
         view = await run_in_threadpool(load, ctx, session.actor, project_id, None, "keys")
-        return _page(request, view, status=exc.status, error=i18n.gettext(request)(exc.message))
+        return _page(request, view, status=exc.status, error=i18n.message_of(request, exc))
     created = credential_created(ctx, row, key, session.actor.username)
     view = await run_in_threadpool(load, ctx, session.actor, project_id, None, "keys")
     return _page(request, view, status=201, created_key=created)

@@ -184,7 +184,7 @@ async def create_project(request: Request) -> Response:
         created = await run_in_threadpool(_create, ctx, session.actor, form)
     except BalsamError as exc:
         field = str(exc.details.get("field", ""))
-        message = i18n.gettext(request)(exc.message)
+        message = i18n.message_of(request, exc)
         form.errors = {field if field in ("name", "branch", "source") else "form": message}
         points = await run_in_threadpool(starting_points, ctx)
         return _new_page(request, form, points, status=exc.status)

@@ -52,5 +52,5 @@ async def search_page(
                 **await run_in_threadpool(_search, get_ctx(request), session.actor, q),
             }
         except BalsamError as exc:
-            context["error"] = i18n.gettext(request)(exc.message)
+            context["error"] = i18n.message_of(request, exc)
     return render(request, "search.html", nav="search", query=q, **context)
