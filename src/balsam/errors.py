@@ -14,24 +14,50 @@ a message safe to show to the user, and a short machine-readable ``reason``::
     ├── PayloadTooLarge             413 payload-too-large
     ├── RateLimited                 429 rate-limited
     └── ProviderError               502 provider-error  (a backend failed)
+
+A message the portal shows is marked with :func:`N_` (so ``make messages`` puts it in
+the catalogs); one with values in it is a template with ``%(name)s`` placeholders
+and ``params``, so the portal translates the template and fills it in.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 
+def N_(message: str) -> str:
+    """Mark ``message`` for the catalogs; it is translated where it is shown."""
+    return message
+
+
 class BalsamError(Exception):
-    """Base of every error a service may raise on purpose."""
+    """Base of every error a service may raise on purpose.
+
+    ``message`` is English; with ``params`` it is a template (``%(name)s``) that
+    ``message`` fills in, kept as ``template`` for the portal to translate."""
 
     status: ClassVar[int] = 500
     reason: ClassVar[str] = "internal"
     title: ClassVar[str] = "Internal error"
 
-    def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
-        super().__init__(message)
-        self.message = message
+    def __init__(
+        self,
+        message: str,
+        *,
+        details: dict[str, Any] | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> None:
+        self.template = message
+        self.params = params or {}
+        self.message = message % self.params if params else message
+        super().__init__(self.message)
         self.details = details or {}
+
+    def translated(self, gettext: Callable[[str], str]) -> str:
+        """The message in ``gettext``'s language (its template translated, then filled
+        in); the English one when the catalog lacks the template."""
+        return gettext(self.template) % self.params if self.params else gettext(self.template)
 
 
 class InvalidInput(BalsamError):

@@ -22,7 +22,7 @@ import ipaddress
 import socket
 from urllib.parse import urlsplit
 
-from balsam.errors import InvalidInput
+from balsam.errors import N_, InvalidInput
 
 __all__ = ["NO_REDIRECTS", "check_outbound_url"]
 
@@ -55,7 +55,10 @@ def check_outbound_url(
     except (OSError, UnicodeError):
         if not must_resolve:
             return
-        raise InvalidInput(f"{field}: the host '{host}' cannot be resolved.") from None
+        raise InvalidInput(
+            N_("%(field)s: the host '%(host)s' cannot be resolved."),
+            params={"field": field, "host": host},
+        ) from None
     for info in infos:
         address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
         if not address.is_global:

@@ -22,7 +22,7 @@ from balsam.domain.health.service import CheckRunner
 from balsam.domain.identity.service import Actor, IdentityService
 from balsam.domain.library.sync import LibrarySyncer
 from balsam.domain.library.worker import LibrarySyncWorker
-from balsam.errors import BalsamError, Forbidden, InvalidInput, Unauthenticated
+from balsam.errors import N_, BalsamError, Forbidden, InvalidInput, Unauthenticated
 from balsam.web.peers import peer_address
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -199,7 +199,7 @@ def actor_with_basic(request: Request, ctx: Ctx) -> Actor:
 
 def admin_actor(actor: Annotated[Actor, Depends(current_actor)]) -> Actor:
     if not actor.is_admin:
-        raise Forbidden("Administrators only.")
+        raise Forbidden(N_("Administrators only."))
     return actor
 
 

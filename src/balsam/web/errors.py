@@ -53,7 +53,11 @@ def wants_page(request: Request) -> bool:
 
 
 def _error_page(
-    status: int, detail: str, *, request: Request, headers: dict[str, str] | None
+    status: int,
+    detail: str | BalsamError,
+    *,
+    request: Request,
+    headers: dict[str, str] | None,
 ) -> Response:
     _ = gettext(request)
     hdrs = dict(headers or {})
@@ -64,14 +68,14 @@ def _error_page(
         status=status,
         headers=hdrs,
         title=_(_TITLES.get(status, _GENERIC_TITLE)),
-        detail=_(detail),
+        detail=detail.translated(_) if isinstance(detail, BalsamError) else _(detail),
         retry_after=hdrs.get("Retry-After", ""),
     )
 
 
 def respond(
     status: int,
-    detail: str,
+    detail: str | BalsamError,
     *,
     request: Request,
     reason: str | None = None,
@@ -79,13 +83,15 @@ def respond(
     **extra: Any,
 ) -> Response:
     """The error as the caller can read it: the portal's error page for a browser on a
-    page route (:func:`wants_page`), else problem+json."""
+    page route (:func:`wants_page`), else problem+json. ``detail``: the message, or
+    the service's error (whose message the page shows translated)."""
     if wants_page(request):
         try:
             return _error_page(status, detail, request=request, headers=headers)
         except Exception:  # the page itself failed: the error must still be answered
             log.exception("rendering the error page failed")
-    return problem(status, detail, reason=reason, request=request, headers=headers, **extra)
+    message = detail.message if isinstance(detail, BalsamError) else detail
+    return problem(status, message, reason=reason, request=request, headers=headers, **extra)
 
 
 def problem(
@@ -178,7 +184,7 @@ async def _balsam_error(request: Request, exc: Exception) -> Response:
     retry = exc.details.get("retryAfterSeconds")
     return respond(
         exc.status,
-        exc.message,
+        exc,
         reason=exc.reason,
         request=request,
         headers={"Retry-After": str(retry)} if retry else None,

@@ -134,6 +134,24 @@ def test_a_refused_form_names_the_field_and_keeps_what_was_typed(
     assert source.status_code == 422 and 'id="source-error"' in source.text
 
 
+def test_a_services_refusal_is_shown_in_the_pages_language(
+    app: FastAPI, alice: TestUser, bob: TestUser, unique: Callable[[str], str]
+) -> None:
+    """The services' messages are templates the catalogs translate, values filled in."""
+    taken = _project(alice, unique("Upptaget "))
+    with browser(app, alice, language="sv-SE,sv;q=0.9") as client:
+        twice = post(client, "/new-project", {"name": taken["name"], "branchName": "main"})
+        nobody = post(client, f"/projects/{taken['id']}/members",
+                      {"username": "ingen-sadan-anvandare", "role": "member"})  # fmt: skip
+    assert f"Det finns redan ett projekt med namnet &#39;{taken['name']}&#39;." in twice.text
+    assert "Det finns ingen aktiv användare &#39;ingen-sadan-anvandare&#39;." in nobody.text
+    with browser(app, bob, language="sv") as client:  # the error page, too
+        assert "Endast för administratörer." in client.get("/admin/users").text
+    # The API keeps English.
+    api = alice.client.post("/api/v1/projects", json={"name": taken["name"], "branchName": "main"})
+    assert api.json()["detail"] == f"A project named '{taken['name']}' already exists."
+
+
 def test_a_project_starts_from_a_library_example(
     app: FastAPI, alice: TestUser, scb_library: dict[str, Any], unique: Callable[[str], str]
 ) -> None:

@@ -14,7 +14,7 @@ from balsam.context import AppContext
 from balsam.db.models import KnowledgeLibrary, PendingOperation
 from balsam.domain.health.service import CheckRunner, HealthService, State
 from balsam.domain.identity.service import Actor
-from balsam.errors import Forbidden
+from balsam.errors import N_, Forbidden
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ def system_status(
     """The status of this installation; administrators only (403 otherwise).
     Bounded in time like readiness: a hung backend shows as ``timeout``."""
     if not actor.is_admin:
-        raise Forbidden("Administrators only.")
+        raise Forbidden(N_("Administrators only."))
     readiness = HealthService(ctx).readiness(runner, library_sync_running=library_sync_running)
     with ctx.sessions() as session:
         libraries = [

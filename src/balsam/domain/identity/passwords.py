@@ -8,7 +8,7 @@ from importlib import resources
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from balsam.errors import InvalidInput
+from balsam.errors import N_, InvalidInput
 
 _HASHER = PasswordHasher()  # argon2id with the library's current defaults
 #: Verified against when a user does not exist, so timing does not tell.
@@ -33,11 +33,24 @@ def common_passwords() -> frozenset[str]:
     return frozenset(line.strip().casefold() for line in text.splitlines() if line.strip())
 
 
+#: Each problem as a sentence of its own (a template: ``%(min)s`` is the minimum).
+_SENTENCES = {
+    "must be at least {min} characters long": N_(
+        "The password must be at least %(min)s characters long."
+    ),
+    "must be at most 1024 characters long": N_(
+        "The password must be at most 1024 characters long."
+    ),
+    "is too common": N_("The password is too common; choose a longer, rarer one."),
+    "must not contain the username": N_("The password must not contain the username."),
+}
+
+
 def check_password_policy(password: str, *, username: str, min_length: int) -> None:
     """Raise InvalidInput unless the password is long and not a known common one."""
     problems: list[str] = []
     if len(password) < min_length:
-        problems.append(f"must be at least {min_length} characters long")
+        problems.append("must be at least {min} characters long")
     if len(password) > 1024:
         problems.append("must be at most 1024 characters long")
     folded = password.casefold()
@@ -47,10 +60,17 @@ def check_password_policy(password: str, *, username: str, min_length: int) -> N
         problems.append("must not contain the username")
     if problems:
         raise InvalidInput(
-            "The password " + ", and ".join(problems) + ".",
+            # The first problem, in words the portal translates; the API also lists all.
+            _SENTENCES[problems[0]],
+            params={"min": min_length},
             details={
                 "errors": [
-                    {"loc": ["password"], "msg": p, "type": "password_policy"} for p in problems
+                    {
+                        "loc": ["password"],
+                        "msg": p.format(min=min_length),
+                        "type": "password_policy",
+                    }
+                    for p in problems
                 ]
             },
         )

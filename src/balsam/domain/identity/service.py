@@ -39,7 +39,15 @@ from balsam.domain.identity.passwords import (
     verify_password,
 )
 from balsam.domain.identity.schemas import TokenCreate, UserCreate, UserUpdate
-from balsam.errors import Conflict, Forbidden, InvalidInput, NotFound, RateLimited, Unauthenticated
+from balsam.errors import (
+    N_,
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    RateLimited,
+    Unauthenticated,
+)
 
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 TOKEN_PREFIX = "blsm_"  # noqa: S105 - a public prefix, not a secret
@@ -63,7 +71,7 @@ class Actor:
 def require_admin(actor: Actor) -> None:
     """Forbidden unless ``actor`` is an administrator."""
     if not actor.is_admin:
-        raise Forbidden("Administrators only.")
+        raise Forbidden(N_("Administrators only."))
 
 
 class IdentityService:

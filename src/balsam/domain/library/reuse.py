@@ -24,7 +24,7 @@ from balsam.domain.library.service import LibraryService
 from balsam.domain.library.tree import LibraryTree
 from balsam.domain.projects.branches import BranchService
 from balsam.domain.projects.naming import decode_file_id
-from balsam.errors import Conflict, InvalidInput, NotFound, PayloadTooLarge
+from balsam.errors import N_, Conflict, InvalidInput, NotFound, PayloadTooLarge
 from balsam.providers.git.base import Author
 
 RESOURCES = "Resources"
@@ -120,7 +120,8 @@ class ReuseService:
         clash = sorted(targets & existing)
         if clash:
             raise Conflict(
-                f"'{clash[0]}' already exists on this branch; pass overwrite=true to replace it.",
+                N_("'%(path)s' already exists on this branch; pass overwrite=true to replace it."),
+                params={"path": clash[0]},
                 details={
                     "errors": [
                         {"loc": ["fileId"], "msg": f"exists: {p}", "type": "exists"}

@@ -35,8 +35,10 @@ from balsam.domain.library.sync import (
 )
 from balsam.domain.library.tree import LibraryTree
 from balsam.domain.projects import naming
-from balsam.errors import Conflict, Forbidden, InvalidInput, NotFound
+from balsam.errors import N_, Conflict, Forbidden, InvalidInput, NotFound
 from balsam.providers.git.local import is_valid_branch_name
+
+LIBRARY_EXISTS = N_("A knowledge library named '%(name)s' already exists.")
 
 log = logging.getLogger(__name__)
 MAX_BRANCH = 100
@@ -104,7 +106,7 @@ class LibraryService:
             with self.ctx.sessions() as session, session.begin():
                 session.add(library)
         except IntegrityError:
-            raise Conflict(f"A knowledge library named '{name}' already exists.") from None
+            raise Conflict(LIBRARY_EXISTS, params={"name": name}) from None
         self._audit(
             actor,
             "library.create",
@@ -128,7 +130,7 @@ class LibraryService:
                 for key, value in changed.items():
                     setattr(library, key, value)
         except IntegrityError:
-            raise Conflict("A knowledge library with that name already exists.") from None
+            raise Conflict(N_("A knowledge library with that name already exists.")) from None
         if changed:
             self._audit(
                 actor,
@@ -205,7 +207,7 @@ class LibraryService:
             if session.scalar(
                 select(KnowledgeLibrary.id).where(KnowledgeLibrary.name_key == name_key)
             ):
-                raise Conflict(f"A knowledge library named '{name}' already exists.")
+                raise Conflict(LIBRARY_EXISTS, params={"name": name})
             for candidate in library_id_candidates(name):
                 if session.get(KnowledgeLibrary, candidate) is None:
                     return candidate

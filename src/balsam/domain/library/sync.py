@@ -31,7 +31,7 @@ from balsam.db.models import KnowledgeLibrary, utcnow
 from balsam.domain.audit.service import AuditRecord, Outcome
 from balsam.domain.library.tree import LibraryTree
 from balsam.domain.outbound import NO_REDIRECTS, check_outbound_url
-from balsam.errors import InvalidInput, NotFound
+from balsam.errors import N_, InvalidInput, NotFound
 from balsam.providers.git.local import git_environment, redact
 from balsam.settings import Settings
 
@@ -64,7 +64,7 @@ def check_repository_url(url: str, file_roots: Sequence[Path]) -> str:
         or not url.lower().startswith(f"{parts.scheme}://")
         or any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in url)
     ):
-        raise InvalidInput("repositoryUrl must be an https://, http:// or file:// git URL.")
+        raise InvalidInput(N_("repositoryUrl must be an https://, http:// or file:// git URL."))
     if parts.username is not None or parts.password is not None:
         raise InvalidInput("repositoryUrl must not contain credentials: it is shown to users.")
     if parts.scheme == "file":

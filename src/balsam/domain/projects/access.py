@@ -17,7 +17,7 @@ from balsam.context import AppContext
 from balsam.db.models import Membership, Project
 from balsam.domain.audit.service import AuditRecord
 from balsam.domain.identity.service import Actor
-from balsam.errors import Forbidden, NotFound
+from balsam.errors import N_, Forbidden, NotFound
 
 Need = Literal["member", "owner"]
 
@@ -49,8 +49,8 @@ def require(
         exists=project is not None,
     )
     if project is None or role is None:
-        raise NotFound(f"No project '{project_id}'.")
-    raise Forbidden(f"Only project owners can {action.split('.')[-1]} here.")
+        raise NotFound(N_("No project '%(project)s'."), params={"project": project_id})
+    raise Forbidden(N_("Only the project's owners may do this."))
 
 
 def deny(

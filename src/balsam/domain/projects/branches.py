@@ -20,7 +20,9 @@ from balsam.domain.projects.access import require
 from balsam.domain.projects.markers import marker_body, marker_key
 from balsam.domain.projects.schemas import BranchCreate
 from balsam.domain.steps import Compensations
-from balsam.errors import Conflict, InvalidInput, NotFound
+from balsam.errors import N_, Conflict, InvalidInput, NotFound
+
+BRANCH_EXISTS = N_("The branch '%(name)s' already exists.")
 
 
 class BranchService:
@@ -44,13 +46,13 @@ class BranchService:
             if source not in known:
                 raise InvalidInput(f"fromBranch '{source}' is not a branch of this project.")
             if name in known:
-                raise Conflict(f"The branch '{name}' already exists.")
+                raise Conflict(BRANCH_EXISTS, params={"name": name})
         undo = Compensations()
         with Journal(self.ctx).running("branch.create", project_id, actor, name, undo=undo):
             try:
                 self.git.create_branch(project_id, name, from_branch=source)
             except Conflict:  # created meanwhile (the provider's words name its internals)
-                raise Conflict(f"The branch '{name}' already exists.") from None
+                raise Conflict(BRANCH_EXISTS, params={"name": name}) from None
             undo.push("git branch", lambda: self.git.delete_branch(project_id, name))
             crash_point("branch.create", "git")
             self.storage.put_object(
@@ -60,7 +62,7 @@ class BranchService:
             branch = Branch(project_id=project_id, id=name, description=data.description)
             with self.ctx.sessions() as session, session.begin():
                 if session.get(Branch, (project_id, name)) is not None:
-                    raise Conflict(f"The branch '{name}' already exists.")
+                    raise Conflict(BRANCH_EXISTS, params={"name": name})
                 session.add(branch)
         self._audit(actor, "branch.create", project_id, name, {"from": source})
         return branch

@@ -18,7 +18,7 @@ from balsam.domain.identity.service import Actor
 from balsam.domain.projects.access import Need, require
 from balsam.domain.projects.schemas import MemberAdd, Role
 from balsam.domain.workspaces.service import WorkspaceService
-from balsam.errors import Conflict, InvalidInput, NotFound
+from balsam.errors import N_, Conflict, InvalidInput, NotFound
 
 
 class MemberService:
@@ -41,7 +41,9 @@ class MemberService:
             require(self.ctx, session, actor, project_id, "owner", "member.add")
             user = session.scalar(select(User).where(User.username == data.username))
             if user is None or not user.is_active:
-                raise InvalidInput(f"No active user '{data.username}'.")
+                raise InvalidInput(
+                    N_("No active user '%(username)s'."), params={"username": data.username}
+                )
             if session.get(Membership, (project_id, user.id)) is not None:
                 raise Conflict(f"'{data.username}' is already a member.")
             membership = Membership(project_id=project_id, user_id=user.id, role=data.role)
@@ -116,7 +118,7 @@ class MemberService:
             or 0
         )
         if owners <= 1:
-            raise Conflict("A project needs at least one owner; add another owner first.")
+            raise Conflict(N_("A project needs at least one owner; add another owner first."))
 
     def _audit(
         self, actor: Actor, action: str, project_id: str, username: str, details: dict[str, object]

@@ -18,7 +18,7 @@ import unicodedata
 
 from unidecode import unidecode
 
-from balsam.errors import InvalidInput, NotFound
+from balsam.errors import N_, InvalidInput, NotFound
 
 MAX_ID = 40
 MAX_NAME = 200
@@ -51,7 +51,7 @@ def validate_display_name(name: str) -> str:
         )
     if not slug_base(clean):
         raise InvalidInput(
-            "The name must contain at least one letter or digit.", details={"field": "name"}
+            N_("The name must contain at least one letter or digit."), details={"field": "name"}
         )
     return clean
 
@@ -90,8 +90,10 @@ def validate_branch_name(name: str) -> str:
         or name in {"HEAD", "@"}
     ):
         raise InvalidInput(
-            "A branch name is 1-100 characters of letters, digits, '.', '_' and '-', "
-            "starts with a letter or digit, has no '..' and does not end in '.' or '.lock'.",
+            N_(
+                "A branch name is 1-100 characters of letters, digits, '.', '_' and '-', "
+                "starts with a letter or digit, has no '..' and does not end in '.' or '.lock'."
+            ),
             details={"field": "branch"},
         )
     return name

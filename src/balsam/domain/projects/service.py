@@ -28,7 +28,7 @@ from balsam.domain.projects.schemas import ProjectCreate, ProjectUpdate
 from balsam.domain.projects.sources import check_public_source
 from balsam.domain.steps import Compensations
 from balsam.domain.workspaces.service import WorkspaceService
-from balsam.errors import BalsamError, Conflict, InvalidInput, NotFound
+from balsam.errors import N_, BalsamError, Conflict, InvalidInput, NotFound
 from balsam.providers.git.base import Author
 from balsam.providers.storage.base import ScopedKey
 
@@ -103,7 +103,9 @@ class ProjectService:
         with self.ctx.sessions() as session:
             if session.scalar(select(Project.id).where(Project.name_key == naming.name_key(name))):
                 raise Conflict(
-                    f"A project named '{name}' already exists.", details={"field": "name"}
+                    N_("A project named '%(name)s' already exists."),
+                    details={"field": "name"},
+                    params={"name": name},
                 )
             project_id = self._free_id(session, name)
         undo = Compensations()
@@ -215,7 +217,9 @@ class ProjectService:
                 )
         except IntegrityError:
             raise Conflict(
-                f"A project named '{name}' already exists.", details={"field": "name"}
+                N_("A project named '%(name)s' already exists."),
+                details={"field": "name"},
+                params={"name": name},
             ) from None
         return self.get(actor, project_id)
 

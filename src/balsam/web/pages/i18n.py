@@ -24,6 +24,7 @@ from babel.messages.pofile import read_po
 from babel.support import Translations
 from starlette.requests import Request
 
+from balsam.errors import N_ as N_  # re-exported: the pages mark their strings with it
 from balsam.errors import BalsamError
 
 LANGUAGES: Final = ("sv", "en")
@@ -31,12 +32,6 @@ DEFAULT: Final = "en"
 COOKIE: Final = "balsam_lang"
 #: How the switch names each language (in that language).
 NAMES: Final = {"sv": "Svenska", "en": "English"}
-
-
-def N_(message: str) -> str:
-    """Mark ``message`` for the catalogs; it is translated where it is shown (the
-    error page translates a message it finds in the catalog)."""
-    return message
 
 
 def catalog_path(language: str) -> str:
@@ -95,4 +90,4 @@ def gettext(request: Request) -> Callable[[str], str]:
 def message_of(request: Request, exc: BalsamError) -> str:
     """A service's refusal in ``request``'s language: the catalog's words when the
     message is in it (marked with :func:`N_`), else the service's own."""
-    return gettext(request)(exc.message)
+    return exc.translated(gettext(request))
