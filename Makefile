@@ -37,7 +37,7 @@ test-sqlite: venv
 # has already run them.
 PG_SKIP := --ignore=tests/embedded --ignore=tests/providers --ignore=tests/web/workspaces \
 	--ignore=tests/web/pages/test_browser_projects.py --ignore=tests/test_ports.py \
-	--ignore=tests/cli/test_port_squatters.py
+	--ignore=tests/cli/test_port_squatters.py --ignore=tests/cli/test_workspace_origin.py
 
 test-postgres: venv
 ifneq ($(PG_INITDB),)

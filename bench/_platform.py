@@ -91,7 +91,12 @@ def platform(
                 "conf_dir": seaweed.conf_dir,
             }
             settings = Settings(
-                data_dir=Path(tmp) / "data", port=port, database_url=database_url, storage=storage
+                data_dir=Path(tmp) / "data",
+                port=port,
+                database_url=database_url,
+                storage=storage,
+                # One socket serves all: the proxy's cost is what is measured.
+                workspaces={"port": 0},
             )  # type: ignore[arg-type]
             ctx = build_context(settings)
             app = create_app(settings, ctx=ctx)

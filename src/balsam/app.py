@@ -21,6 +21,7 @@ from balsam.providers.bundle import Providers
 from balsam.settings import Settings
 from balsam.web.errors import document_problems, document_security, install_error_handlers
 from balsam.web.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from balsam.web.origin_split import OriginSplit
 from balsam.wiring import build_context
 
 API_DESCRIPTION = (
@@ -112,5 +113,6 @@ def create_app(
     app.include_router(git_router)
     pages.install(app)
     app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
+    app.add_middleware(OriginSplit, settings=settings)
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -175,7 +175,8 @@ class WorkspaceSettings(BaseModel):
     members_may_open: bool = Field(
         False,
         description="Let every project member open a workspace through the proxy. By "
-        "default only its owner can.",
+        "default only its owner can. Its owner controls the pages members then get (a "
+        "workspace's server is its owner's to replace): members must trust owners.",
     )
     uid_base: int = Field(
         200_000,
@@ -205,6 +206,21 @@ class WorkspaceSettings(BaseModel):
     control_plane_url: str | None = Field(
         None,
         description="URL workspaces reach Balsam's git endpoint at. Default: public_url.",
+    )
+    port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="Port users' browsers reach workspaces (JupyterLab) at: an origin of "
+        "their own, so a script in a workspace page cannot read portal pages or the API as "
+        "its user. Default: the control plane's port + 1. 0 serves workspaces on the control "
+        "plane's origin instead (not for production; see docs/security.md).",
+    )
+    public_url: str | None = Field(
+        None,
+        description="Base URL users reach workspaces at, when a reverse proxy serves them "
+        "(an origin other than public_url's: another host or port). Default: the host the "
+        "user reached Balsam at, on the workspace port.",
     )
     runtime_dir: Path | None = Field(
         None,
@@ -322,6 +338,16 @@ class Settings(BaseSettings):
         return self.database_url or f"sqlite:///{self.data_dir.resolve() / 'balsam.db'}"
 
     @model_validator(mode="after")
+    def _workspaces_have_their_own_port(self) -> Settings:
+        port = self.workspace_port
+        if port is not None and (port == self.port or port > 65535):
+            raise ValueError(
+                f"BALSAM_WORKSPACES__PORT ({port}) must be another port than BALSAM_PORT "
+                f"({self.port}), at most 65535"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _production_is_secure(self) -> Settings:
         """In production, refuse what would expose users (one error naming each)."""
         if self.environment != "production":
@@ -338,6 +364,10 @@ class Settings(BaseSettings):
                     self.workspaces.single_uid_for_all_users,
                     "BALSAM_WORKSPACES__SINGLE_UID_FOR_ALL_USERS must be false",
                 ),
+                (
+                    self.workspaces.port == 0,
+                    "BALSAM_WORKSPACES__PORT must not be 0 (workspaces on the portal's origin)",
+                ),
             )
             if insecure
         ]
@@ -350,6 +380,14 @@ class Settings(BaseSettings):
     @property
     def resolved_public_url(self) -> str:
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def workspace_port(self) -> int | None:
+        """The port workspaces are served on (an origin of their own), or None when
+        they share the control plane's origin (``workspaces.port`` = 0)."""
+        if self.workspaces.port is None:
+            return self.port + 1
+        return self.workspaces.port or None
 
     @property
     def resolved_environments_dir(self) -> Path:

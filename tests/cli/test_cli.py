@@ -303,12 +303,17 @@ class BalsamUp:
 
 @pytest.fixture
 def up_env(fresh_database_url: str) -> dict[str, str]:
+    return up_environment(fresh_database_url)
+
+
+def up_environment(database_url: str) -> dict[str, str]:
+    """The environment of a `balsam up` that clashes with no other on this machine."""
     # The admin port too: its default (23646) would clash between `balsam up`s.
-    s3, master, volume, filer, admin = seaweed_http_ports(5)
+    s3, master, volume, filer, admin, workspaces = seaweed_http_ports(6)
     env = {key: value for key, value in os.environ.items() if not key.startswith("BALSAM_")}
     return {
         **env,
-        "BALSAM_DATABASE_URL": fresh_database_url,
+        "BALSAM_DATABASE_URL": database_url,
         "BALSAM_WORKSPACES__ENVIRONMENTS_DIR": str(ENVIRONMENTS),
         "BALSAM_WORKSPACES__UID_BASE": str(400_000 + secrets.randbelow(1000) * 1000),
         "BALSAM_STORAGE__S3_PORT": str(s3),
@@ -316,6 +321,7 @@ def up_env(fresh_database_url: str) -> dict[str, str]:
         "BALSAM_STORAGE__VOLUME_PORT": str(volume),
         "BALSAM_STORAGE__FILER_PORT": str(filer),
         "BALSAM_STORAGE__ADMIN_PORT": str(admin),
+        "BALSAM_WORKSPACES__PORT": str(workspaces),
     }
 
 

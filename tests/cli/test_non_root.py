@@ -39,7 +39,7 @@ class UnprivilegedUp:
     """``balsam up`` as ``uid``, with its output in files beside the data directory."""
 
     def __init__(self, folder: Path, uid: int, extra: dict[str, str], name: str) -> None:
-        s3, master, volume, filer, admin = seaweed_http_ports(5)
+        s3, master, volume, filer, admin, workspaces = seaweed_http_ports(6)
         port = free_port()
         self.url, self.folder = f"http://127.0.0.1:{port}", folder
         env = {
@@ -52,6 +52,7 @@ class UnprivilegedUp:
             "BALSAM_STORAGE__VOLUME_PORT": str(volume),
             "BALSAM_STORAGE__FILER_PORT": str(filer),
             "BALSAM_STORAGE__ADMIN_PORT": str(admin),
+            "BALSAM_WORKSPACES__PORT": str(workspaces),
             **extra,
         }
         self.err = folder / f"{name}.err"

@@ -190,6 +190,9 @@ def test_next_elsewhere_goes_home(visitor: TestClient, alice: TestUser, next_pat
         {"Origin": "http://testserver.evil.example"},
         {"Sec-Fetch-Site": "cross-site"},
         {"Sec-Fetch-Site": "same-site"},
+        # A script on Balsam's own origin (a workspace page where they share it)
+        # logging the browser in as someone else.
+        {"Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "cors"},
     ],
 )
 def test_cross_site_login_is_refused(

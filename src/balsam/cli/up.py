@@ -22,6 +22,7 @@ from collections.abc import Collection, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import IO
+from urllib.parse import urlsplit
 
 import click
 import uvicorn
@@ -202,14 +203,24 @@ def reclaim_from_workspaces(settings: Settings, ports: Collection[int], what: st
 
 @contextmanager
 def listen_taking_back(settings: Settings, attempts: int = 20) -> Iterator[list[socket.socket]]:
-    """:func:`bound_sockets` on the control-plane port, after taking it back from
-    any workspace listening there; again while one takes it meanwhile (a killed
-    squatter's socket may also take a moment to go)."""
+    """:func:`bound_sockets` on the control-plane port and the workspace port, after
+    taking each back from any workspace listening there; again while one takes it
+    meanwhile (a killed squatter's socket may also take a moment to go)."""
+    ports = [settings.port] + ([settings.workspace_port] if settings.workspace_port else [])
+    with ExitStack() as stack:
+        listening: list[socket.socket] = []
+        for port in ports:
+            listening += stack.enter_context(_taking_back(settings, port, attempts))
+        yield listening
+
+
+@contextmanager
+def _taking_back(settings: Settings, port: int, attempts: int) -> Iterator[list[socket.socket]]:
     with ExitStack() as stack:
         for attempt in range(attempts):
-            reclaim_from_workspaces(settings, [settings.port], "Balsam")
+            reclaim_from_workspaces(settings, [port], "Balsam")
             try:
-                listening = stack.enter_context(bound_sockets(settings.host, settings.port))
+                listening = stack.enter_context(bound_sockets(settings.host, port))
                 break
             except Refused:
                 if attempt == attempts - 1:
@@ -361,6 +372,10 @@ def ensure_admin(ctx: AppContext, settings: Settings) -> str | None:
 def announce(settings: Settings, generated_password: str | None) -> None:
     """Tell the person at the terminal how to get in (stdout only, never the log)."""
     url = settings.resolved_public_url
+    port, parts = settings.workspace_port, urlsplit(url)
+    workspaces = settings.workspaces.public_url or (
+        f"{parts.scheme}://{parts.hostname}:{port}/workspaces/ (their own origin)" if port else None
+    )
     user = settings.admin_username
     lines = ["", f"Balsam is starting at {url}", f"  admin user:     {user}"]
     if generated_password:
@@ -373,6 +388,7 @@ def announce(settings: Settings, generated_password: str | None) -> None:
         f"    curl -u {user} -X POST {url}/api/v1/users/me/tokens \\",
         "         -H 'Content-Type: application/json' -d '{\"name\": \"cli\"}'",
         f"  API docs:       {url}/api/v1/docs",
+        f"  workspaces:     {workspaces}" if workspaces else "  workspaces:     on this origin",
         "",
     ]
     click.echo("\n".join(lines))

@@ -133,7 +133,7 @@ def assert_refused(call: Any, **kwargs: Any) -> None:
 
 @pytest.fixture
 def env(fresh_database_url: str) -> dict[str, str]:
-    s3, master, volume, filer = seaweed_http_ports(4)
+    s3, master, volume, filer, workspaces = seaweed_http_ports(5)
     base = {key: value for key, value in os.environ.items() if not key.startswith("BALSAM_")}
     return {
         **base,
@@ -144,6 +144,7 @@ def env(fresh_database_url: str) -> dict[str, str]:
         "BALSAM_STORAGE__MASTER_PORT": str(master),
         "BALSAM_STORAGE__VOLUME_PORT": str(volume),
         "BALSAM_STORAGE__FILER_PORT": str(filer),
+        "BALSAM_WORKSPACES__PORT": str(workspaces),
     }
 
 

@@ -24,6 +24,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -908,6 +909,69 @@ def test_a_huge_page_from_her_own_server_is_refused_not_buffered(
         status = r.status_code
         read = sum(len(chunk) for chunk in r.iter_bytes())
     assert status == 502 and read < 2**20, (status, read)
+
+
+#: Run in her kernel: her JupyterLab's socket is swapped for a server of her own that
+#: answers every request with headers meant for the portal; ``_restore()`` undoes it.
+OWN_SERVER = """
+import socket, threading
+_cmd = open(f"/proc/{os.getppid()}/cmdline", "rb").read().split(b"\\0")
+_path = next(a.split(b"=", 1)[1] for a in _cmd if a.startswith(b"--ServerApp.sock=")).decode()
+os.rename(_path, _path + ".real")
+_srv = socket.socket(socket.AF_UNIX)
+_srv.bind(_path)
+_srv.listen(64)
+_REPLY = (b"HTTP/1.1 200 OK\\r\\nContent-Type: text/plain\\r\\nContent-Length: 6\\r\\n"
+          b"Set-Cookie: balsam_session=planted; Path=/\\r\\n"
+          b"Set-Cookie: balsam_lang=en; Path=/\\r\\n"
+          b"Set-Cookie: hers=1; Path=/\\r\\nService-Worker-Allowed: /\\r\\n"
+          b"Cross-Origin-Opener-Policy: same-origin\\r\\nConnection: close\\r\\n\\r\\nforged")
+def _answer():
+    while True:
+        try:
+            c, _ = _srv.accept()
+        except OSError:
+            return
+        c.recv(65536); c.sendall(_REPLY); c.close()
+threading.Thread(target=_answer, daemon=True).start()
+def _restore():
+    _srv.close(); os.unlink(_path); os.rename(_path + ".real", _path)
+print(json.dumps(_path))
+"""
+
+
+def test_her_own_server_sets_no_portal_cookie_worker_scope_or_opener_policy(
+    attacker: Attacker,
+    live_url: str,
+    alice_user: TestUser,
+    workspaces: dict[str, dict[str, Any]],
+) -> None:
+    """Her JupyterLab is hers to replace: what it answers must not set the portal's
+    session or language cookie (they belong to the host, whatever the port), widen a
+    service worker's scope, or match the portal's Cross-Origin-Opener-Policy."""
+    base = f"{live_url}/workspaces/{workspaces['alice']['id']}"
+    assert attacker.run(OWN_SERVER).endswith(".sock")
+    try:
+        # Enough at once that some go over new connections (idle ones are reused).
+        with ThreadPoolExecutor(24) as pool:
+            answers = list(pool.map(
+                lambda n: httpx.get(f"{base}/api/status?{n}", headers=alice_user.headers,
+                                    timeout=30), range(24)))  # fmt: skip
+    finally:
+        attacker.run("_restore(); print(json.dumps(True))")
+    forged = [r for r in answers if r.text == "forged"]
+    assert forged, [r.status_code for r in answers]  # her server did answer
+    for r in forged:
+        cookies = r.headers.get_list("set-cookie")
+        assert [c.split("=", 1)[0] for c in cookies] == ["hers"], cookies
+        assert "service-worker-allowed" not in r.headers
+        assert "cross-origin-opener-policy" not in r.headers
+    # And a browser registering a worker from her workspace is refused outright.
+    worker = httpx.get(
+        f"{base}/files/sw.js", headers={**alice_user.headers, "Service-Worker": "script"}
+    )
+    assert worker.status_code == 403
+    assert httpx.get(f"{base}/api/status", headers=alice_user.headers).status_code == 200
 
 
 # -- the portal's pages and forms, and another bucket's kept versions --------------------------

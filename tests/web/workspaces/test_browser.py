@@ -56,6 +56,16 @@ NOTEBOOK = {
     "nbformat_minor": 5,
 }
 
+#: Run in a workspace page: open a portal page in a window and read it.
+WINDOW_OPEN = """async path => {
+  const w = window.open(path);
+  await new Promise(r => setTimeout(r, 3000));
+  let read;
+  try { read = w.document.querySelector("input[name=csrf]").value; } catch (e) { read = "blocked"; }
+  if (w) w.close();
+  return {opened: w !== null, read};
+}"""
+
 skip_without_chromium()
 
 
@@ -451,6 +461,10 @@ def test_a_script_in_a_workspace_page_cannot_read_portal_pages(
                 "async path => (await fetch(path, {credentials: 'include'})).status", path
             )
             assert status == 403, (path, status)
+        # A window it opens on a portal page is cut off from it (the portal's
+        # Cross-Origin-Opener-Policy), so it cannot read the page that way either.
+        opened = page.evaluate(WINDOW_OPEN, "/account")
+        assert opened == {"opened": True, "read": "blocked"}, opened
         page.goto(f"{live_url}/projects")  # the browser's own navigation still works
         expect(page.get_by_role("heading", name="Projects")).to_be_visible()
     finally:

@@ -38,7 +38,11 @@ class WorkspacePublic(_Out):
     template_id: str = Field(alias="templateId")
     project_id: str = Field(alias="projectId")
     branch_id: str = Field(alias="branchId")
-    url: str = Field(description="The proxied address /workspaces/<id>/ on Balsam's origin.")
+    url: str = Field(
+        description="Where a browser opens the workspace: /workspaces/<id>/ on the "
+        "workspaces' own origin (an absolute URL), or on Balsam's origin (a path) where "
+        "they share it."
+    )
     owner: str
     state: State
     state_reason: str | None = Field(alias="stateReason")

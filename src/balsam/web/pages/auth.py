@@ -22,6 +22,7 @@ from balsam.web.pages.forms import (
     page_session,
     read_form,
     refuse_cross_site,
+    refuse_scripts,
     safe_next,
     session_form,
 )
@@ -69,6 +70,7 @@ async def login(request: Request) -> Response:
     """Log in from the form: a session cookie and a redirect to ``next``, or the form
     again with a generic error (401, or 429 when rate limited)."""
     ctx = get_ctx(request)
+    refuse_scripts(request)  # a workspace page must not log the browser in as another
     refuse_cross_site(request, ctx)
     form = await read_form(request)
     next_path, username = safe_next(form.get("next")), form.get("username", "")
@@ -121,6 +123,7 @@ async def logout(request: Request) -> Response:
     ctx = get_ctx(request)
     auth = ctx.settings.auth
     cookie = request.cookies.get(auth.session_cookie)
+    refuse_scripts(request)
     refuse_cross_site(request, ctx)
     session = await page_session(request) if cookie else None
     if cookie and session is not None:

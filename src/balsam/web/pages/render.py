@@ -20,6 +20,7 @@ from fastapi.responses import HTMLResponse
 from starlette.requests import Request
 
 from balsam.domain.projects.naming import encode_file_id
+from balsam.web.origins import workspace_origin
 from balsam.web.pages import i18n
 
 SECURITY_HEADERS: Mapping[str, str] = {
@@ -31,6 +32,9 @@ SECURITY_HEADERS: Mapping[str, str] = {
     "Referrer-Policy": "same-origin",
     "X-Content-Type-Options": "nosniff",
     "Cache-Control": "no-store",
+    # A window a workspace page opens on a portal page is cut off from it (where
+    # workspaces share the portal's origin; see balsam.web.origins).
+    "Cross-Origin-Opener-Policy": "same-origin",
 }
 STATIC_ROOT = files("balsam.web.pages") / "static"
 
@@ -78,6 +82,8 @@ def render_html(request: Request, template: str, **context: Any) -> str:
         "csrf": session.csrf if session else "",
         "request_id": str(getattr(request.state, "request_id", "")),
         "here": request.url.path + (f"?{request.url.query}" if request.url.query else ""),
+        # Prefixed to a workspace's /workspaces/<id>/ address: its own origin, if any.
+        "workspace_origin": workspace_origin(request, request.app.state.ctx.settings) or "",
     }
     return environment(language).get_template(template).render({**common, **context})
 
@@ -94,5 +100,18 @@ def render(
     return HTMLResponse(
         render_html(request, template, **context),
         status_code=status,
-        headers={**SECURITY_HEADERS, **(headers or {})},
+        headers={**security_headers(request), **(headers or {})},
     )
+
+
+def security_headers(request: Request) -> dict[str, str]:
+    """:data:`SECURITY_HEADERS`, with forms also allowed to end on the workspaces'
+    origin: the log-in form's redirect chain leads there when it was asked for a
+    workspace (``form-action`` covers redirects too)."""
+    origin = workspace_origin(request, request.app.state.ctx.settings)
+    if origin is None:
+        return dict(SECURITY_HEADERS)
+    csp = SECURITY_HEADERS["Content-Security-Policy"].replace(
+        "form-action 'self'", f"form-action 'self' {origin}"
+    )
+    return {**SECURITY_HEADERS, "Content-Security-Policy": csp}

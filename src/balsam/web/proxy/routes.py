@@ -29,6 +29,8 @@ from balsam.context import AppContext
 from balsam.errors import BalsamError
 from balsam.providers.workspaces.base import Endpoint
 from balsam.web.errors import problem
+from balsam.web.origins import on_workspace_port, portal_origin
+from balsam.web.pages.i18n import COOKIE as LANGUAGE_COOKIE
 from balsam.web.proxy import upstream as upstreams
 from balsam.web.proxy.access import Passage, ProxyAccess, refusal
 
@@ -127,7 +129,14 @@ async def _pass(
     except BalsamError as exc:
         if exc.status == 401 and _is_page_visit(conn, method, websocket):
             target = conn.url.path + (f"?{conn.url.query}" if conn.url.query else "")
-            return RedirectResponse(f"/login?next={quote(target, safe='')}", status_code=303)
+            settings = access.ctx.settings
+            # From the workspace port, to the portal's log-in page (and back through
+            # the portal's redirect to this port).
+            on_own_port = on_workspace_port(conn.scope, settings)
+            portal = portal_origin(conn, settings) if on_own_port else ""
+            return RedirectResponse(
+                f"{portal}/login?next={quote(target, safe='')}", status_code=303
+            )
         status, detail, headers = refusal(exc)
         return problem(status, detail, reason=exc.reason, headers=headers)
 
@@ -142,11 +151,29 @@ def _is_page_visit(conn: HTTPConnection, method: str, websocket: bool) -> bool:
     )
 
 
-def _response_headers(upstream: aiohttp.ClientResponse) -> list[tuple[str, str]]:
+def _own_cookies(conn: HTTPConnection) -> frozenset[str]:
+    return frozenset({_access(conn).ctx.settings.auth.session_cookie, LANGUAGE_COOKIE})
+
+
+#: Headers a workspace's server may not set on Balsam's origin: a Cross-Origin-Opener-
+#: Policy equal to the portal's would let its pages keep the portal windows they open;
+#: Service-Worker-Allowed would let a worker claim paths beyond the workspace's.
+NOT_FROM_WORKSPACES = frozenset({"cross-origin-opener-policy", "service-worker-allowed"})
+
+
+def _response_headers(
+    upstream: aiohttp.ClientResponse, own_cookies: frozenset[str]
+) -> list[tuple[str, str]]:
+    """The workspace server's response headers as the browser gets them: without
+    hop-by-hop headers, those of :data:`NOT_FROM_WORKSPACES`, and any cookie named
+    like one of Balsam's own (``own_cookies``: a workspace must not set the portal's
+    session, which belongs to the host whatever the port)."""
     headers = []
     for key, value in upstream.headers.items():
         lower = key.lower()
-        if lower in HOP_BY_HOP:
+        if lower in HOP_BY_HOP or lower in NOT_FROM_WORKSPACES:
+            continue
+        if lower == "set-cookie" and value.split("=", 1)[0].strip() in own_cookies:
             continue
         if lower == "location" and value.startswith(("http://127.0.0.1", "http://localhost")):
             parts = urlsplit(value)  # keep redirects on Balsam's origin
@@ -219,11 +246,15 @@ async def _stream(upstream: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
 
 @router.api_route("/workspaces/{workspace_id}/{path:path}", methods=METHODS)
 async def proxy_http(workspace_id: str, path: str, request: Request) -> Response:
+    if request.headers.get("service-worker") == "script":
+        # A worker registered from a workspace would outlive it and intercept every
+        # page of its origin in the user's browser.
+        return problem(403, "Workspaces may not register service workers.", reason="refused")
     sent = await _send(request, workspace_id, path)
     if isinstance(sent, Response):
         return sent
     passage, upstream = sent
-    headers = _response_headers(upstream)
+    headers = _response_headers(upstream, _own_cookies(request))
     response: Response
     if upstream.headers.get("content-type", "").startswith("text/html"):
         try:

@@ -4,16 +4,22 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from balsam.domain.workspaces.schemas import TemplatePublic, WorkspaceCreate, WorkspacePublic
 from balsam.domain.workspaces.service import WorkspaceService
 from balsam.web.api.v1.common import AUTH, MEMBER, problems
 from balsam.web.deps import Ctx, CurrentActor
+from balsam.web.origins import workspace_link
 
 router = APIRouter(tags=["Workspace"])
 MANAGE = problems(400, 401, 403, 404, 409, 422)
+
+
+def _linked(request: Request, ctx: Ctx, ws: WorkspacePublic) -> WorkspacePublic:
+    """``ws`` with its ``url`` where the browser opens it (its own origin, if any)."""
+    return ws.model_copy(update={"url": workspace_link(request, ctx.settings, ws.url)})
 
 
 @router.get(
@@ -31,11 +37,13 @@ def list_templates(actor: CurrentActor, ctx: Ctx) -> list[TemplatePublic]:
     operation_id="CreateWorkspace",
     responses=MANAGE,
 )
-def create_workspace(body: WorkspaceCreate, actor: CurrentActor, ctx: Ctx) -> WorkspacePublic:
+def create_workspace(
+    body: WorkspaceCreate, actor: CurrentActor, ctx: Ctx, request: Request
+) -> WorkspacePublic:
     """Create a workspace on a project branch and start it. Answers at once with
     state 'pending'; poll GET /workspaces/{id} until 'running' (or 'failed')."""
     service = WorkspaceService(ctx)
-    return service.public(service.create(actor, body))
+    return _linked(request, ctx, service.public(service.create(actor, body)))
 
 
 @router.get(
@@ -47,6 +55,7 @@ def create_workspace(body: WorkspaceCreate, actor: CurrentActor, ctx: Ctx) -> Wo
 def list_workspaces(
     actor: CurrentActor,
     ctx: Ctx,
+    request: Request,
     project_id: Annotated[str | None, Query(alias="projectId", max_length=63)] = None,
     branch_id: Annotated[str | None, Query(alias="branchId", max_length=100)] = None,
     all_: Annotated[
@@ -60,7 +69,7 @@ def list_workspaces(
 ) -> list[WorkspacePublic]:
     service = WorkspaceService(ctx)
     return [
-        service.public(ws)
+        _linked(request, ctx, service.public(ws))
         for ws in service.list_for(
             actor, project_id=project_id, branch_id=branch_id, all_visible=all_
         )
@@ -73,9 +82,11 @@ def list_workspaces(
     operation_id="GetWorkspace",
     responses=MEMBER,
 )
-def get_workspace(workspaceId: str, actor: CurrentActor, ctx: Ctx) -> WorkspacePublic:
+def get_workspace(
+    workspaceId: str, actor: CurrentActor, ctx: Ctx, request: Request
+) -> WorkspacePublic:
     service = WorkspaceService(ctx)
-    return service.public(service.get(actor, workspaceId))
+    return _linked(request, ctx, service.public(service.get(actor, workspaceId)))
 
 
 @router.post(
@@ -85,10 +96,12 @@ def get_workspace(workspaceId: str, actor: CurrentActor, ctx: Ctx) -> WorkspaceP
     operation_id="StartWorkspace",
     responses=MANAGE,
 )
-def start_workspace(workspaceId: str, actor: CurrentActor, ctx: Ctx) -> WorkspacePublic:
+def start_workspace(
+    workspaceId: str, actor: CurrentActor, ctx: Ctx, request: Request
+) -> WorkspacePublic:
     """Start a stopped or failed workspace (owner only); its home is kept."""
     service = WorkspaceService(ctx)
-    return service.public(service.start(actor, workspaceId))
+    return _linked(request, ctx, service.public(service.start(actor, workspaceId)))
 
 
 @router.post(
@@ -98,10 +111,12 @@ def start_workspace(workspaceId: str, actor: CurrentActor, ctx: Ctx) -> Workspac
     operation_id="StopWorkspace",
     responses=MANAGE,
 )
-def stop_workspace(workspaceId: str, actor: CurrentActor, ctx: Ctx) -> WorkspacePublic:
+def stop_workspace(
+    workspaceId: str, actor: CurrentActor, ctx: Ctx, request: Request
+) -> WorkspacePublic:
     """Stop the server (owner, project owners, admins); the home is kept."""
     service = WorkspaceService(ctx)
-    return service.public(service.stop(actor, workspaceId))
+    return _linked(request, ctx, service.public(service.stop(actor, workspaceId)))
 
 
 @router.delete(

@@ -1,0 +1,187 @@
+"""Workspaces on an origin of their own, as `balsam up` serves them by default: a
+script in a workspace's JupyterLab page (a notebook's output, say) cannot read the
+portal or the API as its user, nor post the portal's forms; the session still opens
+the workspace whichever of ``localhost`` and ``127.0.0.1`` the user typed; each port
+serves only its own kind of request. Debian's Chromium through Playwright."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, expect
+
+from tests.cli.test_cli import BalsamUp, up_environment, weed_pids
+from tests.fixtures.chromium import skip_without_chromium
+from tests.fixtures.server import free_port
+
+PASSWORD = "Own-origin-password-7"
+LAB = "#jp-main-dock-panel"
+LOAD_MS = 120_000
+
+skip_without_chromium()
+
+
+@dataclass
+class Installation:
+    up: BalsamUp
+    port: int
+    workspace_port: int
+    api: httpx.Client
+    project: dict[str, Any]
+    workspace: dict[str, Any]
+
+    def url(self, host: str, port: int | None = None) -> str:
+        return f"http://{host}:{port or self.port}"
+
+
+@pytest.fixture(scope="module")
+def installation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installation]:
+    # One `balsam up` for the module, on SQLite: nothing here is about the database.
+    env = up_environment(f"sqlite:///{tmp_path_factory.mktemp('db') / 'balsam.db'}")
+    env["BALSAM_ADMIN_PASSWORD"] = PASSWORD
+    data_dir = tmp_path_factory.mktemp("own-origin") / "data"
+    port = free_port()
+    up = BalsamUp(env, data_dir, port, "up")
+    try:
+        up.wait_until_serving()
+        token = httpx.post(
+            f"{up.url}/api/v1/users/me/tokens", auth=("admin", PASSWORD), json={"name": "t"}
+        ).json()["token"]
+        api = httpx.Client(
+            base_url=f"{up.url}/api/v1", headers={"Authorization": f"Bearer {token}"}, timeout=60
+        )
+        project = api.post("/projects", json={"name": "Eget ursprung", "branchName": "main"})
+        assert project.status_code == 201, project.text
+        workspace = api.post("/workspaces", json={
+            "name": "Egen", "templateId": "python", "projectId": project.json()["id"],
+            "branchId": "main"})  # fmt: skip
+        assert workspace.status_code == 201, workspace.text
+        wid = workspace.json()["id"]
+        deadline = time.monotonic() + 600  # the template's environment may be built first
+        while (state := api.get(f"/workspaces/{wid}").json())["state"] != "running":
+            assert state["state"] != "failed" and time.monotonic() < deadline, state
+            time.sleep(0.5)
+        yield Installation(
+            up, port, int(env["BALSAM_WORKSPACES__PORT"]), api, project.json(), state
+        )
+        api.delete(f"/workspaces/{wid}")
+    finally:
+        up.kill()
+        for pid in weed_pids(data_dir / "storage"):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _log_in(page: Page, portal: str, next_path: str = "/") -> None:
+    page.goto(f"{portal}/login?next={next_path}")
+    page.fill("#username", "admin")
+    page.fill("#password", PASSWORD)
+    # No expect_navigation: a page of the other origin swaps the browsing context
+    # group (the portal's Cross-Origin-Opener-Policy), and Playwright loses track of
+    # that navigation; the caller waits for what the page shows instead.
+    page.click("main button[type=submit]")
+
+
+def test_each_port_serves_its_own_kind(installation: Installation) -> None:
+    wid = installation.workspace["id"]
+    portal = installation.url("127.0.0.1")
+    workspaces = installation.url("127.0.0.1", installation.workspace_port)
+    # A link to a workspace on the portal's port is sent over to the workspace port,
+    # on the host the user typed.
+    for host in ("127.0.0.1", "localhost"):
+        moved = httpx.get(f"{portal}/workspaces/{wid}/lab?reset", headers={"Host": f"{host}:1"})
+        assert moved.status_code == 307
+        assert moved.headers["location"] == (
+            f"http://{host}:{installation.workspace_port}/workspaces/{wid}/lab?reset"
+        )
+        listed = installation.api.get(f"/workspaces/{wid}", headers={"Host": f"{host}:1"})
+        assert listed.json()["url"] == (
+            f"http://{host}:{installation.workspace_port}/workspaces/{wid}/"
+        )
+    assert httpx.post(f"{portal}/workspaces/{wid}/api/contents").status_code == 421
+    # The workspace port serves workspaces only: no portal page, no API, no git.
+    for path in ("/", "/login", "/projects", "/api/v1/openapi.json", "/api/v1/projects",
+                 f"/git/{installation.project['id']}.git/info/refs"):  # fmt: skip
+        assert httpx.get(f"{workspaces}{path}").status_code == 404, path
+    # A stranger there is sent to the portal's login, and back.
+    stranger = httpx.get(f"{workspaces}/workspaces/{wid}/lab", headers={"Accept": "text/html"})
+    assert stranger.status_code == 303
+    assert stranger.headers["location"].startswith(f"{portal}/login?next=%2Fworkspaces%2F")
+
+
+@pytest.mark.parametrize("host", ["localhost", "127.0.0.1"])
+def test_the_session_opens_the_workspace_on_the_host_typed(
+    chromium: Browser, installation: Installation, host: str
+) -> None:
+    context = chromium.new_context(locale="en-GB")
+    page = context.new_page()
+    try:
+        portal = installation.url(host)
+        _log_in(page, portal)
+        expect(page.get_by_role("heading", name="Your workspaces")).to_be_visible()
+        page.get_by_role("link", name=f"Open {installation.workspace['name']}").click()
+        expect(page.locator(LAB)).to_be_visible(timeout=LOAD_MS)
+        where = page.evaluate("location.href")
+        assert where.startswith(f"http://{host}:{installation.workspace_port}/workspaces/")
+        page.goto(portal + "/projects")  # still logged in on the portal
+        expect(page.get_by_role("heading", name="Projects")).to_be_visible()
+    finally:
+        context.close()
+
+
+#: Run in the JupyterLab page: what a script there gets of the portal and the API.
+ATTACKS = """async ({portal, project}) => {
+  const outcome = {};
+  for (const path of ["/projects", "/account", "/api/v1/projects", "/api/v1/users/me"]) {
+    try {
+      const r = await fetch(portal + path, {credentials: "include"});
+      outcome[path] = "read " + r.status + " " + (await r.text()).slice(0, 80);
+    } catch (e) { outcome[path] = "blocked"; }
+  }
+  const w = window.open(portal + "/projects");
+  outcome.opened = w !== null;
+  await new Promise(r => setTimeout(r, 3000));
+  try { outcome.window = w.document.body.innerText.slice(0, 80); }
+  catch (e) { outcome.window = "blocked"; }
+  w.close();
+  const body = new URLSearchParams({confirm: project.name, csrf: "guessed"});
+  await fetch(portal + "/projects/" + project.id + "/delete",
+              {method: "POST", mode: "no-cors", credentials: "include", body});
+  await fetch(portal + "/api/v1/projects/" + project.id + "/members",
+              {method: "POST", mode: "no-cors", credentials: "include",
+               body: JSON.stringify({username: "intruder", role: "Owner"})});
+  return outcome;
+}"""
+
+
+def test_a_script_in_a_workspace_page_gets_nothing_of_the_portal(
+    chromium: Browser, installation: Installation
+) -> None:
+    context = chromium.new_context(locale="en-GB")
+    page = context.new_page()
+    try:
+        portal = installation.url("localhost")
+        wid = installation.workspace["id"]
+        _log_in(page, portal, f"/workspaces/{wid}/lab")
+        expect(page.locator(LAB)).to_be_visible(timeout=LOAD_MS)
+        outcome = page.evaluate(ATTACKS, {"portal": portal, "project": installation.project})
+        assert outcome == {
+            "/projects": "blocked",
+            "/account": "blocked",
+            "/api/v1/projects": "blocked",
+            "/api/v1/users/me": "blocked",
+            "opened": True,
+            "window": "blocked",
+        }
+        pid = installation.project["id"]
+        assert installation.api.get(f"/projects/{pid}").status_code == 200
+        members = installation.api.get(f"/projects/{pid}/members").json()
+        assert [m["username"] for m in members.get("members", members)] == ["admin"]
+    finally:
+        context.close()
