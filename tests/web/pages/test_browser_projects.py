@@ -187,7 +187,6 @@ def test_kunskapsbibliotek_and_a_workspace_from_the_project_page(
     page.get_by_label("Namn", exact=True).fill(name)
     page.get_by_role("button", name="Skapa projekt").click()
     page.get_by_role("link", name="Gå till projektet").click()
-    project_url = page.url
     # Resurser: Kopiera till projekt
     menu.get_by_role("link", name="Kunskapsbibliotek").click()
     page.get_by_role("link", name=scb_library["name"]).click()
@@ -197,10 +196,15 @@ def test_kunskapsbibliotek_and_a_workspace_from_the_project_page(
     resource.get_by_label("Projekt och branch").select_option(label=f"{name} / main")
     resource.get_by_role("button", name="Kopiera").click()
     expect(page.get_by_role("status")).to_contain_text("filer kopierade")
-    # Skapa bearbetningsmiljö, Alternativ 2: Projekt → the project → + → Namn, Mall, Skapa
-    page.goto(project_url)
-    page.get_by_role("link", name="Bearbetningsmiljöer").click()
-    page.get_by_label("Ny bearbetningsmiljö").click()
+    # Skapa bearbetningsmiljö, Alternativ 2: 1. Navigera till Projekt via huvudmenyn
+    menu.get_by_role("link", name="Projekt").click()
+    # 2. Öppna önskat projekt.  3. Välj eventuellt önskad branch  4. Klicka på + knappen
+    page.get_by_role("link", name=name, exact=True).click()
+    page.get_by_label("Branch", exact=True).select_option("main")
+    page.get_by_role("button", name="Visa").click()
+    plus = page.get_by_role("link", name=f"Ny bearbetningsmiljö på {name} / main")
+    expect(plus).to_have_text("+")
+    plus.click()
     page.get_by_label("Namn", exact=True).fill("Min miljö")
     page.get_by_label("Mall").select_option(index=0)
     page.get_by_role("button", name="Skapa", exact=True).click()

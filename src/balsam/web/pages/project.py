@@ -194,6 +194,9 @@ def _page(request: Request, view: ProjectView, *, status: int = 200, error: str 
         file_url=file_url,
         error=error,
         created_key=created_key,
+        # The branch bar's + (SCB's *Skapa bearbetningsmiljö*, Alternativ 2): the
+        # workspaces tab with its form open.
+        new_workspace=request.query_params.get("new") == "workspace",
         refresh=view.tab == "workspaces"
         and any(ws.state == "pending" for ws in view.workspaces)
         and not error,
