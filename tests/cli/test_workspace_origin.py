@@ -109,6 +109,16 @@ def test_each_port_serves_its_own_kind(installation: Installation) -> None:
     for path in ("/", "/login", "/projects", "/api/v1/openapi.json", "/api/v1/projects",
                  f"/git/{installation.project['id']}.git/info/refs"):  # fmt: skip
         assert httpx.get(f"{workspaces}{path}").status_code == 404, path
+    # A person refused there reads why on the portal's error page, whose links lead
+    # back to the portal (the workspace port serves nothing else).
+    login = httpx.post(f"{portal}/api/v1/auth/login",
+                       json={"username": "admin", "password": PASSWORD})  # fmt: skip
+    cookie = {"Cookie": f"balsam_session={login.cookies['balsam_session']}"}
+    gone = httpx.get(
+        f"{workspaces}/workspaces/gone-1/lab", headers={"Accept": "text/html", **cookie}
+    )
+    assert gone.status_code == 404 and f'href="{portal}/"' in gone.text
+    assert httpx.get(f"{workspaces}/static/balsam.css").status_code == 200
     # A stranger there is sent to the portal's login, and back.
     stranger = httpx.get(f"{workspaces}/workspaces/{wid}/lab", headers={"Accept": "text/html"})
     assert stranger.status_code == 303

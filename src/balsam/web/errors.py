@@ -52,13 +52,14 @@ def wants_page(request: Request) -> bool:
     )
 
 
-def _error_page(
+def error_page(
     status: int,
     detail: str | BalsamError,
     *,
     request: Request,
     headers: dict[str, str] | None,
 ) -> Response:
+    """The portal's error page: ``detail`` (a service's error is translated)."""
     _ = gettext(request)
     hdrs = dict(headers or {})
     hdrs.pop("WWW-Authenticate", None)  # a browser would ask for a password
@@ -87,7 +88,7 @@ def respond(
     the service's error (whose message the page shows translated)."""
     if wants_page(request):
         try:
-            return _error_page(status, detail, request=request, headers=headers)
+            return error_page(status, detail, request=request, headers=headers)
         except Exception:  # the page itself failed: the error must still be answered
             log.exception("rendering the error page failed")
     message = detail.message if isinstance(detail, BalsamError) else detail

@@ -20,7 +20,7 @@ from fastapi.responses import HTMLResponse
 from starlette.requests import Request
 
 from balsam.domain.projects.naming import encode_file_id
-from balsam.web.origins import workspace_origin
+from balsam.web.origins import on_workspace_port, portal_origin, workspace_origin
 from balsam.web.pages import i18n
 
 SECURITY_HEADERS: Mapping[str, str] = {
@@ -73,6 +73,7 @@ def render_html(request: Request, template: str, **context: Any) -> str:
     id) added to ``context``."""
     language = i18n.negotiate(request)
     session = getattr(request.state, "page_session", None)
+    settings = request.app.state.ctx.settings
     common = {
         "lang": language,
         "languages": i18n.NAMES,
@@ -83,7 +84,12 @@ def render_html(request: Request, template: str, **context: Any) -> str:
         "request_id": str(getattr(request.state, "request_id", "")),
         "here": request.url.path + (f"?{request.url.query}" if request.url.query else ""),
         # Prefixed to a workspace's /workspaces/<id>/ address: its own origin, if any.
-        "workspace_origin": workspace_origin(request, request.app.state.ctx.settings) or "",
+        "workspace_origin": workspace_origin(request, settings) or "",
+        # Prefixed to the portal's links on a page the workspace port answers (an
+        # error page of the proxy), which serves nothing else.
+        "portal": portal_origin(request, settings)
+        if on_workspace_port(request.scope, settings)
+        else "",
     }
     return environment(language).get_template(template).render({**common, **context})
 

@@ -28,7 +28,7 @@ from websockets.asyncio.client import ClientConnection
 from balsam.context import AppContext
 from balsam.errors import BalsamError
 from balsam.providers.workspaces.base import Endpoint
-from balsam.web.errors import problem
+from balsam.web.errors import error_page, problem
 from balsam.web.origins import on_workspace_port, portal_origin
 from balsam.web.pages.i18n import COOKIE as LANGUAGE_COOKIE
 from balsam.web.proxy import upstream as upstreams
@@ -138,6 +138,8 @@ async def _pass(
                 f"{portal}/login?next={quote(target, safe='')}", status_code=303
             )
         status, detail, headers = refusal(exc)
+        if isinstance(conn, Request) and _is_page_visit(conn, method, websocket):
+            return error_page(status, exc, request=conn, headers=headers)  # a person reads it
         return problem(status, detail, reason=exc.reason, headers=headers)
 
 

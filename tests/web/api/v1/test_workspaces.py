@@ -13,7 +13,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from balsam.context import AppContext
-from tests.fixtures.app import TestUser
+from tests.fixtures.app import PASSWORD, TestUser
 from tests.fixtures.workspaces import wait_state
 
 API = "/api/v1"
@@ -179,6 +179,25 @@ def test_a_browser_without_a_session_is_sent_to_log_in(ws: dict[str, Any], live_
     assert page.status_code == 303
     assert page.headers["location"] == (f"/login?next=%2Fworkspaces%2F{ws['id']}%2Flab%3Freset")
     assert httpx.get(url, headers={"Accept": "application/json"}).status_code == 401
+
+
+def test_a_browser_refused_a_workspace_gets_the_portals_error_page(
+    cast: dict[str, TestUser], ws: dict[str, Any], live_url: str
+) -> None:
+    """A person opening a workspace that is not theirs (or gone) reads why, on a page
+    in their language; a script still gets problem+json."""
+    html = {"Accept": "text/html", "Accept-Language": "sv"}
+    own, gone = f"/workspaces/{ws['id']}/lab", "/workspaces/gone-123/lab"
+    for user, path, status in ((cast["member"], own, 403), (cast["owner"], gone, 404)):
+        login = httpx.post(f"{live_url}{API}/auth/login",
+                           json={"username": user.username, "password": PASSWORD})  # fmt: skip
+        cookie = {"Cookie": f"balsam_session={login.cookies['balsam_session']}"}
+        page = httpx.get(live_url + path, headers={**html, **cookie})
+        assert page.status_code == status
+        assert page.headers["content-type"].startswith("text/html")
+        assert 'lang="sv"' in page.text and 'role="alert"' in page.text
+        script = httpx.get(live_url + path, headers={"Accept": "application/json", **cookie})
+        assert script.headers["content-type"] == "application/problem+json"
 
 
 @pytest.mark.parametrize(
