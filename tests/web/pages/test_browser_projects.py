@@ -97,13 +97,16 @@ def test_skapa_projekt_and_ta_bort_projekt_as_written(
     card = page.locator("li.card", has=page.get_by_role("link", name=name, exact=True))
     card.get_by_label(f"Inställningar för {name}").click()
     card.get_by_role("link", name="Ta bort projekt").click()
-    expect(page.get_by_text("raderas", exact=False).first).to_be_visible()
+    # ... En dialog visas som varnar för att repository och bucket raderas
+    dialog = page.get_by_role("dialog", name="Ta bort projekt")
+    expect(dialog.get_by_text("raderas", exact=False).first).to_be_visible()
+    expect(dialog.get_by_role("textbox")).to_be_focused()  # the keyboard is in the dialog
     # 4. ... mata in namnet på projektet i textrutan och tryck sedan på OK
-    ok = page.get_by_role("button", name="OK")
+    ok = dialog.get_by_role("button", name="OK")
     expect(ok).to_be_disabled()
-    page.get_by_role("textbox").fill(name[:-1])
+    dialog.get_by_role("textbox").fill(name[:-1])
     expect(ok).to_be_disabled()
-    page.get_by_role("textbox").fill(name)
+    dialog.get_by_role("textbox").fill(name)
     page.screenshot(path=str(shots / "ta-bort-projekt-sv.png"))
     expect(ok).to_be_enabled()
     ok.click()
@@ -162,6 +165,7 @@ def test_kunskapsbibliotek_and_a_workspace_from_the_project_page(
     scb_library: dict[str, Any],
     unique: Callable[[str], str],
     shots: Path,
+    supervisor: Any,  # workspaces start
 ) -> None:
     """*Kunskapsbibliotek* as written (read an article, copy a resource, create a
     project from a card), then *Skapa bearbetningsmiljö*, both alternatives."""
@@ -219,8 +223,76 @@ def test_kunskapsbibliotek_and_a_workspace_from_the_project_page(
     branch.get_by_role("button", name="Skapa", exact=True).click()
     expect(page.get_by_role("link", name="Andra miljön", exact=True)).to_be_visible()
     page.screenshot(path=str(shots / "mina-sidor-sv.png"))
+    # The state follows without a reload: Öppna appears once it runs.
+    page.evaluate("window.notReloaded = true")
+    expect(page.get_by_role("link", name="Öppna Andra miljön")).to_be_visible(timeout=180_000)
+    row = page.locator("tr", has=page.get_by_role("link", name="Andra miljön", exact=True))
+    expect(row).to_contain_text("körs")
+    assert page.evaluate("window.notReloaded") is True
     for ws in alice.client.get("/api/v1/workspaces").json():
         if ws["name"] in ("Min miljö", "Andra miljön"):
             alice.client.delete(f"/api/v1/workspaces/{ws['id']}")
+    assert elsewhere == []
+    page.context.close()
+
+
+def test_members_keys_and_aktivitet_by_keyboard(
+    chromium: Browser,
+    live_url: str,
+    alice: TestUser,
+    bob: TestUser,
+    unique: Callable[[str], str],
+    shots: Path,
+) -> None:
+    """An owner adds a member, mints a key and revokes it, and sees each step on
+    *Aktivitet*; the revoke's question is a dialog reached and answered by keyboard."""
+    name = unique("Nycklar ")
+    created = alice.client.post("/api/v1/projects", json={"name": name, "branchName": "main"})
+    assert created.status_code == 201, created.text
+    pid = created.json()["id"]
+    page, elsewhere = _page(chromium, live_url, "sv-SE")
+    _log_in(page, live_url, alice)
+    page.goto(f"{live_url}/projects/{pid}")
+    tabs = page.get_by_role("navigation", name="Projekt")
+    tabs.get_by_role("link", name="Medlemmar").click()
+    page.get_by_label("Användarnamn").fill(bob.username)
+    page.get_by_role("button", name="Lägg till medlem").click()
+    expect(page.get_by_role("cell", name=bob.username, exact=True).first).to_be_visible()
+    page.screenshot(path=str(shots / "medlemmar-sv.png"), full_page=True)
+
+    tabs.get_by_role("link", name="Nycklar").click()
+    page.get_by_label("Namn", exact=True).fill("analys")
+    page.get_by_role("button", name="Skapa nyckel").click()
+    expect(page.get_by_role("heading", name="Din nya S3-nyckel")).to_be_visible()
+    access_key = page.locator("#access-key").inner_text().strip()
+    assert page.locator("#secret-key").inner_text().strip()
+    page.screenshot(path=str(shots / "nycklar-sv.png"), full_page=True)
+
+    # Revoke by keyboard: the button, Enter; the question comes with the focus on
+    # Avbryt; Escape leaves everything as it was, and gives the focus back.
+    revoke = page.get_by_role("button", name=f"Återkalla {access_key}")
+    revoke.focus()
+    page.keyboard.press("Enter")
+    question = page.get_by_role("dialog")
+    expect(question).to_contain_text(access_key)
+    expect(question.get_by_role("button", name="Avbryt")).to_be_focused()
+    page.screenshot(path=str(shots / "fraga-sv.png"))
+    page.keyboard.press("Escape")
+    expect(question).to_be_hidden()
+    expect(revoke).to_be_focused()
+    keys = alice.client.get(f"/api/v1/projects/{pid}/credentials").json()["credentials"]
+    assert access_key in {k["accessKey"] for k in keys}
+    page.keyboard.press("Enter")
+    page.keyboard.press("Shift+Tab")  # from Avbryt back to OK
+    expect(question.get_by_role("button", name="OK")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("button", name=f"Återkalla {access_key}")).to_have_count(0)
+    keys = alice.client.get(f"/api/v1/projects/{pid}/credentials").json()["credentials"]
+    assert access_key not in {k["accessKey"] for k in keys}
+
+    tabs.get_by_role("link", name="Aktivitet").click()
+    for label in ("Projekt skapat", "Medlem tillagd", "S3-nyckel skapad", "S3-nyckel återkallad"):
+        expect(page.get_by_role("cell", name=label, exact=True).first).to_be_visible()
+    page.screenshot(path=str(shots / "aktivitet-sv.png"), full_page=True)
     assert elsewhere == []
     page.context.close()

@@ -44,7 +44,10 @@ def test_the_list_shows_my_projects_as_cards_escaped(
     assert f'href="/projects/{mine["id"]}"' in r.text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in r.text and "<script>alert" not in r.text
     assert theirs["id"] not in r.text and theirs["name"] not in r.text
-    assert f'href="/projects/{mine["id"]}/delete">Ta bort projekt</a>' in r.text  # the cog menu
+    # The cog menu: a link to the confirmation page, which the script opens as a dialog.
+    assert (f'href="/projects/{mine["id"]}/delete" data-dialog="delete-{mine["id"]}">'
+            "Ta bort projekt</a>") in r.text  # fmt: skip
+    assert f'<dialog id="delete-{mine["id"]}"' in r.text
     assert 'aria-label="Nytt projekt"' in r.text and ">Projekt</a>" in r.text
 
 
@@ -358,8 +361,11 @@ def test_aktivitet_shows_each_step_to_owners_only(
         post(owner, f"/projects/{pid}/keys/{access.group(1)}/revoke")
         page = owner.get(f"/projects/{pid}", params={"tab": "activity"})
     assert page.status_code == 200 and ">Aktivitet</a>" in page.text
-    for action in ("project.create", "member.add", "credential.create", "credential.revoke"):
-        assert f"<code>{action}</code>" in page.text, action
+    # Each step in words (the record's name kept as the cell's title).
+    for action, words in (("project.create", "Projekt skapat"), ("member.add", "Medlem tillagd"),
+                          ("credential.create", "S3-nyckel skapad"),
+                          ("credential.revoke", "S3-nyckel återkallad")):  # fmt: skip
+        assert f'<td title="{action}">{words}</td>' in page.text, action
     with browser(app, bob) as member:
         assert ">Activity</a>" not in member.get(f"/projects/{pid}").text
         assert member.get(f"/projects/{pid}", params={"tab": "activity"}).status_code == 403

@@ -21,11 +21,12 @@ from starlette.requests import Request
 
 from balsam.domain.projects.naming import encode_file_id
 from balsam.web.origins import on_workspace_port, portal_origin, workspace_origin
-from balsam.web.pages import i18n
+from balsam.web.pages import activity, i18n
 
 SECURITY_HEADERS: Mapping[str, str] = {
     "Content-Security-Policy": (
         "default-src 'none'; style-src 'self'; img-src 'self' data:; script-src 'self'; "
+        "connect-src 'self'; "
         "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
     ),
     "X-Frame-Options": "DENY",
@@ -63,6 +64,7 @@ def environment(language: str) -> jinja2.Environment:
     )
     env.install_gettext_translations(i18n.translations(language), newstyle=True)  # type: ignore[attr-defined]
     env.globals["static_url"] = static_url
+    env.globals["audit_labels"] = activity.labels(i18n.translations(language).gettext)
     env.filters["file_id"] = encode_file_id
     return env
 

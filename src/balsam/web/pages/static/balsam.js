@@ -1,4 +1,5 @@
-// Balsam's portal: small enhancements; every page works without them.
+// Balsam's portal: small enhancements; every page works without them (a link to a
+// confirmation page instead of a dialog, a reload instead of live state).
 "use strict";
 
 // A form with data-confirm keeps its submit button disabled until the text typed
@@ -31,5 +32,95 @@ function armCopyButtons() {
   }
 }
 
+// Open a modal dialog (keyboard focus goes into it; Escape closes it) and give the
+// focus back to what opened it when it closes.
+function openDialog(dialog, opener) {
+  dialog.showModal();
+  // A field to fill in first; else the safe choice (autofocus: Cancel); else a button.
+  const first = ["input:not([type=hidden])", "[autofocus]", "button"]
+    .map((selector) => dialog.querySelector(selector)).find(Boolean);
+  if (first) first.focus();
+  dialog.addEventListener("close", () => { if (opener) opener.focus(); }, {once: true});
+}
+
+// A link with data-dialog="<id>" opens that <dialog> instead of its confirmation
+// page; a button with data-close in a dialog closes it.
+function armDialogs() {
+  for (const link of document.querySelectorAll("a[data-dialog]")) {
+    const dialog = document.getElementById(link.dataset.dialog);
+    if (!dialog || !dialog.showModal) continue;
+    link.addEventListener("click", (event) => {
+      event.preventDefault();
+      const menu = link.closest("details");
+      openDialog(dialog, menu ? menu.querySelector("summary") : link);
+      if (menu) menu.open = false;
+    });
+  }
+  for (const button of document.querySelectorAll("dialog [data-close]")) {
+    button.addEventListener("click", () => button.closest("dialog").close());
+  }
+}
+
+// A form with data-ask="<question>" asks it in the page's #ask dialog first.
+function armQuestions() {
+  const dialog = document.getElementById("ask");
+  if (!dialog || !dialog.showModal) return;
+  let pending = null;
+  dialog.querySelector("[data-ok]").addEventListener("click", () => {
+    const form = pending;
+    pending = null;
+    dialog.close();
+    if (form) form.submit();  // submit() skips the listener below
+  });
+  for (const form of document.querySelectorAll("form[data-ask]")) {
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      pending = form;
+      document.getElementById("ask-text").textContent = form.dataset.ask;
+      openDialog(dialog, form.querySelector("button[type=submit]"));
+    });
+  }
+}
+
+// A table with data-live (Mina sidor) keeps its workspaces' states current: the
+// rows' state, reason and actions follow GET /api/v1/workspaces while the page is
+// shown, without a reload.
+function armLiveStates() {
+  const table = document.querySelector("table[data-live]");
+  if (!table) return;
+  const labels = JSON.parse(table.dataset.labels || "{}");
+  const update = (ws) => {
+    const row = table.querySelector(`tr[data-workspace="${CSS.escape(ws.id)}"]`);
+    if (!row || row.dataset.state === ws.state) return;
+    row.dataset.state = ws.state;
+    row.querySelector("[data-part=state]").textContent = labels[ws.state] || ws.state;
+    row.querySelector("[data-part=reason]").textContent = ws.stateReason || "";
+    const show = {
+      open: ws.state === "running",
+      stop: ws.state === "pending" || ws.state === "running",
+      start: (ws.state === "stopped" || ws.state === "failed") && !ws.locked,
+    };
+    for (const [part, shown] of Object.entries(show)) {
+      const element = row.querySelector(`[data-part=${part}]`);
+      if (element) element.hidden = !shown;
+    }
+  };
+  const poll = async () => {
+    if (document.visibilityState === "visible") {
+      try {
+        const response = await fetch("/api/v1/workspaces?all=false", {credentials: "same-origin"});
+        if (response.ok) (await response.json()).forEach(update);
+      } catch {
+        // offline for a moment: the next round tries again
+      }
+    }
+    setTimeout(poll, table.querySelector("tr[data-state=pending]") ? 2000 : 10000);
+  };
+  setTimeout(poll, 2000);
+}
+
 armConfirmations();
 armCopyButtons();
+armDialogs();
+armQuestions();
+armLiveStates();

@@ -1,0 +1,60 @@
+"""What the audit trail's records say, in words (*Aktivitet*, *Granskningslogg*).
+
+The trail keeps machine names (``credential.revoke``, ``success``); pages show these
+labels in the page's language, and the machine name where none is known (a record
+of an older or newer version)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Final
+
+from balsam.web.pages.i18n import N_
+
+ACTIONS: Final[Mapping[str, str]] = {
+    "project.create": N_("Project created"),
+    "project.update": N_("Project changed"),
+    "project.delete": N_("Project deleted"),
+    "branch.create": N_("Branch created"),
+    "branch.delete": N_("Branch deleted"),
+    "member.add": N_("Member added"),
+    "member.update": N_("Member's role changed"),
+    "member.remove": N_("Member removed"),
+    "credential.create": N_("S3 key created"),
+    "credential.revoke": N_("S3 key revoked"),
+    "workspace.create": N_("Workspace created"),
+    "workspace.start": N_("Workspace started"),
+    "workspace.stop": N_("Workspace stopped"),
+    "workspace.cull": N_("Idle workspace stopped"),
+    "workspace.delete": N_("Workspace deleted"),
+    "workspace.open": N_("Workspace opened"),
+    "git.push": N_("Pushed to the repository"),
+    "git.fetch": N_("Fetched from the repository"),
+    "git.denied": N_("Repository access refused"),
+    "library.copy": N_("Resource copied from a library"),
+    "library.create": N_("Library registered"),
+    "library.update": N_("Library changed"),
+    "library.delete": N_("Library removed"),
+    "library.sync": N_("Library synced"),
+    "user.create": N_("User created"),
+    "user.update": N_("User changed"),
+    "user.password": N_("Password changed"),
+    "token.create": N_("API token created"),
+    "token.revoke": N_("API token revoked"),
+    "auth.login": N_("Logged in"),
+    "request.denied": N_("Request refused"),
+    "data.purge": N_("Deleted data purged"),
+}
+OUTCOMES: Final[Mapping[str, str]] = {
+    "success": N_("done"),
+    "failure": N_("failed"),
+    "denied": N_("refused"),
+}
+
+
+def labels(gettext: Callable[[str], str]) -> dict[str, dict[str, str]]:
+    """``{"actions": {...}, "outcomes": {...}}`` in ``gettext``'s language."""
+    return {
+        "actions": {name: gettext(label) for name, label in ACTIONS.items()},
+        "outcomes": {name: gettext(label) for name, label in OUTCOMES.items()},
+    }
