@@ -82,7 +82,8 @@ def test_the_audit_trail_is_filtered(
     with browser(app, admin) as client:
         mine = client.get("/admin/audit", params={"project": project["id"]})
         none = client.get("/admin/audit", params={"project": project["id"], "action": "library."})
-    assert mine.status_code == 200 and '<td title="project.create">Project created</td>' in mine.text
+    assert mine.status_code == 200
+    assert '<td title="project.create">Project created</td>' in mine.text
     assert alice.username in mine.text
     assert "No record matches." in none.text
 
