@@ -288,9 +288,10 @@ class Settings(BaseSettings):
     )
     source_file_roots: list[Path] = Field(
         default_factory=list,
-        description="Folders whose git repositories may be used as file:// sourceLocation "
-        "when creating projects. Empty (the default) refuses file:// sources, so users "
-        "cannot copy repositories they may not read (e.g. other projects').",
+        description="Folders whose git repositories may be used as file:// URLs: a "
+        "project's sourceLocation, or a knowledge library's repositoryUrl. Empty (the "
+        "default) refuses file:// URLs, so users cannot copy repositories they may not read "
+        "(e.g. other projects'). A JSON list: '[\"/srv/libraries\"]'.",
     )
     source_private_hosts: list[str] = Field(
         default_factory=list,

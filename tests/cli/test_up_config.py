@@ -42,6 +42,9 @@ def test_an_admin_password_the_policy_refuses_stops_before_anything_is_made(
         ("BALSAM_DATABASE_URL", "foo://x", "cannot connect"),
         ("BALSAM_DATABASE_URL", "postgresql+psycopg://balsam:s3cret-pw@127.0.0.1:1/x",
          "cannot connect"),
+        # A list given as plain text: the environment source cannot even parse it.
+        ("BALSAM_SOURCE_FILE_ROOTS", "/srv/sources", "are JSON"),
+        ("BALSAM_WORKSPACES__PORT", "{port}", "another port than BALSAM_PORT"),
     ],
 )  # fmt: skip
 def test_a_templates_file_or_database_that_cannot_be_used_stops_before_anything_is_made(
@@ -55,9 +58,11 @@ def test_a_templates_file_or_database_that_cannot_be_used_stops_before_anything_
     if value == "{bad}":
         value = str(tmp_path / "templates.json")
         Path(value).write_text("[{not json")
+    port = free_port()
+    value = value.replace("{port}", str(port))
     env = {**up_env, "BALSAM_DATABASE_URL": f"sqlite:///{tmp_path / 'balsam.db'}", name: value}
 
-    done = run_balsam_up(env, data_dir, free_port())
+    done = run_balsam_up(env, data_dir, port)
 
     assert done.returncode == 2, done.stderr
     lines = [line for line in done.stderr.splitlines() if line.strip()]

@@ -17,6 +17,7 @@ import annotated_types
 import click
 from pydantic import BaseModel, SecretStr, ValidationError
 from pydantic.fields import FieldInfo
+from pydantic_settings import SettingsError
 
 from balsam.settings import Settings
 
@@ -39,6 +40,13 @@ def load_settings(**overrides: Any) -> Settings:
             for e in exc.errors()
         )
         raise InvalidSettings(f"invalid settings: {problems}") from exc
+    except SettingsError as exc:
+        # A value the environment source cannot parse at all (a list or object field
+        # given as plain text): its message names the field; lists are JSON.
+        raise InvalidSettings(
+            f"invalid settings: {exc}; list and object values are JSON, "
+            'e.g. BALSAM_SOURCE_FILE_ROOTS=\'["/srv/sources"]\''
+        ) from None
 
 
 @dataclass(frozen=True)
