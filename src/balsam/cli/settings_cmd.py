@@ -45,7 +45,7 @@ def load_settings(**overrides: Any) -> Settings:
         # given as plain text): its message names the field; lists are JSON.
         raise InvalidSettings(
             f"invalid settings: {exc}; list and object values are JSON, "
-            'e.g. BALSAM_SOURCE_FILE_ROOTS=\'["/srv/sources"]\''
+            "e.g. BALSAM_SOURCE_FILE_ROOTS='[\"/srv/sources\"]'"
         ) from None
 
 
