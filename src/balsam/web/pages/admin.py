@@ -4,7 +4,7 @@ supervisor, knowledge-library sync, operations waiting for repair)."""
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
 from balsam.domain.health.status import system_status
@@ -13,6 +13,12 @@ from balsam.web.pages.forms import require_session
 from balsam.web.pages.render import render
 
 router = APIRouter(include_in_schema=False)
+
+
+@router.get("/admin")
+def admin_start() -> RedirectResponse:
+    """The administration starts at the system status (which decides who may see it)."""
+    return RedirectResponse("/admin/status", status_code=303)
 
 
 @router.get("/admin/status")
