@@ -25,6 +25,33 @@ SWEDISH = ("Projekt<", "Mina sidor", "Nytt projekt", "Branchnamn", "Beskrivning"
            "Ta bort projekt", "Skapa", "Filer", "Medlemmar", "Nycklar", "Logga ut", "Aktivitet",
            "Kunskapsbibliotek", "Mitt konto", "Sök<", "Bearbetningsmiljö")  # fmt: skip
 
+#: Run in a page: every visible text whose colour against its background is below
+#: WCAG's 4.5:1 (disabled controls are exempt), as "text: ratio".
+LOW_CONTRAST = """() => {
+  const rgb = (c) => (c.match(/[\\d.]+/g) || []).map(Number);
+  const lum = ([r, g, b]) => {
+    const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+  };
+  const background = (el) => {
+    for (; el; el = el.parentElement) {
+      const c = rgb(getComputedStyle(el).backgroundColor);
+      if (c.length === 3 || c[3] > 0) return c.slice(0, 3);
+    }
+    return [255, 255, 255];
+  };
+  const low = [];
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    const el = node.parentElement;
+    if (!node.textContent.trim() || !el.checkVisibility() || el.closest(":disabled")) continue;
+    const a = lum(rgb(getComputedStyle(el).color)), b = lum(background(el));
+    const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+    if (ratio < 4.5) low.push(node.textContent.trim().slice(0, 30) + ": " + ratio.toFixed(2));
+  }
+  return low;
+}"""
+
 skip_without_chromium()
 
 
@@ -154,6 +181,12 @@ def test_the_english_pages_carry_no_swedish(
         )
         left = [word for word in SWEDISH if word in main_and_header]
         assert not left, (path, left)
+        assert page.evaluate(LOW_CONTRAST) == [], path  # WCAG AA for text
+        # A tablet's width: nothing wider than the window but what scrolls on its own.
+        page.set_viewport_size({"width": 800, "height": 900})
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 800, (path, width)
+        page.set_viewport_size({"width": 1280, "height": 860})
     assert elsewhere == []
     page.context.close()
 
