@@ -356,7 +356,10 @@ def test_balsam_up_serves_and_prints_the_admin_password_once(
     password = match.group(1)
     assert running.stdout.count(password) == 1
     assert password not in running.stderr
-    assert f"curl -u admin -X POST {running.url}/api/v1/users/me/tokens" in running.stdout
+    # The README's name for this machine, one name throughout (cookies follow the name).
+    local = running.url.replace("127.0.0.1", "localhost")
+    assert f"Balsam is starting at {local}\n" in running.stdout
+    assert f"curl -u admin -X POST {local}/api/v1/users/me/tokens" in running.stdout
 
     token = httpx.post(
         f"{running.url}/api/v1/users/me/tokens",

@@ -372,6 +372,10 @@ def ensure_admin(ctx: AppContext, settings: Settings) -> str | None:
 def announce(settings: Settings, generated_password: str | None) -> None:
     """Tell the person at the terminal how to get in (stdout only, never the log)."""
     url = settings.resolved_public_url
+    if not settings.public_url and settings.host == "127.0.0.1":
+        # What the README says, and one name throughout: the browser's cookies belong
+        # to the name typed (localhost and 127.0.0.1 are two sites to it).
+        url = f"http://localhost:{settings.port}"
     port, parts = settings.workspace_port, urlsplit(url)
     workspaces = settings.workspaces.public_url or (
         f"{parts.scheme}://{parts.hostname}:{port}/workspaces/ (their own origin)" if port else None

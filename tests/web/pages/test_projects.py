@@ -212,6 +212,18 @@ def test_the_readme_is_rendered_inert(
         assert f">{tab}</a>" in r.text
 
 
+def test_the_clone_url_uses_the_name_the_user_typed(
+    app: FastAPI, alice: TestUser, settings: Any, unique: Callable[[str], str]
+) -> None:
+    """Cookies follow the host name: what the page shows keeps the user's."""
+    project = _project(alice, unique("Klon "))
+    with browser(app, alice) as client:
+        for host in ("localhost", "127.0.0.1"):
+            page = client.get(f"/projects/{project['id']}", headers={"Host": f"{host}:1"})
+            clone = f'value="http://{host}:{settings.port}/git/{project["id"]}.git"'
+            assert clone in page.text, host
+
+
 def test_others_get_nothing_of_the_project(
     app: FastAPI, alice: TestUser, bob: TestUser, unique: Callable[[str], str]
 ) -> None:

@@ -87,6 +87,8 @@ def render_html(request: Request, template: str, **context: Any) -> str:
         "here": request.url.path + (f"?{request.url.query}" if request.url.query else ""),
         # Prefixed to a workspace's /workspaces/<id>/ address: its own origin, if any.
         "workspace_origin": workspace_origin(request, settings) or "",
+        # Balsam as the user reached it (clone URLs on the pages use it).
+        "portal_base": portal_origin(request, settings),
         # Prefixed to the portal's links on a page the workspace port answers (an
         # error page of the proxy), which serves nothing else.
         "portal": portal_origin(request, settings)
