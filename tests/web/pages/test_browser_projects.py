@@ -1,23 +1,33 @@
-"""SCB's articles *Skapa projekt* and *Ta bort projekt*, followed word for word in a
-real browser (Debian's Chromium through Playwright) in Swedish, with the labels the
-articles name; the same pages in English carry no Swedish. No request leaves the
-machine. Screenshots of the pages go to ``$BALSAM_SCREENSHOTS`` (default: a
-temporary folder); ``docs/screenshots/`` keeps the main ones."""
+"""SCB's articles *Skapa projekt*, *Ta bort projekt*, *Kunskapsbibliotek* and *Skapa
+bearbetningsmiljö*, followed word for word in a real browser (Debian's Chromium through
+Playwright) against `balsam up` with SCB's library registered, in Swedish, with the
+labels the articles name; every main page in both languages (the English ones carry no
+Swedish). No request leaves the machine. Screenshots of the pages go to
+``$BALSAM_SCREENSHOTS`` (default: a temporary folder); ``docs/screenshots/`` keeps the
+main ones."""
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
+import secrets
+import signal
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
+from balsam.domain.identity.service import Actor
+from tests.cli.test_cli import BalsamUp, up_environment, weed_pids
 from tests.fixtures.app import PASSWORD, TestUser
 from tests.fixtures.chromium import skip_without_chromium
+from tests.fixtures.library import file_url
+from tests.fixtures.server import free_port
 
 EXAMPLE = "Normalproduktion med standardisering"
 #: Words of the Swedish pages that must not be left on the English ones.
@@ -53,6 +63,88 @@ LOW_CONTRAST = """() => {
 }"""
 
 skip_without_chromium()
+
+
+# -- against `balsam up` (its defaults: workspaces on their own port), with SCB's library --
+
+
+@pytest.fixture(scope="module")
+def installation(
+    tmp_path_factory: pytest.TempPathFactory, scb_library_repo: Path
+) -> Iterator[BalsamUp]:
+    """One `balsam up` for the module, on SQLite (nothing here is about the database),
+    that may sync SCB's library from its folder."""
+    env = up_environment(f"sqlite:///{tmp_path_factory.mktemp('db') / 'balsam.db'}")
+    env["BALSAM_ADMIN_PASSWORD"] = PASSWORD
+    env["BALSAM_SOURCE_FILE_ROOTS"] = f'["{scb_library_repo.parent}"]'
+    data_dir = tmp_path_factory.mktemp("portal") / "data"
+    up = BalsamUp(env, data_dir, free_port(), "up")
+    try:
+        up.wait_until_serving()
+        yield up
+    finally:
+        up.kill()
+        for pid in weed_pids(data_dir / "storage"):
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def live_url(installation: BalsamUp) -> str:
+    return installation.url
+
+
+def _token(url: str, username: str) -> str:
+    r = httpx.post(f"{url}/api/v1/users/me/tokens", auth=(username, PASSWORD),
+                   json={"name": "browser tests"}, timeout=30)  # fmt: skip
+    assert r.status_code == 201, r.text
+    return str(r.json()["token"])
+
+
+def _user(url: str, stem: str, *, admin: bool = False) -> TestUser:
+    """A user of that installation, made by its administrator through the API."""
+    username = f"{stem}{secrets.token_hex(2)}"
+    boss = {"Authorization": f"Bearer {_token(url, 'admin')}"}
+    made = httpx.post(f"{url}/api/v1/users", headers=boss, timeout=30, json={
+        "username": username, "password": PASSWORD, "isAdmin": admin})  # fmt: skip
+    assert made.status_code == 201, made.text
+    token = _token(url, username)
+    client = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60)
+    return TestUser(username, token, Actor(user_id=0, username=username, is_admin=admin), client)
+
+
+@pytest.fixture(scope="module")
+def alice(live_url: str) -> TestUser:
+    return _user(live_url, "alice")
+
+
+@pytest.fixture(scope="module")
+def bob(live_url: str) -> TestUser:
+    return _user(live_url, "bob")
+
+
+@pytest.fixture(scope="module")
+def admin(live_url: str) -> TestUser:
+    return _user(live_url, "chef", admin=True)
+
+
+@pytest.fixture(scope="module")
+def scb_library(admin: TestUser, scb_library_repo: Path) -> dict[str, Any]:
+    """SCB's library registered in the portal's installation, and synced."""
+    made = admin.client.post("/api/v1/knowledge-libraries", json={
+        "name": "SCB kunskapsbibliotek", "description": "SCB:s bibliotek",
+        "repositoryUrl": file_url(scb_library_repo), "branch": "main",
+        "repositoryFriendlyUrl": "https://github.com/statisticssweden/balsam-knowledge-library",
+    })  # fmt: skip
+    assert made.status_code == 201, made.text
+    deadline = time.monotonic() + 120
+    while (found := admin.client.get(f"/api/v1/knowledge-libraries/{made.json()['id']}").json())[
+        "syncStatus"
+    ] in ("pending", "syncing"):
+        assert time.monotonic() < deadline, found
+        time.sleep(0.2)
+    assert found["syncStatus"] == "ok", found
+    library: dict[str, Any] = found
+    return library
 
 
 @pytest.fixture
@@ -214,7 +306,6 @@ def test_kunskapsbibliotek_and_a_workspace_from_the_project_page(
     scb_library: dict[str, Any],
     unique: Callable[[str], str],
     shots: Path,
-    supervisor: Any,  # workspaces start
 ) -> None:
     """*Kunskapsbibliotek* as written (read an article, copy a resource, create a
     project from a card), then *Skapa bearbetningsmiljö*, both alternatives."""
