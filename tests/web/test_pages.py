@@ -4,6 +4,7 @@ logout, and the home page with your own workspaces and the forms that manage the
 from __future__ import annotations
 
 import itertools
+import json
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -357,6 +358,20 @@ def test_home_lists_your_workspaces_escaped(
     assert re.search(r'data-part="open" hidden>Open</a>', r.text)
     assert 'http-equiv="refresh"' not in r.text  # nothing pending
     assert '<form method="post" action="/logout">' in r.text
+
+
+def test_a_workspaces_state_and_reason_are_in_the_pages_language(
+    visitor: TestClient, alice: TestUser, stopped_workspace: Workspace
+) -> None:
+    assert login(visitor, alice.username).status_code == 303
+    r = visitor.get("/", headers={"Accept-Language": "sv"})
+    assert (
+        '<td><span data-part="state">stoppad</span>'
+        '<span class="reason" data-part="reason">Stoppad av test</span></td>'
+    ) in r.text
+    # The script's table of reasons it may meet while the page is shown.
+    found = re.search(r"data-reasons='([^']*)'", r.text)
+    assert found and json.loads(found.group(1))["Waiting to start"] == "Väntar på att starta"
 
 
 def test_home_lists_only_your_own_workspaces(

@@ -29,6 +29,7 @@ from balsam.web.pages import i18n
 from balsam.web.pages.forms import PageSession, posted_form, require_session, safe_next
 from balsam.web.pages.i18n import N_
 from balsam.web.pages.render import render
+from balsam.web.pages.states import reason, reason_labels, state_labels
 
 router = APIRouter(include_in_schema=False)
 
@@ -108,12 +109,6 @@ def _page(
     filled: Filled | None = None,
 ) -> HTMLResponse:
     gettext = i18n.gettext(request)
-    states = {
-        "pending": gettext("pending"),
-        "running": gettext("running"),
-        "stopped": gettext("stopped"),
-        "failed": gettext("failed"),
-    }
     pending = any(ws.state == "pending" for ws in view.workspaces)
     return render(
         request,
@@ -126,7 +121,9 @@ def _page(
         templates=view.templates,
         filled=filled or Filled(),
         error=error,
-        states=states,
+        states=state_labels(gettext),
+        reasons=reason_labels(gettext),
+        reason=lambda text: reason(gettext, text),
         refresh=pending and not error,
     )
 

@@ -55,6 +55,7 @@ from balsam.web.pages.forms import PageSession, posted_form, require_session
 from balsam.web.pages.home import WorkspaceRow, workspace_row
 from balsam.web.pages.i18n import N_
 from balsam.web.pages.render import render
+from balsam.web.pages.states import reason, state_labels
 
 router = APIRouter(include_in_schema=False)
 
@@ -175,12 +176,6 @@ def _page(request: Request, view: ProjectView, *, status: int = 200, error: str 
     }
     if not (view.is_owner or request.state.page_session.actor.is_admin):
         del tabs["activity"]  # the service refuses it to them anyway
-    states = {
-        "pending": gettext("pending"),
-        "running": gettext("running"),
-        "stopped": gettext("stopped"),
-        "failed": gettext("failed"),
-    }
     return render(
         request,
         "project/page.html",
@@ -189,7 +184,8 @@ def _page(request: Request, view: ProjectView, *, status: int = 200, error: str 
         view=view,
         project=view.project,
         tabs=tabs,
-        states=states,
+        states=state_labels(gettext),
+        reason=lambda text: reason(gettext, text),
         tab_url=tab_url,
         file_url=file_url,
         error=error,

@@ -89,12 +89,15 @@ function armLiveStates() {
   const table = document.querySelector("table[data-live]");
   if (!table) return;
   const labels = JSON.parse(table.dataset.labels || "{}");
+  const reasons = JSON.parse(table.dataset.reasons || "{}");
   const update = (ws) => {
     const row = table.querySelector(`tr[data-workspace="${CSS.escape(ws.id)}"]`);
-    if (!row || row.dataset.state === ws.state) return;
+    if (!row || (row.dataset.state === ws.state && row.dataset.reason === ws.stateReason)) return;
     row.dataset.state = ws.state;
+    row.dataset.reason = ws.stateReason;
     row.querySelector("[data-part=state]").textContent = labels[ws.state] || ws.state;
-    row.querySelector("[data-part=reason]").textContent = ws.stateReason || "";
+    const reason = ws.stateReason || "";
+    row.querySelector("[data-part=reason]").textContent = reasons[reason] || reason;
     const show = {
       open: ws.state === "running",
       stop: ws.state === "pending" || ws.state === "running",

@@ -1,0 +1,60 @@
+"""A workspace's state and the reason given for it, in the page's language.
+
+The supervisor stores its reasons in English (the API shows them so); the pages
+translate the ones they know, also those with a value in them, and show any other
+as it is."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Final
+
+from balsam.web.pages.i18n import N_
+
+STATES: Final = {
+    "pending": N_("pending"),
+    "running": N_("running"),
+    "stopped": N_("stopped"),
+    "failed": N_("failed"),
+}
+#: The reasons given word for word.
+REASONS: Final = (
+    N_("Waiting to start"),
+    N_("Preparing the home folder"),
+    N_("Starting JupyterLab"),
+    N_("Locked: the owner is no longer a member of the project"),
+    N_("Its template or credentials are gone; delete it."),
+    N_("Its server was not running when Balsam started"),
+    N_("The server stopped."),
+)
+#: The reasons with a value in them: the pattern, and the template it fills.
+PATTERNS: Final = (
+    (re.compile(r"Stopped by (?P<user>.+)"), N_("Stopped by %(user)s")),
+    (
+        re.compile(r"Building environment (?P<name>\S+) \(first use of this template version\)"),
+        N_("Building environment %(name)s (first use of this template version)"),
+    ),
+)
+
+
+def state_labels(gettext: Callable[[str], str]) -> dict[str, str]:
+    return {state: gettext(label) for state, label in STATES.items()}
+
+
+def reason_labels(gettext: Callable[[str], str]) -> dict[str, str]:
+    """The word-for-word reasons, translated (the live state's script uses them)."""
+    return {reason: gettext(reason) for reason in REASONS}
+
+
+def reason(gettext: Callable[[str], str], text: str | None) -> str:
+    """``text`` in ``gettext``'s language where it is a reason the pages know."""
+    if not text:
+        return ""
+    if text in REASONS:
+        return gettext(text)
+    for pattern, template in PATTERNS:
+        found = pattern.fullmatch(text)
+        if found:
+            return gettext(template) % found.groupdict()
+    return text
