@@ -207,7 +207,7 @@ def test_the_readme_is_rendered_inert(
     readme = r.text.split('<article class="rendered">', 1)[1].split("</article>", 1)[0]
     assert "onerror" not in readme and "src=" not in readme and "href" not in readme
     assert_only_balsams_scripts(r.text)
-    assert f"/git/{project['id']}.git\"" in r.text  # the clone URL (on the host typed)
+    assert f'/git/{project["id"]}.git"' in r.text  # the clone URL (on the host typed)
     for tab in ("Filer", "Bearbetningsmiljöer", "Medlemmar", "Nycklar"):
         assert f">{tab}</a>" in r.text
 
