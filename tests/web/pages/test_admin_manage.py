@@ -43,6 +43,10 @@ def test_an_admin_creates_deactivates_and_resets_a_user(
         page = client.get("/admin/users")
         assert page.status_code == 200 and ">Användare</a>" in page.text
         fields = {"username": name, "password": "Ett-bra-lösenord-77", "displayName": "Ny"}
+        short = post(client, "/admin/users", {**fields, "password": "kort"})
+        # Refused in Swedish, with what was typed kept (the password never shown again).
+        assert short.status_code == 422 and "Lösenordet måste ha minst 12 tecken." in short.text
+        assert f'value="{name}"' in short.text and "kort" not in short.text
         made = post(client, "/admin/users", fields)
         assert made.status_code == 201, made.text
         off = post(client, f"/admin/users/{name}/deactivate")

@@ -148,6 +148,9 @@ def test_a_services_refusal_is_shown_in_the_pages_language(
                       {"username": "ingen-sadan-anvandare", "role": "member"})  # fmt: skip
     assert f"Det finns redan ett projekt med namnet &#39;{taken['name']}&#39;." in twice.text
     assert "Det finns ingen aktiv användare &#39;ingen-sadan-anvandare&#39;." in nobody.text
+    # Next to the form, with what was typed kept.
+    assert 'id="member-error" role="alert">Det finns ingen aktiv' in nobody.text
+    assert 'value="ingen-sadan-anvandare" aria-invalid="true"' in nobody.text
     with browser(app, bob, language="sv") as client:  # the error page, too
         assert "Endast för administratörer." in client.get("/admin/users").text
     # The API keeps English.

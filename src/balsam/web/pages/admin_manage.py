@@ -60,7 +60,7 @@ async def _users_page(
     page: int = 1, **extra: Any,
 ) -> HTMLResponse:  # fmt: skip
     loaded = await run_in_threadpool(_users, get_ctx(request), session.actor, query, page)
-    context = {"error": "", "done": "", "password": None} | extra
+    context = {"error": "", "done": "", "password": None, "filled": {}} | extra
     return render(request, "admin/users.html", status=status, nav="admin", **loaded, **context)
 
 
@@ -75,14 +75,21 @@ async def users_page(
 
 
 async def _user_action(
-    request: Request, session: PageSession, work: Callable[[AppContext], Any]
+    request: Request,
+    session: PageSession,
+    work: Callable[[AppContext], Any],
+    filled: dict[str, str] | None = None,
 ) -> tuple[Any, HTMLResponse | None]:
-    """Run ``work``; on refusal, the users page with the message."""
+    """Run ``work``; on refusal, the users page with the message (and the new-user
+    form's fields as ``filled``, the password left out)."""
     try:
         return await run_in_threadpool(work, get_ctx(request)), None
     except BalsamError as exc:
         message = i18n.message_of(request, exc)
-        return None, await _users_page(request, session, status=exc.status, error=message)
+        kept = {k: v for k, v in (filled or {}).items() if k not in ("password", "csrf")}
+        return None, await _users_page(
+            request, session, status=exc.status, error=message, filled=kept
+        )
 
 
 @router.post("/admin/users")
@@ -102,7 +109,7 @@ async def create_user(request: Request) -> Response:
             raise InvalidInput(N_("Check the user name, email and password.")) from exc
         return IdentityService(ctx).create_user(session.actor, data)
 
-    _, refused = await _user_action(request, session, create)
+    _, refused = await _user_action(request, session, create, filled=form)
     if refused is not None:
         return refused
     done = i18n.gettext(request)(N_("The user is created."))

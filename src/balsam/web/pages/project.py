@@ -162,7 +162,8 @@ def tab_url(project_id: str, branch: str, tab: str, path: str = "") -> str:
 
 
 def _page(request: Request, view: ProjectView, *, status: int = 200, error: str = "",
-          created_key: Any = None) -> HTMLResponse:  # fmt: skip
+          created_key: Any = None, in_form: str = "",
+          filled: dict[str, str] | None = None) -> HTMLResponse:  # fmt: skip
     gettext = i18n.gettext(request)
     tabs = {
         "readme": "README",
@@ -189,6 +190,8 @@ def _page(request: Request, view: ProjectView, *, status: int = 200, error: str 
         tab_url=tab_url,
         file_url=file_url,
         error=error,
+        in_form=in_form,
+        filled=filled or {},
         created_key=created_key,
         # The branch bar's + (SCB's *Skapa bearbetningsmiljö*, Alternativ 2): the
         # workspaces tab with its form open.
@@ -273,9 +276,12 @@ async def _act(
     form: dict[str, str],
     tab: str,
     work: Callable[[AppContext, Actor], object],
+    *,
+    in_form: str = "",
 ) -> Response:
     """Run ``work``; back to the tab (on the branch the form named), or the tab
-    again with the service's message."""
+    again with the service's message (next to the form ``in_form``, with what was
+    typed kept, when the refusal is about what the form asked)."""
     ctx = get_ctx(request)
     branch = form.get("branch") or None
     try:
@@ -283,7 +289,7 @@ async def _act(
     except BalsamError as exc:
         view = await run_in_threadpool(load, ctx, session.actor, project_id, branch, tab)
         message = i18n.message_of(request, exc)
-        return _page(request, view, status=exc.status, error=message)
+        return _page(request, view, status=exc.status, error=message, in_form=in_form, filled=form)
     view_branch = branch or ""
     return RedirectResponse(tab_url(project_id, view_branch, tab), status_code=303)
 
@@ -344,7 +350,7 @@ async def add_member(request: Request, project_id: str) -> Response:
             raise InvalidInput(N_("Give a user name and a role.")) from exc
         return MemberService(ctx).add(actor, project_id, data)
 
-    return await _act(request, session, project_id, form, "members", add)
+    return await _act(request, session, project_id, form, "members", add, in_form="member")
 
 
 @router.post("/projects/{project_id}/members/{username}/{action}")
