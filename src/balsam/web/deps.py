@@ -14,6 +14,7 @@ import binascii
 import hmac
 import logging
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from fastapi import BackgroundTasks, Depends, Request
 
@@ -151,6 +152,21 @@ def authenticate(request: Request, ctx: AppContext, *, allow_basic: bool = False
                 raise Forbidden("Missing or wrong X-CSRF-Token header.")
         return _actor(request, user.id, user.username, user.is_admin)
     raise Unauthenticated("Authentication required.")
+
+
+def same_origin_request(request: Request, public_url: str) -> bool:
+    """Whether a browser sent this from one of Balsam's own pages (``Origin`` the
+    request's own or the public URL's; ``Sec-Fetch-Site`` same-origin), or no browser
+    page sent it at all (no such headers: a script outside a browser)."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        return request.headers.get("sec-fetch-site", "none") in ("same-origin", "none")
+    parts = urlsplit(public_url)
+    own = {
+        f"{request.url.scheme}://{request.headers.get('host', '')}".lower(),
+        f"{parts.scheme}://{parts.netloc}".lower(),
+    }
+    return origin.lower() in own
 
 
 def browser_session(request: Request, ctx: AppContext) -> tuple[Actor, str] | None:

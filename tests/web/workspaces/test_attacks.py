@@ -924,6 +924,7 @@ _srv.listen(64)
 _REPLY = (b"HTTP/1.1 200 OK\\r\\nContent-Type: text/plain\\r\\nContent-Length: 6\\r\\n"
           b"Set-Cookie: balsam_session=planted; Path=/\\r\\n"
           b"Set-Cookie: balsam_lang=en; Path=/\\r\\n"
+          b"Set-Cookie: =balsam_session=nameless; Path=/\\r\\n"
           b"Set-Cookie: hers=1; Path=/\\r\\nService-Worker-Allowed: /\\r\\n"
           b"Cross-Origin-Opener-Policy: same-origin\\r\\nConnection: close\\r\\n\\r\\nforged")
 def _answer():

@@ -153,6 +153,15 @@ def _is_page_visit(conn: HTTPConnection, method: str, websocket: bool) -> bool:
     )
 
 
+def _names_own_cookie(header: str, own_cookies: frozenset[str]) -> bool:
+    """Whether a Set-Cookie value could set one of ``own_cookies``: its name, or, for
+    a nameless cookie (``=balsam_session=…``, which some browsers read as a name),
+    the start of its value."""
+    name, _, rest = header.partition("=")
+    candidates = {name.strip(), rest.split("=", 1)[0].strip() if not name.strip() else ""}
+    return bool(candidates & own_cookies)
+
+
 def _own_cookies(conn: HTTPConnection) -> frozenset[str]:
     return frozenset({_access(conn).ctx.settings.auth.session_cookie, LANGUAGE_COOKIE})
 
@@ -175,7 +184,7 @@ def _response_headers(
         lower = key.lower()
         if lower in HOP_BY_HOP or lower in NOT_FROM_WORKSPACES:
             continue
-        if lower == "set-cookie" and value.split("=", 1)[0].strip() in own_cookies:
+        if lower == "set-cookie" and _names_own_cookie(value, own_cookies):
             continue
         if lower == "location" and value.startswith(("http://127.0.0.1", "http://localhost")):
             parts = urlsplit(value)  # keep redirects on Balsam's origin

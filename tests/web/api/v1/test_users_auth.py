@@ -448,6 +448,21 @@ def test_logout_ends_the_session(
     assert browser.post("/api/v1/auth/logout").status_code == 204  # idempotent
 
 
+@pytest.mark.parametrize(
+    "headers",
+    [{"Origin": "http://localhost:1"}, {"Sec-Fetch-Site": "same-site"},
+     {"Sec-Fetch-Site": "cross-site"}],
+)  # fmt: skip
+def test_a_page_elsewhere_cannot_log_the_browser_out(
+    alice: TestUser, browser: httpx.Client, headers: dict[str, str]
+) -> None:
+    """A workspace's page (another port, the same host) ending the session would let
+    it plant another account's in its place."""
+    assert login(browser, alice.username).status_code == 200
+    assert_problem(browser.post("/api/v1/auth/logout", headers=headers), 403)
+    assert browser.get("/api/v1/users/me").json()["username"] == alice.username
+
+
 def test_bearer_wins_over_cookie(alice: TestUser, bob: TestUser, browser: httpx.Client) -> None:
     login(browser, alice.username)
     r = browser.get("/api/v1/users/me", headers=bearer(bob.token))

@@ -6,8 +6,9 @@ from fastapi import APIRouter, Request, Response
 
 from balsam.domain.identity.schemas import LoginRequest, LoginResponse
 from balsam.domain.identity.service import IdentityService
+from balsam.errors import Forbidden
 from balsam.web.api.v1.common import problems
-from balsam.web.deps import Ctx, client_address, request_id
+from balsam.web.deps import Ctx, client_address, request_id, same_origin_request
 
 router = APIRouter(prefix="/auth", tags=["Auth"])
 
@@ -43,9 +44,12 @@ def login(body: LoginRequest, request: Request, response: Response, ctx: Ctx) ->
     )
 
 
-@router.post("/logout", status_code=204, operation_id="Logout")
+@router.post("/logout", status_code=204, operation_id="Logout", responses=problems(403))
 def logout(request: Request, response: Response, ctx: Ctx) -> Response:
-    """End the browser session (if any)."""
+    """End the browser session (if any). Refused to a page of another origin: a page
+    elsewhere (a workspace's, say) must not end the session, or swap in another."""
+    if not same_origin_request(request, ctx.settings.resolved_public_url):
+        raise Forbidden("Log out from Balsam's own pages.")
     cookie = request.cookies.get(ctx.settings.auth.session_cookie)
     if cookie:
         IdentityService(ctx).end_session(cookie)
