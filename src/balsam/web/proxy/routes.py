@@ -169,7 +169,10 @@ def _own_cookies(conn: HTTPConnection) -> frozenset[str]:
 #: Headers a workspace's server may not set on Balsam's origin: a Cross-Origin-Opener-
 #: Policy equal to the portal's would let its pages keep the portal windows they open;
 #: Service-Worker-Allowed would let a worker claim paths beyond the workspace's.
-NOT_FROM_WORKSPACES = frozenset({"cross-origin-opener-policy", "service-worker-allowed"})
+#: (Server and Date: uvicorn sends its own; two of each confuse clients.)
+NOT_FROM_WORKSPACES = frozenset(
+    {"cross-origin-opener-policy", "service-worker-allowed", "server", "date"}  # uvicorn's
+)
 
 
 def _response_headers(
