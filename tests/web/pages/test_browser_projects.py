@@ -23,6 +23,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from balsam.domain.identity.service import Actor
+from balsam.domain.projects.naming import encode_file_id
 from tests.cli.test_cli import BalsamUp, up_environment, weed_pids
 from tests.fixtures.app import PASSWORD, TestUser
 from tests.fixtures.chromium import skip_without_chromium
@@ -130,21 +131,11 @@ def admin(live_url: str) -> TestUser:
 @pytest.fixture(scope="module")
 def scb_library(admin: TestUser, scb_library_repo: Path) -> dict[str, Any]:
     """SCB's library registered in the portal's installation, and synced."""
-    made = admin.client.post("/api/v1/knowledge-libraries", json={
+    return _registered(admin, {
         "name": "SCB kunskapsbibliotek", "description": "SCB:s bibliotek",
         "repositoryUrl": file_url(scb_library_repo), "branch": "main",
         "repositoryFriendlyUrl": "https://github.com/statisticssweden/balsam-knowledge-library",
     })  # fmt: skip
-    assert made.status_code == 201, made.text
-    deadline = time.monotonic() + 120
-    while (found := admin.client.get(f"/api/v1/knowledge-libraries/{made.json()['id']}").json())[
-        "syncStatus"
-    ] in ("pending", "syncing"):
-        assert time.monotonic() < deadline, found
-        time.sleep(0.2)
-    assert found["syncStatus"] == "ok", found
-    library: dict[str, Any] = found
-    return library
 
 
 @pytest.fixture
@@ -436,3 +427,86 @@ def test_members_keys_and_aktivitet_by_keyboard(
     page.screenshot(path=str(shots / "aktivitet-sv.png"), full_page=True)
     assert elsewhere == []
     page.context.close()
+
+
+def _registered(admin: TestUser, body: dict[str, Any]) -> dict[str, Any]:
+    """A knowledge library registered in the installation, and synced."""
+    made = admin.client.post("/api/v1/knowledge-libraries", json=body)
+    assert made.status_code == 201, made.text
+    deadline = time.monotonic() + 120
+    while (found := admin.client.get(f"/api/v1/knowledge-libraries/{made.json()['id']}").json())[
+        "syncStatus"
+    ] in ("pending", "syncing"):
+        assert time.monotonic() < deadline, found
+        time.sleep(0.2)
+    assert found["syncStatus"] == "ok", found
+    library: dict[str, Any] = found
+    return library
+
+
+def test_an_article_full_of_script_runs_nothing(
+    chromium: Browser, live_url: str, admin: TestUser, alice: TestUser, adversarial_repo: Path
+) -> None:
+    """Scripts, event handlers, javascript:/data: links, SVG, frames and images from
+    other hosts, in articles, notebooks and the README: nothing runs, nothing loads."""
+    library = _registered(admin, {"name": f"Ond {secrets.token_hex(2)}",
+                                  "repositoryUrl": file_url(adversarial_repo)})  # fmt: skip
+    page, elsewhere = _page(chromium, live_url, "sv-SE")
+    alerts: list[str] = []
+    page.on("dialog", lambda dialog: (alerts.append(dialog.message), dialog.dismiss()))
+    _log_in(page, live_url, alice)
+    base = f"{live_url}/library/{library['id']}"
+    pages = [f"{base}?tab=readme", f"{base}?tab=articles"] + [
+        f"{base}/file/{encode_file_id(path)}"
+        for path in ("evil.md", "notebook.ipynb", "Articles/Ond/Artikel.md")
+    ]
+    for url in pages:
+        page.goto(url)
+        hrefs = page.locator("main a").evaluate_all("links => links.map(a => a.href)")
+        assert not [h for h in hrefs if h.lower().startswith(("javascript:", "data:", "vbscript:"))]
+        active = page.locator("main script, main iframe, main object, main embed, main [onerror], "
+                              "main [onload], main [onclick]")  # fmt: skip
+        assert active.count() == 0, url
+        for link in page.locator("article a[href^='#']").all():
+            link.click()  # the harmless ones still work, and still run nothing
+    page.wait_for_timeout(500)
+    assert alerts == []
+    assert elsewhere == []  # not even https://www.scb.se/logo.png
+    page.context.close()
+
+
+def test_others_strangers_and_other_sites_get_nothing_of_a_project(
+    chromium: Browser, live_url: str, alice: TestUser, bob: TestUser, unique: Callable[[str], str]
+) -> None:
+    name = unique("Hemligt ")
+    created = alice.client.post("/api/v1/projects", json={"name": name, "branchName": "main"})
+    pid = created.json()["id"]
+    paths = [f"/projects/{pid}", f"/projects/{pid}?tab=files", f"/projects/{pid}?tab=members",
+             f"/projects/{pid}/delete", f"/projects/{pid}?tab=activity"]  # fmt: skip
+    for who in (bob, None):
+        page, _ = _page(chromium, live_url, "sv-SE")
+        if who is not None:
+            _log_in(page, live_url, who)
+        for path in paths:
+            response = page.goto(f"{live_url}{path}")
+            assert response is not None and name not in page.content(), path
+            if who is not None:
+                assert response.status == 404, path
+            else:
+                assert urlsplit(page.url).path == "/login", path
+        page.context.close()
+    # A page on another site posting Ta bort projekt's form, in Alice's browser.
+    context = chromium.new_context()
+    page = context.new_page()
+    _log_in(page, live_url, alice)
+    form = (f'<form method="post" action="{live_url}/projects/{pid}/delete">'
+            f'<input name="confirm" value="{name}"><input name="csrf" value="guess">'
+            '<button>go</button></form>')  # fmt: skip
+    page.route(
+        "http://elsewhere.test/", lambda route: route.fulfill(body=form, content_type="text/html")
+    )
+    page.goto("http://elsewhere.test/")
+    with page.expect_navigation():
+        page.get_by_role("button", name="go").click()
+    assert alice.client.get(f"/api/v1/projects/{pid}").status_code == 200
+    context.close()

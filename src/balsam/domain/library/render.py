@@ -111,16 +111,19 @@ class Resolve(Protocol):
 
 def web_link(value: str, *, image: bool = False) -> str | None:
     """A :class:`Resolve` for documents outside a library: http(s) and mailto
-    links and ``#fragments`` are kept; paths and anything else are dropped."""
+    links and ``#fragments`` are kept; paths and anything else are dropped. Images
+    from the web are dropped too: showing a page must not ask another host for
+    anything (a tracking pixel, an address that leaks who reads what)."""
     value = value.strip()
     try:
         parts = urlsplit(value)
     except ValueError:
         return None
+    if image:
+        return None
     if parts.scheme:
-        allowed = ("http", "https") if image else ("http", "https", "mailto")
-        return value if parts.scheme.lower() in allowed else None
-    if value.startswith("#") and not image:
+        return value if parts.scheme.lower() in ("http", "https", "mailto") else None
+    if value.startswith("#"):
         return value
     return None
 
