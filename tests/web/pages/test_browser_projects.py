@@ -63,6 +63,14 @@ LOW_CONTRAST = """() => {
   return low;
 }"""
 
+#: Run in a page: the visible form controls with no accessible name (no label, no
+#: aria-label(ledby), no text), as their outer HTML.
+UNLABELLED = """() => [...document.querySelectorAll("input, select, textarea, button, summary, a")]
+  .filter((el) => el.type !== "hidden" && el.checkVisibility())
+  .filter((el) => !((el.labels && el.labels.length) || el.getAttribute("aria-label")
+                    || el.getAttribute("aria-labelledby") || el.textContent.trim()))
+  .map((el) => el.outerHTML.slice(0, 120))"""
+
 skip_without_chromium()
 
 
@@ -281,6 +289,7 @@ def test_every_main_page_in_both_languages(
             left = [word for word in SWEDISH if word in main_and_header]
             assert not left, (path, left)
         assert page.evaluate(LOW_CONTRAST) == [], path  # WCAG AA for text
+        assert page.evaluate(UNLABELLED) == [], path  # every control has a name
         # A tablet's width: nothing wider than the window but what scrolls on its own.
         page.set_viewport_size({"width": 800, "height": 900})
         width = page.evaluate("document.documentElement.scrollWidth")
