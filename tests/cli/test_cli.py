@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -325,10 +326,10 @@ def up_environment(database_url: str) -> dict[str, str]:
     }
 
 
-@pytest.fixture
-def running(up_env: dict[str, str], tmp_path: Path) -> Iterator[BalsamUp]:
-    data_dir = tmp_path / "data"
-    server = BalsamUp(up_env, data_dir, free_port(), "first")
+@contextmanager
+def serving(env: dict[str, str], data_dir: Path, name: str = "up") -> Iterator[BalsamUp]:
+    """`balsam up` serving until the block ends; then it and its weed are killed."""
+    server = BalsamUp(env, data_dir, free_port(), name)
     try:
         server.wait_until_serving()
         yield server
@@ -336,6 +337,12 @@ def running(up_env: dict[str, str], tmp_path: Path) -> Iterator[BalsamUp]:
         server.kill()
         for pid in weed_pids(data_dir / "storage"):
             os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def running(up_env: dict[str, str], tmp_path: Path) -> Iterator[BalsamUp]:
+    with serving(up_env, tmp_path / "data", "first") as server:
+        yield server
 
 
 def run_balsam_up(

@@ -6,8 +6,6 @@ serves only its own kind of request. Debian's Chromium through Playwright."""
 
 from __future__ import annotations
 
-import os
-import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,9 +15,8 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.cli.test_cli import BalsamUp, up_environment, weed_pids
+from tests.cli.test_cli import BalsamUp, serving, up_environment
 from tests.fixtures.chromium import skip_without_chromium
-from tests.fixtures.server import free_port
 
 PASSWORD = "Own-origin-password-7"
 LAB = "#jp-main-dock-panel"
@@ -46,11 +43,7 @@ def installation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installat
     # One `balsam up` for the module, on SQLite: nothing here is about the database.
     env = up_environment(f"sqlite:///{tmp_path_factory.mktemp('db') / 'balsam.db'}")
     env["BALSAM_ADMIN_PASSWORD"] = PASSWORD
-    data_dir = tmp_path_factory.mktemp("own-origin") / "data"
-    port = free_port()
-    up = BalsamUp(env, data_dir, port, "up")
-    try:
-        up.wait_until_serving()
+    with serving(env, tmp_path_factory.mktemp("own-origin") / "data") as up:
         token = httpx.post(
             f"{up.url}/api/v1/users/me/tokens", auth=("admin", PASSWORD), json={"name": "t"}
         ).json()["token"]
@@ -68,14 +61,11 @@ def installation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installat
         while (state := api.get(f"/workspaces/{wid}").json())["state"] != "running":
             assert state["state"] != "failed" and time.monotonic() < deadline, state
             time.sleep(0.5)
+        port = int(up.url.rsplit(":", 1)[1])
         yield Installation(
             up, port, int(env["BALSAM_WORKSPACES__PORT"]), api, project.json(), state
         )
         api.delete(f"/workspaces/{wid}")
-    finally:
-        up.kill()
-        for pid in weed_pids(data_dir / "storage"):
-            os.kill(pid, signal.SIGKILL)
 
 
 def _log_in(page: Page, portal: str, next_path: str = "/") -> None:

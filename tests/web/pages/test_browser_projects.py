@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import re
 import secrets
-import signal
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,11 +23,10 @@ from playwright.sync_api import Browser, Page, expect
 
 from balsam.domain.identity.service import Actor
 from balsam.domain.projects.naming import encode_file_id
-from tests.cli.test_cli import BalsamUp, up_environment, weed_pids
+from tests.cli.test_cli import BalsamUp, serving, up_environment
 from tests.fixtures.app import PASSWORD, TestUser
 from tests.fixtures.chromium import skip_without_chromium
 from tests.fixtures.library import file_url
-from tests.fixtures.server import free_port
 
 EXAMPLE = "Normalproduktion med standardisering"
 #: Words of the Swedish pages that must not be left on the English ones.
@@ -86,15 +84,8 @@ def installation(
     env = up_environment(f"sqlite:///{tmp_path_factory.mktemp('db') / 'balsam.db'}")
     env["BALSAM_ADMIN_PASSWORD"] = PASSWORD
     env["BALSAM_SOURCE_FILE_ROOTS"] = f'["{scb_library_repo.parent}"]'
-    data_dir = tmp_path_factory.mktemp("portal") / "data"
-    up = BalsamUp(env, data_dir, free_port(), "up")
-    try:
-        up.wait_until_serving()
+    with serving(env, tmp_path_factory.mktemp("portal") / "data") as up:
         yield up
-    finally:
-        up.kill()
-        for pid in weed_pids(data_dir / "storage"):
-            os.kill(pid, signal.SIGKILL)
 
 
 @pytest.fixture(scope="module")
