@@ -453,11 +453,13 @@ def test_logout_ends_the_session(
     [{"Origin": "http://localhost:1"}, {"Sec-Fetch-Site": "same-site"},
      {"Sec-Fetch-Site": "cross-site"}],
 )  # fmt: skip
-def test_a_page_elsewhere_cannot_log_the_browser_out(
+def test_a_page_elsewhere_cannot_log_the_browser_in_or_out(
     alice: TestUser, browser: httpx.Client, headers: dict[str, str]
 ) -> None:
     """A workspace's page (another port, the same host) ending the session would let
     it plant another account's in its place."""
+    body = {"username": alice.username, "password": PASSWORD}
+    assert_problem(browser.post("/api/v1/auth/login", json=body, headers=headers), 403)
     assert login(browser, alice.username).status_code == 200
     assert_problem(browser.post("/api/v1/auth/logout", headers=headers), 403)
     assert browser.get("/api/v1/users/me").json()["username"] == alice.username

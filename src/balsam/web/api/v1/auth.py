@@ -17,10 +17,13 @@ router = APIRouter(prefix="/auth", tags=["Auth"])
     "/login",
     response_model=LoginResponse,
     operation_id="Login",
-    responses=problems(400, 401, 422, 429),
+    responses=problems(400, 401, 403, 422, 429),
 )
 def login(body: LoginRequest, request: Request, response: Response, ctx: Ctx) -> LoginResponse:
-    """Check username and password and start a browser session."""
+    """Check username and password and start a browser session. Refused to a page of
+    another origin, which must not log the browser in as someone else."""
+    if not same_origin_request(request, ctx.settings.resolved_public_url):
+        raise Forbidden("Log in from Balsam's own pages.")
     identity = IdentityService(ctx)
     user = identity.login_password(
         body.username,
