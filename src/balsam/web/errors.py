@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from balsam.domain.audit.service import AuditRecord
 from balsam.errors import BalsamError, ProviderError
+from balsam.web.pages.forms import known_session
 from balsam.web.pages.i18n import N_, gettext
 from balsam.web.pages.render import render
 
@@ -183,6 +184,8 @@ async def _balsam_error(request: Request, exc: Exception) -> Response:
         await run_in_threadpool(_audit_denial, request, exc)
     extra = {"errors": exc.details["errors"]} if "errors" in exc.details else {}
     retry = exc.details.get("retryAfterSeconds")
+    if wants_page(request):
+        await known_session(request)  # the error page shows the menu
     return respond(
         exc.status,
         exc,
@@ -233,6 +236,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     if exc.status_code == 404 and wants_page(request):
         _ = gettext(request)
         detail = _("There is no page at this address.")
+        await known_session(request)  # the error page shows the menu
     return respond(exc.status_code, detail, request=request, headers=dict(exc.headers or {}))
 
 

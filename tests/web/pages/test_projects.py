@@ -492,6 +492,15 @@ def test_a_page_fetched_by_a_script_is_refused(app: FastAPI, alice: TestUser) ->
     assert posted.status_code == 403
 
 
+def test_error_pages_keep_the_menu_of_a_logged_in_user(app: FastAPI, alice: TestUser) -> None:
+    with browser(app, alice, "sv") as client:
+        missing = client.get("/no-such-page")
+        refused = client.get("/admin/users")
+    for page, status in ((missing, 404), (refused, 403)):
+        assert page.status_code == status
+        assert 'aria-label="Huvudmeny"' in page.text and alice.username in page.text
+
+
 def test_bad_inputs_to_the_pages_answer_4xx_never_500(
     app: FastAPI, alice: TestUser, admin: TestUser, scb_library: dict[str, Any],
     unique: Callable[[str], str],

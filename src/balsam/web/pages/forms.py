@@ -27,6 +27,7 @@ from balsam.context import AppContext
 from balsam.domain.identity.service import Actor
 from balsam.errors import BadRequest, Forbidden, PayloadTooLarge
 from balsam.web.deps import browser_session, get_ctx
+from balsam.web.origins import on_workspace_port
 from balsam.web.pages.i18n import N_
 
 #: A form of the portal is a few hundred bytes; anything much larger is not one.
@@ -133,6 +134,25 @@ async def page_session(request: Request) -> PageSession | None:
     if session is not None:
         request.state.actor = session.actor  # for the audit of a refused request
     return session
+
+
+async def known_session(request: Request) -> None:
+    """For an error page: remember the browser's logged-in user on the request if no
+    page did yet, so the page shows the menu. Not for a script's request (the page
+    would carry the session's CSRF token), nor on the workspaces' port (whose pages
+    the portal's links do not reach); never raises."""
+    ctx = get_ctx(request)
+    if (
+        getattr(request.state, "page_session", None) is not None
+        or request.headers.get("sec-fetch-mode", "navigate") != "navigate"
+        or on_workspace_port(request.scope, ctx.settings)
+    ):
+        return
+    try:
+        found = await run_in_threadpool(browser_session, request, ctx)
+    except Exception:  # an expired session, a database away: the page goes without
+        return
+    request.state.page_session = PageSession(*found) if found else None
 
 
 async def require_session(request: Request) -> PageSession:
