@@ -1,7 +1,7 @@
 """The portal's pages rendered on the server, over HTTP with a browser's session:
 *Projekt* for a user with 1,000 projects (random pages of 24 cards), and the
-*Filer* tab of a repository of 5,000 files (one folder of it, listed on its own). Target p95 < 100 ms each; the pages'
-scripts and styles together < 200 KB.
+*Filer* tab of a repository of 5,000 files (one folder of it, listed on its own).
+Target p95 < 100 ms each; the pages' scripts and styles together < 200 KB.
 
     .venv/bin/python bench/bench_portal_render.py [--projects 1000] [--files 5000] [--requests 200]
 """
