@@ -332,7 +332,7 @@ def stopped_workspace(
 
 
 def test_home_lists_your_workspaces_escaped(
-    visitor: TestClient, alice: TestUser, stopped_workspace: Workspace
+    visitor: TestClient, alice: TestUser, stopped_workspace: Workspace, project: dict[str, Any]
 ) -> None:
     assert login(visitor, alice.username).status_code == 303
     r = visitor.get("/")
@@ -348,7 +348,8 @@ def test_home_lists_your_workspaces_escaped(
         '<td><span data-part="state">stopped</span>'
         '<span class="reason" data-part="reason">Stopped by test</span></td>'
     ) in r.text
-    assert (f"<td>{stopped_workspace.project_id}</td><td>main</td><td>python</td>") in r.text
+    # The project's and the template's names, not their ids.
+    assert f"<td>{project['name']}</td><td>main</td><td>Python</td>" in r.text
     assert 'aria-label="Start &lt;img src=x onerror=&#34;alert(1)&#34;&gt;"' in r.text
     assert f'href="/workspaces-ui/{stopped_workspace.id}/delete"' in r.text  # confirm first
     confirm = visitor.get(f"/workspaces-ui/{stopped_workspace.id}/delete")

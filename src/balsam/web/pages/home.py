@@ -88,6 +88,9 @@ class HomeView:
     #: ``(value "project/branch", label)`` for every branch of the user's projects.
     targets: list[tuple[str, str]] = field(default_factory=list)
     templates: list[tuple[str, str]] = field(default_factory=list)
+    #: Project ids to names (the table shows names; a project the user left keeps
+    #: its id).
+    project_names: dict[str, str] = field(default_factory=dict)
 
 
 def load(ctx: AppContext, actor: Actor) -> HomeView:
@@ -96,7 +99,10 @@ def load(ctx: AppContext, actor: Actor) -> HomeView:
     service = WorkspaceService(ctx)
     rows = [workspace_row(ws) for ws in service.list_for(actor, all_visible=False)]
     return HomeView(
-        workspaces=rows, targets=targets, templates=[(t.id, t.name) for t in service.templates()]
+        workspaces=rows,
+        targets=targets,
+        templates=[(t.id, t.name) for t in service.templates()],
+        project_names={p.id: p.name for p, _ in projects},
     )
 
 
@@ -119,6 +125,8 @@ def _page(
         workspaces=view.workspaces,
         targets=view.targets,
         templates=view.templates,
+        project_names=view.project_names,
+        template_names=dict(view.templates),
         filled=filled or Filled(),
         error=error,
         states=state_labels(gettext),
