@@ -218,9 +218,10 @@ class WorkspaceSettings(BaseModel):
     )
     public_url: str | None = Field(
         None,
-        description="Base URL users reach workspaces at, when a reverse proxy serves them "
-        "(an origin other than public_url's: another host or port). Default: the host the "
-        "user reached Balsam at, on the workspace port.",
+        description="Base URL users reach workspaces at, when a reverse proxy serves them: "
+        "public_url's host name on another port (the session cookie belongs to the host "
+        "name, so another host name would not be logged in). Default: the host the user "
+        "reached Balsam at, on the workspace port.",
     )
     runtime_dir: Path | None = Field(
         None,
