@@ -95,10 +95,16 @@ def test_each_port_serves_its_own_kind(installation: Installation) -> None:
             f"http://{host}:{installation.workspace_port}/workspaces/{wid}/"
         )
     assert httpx.post(f"{portal}/workspaces/{wid}/api/contents").status_code == 421
-    # The workspace port serves workspaces only: no portal page, no API, no git.
-    for path in ("/", "/login", "/projects", "/api/v1/openapi.json", "/api/v1/projects",
+    # The workspace port serves workspaces only: no portal page (someone who typed the
+    # port is sent to the portal), no API, no git.
+    for path in ("/", "/login?next=%2Fprojects", "/projects"):
+        moved = httpx.get(f"{workspaces}{path}")
+        assert moved.status_code == 307 and moved.headers["location"] == f"{portal}{path}"
+        assert not moved.text
+    for path in ("/api/v1/openapi.json", "/api/v1/projects",
                  f"/git/{installation.project['id']}.git/info/refs"):  # fmt: skip
         assert httpx.get(f"{workspaces}{path}").status_code == 404, path
+    assert httpx.post(f"{workspaces}/login").status_code == 404
     # A person refused there reads why on the portal's error page, whose links lead
     # back to the portal (the workspace port serves nothing else).
     login = httpx.post(f"{portal}/api/v1/auth/login",

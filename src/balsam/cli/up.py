@@ -378,7 +378,9 @@ def announce(settings: Settings, generated_password: str | None) -> None:
         url = f"http://localhost:{settings.port}"
     port, parts = settings.workspace_port, urlsplit(url)
     workspaces = settings.workspaces.public_url or (
-        f"{parts.scheme}://{parts.hostname}:{port}/workspaces/ (their own origin)" if port else None
+        f"{parts.scheme}://{parts.hostname}:{port} (their own origin; opened from the portal)"
+        if port
+        else None
     )
     user = settings.admin_username
     lines = ["", f"Balsam is starting at {url}", f"  admin user:     {user}"]

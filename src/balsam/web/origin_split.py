@@ -1,7 +1,8 @@
 """Each kind of request on its own port (see :mod:`balsam.web.origins`):
 
 * on the workspace port only ``/workspaces/…`` (and the public ``/static/`` assets
-  of Balsam's error pages) are served; anything else is 404;
+  of Balsam's error pages) are served; a portal page asked for there (someone typed
+  the port) is redirected to the portal, anything else is 404;
 * on the portal's port ``/workspaces/…`` is sent over: a ``GET``/``HEAD`` (a link or
   bookmark) by a 307 redirect, anything else refused with 421.
 """
@@ -19,6 +20,7 @@ from balsam.web.origins import (
     SHARED_PREFIXES,
     WORKSPACE_PREFIX,
     on_workspace_port,
+    portal_origin,
     workspace_origin,
 )
 
@@ -39,6 +41,9 @@ class OriginSplit:
         if on_workspace_port(scope, self.settings):
             if path.startswith(SHARED_PREFIXES):
                 await self.app(scope, receive, send)
+            elif _a_page_visit(scope):  # a person who typed this port: to the portal
+                target = portal_origin(scope, self.settings) + _path_and_query(scope)
+                await RedirectResponse(target, status_code=307)(scope, receive, send)
             else:
                 await self._refuse(scope, receive, send, 404, "Only workspaces are served here.")
             return
@@ -47,9 +52,7 @@ class OriginSplit:
             return
         origin = workspace_origin(scope, self.settings)
         if scope["type"] == "http" and scope["method"] in ("GET", "HEAD"):
-            raw = scope.get("raw_path") or quote(path).encode()
-            query = scope.get("query_string", b"")
-            target = f"{origin}{(raw + (b'?' + query if query else b'')).decode('latin-1')}"
+            target = f"{origin}{_path_and_query(scope)}"
             await RedirectResponse(target, status_code=307)(scope, receive, send)
             return
         await self._refuse(scope, receive, send, 421, f"Workspaces are served at {origin}.")
@@ -60,3 +63,18 @@ class OriginSplit:
             await send({"type": "websocket.close", "code": 1008, "reason": detail[:120]})
             return
         await problem(status, detail)(scope, receive, send)
+
+
+def _path_and_query(scope: Scope) -> str:
+    raw = scope.get("raw_path") or quote(scope["path"]).encode()
+    query = scope.get("query_string", b"")
+    return (raw + (b"?" + query if query else b"")).decode("latin-1")
+
+
+def _a_page_visit(scope: Scope) -> bool:
+    """A GET/HEAD of a portal page (not the API's or git's addresses)."""
+    return (
+        scope["type"] == "http"
+        and scope["method"] in ("GET", "HEAD")
+        and not scope["path"].startswith(("/api/", "/git/"))
+    )
