@@ -47,7 +47,7 @@ MINT = "/projects/recovery/credentials"
 
 
 def start_balsam(workdir: Path) -> tuple[subprocess.Popen[bytes], str, Path]:
-    s3, master, volume, filer, admin = seaweed_http_ports(5)
+    s3, master, volume, filer, admin, workspaces = seaweed_http_ports(6)
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("BALSAM_")}
     env.update(
@@ -61,6 +61,7 @@ def start_balsam(workdir: Path) -> tuple[subprocess.Popen[bytes], str, Path]:
             "BALSAM_STORAGE__VOLUME_PORT": str(volume),
             "BALSAM_STORAGE__FILER_PORT": str(filer),
             "BALSAM_STORAGE__ADMIN_PORT": str(admin),
+            "BALSAM_WORKSPACES__PORT": str(workspaces),
         }
     )
     data_dir = workdir / "data"

@@ -257,6 +257,10 @@ class BalsamUp:
 
     def __init__(self, env: dict[str, str], data_dir: Path, port: int, name: str) -> None:
         self.url = f"http://127.0.0.1:{port}"
+        # The workspaces' port, below the ephemeral range: its default (port + 1) next to
+        # a free ephemeral port may be any connection's.
+        if "BALSAM_WORKSPACES__PORT" not in env:
+            env = {**env, "BALSAM_WORKSPACES__PORT": str(seaweed_http_ports(1)[0])}
         self.stdout_path = data_dir.parent / f"{name}.out"
         self.stderr_path = data_dir.parent / f"{name}.err"
         with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
