@@ -6,12 +6,7 @@ could read portal pages and the JSON API as that user. So Balsam serves workspac
 on another port (``Settings.workspace_port``): the browser keeps the two origins
 apart (no reads across them without CORS, which Balsam never grants), while the
 session cookie, which belongs to the host and not the port, still opens the
-workspace. :class:`OriginSplit` keeps each kind of request on its own port:
-
-* on the workspace port only ``/workspaces/…`` (and the public ``/static/`` assets
-  of Balsam's error pages) are served; anything else is 404;
-* on the portal's port ``/workspaces/…`` is sent over: a ``GET``/``HEAD`` (a link or
-  bookmark) by a 307 redirect, anything else refused with 421.
+workspace. :mod:`balsam.web.origin_split` keeps each kind of request on its port.
 
 Links to a workspace use the host the user came in on, so the cookie of
 ``localhost`` or of ``127.0.0.1``, whichever the user typed, goes with them (or the

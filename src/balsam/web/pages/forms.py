@@ -26,7 +26,7 @@ from starlette.requests import Request
 from balsam.context import AppContext
 from balsam.domain.identity.service import Actor
 from balsam.errors import BadRequest, Forbidden, PayloadTooLarge
-from balsam.web.deps import browser_session, get_ctx
+from balsam.web.deps import browser_session, get_ctx, same_origin_request
 from balsam.web.origins import on_workspace_port
 from balsam.web.pages.i18n import N_
 
@@ -74,25 +74,8 @@ def login_url(next_path: str) -> str:
     return "/login" if safe == "/" else f"/login?next={quote(safe, safe='/')}"
 
 
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}".lower()
-
-
-def same_site_post(request: Request, ctx: AppContext) -> bool:
-    """Whether a form post comes from Balsam's own pages (or from no browser page)."""
-    origin = request.headers.get("origin")
-    if origin is None:
-        return request.headers.get("sec-fetch-site", "none") in ("same-origin", "none")
-    own = {
-        f"{request.url.scheme}://{request.headers.get('host', '')}".lower(),
-        _origin(ctx.settings.resolved_public_url),
-    }
-    return origin.lower() in own
-
-
 def refuse_cross_site(request: Request, ctx: AppContext) -> None:
-    if not same_site_post(request, ctx):
+    if not same_origin_request(request, ctx.settings.resolved_public_url):
         raise Forbidden(N_("Cross-site form posts are refused."))
 
 
@@ -139,20 +122,16 @@ async def page_session(request: Request) -> PageSession | None:
 async def known_session(request: Request) -> None:
     """For an error page: remember the browser's logged-in user on the request if no
     page did yet, so the page shows the menu. Not for a script's request (the page
-    would carry the session's CSRF token), nor on the workspaces' port (whose pages
-    the portal's links do not reach); never raises."""
-    ctx = get_ctx(request)
-    if (
-        getattr(request.state, "page_session", None) is not None
-        or request.headers.get("sec-fetch-mode", "navigate") != "navigate"
-        or on_workspace_port(request.scope, ctx.settings)
+    would carry the session's CSRF token: :func:`page_session` refuses it), nor on the
+    workspaces' port (whose pages the portal's links do not reach); never raises."""
+    if getattr(request.state, "page_session", None) is not None or on_workspace_port(
+        request.scope, get_ctx(request).settings
     ):
         return
     try:
-        found = await run_in_threadpool(browser_session, request, ctx)
-    except Exception:  # an expired session, a database away: the page goes without
+        await page_session(request)
+    except Exception:  # a script, an expired session, a database away: no menu
         return
-    request.state.page_session = PageSession(*found) if found else None
 
 
 async def require_session(request: Request) -> PageSession:

@@ -76,6 +76,7 @@ def render_html(request: Request, template: str, **context: Any) -> str:
     language = i18n.negotiate(request)
     session = getattr(request.state, "page_session", None)
     settings = request.app.state.ctx.settings
+    portal = portal_origin(request, settings)
     common = {
         "lang": language,
         "languages": i18n.NAMES,
@@ -88,12 +89,10 @@ def render_html(request: Request, template: str, **context: Any) -> str:
         # Prefixed to a workspace's /workspaces/<id>/ address: its own origin, if any.
         "workspace_origin": workspace_origin(request, settings) or "",
         # Balsam as the user reached it (clone URLs on the pages use it).
-        "portal_base": portal_origin(request, settings),
+        "portal_base": portal,
         # Prefixed to the portal's links on a page the workspace port answers (an
         # error page of the proxy), which serves nothing else.
-        "portal": portal_origin(request, settings)
-        if on_workspace_port(request.scope, settings)
-        else "",
+        "portal": portal if on_workspace_port(request.scope, settings) else "",
     }
     return environment(language).get_template(template).render({**common, **context})
 

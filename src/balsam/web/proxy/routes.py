@@ -158,8 +158,7 @@ def _names_own_cookie(header: str, own_cookies: frozenset[str]) -> bool:
     a nameless cookie (``=balsam_session=…``, which some browsers read as a name),
     the start of its value."""
     name, _, rest = header.partition("=")
-    candidates = {name.strip(), rest.split("=", 1)[0].strip() if not name.strip() else ""}
-    return bool(candidates & own_cookies)
+    return (name.strip() or rest.split("=", 1)[0].strip()) in own_cookies
 
 
 def _own_cookies(conn: HTTPConnection) -> frozenset[str]:
