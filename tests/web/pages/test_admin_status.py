@@ -33,3 +33,13 @@ def test_strangers_go_to_login(app: FastAPI) -> None:
     with TestClient(app, follow_redirects=False) as client:
         r = client.get("/admin/status")
     assert r.status_code == 303 and r.headers["location"] == "/login?next=/admin/status"
+
+
+def test_admin_leads_to_the_status_which_still_decides_who_sees_it(
+    app: FastAPI, alice: TestUser
+) -> None:
+    with _browser(app, alice) as client:
+        start = client.get("/admin")
+        assert start.status_code == 303 and start.headers["location"] == "/admin/status"
+        assert client.get("/admin/status").status_code == 403  # a non-admin, still
+        assert client.post("/admin").status_code == 405  # no other method
