@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import stat
@@ -101,6 +102,19 @@ def test_the_server_token_never_reaches_the_browser(
     assert "jupyter-config-data" in page.text
     assert token not in page.text
     assert token not in str(page.headers)
+
+
+def test_jupyterlab_opens_in_the_projects_clone(
+    live_url: str, owner: TestUser, workspace: dict[str, Any]
+) -> None:
+    """The file browser starts in the repository, not the home above it (where the
+    git panel has nothing to show)."""
+    page = httpx.get(
+        f"{live_url}{workspace['url']}lab", headers=owner.headers, follow_redirects=True
+    )
+    found = re.search(r'"preferredPath": "([^"]*)"', page.text)
+    assert found is not None, page.text[:2000]
+    assert found.group(1) == f"/{workspace['projectId']}"
 
 
 def test_environment_variables_and_lock(

@@ -28,12 +28,19 @@ def free_port() -> int:
 
 
 def server_command(
-    env_path: Path, base_url: str, sock: Path, root_dir: Path, *, allow_root: bool = False
+    env_path: Path,
+    base_url: str,
+    sock: Path,
+    root_dir: Path,
+    *,
+    start_in: str,
+    allow_root: bool = False,
 ) -> list[str]:
     """``jupyter lab`` on the unix socket ``sock`` (mode 0600) under ``base_url``, its
     kernels on IPC: no TCP port at all. Kernel sockets go to ``JUPYTER_RUNTIME_DIR``
     (set it to ``sock``'s folder). The token comes from the ``JUPYTER_TOKEN``
-    environment variable, never from the command line."""
+    environment variable, never from the command line. The file browser opens in
+    ``start_in`` (a folder under ``root_dir`` that exists: the project's clone)."""
     command = [
         str(env_path / "bin" / "jupyter-lab"),
         "--no-browser",
@@ -42,6 +49,7 @@ def server_command(
         "--KernelManager.transport=ipc",
         f"--ServerApp.base_url={base_url}",
         f"--ServerApp.root_dir={root_dir}",
+        f"--ContentsManager.preferred_dir={start_in}",
         "--ServerApp.allow_remote_access=False",
         # Balsam culls idle workspaces itself and keeps their homes.
         "--ServerApp.shutdown_no_activity_timeout=0",

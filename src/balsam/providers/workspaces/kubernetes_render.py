@@ -418,6 +418,8 @@ def _server_container(spec: WorkspaceSpec, config: KubernetesConfig) -> Any:
         f"--ServerApp.port={config.server_port}",
         f"--ServerApp.base_url={spec.base_url}",
         f"--ServerApp.root_dir={config.home_path}",
+        # The file browser opens in the clone (REPO_DIR, made by the init container).
+        f"--ContentsManager.preferred_dir={dns_label(spec.project_id)}",
         "--ServerApp.allow_remote_access=True",
     ]
     # api/status needs the token, which must not be written into the probe;

@@ -288,7 +288,12 @@ class LocalWorkspaceProvider(WorkspaceProvider):
             # re-attached after a restart (or stopped by stop_unknown).
             proc = subprocess.Popen(  # type: ignore[call-overload]
                 server_command(
-                    env_path, spec.base_url, sock, home, allow_root=uid is None and self.as_root
+                    env_path,
+                    spec.base_url,
+                    sock,
+                    home,
+                    start_in=spec.project_id,  # the clone (see _prepare_home)
+                    allow_root=uid is None and self.as_root,
                 ),
                 env=self._environment(spec, env_path, home, run_dir),
                 cwd=home,
