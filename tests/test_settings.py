@@ -10,6 +10,7 @@ SECURE = {
     "BALSAM_ENVIRONMENT": "production",
     "BALSAM_PUBLIC_URL": "https://balsam.example",
     "BALSAM_AUTH__COOKIE_SECURE": "true",
+    "BALSAM_WORKSPACES__PUBLIC_URL": "https://workspaces.balsam.example",
 }
 
 
@@ -29,6 +30,9 @@ def test_production_with_secure_settings_starts(monkeypatch: pytest.MonkeyPatch)
         ("BALSAM_PUBLIC_URL", "http://balsam.example", "BALSAM_PUBLIC_URL"),
         ("BALSAM_AUTH__COOKIE_SECURE", "false", "BALSAM_AUTH__COOKIE_SECURE"),
         ("BALSAM_WORKSPACES__SINGLE_UID_FOR_ALL_USERS", "true", "SINGLE_UID_FOR_ALL_USERS"),
+        # Workspaces on the portal's host name could plant cookies the portal reads.
+        ("BALSAM_WORKSPACES__PUBLIC_URL", "https://balsam.example:8443", "WORKSPACES__PUBLIC_URL"),
+        ("BALSAM_WORKSPACES__PUBLIC_URL", "http://workspaces.example", "WORKSPACES__PUBLIC_URL"),
     ],
 )
 def test_production_refuses_each_insecure_setting(
@@ -43,3 +47,12 @@ def test_production_refuses_each_insecure_setting(
 def test_development_allows_them(monkeypatch: pytest.MonkeyPatch) -> None:
     _env(monkeypatch, {"BALSAM_PUBLIC_URL": "http://balsam.example"})
     assert load_settings().environment == "development"
+
+
+def test_secure_cookies_are_the_hosts_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Behind https the session cookies carry the __Host- prefix: no other host name
+    (a workspace host under the same domain neither) can set them."""
+    _env(monkeypatch, SECURE)
+    auth = load_settings().auth
+    assert auth.cookie_name == "__Host-balsam_session"
+    assert auth.workspace_cookie_name == "__Host-balsam_session_workspace"

@@ -88,6 +88,7 @@ def create_app(
     from balsam.web.api_docs import router as api_docs_router
     from balsam.web.git import router as git_router
     from balsam.web.proxy.access import ProxyAccess
+    from balsam.web.proxy.handover import router as handover_router
     from balsam.web.proxy.routes import router as proxy_router
 
     settings = settings or Settings()
@@ -106,7 +107,8 @@ def create_app(
     install_error_handlers(app)
     _document(app)
     # The proxy first: a page load is dozens of proxied requests, and routes are
-    # matched in order.
+    # matched in order (the hand-over's own address before the proxy's pattern).
+    app.include_router(handover_router)
     app.include_router(proxy_router)
     app.include_router(api_router, prefix="/api/v1")
     app.include_router(api_docs_router)

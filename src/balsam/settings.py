@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -98,14 +99,37 @@ class GitSettings(BaseModel):
     )
 
 
+def _another_https_host(url: str | None, other: str | None) -> bool:
+    """Whether ``url`` is https and its host name is not ``other``'s."""
+    if not (url or "").startswith("https://"):
+        return False
+    return urlsplit(url).hostname != urlsplit(other or "").hostname
+
+
 class AuthSettings(BaseModel):
     """Login, sessions and tokens."""
 
-    session_cookie: str = Field("balsam_session", description="Name of the session cookie.")
+    session_cookie: str = Field(
+        "balsam_session",
+        description="Name of the session cookie (prefixed __Host- when cookie_secure, so "
+        "no other host name, a subdomain neither, can set it). The workspaces' host has "
+        "its own cookie, this name with _workspace appended.",
+    )
     session_ttl_hours: int = Field(12, ge=1, description="Lifetime of a login session.")
     cookie_secure: bool = Field(
         False, description="Mark the session cookie Secure (set true behind HTTPS)."
     )
+
+    @property
+    def cookie_name(self) -> str:
+        """The portal's session cookie as browsers hold it."""
+        return f"__Host-{self.session_cookie}" if self.cookie_secure else self.session_cookie
+
+    @property
+    def workspace_cookie_name(self) -> str:
+        """The workspaces' host's session cookie (handed over from the portal's)."""
+        return f"{self.cookie_name}_workspace"
+
     token_max_days: int = Field(365, ge=1, description="Longest allowed API token lifetime.")
     password_min_length: int = Field(12, ge=8, description="Minimum password length.")
     login_max_failures: int = Field(
@@ -219,9 +243,10 @@ class WorkspaceSettings(BaseModel):
     public_url: str | None = Field(
         None,
         description="Base URL users reach workspaces at, when a reverse proxy serves them: "
-        "public_url's host name on another port (the session cookie belongs to the host "
-        "name, so another host name would not be logged in). Default: the host the user "
-        "reached Balsam at, on the workspace port.",
+        "a host name other than public_url's (a page on the same host name could plant "
+        "cookies the portal reads; required in production). Default: 127.0.0.1 on the "
+        "workspace port while the portal is localhost (two sites to a browser), "
+        "otherwise the host name typed (not a site of their own: see docs/security.md).",
     )
     runtime_dir: Path | None = Field(
         None,
@@ -260,7 +285,8 @@ class Settings(BaseSettings):
     environment: Literal["development", "production"] = Field(
         "development",
         description="'production' refuses to start with insecure settings: public_url must "
-        "be https, auth.cookie_secure on, workspaces.single_uid_for_all_users off.",
+        "be https, auth.cookie_secure on, workspaces.single_uid_for_all_users off, "
+        "workspaces.port not 0, workspaces.public_url https on a host name of its own.",
     )
     data_dir: Path = Field(
         Path(".balsam"),
@@ -369,6 +395,11 @@ class Settings(BaseSettings):
                 (
                     self.workspaces.port == 0,
                     "BALSAM_WORKSPACES__PORT must not be 0 (workspaces on the portal's origin)",
+                ),
+                (
+                    not _another_https_host(self.workspaces.public_url, self.public_url),
+                    "BALSAM_WORKSPACES__PUBLIC_URL must be an https:// URL on a host name "
+                    "other than BALSAM_PUBLIC_URL's",
                 ),
             )
             if insecure

@@ -6,6 +6,8 @@ serves only its own kind of request. Debian's Chromium through Playwright."""
 
 from __future__ import annotations
 
+import json
+import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -78,22 +80,54 @@ def _log_in(page: Page, portal: str, next_path: str = "/") -> None:
     page.click("main button[type=submit]")
 
 
+def _portal_login(installation: Installation, portal: str) -> str:
+    """A portal session's cookie, by the API's login."""
+    login = httpx.post(f"{portal}/api/v1/auth/login",
+                       json={"username": "admin", "password": PASSWORD})  # fmt: skip
+    assert login.status_code == 200, login.text
+    return str(login.cookies["balsam_session"])
+
+
+HANDED = re.compile(
+    r'action="([^"]+)" data-autosubmit>'
+    r'.*?name="ticket" value="([^"]+)".*?name="next" value="([^"]+)"',
+    re.S,
+)
+
+
+def _hand_over(
+    installation: Installation, portal: str, cookie: str, next_path: str
+) -> tuple[str, str, str]:
+    """The portal's hand-over page, read: where it posts, its ticket, its next."""
+    page = httpx.get(f"{portal}/workspace-session", params={"next": next_path},
+                     headers={"Cookie": f"balsam_session={cookie}"})  # fmt: skip
+    assert page.status_code == 200, page.text
+    assert page.headers["cache-control"] == "no-store"
+    found = HANDED.search(page.text)
+    assert found is not None, page.text
+    return found.group(1), found.group(2), found.group(3)
+
+
+def _workspace_cookie(installation: Installation, portal: str, cookie: str, next_path: str) -> str:
+    action, ticket, target = _hand_over(installation, portal, cookie, next_path)
+    entered = httpx.post(action, data={"ticket": ticket, "next": target},
+                         headers={"Origin": portal})  # fmt: skip
+    assert entered.status_code == 303, entered.text
+    return str(entered.cookies["balsam_session_workspace"])
+
+
 def test_each_port_serves_its_own_kind(installation: Installation) -> None:
     wid = installation.workspace["id"]
-    portal = installation.url("127.0.0.1")
+    portal = installation.url("localhost")
     workspaces = installation.url("127.0.0.1", installation.workspace_port)
     # A link to a workspace on the portal's port is sent over to the workspace port,
-    # on the host the user typed.
+    # under the workspaces' own host name, whichever name was typed.
     for host in ("127.0.0.1", "localhost"):
         moved = httpx.get(f"{portal}/workspaces/{wid}/lab?reset", headers={"Host": f"{host}:1"})
         assert moved.status_code == 307
-        assert moved.headers["location"] == (
-            f"http://{host}:{installation.workspace_port}/workspaces/{wid}/lab?reset"
-        )
+        assert moved.headers["location"] == f"{workspaces}/workspaces/{wid}/lab?reset"
         listed = installation.api.get(f"/workspaces/{wid}", headers={"Host": f"{host}:1"})
-        assert listed.json()["url"] == (
-            f"http://{host}:{installation.workspace_port}/workspaces/{wid}/"
-        )
+        assert listed.json()["url"] == f"{workspaces}/workspaces/{wid}/"
     assert httpx.post(f"{portal}/workspaces/{wid}/api/contents").status_code == 421
     # The workspace port serves workspaces only: no portal page (someone who typed the
     # port is sent to the portal), no API, no git.
@@ -107,18 +141,83 @@ def test_each_port_serves_its_own_kind(installation: Installation) -> None:
     assert httpx.post(f"{workspaces}/login").status_code == 404
     # A person refused there reads why on the portal's error page, whose links lead
     # back to the portal (the workspace port serves nothing else).
-    login = httpx.post(f"{portal}/api/v1/auth/login",
-                       json={"username": "admin", "password": PASSWORD})  # fmt: skip
-    cookie = {"Cookie": f"balsam_session={login.cookies['balsam_session']}"}
-    gone = httpx.get(
-        f"{workspaces}/workspaces/gone-1/lab", headers={"Accept": "text/html", **cookie}
-    )
+    cookie = _portal_login(installation, portal)
+    mine = _workspace_cookie(installation, portal, cookie, f"/workspaces/{wid}/lab")
+    as_me = {"Accept": "text/html", "Cookie": f"balsam_session_workspace={mine}"}
+    gone = httpx.get(f"{workspaces}/workspaces/gone-1/lab", headers=as_me)
     assert gone.status_code == 404 and f'href="{portal}/"' in gone.text
     assert httpx.get(f"{workspaces}/static/balsam.css").status_code == 200
-    # A stranger there is sent to the portal's login, and back.
+    # A stranger there is sent to the portal, to be handed a session (after logging in).
     stranger = httpx.get(f"{workspaces}/workspaces/{wid}/lab", headers={"Accept": "text/html"})
     assert stranger.status_code == 303
-    assert stranger.headers["location"].startswith(f"{portal}/login?next=%2Fworkspaces%2F")
+    handover = f"{portal}/workspace-session?next=%2Fworkspaces%2F{wid}%2Flab"
+    assert stranger.headers["location"] == handover
+    assert httpx.get(handover).headers["location"].startswith("/login?next=/workspace-session")
+
+
+def test_each_host_name_serves_its_own_kind(installation: Installation) -> None:
+    """A page under the other name is sent to its own: no workspace page runs where
+    the portal's cookies live, and no portal page where the workspaces' do."""
+    wid = installation.workspace["id"]
+    portal = installation.url("localhost")
+    workspaces = installation.url("127.0.0.1", installation.workspace_port)
+    html = {"Accept": "text/html"}
+    wrong = httpx.get(f"{installation.url('localhost', installation.workspace_port)}"
+                      f"/workspaces/{wid}/lab", headers=html)  # fmt: skip
+    assert wrong.status_code == 307
+    assert wrong.headers["location"] == f"{workspaces}/workspaces/{wid}/lab"
+    posted = httpx.post(f"{installation.url('localhost', installation.workspace_port)}"
+                        f"/workspaces/{wid}/api/contents")  # fmt: skip
+    assert posted.status_code == 421
+    for path in ("/", "/login", "/projects"):
+        moved = httpx.get(f"{installation.url('127.0.0.1')}{path}", headers=html)
+        assert moved.status_code == 307 and moved.headers["location"] == f"{portal}{path}"
+    # Scripts and tools (no browser, no cookies of one) are served under either name.
+    assert installation.api.get("/projects").status_code == 200
+    assert httpx.get(f"{installation.url('127.0.0.1')}/login").status_code == 200
+
+
+def test_the_portal_hands_its_session_over_once(installation: Installation) -> None:
+    wid = installation.workspace["id"]
+    portal = installation.url("localhost")
+    workspaces = installation.url("127.0.0.1", installation.workspace_port)
+    lab = f"/workspaces/{wid}/lab"
+    cookie = _portal_login(installation, portal)
+    # The portal's own cookie does not open a workspace on the workspaces' host.
+    portals = {"Accept": "text/html", "Cookie": f"balsam_session={cookie}"}
+    refused = httpx.get(f"{workspaces}{lab}", headers=portals)
+    assert refused.status_code == 303 and "/workspace-session?" in refused.headers["location"]
+    action, ticket, target = _hand_over(installation, portal, cookie, lab)
+    assert action == f"{workspaces}/workspaces/-/session" and target == lab
+    # Only the portal's own page may post it (another site's, or a workspace page's,
+    # post of a ticket of its own would log the browser in as someone else).
+    for origin in (None, workspaces, "http://elsewhere.example"):
+        headers = {"Origin": origin} if origin else {}
+        other = httpx.post(action, data={"ticket": ticket, "next": lab}, headers=headers)
+        assert other.status_code == 403, origin
+    entered = httpx.post(action, data={"ticket": ticket, "next": lab}, headers={"Origin": portal})
+    assert entered.status_code == 303 and entered.headers["location"] == lab
+    set_cookie = entered.headers["set-cookie"].lower()
+    assert "httponly" in set_cookie and "samesite=lax" in set_cookie and "path=/" in set_cookie
+    mine = entered.cookies["balsam_session_workspace"]
+    again = httpx.post(action, data={"ticket": ticket, "next": lab}, headers={"Origin": portal})
+    assert again.status_code == 401  # once only
+    opened = httpx.get(f"{workspaces}{lab}", headers={"Cookie": f"balsam_session_workspace={mine}"})
+    assert opened.status_code == 200 and "jupyter" in opened.text.lower()
+    # The workspaces' cookie is nothing to the portal or the API.
+    for name in ("balsam_session", "balsam_session_workspace"):
+        me = httpx.get(f"{portal}/api/v1/users/me", headers={"Cookie": f"{name}={mine}"})
+        assert me.status_code == 401, name
+    # Somewhere not a workspace: the hand-over sends the browser home instead.
+    home = httpx.get(f"{portal}/workspace-session?next=//evil.example/x",
+                     headers={"Cookie": f"balsam_session={cookie}"})  # fmt: skip
+    assert home.status_code == 303 and home.headers["location"] == "/"
+    # Logging out of the portal ends the workspaces' session with it, at once.
+    out = httpx.post(f"{portal}/api/v1/auth/logout",
+                     headers={"Cookie": f"balsam_session={cookie}", "Origin": portal})  # fmt: skip
+    assert out.status_code == 204
+    after = httpx.get(f"{workspaces}{lab}", headers={"Cookie": f"balsam_session_workspace={mine}"})
+    assert after.status_code == 401
 
 
 @pytest.mark.parametrize("host", ["localhost", "127.0.0.1"])
@@ -131,11 +230,14 @@ def test_the_session_opens_the_workspace_on_the_host_typed(
         portal = installation.url(host)
         _log_in(page, portal)
         expect(page.get_by_role("heading", name="Your workspaces")).to_be_visible()
+        assert page.url.startswith(installation.url("localhost"))  # the portal's name
         page.get_by_role("link", name=f"Open {installation.workspace['name']}").click()
         expect(page.locator(LAB)).to_be_visible(timeout=LOAD_MS)
         where = page.evaluate("location.href")
-        assert where.startswith(f"http://{host}:{installation.workspace_port}/workspaces/")
-        page.goto(portal + "/projects")  # still logged in on the portal
+        assert where.startswith(
+            f"{installation.url('127.0.0.1', installation.workspace_port)}/workspaces/"
+        )
+        page.goto(installation.url("localhost") + "/projects")  # still logged in on the portal
         expect(page.get_by_role("heading", name="Projects")).to_be_visible()
     finally:
         context.close()
@@ -189,5 +291,42 @@ def test_a_script_in_a_workspace_page_gets_nothing_of_the_portal(
         assert installation.api.get(f"/projects/{pid}").status_code == 200
         members = installation.api.get(f"/projects/{pid}/members").json()
         assert [m["username"] for m in members.get("members", members)] == ["admin"]
+    finally:
+        context.close()
+
+
+#: Run in the JupyterLab page: flood the browser's cookie jar until it drops what it
+#: holds, then plant another account's session under every name Balsam reads.
+SWAP = """async ({session}) => {
+  for (let i = 0; i < 400; i++) document.cookie = `flood${i}=${"x".repeat(100)}; path=/`;
+  for (const name of ["balsam_session", "balsam_session_workspace"])
+    document.cookie = `${name}=${session}; path=/`;
+  return document.cookie.includes(session);
+}"""
+
+
+def test_a_workspace_page_cannot_swap_the_portals_session(
+    chromium: Browser, installation: Installation
+) -> None:
+    """Cookies belong to a host name, not a port: on the portal's host name a script
+    could drop the portal's HttpOnly session cookie by flooding the jar and plant
+    another account's (the victim then works, and uploads, as someone else)."""
+    made = installation.api.post("/users", json={"username": "mallory", "password": PASSWORD})
+    assert made.status_code == 201, made.text
+    portal = installation.url("localhost")
+    mallory = httpx.post(f"{portal}/api/v1/auth/login",
+                         json={"username": "mallory", "password": PASSWORD})  # fmt: skip
+    context = chromium.new_context(locale="en-GB")
+    page = context.new_page()
+    try:
+        wid = installation.workspace["id"]
+        _log_in(page, portal, f"/workspaces/{wid}/lab")
+        expect(page.locator(LAB)).to_be_visible(timeout=LOAD_MS)
+        planted = page.evaluate(SWAP, {"session": mallory.cookies["balsam_session"]})
+        assert planted  # the script's own host name took it
+        page.goto(f"{portal}/api/v1/users/me")
+        assert json.loads(page.inner_text("body"))["username"] == "admin"
+        page.goto(f"{portal}/projects")
+        expect(page.get_by_role("heading", name="Projects")).to_be_visible()
     finally:
         context.close()

@@ -44,6 +44,7 @@ from balsam.hostuids import HostUidRegistry, UidRegistryError
 from balsam.ports import reclaim
 from balsam.settings import Settings
 from balsam.web.http_protocol import ProblemHttpToolsProtocol
+from balsam.web.origins import workspace_host
 
 log = logging.getLogger("balsam.up")
 LOCK_NAME = "balsam.lock"
@@ -377,8 +378,9 @@ def announce(settings: Settings, generated_password: str | None) -> None:
         # to the name typed (localhost and 127.0.0.1 are two sites to it).
         url = f"http://localhost:{settings.port}"
     port, parts = settings.workspace_port, urlsplit(url)
+    host = workspace_host(settings) or parts.hostname
     workspaces = settings.workspaces.public_url or (
-        f"{parts.scheme}://{parts.hostname}:{port} (their own origin; opened from the portal)"
+        f"{parts.scheme}://{host}:{port} (a site of their own; opened from the portal)"
         if port
         else None
     )

@@ -104,6 +104,22 @@ class LoginSession(Base):
     user: Mapped[User] = relationship()
 
 
+class WorkspaceSession(Base):
+    """The workspaces' host's session, handed over from a login session: first a
+    one-time ticket (``is_ticket``, a minute), then the cookie it was exchanged for.
+    Ends with its login session (logout, password change, deactivation)."""
+
+    __tablename__ = "workspace_sessions"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    login_session_hash: Mapped[str] = mapped_column(
+        ForeignKey("login_sessions.id_hash", ondelete="CASCADE"), index=True
+    )
+    is_ticket: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
 class LoginFailure(Base):
     """One failed login, for per-account and per-address rate limiting."""
 

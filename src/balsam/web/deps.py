@@ -16,7 +16,7 @@ import logging
 from typing import Annotated
 from urllib.parse import urlsplit
 
-from fastapi import BackgroundTasks, Depends, Request
+from fastapi import BackgroundTasks, Depends, Request, Response
 
 from balsam.context import AppContext
 from balsam.domain.health.service import CheckRunner
@@ -24,6 +24,7 @@ from balsam.domain.identity.service import Actor, IdentityService
 from balsam.domain.library.sync import LibrarySyncer
 from balsam.domain.library.worker import LibrarySyncWorker
 from balsam.errors import N_, BalsamError, Forbidden, InvalidInput, Unauthenticated
+from balsam.settings import AuthSettings
 from balsam.web.peers import peer_address
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -143,7 +144,7 @@ def authenticate(request: Request, ctx: AppContext, *, allow_basic: bool = False
             basic[0], basic[1], address=client_address(request), request_id=request_id(request)
         )
         return _actor(request, user.id, user.username, user.is_admin)
-    cookie = request.cookies.get(ctx.settings.auth.session_cookie)
+    cookie = request.cookies.get(ctx.settings.auth.cookie_name)
     if cookie:
         user, session = identity.authenticate_session(cookie)
         if request.method not in SAFE_METHODS:
@@ -173,7 +174,7 @@ def browser_session(request: Request, ctx: AppContext) -> tuple[Actor, str] | No
     """The user of the browser's session cookie alone and the session's CSRF token,
     or None: for the portal's pages and forms, which must not act on a bearer token
     (their cross-site and CSRF checks are the caller's)."""
-    cookie = request.cookies.get(ctx.settings.auth.session_cookie)
+    cookie = request.cookies.get(ctx.settings.auth.cookie_name)
     if not cookie:
         return None
     try:
@@ -222,3 +223,28 @@ def admin_actor(actor: Annotated[Actor, Depends(current_actor)]) -> Actor:
 CurrentActor = Annotated[Actor, Depends(current_actor)]
 BasicOrActor = Annotated[Actor, Depends(actor_with_basic)]
 AdminActor = Annotated[Actor, Depends(admin_actor)]
+
+
+def set_session_cookie(
+    response: Response, auth: AuthSettings, name: str, value: str, max_age: int
+) -> None:
+    """Set a session cookie (the portal's or the workspace host's): HttpOnly, Lax,
+    the whole host (a ``__Host-`` cookie must have path /), Secure when configured."""
+    response.set_cookie(
+        name,
+        value,
+        max_age=max_age,
+        httponly=True,
+        samesite="lax",
+        secure=auth.cookie_secure,
+        path="/",
+    )
+
+
+def forget_session(request: Request, cookie: str, username: str | None) -> None:
+    """After a logout: the proxy's cached decisions for the session, and for the
+    workspace host's sessions handed over from it, go at once (no 5 s grace)."""
+    access = request.app.state.proxy_access
+    access.forget_credential(cookie)
+    if username is not None:
+        access.forget_user(username)

@@ -1,16 +1,20 @@
-"""Each kind of request on its own port (see :mod:`balsam.web.origins`):
+"""Each kind of request on its own port and host name (see :mod:`balsam.web.origins`):
 
 * on the workspace port only ``/workspaces/…`` (and the public ``/static/`` assets
-  of Balsam's error pages) are served; a portal page asked for there (someone typed
-  the port) is redirected to the portal, anything else is 404;
+  of Balsam's error pages) are served, and only under the workspaces' host name; a
+  page asked for under another name is redirected to the same address under that
+  one (no workspace page ever runs where the portal's cookies live), a portal page
+  asked for there (someone typed the port) to the portal, anything else is refused;
 * on the portal's port ``/workspaces/…`` is sent over: a ``GET``/``HEAD`` (a link or
-  bookmark) by a 307 redirect, anything else refused with 421.
+  bookmark) by a 307 redirect, anything else refused with 421; a page asked for
+  under the workspaces' host name is redirected to the portal's.
 """
 
 from __future__ import annotations
 
 from urllib.parse import quote
 
+from starlette.datastructures import Headers
 from starlette.responses import RedirectResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -20,7 +24,10 @@ from balsam.web.origins import (
     SHARED_PREFIXES,
     WORKSPACE_PREFIX,
     on_workspace_port,
+    portal_host,
     portal_origin,
+    request_host,
+    workspace_host,
     workspace_origin,
 )
 
@@ -38,8 +45,11 @@ class OriginSplit:
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
+        host = request_host(scope, self.settings).lower()
         if on_workspace_port(scope, self.settings):
-            if path.startswith(SHARED_PREFIXES):
+            if host != (workspace_host(self.settings) or host):
+                await self._elsewhere(scope, receive, send, workspace_origin(scope, self.settings))
+            elif path.startswith(SHARED_PREFIXES):
                 await self.app(scope, receive, send)
             elif _a_page_visit(scope):  # a person who typed this port: to the portal
                 target = portal_origin(scope, self.settings) + _path_and_query(scope)
@@ -47,10 +57,27 @@ class OriginSplit:
             else:
                 await self._refuse(scope, receive, send, 404, "Only workspaces are served here.")
             return
-        if not path.startswith(WORKSPACE_PREFIX):
+        if path.startswith(WORKSPACE_PREFIX):
+            await self._elsewhere(scope, receive, send, workspace_origin(scope, self.settings))
+        elif self._under_workspaces_name(host) and _a_browsers_page_visit(scope):
+            # The workspaces' name typed for the portal: its cookies belong there.
+            # (Scripts and tools, which hold no cookies of the browser's, are served.)
+            target = portal_origin(scope, self.settings) + _path_and_query(scope)
+            await RedirectResponse(target, status_code=307)(scope, receive, send)
+        else:
             await self.app(scope, receive, send)
-            return
-        origin = workspace_origin(scope, self.settings)
+
+    def _under_workspaces_name(self, host: str) -> bool:
+        """Whether ``host`` is the workspaces' host name and not the portal's too."""
+        return host == workspace_host(self.settings) and portal_host(self.settings) not in (
+            None,
+            host,
+        )
+
+    async def _elsewhere(
+        self, scope: Scope, receive: Receive, send: Send, origin: str | None
+    ) -> None:
+        """Served at ``origin``: a GET/HEAD is sent there, anything else refused (421)."""
         if scope["type"] == "http" and scope["method"] in ("GET", "HEAD"):
             target = f"{origin}{_path_and_query(scope)}"
             await RedirectResponse(target, status_code=307)(scope, receive, send)
@@ -78,3 +105,8 @@ def _a_page_visit(scope: Scope) -> bool:
         and scope["method"] in ("GET", "HEAD")
         and not scope["path"].startswith(("/api/", "/git/"))
     )
+
+
+def _a_browsers_page_visit(scope: Scope) -> bool:
+    """A page visit (:func:`_a_page_visit`) by a browser, which asks for HTML."""
+    return _a_page_visit(scope) and "text/html" in Headers(scope=scope).get("accept", "")

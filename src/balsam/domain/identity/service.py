@@ -304,11 +304,16 @@ class IdentityService:
                 raise Unauthenticated("The account is deactivated.")
             return user, row
 
-    def end_session(self, cookie_value: str) -> None:
+    def end_session(self, cookie_value: str) -> str | None:
+        """End a login session (and the workspace sessions handed over from it);
+        the username it was of, None when there was none."""
         with self.ctx.sessions() as session, session.begin():
-            session.execute(
-                delete(LoginSession).where(LoginSession.id_hash == sha256(cookie_value))
-            )
+            row = session.get(LoginSession, sha256(cookie_value))
+            if row is None:
+                return None
+            user = session.get(User, row.user_id)
+            session.delete(row)
+            return user.username if user else None
 
     def change_password(
         self,

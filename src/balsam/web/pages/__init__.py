@@ -17,6 +17,7 @@ from balsam.web.pages import (
     admin,
     admin_manage,
     auth,
+    handover,
     home,
     library,
     project,
@@ -48,7 +49,18 @@ async def _to_login(request: Request, exc: Exception) -> Response:
 
 def install(app: FastAPI) -> None:
     """Mount the pages, their static files, and the redirect to the login form."""
-    for module in (auth, home, projects, project, library, account, search, admin, admin_manage):
+    for module in (
+        auth,
+        handover,
+        home,
+        projects,
+        project,
+        library,
+        account,
+        search,
+        admin,
+        admin_manage,
+    ):
         app.include_router(module.router)
     app.mount("/static", _Static(directory=str(STATIC_ROOT)), name="static")
     app.add_exception_handler(LoginRequired, _to_login)

@@ -84,7 +84,7 @@ async def change_password(request: Request) -> Response:
     session, form = await posted_form(request)
     new = form.get("new", "")
     ctx = get_ctx(request)
-    cookie = request.cookies.get(ctx.settings.auth.session_cookie)
+    cookie = request.cookies.get(ctx.settings.auth.cookie_name)
 
     def change(ctx: AppContext) -> object:
         if new != form.get("repeat", ""):

@@ -15,7 +15,13 @@ from balsam.context import AppContext
 from balsam.domain.identity.schemas import LoginRequest
 from balsam.domain.identity.service import IdentityService
 from balsam.errors import BalsamError, RateLimited
-from balsam.web.deps import client_address, get_ctx, request_id
+from balsam.web.deps import (
+    client_address,
+    forget_session,
+    get_ctx,
+    request_id,
+    set_session_cookie,
+)
 from balsam.web.pages import i18n
 from balsam.web.pages.forms import (
     NextQuery,
@@ -105,15 +111,7 @@ async def login(request: Request) -> Response:
         )
     auth = ctx.settings.auth
     response = RedirectResponse(next_path, status_code=303)
-    response.set_cookie(
-        auth.session_cookie,
-        value,
-        max_age=auth.session_ttl_hours * 3600,
-        httponly=True,
-        samesite="lax",
-        secure=auth.cookie_secure,
-        path="/",
-    )
+    set_session_cookie(response, auth, auth.cookie_name, value, auth.session_ttl_hours * 3600)
     return response
 
 
@@ -122,17 +120,17 @@ async def logout(request: Request) -> Response:
     """End the browser session and go to the login form."""
     ctx = get_ctx(request)
     auth = ctx.settings.auth
-    cookie = request.cookies.get(auth.session_cookie)
+    cookie = request.cookies.get(auth.cookie_name)
     refuse_scripts(request)
     refuse_cross_site(request, ctx)
     session = await page_session(request) if cookie else None
     if cookie and session is not None:
         await session_form(request, session)  # a live session's logout carries its token
-        await run_in_threadpool(IdentityService(ctx).end_session, cookie)
-        request.app.state.proxy_access.forget_credential(cookie)  # no 5 s grace
+        username = await run_in_threadpool(IdentityService(ctx).end_session, cookie)
+        forget_session(request, cookie, username)
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(
-        auth.session_cookie, path="/", httponly=True, samesite="lax", secure=auth.cookie_secure
+        auth.cookie_name, path="/", httponly=True, samesite="lax", secure=auth.cookie_secure
     )
     return response
 

@@ -1,7 +1,9 @@
 """Who may pass the workspace proxy, and where their requests go.
 
-The proxy accepts the API's credentials: ``Authorization: Bearer <personal
-token>`` or the portal's session cookie. Who passes is the domain's decision
+The proxy accepts ``Authorization: Bearer <personal token>`` or a session cookie:
+on the workspaces' own port the workspace host's cookie (handed over from the
+portal, :mod:`balsam.domain.identity.handover`), on a shared origin the portal's
+session cookie. Who passes is the domain's decision
 (:class:`balsam.domain.workspaces.access.WorkspaceAccess`): the workspace's owner
 (all project members when ``workspaces.members_may_open``); admins do not.
 
@@ -21,18 +23,24 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
+from typing import Literal
 from urllib.parse import urlsplit
 
 from starlette.requests import HTTPConnection
 
 from balsam.context import AppContext
+from balsam.domain.identity.handover import WorkspaceSessions
 from balsam.domain.identity.service import Actor, IdentityService, sha256
 from balsam.domain.workspaces.access import WorkspaceAccess, WorkspaceNotRunning
 from balsam.errors import BalsamError, Forbidden, Unauthenticated
 from balsam.providers.workspaces.base import Endpoint
+from balsam.web.origins import on_workspace_port
 
 CACHE_SECONDS = 5.0
 SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
+#: A personal API token, the portal's session cookie (workspaces on a shared
+#: origin), or the workspace host's cookie.
+Kind = Literal["token", "session", "workspace"]
 
 
 @dataclass(frozen=True)
@@ -52,13 +60,17 @@ class ProxyAccess:
         self._cache: dict[tuple[str, str], tuple[float, Passage]] = {}
         self._lock = threading.Lock()
 
-    def _credential(self, conn: HTTPConnection) -> tuple[str, bool] | None:
-        """``(secret, via_cookie)`` or None."""
+    def _credential(self, conn: HTTPConnection) -> tuple[str, Kind] | None:
+        """``(secret, kind)`` or None."""
         scheme, _, value = conn.headers.get("authorization", "").partition(" ")
         if scheme.lower() == "bearer" and value.strip():
-            return value.strip(), False
-        cookie = conn.cookies.get(self.ctx.settings.auth.session_cookie)
-        return (cookie, True) if cookie else None
+            return value.strip(), "token"
+        auth = self.ctx.settings.auth
+        if on_workspace_port(conn.scope, self.ctx.settings):
+            cookie = conn.cookies.get(auth.workspace_cookie_name)
+            return (cookie, "workspace") if cookie else None
+        cookie = conn.cookies.get(auth.cookie_name)
+        return (cookie, "session") if cookie else None
 
     def same_origin(self, conn: HTTPConnection) -> bool:
         origin = conn.headers.get("origin")
@@ -78,8 +90,8 @@ class ProxyAccess:
         credential = self._credential(conn)
         if credential is None:
             raise Unauthenticated("Log in to open this workspace.")
-        secret, via_cookie = credential
-        if via_cookie and (websocket or method not in SAFE) and not self.same_origin(conn):
+        secret, kind = credential
+        if kind != "token" and (websocket or method not in SAFE) and not self.same_origin(conn):
             raise Forbidden("Cross-site request refused.")
         with self._lock:
             hit = self._cache.get((sha256(secret), workspace_id))
@@ -95,8 +107,8 @@ class ProxyAccess:
 
     def decide(self, conn: HTTPConnection, workspace_id: str) -> Passage:
         """Ask the database (after :meth:`peek` found nothing) and cache the answer."""
-        secret, via_cookie = self._credential(conn)  # type: ignore[misc]
-        passage = self._decide(secret, via_cookie, workspace_id)
+        secret, kind = self._credential(conn)  # type: ignore[misc]
+        passage = self._decide(secret, kind, workspace_id)
         with self._lock:
             if len(self._cache) > 10_000:
                 self._cache.clear()
@@ -113,19 +125,27 @@ class ProxyAccess:
             for key in [k for k in self._cache if k[0] == digest]:
                 del self._cache[key]
 
+    def forget_user(self, username: str) -> None:
+        """Drop cached decisions for a user's requests (a login session ended: the
+        workspace sessions handed over from it ended too)."""
+        with self._lock:
+            for key in [k for k, v in self._cache.items() if v[1].username == username]:
+                del self._cache[key]
+
     def forget(self, workspace_id: str) -> None:
         """Drop cached decisions for a workspace (stopped, locked, deleted)."""
         with self._lock:
             for key in [k for k in self._cache if k[1] == workspace_id]:
                 del self._cache[key]
 
-    def _decide(self, secret: str, via_cookie: bool, workspace_id: str) -> Passage:
+    def _decide(self, secret: str, kind: Kind, workspace_id: str) -> Passage:
         identity = IdentityService(self.ctx)
-        user = (
-            identity.authenticate_session(secret)[0]
-            if via_cookie
-            else identity.authenticate_token(secret)
-        )
+        if kind == "workspace":
+            user = WorkspaceSessions(self.ctx).authenticate(secret)
+        elif kind == "session":
+            user = identity.authenticate_session(secret)[0]
+        else:
+            user = identity.authenticate_token(secret)
         actor = Actor(user_id=user.id, username=user.username, is_admin=user.is_admin)
         return Passage(user.username, WorkspaceAccess(self.ctx).open(actor, workspace_id))
 

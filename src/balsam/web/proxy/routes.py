@@ -29,7 +29,7 @@ from balsam.context import AppContext
 from balsam.errors import BalsamError
 from balsam.providers.workspaces.base import Endpoint
 from balsam.web.errors import error_page, problem
-from balsam.web.origins import on_workspace_port, portal_origin
+from balsam.web.origins import HANDOVER_PATH, on_workspace_port, portal_origin
 from balsam.web.pages.i18n import COOKIE as LANGUAGE_COOKIE
 from balsam.web.proxy import upstream as upstreams
 from balsam.web.proxy.access import Passage, ProxyAccess, refusal
@@ -102,9 +102,9 @@ async def close_client(state: object) -> None:
 
 
 def _upstream_headers(conn: HTTPConnection, passage: Passage) -> list[tuple[str, str]]:
-    session_cookie = _ctx(conn).settings.auth.session_cookie
+    own = _own_cookies(conn)
     headers = [(k, v) for k, v in conn.headers.items() if k not in DROP_UPSTREAM]
-    cookies = [f"{k}={v}" for k, v in conn.cookies.items() if k != session_cookie]
+    cookies = [f"{k}={v}" for k, v in conn.cookies.items() if k not in own]
     if cookies:
         headers.append(("cookie", "; ".join(cookies)))
     headers.append(("authorization", f"token {passage.endpoint.token}"))
@@ -130,13 +130,13 @@ async def _pass(
         if exc.status == 401 and _is_page_visit(conn, method, websocket):
             target = conn.url.path + (f"?{conn.url.query}" if conn.url.query else "")
             settings = access.ctx.settings
-            # From the workspace port, to the portal's log-in page (and back through
-            # the portal's redirect to this port).
-            on_own_port = on_workspace_port(conn.scope, settings)
-            portal = portal_origin(conn, settings) if on_own_port else ""
-            return RedirectResponse(
-                f"{portal}/login?next={quote(target, safe='')}", status_code=303
-            )
+            next_query = f"?next={quote(target, safe='')}"
+            if on_workspace_port(conn.scope, settings):
+                # No session on the workspaces' host: the portal hands its own over
+                # (after a log-in, if it has none either) and sends the browser back.
+                handover = portal_origin(conn, settings) + HANDOVER_PATH
+                return RedirectResponse(handover + next_query, status_code=303)
+            return RedirectResponse(f"/login{next_query}", status_code=303)
         status, detail, headers = refusal(exc)
         if isinstance(conn, Request) and _is_page_visit(conn, method, websocket):
             return error_page(status, exc, request=conn, headers=headers)  # a person reads it
@@ -162,7 +162,8 @@ def _names_own_cookie(header: str, own_cookies: frozenset[str]) -> bool:
 
 
 def _own_cookies(conn: HTTPConnection) -> frozenset[str]:
-    return frozenset({_access(conn).ctx.settings.auth.session_cookie, LANGUAGE_COOKIE})
+    auth = _access(conn).ctx.settings.auth
+    return frozenset({auth.cookie_name, auth.workspace_cookie_name, LANGUAGE_COOKIE})
 
 
 #: Headers a workspace's server may not set on Balsam's origin: a Cross-Origin-Opener-

@@ -389,7 +389,7 @@ def test_login_sets_a_safe_cookie(
     assert body["username"] == alice.username and body["csrfToken"] and body["expiresAt"]
     cookie = r.headers["set-cookie"]
     attributes = {part.strip().split("=")[0].lower(): part.strip() for part in cookie.split(";")}
-    assert cookie.startswith(f"{settings.auth.session_cookie}=")
+    assert cookie.startswith(f"{settings.auth.cookie_name}=")
     assert "httponly" in attributes and attributes["samesite"].lower() == "samesite=lax"
     assert attributes["path"] == "Path=/"
     assert body["csrfToken"] not in cookie
@@ -436,7 +436,7 @@ def test_csrf_token_belongs_to_its_session(alice: TestUser, bob: TestUser, app: 
 def test_logout_ends_the_session(
     alice: TestUser, browser: httpx.Client, app: FastAPI, settings: Settings
 ) -> None:
-    name = settings.auth.session_cookie
+    name = settings.auth.cookie_name
     assert login(browser, alice.username).status_code == 200
     value = browser.cookies[name]
     r = browser.post("/api/v1/auth/logout")

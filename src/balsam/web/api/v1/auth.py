@@ -8,7 +8,14 @@ from balsam.domain.identity.schemas import LoginRequest, LoginResponse
 from balsam.domain.identity.service import IdentityService
 from balsam.errors import Forbidden
 from balsam.web.api.v1.common import problems
-from balsam.web.deps import Ctx, client_address, request_id, same_origin_request
+from balsam.web.deps import (
+    Ctx,
+    client_address,
+    forget_session,
+    request_id,
+    same_origin_request,
+    set_session_cookie,
+)
 
 router = APIRouter(prefix="/auth", tags=["Auth"])
 
@@ -33,15 +40,7 @@ def login(body: LoginRequest, request: Request, response: Response, ctx: Ctx) ->
     )
     value, session = identity.start_session(user)
     auth = ctx.settings.auth
-    response.set_cookie(
-        auth.session_cookie,
-        value,
-        max_age=auth.session_ttl_hours * 3600,
-        httponly=True,
-        samesite="lax",
-        secure=auth.cookie_secure,
-        path="/",
-    )
+    set_session_cookie(response, auth, auth.cookie_name, value, auth.session_ttl_hours * 3600)
     return LoginResponse(
         username=user.username, csrf_token=session.csrf_token, expires_at=session.expires_at
     )
@@ -53,10 +52,9 @@ def logout(request: Request, response: Response, ctx: Ctx) -> Response:
     elsewhere (a workspace's, say) must not end the session, or swap in another."""
     if not same_origin_request(request, ctx.settings.resolved_public_url):
         raise Forbidden("Log out from Balsam's own pages.")
-    cookie = request.cookies.get(ctx.settings.auth.session_cookie)
+    cookie = request.cookies.get(ctx.settings.auth.cookie_name)
     if cookie:
-        IdentityService(ctx).end_session(cookie)
-        request.app.state.proxy_access.forget_credential(cookie)  # no 5 s grace
-    response.delete_cookie(ctx.settings.auth.session_cookie, path="/")
+        forget_session(request, cookie, IdentityService(ctx).end_session(cookie))
+    response.delete_cookie(ctx.settings.auth.cookie_name, path="/")
     response.status_code = 204
     return response

@@ -122,8 +122,16 @@ function armLiveStates() {
   setTimeout(poll, 2000);
 }
 
+// A form with data-autosubmit goes at once (the hand-over of the session to the
+// workspaces' host); without JavaScript the user presses its button.
+function submitAutomatically() {
+  const form = document.querySelector("form[data-autosubmit]");
+  if (form) form.submit();
+}
+
 armConfirmations();
 armCopyButtons();
 armDialogs();
 armQuestions();
 armLiveStates();
+submitAutomatically();

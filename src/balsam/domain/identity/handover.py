@@ -1,0 +1,111 @@
+"""The workspaces' host's sessions, handed over from the portal's.
+
+Workspaces are served on a host name of their own (see :mod:`balsam.web.origins`),
+which the portal's session cookie does not reach. A logged-in portal page asks for
+a *ticket* (:meth:`WorkspaceSessions.issue_ticket`) and posts it to the workspace
+host, which exchanges it (:meth:`WorkspaceSessions.redeem`) for a cookie of its
+own. Contract:
+
+* A ticket is random (:mod:`secrets`), redeemable once, for
+  :data:`TICKET_SECONDS`; only SHA-256 digests are stored.
+* A workspace session lives as long as the login session it came from, and ends
+  with it (logout, password change or reset, deactivation: the rows cascade).
+* Neither a ticket nor a workspace session is a login session: the portal and the
+  API never accept them, and a login session is never accepted here.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+
+from sqlalchemy import delete, select
+
+from balsam.context import AppContext
+from balsam.db.models import LoginSession, User, WorkspaceSession, utcnow
+from balsam.domain.identity.service import sha256
+from balsam.errors import N_, Unauthenticated
+
+#: How long a ticket may take from the portal's page to the workspace host.
+TICKET_SECONDS = 60
+EXPIRED = N_("The hand-over has expired; open the workspace again from the portal.")
+
+
+class WorkspaceSessions:
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+
+    def issue_ticket(self, login_cookie: str) -> str:
+        """A one-time ticket for the live login session whose cookie this is;
+        Unauthenticated when there is none."""
+        ticket = secrets.token_urlsafe(32)
+        now = utcnow()
+        with self.ctx.sessions() as session, session.begin():
+            login = _live_login(session.get(LoginSession, sha256(login_cookie)))
+            session.add(
+                WorkspaceSession(
+                    id_hash=sha256(ticket),
+                    login_session_hash=login.id_hash,
+                    is_ticket=True,
+                    expires_at=min(login.expires_at, now + timedelta(seconds=TICKET_SECONDS)),
+                )
+            )
+        return ticket
+
+    def redeem(self, ticket: str) -> tuple[str, int]:
+        """Exchange a ticket (once) for a workspace session: its cookie value and
+        the seconds it has left. Unauthenticated for an unknown, used or expired
+        ticket, or one whose login session has ended."""
+        value = secrets.token_urlsafe(32)
+        now = utcnow()
+        with self.ctx.sessions() as session, session.begin():
+            # Expired tickets and sessions go first (kept even when this redemption
+            # fails), so the table holds only live rows.
+            session.execute(delete(WorkspaceSession).where(WorkspaceSession.expires_at <= now))
+        with self.ctx.sessions() as session, session.begin():
+            row = session.get(WorkspaceSession, sha256(ticket))
+            if row is None or not row.is_ticket:
+                raise Unauthenticated(EXPIRED)
+            login = _live_login(session.get(LoginSession, row.login_session_hash))
+            # Deleted in this transaction: a second redemption finds nothing (on
+            # PostgreSQL the concurrent one waits on the row lock, then deletes none).
+            taken = session.scalar(
+                delete(WorkspaceSession)
+                .where(WorkspaceSession.id_hash == row.id_hash, WorkspaceSession.is_ticket)
+                .returning(WorkspaceSession.id_hash)
+            )
+            if taken is None:
+                raise Unauthenticated(EXPIRED)
+            session.add(
+                WorkspaceSession(
+                    id_hash=sha256(value),
+                    login_session_hash=login.id_hash,
+                    is_ticket=False,
+                    expires_at=login.expires_at,
+                )
+            )
+            seconds = int((login.expires_at - now).total_seconds())
+        return value, max(seconds, 1)
+
+    def authenticate(self, cookie_value: str) -> User:
+        """The user of a live workspace session; Unauthenticated otherwise."""
+        now = utcnow()
+        with self.ctx.sessions() as session:
+            row = session.scalar(
+                select(WorkspaceSession).where(
+                    WorkspaceSession.id_hash == sha256(cookie_value),
+                    WorkspaceSession.is_ticket.is_(False),
+                    WorkspaceSession.expires_at > now,
+                )
+            )
+            login = _live_login(session.get(LoginSession, row.login_session_hash) if row else None)
+            user = session.get(User, login.user_id)
+            if user is None or not user.is_active:
+                raise Unauthenticated("The account is deactivated.")
+            return user
+
+
+def _live_login(row: LoginSession | None) -> LoginSession:
+    if row is None or row.expires_at <= utcnow():
+        raise Unauthenticated("The session has expired; log in again.")
+    return row

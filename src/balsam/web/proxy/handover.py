@@ -1,0 +1,42 @@
+"""The workspaces' host takes the portal's login over.
+
+The portal's hand-over page (:mod:`balsam.web.pages.handover`) posts a one-time
+ticket here; it becomes this host's session cookie and the browser goes on to the
+workspace. Only a post from the portal's own page is taken: another site's (or a
+workspace page's) post of a ticket of its own would log the browser in here as
+someone else.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import RedirectResponse
+from starlette.concurrency import run_in_threadpool
+
+from balsam.domain.identity.handover import WorkspaceSessions
+from balsam.errors import N_, Forbidden, NotFound
+from balsam.web.deps import get_ctx, set_session_cookie
+from balsam.web.origins import ENTER_PATH, on_workspace_port, portal_origin
+from balsam.web.pages.forms import read_form
+from balsam.web.pages.handover import workspace_next
+
+router = APIRouter(include_in_schema=False)
+
+
+@router.post(ENTER_PATH)
+async def enter(request: Request) -> Response:
+    """Exchange a ticket for this host's session cookie; then to ``next``."""
+    ctx = get_ctx(request)
+    settings = ctx.settings
+    if not on_workspace_port(request.scope, settings):  # a shared origin has no hand-over
+        raise NotFound("No such page.")
+    if request.headers.get("origin", "").lower() != portal_origin(request, settings).lower():
+        raise Forbidden(N_("Open workspaces from Balsam's own pages."))
+    form = await read_form(request)
+    sessions = WorkspaceSessions(ctx)
+    value, seconds = await run_in_threadpool(sessions.redeem, form.get("ticket", ""))
+    target = workspace_next(form.get("next")) or portal_origin(request, settings) + "/"
+    response = RedirectResponse(target, status_code=303, headers={"Cache-Control": "no-store"})
+    name = settings.auth.workspace_cookie_name
+    set_session_cookie(response, settings.auth, name, value, seconds)
+    return response
