@@ -90,7 +90,9 @@ def installation(
 
 @pytest.fixture(scope="module")
 def live_url(installation: BalsamUp) -> str:
-    return installation.url
+    # The portal's own name (under 127.0.0.1 the browser is sent there: that name is
+    # the workspaces').
+    return installation.url.replace("127.0.0.1", "localhost")
 
 
 def _token(url: str, username: str) -> str:
