@@ -103,7 +103,11 @@ def _another_https_host(url: str | None, other: str | None) -> bool:
     """Whether ``url`` is https and its host name is not ``other``'s."""
     if not (url or "").startswith("https://"):
         return False
-    return urlsplit(url).hostname != urlsplit(other or "").hostname
+
+    def host(value: str | None) -> str:  # "Example.org." and "example.org" are one host
+        return (urlsplit(value or "").hostname or "").rstrip(".")
+
+    return host(url) != host(other)
 
 
 class AuthSettings(BaseModel):

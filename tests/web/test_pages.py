@@ -161,6 +161,25 @@ def test_login_sets_the_session_cookie_and_goes_to_next(
     assert me.status_code == 200 and me.json()["username"] == alice.username
 
 
+def test_a_session_cookie_sent_twice_is_refused_not_guessed_at(
+    visitor: TestClient, alice: TestUser, bob: TestUser
+) -> None:
+    """A page elsewhere may set a second cookie of the name beside the HttpOnly one
+    (another path, Partitioned); which one a framework keeps is not Balsam's."""
+    login(visitor, alice.username)
+    mine = visitor.cookies["balsam_session"]
+    fresh = TestClient(visitor.app, raise_server_exceptions=False)
+    login(fresh, bob.username)
+    theirs = fresh.cookies["balsam_session"]
+    fresh.cookies.clear()
+    for pair in (f"{mine}; balsam_session={theirs}", f"{theirs}; balsam_session={mine}"):
+        headers = {"Cookie": f"balsam_session={pair}"}
+        for path in ("/api/v1/users/me", "/projects"):
+            r = fresh.get(path, headers=headers)
+            assert r.status_code == 400, (path, r.status_code)
+            assert bob.username not in r.text
+
+
 @pytest.mark.parametrize(
     "next_path",
     [

@@ -25,6 +25,7 @@ from balsam.domain.library.sync import LibrarySyncer
 from balsam.domain.library.worker import LibrarySyncWorker
 from balsam.errors import N_, BalsamError, Forbidden, InvalidInput, Unauthenticated
 from balsam.settings import AuthSettings
+from balsam.web.cookies import session_cookie
 from balsam.web.peers import peer_address
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -144,7 +145,7 @@ def authenticate(request: Request, ctx: AppContext, *, allow_basic: bool = False
             basic[0], basic[1], address=client_address(request), request_id=request_id(request)
         )
         return _actor(request, user.id, user.username, user.is_admin)
-    cookie = request.cookies.get(ctx.settings.auth.cookie_name)
+    cookie = session_cookie(request, ctx.settings.auth.cookie_name)
     if cookie:
         user, session = identity.authenticate_session(cookie)
         if request.method not in SAFE_METHODS:
@@ -174,7 +175,7 @@ def browser_session(request: Request, ctx: AppContext) -> tuple[Actor, str] | No
     """The user of the browser's session cookie alone and the session's CSRF token,
     or None: for the portal's pages and forms, which must not act on a bearer token
     (their cross-site and CSRF checks are the caller's)."""
-    cookie = request.cookies.get(ctx.settings.auth.cookie_name)
+    cookie = session_cookie(request, ctx.settings.auth.cookie_name)
     if not cookie:
         return None
     try:

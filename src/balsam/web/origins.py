@@ -56,21 +56,35 @@ def request_host(conn: HTTPConnection | Scope, settings: Settings) -> str:
 #: ``127.0.0.1``: one machine, two sites to a browser.
 LOOPBACK_PORTAL, LOOPBACK_WORKSPACES = "localhost", "127.0.0.1"
 _LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+#: A portal configured under one loopback name has its workspaces under another.
+_OTHER_LOOPBACK = {"localhost": "127.0.0.1", "127.0.0.1": "localhost", "[::1]": "127.0.0.1"}
 
 
 def _hostname(url: str) -> str:
-    return (urlsplit(url).hostname or "").lower()
+    host = (urlsplit(url).hostname or "").lower().rstrip(".")
+    return f"[{host}]" if ":" in host else host  # as request_host writes IPv6
+
+
+def url_origin(url: str) -> str:
+    """``scheme://host[:port]`` of ``url`` as a browser's ``Origin`` header writes it
+    (lower case, no default port, no path)."""
+    parts = urlsplit(url)
+    default = {"http": 80, "https": 443}.get(parts.scheme)
+    port = f":{parts.port}" if parts.port and parts.port != default else ""
+    return f"{parts.scheme}://{_hostname(url)}{port}"
 
 
 def workspace_host(settings: Settings) -> str | None:
-    """The one host name workspaces are served under, or None: under any the user
-    typed (the portal is not on loopback, and no ``workspaces.public_url`` names a
-    host of their own: a known limit, see docs/security.md)."""
+    """The one host name workspaces are served under, or None: they share the portal's
+    origin (``workspaces.port`` 0), or come under any name the user typed (the portal
+    is not on loopback and no ``workspaces.public_url`` names a host of their own: a
+    known limit, see docs/security.md)."""
+    if settings.workspace_port is None:
+        return None
     if settings.workspaces.public_url:
         return _hostname(settings.workspaces.public_url)
-    if settings.public_url:
-        portal = _hostname(settings.public_url)
-        return LOOPBACK_WORKSPACES if portal == LOOPBACK_PORTAL else None
+    if settings.public_url:  # a loopback name: the other one
+        return _OTHER_LOOPBACK.get(_hostname(settings.public_url))
     # Bound to loopback: the browser is on this machine. Bound to the network (and no
     # URLs configured): users come by a name Balsam cannot know.
     return LOOPBACK_WORKSPACES if settings.host in _LOOPBACK else None

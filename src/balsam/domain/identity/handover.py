@@ -20,6 +20,7 @@ import secrets
 from datetime import timedelta
 
 from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
 
 from balsam.context import AppContext
 from balsam.db.models import LoginSession, User, WorkspaceSession, utcnow
@@ -41,6 +42,7 @@ class WorkspaceSessions:
         ticket = secrets.token_urlsafe(32)
         now = utcnow()
         with self.ctx.sessions() as session, session.begin():
+            _sweep(session)
             login = _live_login(session.get(LoginSession, sha256(login_cookie)))
             session.add(
                 WorkspaceSession(
@@ -59,9 +61,7 @@ class WorkspaceSessions:
         value = secrets.token_urlsafe(32)
         now = utcnow()
         with self.ctx.sessions() as session, session.begin():
-            # Expired tickets and sessions go first (kept even when this redemption
-            # fails), so the table holds only live rows.
-            session.execute(delete(WorkspaceSession).where(WorkspaceSession.expires_at <= now))
+            _sweep(session)  # kept even when this redemption fails
         with self.ctx.sessions() as session, session.begin():
             row = session.get(WorkspaceSession, sha256(ticket))
             if row is None or not row.is_ticket:
@@ -103,6 +103,12 @@ class WorkspaceSessions:
             if user is None or not user.is_active:
                 raise Unauthenticated("The account is deactivated.")
             return user
+
+
+def _sweep(session: Session) -> None:
+    """Remove expired tickets and sessions: the table holds live rows only (each
+    issue and redemption sweeps, so unused tickets do not pile up)."""
+    session.execute(delete(WorkspaceSession).where(WorkspaceSession.expires_at <= utcnow()))
 
 
 def _live_login(row: LoginSession | None) -> LoginSession:

@@ -20,6 +20,7 @@ from balsam.domain.identity.schemas import TokenCreate, UserUpdate
 from balsam.domain.identity.service import Actor, IdentityService
 from balsam.domain.identity.views import token_public, user_public
 from balsam.errors import BalsamError, InvalidInput
+from balsam.web.cookies import session_cookie
 from balsam.web.deps import client_address, get_ctx
 from balsam.web.pages import i18n
 from balsam.web.pages.forms import PageSession, posted_form, require_session
@@ -84,7 +85,7 @@ async def change_password(request: Request) -> Response:
     session, form = await posted_form(request)
     new = form.get("new", "")
     ctx = get_ctx(request)
-    cookie = request.cookies.get(ctx.settings.auth.cookie_name)
+    cookie = session_cookie(request, ctx.settings.auth.cookie_name)
 
     def change(ctx: AppContext) -> object:
         if new != form.get("repeat", ""):

@@ -16,6 +16,7 @@ from fastapi.responses import RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
 from balsam.domain.identity.handover import WorkspaceSessions
+from balsam.web.cookies import session_cookie
 from balsam.web.deps import get_ctx
 from balsam.web.origins import ENTER_PATH, HANDOVER_PATH, WORKSPACE_PREFIX, workspace_origin
 from balsam.web.pages.forms import NextQuery, require_session, safe_next
@@ -44,7 +45,7 @@ async def hand_over(request: Request, next_path: NextQuery = None) -> Response:
     origin = workspace_origin(request, ctx.settings)
     if target is None or origin is None:  # not a workspace, or nothing to hand over
         return RedirectResponse(target or "/", status_code=303)
-    cookie = request.cookies.get(ctx.settings.auth.cookie_name, "")
+    cookie = session_cookie(request, ctx.settings.auth.cookie_name) or ""
     ticket = await run_in_threadpool(WorkspaceSessions(ctx).issue_ticket, cookie)
     return render(
         request,

@@ -34,6 +34,7 @@ from balsam.domain.identity.service import Actor, IdentityService, sha256
 from balsam.domain.workspaces.access import WorkspaceAccess, WorkspaceNotRunning
 from balsam.errors import BalsamError, Forbidden, Unauthenticated
 from balsam.providers.workspaces.base import Endpoint
+from balsam.web.cookies import session_cookie
 from balsam.web.origins import on_workspace_port
 
 CACHE_SECONDS = 5.0
@@ -67,9 +68,9 @@ class ProxyAccess:
             return value.strip(), "token"
         auth = self.ctx.settings.auth
         if on_workspace_port(conn.scope, self.ctx.settings):
-            cookie = conn.cookies.get(auth.workspace_cookie_name)
+            cookie = session_cookie(conn, auth.workspace_cookie_name)
             return (cookie, "workspace") if cookie else None
-        cookie = conn.cookies.get(auth.cookie_name)
+        cookie = session_cookie(conn, auth.cookie_name)
         return (cookie, "session") if cookie else None
 
     def same_origin(self, conn: HTTPConnection) -> bool:

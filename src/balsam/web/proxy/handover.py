@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from balsam.domain.identity.handover import WorkspaceSessions
 from balsam.errors import N_, Forbidden, NotFound
 from balsam.web.deps import get_ctx, set_session_cookie
-from balsam.web.origins import ENTER_PATH, on_workspace_port, portal_origin
+from balsam.web.origins import ENTER_PATH, on_workspace_port, portal_origin, url_origin
 from balsam.web.pages.forms import read_form
 from balsam.web.pages.handover import workspace_next
 
@@ -30,7 +30,7 @@ async def enter(request: Request) -> Response:
     settings = ctx.settings
     if not on_workspace_port(request.scope, settings):  # a shared origin has no hand-over
         raise NotFound("No such page.")
-    if request.headers.get("origin", "").lower() != portal_origin(request, settings).lower():
+    if request.headers.get("origin", "").lower() != url_origin(portal_origin(request, settings)):
         raise Forbidden(N_("Open workspaces from Balsam's own pages."))
     form = await read_form(request)
     sessions = WorkspaceSessions(ctx)
