@@ -19,6 +19,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from tests.cli.test_cli import BalsamUp, serving, up_environment
 from tests.fixtures.chromium import skip_without_chromium
+from tests.fixtures.workspaces import Kernel
 
 PASSWORD = "Own-origin-password-7"
 LAB = "#jp-main-dock-panel"
@@ -330,3 +331,113 @@ def test_a_workspace_page_cannot_swap_the_portals_session(
         expect(page.get_by_role("heading", name="Projects")).to_be_visible()
     finally:
         context.close()
+
+
+def _user_login(installation: Installation, portal: str, username: str) -> str:
+    """A new user (not a member of anything), logged in on the portal: its cookie."""
+    made = installation.api.post("/users", json={"username": username, "password": PASSWORD})
+    assert made.status_code == 201, made.text
+    login = httpx.post(f"{portal}/api/v1/auth/login",
+                       json={"username": username, "password": PASSWORD})  # fmt: skip
+    assert login.status_code == 200, login.text
+    return str(login.cookies["balsam_session"])
+
+
+def test_a_handed_over_session_opens_only_what_its_user_may(installation: Installation) -> None:
+    """The hand-over proves who the browser is, nothing more: a user who is no member
+    of the project gets a session on the workspace host, and no workspace of it."""
+    wid = installation.workspace["id"]
+    portal = installation.url("localhost")
+    workspaces = installation.url("127.0.0.1", installation.workspace_port)
+    stranger = _user_login(installation, portal, "outsider")
+    theirs = _workspace_cookie(installation, portal, stranger, f"/workspaces/{wid}/lab")
+    as_them = {"Cookie": f"balsam_session_workspace={theirs}"}
+    for path in ("lab", "api/contents", "api/kernels"):
+        refused = httpx.get(f"{workspaces}/workspaces/{wid}/{path}", headers=as_them)
+        assert refused.status_code == 404, (path, refused.status_code)
+        assert refused.headers["content-type"].startswith("application/problem+json")
+    posted = httpx.post(f"{workspaces}/workspaces/{wid}/api/kernels",
+                        headers={**as_them, "Origin": workspaces}, json={})  # fmt: skip
+    assert posted.status_code == 404
+
+
+def test_the_hand_over_answers_bad_input_without_a_500(installation: Installation) -> None:
+    portal = installation.url("localhost")
+    enter = f"{installation.url('127.0.0.1', installation.workspace_port)}/workspaces/-/session"
+    from_portal = {"Origin": portal}
+    form = {**from_portal, "Content-Type": "application/x-www-form-urlencoded"}
+    for body, headers, status in (
+        (b"", form, 401),  # no ticket
+        (b"ticket=", form, 401),
+        (b"ticket=guessed&next=/workspaces/x/lab", form, 401),
+        (b"ticket=" + b"a" * 5000, form, 401),
+        (b"ticket=%ff%fe", form, 400),  # not UTF-8 once decoded
+        (b"ticket=\xff\xfe", form, 400),  # not ASCII at all
+        (b"&".join(b"f%d=x" % i for i in range(60)), form, 400),  # too many fields
+        (b"ticket=" + b"a" * 20_000, form, 413),
+        (b'{"ticket": "x"}', {**from_portal, "Content-Type": "application/json"}, 401),
+        (b"ticket=x", {}, 403),  # no Origin
+    ):
+        answer = httpx.post(enter, content=body, headers=headers)
+        assert answer.status_code == status, (body[:40], answer.status_code, answer.text)
+        assert answer.headers["content-type"].startswith("application/problem+json")
+    # The portal's page, asked for with odd destinations, sends the browser home.
+    cookie = _portal_login(installation, portal)
+    for target in ("", "/workspaces/", "/" + "w" * 5000, "/workspaces/x/\r\nSet-Cookie:a=b",
+                   "https://evil.example/workspaces/x/", "/api/v1/users/me"):  # fmt: skip
+        page = httpx.get(f"{portal}/workspace-session", params={"next": target},
+                         headers={"Cookie": f"balsam_session={cookie}"})  # fmt: skip
+        assert page.status_code in (200, 303), (target, page.status_code)
+        if page.status_code == 303:
+            assert page.headers["location"] == "/", target
+        assert "set-cookie" not in page.headers
+
+
+#: Run in the workspace's kernel: what its code gets of the hand-over, forging the
+#: headers a browser would not let a page forge.
+KERNEL_ATTACK = """
+import json, urllib.request, urllib.error
+class Stay(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
+opener = urllib.request.build_opener(Stay)
+def call(url, data=None, headers={}):
+    request = urllib.request.Request(url, data=data, headers=headers)
+    try:
+        with opener.open(request, timeout=10) as r:
+            return r.status, dict(r.headers), r.read().decode()[:300]
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read().decode()[:300]
+out = {}
+out["page"] = call(PORTAL + "/workspace-session?next=/workspaces/x/lab",
+                   headers={"Accept": "text/html"})
+for ticket in ("guessed", "", "x" * 43):
+    out["enter " + ticket[:8]] = call(
+        WORKSPACES + "/workspaces/-/session",
+        data=("ticket=" + ticket + "&next=/workspaces/x/lab").encode(),
+        headers={"Origin": PORTAL, "Host": WORKSPACES.split("//")[1]})
+print(json.dumps(out))
+"""
+
+
+def test_a_kernel_gets_no_session_out_of_the_hand_over(installation: Installation) -> None:
+    """Code in a workspace reaches both ports over loopback and may forge any header
+    (Origin, Host): without the portal's cookie it gets no ticket, and without a
+    ticket no session."""
+    workspaces = installation.url("127.0.0.1", installation.workspace_port)
+    portal = installation.url("localhost")
+    bearer = {"Authorization": installation.api.headers["authorization"]}
+    kernel = Kernel(workspaces, installation.workspace["id"], bearer)
+    try:
+        code = f"PORTAL = {portal!r}\nWORKSPACES = {workspaces!r}\n" + KERNEL_ATTACK
+        result = kernel.execute(code)
+    finally:
+        kernel.close()
+    assert result.error is None, result.error
+    out = json.loads(result.stdout)
+    status, headers, body = out.pop("page")
+    assert status == 303 and headers["location"].startswith("/login?next=")
+    assert "ticket" not in body
+    for name, (status, headers, _) in out.items():
+        assert status == 401, (name, status)
+        assert "set-cookie" not in {k.lower() for k in headers}, name
