@@ -16,6 +16,8 @@ from typing import Any
 import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import connect as ws_connect
 
 from tests.cli.test_cli import BalsamUp, serving, up_environment
 from tests.fixtures.chromium import skip_without_chromium
@@ -441,3 +443,24 @@ def test_a_kernel_gets_no_session_out_of_the_hand_over(installation: Installatio
     for name, (status, headers, _) in out.items():
         assert status == 401, (name, status)
         assert "set-cookie" not in {k.lower() for k in headers}, name
+
+
+def test_a_logout_closes_the_workspace_sockets_open_with_it(installation: Installation) -> None:
+    """A WebSocket is let in once; a logout must not leave it relaying for hours."""
+    wid = installation.workspace["id"]
+    portal = installation.url("localhost")
+    workspaces = installation.url("127.0.0.1", installation.workspace_port)
+    cookie = _portal_login(installation, portal)
+    mine = _workspace_cookie(installation, portal, cookie, f"/workspaces/{wid}/lab")
+    url = workspaces.replace("http://", "ws://") + f"/workspaces/{wid}/api/events/subscribe"
+    headers = {"Cookie": f"balsam_session_workspace={mine}", "Origin": workspaces}
+    with ws_connect(url, additional_headers=headers, open_timeout=30) as socket:
+        with pytest.raises(TimeoutError):
+            socket.recv(timeout=1)  # open, and quiet
+        ending = {"Cookie": f"balsam_session={cookie}", "Origin": portal}
+        out = httpx.post(f"{portal}/api/v1/auth/logout", headers=ending)
+        assert out.status_code == 204
+        with pytest.raises(ConnectionClosed):
+            socket.recv(timeout=10)
+    with pytest.raises(InvalidStatus):  # and it does not open again
+        ws_connect(url, additional_headers=headers, open_timeout=30)

@@ -134,6 +134,8 @@ async def change_user(request: Request, username: str, action: str) -> Response:
     password, refused = await _user_action(request, session, act)
     if refused is not None:
         return refused
+    # A reset or a deactivation ended the user's sessions: their open sockets go too.
+    request.app.state.proxy_access.forget_user(username[:64])
     done = i18n.gettext(request)(N_("Saved."))
     shown = {"username": username, "password": password} if password else None
     return await _users_page(request, session, done=done, password=shown)

@@ -20,8 +20,11 @@ stopping take effect within that time (and stopping ends the server anyway).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit
@@ -59,6 +62,8 @@ class ProxyAccess:
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
         self._cache: dict[tuple[str, str], tuple[float, Passage]] = {}
+        #: Per user, how to end each WebSocket relayed now.
+        self._sockets: dict[str, set[Callable[[], None]]] = {}
         self._lock = threading.Lock()
 
     def _credential(self, conn: HTTPConnection) -> tuple[str, Kind] | None:
@@ -127,11 +132,36 @@ class ProxyAccess:
                 del self._cache[key]
 
     def forget_user(self, username: str) -> None:
-        """Drop cached decisions for a user's requests (a login session ended: the
-        workspace sessions handed over from it ended too)."""
+        """Drop cached decisions for a user's requests and close the user's open
+        WebSockets (a login session ended: the workspace sessions handed over from it
+        ended too; JupyterLab reconnects the sockets of sessions still live)."""
         with self._lock:
             for key in [k for k, v in self._cache.items() if v[1].username == username]:
                 del self._cache[key]
+            ends = list(self._sockets.get(username, ()))
+        for end in ends:
+            end()
+
+    @contextlib.contextmanager
+    def open_socket(self, username: str) -> Iterator[asyncio.Event]:
+        """While a WebSocket of ``username``'s is relayed: an event set when
+        :meth:`forget_user` ends it (from any thread)."""
+        ended = asyncio.Event()
+        loop = asyncio.get_running_loop()
+
+        def end() -> None:
+            loop.call_soon_threadsafe(ended.set)
+
+        with self._lock:
+            self._sockets.setdefault(username, set()).add(end)
+        try:
+            yield ended
+        finally:
+            with self._lock:
+                ends = self._sockets.get(username, set())
+                ends.discard(end)
+                if not ends:
+                    self._sockets.pop(username, None)
 
     def forget(self, workspace_id: str) -> None:
         """Drop cached decisions for a workspace (stopped, locked, deleted)."""

@@ -309,19 +309,21 @@ async def _deny_websocket(websocket: WebSocket, refused: Response) -> None:
 
 async def _connect_upstream(
     websocket: WebSocket, workspace_id: str, path: str
-) -> ClientConnection | Response:
-    """The upstream WebSocket, or the refusal to send (see proxy_http on retrying)."""
+) -> tuple[ClientConnection, Passage] | Response:
+    """The upstream WebSocket and who opened it, or the refusal to send (see
+    proxy_http on retrying)."""
     for attempt in (1, 2):
         passage = await _pass(websocket, workspace_id, websocket=True)
         if isinstance(passage, Response):
             return passage
         try:
-            return await upstreams.websocket(
+            upstream = await upstreams.websocket(
                 passage.endpoint,
                 _target(passage, websocket, path, scheme="ws"),
                 _upstream_headers(websocket, passage),
                 websocket.scope.get("subprotocols") or None,
             )
+            return upstream, passage
         except OSError:
             _access(websocket).forget(workspace_id)
             if attempt == 2:
@@ -333,15 +335,18 @@ async def _connect_upstream(
 
 @router.websocket("/workspaces/{workspace_id}/{path:path}")
 async def proxy_websocket(websocket: WebSocket, workspace_id: str, path: str) -> None:
-    upstream = await _connect_upstream(websocket, workspace_id, path)
-    if isinstance(upstream, Response):
-        await _deny_websocket(websocket, upstream)
+    connected = await _connect_upstream(websocket, workspace_id, path)
+    if isinstance(connected, Response):
+        await _deny_websocket(websocket, connected)
         return
-    await websocket.accept(subprotocol=upstream.subprotocol)
-    await _pump(websocket, upstream)
+    upstream, passage = connected
+    # A logout ends the relay: the socket was let in once, not for as long as it lasts.
+    with _access(websocket).open_socket(passage.username) as ended:
+        await websocket.accept(subprotocol=upstream.subprotocol)
+        await _pump(websocket, upstream, ended)
 
 
-async def _pump(websocket: WebSocket, upstream: ClientConnection) -> None:
+async def _pump(websocket: WebSocket, upstream: ClientConnection, ended: asyncio.Event) -> None:
     async def to_upstream() -> None:
         while True:
             message = await websocket.receive()
@@ -357,7 +362,11 @@ async def _pump(websocket: WebSocket, upstream: ClientConnection) -> None:
             else:
                 await websocket.send_text(data)
 
-    tasks = [asyncio.create_task(to_upstream()), asyncio.create_task(to_client())]
+    tasks = [
+        asyncio.create_task(to_upstream()),
+        asyncio.create_task(to_client()),
+        asyncio.create_task(ended.wait()),
+    ]
     try:
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:

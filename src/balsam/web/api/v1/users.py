@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 
 from balsam.domain.identity.schemas import (
     TokenCreate,
@@ -63,9 +63,14 @@ def me(actor: CurrentActor, ctx: Ctx) -> UserPublic:
     operation_id="UpdateUser",
     responses=problems(400, 401, 403, 404, 409, 422),
 )
-def update_user(username: Username, body: UserUpdate, actor: CurrentActor, ctx: Ctx) -> UserPublic:
+def update_user(
+    username: Username, body: UserUpdate, actor: CurrentActor, ctx: Ctx, request: Request
+) -> UserPublic:
     """Change a user; only admins change status or other users."""
-    return user_public(IdentityService(ctx).update_user(actor, username, body))
+    user = IdentityService(ctx).update_user(actor, username, body)
+    if body.is_active is False:  # the sessions ended: their open sockets go too
+        request.app.state.proxy_access.forget_user(user.username)
+    return user_public(user)
 
 
 @router.post(
