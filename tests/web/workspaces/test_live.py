@@ -114,7 +114,7 @@ def test_jupyterlab_opens_in_the_projects_clone(
     )
     found = re.search(r'"preferredPath": "([^"]*)"', page.text)
     assert found is not None, page.text[:2000]
-    assert found.group(1) == f"/{workspace['projectId']}"
+    assert found.group(1).strip("/") == workspace["projectId"]
 
 
 def test_environment_variables_and_lock(
