@@ -99,15 +99,15 @@ class GitSettings(BaseModel):
     )
 
 
+def url_host(url: str | None) -> str:
+    """The host name of ``url`` as one compares it: lower case, no trailing dot
+    ("Example.org." and "example.org" are one host); "" for none."""
+    return (urlsplit(url or "").hostname or "").lower().rstrip(".")
+
+
 def _another_https_host(url: str | None, other: str | None) -> bool:
     """Whether ``url`` is https and its host name is not ``other``'s."""
-    if not (url or "").startswith("https://"):
-        return False
-
-    def host(value: str | None) -> str:  # "Example.org." and "example.org" are one host
-        return (urlsplit(value or "").hostname or "").rstrip(".")
-
-    return host(url) != host(other)
+    return (url or "").startswith("https://") and url_host(url) != url_host(other)
 
 
 class AuthSettings(BaseModel):

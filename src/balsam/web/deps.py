@@ -14,9 +14,9 @@ import binascii
 import hmac
 import logging
 from typing import Annotated
-from urllib.parse import urlsplit
 
 from fastapi import BackgroundTasks, Depends, Request, Response
+from starlette.requests import HTTPConnection
 
 from balsam.context import AppContext
 from balsam.domain.health.service import CheckRunner
@@ -26,6 +26,7 @@ from balsam.domain.library.worker import LibrarySyncWorker
 from balsam.errors import N_, BalsamError, Forbidden, InvalidInput, Unauthenticated
 from balsam.settings import AuthSettings
 from balsam.web.cookies import session_cookie
+from balsam.web.origins import url_origin
 from balsam.web.peers import peer_address
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -156,18 +157,17 @@ def authenticate(request: Request, ctx: AppContext, *, allow_basic: bool = False
     raise Unauthenticated("Authentication required.")
 
 
-def same_origin_request(request: Request, public_url: str) -> bool:
-    """Whether a browser sent this from one of Balsam's own pages (``Origin`` the
-    request's own or the public URL's; ``Sec-Fetch-Site`` same-origin), or no browser
-    page sent it at all (no such headers: a script outside a browser)."""
-    origin = request.headers.get("origin")
+def same_origin_request(conn: HTTPConnection, public_url: str, *, script_ok: bool = True) -> bool:
+    """Whether a browser sent this (a request or a WebSocket upgrade) from one of
+    Balsam's own pages (``Origin`` the request's own or the public URL's;
+    ``Sec-Fetch-Site`` same-origin or none), or, when ``script_ok``, no browser page
+    sent it at all (neither header: a script outside a browser)."""
+    origin = conn.headers.get("origin")
     if origin is None:
-        return request.headers.get("sec-fetch-site", "none") in ("same-origin", "none")
-    parts = urlsplit(public_url)
-    own = {
-        f"{request.url.scheme}://{request.headers.get('host', '')}".lower(),
-        f"{parts.scheme}://{parts.netloc}".lower(),
-    }
+        fetch_site = conn.headers.get("sec-fetch-site")
+        return fetch_site in ("same-origin", "none") or (fetch_site is None and script_ok)
+    scheme = {"ws": "http", "wss": "https"}.get(conn.url.scheme, conn.url.scheme)
+    own = {f"{scheme}://{conn.headers.get('host', '')}".lower(), url_origin(public_url)}
     return origin.lower() in own
 
 
@@ -239,6 +239,14 @@ def set_session_cookie(
         samesite="lax",
         secure=auth.cookie_secure,
         path="/",
+    )
+
+
+def clear_session_cookie(response: Response, auth: AuthSettings) -> None:
+    """Delete the portal's session cookie: with the attributes it was set with (a
+    browser keeps a ``__Host-`` cookie that a deletion without ``Secure`` names)."""
+    response.delete_cookie(
+        auth.cookie_name, path="/", httponly=True, samesite="lax", secure=auth.cookie_secure
     )
 
 

@@ -39,6 +39,15 @@ class OriginSplit:
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
         self.settings = settings
+        # Fixed by the settings; every request is compared with them.
+        self.workspace_host = workspace_host(settings)
+        #: The workspaces' name when the portal has another (a page under it is sent
+        #: to the portal's); None when there is nothing to send over.
+        self.portal_elsewhere = (
+            self.workspace_host
+            if portal_host(settings) not in (None, self.workspace_host)
+            else None
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket") or self.settings.workspace_port is None:
@@ -47,7 +56,7 @@ class OriginSplit:
         path: str = scope["path"]
         host = request_host(scope, self.settings).lower()
         if on_workspace_port(scope, self.settings):
-            if host != (workspace_host(self.settings) or host):
+            if self.workspace_host not in (None, host):
                 await self._elsewhere(scope, receive, send, workspace_origin(scope, self.settings))
             elif path.startswith(SHARED_PREFIXES):
                 await self.app(scope, receive, send)
@@ -59,20 +68,13 @@ class OriginSplit:
             return
         if path.startswith(WORKSPACE_PREFIX):
             await self._elsewhere(scope, receive, send, workspace_origin(scope, self.settings))
-        elif self._under_workspaces_name(host) and _a_browsers_page_visit(scope):
+        elif host == self.portal_elsewhere and _a_browsers_page_visit(scope):
             # The workspaces' name typed for the portal: its cookies belong there.
             # (Scripts and tools, which hold no cookies of the browser's, are served.)
             target = portal_origin(scope, self.settings) + _path_and_query(scope)
             await RedirectResponse(target, status_code=307)(scope, receive, send)
         else:
             await self.app(scope, receive, send)
-
-    def _under_workspaces_name(self, host: str) -> bool:
-        """Whether ``host`` is the workspaces' host name and not the portal's too."""
-        return host == workspace_host(self.settings) and portal_host(self.settings) not in (
-            None,
-            host,
-        )
 
     async def _elsewhere(
         self, scope: Scope, receive: Receive, send: Send, origin: str | None

@@ -28,7 +28,7 @@ from starlette.datastructures import Headers
 from starlette.requests import HTTPConnection
 from starlette.types import Scope
 
-from balsam.settings import Settings
+from balsam.settings import Settings, url_host
 
 WORKSPACE_PREFIX = "/workspaces/"
 #: The portal's page that hands its session over to the workspaces' host ...
@@ -61,7 +61,7 @@ _OTHER_LOOPBACK = {"localhost": "127.0.0.1", "127.0.0.1": "localhost", "[::1]": 
 
 
 def _hostname(url: str) -> str:
-    host = (urlsplit(url).hostname or "").lower().rstrip(".")
+    host = url_host(url)
     return f"[{host}]" if ":" in host else host  # as request_host writes IPv6
 
 

@@ -23,8 +23,8 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from balsam.context import AppContext
-from balsam.db.models import LoginSession, User, WorkspaceSession, utcnow
-from balsam.domain.identity.service import sha256
+from balsam.db.models import User, WorkspaceSession, utcnow
+from balsam.domain.identity.service import live_login, sha256
 from balsam.errors import N_, Unauthenticated
 
 #: How long a ticket may take from the portal's page to the workspace host.
@@ -43,7 +43,7 @@ class WorkspaceSessions:
         now = utcnow()
         with self.ctx.sessions() as session, session.begin():
             _sweep(session)
-            login = _live_login(session.get(LoginSession, sha256(login_cookie)))
+            _, login = live_login(session, sha256(login_cookie))
             session.add(
                 WorkspaceSession(
                     id_hash=sha256(ticket),
@@ -63,19 +63,20 @@ class WorkspaceSessions:
         with self.ctx.sessions() as session, session.begin():
             _sweep(session)  # kept even when this redemption fails
         with self.ctx.sessions() as session, session.begin():
-            row = session.get(WorkspaceSession, sha256(ticket))
-            if row is None or not row.is_ticket:
-                raise Unauthenticated(EXPIRED)
-            login = _live_login(session.get(LoginSession, row.login_session_hash))
-            # Deleted in this transaction: a second redemption finds nothing (on
-            # PostgreSQL the concurrent one waits on the row lock, then deletes none).
-            taken = session.scalar(
+            # Taken in one statement: a second redemption finds nothing (on PostgreSQL
+            # a concurrent one waits on the row lock, then deletes none).
+            login_hash = session.scalar(
                 delete(WorkspaceSession)
-                .where(WorkspaceSession.id_hash == row.id_hash, WorkspaceSession.is_ticket)
-                .returning(WorkspaceSession.id_hash)
+                .where(
+                    WorkspaceSession.id_hash == sha256(ticket),
+                    WorkspaceSession.is_ticket,
+                    WorkspaceSession.expires_at > now,
+                )
+                .returning(WorkspaceSession.login_session_hash)
             )
-            if taken is None:
+            if login_hash is None:
                 raise Unauthenticated(EXPIRED)
+            _, login = live_login(session, login_hash)
             session.add(
                 WorkspaceSession(
                     id_hash=sha256(value),
@@ -91,27 +92,19 @@ class WorkspaceSessions:
         """The user of a live workspace session; Unauthenticated otherwise."""
         now = utcnow()
         with self.ctx.sessions() as session:
-            row = session.scalar(
-                select(WorkspaceSession).where(
+            login_hash = session.scalar(
+                select(WorkspaceSession.login_session_hash).where(
                     WorkspaceSession.id_hash == sha256(cookie_value),
                     WorkspaceSession.is_ticket.is_(False),
                     WorkspaceSession.expires_at > now,
                 )
             )
-            login = _live_login(session.get(LoginSession, row.login_session_hash) if row else None)
-            user = session.get(User, login.user_id)
-            if user is None or not user.is_active:
-                raise Unauthenticated("The account is deactivated.")
-            return user
+            if login_hash is None:
+                raise Unauthenticated("The session has expired; log in again.")
+            return live_login(session, login_hash)[0]
 
 
 def _sweep(session: Session) -> None:
     """Remove expired tickets and sessions: the table holds live rows only (each
     issue and redemption sweeps, so unused tickets do not pile up)."""
     session.execute(delete(WorkspaceSession).where(WorkspaceSession.expires_at <= utcnow()))
-
-
-def _live_login(row: LoginSession | None) -> LoginSession:
-    if row is None or row.expires_at <= utcnow():
-        raise Unauthenticated("The session has expired; log in again.")
-    return row

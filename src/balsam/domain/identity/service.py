@@ -57,6 +57,18 @@ def sha256(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
 
 
+def live_login(session: Session, id_hash: str) -> tuple[User, LoginSession]:
+    """The user and row of the login session with this digest; Unauthenticated when
+    it is unknown or expired, or its account deactivated."""
+    row = session.get(LoginSession, id_hash)
+    if row is None or row.expires_at <= utcnow():
+        raise Unauthenticated("The session has expired; log in again.")
+    user = session.get(User, row.user_id)
+    if user is None or not user.is_active:
+        raise Unauthenticated("The account is deactivated.")
+    return user, row
+
+
 @dataclass(frozen=True)
 class Actor:
     """Who is making a request (for rules and the audit trail)."""
@@ -296,13 +308,7 @@ class IdentityService:
 
     def authenticate_session(self, cookie_value: str) -> tuple[User, LoginSession]:
         with self.ctx.sessions() as session:
-            row = session.get(LoginSession, sha256(cookie_value))
-            if row is None or row.expires_at <= utcnow():
-                raise Unauthenticated("The session has expired; log in again.")
-            user = session.get(User, row.user_id)
-            if user is None or not user.is_active:
-                raise Unauthenticated("The account is deactivated.")
-            return user, row
+            return live_login(session, sha256(cookie_value))
 
     def end_session(self, cookie_value: str) -> str | None:
         """End a login session (and the workspace sessions handed over from it);

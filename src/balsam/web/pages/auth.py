@@ -16,6 +16,7 @@ from balsam.domain.identity.schemas import LoginRequest
 from balsam.domain.identity.service import IdentityService
 from balsam.errors import BalsamError, RateLimited
 from balsam.web.deps import (
+    clear_session_cookie,
     client_address,
     forget_session,
     get_ctx,
@@ -129,9 +130,7 @@ async def logout(request: Request) -> Response:
         username = await run_in_threadpool(IdentityService(ctx).end_session, cookie)
         forget_session(request, cookie, username)
     response = RedirectResponse("/login", status_code=303)
-    response.delete_cookie(
-        auth.cookie_name, path="/", httponly=True, samesite="lax", secure=auth.cookie_secure
-    )
+    clear_session_cookie(response, auth)
     return response
 
 

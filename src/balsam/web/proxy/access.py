@@ -27,7 +27,6 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal
-from urllib.parse import urlsplit
 
 from starlette.requests import HTTPConnection
 
@@ -38,6 +37,7 @@ from balsam.domain.workspaces.access import WorkspaceAccess, WorkspaceNotRunning
 from balsam.errors import BalsamError, Forbidden, Unauthenticated
 from balsam.providers.workspaces.base import Endpoint
 from balsam.web.cookies import session_cookie
+from balsam.web.deps import same_origin_request
 from balsam.web.origins import on_workspace_port
 
 CACHE_SECONDS = 5.0
@@ -51,11 +51,6 @@ Kind = Literal["token", "session", "workspace"]
 class Passage:
     username: str
     endpoint: Endpoint
-
-
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}".lower()
 
 
 class ProxyAccess:
@@ -79,14 +74,9 @@ class ProxyAccess:
         return (cookie, "session") if cookie else None
 
     def same_origin(self, conn: HTTPConnection) -> bool:
-        origin = conn.headers.get("origin")
-        if origin is None:
-            return conn.headers.get("sec-fetch-site") in ("same-origin", "none")
-        allowed = {
-            _origin(self.ctx.settings.resolved_public_url),
-            f"{conn.url.scheme.replace('ws', 'http')}://{conn.headers.get('host', '')}",
-        }
-        return origin.lower() in allowed
+        """A browser's request from Balsam's own pages (no header-less exception: a
+        cookie here comes from a browser)."""
+        return same_origin_request(conn, self.ctx.settings.resolved_public_url, script_ok=False)
 
     def peek(
         self, conn: HTTPConnection, workspace_id: str, *, websocket: bool, method: str = "GET"

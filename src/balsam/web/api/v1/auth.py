@@ -10,6 +10,7 @@ from balsam.errors import Forbidden
 from balsam.web.api.v1.common import problems
 from balsam.web.deps import (
     Ctx,
+    clear_session_cookie,
     client_address,
     forget_session,
     request_id,
@@ -55,6 +56,6 @@ def logout(request: Request, response: Response, ctx: Ctx) -> Response:
     cookie = request.cookies.get(ctx.settings.auth.cookie_name)
     if cookie:
         forget_session(request, cookie, IdentityService(ctx).end_session(cookie))
-    response.delete_cookie(ctx.settings.auth.cookie_name, path="/")
+    clear_session_cookie(response, ctx.settings.auth)
     response.status_code = 204
     return response
