@@ -1,5 +1,6 @@
 """Workspace proxy overhead: one running workspace, the same URLs through Balsam's
-proxy (``/workspaces/<id>/...`` with the user's Bearer token) and directly to
+proxy (``/workspaces/<id>/...`` with the user's Bearer token, and with a browser's
+session cookie) and directly to
 its JupyterLab over its unix socket (the server's own token), side by side; and,
 informational, a second JupyterLab from the same environment on a loopback TCP
 port as releases before unix sockets ran it (``direct-tcp``; ``--no-tcp`` skips it).
@@ -39,6 +40,7 @@ import httpx
 from _platform import Platform, median, percentile, platform
 from bench_workspace_start import stop_group, tcp_command
 
+from balsam.domain.identity.service import IdentityService
 from balsam.providers.workspaces.jupyter import free_port
 
 SIZE = 20 * 1024 * 1024
@@ -227,8 +229,13 @@ def main() -> None:
             p.ctx.providers.workspaces.root / wid / "home",  # type: ignore[attr-defined]
             workspace_uid(p, wid),
         )
+        identity = IdentityService(p.ctx)
+        session, _ = identity.start_session(identity.get_user(p.actor.username))
+        browser = {"Cookie": f"{p.ctx.settings.auth.cookie_name}={session}"}
         sides = {
             "proxy": [f"{p.url}/workspaces/{wid}/", p.headers, None],
+            # A browser's way in: the session cookie instead of a bearer token.
+            "proxy-cookie": [f"{p.url}/workspaces/{wid}/", browser, None],
             "direct": [endpoint.url, {"Authorization": f"token {endpoint.token}"}, endpoint.socket],
         }
         if not args.no_tcp:
@@ -267,7 +274,7 @@ def report(
         "downloads": args.downloads,
     }
     print(
-        f"{'':26} {'proxy':>10} {'direct':>10} {'ratio':>7}"
+        f"{'':26} {'proxy':>10} {'direct':>10} {'ratio':>7} {'cookie':>10}"
         + (f" {'tcp':>10}" if tcp else "")
         + "   (target <= 1.5; direct: unix socket)"
     )
@@ -275,20 +282,25 @@ def report(
         key = path.replace("/", "_")
         for stat, fn in (("median", median), ("p95", lambda v: percentile(v, 95))):
             pv, dv = fn(lat[path]["proxy"]), fn(lat[path]["direct"])
+            cv = fn(lat[path]["proxy-cookie"])
             tv = fn(lat[path]["direct-tcp"]) if tcp else None
             print(
                 f"GET {path:14} {stat:6} {pv * 1000:8.2f}ms {dv * 1000:8.2f}ms {pv / dv:7.2f}"
-                + (f" {tv * 1000:8.2f}ms" if tv is not None else "")
+                f" {cv * 1000:8.2f}ms" + (f" {tv * 1000:8.2f}ms" if tv is not None else "")
             )
             result.update(
                 {
                     f"{key}_proxy_{stat}_ms": round(pv * 1000, 2),
                     f"{key}_direct_{stat}_ms": round(dv * 1000, 2),
+                    f"{key}_proxy_cookie_{stat}_ms": round(cv * 1000, 2),
                 }
             )
             if tv is not None:
                 result[f"{key}_direct_tcp_{stat}_ms"] = round(tv * 1000, 2)
         result[f"{key}_ratio"] = round(median(lat[path]["proxy"]) / median(lat[path]["direct"]), 2)
+        result[f"{key}_cookie_ratio"] = round(
+            median(lat[path]["proxy-cookie"]) / median(lat[path]["direct"]), 2
+        )
     pm, dm = median(dl["proxy"]), median(dl["direct"])
     tm = median(dl["direct-tcp"]) if tcp else None
     mb = SIZE / 1e6
@@ -304,6 +316,7 @@ def report(
             "download_proxy_mb_s": round(mb / pm, 1),
             "download_direct_mb_s": round(mb / dm, 1),
             "download_ratio": round(pm / dm, 2),
+            "download_cookie_ratio": round(median(dl["proxy-cookie"]) / dm, 2),
             "download_proxy_s": [round(v, 3) for v in dl["proxy"]],
             "download_direct_s": [round(v, 3) for v in dl["direct"]],
             "target": "<= 1.5",
