@@ -26,7 +26,7 @@ def library() -> None:
 @library.command("add")
 @click.argument("name")
 @click.argument("url")
-@click.option("--branch", default="main", show_default=True, help="Branch to serve.")
+@click.option("--branch", default=None, help="Branch to serve (default: the repository's own).")
 @click.option("--description", default="", help="What the library holds.")
 @click.option("--friendly-url", default=None, help="An http(s) page to browse the repository.")
 @click.option("--no-sync", is_flag=True, help="Register only; the server syncs it later.")
@@ -34,7 +34,7 @@ def library() -> None:
 def add(
     name: str,
     url: str,
-    branch: str,
+    branch: str | None,
     description: str,
     friendly_url: str | None,
     no_sync: bool,
@@ -70,7 +70,7 @@ def list_libraries(data_dir: Path | None) -> None:
             lib.id,
             lib.sync_status,
             (lib.last_synced_commit or "-")[:12],
-            lib.branch,
+            lib.branch or "(default)",
             lib.repository_url,
         )
         for lib in libraries

@@ -286,3 +286,30 @@ def test_mirror_refuses_what_is_not_a_library_id(tmp_path: Path, library_id: str
     with pytest.raises(NotFound), mirror.locked(library_id):
         pass
     assert list(tmp_path.iterdir()) == []
+
+
+def test_without_a_branch_the_repositorys_own_default_is_served(
+    ctx: AppContext, sources_root: Path, unique: Callable[[str], str]
+) -> None:
+    """SCB's repositories are not all on ``main``: a library registered without a
+    branch follows the repository's HEAD, whatever its branch is called."""
+    source = sources_root / unique("master-lib")
+    source.mkdir()
+    git(source, "init", "-q", "-b", "master")
+    commit_files(source, {"README.md": b"# master\n"}, "initial")
+    service = LibraryService(ctx)
+    created = service.create(
+        ADMIN, LibraryCreate(name=unique("Master "), repository_url=file_url(source))
+    )
+    assert created.branch == ""  # stored as "the default"
+    synced = sync(ctx, created.id)
+    head = git(source, "rev-parse", "HEAD").strip()
+    assert synced.sync_status == "ok" and synced.last_synced_commit == head
+    # A branch named later is served instead; null goes back to the default.
+    git(source, "checkout", "-q", "-b", "other")
+    commit_files(source, {"b.txt": b"b"}, "on other")
+    git(source, "checkout", "-q", "master")
+    _, moved = service.update(ADMIN, created.id, LibraryUpdate(branch="other"))
+    assert moved and sync(ctx, created.id).last_synced_commit != head
+    _, moved = service.update(ADMIN, created.id, LibraryUpdate.model_validate({"branch": None}))
+    assert moved and sync(ctx, created.id).last_synced_commit == head

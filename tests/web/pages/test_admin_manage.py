@@ -31,7 +31,9 @@ def test_others_cannot_post_either(app: FastAPI, alice: TestUser, bob: TestUser)
         made = post(client, "/admin/users", {"username": "sneaky", "password": "x" * 20})
         reset = post(client, f"/admin/users/{bob.username}/reset-password")
         promoted = post(client, f"/admin/users/{alice.username}/make-admin")
+        library = post(client, "/admin/libraries/any", {"repositoryUrl": "https://x/y.git"})
     assert made.status_code == reset.status_code == promoted.status_code == 403
+    assert library.status_code == 403
     assert not alice.client.get("/api/v1/users/me").json()["isAdmin"]
 
 
@@ -73,6 +75,21 @@ def test_an_admin_registers_and_removes_a_library(
         loopback = {"name": unique("Fel "), "repositoryUrl": "http://127.0.0.1:1/x.git"}
         bad = post(client, "/admin/libraries", loopback)
         assert bad.status_code in (400, 422) and 'role="alert"' in bad.text
+        # Registered without a branch: the repository's default, named so on the page.
+        assert "(default branch)" in made.text
+        # Its source changes from the page: a bad branch is refused with the reason,
+        # a good one saved (and synced).
+        url = file_url(source)
+        for branch in ("a..b", "-x", "x" * 101):
+            wrong = post(client, f"/admin/libraries/{lid.group(1)}",
+                         {"repositoryUrl": url, "branch": branch})  # fmt: skip
+            assert wrong.status_code in (400, 422), (branch, wrong.status_code)
+            assert 'role="alert"' in wrong.text
+        saved = post(client, f"/admin/libraries/{lid.group(1)}",
+                     {"repositoryUrl": url, "branch": "main"})  # fmt: skip
+        assert saved.status_code == 200 and "(main)" in saved.text
+        missing = post(client, "/admin/libraries/no-such-library", {"repositoryUrl": url})
+        assert missing.status_code == 404
         gone = post(client, f"/admin/libraries/{lid.group(1)}/remove")
         assert gone.status_code == 200 and f'href="/library/{lid.group(1)}"' not in gone.text
 

@@ -25,7 +25,12 @@ class LibraryCreate(ApiModel):
         max_length=2000,
         description="An https://, http:// or file:// git URL.",
     )
-    branch: str = Field("main", max_length=1000)
+    branch: str | None = Field(
+        None,
+        max_length=1000,
+        description="The branch to serve; omitted or null: the repository's default "
+        "branch (its HEAD, followed at each sync), whatever it is called.",
+    )
     repository_friendly_url: str | None = Field(
         None,
         alias="repositoryFriendlyUrl",
@@ -35,7 +40,8 @@ class LibraryCreate(ApiModel):
 
 
 class LibraryUpdate(ApiModel):
-    """Only the fields given change; a changed URL or branch triggers a sync."""
+    """Only the fields given change; a changed URL or branch triggers a sync. A
+    ``branch`` of null goes back to the repository's default branch."""
 
     name: str | None = Field(None, max_length=10_000)
     description: str | None = Field(None, max_length=10_000)
@@ -52,7 +58,9 @@ class KnowledgeLibraryPublic(_Out):
     description: str | None = None
     repository_url: str = Field(alias="repositoryUrl")
     repository_friendly_url: str | None = Field(None, alias="repositoryFriendlyUrl")
-    branch: str
+    branch: str | None = Field(
+        description="The branch served; null: the repository's default branch."
+    )
     sync_status: SyncStatus = Field(alias="syncStatus")
     last_synced_commit: str | None = Field(
         None, alias="lastSyncedCommit", description="The commit readers are served."

@@ -8,7 +8,8 @@ Rules:
   case and spacing (Conflict).
 * ``repositoryUrl`` is http(s) without credentials, or file:// inside
   ``source_file_roots``; ``repositoryFriendlyUrl`` is http(s); the branch
-  follows git's ref rules (InvalidInput otherwise).
+  follows git's ref rules (InvalidInput otherwise), or is not given (null): then
+  the repository's default branch is served, whatever it is called.
 * Readers get the last synced commit's tree (:meth:`LibraryService.tree`);
   a library that has never synced has an empty tree.
 """
@@ -42,6 +43,8 @@ LIBRARY_EXISTS = N_("A knowledge library named '%(name)s' already exists.")
 
 log = logging.getLogger(__name__)
 MAX_BRANCH = 100
+#: Stored for "the repository's default branch" (its HEAD, followed at each sync).
+DEFAULT_BRANCH = ""
 
 
 def library_id_candidates(name: str) -> list[str]:
@@ -53,7 +56,11 @@ def library_id_candidates(name: str) -> list[str]:
     return [base] + [f"{stem}-{secrets.token_hex(2)}" for _ in range(8)]
 
 
-def validate_branch(branch: str) -> str:
+def validate_branch(branch: str | None) -> str:
+    """A branch name as stored: ``""`` for None (the repository's default branch,
+    whatever it is called), else a valid git branch name (InvalidInput otherwise)."""
+    if branch is None:
+        return DEFAULT_BRANCH
     branch = branch.strip()
     if not branch or len(branch) > MAX_BRANCH or not is_valid_branch_name(branch):
         raise InvalidInput(
@@ -152,7 +159,7 @@ class LibraryService:
         if "repository_url" in fields:
             changes["repository_url"] = self._check_url(data.repository_url or "")
         if "branch" in fields:
-            changes["branch"] = validate_branch(data.branch or "")
+            changes["branch"] = validate_branch(data.branch)
         if "repository_friendly_url" in fields:
             changes["repository_friendly_url"] = validate_friendly_url(data.repository_friendly_url)
         return changes

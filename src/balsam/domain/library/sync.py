@@ -124,8 +124,9 @@ class LibraryMirror:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
     def fetch(self, library_id: str, url: str, branch: str) -> str:
-        """Fetch ``branch`` of ``url`` into the mirror; return its commit sha.
-        SyncFailed if git fails or times out (the mirror keeps what it had)."""
+        """Fetch ``branch`` of ``url`` (``""``: the remote's HEAD, its default branch)
+        into the mirror; return its commit sha. SyncFailed if git fails or times out
+        (the mirror keeps what it had)."""
         git_dir = self.path(library_id)
         if not (git_dir / "HEAD").is_file():
             self._init(git_dir)
@@ -143,7 +144,7 @@ class LibraryMirror:
                 "--no-write-fetch-head",
                 "--",
                 url,
-                f"+refs/heads/{branch}:{SYNCED_REF}",
+                f"+{f'refs/heads/{branch}' if branch else 'HEAD'}:{SYNCED_REF}",
             ]
         )
         out = self._git(

@@ -13,7 +13,7 @@ def library_public(library: KnowledgeLibrary) -> KnowledgeLibraryPublic:
         description=library.description,
         repository_url=library.repository_url,
         repository_friendly_url=library.repository_friendly_url,
-        branch=library.branch,
+        branch=library.branch or None,
         sync_status=library.sync_status,  # type: ignore[arg-type]
         last_synced_commit=library.last_synced_commit,
         last_synced_at=library.last_synced_at,

@@ -21,7 +21,7 @@ from balsam.domain.audit.activity import all_activity
 from balsam.domain.identity.schemas import UserCreate, UserUpdate
 from balsam.domain.identity.service import Actor, IdentityService, require_admin
 from balsam.domain.identity.views import user_public
-from balsam.domain.library.schemas import LibraryCreate
+from balsam.domain.library.schemas import LibraryCreate, LibraryUpdate
 from balsam.domain.library.service import LibraryService
 from balsam.domain.library.views import library_public
 from balsam.domain.workspaces.schemas import TemplatePublic
@@ -174,7 +174,7 @@ async def register_library(request: Request, background: BackgroundTasks) -> Res
 
     def create(ctx: AppContext) -> Any:
         try:
-            data = LibraryCreate.model_validate({**filled, "branch": filled["branch"] or "main"})
+            data = LibraryCreate.model_validate({**filled, "branch": filled["branch"] or None})
         except ValidationError as exc:
             raise InvalidInput(N_("Check the name, the repository URL and the branch.")) from exc
         return LibraryService(ctx).create(session.actor, data)
@@ -188,6 +188,37 @@ async def register_library(request: Request, background: BackgroundTasks) -> Res
     queue_sync(request, background, ctx, library.id)
     done = i18n.gettext(request)(N_("The library is registered; its first sync has started."))
     return await _libraries_page(request, session, status=201, done=done)
+
+
+@router.post("/admin/libraries/{library_id}")
+async def change_library(
+    request: Request, library_id: str, background: BackgroundTasks
+) -> Response:
+    """Change where a library comes from (URL, branch); a change is synced at once."""
+    session, form = await posted_form(request)
+    ctx = get_ctx(request)
+
+    def change(ctx: AppContext) -> tuple[Any, bool]:
+        try:
+            data = LibraryUpdate.model_validate(
+                {
+                    "repositoryUrl": form.get("repositoryUrl", "").strip(),
+                    "branch": form.get("branch", "").strip() or None,
+                }
+            )
+        except ValidationError as exc:
+            raise InvalidInput(N_("Check the repository URL and the branch.")) from exc
+        return LibraryService(ctx).update(session.actor, library_id[:63], data)
+
+    try:
+        _, moved = await run_in_threadpool(change, ctx)
+    except BalsamError as exc:
+        message = i18n.message_of(request, exc)
+        return await _libraries_page(request, session, status=exc.status, error=message)
+    if moved:
+        queue_sync(request, background, ctx, library_id[:63])
+    done = i18n.gettext(request)(N_("Saved."))
+    return await _libraries_page(request, session, done=done)
 
 
 @router.post("/admin/libraries/{library_id}/remove")
