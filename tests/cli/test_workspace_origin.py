@@ -383,6 +383,11 @@ def test_the_hand_over_answers_bad_input_without_a_500(installation: Installatio
         answer = httpx.post(enter, content=body, headers=headers)
         assert answer.status_code == status, (body[:40], answer.status_code, answer.text)
         assert answer.headers["content-type"].startswith("application/problem+json")
+    # A browser's ticket that ran out (a tab left open): a fresh hand-over, not an error.
+    stale = httpx.post(enter, content=b"ticket=old&next=/workspaces/x/lab",
+                       headers={**form, "Accept": "text/html"})  # fmt: skip
+    assert stale.status_code == 303
+    assert stale.headers["location"] == f"{portal}/workspace-session?next=%2Fworkspaces%2Fx%2Flab"
     # The portal's page, asked for with odd destinations, sends the browser home.
     cookie = _portal_login(installation, portal)
     for target in ("", "/workspaces/", "/" + "w" * 5000, "/workspaces/x/\r\nSet-Cookie:a=b",
@@ -464,3 +469,18 @@ def test_a_logout_closes_the_workspace_sockets_open_with_it(installation: Instal
             socket.recv(timeout=10)
     with pytest.raises(InvalidStatus):  # and it does not open again
         ws_connect(url, additional_headers=headers, open_timeout=30)
+
+
+def test_a_refused_socket_is_no_error_in_the_log(installation: Installation) -> None:
+    """After a logout JupyterLab keeps reconnecting; each refusal is a 401 in the
+    access log, not an ERROR an operator's alerting would fire on."""
+    wid = installation.workspace["id"]
+    workspaces = installation.url("127.0.0.1", installation.workspace_port)
+    url = workspaces.replace("http://", "ws://") + f"/workspaces/{wid}/api/events/subscribe"
+    for _ in range(3):
+        with pytest.raises(InvalidStatus) as refused:
+            ws_connect(url, additional_headers={"Cookie": "balsam_session_workspace=gone",
+                                                "Origin": workspaces}, open_timeout=30)  # fmt: skip
+        assert refused.value.response.status_code == 401
+    time.sleep(0.5)
+    assert "without completing handshake" not in installation.up.stderr

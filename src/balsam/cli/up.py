@@ -45,6 +45,7 @@ from balsam.ports import reclaim
 from balsam.settings import Settings
 from balsam.web.http_protocol import ProblemHttpToolsProtocol
 from balsam.web.origins import workspace_host
+from balsam.web.ws_protocol import RefusingWebSocketsProtocol
 
 log = logging.getLogger("balsam.up")
 LOCK_NAME = "balsam.lock"
@@ -415,5 +416,6 @@ def serve(app: FastAPI, settings: Settings, listeners: list[socket.socket]) -> N
         log_config=log_config,
         proxy_headers=False,
         http=ProblemHttpToolsProtocol,
+        ws=RefusingWebSocketsProtocol,
     )
     uvicorn.Server(config).run(sockets=listeners)
