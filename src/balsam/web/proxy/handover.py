@@ -9,14 +9,22 @@ someone else.
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
 from balsam.domain.identity.handover import WorkspaceSessions
-from balsam.errors import N_, Forbidden, NotFound
+from balsam.errors import N_, Forbidden, NotFound, Unauthenticated
 from balsam.web.deps import get_ctx, set_session_cookie
-from balsam.web.origins import ENTER_PATH, on_workspace_port, portal_origin, url_origin
+from balsam.web.origins import (
+    ENTER_PATH,
+    HANDOVER_PATH,
+    on_workspace_port,
+    portal_origin,
+    url_origin,
+)
 from balsam.web.pages.forms import read_form
 from balsam.web.pages.handover import workspace_next
 
@@ -34,8 +42,18 @@ async def enter(request: Request) -> Response:
         raise Forbidden(N_("Open workspaces from Balsam's own pages."))
     form = await read_form(request)
     sessions = WorkspaceSessions(ctx)
-    value, seconds = await run_in_threadpool(sessions.redeem, form.get("ticket", ""))
-    target = workspace_next(form.get("next")) or portal_origin(request, settings) + "/"
+    next_path = workspace_next(form.get("next"))
+    try:
+        value, seconds = await run_in_threadpool(sessions.redeem, form.get("ticket", ""))
+    except Unauthenticated:
+        if "text/html" not in request.headers.get("accept", ""):
+            raise
+        # A browser whose ticket ran out (a tab left open, a computer asleep): the
+        # portal hands over a fresh one (or asks to log in, if its session ended too).
+        query = f"?next={quote(next_path, safe='')}" if next_path else ""
+        again = portal_origin(request, settings) + HANDOVER_PATH + query
+        return RedirectResponse(again, status_code=303)
+    target = next_path or portal_origin(request, settings) + "/"
     response = RedirectResponse(target, status_code=303, headers={"Cache-Control": "no-store"})
     name = settings.auth.workspace_cookie_name
     set_session_cookie(response, settings.auth, name, value, seconds)
