@@ -7,11 +7,13 @@ import socket
 from pathlib import Path
 
 import pytest
+from fastapi import FastAPI
 from sqlalchemy import create_engine
 from sqlalchemy.orm import sessionmaker
 
 from balsam.context import AppContext
 from tests.fixtures.app import TestUser
+from tests.web.pages.browsing import browser
 
 
 @pytest.mark.parametrize(
@@ -44,6 +46,25 @@ def test_an_unreachable_database_is_503_and_changes_nothing(
     assert r.json()["reason"] == "database-unavailable"
     monkeypatch.undo()
     assert alice.client.get("/api/v1/projects").json() == before
+
+
+def test_a_page_the_database_cannot_answer_asks_again_by_itself(
+    app: FastAPI,
+    ctx: AppContext,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The error page of a 503 with Retry-After reloads after that time (a GET); the
+    answer to a form post does not (it would be asked for without the form)."""
+    broken = create_engine(f"sqlite:///{tmp_path / 'missing' / 'balsam.db'}")
+    with browser(app) as client:
+        monkeypatch.setattr(ctx, "sessions", sessionmaker(broken, expire_on_commit=False))
+        page = client.get("/projects", headers={"Cookie": "balsam_session=x"})
+        posted = client.post("/new-project", headers={"Cookie": "balsam_session=x"})
+        monkeypatch.undo()
+    assert page.status_code == 503 and page.headers["retry-after"] == "5"
+    assert '<meta http-equiv="refresh" content="5">' in page.text
+    assert posted.status_code == 503 and 'http-equiv="refresh"' not in posted.text
 
 
 @pytest.mark.parametrize("header", [b"X-Bad: a\x01b", b"X-Bad: a\x00b", b"Bad Name: x"])

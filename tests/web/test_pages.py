@@ -20,8 +20,11 @@ from balsam.context import AppContext
 from balsam.db.models import Workspace
 from balsam.domain.identity.schemas import UserCreate
 from balsam.domain.identity.service import IdentityService
+from balsam.domain.workspaces import access
 from balsam.settings import Settings
+from balsam.web.proxy.access import refusal
 from tests.fixtures.app import PASSWORD, TestUser
+from tests.web.pages.browsing import browser
 
 ORIGIN = "http://testserver"
 WRONG = "Not-the-Password-7781"
@@ -348,6 +351,44 @@ def stopped_workspace(
         row = session.get(Workspace, ws.id)
         if row is not None:  # not deleted by the test
             session.delete(row)
+
+
+@pytest.mark.parametrize(
+    ("state", "says", "retry"),
+    [
+        ("stopped", "Bearbetningsmiljön är stoppad", False),
+        ("failed", "Bearbetningsmiljön startade inte", False),
+    ],
+)
+def test_a_workspace_not_running_says_what_to_do_in_the_readers_language(
+    app: FastAPI,
+    ctx: AppContext,
+    alice: TestUser,
+    stopped_workspace: Workspace,
+    state: str,
+    says: str,
+    retry: bool,
+) -> None:
+    """Only a starting workspace is worth waiting for (the page asks again by itself);
+    a stopped or failed one is started again on My pages."""
+    with ctx.sessions() as session, session.begin():
+        row = session.get(Workspace, stopped_workspace.id)
+        assert row is not None
+        row.state = state
+    with browser(app, alice, "sv") as client:
+        r = client.get(f"/workspaces/{stopped_workspace.id}/lab")
+    assert r.status_code == 503 and says in r.text, r.text
+    assert ("retry-after" in r.headers) is retry
+    assert ('http-equiv="refresh"' in r.text) is retry
+    assert "Stopped by" not in r.text  # the reason is on My pages, in Swedish there
+
+
+def test_only_a_starting_workspace_asks_to_be_tried_again() -> None:
+    """(A pending row without a server would be failed by the supervisor at once, so
+    the mapping is asked directly.)"""
+    starting = access._not_running("pending")
+    assert refusal(starting)[2] == {"Retry-After": "2"}
+    assert refusal(access._not_running("stopped"))[2] == {}
 
 
 def test_home_lists_your_workspaces_escaped(

@@ -72,6 +72,9 @@ def error_page(
         title=_(_TITLES.get(status, _GENERIC_TITLE)),
         detail=detail.translated(_) if isinstance(detail, BalsamError) else _(detail),
         retry_after=hdrs.get("Retry-After", ""),
+        # A page asked for again by itself once the wait is over (not a form's answer:
+        # that would be asked for without the form).
+        refresh=hdrs.get("Retry-After", "") if request.method in ("GET", "HEAD") else "",
     )
 
 

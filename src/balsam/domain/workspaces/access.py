@@ -13,13 +13,28 @@ from balsam.db.models import Workspace
 from balsam.domain.audit.service import AuditRecord
 from balsam.domain.identity.service import Actor
 from balsam.domain.projects.access import role_of
-from balsam.errors import BalsamError, Forbidden, NotFound
+from balsam.errors import N_, BalsamError, Forbidden, NotFound
 from balsam.providers.workspaces.base import Endpoint
 
 
 class WorkspaceNotRunning(BalsamError):
     status = 503
     reason = "workspace-not-running"
+
+
+def _not_running(state: str) -> WorkspaceNotRunning:
+    """Why a workspace cannot be opened now; ``details["starting"]`` when waiting
+    a moment will do (then clients are asked to retry). The state's reason is on My
+    pages and in the API's workspace, in the reader's language there."""
+    if state in ("pending", "running"):  # starting, or its server just being found
+        return WorkspaceNotRunning(
+            N_("The workspace is starting; try again in a moment."), details={"starting": True}
+        )
+    return WorkspaceNotRunning(
+        N_("The workspace is stopped: start it again on My pages.")
+        if state == "stopped"
+        else N_("The workspace did not start: see why on My pages, and start it again there.")
+    )
 
 
 class WorkspaceAccess:
@@ -33,25 +48,23 @@ class WorkspaceAccess:
             ws = session.get(Workspace, workspace_id)
             member = ws is not None and role_of(session, actor, ws.project_id) is not None
             if ws is None or not (member or actor.is_admin):
-                raise NotFound(f"No workspace '{workspace_id}'.")
+                raise NotFound(N_("No workspace '%(id)s'."), params={"id": workspace_id})
             allowed = ws.owner_id == actor.user_id or (
                 member and self.ctx.settings.workspaces.members_may_open
             )
             if not allowed or ws.locked:
                 self._deny(actor, ws, "locked" if allowed else "not the owner")
                 raise Forbidden(
-                    "Only the workspace's owner can open it."
+                    N_("Only the workspace's owner can open it.")
                     if not allowed
-                    else "This workspace is locked."
+                    else N_("This workspace is locked: its owner is no longer a member.")
                 )
-            state, reason = ws.state, ws.state_reason
+            state = ws.state
         endpoint = (
             self.ctx.providers.workspaces.endpoint(workspace_id) if state == "running" else None
         )
         if endpoint is None:
-            raise WorkspaceNotRunning(
-                f"The workspace is {state}" + (f": {reason}" if reason else ".")
-            )
+            raise _not_running(state)
         return endpoint
 
     def _deny(self, actor: Actor, ws: Workspace, why: str) -> None:

@@ -172,5 +172,6 @@ class ProxyAccess:
 
 
 def refusal(exc: BalsamError) -> tuple[int, str, dict[str, str]]:
-    headers = {"Retry-After": "2"} if isinstance(exc, WorkspaceNotRunning) else {}
+    starting = isinstance(exc, WorkspaceNotRunning) and exc.details.get("starting")
+    headers = {"Retry-After": "2"} if starting else {}
     return exc.status, exc.message, headers
