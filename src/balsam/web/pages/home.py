@@ -29,7 +29,7 @@ from balsam.web.pages import i18n
 from balsam.web.pages.forms import PageSession, posted_form, require_session, safe_next
 from balsam.web.pages.i18n import N_
 from balsam.web.pages.render import render
-from balsam.web.pages.states import reason, reason_labels, state_labels
+from balsam.web.pages.states import reason, reason_labels, reason_patterns, state_labels
 
 router = APIRouter(include_in_schema=False)
 
@@ -131,6 +131,7 @@ def _page(
         error=error,
         states=state_labels(gettext),
         reasons=reason_labels(gettext),
+        reason_patterns=reason_patterns(gettext),
         reason=lambda text: reason(gettext, text),
         refresh=pending and not error,
     )

@@ -47,6 +47,15 @@ def reason_labels(gettext: Callable[[str], str]) -> dict[str, str]:
     return {reason: gettext(reason) for reason in REASONS}
 
 
+def reason_patterns(gettext: Callable[[str], str]) -> list[tuple[str, str]]:
+    """The reasons with a value in them for the live state's script: each pattern in
+    JavaScript's syntax and its template translated (``%(name)s`` placeholders)."""
+    return [
+        (pattern.pattern.replace("(?P<", "(?<"), gettext(template))
+        for pattern, template in PATTERNS
+    ]
+
+
 def reason(gettext: Callable[[str], str], text: str | None) -> str:
     """``text`` in ``gettext``'s language where it is a reason the pages know."""
     if not text:

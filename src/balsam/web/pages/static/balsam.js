@@ -82,6 +82,18 @@ function armQuestions() {
   }
 }
 
+// A workspace's reason in the page's language: word for word (``reasons``), or by one
+// of ``patterns``, [source, template] pairs for reasons with a value in them
+// ("Stopped by anna"); any other as it is. As balsam.web.pages.states.reason does.
+function translateReason(reasons, patterns, reason) {
+  if (reasons[reason]) return reasons[reason];
+  for (const [source, template] of patterns) {
+    const found = reason.match(new RegExp(`^(?:${source})$`));
+    if (found) return template.replace(/%\((\w+)\)s/g, (_, name) => found.groups[name] ?? "");
+  }
+  return reason;
+}
+
 // A table with data-live (Mina sidor) keeps its workspaces' states current: the
 // rows' state, reason and actions follow GET /api/v1/workspaces while the page is
 // shown, without a reload.
@@ -90,6 +102,7 @@ function armLiveStates() {
   if (!table) return;
   const labels = JSON.parse(table.dataset.labels || "{}");
   const reasons = JSON.parse(table.dataset.reasons || "{}");
+  const patterns = JSON.parse(table.dataset.patterns || "[]");
   const update = (ws) => {
     const row = table.querySelector(`tr[data-workspace="${CSS.escape(ws.id)}"]`);
     if (!row || (row.dataset.state === ws.state && row.dataset.reason === ws.stateReason)) return;
@@ -97,7 +110,8 @@ function armLiveStates() {
     row.dataset.reason = ws.stateReason;
     row.querySelector("[data-part=state]").textContent = labels[ws.state] || ws.state;
     const reason = ws.stateReason || "";
-    row.querySelector("[data-part=reason]").textContent = reasons[reason] || reason;
+    row.querySelector("[data-part=reason]").textContent =
+      translateReason(reasons, patterns, reason);
     const show = {
       open: ws.state === "running",
       stop: ws.state === "pending" || ws.state === "running",
