@@ -305,8 +305,9 @@ class Settings(BaseSettings):
     port: int = Field(8080, description="Port the control plane listens on.")
     public_url: str | None = Field(
         None,
-        description="Base URL users reach Balsam at (used in clone URLs). "
-        "Default: http://<host>:<port>.",
+        description="Base URL users reach Balsam at (used in clone URLs). Default: "
+        "http://<host>:<port> for programs; bound to loopback, browsers are served the "
+        "portal as http://localhost:<port> (127.0.0.1 is the workspaces' name).",
     )
     admin_username: str = Field("admin", description="Username of the first admin account.")
     admin_password: SecretStr | None = Field(
