@@ -225,6 +225,8 @@ def test_server_command_has_base_url_and_no_token() -> None:
     pod = render_workspace(spec, CONFIG).pod
     server, clone = pod.spec.containers[0], pod.spec.init_containers[0]
     assert f"--ServerApp.base_url={spec.base_url}" in server.args
+    assert f"--ContentsManager.preferred_dir={spec.project_id}" in server.args  # the clone
+    assert "--LabApp.news_url=None" in server.args
     assert server.readiness_probe.http_get.path == f"{spec.base_url}api"
     assert server.image == f"registry.example/balsam-workspace-python:{spec.environment.version}"
     text = json.dumps(k8s.ApiClient().sanitize_for_serialization(pod))

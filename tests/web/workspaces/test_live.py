@@ -115,6 +115,8 @@ def test_jupyterlab_opens_in_the_projects_clone(
     found = re.search(r'"preferredPath": "([^"]*)"', page.text)
     assert found is not None, page.text[:2000]
     assert found.group(1).strip("/") == workspace["projectId"]
+    # No prompt asking whether to fetch Jupyter's news (nothing is fetched either).
+    assert re.search(r'"news": \{"disabled": true\}', page.text), page.text[:2000]
 
 
 def test_environment_variables_and_lock(

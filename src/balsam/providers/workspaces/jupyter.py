@@ -53,7 +53,8 @@ def server_command(
         "--ServerApp.allow_remote_access=False",
         # Balsam culls idle workspaces itself and keeps their homes.
         "--ServerApp.shutdown_no_activity_timeout=0",
-        "--LabApp.news_url=",
+        # None (not ""): no news fetched, and no prompt asking whether to fetch them.
+        "--LabApp.news_url=None",
         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
     ]
     if allow_root:

@@ -421,6 +421,7 @@ def _server_container(spec: WorkspaceSpec, config: KubernetesConfig) -> Any:
         # The file browser opens in the clone (REPO_DIR, made by the init container).
         f"--ContentsManager.preferred_dir={dns_label(spec.project_id)}",
         "--ServerApp.allow_remote_access=True",
+        "--LabApp.news_url=None",  # as the local provider: no news, no prompt
     ]
     # api/status needs the token, which must not be written into the probe;
     # <base_url>api answers unauthenticated and does not count as activity.
