@@ -66,18 +66,19 @@ class Up:
             self.process = subprocess.Popen(
                 [*command, "up", "--data-dir", str(data_dir), "--port", self.url.rsplit(":")[-1]],
                 env=env, stdout=log, stderr=subprocess.STDOUT, cwd=data_dir.parent)  # fmt: skip
-        self._wait_until_serving()
+        # The old release has no readiness endpoint; this one's waits for storage.
+        self._wait_until_serving("openapi.json" if pythonpath else "health/ready")
         token = httpx.post(f"{self.url}/api/v1/users/me/tokens", auth=("admin", PASSWORD),
                            json={"name": name}, timeout=30)  # fmt: skip
         assert token.status_code == 201, token.text
         self.headers = {"Authorization": f"Bearer {token.json()['token']}"}
 
-    def _wait_until_serving(self, timeout: float = 180) -> None:
+    def _wait_until_serving(self, path: str, timeout: float = 180) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert self.process.poll() is None, self.log.read_text()[-4000:]
             try:
-                if httpx.get(f"{self.url}/api/v1/openapi.json", timeout=5).status_code == 200:
+                if httpx.get(f"{self.url}/api/v1/{path}", timeout=5).status_code == 200:
                     return
             except httpx.TransportError:
                 pass
@@ -118,7 +119,11 @@ class Key:
                    credential["secretKey"])  # fmt: skip
 
     def s3(self, endpoint: str) -> Any:
-        config = Config(s3={"addressing_style": "path"}, retries={"total_max_attempts": 1},
+        # Retries as S3 clients do (standard mode: 5xx and throttling, never a
+        # 403): a weed just restarted may answer a read with InternalError
+        # "please try again" while its volume server registers its volumes.
+        config = Config(s3={"addressing_style": "path"},
+                        retries={"mode": "standard", "total_max_attempts": 4},
                         connect_timeout=2, read_timeout=20)  # fmt: skip
         return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
                             aws_access_key_id=self.access_key,

@@ -57,6 +57,15 @@ class _Servers:
             time.sleep(0.05)
         return runs_server(pid, workspace_id)
 
+    def describe(self, workspace_id: str) -> str:
+        """What became of a stand-in, for a failed assertion's message."""
+        process = self.started[workspace_id]
+        try:
+            stat = Path(f"/proc/{process.pid}/stat").read_text()
+        except OSError as exc:
+            stat = str(exc)
+        return f"{workspace_id}: pid {process.pid}, exit {process.poll()}, stat {stat!r}"
+
     def close(self) -> None:
         for workspace_id, process in self.started.items():
             process.kill()
@@ -101,7 +110,8 @@ def test_a_known_server_is_never_stopped(
     servers.start("two")
 
     assert provider.stop_unknown({"one", "two"}) == []
-    assert servers.runs("one") and servers.runs("two")
+    assert servers.runs("one"), servers.describe("one")
+    assert servers.runs("two"), servers.describe("two")
 
 
 @pytest.fixture
