@@ -359,7 +359,9 @@ def test_delete_asks_for_the_name_and_deletes_only_when_it_matches(
         wrong = post(client, f"/projects/{pid}/delete", {"confirm": "fel namn"})
         assert wrong.status_code == 422 and _exists(alice, pid)
         done = post(client, f"/projects/{pid}/delete", {"confirm": project["name"]})
-        assert done.status_code == 303 and done.headers["location"] == "/projects"
+        assert done.status_code == 303 and done.headers["location"] == "/projects?deleted=1"
+        said = client.get(done.headers["location"])
+        assert "Projektet har tagits bort" in said.text and project["name"] not in said.text
     assert not _exists(alice, pid)
 
 

@@ -77,8 +77,11 @@ async def projects_page(
     q: Annotated[str, Query(max_length=MAX_QUERY)] = "",
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
     all: Annotated[bool, Query()] = False,
+    deleted: Annotated[bool, Query()] = False,
 ) -> HTMLResponse:
-    """The user's projects as cards (administrators: every project with ``all``)."""
+    """The user's projects as cards (administrators: every project with ``all``);
+    ``deleted`` says the user has just deleted one (the confirmation names no
+    project: a link anybody can craft must not put words in Balsam's mouth)."""
     session = await require_session(request)
     everything = all and session.actor.is_admin
     view = await run_in_threadpool(
@@ -102,6 +105,7 @@ async def projects_page(
         query=q,
         everything=everything,
         page_url=page_url,
+        deleted=deleted,
     )
 
 
@@ -232,4 +236,4 @@ async def delete_project(request: Request, project_id: str) -> Response:
             error=message,
         )
     await run_in_threadpool(ProjectService(ctx).delete, session.actor, project_id)
-    return RedirectResponse("/projects", status_code=303)
+    return RedirectResponse("/projects?deleted=1", status_code=303)
