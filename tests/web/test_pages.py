@@ -126,6 +126,15 @@ def test_login_form_is_locked_down(visitor: TestClient) -> None:
     assert r.headers["x-content-type-options"] == "nosniff"
     assert_only_balsams_scripts(r.text)
     assert "<style" not in r.text
+    assert "open your workspace" not in r.text
+
+
+def test_login_from_a_workspace_link_says_the_workspace_opens_next(visitor: TestClient) -> None:
+    handover = "/workspace-session?next=%2Fworkspaces%2Fabc%2Flab"
+    r = visitor.get("/login", params={"next": handover}, headers={"Accept-Language": "sv"})
+    assert "Logga in för att öppna din bearbetningsmiljö" in r.text
+    r = visitor.get("/login", params={"next": handover}, headers={"Accept-Language": "en"})
+    assert "Log in to open your workspace" in r.text
 
 
 def test_the_stylesheet_is_balsams_own(visitor: TestClient) -> None:

@@ -50,6 +50,8 @@ def _login_page(
         next_path=next_path,
         error=error,
         username=username[:64],
+        # A workspace link brought the person here: say so, they expected JupyterLab.
+        opens_workspace=next_path.startswith("/workspace-session"),
     )
 
 
