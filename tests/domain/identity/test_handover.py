@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select, update
 
 from balsam.context import AppContext
-from balsam.db.models import WorkspaceSession, utcnow
+from balsam.db.models import AuditEvent, WorkspaceSession, utcnow
 from balsam.domain.identity.handover import WorkspaceSessions
 from balsam.domain.identity.schemas import UserUpdate
 from balsam.domain.identity.service import IdentityService, sha256
@@ -27,8 +27,15 @@ def _login(ctx: AppContext, user: TestUser) -> str:
 def test_a_ticket_becomes_a_session_once(ctx: AppContext, alice: TestUser) -> None:
     sessions = WorkspaceSessions(ctx)
     ticket = sessions.issue_ticket(_login(ctx, alice))
-    value, seconds = sessions.redeem(ticket)
+    value, seconds = sessions.redeem(ticket, "req-handover")
     assert sessions.authenticate(value).username == alice.username
+    with ctx.sessions() as session:  # audited as a login is, once
+        audited = session.scalars(
+            select(AuditEvent).where(AuditEvent.request_id == "req-handover")
+        ).all()
+    assert [(e.action, e.actor, e.outcome) for e in audited] == [
+        ("auth.workspace_session", alice.username, "success")
+    ]
     assert 0 < seconds <= ctx.settings.auth.session_ttl_hours * 3600
     with pytest.raises(Unauthenticated):
         sessions.redeem(ticket)  # once only

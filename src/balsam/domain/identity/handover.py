@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from balsam.context import AppContext
 from balsam.db.models import User, WorkspaceSession, utcnow
+from balsam.domain.audit.service import AuditRecord
 from balsam.domain.identity.service import live_login, sha256
 from balsam.errors import N_, Unauthenticated
 
@@ -54,10 +55,11 @@ class WorkspaceSessions:
             )
         return ticket
 
-    def redeem(self, ticket: str) -> tuple[str, int]:
+    def redeem(self, ticket: str, request_id: str = "") -> tuple[str, int]:
         """Exchange a ticket (once) for a workspace session: its cookie value and
-        the seconds it has left. Unauthenticated for an unknown, used or expired
-        ticket, or one whose login session has ended."""
+        the seconds it has left; audited (``auth.workspace_session``) as a login is.
+        Unauthenticated for an unknown, used or expired ticket, or one whose login
+        session has ended (not audited: nobody is known, and anyone may post)."""
         value = secrets.token_urlsafe(32)
         now = utcnow()
         with self.ctx.sessions() as session, session.begin():
@@ -76,7 +78,8 @@ class WorkspaceSessions:
             )
             if login_hash is None:
                 raise Unauthenticated(EXPIRED)
-            _, login = live_login(session, login_hash)
+            user, login = live_login(session, login_hash)
+            username = user.username
             session.add(
                 WorkspaceSession(
                     id_hash=sha256(value),
@@ -86,6 +89,14 @@ class WorkspaceSessions:
                 )
             )
             seconds = int((login.expires_at - now).total_seconds())
+        self.ctx.audit.record(
+            AuditRecord(
+                actor=username,
+                action="auth.workspace_session",
+                target=f"user:{username}",
+                request_id=request_id,
+            )
+        )
         return value, max(seconds, 1)
 
     def authenticate(self, cookie_value: str) -> User:

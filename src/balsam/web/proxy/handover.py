@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from balsam.domain.identity.handover import WorkspaceSessions
 from balsam.errors import N_, Forbidden, NotFound, Unauthenticated
-from balsam.web.deps import get_ctx, set_session_cookie
+from balsam.web.deps import get_ctx, request_id, set_session_cookie
 from balsam.web.origins import (
     ENTER_PATH,
     HANDOVER_PATH,
@@ -44,7 +44,9 @@ async def enter(request: Request) -> Response:
     sessions = WorkspaceSessions(ctx)
     next_path = workspace_next(form.get("next"))
     try:
-        value, seconds = await run_in_threadpool(sessions.redeem, form.get("ticket", ""))
+        value, seconds = await run_in_threadpool(
+            sessions.redeem, form.get("ticket", ""), request_id(request)
+        )
     except Unauthenticated:
         if "text/html" not in request.headers.get("accept", ""):
             raise
