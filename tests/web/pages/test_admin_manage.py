@@ -109,8 +109,16 @@ def test_the_audit_trail_is_filtered(
     assert "No record matches." in none.text
 
 
-def test_an_admin_sees_the_workspace_templates(app: FastAPI, admin: TestUser) -> None:
+def test_an_admin_sees_the_workspace_templates(
+    app: FastAPI, ctx: AppContext, admin: TestUser
+) -> None:
+    # Built as a first workspace start builds it (at once when the cache has it).
+    environments = ctx.providers.workspaces.environments  # type: ignore[attr-defined]
+    environments.ensure(ctx.templates["python"].environment, lambda _: None)
     with browser(app, admin, "sv") as client:
         page = client.get("/admin/templates")
     assert page.status_code == 200 and "<code>python</code>" in page.text
     assert "BALSAM_WORKSPACES__TEMPLATES_FILE" in page.text and "MiB" in page.text
+    # The built environment's lock, package by package, for tracing results to it.
+    assert re.search(r"\d+ paket låsta</summary>", page.text)
+    assert re.search(r"<li><code>jupyterlab==[0-9][^<]*</code></li>", page.text)
