@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from balsam.domain.workspaces.templates import load_templates
 from balsam.providers.workspaces.base import EnvironmentSpec, WorkspaceStartError
 from balsam.providers.workspaces.environments import EnvironmentBuilder, default_python
+from tests.fixtures.app import ENVIRONMENTS
 
 BROKEN = EnvironmentSpec("broken", ("balsam-test-no-such-package-3f9a==0.0.1",))
 
@@ -39,3 +41,18 @@ def test_default_python_is_reachable_by_other_users() -> None:
     python = Path(default_python()).resolve()
     for folder in [python, *python.parents]:
         assert folder.stat().st_mode & 0o001, folder
+
+
+def test_a_built_environment_is_writable_by_balsam_alone() -> None:
+    """Workspaces of every user run from it: a file any of them could write (uv's
+    own 0666 ``.lock`` was one) would be a channel between them, or a way in."""
+    spec = load_templates(None)["python"].environment
+    builder = EnvironmentBuilder(ENVIRONMENTS)
+    target = builder.ensure(spec, lambda _: None)
+    assert not (target / ".lock").exists()
+    writable = [
+        str(path)
+        for path in (target, *target.rglob("*"))
+        if not path.is_symlink() and path.stat().st_mode & 0o022
+    ]
+    assert writable == []

@@ -120,6 +120,9 @@ class EnvironmentBuilder:
                         f"Building environment {spec.name} (first use of this template version)"
                     )
                     self._build(spec)
+                # uv's own lock file, 0666: any workspace could hold it (an environment
+                # built before this release may still have one).
+                (self.path(spec) / ".lock").unlink(missing_ok=True)
         return self.path(spec)
 
     def _run(self, args: list[str], log: Path) -> str:
@@ -187,8 +190,8 @@ class EnvironmentBuilder:
             os.chmod(folder, 0o755)  # noqa: S103 - shared read-only by workspaces
             for name in files:
                 file = Path(folder, name)
-                if not file.is_symlink():
-                    mode = file.stat().st_mode
+                if not file.is_symlink():  # readable by all, writable by Balsam alone
+                    mode = file.stat().st_mode & ~0o022
                     file.chmod(mode | (0o555 if mode & 0o100 else 0o444))
         (target / LOCK_FILE).write_text(
             json.dumps(
