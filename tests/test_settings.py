@@ -10,7 +10,7 @@ SECURE = {
     "BALSAM_ENVIRONMENT": "production",
     "BALSAM_PUBLIC_URL": "https://balsam.example",
     "BALSAM_AUTH__COOKIE_SECURE": "true",
-    "BALSAM_WORKSPACES__PUBLIC_URL": "https://workspaces.balsam.example",
+    "BALSAM_WORKSPACES__PUBLIC_URL": "https://*.ws.balsam.example",
 }
 
 
@@ -32,7 +32,9 @@ def test_production_with_secure_settings_starts(monkeypatch: pytest.MonkeyPatch)
         ("BALSAM_WORKSPACES__SINGLE_UID_FOR_ALL_USERS", "true", "SINGLE_UID_FOR_ALL_USERS"),
         # Workspaces on the portal's host name could plant cookies the portal reads.
         ("BALSAM_WORKSPACES__PUBLIC_URL", "https://balsam.example:8443", "WORKSPACES__PUBLIC_URL"),
-        ("BALSAM_WORKSPACES__PUBLIC_URL", "http://workspaces.example", "WORKSPACES__PUBLIC_URL"),
+        ("BALSAM_WORKSPACES__PUBLIC_URL", "http://*.workspaces.example", "WORKSPACES__PUBLIC_URL"),
+        # One host name for every workspace: a page of one is same-origin with the others.
+        ("BALSAM_WORKSPACES__PUBLIC_URL", "https://ws.balsam.example", "WORKSPACES__PUBLIC_URL"),
     ],
 )
 def test_production_refuses_each_insecure_setting(

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -246,11 +246,13 @@ class WorkspaceSettings(BaseModel):
     )
     public_url: str | None = Field(
         None,
-        description="Base URL users reach workspaces at, when a reverse proxy serves them: "
-        "a host name other than public_url's (a page on the same host name could plant "
-        "cookies the portal reads; required in production). Default: 127.0.0.1 on the "
-        "workspace port while the portal is localhost (two sites to a browser), "
-        "otherwise the host name typed (not a site of their own: see docs/security.md).",
+        description="Base URL users reach workspaces at, when a reverse proxy serves them, "
+        "with * for the workspace's id: https://*.ws.example.org gives each workspace a "
+        "host name (an origin) of its own, <id>.ws.example.org, under a name other than "
+        "public_url's (required in production; a URL without * serves them all under one "
+        "host name, see docs/security.md). Default: <id>.localhost on the workspace port "
+        "while the portal is on loopback, otherwise the host name typed (not a site of "
+        "their own).",
     )
     runtime_dir: Path | None = Field(
         None,
@@ -278,6 +280,19 @@ class WorkspaceSettings(BaseModel):
         "place workspace servers accept connections from (network policy).",
     )
 
+    @field_validator("public_url")
+    @classmethod
+    def _one_wildcard_label(cls, url: str | None) -> str | None:
+        """``*`` only as the whole first label of the host name (the workspace's id)."""
+        if url and "*" in url:
+            scheme, _, rest = url.partition("://")
+            if not rest.startswith("*.") or "*" in rest[2:] or scheme not in ("http", "https"):
+                raise ValueError(
+                    "a * in workspaces.public_url stands for the workspace's id: "
+                    "http(s)://*.<domain>[:port], nothing else"
+                )
+        return url
+
 
 class Settings(BaseSettings):
     """All of Balsam's settings."""
@@ -290,7 +305,8 @@ class Settings(BaseSettings):
         "development",
         description="'production' refuses to start with insecure settings: public_url must "
         "be https, auth.cookie_secure on, workspaces.single_uid_for_all_users off, "
-        "workspaces.port not 0, workspaces.public_url https on a host name of its own.",
+        "workspaces.port not 0, workspaces.public_url https://*.<domain> (a host name per "
+        "workspace) apart from the portal's.",
     )
     data_dir: Path = Field(
         Path(".balsam"),
@@ -307,7 +323,7 @@ class Settings(BaseSettings):
         None,
         description="Base URL users reach Balsam at (used in clone URLs). Default: "
         "http://<host>:<port> for programs; bound to loopback, browsers are served the "
-        "portal as http://localhost:<port> (127.0.0.1 is the workspaces' name).",
+        "portal as http://localhost:<port> (workspaces are <id>.localhost).",
     )
     admin_username: str = Field("admin", description="Username of the first admin account.")
     admin_password: SecretStr | None = Field(
@@ -402,9 +418,10 @@ class Settings(BaseSettings):
                     "BALSAM_WORKSPACES__PORT must not be 0 (workspaces on the portal's origin)",
                 ),
                 (
-                    not _another_https_host(self.workspaces.public_url, self.public_url),
-                    "BALSAM_WORKSPACES__PUBLIC_URL must be an https:// URL on a host name "
-                    "other than BALSAM_PUBLIC_URL's",
+                    not _another_https_host(self.workspaces.public_url, self.public_url)
+                    or not url_host(self.workspaces.public_url).startswith("*."),
+                    "BALSAM_WORKSPACES__PUBLIC_URL must be an https://*.<domain> URL (a "
+                    "host name per workspace) under a name other than BALSAM_PUBLIC_URL's",
                 ),
             )
             if insecure

@@ -7,7 +7,15 @@ from typing import Any
 import pytest
 
 from balsam.settings import Settings
-from balsam.web.origins import portal_host, url_origin, workspace_host
+from balsam.web.origins import (
+    is_workspace_host,
+    portal_elsewhere,
+    portal_host,
+    url_origin,
+    workspace_host,
+    workspace_id_of,
+    workspace_origin,
+)
 
 
 def _settings(**values: Any) -> Settings:
@@ -17,18 +25,23 @@ def _settings(**values: Any) -> Settings:
 @pytest.mark.parametrize(
     ("values", "portal", "workspaces"),
     [
-        ({}, "localhost", "127.0.0.1"),  # one machine: two sites to a browser
-        ({"public_url": "http://localhost:8080"}, "localhost", "127.0.0.1"),
-        # A portal configured under the workspaces' usual name: they take the other.
-        ({"public_url": "http://127.0.0.1:8080"}, "127.0.0.1", "localhost"),
-        ({"public_url": "http://[::1]:8080"}, "[::1]", "127.0.0.1"),
+        ({}, "localhost", "w-1.localhost"),  # one machine: a site for each
+        ({"public_url": "http://localhost:8080"}, "localhost", "w-1.localhost"),
+        ({"public_url": "http://127.0.0.1:8080"}, "127.0.0.1", "w-1.localhost"),
+        ({"public_url": "http://[::1]:8080"}, "[::1]", "w-1.localhost"),
         (
             {
                 "public_url": "https://Balsam.example.",
-                "workspaces": {"public_url": "https://ws.balsam.example"},
+                "workspaces": {"public_url": "https://*.ws.balsam.example"},
             },
             "balsam.example",
-            "ws.balsam.example",
+            "w-1.ws.balsam.example",
+        ),
+        # One name for all of them (development only: see docs/security.md).
+        (
+            {"public_url": "https://balsam.example", "workspaces": {"public_url": "https://ws.x"}},
+            "balsam.example",
+            "ws.x",
         ),
         # Not loopback and no workspace URL: under the name typed (development only).
         ({"public_url": "http://balsam.lan:8080"}, "balsam.lan", None),
@@ -40,8 +53,35 @@ def test_each_configuration_has_its_hosts(
     values: dict[str, Any], portal: str | None, workspaces: str | None
 ) -> None:
     settings = _settings(**values)
-    assert workspace_host(settings) == workspaces
+    assert workspace_host(settings, "w-1") == workspaces
     assert portal_host(settings) == portal
+    if workspaces is not None:
+        assert is_workspace_host(settings, workspaces)
+        assert not is_workspace_host(settings, portal or "")
+        assert portal_elsewhere(settings, workspaces) == (workspaces != portal)
+
+
+def test_each_workspace_is_an_origin_of_its_own() -> None:
+    settings = _settings(workspaces={"public_url": "https://*.ws.balsam.example"})
+    scope = {"type": "http", "headers": [], "scheme": "https", "server": ("x", 1)}
+    assert workspace_origin(scope, settings, "a-1") == "https://a-1.ws.balsam.example"
+    assert workspace_origin(scope, settings, "*") == "https://*.ws.balsam.example"  # for CSP
+    local = _settings()
+    assert workspace_origin(scope, local, "a-1") == "https://a-1.localhost:8081"
+    for other in ("a-1.localhost.evil", "x.a-1.localhost", "localhost", "-a.localhost",
+                  "A_1.localhost", ".localhost"):  # fmt: skip
+        assert not is_workspace_host(local, other), other
+    paths = ("/workspaces/a-1/lab", "/workspaces/-/session", "/workspaces/A/x",
+             "/workspaces//", "/projects")  # fmt: skip
+    assert [workspace_id_of(p) for p in paths] == ["a-1", None, None, None, None]
+
+
+@pytest.mark.parametrize(
+    "url", ["https://a*.x.example", "https://*.*.x.example", "ftp://*.x.example", "https://x.*"]
+)
+def test_a_wildcard_stands_for_the_first_label_only(url: str) -> None:
+    with pytest.raises(ValueError, match="stands for the workspace's id"):
+        _settings(workspaces={"public_url": url})
 
 
 @pytest.mark.parametrize(

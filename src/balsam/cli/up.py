@@ -44,7 +44,7 @@ from balsam.hostuids import HostUidRegistry, UidRegistryError
 from balsam.ports import reclaim
 from balsam.settings import Settings
 from balsam.web.http_protocol import ProblemHttpToolsProtocol
-from balsam.web.origins import workspace_host
+from balsam.web.origins import workspace_hosts
 from balsam.web.ws_protocol import RefusingWebSocketsProtocol
 
 log = logging.getLogger("balsam.up")
@@ -379,9 +379,9 @@ def announce(settings: Settings, generated_password: str | None) -> None:
         # to the name typed (localhost and 127.0.0.1 are two sites to it).
         url = f"http://localhost:{settings.port}"
     port, parts = settings.workspace_port, urlsplit(url)
-    host = workspace_host(settings) or parts.hostname
+    host = (workspace_hosts(settings) or parts.hostname or "").replace("*", "<workspace>", 1)
     workspaces = settings.workspaces.public_url or (
-        f"{parts.scheme}://{host}:{port} (a site of their own; opened from the portal)"
+        f"{parts.scheme}://{host}:{port} (each a site of its own; opened from the portal)"
         if port
         else None
     )

@@ -1,13 +1,17 @@
 """Each kind of request on its own port and host name (see :mod:`balsam.web.origins`):
 
 * on the workspace port only ``/workspaces/…`` (and the public ``/static/`` assets
-  of Balsam's error pages) are served, and only under the workspaces' host name; a
-  page asked for under another name is redirected to the same address under that
-  one (no workspace page ever runs where the portal's cookies live), a portal page
-  asked for there (someone typed the port) to the portal, anything else is refused;
-* on the portal's port ``/workspaces/…`` is sent over: a ``GET``/``HEAD`` (a link or
-  bookmark) by a 307 redirect, anything else refused with 421; a page asked for
-  under the workspaces' host name is redirected to the portal's.
+  of Balsam's error pages) are served, and workspace ``w``'s only under ``w``'s host
+  name; asked for under another name, a ``GET`` is redirected to the same address
+  under ``w``'s (no workspace page ever runs where the portal's cookies, or another
+  workspace's, live) and anything else refused with 421 — except a request with a
+  bearer token, a script's, which carries no cookie of a browser's and may come by
+  ``127.0.0.1``; a portal page asked for there (someone typed the port) is sent to
+  the portal, anything else is refused;
+* on the portal's port ``/workspaces/<w>/…`` is sent over: a ``GET``/``HEAD`` (a
+  link or bookmark) by a 307 redirect, anything else refused with 421; a page asked
+  for under a workspace's host name (or the other loopback name) is redirected to
+  the portal's.
 """
 
 from __future__ import annotations
@@ -24,10 +28,11 @@ from balsam.web.origins import (
     SHARED_PREFIXES,
     WORKSPACE_PREFIX,
     on_workspace_port,
-    portal_host,
+    portal_elsewhere,
     portal_origin,
     request_host,
     workspace_host,
+    workspace_id_of,
     workspace_origin,
 )
 
@@ -39,15 +44,6 @@ class OriginSplit:
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
         self.settings = settings
-        # Fixed by the settings; every request is compared with them.
-        self.workspace_host = workspace_host(settings)
-        #: The workspaces' name when the portal has another (a page under it is sent
-        #: to the portal's); None when there is nothing to send over.
-        self.portal_elsewhere = (
-            self.workspace_host
-            if portal_host(settings) not in (None, self.workspace_host)
-            else None
-        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket") or self.settings.workspace_port is None:
@@ -55,31 +51,48 @@ class OriginSplit:
             return
         path: str = scope["path"]
         host = request_host(scope, self.settings).lower()
+        workspace_id = workspace_id_of(path)
         if on_workspace_port(scope, self.settings):
-            if self.workspace_host not in (None, host):
-                await self._elsewhere(scope, receive, send, workspace_origin(scope, self.settings))
-            elif path.startswith(SHARED_PREFIXES):
-                await self.app(scope, receive, send)
-            elif _a_page_visit(scope):  # a person who typed this port: to the portal
-                target = portal_origin(scope, self.settings) + _path_and_query(scope)
-                await RedirectResponse(target, status_code=307)(scope, receive, send)
-            else:
-                await self._refuse(scope, receive, send, 404, "Only workspaces are served here.")
-            return
-        if path.startswith(WORKSPACE_PREFIX):
-            await self._elsewhere(scope, receive, send, workspace_origin(scope, self.settings))
-        elif host == self.portal_elsewhere and _a_browsers_page_visit(scope):
-            # The workspaces' name typed for the portal: its cookies belong there.
-            # (Scripts and tools, which hold no cookies of the browser's, are served.)
+            await self._workspace_port(scope, receive, send, host, workspace_id)
+        elif path.startswith(WORKSPACE_PREFIX):
+            origin = workspace_origin(scope, self.settings, workspace_id) if workspace_id else None
+            await self._elsewhere(scope, receive, send, origin)
+        elif portal_elsewhere(self.settings, host) and _a_browsers_page_visit(scope):
+            # A workspace's name (or the other loopback one) typed for the portal: its
+            # cookies belong under its own. (Scripts and tools, which hold no cookies
+            # of the browser's, are served.)
             target = portal_origin(scope, self.settings) + _path_and_query(scope)
             await RedirectResponse(target, status_code=307)(scope, receive, send)
         else:
             await self.app(scope, receive, send)
 
+    async def _workspace_port(
+        self, scope: Scope, receive: Receive, send: Send, host: str, workspace_id: str | None
+    ) -> None:
+        path: str = scope["path"]
+        if workspace_id is not None:
+            expected = workspace_host(self.settings, workspace_id)
+            if expected in (None, host) or _bearer(scope):
+                await self.app(scope, receive, send)
+            else:
+                origin = workspace_origin(scope, self.settings, workspace_id)
+                await self._elsewhere(scope, receive, send, origin)
+        elif path.startswith(SHARED_PREFIXES):  # assets, the hand-over, unknown ids
+            await self.app(scope, receive, send)
+        elif _a_page_visit(scope):  # a person who typed this port: to the portal
+            target = portal_origin(scope, self.settings) + _path_and_query(scope)
+            await RedirectResponse(target, status_code=307)(scope, receive, send)
+        else:
+            await self._refuse(scope, receive, send, 404, "Only workspaces are served here.")
+
     async def _elsewhere(
         self, scope: Scope, receive: Receive, send: Send, origin: str | None
     ) -> None:
-        """Served at ``origin``: a GET/HEAD is sent there, anything else refused (421)."""
+        """Served at ``origin``: a GET/HEAD is sent there, anything else refused (421);
+        404 when there is no such place (no workspace id in the path)."""
+        if origin is None:
+            await self._refuse(scope, receive, send, 404, "No such workspace.")
+            return
         if scope["type"] == "http" and scope["method"] in ("GET", "HEAD"):
             target = f"{origin}{_path_and_query(scope)}"
             await RedirectResponse(target, status_code=307)(scope, receive, send)
@@ -112,3 +125,9 @@ def _a_page_visit(scope: Scope) -> bool:
 def _a_browsers_page_visit(scope: Scope) -> bool:
     """A page visit (:func:`_a_page_visit`) by a browser, which asks for HTML."""
     return _a_page_visit(scope) and "text/html" in Headers(scope=scope).get("accept", "")
+
+
+def _bearer(scope: Scope) -> bool:
+    """A request with a bearer token: a script's, not a browser page's."""
+    scheme = Headers(scope=scope).get("authorization", "").partition(" ")[0]
+    return scheme.lower() == "bearer"

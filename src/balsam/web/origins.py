@@ -1,22 +1,23 @@
-"""Workspaces on a site of their own.
+"""Each workspace on a site of its own.
 
 JupyterLab runs code its user (or a notebook someone else wrote) chose; scripts in
 its pages run with the page's origin. Served on the portal's origin, such a script
-could read portal pages and the JSON API as that user. So Balsam serves workspaces
-on another port (``Settings.workspace_port``), and the browser keeps the two origins
-apart (no reads across them without CORS, which Balsam never grants).
+could read portal pages and the JSON API as that user; served on one origin shared
+by every workspace, a script in one workspace's page could read and drive every
+other workspace the browser has opened, another user's included once a page on
+another port of that host name has planted cookies there (cookies belong to a host
+name, not to a port). So Balsam serves workspaces on a port of their own
+(``Settings.workspace_port``) and each workspace under a host name of its own:
+on one machine the portal is ``localhost`` and workspace ``w`` is ``w.localhost``
+(browsers resolve every ``*.localhost`` to loopback, and each such name is a site
+of its own to them); elsewhere ``workspaces.public_url`` names the pattern,
+``https://*.ws.example.org``, which production requires. A workspace's host has
+its own cookie, handed over from the portal by a one-time ticket
+(:mod:`balsam.web.pages.handover`); :mod:`balsam.web.origin_split` keeps each kind
+of request on its port and each workspace's pages on its host name.
 
-Another port alone is not enough: cookies belong to a host name, not to a port, so
-a script on the workspace port could still flood the browser's cookie jar until it
-drops the portal's session cookie and then set one of its own (the portal would
-then act as another account: login CSRF). The workspaces are therefore served on
-another *host name* as well, and each host name keeps to its kind: on one machine
-the portal is ``localhost`` and the workspaces ``127.0.0.1`` (two sites to a
-browser; :mod:`balsam.web.origin_split` sends a page asked for under the other
-name over), elsewhere ``workspaces.public_url``, which production requires on a
-host of its own. The workspace host has its own cookie,
-handed over from the portal by a one-time ticket (:mod:`balsam.web.pages.handover`).
-:mod:`balsam.web.origin_split` keeps each kind of request on its port.
+A ``workspaces.public_url`` without ``*`` serves every workspace under one host
+name (a known limit, see docs/security.md; production refuses it).
 """
 
 from __future__ import annotations
@@ -52,12 +53,14 @@ def request_host(conn: HTTPConnection | Scope, settings: Settings) -> str:
     return host if _HOST.match(host) else settings.host
 
 
-#: Without configured URLs, the portal is ``localhost`` and the workspaces are
-#: ``127.0.0.1``: one machine, two sites to a browser.
-LOOPBACK_PORTAL, LOOPBACK_WORKSPACES = "localhost", "127.0.0.1"
-_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
-#: A portal configured under one loopback name has its workspaces under another.
-_OTHER_LOOPBACK = {"localhost": "127.0.0.1", "127.0.0.1": "localhost", "[::1]": "127.0.0.1"}
+#: Without configured URLs, the portal is ``localhost`` and workspace ``w`` is
+#: ``w.localhost``: one machine, a site for each.
+LOOPBACK_PORTAL, LOOPBACK_WORKSPACES = "localhost", "*.localhost"
+_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
+#: A host-name pattern's first label when each workspace has a host name of its own.
+WILDCARD = "*."
+#: A workspace id as a host name's first label (ids are made so: see the service).
+_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 
 
 def _hostname(url: str) -> str:
@@ -74,61 +77,104 @@ def url_origin(url: str) -> str:
     return f"{parts.scheme}://{_hostname(url)}{port}"
 
 
-def workspace_host(settings: Settings) -> str | None:
-    """The one host name workspaces are served under, or None: they share the portal's
-    origin (``workspaces.port`` 0), or come under any name the user typed (the portal
-    is not on loopback and no ``workspaces.public_url`` names a host of their own: a
-    known limit, see docs/security.md)."""
+def workspace_hosts(settings: Settings) -> str | None:
+    """The host name workspaces are served under, as a pattern: ``*.<domain>`` (each
+    workspace ``<id>.<domain>``), one name shared by all (a ``workspaces.public_url``
+    without ``*``), or None: they share the portal's origin (``workspaces.port`` 0),
+    or come under any name typed (the portal is not on loopback and no
+    ``workspaces.public_url`` is set: a known limit, see docs/security.md)."""
     if settings.workspace_port is None:
         return None
     if settings.workspaces.public_url:
         return _hostname(settings.workspaces.public_url)
-    if settings.public_url:  # a loopback name: the other one
-        return _OTHER_LOOPBACK.get(_hostname(settings.public_url))
+    if settings.public_url:
+        return LOOPBACK_WORKSPACES if _hostname(settings.public_url) in _LOOPBACK else None
     # Bound to loopback: the browser is on this machine. Bound to the network (and no
     # URLs configured): users come by a name Balsam cannot know.
     return LOOPBACK_WORKSPACES if settings.host in _LOOPBACK else None
+
+
+def workspace_id_of(path: str) -> str | None:
+    """The workspace id of a ``/workspaces/<id>/…`` path when it can be a host
+    name's label, else None (``-``, the hand-over's, is none)."""
+    if not path.startswith(WORKSPACE_PREFIX):
+        return None
+    found = path[len(WORKSPACE_PREFIX) :].split("/", 1)[0]
+    return found if _LABEL.match(found) else None
+
+
+def workspace_host(settings: Settings, workspace_id: str) -> str | None:
+    """The host name workspace ``workspace_id`` is served under (see
+    :func:`workspace_hosts`), or None: any name typed, or the portal's origin."""
+    pattern = workspace_hosts(settings)
+    if pattern is None or not pattern.startswith(WILDCARD):
+        return pattern
+    return workspace_id + pattern[1:]
+
+
+def is_workspace_host(settings: Settings, host: str) -> bool:
+    """Whether ``host`` is a workspace's host name (one of the pattern's)."""
+    pattern = workspace_hosts(settings)
+    if pattern is None:
+        return False
+    if not pattern.startswith(WILDCARD):
+        return host == pattern
+    label, dot, rest = host.partition(".")
+    return bool(dot) and "." + rest == pattern[1:] and bool(_LABEL.match(label))
 
 
 def portal_host(settings: Settings) -> str | None:
     """The host name the portal's pages are served under, or None: any typed."""
     if settings.public_url:
         return _hostname(settings.public_url)
-    return LOOPBACK_PORTAL if workspace_host(settings) == LOOPBACK_WORKSPACES else None
+    return LOOPBACK_PORTAL if workspace_hosts(settings) == LOOPBACK_WORKSPACES else None
+
+
+def portal_elsewhere(settings: Settings, host: str) -> bool:
+    """Whether a portal page asked for under ``host`` belongs under the portal's own
+    name: ``host`` is a workspace's, or the other loopback name of one machine."""
+    portal = portal_host(settings)
+    if portal is None or host == portal:
+        return False
+    return is_workspace_host(settings, host) or (portal in _LOOPBACK and host in _LOOPBACK)
 
 
 def _scheme(scope: Scope) -> str:
     return "https" if scope.get("scheme") in ("https", "wss") else "http"
 
 
-def workspace_origin(conn: HTTPConnection | Scope, settings: Settings) -> str | None:
-    """Where the browser reaches workspaces (scheme, host, port), or None when they
-    share the portal's origin."""
+def workspace_origin(
+    conn: HTTPConnection | Scope, settings: Settings, workspace_id: str
+) -> str | None:
+    """Where the browser reaches workspace ``workspace_id`` (scheme, host, port), or
+    None when workspaces share the portal's origin. ``"*"`` gives the pattern of them
+    all (a Content-Security-Policy source)."""
     port = settings.workspace_port
     if port is None:
         return None
     if settings.workspaces.public_url:
-        return settings.workspaces.public_url.rstrip("/")
+        return settings.workspaces.public_url.rstrip("/").replace("://*.", f"://{workspace_id}.", 1)
     scope = conn.scope if isinstance(conn, HTTPConnection) else conn
-    host = workspace_host(settings) or request_host(conn, settings)
+    host = workspace_host(settings, workspace_id) or request_host(conn, settings)
     return f"{_scheme(scope)}://{host}:{port}"
 
 
 def portal_origin(conn: HTTPConnection | Scope, settings: Settings) -> str:
     """Where the browser reaches the portal: the host it came in on, unless that
-    is the workspaces' (or it came in on their port): then the portal's host."""
+    is a workspace's (or it came in on their port): then the portal's host."""
     if settings.public_url:
         return settings.resolved_public_url
     scope = conn.scope if isinstance(conn, HTTPConnection) else conn
     host = request_host(conn, settings)
-    if on_workspace_port(scope, settings) or host.lower() == workspace_host(settings):
+    if on_workspace_port(scope, settings) or portal_elsewhere(settings, host.lower()):
         host = portal_host(settings) or host
     return f"{_scheme(scope)}://{host}:{settings.port}"
 
 
 def workspace_link(conn: HTTPConnection, settings: Settings, path: str) -> str:
     """``path`` (``/workspaces/<id>/…``) as the browser must open it."""
-    origin = workspace_origin(conn, settings)
+    workspace_id = workspace_id_of(path)
+    origin = workspace_origin(conn, settings, workspace_id) if workspace_id else None
     return f"{origin}{path}" if origin else path
 
 

@@ -27,6 +27,33 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+#: JupyterLab settings every workspace starts with (its ``overrides.json``): an offline
+#: installation must not ask to fetch Jupyter's news or look for updates (``news_url``
+#: None on the command line does not stop the question).
+LAB_OVERRIDES = {
+    "@jupyterlab/apputils-extension:notification": {
+        "fetchNews": "false",
+        "checkForUpdates": False,
+    }
+}
+
+
+def write_lab_overrides(env_path: Path) -> None:
+    """Write :data:`LAB_OVERRIDES` where the environment's JupyterLab reads them
+    (``share/jupyter/lab/settings/overrides.json``; readable by every workspace,
+    writable by Balsam alone); a no-op when they are there already."""
+    target = env_path / "share" / "jupyter" / "lab" / "settings" / "overrides.json"
+    text = json.dumps(LAB_OVERRIDES, indent=2) + "\n"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.parent.chmod(0o755)  # whatever the umask: every workspace reads it
+    if target.is_file() and target.read_text() == text:
+        return
+    partial = target.with_name(f".overrides-{time.monotonic_ns()}.json")
+    partial.write_text(text)
+    partial.chmod(0o644)
+    partial.replace(target)  # atomic: a workspace starting meanwhile reads one or the other
+
+
 def server_command(
     env_path: Path,
     base_url: str,

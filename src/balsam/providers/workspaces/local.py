@@ -60,6 +60,7 @@ from balsam.providers.workspaces.jupyter import (
     last_activity,
     server_command,
     write_kernel_spec,
+    write_lab_overrides,
 )
 from balsam.providers.workspaces.uids import WorkspaceUids
 from balsam.providers.workspaces.unix import (
@@ -268,6 +269,7 @@ class LocalWorkspaceProvider(WorkspaceProvider):
         progress("Preparing the home folder")
         home = self._prepare_home(spec, uid)
         env_path = self.environments.ensure(spec.environment, progress)
+        write_lab_overrides(env_path)
         progress("Starting JupyterLab")
         run_dir = self._runtime(spec.workspace_id)
         runtime.recreate(run_dir, uid)

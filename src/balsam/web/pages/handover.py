@@ -18,7 +18,13 @@ from starlette.concurrency import run_in_threadpool
 from balsam.domain.identity.handover import WorkspaceSessions
 from balsam.web.cookies import session_cookie
 from balsam.web.deps import get_ctx
-from balsam.web.origins import ENTER_PATH, HANDOVER_PATH, WORKSPACE_PREFIX, workspace_origin
+from balsam.web.origins import (
+    ENTER_PATH,
+    HANDOVER_PATH,
+    WORKSPACE_PREFIX,
+    workspace_id_of,
+    workspace_origin,
+)
 from balsam.web.pages.forms import NextQuery, require_session, safe_next
 from balsam.web.pages.render import render
 
@@ -38,13 +44,16 @@ def workspace_next(value: str | None) -> str | None:
 
 @router.get(HANDOVER_PATH)
 async def hand_over(request: Request, next_path: NextQuery = None) -> Response:
-    """A page that posts a fresh ticket to the workspace host, bound for ``next``."""
+    """A page that posts a fresh ticket to the host of ``next``'s workspace."""
     await require_session(request)  # else to log in, and back here
     target = workspace_next(next_path)
     ctx = get_ctx(request)
-    origin = workspace_origin(request, ctx.settings)
-    if target is None or origin is None:  # not a workspace, or nothing to hand over
-        return RedirectResponse(target or "/", status_code=303)
+    workspace_id = workspace_id_of(target or "")
+    if target is None or workspace_id is None:  # not a workspace's address
+        return RedirectResponse("/", status_code=303)
+    origin = workspace_origin(request, ctx.settings, workspace_id)
+    if origin is None:  # the portal's own origin: nothing to hand over
+        return RedirectResponse(target, status_code=303)
     cookie = session_cookie(request, ctx.settings.auth.cookie_name) or ""
     ticket = await run_in_threadpool(WorkspaceSessions(ctx).issue_ticket, cookie)
     return render(

@@ -20,8 +20,8 @@ from fastapi.responses import HTMLResponse
 from starlette.requests import Request
 
 from balsam.domain.projects.naming import encode_file_id
-from balsam.web.origins import on_workspace_port, portal_origin, workspace_origin
-from balsam.web.pages import activity, i18n
+from balsam.web.origins import on_workspace_port, portal_origin, workspace_link, workspace_origin
+from balsam.web.pages import activity, i18n, states
 
 SECURITY_HEADERS: Mapping[str, str] = {
     "Content-Security-Policy": (
@@ -65,6 +65,7 @@ def environment(language: str) -> jinja2.Environment:
     env.install_gettext_translations(i18n.translations(language), newstyle=True)  # type: ignore[attr-defined]
     env.globals["static_url"] = static_url
     env.globals["audit_labels"] = activity.labels(i18n.translations(language).gettext)
+    env.globals["sync_labels"] = states.sync_labels(i18n.translations(language).gettext)
     env.filters["file_id"] = encode_file_id
     return env
 
@@ -86,8 +87,8 @@ def render_html(request: Request, template: str, **context: Any) -> str:
         "csrf": session.csrf if session else "",
         "request_id": str(getattr(request.state, "request_id", "")),
         "here": request.url.path + (f"?{request.url.query}" if request.url.query else ""),
-        # Prefixed to a workspace's /workspaces/<id>/ address: its own origin, if any.
-        "workspace_origin": workspace_origin(request, settings) or "",
+        # A workspace's /workspaces/<id>/ address as the browser opens it (its own origin).
+        "workspace_href": functools.partial(workspace_link, request, settings),
         # Balsam as the user reached it (clone URLs on the pages use it).
         "portal_base": portal,
         # Prefixed to the portal's links on a page the workspace port answers (an
@@ -117,7 +118,7 @@ def security_headers(request: Request) -> dict[str, str]:
     """:data:`SECURITY_HEADERS`, with forms also allowed to end on the workspaces'
     origin: the log-in form's redirect chain leads there when it was asked for a
     workspace (``form-action`` covers redirects too)."""
-    origin = workspace_origin(request, request.app.state.ctx.settings)
+    origin = workspace_origin(request, request.app.state.ctx.settings, "*")  # all of them
     if origin is None:
         return dict(SECURITY_HEADERS)
     csp = SECURITY_HEADERS["Content-Security-Policy"].replace(

@@ -27,6 +27,9 @@ REASONS: Final = (
     N_("Its template or credentials are gone; delete it."),
     N_("Its server was not running when Balsam started"),
     N_("The server stopped."),
+    N_("Balsam was stopped"),
+    N_("Removing the workspace's previous pod"),
+    N_("Starting the workspace pod"),
 )
 #: The reasons with a value in them: the pattern, and the template it fills.
 PATTERNS: Final = (
@@ -36,6 +39,19 @@ PATTERNS: Final = (
         N_("Building environment %(name)s (first use of this template version)"),
     ),
 )
+
+
+#: A knowledge library's sync status.
+SYNC_STATES: Final = {
+    "pending": N_("waiting"),
+    "syncing": N_("syncing"),
+    "ok": N_("up to date"),
+    "failed": N_("failed"),
+}
+
+
+def sync_labels(gettext: Callable[[str], str]) -> dict[str, str]:
+    return {status: gettext(label) for status, label in SYNC_STATES.items()}
 
 
 def state_labels(gettext: Callable[[str], str]) -> dict[str, str]:

@@ -1,10 +1,10 @@
 """The workspaces' host takes the portal's login over.
 
 The portal's hand-over page (:mod:`balsam.web.pages.handover`) posts a one-time
-ticket here; it becomes this host's session cookie and the browser goes on to the
-workspace. Only a post from the portal's own page is taken: another site's (or a
-workspace page's) post of a ticket of its own would log the browser in here as
-someone else.
+ticket to the host of the workspace being opened; it becomes that host's session
+cookie and the browser goes on to the workspace. Only a post from the portal's own
+page is taken: another site's (or a workspace page's) post of a ticket of its own
+would log the browser in here as someone else.
 """
 
 from __future__ import annotations
@@ -23,7 +23,10 @@ from balsam.web.origins import (
     HANDOVER_PATH,
     on_workspace_port,
     portal_origin,
+    request_host,
     url_origin,
+    workspace_host,
+    workspace_id_of,
 )
 from balsam.web.pages.forms import read_form
 from balsam.web.pages.handover import workspace_next
@@ -43,6 +46,10 @@ async def enter(request: Request) -> Response:
     form = await read_form(request)
     sessions = WorkspaceSessions(ctx)
     next_path = workspace_next(form.get("next"))
+    if next_path is not None and not _this_hosts(request, next_path):
+        # Each workspace's host has its own session: one handed over here must not
+        # send the browser on to another's (whose host would not have it anyway).
+        raise Forbidden(N_("Open workspaces from Balsam's own pages."))
     try:
         value, seconds = await run_in_threadpool(
             sessions.redeem, form.get("ticket", ""), request_id(request)
@@ -60,3 +67,11 @@ async def enter(request: Request) -> Response:
     name = settings.auth.workspace_cookie_name
     set_session_cookie(response, settings.auth, name, value, seconds)
     return response
+
+
+def _this_hosts(request: Request, path: str) -> bool:
+    """Whether ``path``'s workspace is served under the host this request came to."""
+    settings = get_ctx(request).settings
+    workspace_id = workspace_id_of(path)
+    expected = workspace_host(settings, workspace_id) if workspace_id else None
+    return expected is None or expected == request_host(request, settings).lower()
