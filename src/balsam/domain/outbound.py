@@ -43,11 +43,19 @@ def check_outbound_url(
         parts = urlsplit(url)
         host, port = parts.hostname, parts.port
     except ValueError:
-        raise InvalidInput(f"{field} is not a valid URL.") from None
+        raise InvalidInput(
+            N_("%(field)s is not a valid URL."), params={"field": field}, details={"field": field}
+        ) from None
     if "@" in parts.netloc:
-        raise InvalidInput(f"{field} must not contain credentials.")
+        raise InvalidInput(
+            N_("%(field)s must not contain credentials."),
+            params={"field": field},
+            details={"field": field},
+        )
     if not host:
-        raise InvalidInput(f"{field} names no host.")
+        raise InvalidInput(
+            N_("%(field)s names no host."), params={"field": field}, details={"field": field}
+        )
     if host.casefold() in {h.casefold() for h in private_hosts}:
         return
     try:
@@ -55,15 +63,20 @@ def check_outbound_url(
     except (OSError, UnicodeError):
         if not must_resolve:
             return
+        # The field in details, not in words: the portal shows it next to its own field.
         raise InvalidInput(
-            N_("%(field)s: the host '%(host)s' cannot be resolved."),
-            params={"field": field, "host": host},
+            N_("The host '%(host)s' cannot be resolved: is the address right?"),
+            params={"host": host},
+            details={"field": field, "host": host},
         ) from None
     for info in infos:
         address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
         if not address.is_global:
             raise InvalidInput(
-                f"{field}: the host '{host}' is on a private or local network "
-                "address; an administrator can allow it in BALSAM_SOURCE_PRIVATE_HOSTS.",
-                details={"host": host, "address": str(address)},
+                N_(
+                    "The host '%(host)s' is on a private or local network address; an "
+                    "administrator can allow it in BALSAM_SOURCE_PRIVATE_HOSTS."
+                ),
+                params={"host": host},
+                details={"field": field, "host": host, "address": str(address)},
             )

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from babel.messages.extract import extract_from_dir
 from babel.messages.pofile import read_po
 
 from balsam.web.pages import i18n
+from balsam.web.pages.activity import ACTIONS
 
 ROOT = Path(__file__).resolve().parents[3]
 METHODS = [
@@ -47,3 +49,19 @@ def test_swedish_uses_the_words_of_scbs_articles() -> None:
     sv = i18n.translations("sv")
     assert sv.gettext("My pages") == "Mina sidor"
     assert sv.gettext("New workspace") == "Ny bearbetningsmiljö"
+
+
+#: An audit action's name as the services write it: ``<area>.<verb>``.
+_ACTION = re.compile(
+    r'"((?:auth|user|token|project|branch|member|credential|workspace|git|library|data|'
+    r'request)\.[a-z_]+)"'
+)
+
+
+def test_every_audit_action_is_named_in_words() -> None:
+    """Aktivitet and the audit page name each step in words; an action new in the
+    services and missing there would show its record name (as workspace.run once did)."""
+    sources = (ROOT / "src" / "balsam" / "domain").rglob("*.py")
+    written = {m.group(1) for path in sources for m in _ACTION.finditer(path.read_text())}
+    assert {"project.create", "workspace.run", "auth.login"} <= written  # the scan finds them
+    assert sorted(written - set(ACTIONS)) == []

@@ -3,7 +3,9 @@ live state's script (balsam.js) alike."""
 
 from __future__ import annotations
 
+import re
 from importlib.resources import files
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser
@@ -36,3 +38,35 @@ def test_the_script_translates_a_reason_as_the_server_does(chromium: Browser, te
     assert in_script == reason(gettext, text)
     if text.startswith("Stopped"):
         assert in_script == "Stoppad av anna", in_script
+
+
+#: Where the domain and the providers write a workspace's reason as a literal.
+_SET_REASON = re.compile(r'(?:state_reason\s*=\s*|submit_stop\([^,]+,\s*|progress\()f?"([^"]+)"')
+
+
+def test_every_reason_the_services_set_is_translated() -> None:
+    """A reason new in the code and missing here would reach a Swedish page in
+    English (as "Balsam was stopped" once did)."""
+    root = files("balsam")
+    sources = [
+        path
+        for folder in ("domain/workspaces", "providers/workspaces")
+        for path in Path(str(root / folder)).glob("*.py")
+    ]
+    code = [
+        line
+        for path in sources
+        for line in path.read_text().splitlines()
+        # (not comments, nor the line that sets a state beside its reason)
+        if not line.lstrip().startswith("#") and ", ws.state_reason =" not in line
+    ]
+    found = {m.group(1) for line in code for m in _SET_REASON.finditer(line)}
+    assert len(found) >= 8, found  # the scan finds them
+    sv = i18n.translations("sv").gettext
+    untranslated = [
+        text
+        for text in found
+        if reason(sv, text.replace("{actor.username}", "anna")) == text
+        and "{" not in text.replace("{actor.username}", "")
+    ]
+    assert untranslated == []

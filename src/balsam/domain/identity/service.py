@@ -95,19 +95,21 @@ class IdentityService:
     def create_user(self, actor: Actor | None, data: UserCreate) -> User:
         """Create a local user (admins only, or the system when actor is None)."""
         if actor is not None and not actor.is_admin:
-            raise Forbidden("Only administrators can create users.")
+            raise Forbidden(N_("Only administrators can create users."))
         username = data.username.strip()
         if not USERNAME_RE.fullmatch(username):
             raise InvalidInput(
-                "A username is 1-64 characters of lower-case letters, digits, '.', '_' or '-', "
-                "starting with a letter or digit."
+                N_(
+                    "A username is 1-64 characters of lower-case letters, digits, '.', '_' "
+                    "or '-', starting with a letter or digit."
+                )
             )
         check_password_policy(
             data.password, username=username, min_length=self.auth.password_min_length
         )
         with self.ctx.sessions() as session, session.begin():
             if session.scalar(select(User.id).where(User.username == username)) is not None:
-                raise Conflict(f"The username '{username}' is taken.")
+                raise Conflict(N_("The username '%(name)s' is taken."), params={"name": username})
             user = User(
                 username=username,
                 display_name=data.display_name or username,
@@ -124,14 +126,14 @@ class IdentityService:
         own = actor.username == username
         privileged = data.is_active is not None or data.is_admin is not None
         if not actor.is_admin and (not own or privileged):
-            raise Forbidden("Only administrators can change other users or their status.")
+            raise Forbidden(N_("Only administrators can change other users or their status."))
         if own and data.is_active is False:
-            raise Conflict("You cannot deactivate your own account.")
+            raise Conflict(N_("You cannot deactivate your own account."))
         if own and data.is_admin is False:
             # The acting administrator always remains one, so the platform
             # never ends up without anybody who can manage it.
             raise Conflict(
-                "You cannot remove your own administrator rights; ask another administrator."
+                N_("You cannot remove your own administrator rights; ask another administrator.")
             )
         with self.ctx.sessions() as session, session.begin():
             user = self._user(session, username)
@@ -204,7 +206,7 @@ class IdentityService:
     def _user(session: Session, username: str) -> User:
         user = session.scalar(select(User).where(User.username == username))
         if user is None:
-            raise NotFound(f"No user '{username}'.")
+            raise NotFound(N_("No user '%(name)s'."), params={"name": username})
         return user
 
     # -- authentication --------------------------------------------------------
@@ -227,7 +229,7 @@ class IdentityService:
             self._audit_login(username, "failure", address, request_id, "bad credentials")
             if self._lock_seconds_left(username, address):
                 self._audit_login(username, "denied", address, request_id, "rate limited")
-            raise Unauthenticated("Wrong username or password.", details={"audited": True})
+            raise Unauthenticated(N_("Wrong username or password."), details={"audited": True})
         self._audit_login(username, "success", address, request_id, "")
         return user
 
@@ -333,7 +335,12 @@ class IdentityService:
         """Replace the actor's password after checking the current one (as a login:
         rate-limited and audited, so the form cannot be used to guess it) and the
         policy; every other login session of the user ends."""
-        self.login_password(actor.username, current, address=address, request_id=actor.request_id)
+        try:
+            self.login_password(
+                actor.username, current, address=address, request_id=actor.request_id
+            )
+        except Unauthenticated:  # (a rate limit is its own error, and stays as it is)
+            raise Unauthenticated(N_("The current password is wrong.")) from None
         check_password_policy(
             new, username=actor.username, min_length=self.auth.password_min_length
         )
@@ -377,7 +384,7 @@ class IdentityService:
         with self.ctx.sessions() as session, session.begin():
             row = session.get(ApiToken, token_id)
             if row is None or row.user_id != actor.user_id or row.revoked_at is not None:
-                raise NotFound("No such token.")
+                raise NotFound(N_("No such token."))
             row.revoked_at = utcnow()
         self._audit(actor, "token.revoke", f"token:{token_id}")
 

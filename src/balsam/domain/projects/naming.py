@@ -40,14 +40,16 @@ def name_key(name: str) -> str:
 def validate_display_name(name: str) -> str:
     clean = normalize_name(name)
     if not clean:
-        raise InvalidInput("The name must not be empty.", details={"field": "name"})
+        raise InvalidInput(N_("The name must not be empty."), details={"field": "name"})
     if len(clean) > MAX_NAME:
         raise InvalidInput(
-            f"The name must be at most {MAX_NAME} characters.", details={"field": "name"}
+            N_("The name must be at most %(max)s characters."),
+            params={"max": MAX_NAME},
+            details={"field": "name"},
         )
     if any(unicodedata.category(c) == "Cc" for c in clean):
         raise InvalidInput(
-            "The name must not contain control characters.", details={"field": "name"}
+            N_("The name must not contain control characters."), details={"field": "name"}
         )
     if not slug_base(clean):
         raise InvalidInput(

@@ -157,7 +157,8 @@ def _fill(ctx: AppContext, actor: Actor, view: ProjectView) -> None:
 
 
 def tab_url(project_id: str, branch: str, tab: str, path: str = "") -> str:
-    query = {"branch": branch, "tab": tab} | ({"path": path} if path else {})
+    """The page's address; no ``branch`` for the default one (an empty value)."""
+    query = ({"branch": branch} if branch else {}) | {"tab": tab} | ({"path": path} if path else {})
     return f"/projects/{project_id}?" + urlencode(query)
 
 

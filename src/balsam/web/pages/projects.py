@@ -187,7 +187,9 @@ async def create_project(request: Request) -> Response:
     try:
         created = await run_in_threadpool(_create, ctx, session.actor, form)
     except BalsamError as exc:
+        # The template's repository (the page has no URL field: it is the chosen one's).
         field = str(exc.details.get("field", ""))
+        field = "source" if field == "sourceLocation" else field
         message = i18n.message_of(request, exc)
         form.errors = {field if field in ("name", "branch", "source") else "form": message}
         points = await run_in_threadpool(starting_points, ctx)
