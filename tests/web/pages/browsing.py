@@ -44,3 +44,11 @@ def post(client: httpx.Client, url: str, data: dict[str, str] | None = None) -> 
     return client.post(
         url, data={**(data or {}), "csrf": csrf_of(client)}, headers={"Origin": ORIGIN}
     )
+
+
+def followed(client: httpx.Client, answer: httpx.Response) -> httpx.Response:
+    """The page a form's answer sends the browser to (post, redirect, get: a reload
+    shows the page again instead of posting the form a second time)."""
+    assert answer.status_code == 303, (answer.status_code, answer.text[:300])
+    assert "done=" in answer.headers["location"]
+    return client.get(answer.headers["location"])

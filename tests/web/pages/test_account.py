@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from balsam.context import AppContext
 from balsam.domain.identity.service import IdentityService
 from tests.fixtures.app import PASSWORD, TestUser
-from tests.web.pages.browsing import browser, post
+from tests.web.pages.browsing import browser, followed, post
 
 
 def test_a_token_is_shown_once_works_and_is_revoked(
@@ -45,13 +45,14 @@ def test_the_password_is_changed_only_with_the_current_one(
     new = "Ett-helt-nytt-lösenord-42"
     with browser(app, user) as client:
         wrong = post(client, "/account/password", {"current": "fel", "new": new, "repeat": new})
-        assert wrong.status_code == 401
+        assert wrong.status_code == 401 and "The current password is wrong." in wrong.text
         differ = post(client, "/account/password",
                       {"current": PASSWORD, "new": new, "repeat": new + "x"})  # fmt: skip
         assert differ.status_code == 422
         weak = post(client, "/account/password", {"current": PASSWORD, "new": "a", "repeat": "a"})
         assert weak.status_code == 422
         done = post(client, "/account/password", {"current": PASSWORD, "new": new, "repeat": new})
+        done = followed(client, done)
         assert done.status_code == 200 and "Your password is changed." in done.text
         assert client.get("/account").status_code == 200  # this session goes on
     IdentityService(ctx).login_password(user.username, new, address="test")
@@ -59,6 +60,6 @@ def test_the_password_is_changed_only_with_the_current_one(
 
 def test_the_display_name_is_saved_escaped(app: FastAPI, alice: TestUser) -> None:
     with browser(app, alice) as client:
-        saved = post(client, "/account/profile", {"displayName": "<b>Alice</b>"})
+        saved = followed(client, post(client, "/account/profile", {"displayName": "<b>Alice</b>"}))
         assert saved.status_code == 200 and "&lt;b&gt;Alice&lt;/b&gt;" in saved.text
     assert alice.client.get("/api/v1/users/me").json()["displayName"] == "<b>Alice</b>"

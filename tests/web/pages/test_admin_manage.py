@@ -14,7 +14,7 @@ from balsam.context import AppContext
 from balsam.domain.identity.service import IdentityService
 from tests.fixtures.app import TestUser
 from tests.fixtures.library import file_url, make_repo
-from tests.web.pages.browsing import browser, post
+from tests.web.pages.browsing import browser, followed, post
 
 
 @pytest.mark.parametrize(
@@ -49,13 +49,15 @@ def test_an_admin_creates_deactivates_and_resets_a_user(
         # Refused in Swedish, with what was typed kept (the password never shown again).
         assert short.status_code == 422 and "Lösenordet måste ha minst 12 tecken." in short.text
         assert f'value="{name}"' in short.text and "kort" not in short.text
-        made = post(client, "/admin/users", fields)
-        assert made.status_code == 201, made.text
-        off = post(client, f"/admin/users/{name}/deactivate")
-        assert off.status_code == 200
+        made = followed(client, post(client, "/admin/users", fields))
+        assert made.status_code == 200 and "Användaren är skapad" in made.text
+        off = followed(client, post(client, f"/admin/users/{name}/deactivate"))
+        assert off.status_code == 200 and 'role="status"' in off.text
         assert not IdentityService(ctx).get_user(name).is_active
-        on = post(client, f"/admin/users/{name}/activate")
+        on = followed(client, post(client, f"/admin/users/{name}/activate"))
         assert on.status_code == 200 and IdentityService(ctx).get_user(name).is_active
+        # A crafted link says nothing Balsam did not.
+        assert 'role="status"' not in client.get("/admin/users?done=Hackad").text
         reset = post(client, f"/admin/users/{name}/reset-password")
         shown = re.search(r'<code id="new-password">([^<]+)</code>', reset.text)
         assert shown is not None
@@ -69,7 +71,8 @@ def test_an_admin_registers_and_removes_a_library(
     name = unique("Adminbibliotek ")
     with browser(app, admin) as client:
         made = post(client, "/admin/libraries", {"name": name, "repositoryUrl": file_url(source)})
-        assert made.status_code == 201, made.text
+        made = followed(client, made)
+        assert made.status_code == 200 and "first sync has started" in made.text
         lid = re.search(rf'href="/library/([^"]+)">{name}</a>', made.text)
         assert lid is not None
         loopback = {"name": unique("Fel "), "repositoryUrl": "http://127.0.0.1:1/x.git"}
@@ -87,10 +90,11 @@ def test_an_admin_registers_and_removes_a_library(
             assert 'role="alert"' in wrong.text
         saved = post(client, f"/admin/libraries/{lid.group(1)}",
                      {"repositoryUrl": url, "branch": "main"})  # fmt: skip
+        saved = followed(client, saved)
         assert saved.status_code == 200 and "(main)" in saved.text
         missing = post(client, "/admin/libraries/no-such-library", {"repositoryUrl": url})
         assert missing.status_code == 404
-        gone = post(client, f"/admin/libraries/{lid.group(1)}/remove")
+        gone = followed(client, post(client, f"/admin/libraries/{lid.group(1)}/remove"))
         assert gone.status_code == 200 and f'href="/library/{lid.group(1)}"' not in gone.text
 
 

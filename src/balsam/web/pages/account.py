@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
@@ -23,13 +23,25 @@ from balsam.errors import BalsamError, InvalidInput
 from balsam.web.cookies import session_cookie
 from balsam.web.deps import client_address, get_ctx
 from balsam.web.pages import i18n
-from balsam.web.pages.forms import PageSession, posted_form, require_session
+from balsam.web.pages.forms import (
+    PageSession,
+    done_message,
+    done_redirect,
+    posted_form,
+    require_session,
+)
 from balsam.web.pages.i18n import N_
 from balsam.web.pages.render import render
 
 router = APIRouter(include_in_schema=False)
 
 HERE = "/account"
+#: What the page says after a form worked (``?done=<key>``).
+DONE = {
+    "name": N_("Your name is saved."),
+    "password": N_("Your password is changed."),
+    "token-revoked": N_("The token is revoked."),
+}
 
 
 def _load(ctx: AppContext, actor: Actor) -> dict[str, Any]:
@@ -52,18 +64,20 @@ async def _page(
 @router.get(HERE)
 async def account_page(request: Request) -> HTMLResponse:
     session = await require_session(request)
-    return await _page(request, session)
+    return await _page(request, session, done=done_message(request, DONE))
 
 
 async def _act(
     request: Request, session: PageSession, work: Callable[[AppContext], object], done: str
 ) -> Response:
+    """Run ``work``: then the page saying ``done`` (a key of :data:`DONE`), or the
+    page with the refusal."""
     try:
         await run_in_threadpool(work, get_ctx(request))
     except BalsamError as exc:
         message = i18n.message_of(request, exc)
         return await _page(request, session, status=exc.status, error=message)
-    return await _page(request, session, done=i18n.gettext(request)(done))
+    return done_redirect(HERE, done)
 
 
 @router.post(HERE + "/profile")
@@ -77,7 +91,7 @@ async def update_profile(request: Request) -> Response:
             raise InvalidInput(N_("The name is too long.")) from exc
         return IdentityService(ctx).update_user(session.actor, session.actor.username, data)
 
-    return await _act(request, session, update, N_("Your name is saved."))
+    return await _act(request, session, update, "name")
 
 
 @router.post(HERE + "/password")
@@ -99,7 +113,7 @@ async def change_password(request: Request) -> Response:
         )
         return None
 
-    return await _act(request, session, change, N_("Your password is changed."))
+    return await _act(request, session, change, "password")
 
 
 @router.post(HERE + "/tokens")
@@ -139,4 +153,4 @@ async def revoke_token(request: Request, token_id: str) -> Response:
     except BalsamError as exc:
         message = i18n.message_of(request, exc)
         return await _page(request, session, status=exc.status, error=message)
-    return RedirectResponse(HERE, status_code=303)
+    return done_redirect(HERE, "token-revoked")

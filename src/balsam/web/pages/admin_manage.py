@@ -29,7 +29,13 @@ from balsam.domain.workspaces.service import WorkspaceService
 from balsam.errors import BalsamError, InvalidInput
 from balsam.web.deps import get_ctx, queue_sync
 from balsam.web.pages import i18n
-from balsam.web.pages.forms import PageSession, posted_form, require_session
+from balsam.web.pages.forms import (
+    PageSession,
+    done_message,
+    done_redirect,
+    posted_form,
+    require_session,
+)
 from balsam.web.pages.i18n import N_
 from balsam.web.pages.render import render
 
@@ -43,6 +49,14 @@ _USER_CHANGES: dict[str, dict[str, bool]] = {
     "remove-admin": {"isAdmin": False},
 }
 
+
+#: What the pages say after a form worked (``?done=<key>``).
+USERS_DONE = {"created": N_("The user is created."), "saved": N_("Saved.")}
+LIBRARIES_DONE = {
+    "registered": N_("The library is registered; its first sync has started."),
+    "saved": N_("Saved."),
+    "removed": N_("The library is removed."),
+}
 
 # -- users ---------------------------------------------------------------------------
 
@@ -71,7 +85,8 @@ async def users_page(
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
 ) -> HTMLResponse:
     session = await require_session(request)
-    return await _users_page(request, session, query=q.strip(), page=page)
+    done = done_message(request, USERS_DONE)
+    return await _users_page(request, session, query=q.strip(), page=page, done=done)
 
 
 async def _user_action(
@@ -112,8 +127,7 @@ async def create_user(request: Request) -> Response:
     _, refused = await _user_action(request, session, create, filled=form)
     if refused is not None:
         return refused
-    done = i18n.gettext(request)(N_("The user is created."))
-    return await _users_page(request, session, status=201, done=done)
+    return done_redirect("/admin/users", "created")
 
 
 @router.post("/admin/users/{username}/{action}")
@@ -136,8 +150,11 @@ async def change_user(request: Request, username: str, action: str) -> Response:
         return refused
     # A reset or a deactivation ended the user's sessions: their open sockets go too.
     request.app.state.proxy_access.forget_user(username[:64])
-    done = i18n.gettext(request)(N_("Saved."))
-    shown = {"username": username, "password": password} if password else None
+    if password is None:
+        return done_redirect("/admin/users", "saved")
+    # The new password is shown once, by this answer (never stored, never redirected).
+    done = i18n.gettext(request)(USERS_DONE["saved"])
+    shown = {"username": username, "password": password}
     return await _users_page(request, session, done=done, password=shown)
 
 
@@ -160,7 +177,7 @@ async def _libraries_page(
 @router.get("/admin/libraries")
 async def libraries_page(request: Request) -> HTMLResponse:
     session = await require_session(request)
-    return await _libraries_page(request, session)
+    return await _libraries_page(request, session, done=done_message(request, LIBRARIES_DONE))
 
 
 @router.post("/admin/libraries")
@@ -186,8 +203,7 @@ async def register_library(request: Request, background: BackgroundTasks) -> Res
         return await _libraries_page(request, session, status=exc.status, error=message,
                                      filled=filled)  # fmt: skip
     queue_sync(request, background, ctx, library.id)
-    done = i18n.gettext(request)(N_("The library is registered; its first sync has started."))
-    return await _libraries_page(request, session, status=201, done=done)
+    return done_redirect("/admin/libraries", "registered")
 
 
 @router.post("/admin/libraries/{library_id}")
@@ -217,8 +233,7 @@ async def change_library(
         return await _libraries_page(request, session, status=exc.status, error=message)
     if moved:
         queue_sync(request, background, ctx, library_id[:63])
-    done = i18n.gettext(request)(N_("Saved."))
-    return await _libraries_page(request, session, done=done)
+    return done_redirect("/admin/libraries", "saved")
 
 
 @router.post("/admin/libraries/{library_id}/remove")
@@ -230,8 +245,7 @@ async def remove_library(request: Request, library_id: str) -> Response:
     except BalsamError as exc:
         message = i18n.message_of(request, exc)
         return await _libraries_page(request, session, status=exc.status, error=message)
-    done = i18n.gettext(request)(N_("The library is removed."))
-    return await _libraries_page(request, session, done=done)
+    return done_redirect("/admin/libraries", "removed")
 
 
 # -- workspace templates ---------------------------------------------------------------------

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import hmac
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 from fastapi import Query
+from fastapi.responses import RedirectResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
@@ -28,6 +30,7 @@ from balsam.domain.identity.service import Actor
 from balsam.errors import BadRequest, Forbidden, PayloadTooLarge
 from balsam.web.deps import browser_session, get_ctx, same_origin_request
 from balsam.web.origins import on_workspace_port
+from balsam.web.pages import i18n
 from balsam.web.pages.i18n import N_
 
 #: A form of the portal is a few hundred bytes; anything much larger is not one.
@@ -162,3 +165,18 @@ async def session_form(request: Request, session: PageSession) -> dict[str, str]
             )
         )
     return form
+
+
+def done_redirect(path: str, done: str) -> RedirectResponse:
+    """The answer to a form that worked: 303 to ``path`` saying ``done`` (a key of the
+    page's messages), so that a reload shows the page again instead of posting the
+    form a second time. (Pages that show a secret once answer the post itself.)"""
+    separator = "&" if "?" in path else "?"
+    return RedirectResponse(f"{path}{separator}{urlencode({'done': done})}", status_code=303)
+
+
+def done_message(request: Request, messages: Mapping[str, str]) -> str:
+    """The message the ``done`` key of the address names, translated; "" for none or
+    an unknown one (a link anybody can craft puts no words in Balsam's mouth)."""
+    template = messages.get(request.query_params.get("done", ""))
+    return i18n.gettext(request)(template) if template else ""
