@@ -612,3 +612,32 @@ def test_a_workspace_page_gets_nothing_of_another_workspace(
     listed = get(f"{installation.url('127.0.0.1', installation.workspace_port)}"
                  f"{path}api/kernels", headers=bearer)  # fmt: skip
     assert listed.status_code == 200 and listed.json() == []  # the post started none
+
+
+def test_opening_from_the_portal_replaces_a_planted_workspace_cookie(
+    chromium: Browser, installation: Installation
+) -> None:
+    """A page on another port of a workspace's host name can still plant a cookie there
+    (cookies do not separate ports): another account's session. The portal's links open
+    workspaces through a fresh hand-over, so its user gets in as themself again."""
+    wid = installation.workspace["id"]
+    portal = installation.url("localhost")
+    theirs = _workspace_cookie(
+        installation, portal, _user_login(installation, portal, "tosser"), f"/workspaces/{wid}/lab"
+    )
+    context = chromium.new_context(locale="en-GB")
+    page = context.new_page()
+    try:
+        _log_in(page, portal)
+        expect(page.get_by_role("heading", name="Your workspaces")).to_be_visible()
+        context.add_cookies([{"name": "balsam_session_workspace", "value": theirs,
+                              "domain": f"{wid}.localhost", "path": "/"}])  # fmt: skip
+        # The planted session alone gets a refusal there (it is not the owner's) ...
+        refused = page.goto(f"{installation.workspaces()}/workspaces/{wid}/lab")
+        assert refused is not None and refused.status == 404
+        # ... the portal's link hands the owner's over again.
+        page.goto(f"{portal}/")
+        page.get_by_role("link", name=f"Open {installation.workspace['name']}").click()
+        expect(page.locator(LAB)).to_be_visible(timeout=LOAD_MS)
+    finally:
+        context.close()

@@ -23,7 +23,7 @@ name (a known limit, see docs/security.md; production refuses it).
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from starlette.datastructures import Headers
 from starlette.requests import HTTPConnection
@@ -176,6 +176,16 @@ def workspace_link(conn: HTTPConnection, settings: Settings, path: str) -> str:
     workspace_id = workspace_id_of(path)
     origin = workspace_origin(conn, settings, workspace_id) if workspace_id else None
     return f"{origin}{path}" if origin else path
+
+
+def opening_link(conn: HTTPConnection, settings: Settings, path: str) -> str:
+    """A portal page's link that opens ``path`` (``/workspaces/<id>/…``): through the
+    portal's hand-over, so the workspace's host gets a fresh session of this user
+    whatever cookie a page on another port of that name may have planted there; the
+    path itself when workspaces share the portal's origin."""
+    if workspace_link(conn, settings, path) == path:
+        return path
+    return f"{HANDOVER_PATH}?{urlencode({'next': path})}"
 
 
 def on_workspace_port(scope: Scope, settings: Settings) -> bool:

@@ -20,7 +20,7 @@ from fastapi.responses import HTMLResponse
 from starlette.requests import Request
 
 from balsam.domain.projects.naming import encode_file_id
-from balsam.web.origins import on_workspace_port, portal_origin, workspace_link, workspace_origin
+from balsam.web.origins import on_workspace_port, opening_link, portal_origin, workspace_origin
 from balsam.web.pages import activity, i18n, states
 
 SECURITY_HEADERS: Mapping[str, str] = {
@@ -87,8 +87,8 @@ def render_html(request: Request, template: str, **context: Any) -> str:
         "csrf": session.csrf if session else "",
         "request_id": str(getattr(request.state, "request_id", "")),
         "here": request.url.path + (f"?{request.url.query}" if request.url.query else ""),
-        # A workspace's /workspaces/<id>/ address as the browser opens it (its own origin).
-        "workspace_href": functools.partial(workspace_link, request, settings),
+        # A link that opens a workspace's /workspaces/<id>/… address (by the hand-over).
+        "workspace_href": functools.partial(opening_link, request, settings),
         # Balsam as the user reached it (clone URLs on the pages use it).
         "portal_base": portal,
         # Prefixed to the portal's links on a page the workspace port answers (an
