@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
 	@touch $@
 
-## run: start Balsam on http://localhost:8080, its workspaces on http://127.0.0.1:8081 (data in .balsam/)
+## run: start Balsam on http://localhost:8080, each workspace on http://<id>.localhost:8081 (data in .balsam/)
 run: venv
 	$(BIN)/balsam up
 
