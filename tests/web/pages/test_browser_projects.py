@@ -221,7 +221,8 @@ def test_skapa_projekt_and_ta_bort_projekt_as_written(
     page.screenshot(path=str(shots / "ta-bort-projekt-sv.png"))
     expect(ok).to_be_enabled()
     ok.click()
-    expect(page).to_have_url(f"{live_url}/projects")
+    expect(page).to_have_url(f"{live_url}/projects?deleted=1")
+    expect(page.get_by_role("status")).to_contain_text("Projektet har tagits bort")
     expect(page.get_by_role("link", name=name, exact=True)).to_have_count(0)
     assert alice.client.get(f"/api/v1/projects/{project_id}").status_code == 404
     assert elsewhere == []
