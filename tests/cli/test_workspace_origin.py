@@ -9,6 +9,7 @@ host name serves only its own kind of request. Debian's Chromium through Playwri
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 import time
@@ -641,3 +642,72 @@ def test_opening_from_the_portal_replaces_a_planted_workspace_cookie(
         expect(page.locator(LAB)).to_be_visible(timeout=LOAD_MS)
     finally:
         context.close()
+
+
+#: Run in the workspace's kernel with a browser's cookies it got hold of (a server of
+#: its own on another port of the portal's host name receives them: cookies do not
+#: separate ports): what each buys it.
+STOLEN = """
+import json, urllib.request, urllib.error
+class Stay(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
+opener = urllib.request.build_opener(Stay)
+def call(url, data=None, headers={}):
+    request = urllib.request.Request(url, data=data, headers=headers)
+    try:
+        with opener.open(request, timeout=10) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+portal = {"Cookie": "balsam_session=" + PORTAL_COOKIE}
+out = {
+    "api": call(PORTAL + "/api/v1/users/me", headers=portal),
+    "page": call(PORTAL + "/account", headers={**portal, "Accept": "text/html"}),
+    "hand-over": call(PORTAL + "/workspace-session?next=" + LAB, headers=portal),
+    "workspace": call(WORKSPACES + LAB, headers={
+        "Cookie": "balsam_session_workspace=" + WORKSPACE_COOKIE, "Host": HOST}),
+    "login": call(PORTAL + "/api/v1/auth/login", headers={
+        "Content-Type": "application/json", "Origin": PORTAL},
+        data=json.dumps({"username": "admin", "password": PASSWORD}).encode()),
+}
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="workspaces have uids of their own only as root")
+def test_a_browsers_cookies_buy_a_workspace_nothing(installation: Installation) -> None:
+    """A session cookie is a browser's: used (or a session started) from a workspace's
+    own uid it is refused, so cookies a kernel's server received are worth nothing."""
+    wid = installation.workspace["id"]
+    portal = installation.url("localhost")
+    lab = f"/workspaces/{wid}/lab"
+    cookie = _portal_login(installation, portal)
+    mine = _workspace_cookie(installation, portal, cookie, lab)
+    # From here (not a workspace) both open what they open.
+    assert (
+        get(f"{portal}/api/v1/users/me", headers={"Cookie": f"balsam_session={cookie}"}).status_code
+        == 200
+    )
+    opened = get(f"{installation.workspaces()}{lab}",
+                 headers={"Cookie": f"balsam_session_workspace={mine}"})  # fmt: skip
+    assert opened.status_code == 200
+    bearer = {"Authorization": installation.api.headers["authorization"]}
+    kernel = Kernel(installation.url("127.0.0.1", installation.workspace_port), wid, bearer)
+    try:
+        port = installation.workspace_port
+        values = {"PORTAL": portal, "WORKSPACES": installation.url("127.0.0.1", port),
+                  "HOST": f"{wid}.localhost:{port}", "LAB": lab, "PORTAL_COOKIE": cookie,
+                  "WORKSPACE_COOKIE": mine, "PASSWORD": PASSWORD}  # fmt: skip
+        code = "".join(f"{k} = {v!r}\n" for k, v in values.items())
+        result = kernel.execute(code + STOLEN)
+    finally:
+        kernel.close()
+    assert result.error is None, result.error
+    assert json.loads(result.stdout) == {
+        "api": 401,
+        "page": 303,  # to the login page
+        "hand-over": 303,  # likewise: no ticket
+        "workspace": 401,
+        "login": 401,  # no session started there either
+    }

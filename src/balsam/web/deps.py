@@ -75,7 +75,7 @@ def _sync_after_response(ctx: AppContext, library_id: str) -> None:
         log.warning("library %s could not be synced", library_id, exc_info=True)
 
 
-def client_address(request: Request) -> str:
+def client_address(request: HTTPConnection) -> str:
     """The client's address for rate limits and the audit trail: its IP, or
     ``uid:<n>`` for a local process of another user (a workspace) on loopback
     (see :mod:`balsam.web.peers`); looked up once per request."""
@@ -148,6 +148,7 @@ def authenticate(request: Request, ctx: AppContext, *, allow_basic: bool = False
         return _actor(request, user.id, user.username, user.is_admin)
     cookie = session_cookie(request, ctx.settings.auth.cookie_name)
     if cookie:
+        identity.check_browser_peer(client_address(request))
         user, session = identity.authenticate_session(cookie)
         if request.method not in SAFE_METHODS:
             sent = request.headers.get("x-csrf-token", "")
@@ -178,8 +179,10 @@ def browser_session(request: Request, ctx: AppContext) -> tuple[Actor, str] | No
     cookie = session_cookie(request, ctx.settings.auth.cookie_name)
     if not cookie:
         return None
+    identity = IdentityService(ctx)
     try:
-        user, session = IdentityService(ctx).authenticate_session(cookie)
+        identity.check_browser_peer(client_address(request))
+        user, session = identity.authenticate_session(cookie)
     except BalsamError:
         return None
     return _actor(request, user.id, user.username, user.is_admin), session.csrf_token

@@ -295,8 +295,27 @@ class IdentityService:
                 row.last_used_at = now
             return user
 
-    def start_session(self, user: User) -> tuple[str, LoginSession]:
-        """Create a login session; return the cookie value (shown once) and the row."""
+    def check_browser_peer(self, address: str) -> None:
+        """Unauthenticated when ``address`` (a client's, see ``web.peers``) is a
+        workspace's own uid (``uid:<n>``, n at or above ``workspaces.uid_base``): no
+        browser runs there, so a session cookie used from there was taken from one (on
+        one machine over plain HTTP a server a kernel runs on another port of the
+        portal's or a workspace's host name receives that host's cookies: cookies do
+        not separate ports), and no session is started there. Scripts use tokens."""
+        kind, _, number = address.partition(":")
+        if (
+            kind == "uid"
+            and number.isdigit()
+            and int(number) >= self.ctx.settings.workspaces.uid_base
+        ):
+            raise Unauthenticated(
+                N_("A workspace cannot use or start a browser's session: scripts use an API token.")
+            )
+
+    def start_session(self, user: User, *, address: str = "") -> tuple[str, LoginSession]:
+        """Create a login session; return the cookie value (shown once) and the row.
+        Refused to a workspace's address (:meth:`check_browser_peer`)."""
+        self.check_browser_peer(address)
         value = secrets.token_urlsafe(32)
         row = LoginSession(
             id_hash=sha256(value),

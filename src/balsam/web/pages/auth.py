@@ -58,13 +58,15 @@ def _login_page(
 def _start_session(request: Request, ctx: AppContext, credentials: LoginRequest) -> str:
     """Check the password and start a session; the session cookie's value."""
     identity = IdentityService(ctx)
+    address = client_address(request)
+    identity.check_browser_peer(address)  # before the password: nothing to audit
     user = identity.login_password(
         credentials.username,
         credentials.password,
-        address=client_address(request),
+        address=address,
         request_id=request_id(request),
     )
-    value, _ = identity.start_session(user)
+    value, _ = identity.start_session(user, address=address)
     return value
 
 

@@ -16,8 +16,9 @@ from fastapi.responses import RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
 from balsam.domain.identity.handover import WorkspaceSessions
+from balsam.domain.identity.service import IdentityService
 from balsam.errors import N_, Forbidden, NotFound, Unauthenticated
-from balsam.web.deps import get_ctx, request_id, set_session_cookie
+from balsam.web.deps import client_address, get_ctx, request_id, set_session_cookie
 from balsam.web.origins import (
     ENTER_PATH,
     HANDOVER_PATH,
@@ -44,6 +45,7 @@ async def enter(request: Request) -> Response:
     if request.headers.get("origin", "").lower() != url_origin(portal_origin(request, settings)):
         raise Forbidden(N_("Open workspaces from Balsam's own pages."))
     form = await read_form(request)
+    IdentityService(ctx).check_browser_peer(client_address(request))  # never a workspace
     sessions = WorkspaceSessions(ctx)
     next_path = workspace_next(form.get("next"))
     if next_path is not None and not _this_hosts(request, next_path):

@@ -33,13 +33,15 @@ def login(body: LoginRequest, request: Request, response: Response, ctx: Ctx) ->
     if not same_origin_request(request, ctx.settings.resolved_public_url):
         raise Forbidden("Log in from Balsam's own pages.")
     identity = IdentityService(ctx)
+    address = client_address(request)
+    identity.check_browser_peer(address)  # before the password: nothing to audit
     user = identity.login_password(
         body.username,
         body.password,
-        address=client_address(request),
+        address=address,
         request_id=request_id(request),
     )
-    value, session = identity.start_session(user)
+    value, session = identity.start_session(user, address=address)
     auth = ctx.settings.auth
     set_session_cookie(response, auth, auth.cookie_name, value, auth.session_ttl_hours * 3600)
     return LoginResponse(
