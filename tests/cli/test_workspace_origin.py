@@ -12,9 +12,11 @@ import json
 import os
 import re
 import socket
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,6 +25,7 @@ from playwright.sync_api import Browser, Page, expect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect as ws_connect
 
+from balsam.providers.workspaces.environments import default_python
 from tests.cli.test_cli import BalsamUp, serving, up_environment
 from tests.fixtures.chromium import skip_without_chromium
 from tests.fixtures.workspaces import Kernel
@@ -711,3 +714,54 @@ def test_a_browsers_cookies_buy_a_workspace_nothing(installation: Installation) 
         "workspace": 401,
         "login": 401,  # no session started there either
     }
+
+
+#: Run as another local user (a browser of someone else on this machine): log in, use
+#: the session, and print its cookie.
+OTHER_BROWSER = """
+import json, sys, urllib.request
+portal = sys.argv[1]
+login = urllib.request.Request(portal + "/api/v1/auth/login", headers={
+    "Content-Type": "application/json", "Origin": portal},
+    data=json.dumps({"username": "admin", "password": sys.argv[2]}).encode())
+with urllib.request.urlopen(login, timeout=30) as answer:
+    cookie = answer.headers["Set-Cookie"].split(";", 1)[0].split("=", 1)[1]
+me = urllib.request.Request(portal + "/api/v1/users/me", headers={
+    "Cookie": "balsam_session=" + cookie})
+with urllib.request.urlopen(me, timeout=30) as answer:
+    print(json.dumps({"cookie": cookie, "me": answer.status}))
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs another local user's process")
+def test_a_session_stays_with_the_local_browser_that_started_it(
+    installation: Installation, tmp_path: Path
+) -> None:
+    """On one machine a page on another port of the portal's host name can plant a
+    cookie in another user's browser, or receive his: a session a local browser of
+    one uid started is refused to any other (another user's browser, root's, a
+    workspace's), so neither gets anyone anywhere."""
+    portal = installation.url("localhost")
+    script = tmp_path / "browser.py"
+    script.write_text(OTHER_BROWSER)
+    tmp_path.chmod(0o755)
+    script.chmod(0o644)
+
+    def as_uid(uid: int) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
+             default_python(), str(script), portal, PASSWORD],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+
+    started = as_uid(61_001)
+    assert started.returncode == 0, started.stderr
+    theirs = json.loads(started.stdout)
+    assert theirs["me"] == 200  # it works in the browser that logged in
+    elsewhere = get(f"{portal}/api/v1/users/me",
+                    headers={"Cookie": f"balsam_session={theirs['cookie']}"})  # fmt: skip
+    assert elsewhere.status_code == 401, elsewhere.text
+    assert "another browser" in elsewhere.json()["detail"]
+    page = get(f"{portal}/account", headers={"Cookie": f"balsam_session={theirs['cookie']}",
+                                             "Accept": "text/html"})  # fmt: skip
+    assert page.status_code == 303  # to the login page: not logged in there

@@ -100,6 +100,9 @@ class LoginSession(Base):
     csrf_token: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    #: The uid of the local process (a browser of another user of this machine) that
+    #: logged in, when the socket said; the session is refused to any other.
+    local_uid: Mapped[int | None] = mapped_column(Integer, nullable=True, default=None)
 
     user: Mapped[User] = relationship()
 

@@ -148,8 +148,9 @@ def authenticate(request: Request, ctx: AppContext, *, allow_basic: bool = False
         return _actor(request, user.id, user.username, user.is_admin)
     cookie = session_cookie(request, ctx.settings.auth.cookie_name)
     if cookie:
-        identity.check_browser_peer(client_address(request))
-        user, session = identity.authenticate_session(cookie)
+        address = client_address(request)
+        identity.check_browser_peer(address)
+        user, session = identity.authenticate_session(cookie, address)
         if request.method not in SAFE_METHODS:
             sent = request.headers.get("x-csrf-token", "")
             if not hmac.compare_digest(sent.encode(), session.csrf_token.encode()):
@@ -181,8 +182,9 @@ def browser_session(request: Request, ctx: AppContext) -> tuple[Actor, str] | No
         return None
     identity = IdentityService(ctx)
     try:
-        identity.check_browser_peer(client_address(request))
-        user, session = identity.authenticate_session(cookie)
+        address = client_address(request)
+        identity.check_browser_peer(address)
+        user, session = identity.authenticate_session(cookie, address)
     except BalsamError:
         return None
     return _actor(request, user.id, user.username, user.is_admin), session.csrf_token

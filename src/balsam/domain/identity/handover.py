@@ -55,7 +55,7 @@ class WorkspaceSessions:
             )
         return ticket
 
-    def redeem(self, ticket: str, request_id: str = "") -> tuple[str, int]:
+    def redeem(self, ticket: str, request_id: str = "", address: str = "") -> tuple[str, int]:
         """Exchange a ticket (once) for a workspace session: its cookie value and
         the seconds it has left; audited (``auth.workspace_session``) as a login is.
         Unauthenticated for an unknown, used or expired ticket, or one whose login
@@ -78,7 +78,7 @@ class WorkspaceSessions:
             )
             if login_hash is None:
                 raise Unauthenticated(EXPIRED)
-            user, login = live_login(session, login_hash)
+            user, login = live_login(session, login_hash, address)
             username = user.username
             session.add(
                 WorkspaceSession(
@@ -99,8 +99,9 @@ class WorkspaceSessions:
         )
         return value, max(seconds, 1)
 
-    def authenticate(self, cookie_value: str) -> User:
-        """The user of a live workspace session; Unauthenticated otherwise."""
+    def authenticate(self, cookie_value: str, address: str = "") -> User:
+        """The user of a live workspace session used from ``address`` (bound as its
+        login session is, see ``live_login``); Unauthenticated otherwise."""
         now = utcnow()
         with self.ctx.sessions() as session:
             login_hash = session.scalar(
@@ -112,7 +113,7 @@ class WorkspaceSessions:
             )
             if login_hash is None:
                 raise Unauthenticated("The session has expired; log in again.")
-            return live_login(session, login_hash)[0]
+            return live_login(session, login_hash, address)[0]
 
 
 def _sweep(session: Session) -> None:

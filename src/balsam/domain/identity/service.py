@@ -57,12 +57,23 @@ def sha256(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
 
 
-def live_login(session: Session, id_hash: str) -> tuple[User, LoginSession]:
+def local_uid(address: str) -> int | None:
+    """The uid in a client address ``uid:<n>`` (a local process of another user, see
+    ``web.peers``); None for any other address."""
+    kind, _, number = address.partition(":")
+    return int(number) if kind == "uid" and number.isdigit() else None
+
+
+def live_login(session: Session, id_hash: str, address: str = "") -> tuple[User, LoginSession]:
     """The user and row of the login session with this digest; Unauthenticated when
-    it is unknown or expired, or its account deactivated."""
+    it is unknown or expired, its account deactivated, or it was started by a local
+    browser of one uid and ``address`` is not that uid (a cookie planted in, or
+    taken from, another user's browser on this machine)."""
     row = session.get(LoginSession, id_hash)
     if row is None or row.expires_at <= utcnow():
         raise Unauthenticated("The session has expired; log in again.")
+    if row.local_uid is not None and local_uid(address) != row.local_uid:
+        raise Unauthenticated(N_("This session belongs to another browser; log in again."))
     user = session.get(User, row.user_id)
     if user is None or not user.is_active:
         raise Unauthenticated("The account is deactivated.")
@@ -302,12 +313,8 @@ class IdentityService:
         one machine over plain HTTP a server a kernel runs on another port of the
         portal's or a workspace's host name receives that host's cookies: cookies do
         not separate ports), and no session is started there. Scripts use tokens."""
-        kind, _, number = address.partition(":")
-        if (
-            kind == "uid"
-            and number.isdigit()
-            and int(number) >= self.ctx.settings.workspaces.uid_base
-        ):
+        uid = local_uid(address)
+        if uid is not None and uid >= self.ctx.settings.workspaces.uid_base:
             raise Unauthenticated(
                 N_("A workspace cannot use or start a browser's session: scripts use an API token.")
             )
@@ -322,14 +329,19 @@ class IdentityService:
             user_id=user.id,
             csrf_token=secrets.token_urlsafe(24),
             expires_at=utcnow() + timedelta(hours=self.auth.session_ttl_hours),
+            local_uid=local_uid(address),
         )
         with self.ctx.sessions() as session, session.begin():
             session.add(row)
         return value, row
 
-    def authenticate_session(self, cookie_value: str) -> tuple[User, LoginSession]:
+    def authenticate_session(
+        self, cookie_value: str, address: str = ""
+    ) -> tuple[User, LoginSession]:
+        """The user and row of a live login session used from ``address`` (see
+        :func:`live_login`)."""
         with self.ctx.sessions() as session:
-            return live_login(session, sha256(cookie_value))
+            return live_login(session, sha256(cookie_value), address)
 
     def end_session(self, cookie_value: str) -> str | None:
         """End a login session (and the workspace sessions handed over from it);

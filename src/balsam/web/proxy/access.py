@@ -56,7 +56,8 @@ class Passage:
 class ProxyAccess:
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
-        self._cache: dict[tuple[str, str], tuple[float, Passage]] = {}
+        #: (credential digest, workspace, client address) → (expiry, passage)
+        self._cache: dict[tuple[str, str, str], tuple[float, Passage]] = {}
         #: Per user, how to end each WebSocket relayed now.
         self._sockets: dict[str, set[Callable[[], None]]] = {}
         self._lock = threading.Lock()
@@ -94,7 +95,7 @@ class ProxyAccess:
             if (websocket or method not in SAFE) and not self.same_origin(conn):
                 raise Forbidden("Cross-site request refused.")
         with self._lock:
-            hit = self._cache.get((sha256(secret), workspace_id))
+            hit = self._cache.get((sha256(secret), workspace_id, client_address(conn)))
         return hit[1] if hit is not None and hit[0] > time.monotonic() else None
 
     def check(
@@ -108,11 +109,14 @@ class ProxyAccess:
     def decide(self, conn: HTTPConnection, workspace_id: str) -> Passage:
         """Ask the database (after :meth:`peek` found nothing) and cache the answer."""
         secret, kind = self._credential(conn)  # type: ignore[misc]
-        passage = self._decide(secret, kind, workspace_id)
+        # Where it comes from is part of the question (a session is bound to the local
+        # browser that logged in), and so part of the cached answer's key.
+        address = client_address(conn)
+        passage = self._decide(secret, kind, workspace_id, address)
         with self._lock:
             if len(self._cache) > 10_000:
                 self._cache.clear()
-            self._cache[(sha256(secret), workspace_id)] = (
+            self._cache[(sha256(secret), workspace_id, address)] = (
                 time.monotonic() + CACHE_SECONDS,
                 passage,
             )
@@ -163,12 +167,12 @@ class ProxyAccess:
             for key in [k for k in self._cache if k[1] == workspace_id]:
                 del self._cache[key]
 
-    def _decide(self, secret: str, kind: Kind, workspace_id: str) -> Passage:
+    def _decide(self, secret: str, kind: Kind, workspace_id: str, address: str) -> Passage:
         identity = IdentityService(self.ctx)
         if kind == "workspace":
-            user = WorkspaceSessions(self.ctx).authenticate(secret)
+            user = WorkspaceSessions(self.ctx).authenticate(secret, address)
         elif kind == "session":
-            user = identity.authenticate_session(secret)[0]
+            user = identity.authenticate_session(secret, address)[0]
         else:
             user = identity.authenticate_token(secret)
         actor = Actor(user_id=user.id, username=user.username, is_admin=user.is_admin)

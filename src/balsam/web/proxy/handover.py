@@ -45,7 +45,8 @@ async def enter(request: Request) -> Response:
     if request.headers.get("origin", "").lower() != url_origin(portal_origin(request, settings)):
         raise Forbidden(N_("Open workspaces from Balsam's own pages."))
     form = await read_form(request)
-    IdentityService(ctx).check_browser_peer(client_address(request))  # never a workspace
+    address = client_address(request)
+    IdentityService(ctx).check_browser_peer(address)  # never a workspace
     sessions = WorkspaceSessions(ctx)
     next_path = workspace_next(form.get("next"))
     if next_path is not None and not _this_hosts(request, next_path):
@@ -54,7 +55,7 @@ async def enter(request: Request) -> Response:
         raise Forbidden(N_("Open workspaces from Balsam's own pages."))
     try:
         value, seconds = await run_in_threadpool(
-            sessions.redeem, form.get("ticket", ""), request_id(request)
+            sessions.redeem, form.get("ticket", ""), request_id(request), address
         )
     except Unauthenticated:
         if "text/html" not in request.headers.get("accept", ""):
