@@ -29,6 +29,7 @@ from balsam.providers.workspaces.environments import default_python
 from tests.cli.test_cli import BalsamUp, serving, up_environment
 from tests.fixtures.chromium import skip_without_chromium
 from tests.fixtures.workspaces import Kernel
+from tests.web.api.v1.test_login_limits import _other_local_address
 
 PASSWORD = "Own-origin-password-7"
 LAB = "#jp-main-dock-panel"
@@ -674,6 +675,16 @@ out = {
         "Content-Type": "application/json", "Origin": PORTAL},
         data=json.dumps({"username": "admin", "password": PASSWORD}).encode()),
 }
+# The same from another address of this host as the source (still reaching 127.0.0.1).
+import socket
+if SOURCE:
+    port = int(PORTAL.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=10,
+                                  source_address=(SOURCE, 0)) as s:
+        s.sendall(("GET /api/v1/users/me HTTP/1.1\\r\\nHost: localhost:%d\\r\\n"
+                   "Cookie: balsam_session=%s\\r\\nConnection: close\\r\\n\\r\\n"
+                   % (port, PORTAL_COOKIE)).encode())
+        out["api from another address"] = int(s.recv(64).split()[1])
 print(json.dumps(out))
 """
 
@@ -701,35 +712,46 @@ def test_a_browsers_cookies_buy_a_workspace_nothing(installation: Installation) 
         port = installation.workspace_port
         values = {"PORTAL": portal, "WORKSPACES": installation.url("127.0.0.1", port),
                   "HOST": f"{wid}.localhost:{port}", "LAB": lab, "PORTAL_COOKIE": cookie,
-                  "WORKSPACE_COOKIE": mine, "PASSWORD": PASSWORD}  # fmt: skip
+                  "WORKSPACE_COOKIE": mine, "PASSWORD": PASSWORD,
+                  "SOURCE": _other_local_address()}  # fmt: skip
         code = "".join(f"{k} = {v!r}\n" for k, v in values.items())
         result = kernel.execute(code + STOLEN)
     finally:
         kernel.close()
     assert result.error is None, result.error
-    assert json.loads(result.stdout) == {
+    expected = {
         "api": 401,
         "page": 303,  # to the login page
         "hand-over": 303,  # likewise: no ticket
         "workspace": 401,
         "login": 401,  # no session started there either
     }
+    if _other_local_address():
+        expected["api from another address"] = 401
+    assert json.loads(result.stdout) == expected
 
 
 #: Run as another local user (a browser of someone else on this machine): log in, use
 #: the session, and print its cookie.
 OTHER_BROWSER = """
-import json, sys, urllib.request
+import json, sys, urllib.error, urllib.request
 portal = sys.argv[1]
 login = urllib.request.Request(portal + "/api/v1/auth/login", headers={
     "Content-Type": "application/json", "Origin": portal},
     data=json.dumps({"username": "admin", "password": sys.argv[2]}).encode())
-with urllib.request.urlopen(login, timeout=30) as answer:
-    cookie = answer.headers["Set-Cookie"].split(";", 1)[0].split("=", 1)[1]
+if len(sys.argv) > 3:  # a cookie of someone else's: what it gets here
+    cookie = sys.argv[3]
+else:
+    with urllib.request.urlopen(login, timeout=30) as answer:
+        cookie = answer.headers["Set-Cookie"].split(";", 1)[0].split("=", 1)[1]
 me = urllib.request.Request(portal + "/api/v1/users/me", headers={
     "Cookie": "balsam_session=" + cookie})
-with urllib.request.urlopen(me, timeout=30) as answer:
-    print(json.dumps({"cookie": cookie, "me": answer.status}))
+try:
+    with urllib.request.urlopen(me, timeout=30) as answer:
+        status = answer.status
+except urllib.error.HTTPError as error:
+    status = error.code
+print(json.dumps({"cookie": cookie, "me": status}))
 """
 
 
@@ -747,10 +769,10 @@ def test_a_session_stays_with_the_local_browser_that_started_it(
     tmp_path.chmod(0o755)
     script.chmod(0o644)
 
-    def as_uid(uid: int) -> subprocess.CompletedProcess[str]:
+    def as_uid(uid: int, *cookie: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
-             default_python(), str(script), portal, PASSWORD],
+             default_python(), str(script), portal, PASSWORD, *cookie],
             capture_output=True, text=True, timeout=60, check=False,
         )  # fmt: skip
 
@@ -765,3 +787,10 @@ def test_a_session_stays_with_the_local_browser_that_started_it(
     page = get(f"{portal}/account", headers={"Cookie": f"balsam_session={theirs['cookie']}",
                                              "Accept": "text/html"})  # fmt: skip
     assert page.status_code == 303  # to the login page: not logged in there
+    # Nor in a third user's browser; and a session started here (root's: bound to no
+    # local uid) is nothing in theirs.
+    third = as_uid(61_002, theirs["cookie"])
+    assert third.returncode == 0 and json.loads(third.stdout)["me"] == 401, third.stderr
+    roots = _portal_login(installation, portal)
+    planted = as_uid(61_002, roots)
+    assert planted.returncode == 0 and json.loads(planted.stdout)["me"] == 401, planted.stderr

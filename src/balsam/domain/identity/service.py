@@ -66,13 +66,14 @@ def local_uid(address: str) -> int | None:
 
 def live_login(session: Session, id_hash: str, address: str = "") -> tuple[User, LoginSession]:
     """The user and row of the login session with this digest; Unauthenticated when
-    it is unknown or expired, its account deactivated, or it was started by a local
-    browser of one uid and ``address`` is not that uid (a cookie planted in, or
-    taken from, another user's browser on this machine)."""
+    it is unknown or expired, its account deactivated, or ``address`` is not of the
+    local uid that started it (a session is bound to the local browser of another
+    user of this machine that started it; one started elsewhere, to no local uid):
+    a cookie planted in, or taken from, another browser on this machine."""
     row = session.get(LoginSession, id_hash)
     if row is None or row.expires_at <= utcnow():
         raise Unauthenticated("The session has expired; log in again.")
-    if row.local_uid is not None and local_uid(address) != row.local_uid:
+    if local_uid(address) != row.local_uid:  # one of them bound and not the other, or two
         raise Unauthenticated(N_("This session belongs to another browser; log in again."))
     user = session.get(User, row.user_id)
     if user is None or not user.is_active:
@@ -314,7 +315,10 @@ class IdentityService:
         portal's or a workspace's host name receives that host's cookies: cookies do
         not separate ports), and no session is started there. Scripts use tokens."""
         uid = local_uid(address)
-        if uid is not None and uid >= self.ctx.settings.workspaces.uid_base:
+        # (web.peers.CLOSED: a socket closed before it was looked up cannot say whose)
+        if address == "loopback:closed" or (
+            uid is not None and uid >= self.ctx.settings.workspaces.uid_base
+        ):
             raise Unauthenticated(
                 N_("A workspace cannot use or start a browser's session: scripts use an API token.")
             )

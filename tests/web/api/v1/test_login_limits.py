@@ -24,6 +24,7 @@ from balsam.app import create_app
 from balsam.context import AppContext
 from balsam.domain.identity.schemas import UserCreate
 from balsam.domain.identity.service import IdentityService
+from balsam.providers.workspaces.environments import default_python
 from balsam.settings import Settings
 from balsam.web.peers import Endpoint, peer_address, socket_owner
 from tests.fixtures.app import PASSWORD
@@ -215,3 +216,38 @@ def test_a_closed_client_does_not_pass_for_root(reset: bool) -> None:
         client.close()
         accepted.close()
         assert peer_address(local, remote) == "loopback:closed"
+
+
+def _other_local_address() -> str | None:
+    """An address of this host that is not loopback, or None."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.123", 9))  # no packet is sent
+        except OSError:
+            return None
+        address = str(probe.getsockname()[0])
+    return None if ip_address(address).is_loopback else address
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs another uid's socket")
+def test_a_local_client_is_known_by_its_socket_whatever_its_source_address() -> None:
+    """A local process may bind any address of this host as its source and still reach
+    127.0.0.1: it must not pass for a remote client (whose address would be kept)."""
+    source = _other_local_address()
+    if source is None:
+        pytest.skip("this host has no address but loopback")
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        code = (f"import socket, time; s = socket.create_connection(('127.0.0.1', {port}), "
+                f"source_address=({source!r}, 0)); time.sleep(30)")  # fmt: skip
+        other = subprocess.Popen(["setpriv", "--reuid=61030", "--regid=61030", "--clear-groups",
+                                  default_python(), "-c", code])  # fmt: skip
+        try:
+            server.settimeout(30)
+            accepted, client = server.accept()
+            with accepted:
+                assert client[0] == source  # what the client claims to be
+                assert peer_address(client[:2], ("127.0.0.1", port)) == "uid:61030"
+        finally:
+            other.kill()
+            other.wait()
