@@ -564,13 +564,18 @@ class SeaweedServer:
         return env
 
     def _wait_until_ready(self) -> None:
-        """Until S3 (and its IAM API, when on) answers a signed request and every
-        port accepts connections (the admin server binds last, after S3 is up)."""
+        """Until S3 (and its IAM API, when on) answers a signed request, the master
+        knows the volume server (its data: until then a read answers InternalError)
+        and every port accepts connections (the admin server binds last)."""
         s3, iam = self._probe_client("s3"), self._probe_client("iam")
         waiting = set(self.ports.as_dict().values())
         deadline = time.monotonic() + self.start_timeout
         while True:
-            if self._answers(s3) and (not self.s3_iam_api or self._iam_answers(iam)):
+            if (
+                self._answers(s3)
+                and (not self.s3_iam_api or self._iam_answers(iam))
+                and self._volume_server_joined()
+            ):
                 waiting = _not_listening(waiting)
                 if not waiting:
                     return
@@ -606,6 +611,22 @@ class SeaweedServer:
             aws_secret_access_key=self._admin_secret_key,
             config=config,
         )
+
+    def _volume_server_joined(self) -> bool:
+        """Whether the master lists the volume server (its status page, the one page
+        its HTTP port serves, names each joined one by address). A volume server whose
+        first heartbeat met a master not yet leader joins only at its next pulse,
+        seconds later; S3 answers meanwhile, but reads of existing objects fail."""
+        address = f"127.0.0.1:{self.ports.volume}"
+        try:
+            with socket.create_connection(("127.0.0.1", self.ports.master), timeout=1) as sock:
+                sock.sendall(b"GET / HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+                page = b""
+                while len(page) < 1_000_000 and (chunk := sock.recv(65536)):
+                    page += chunk
+        except OSError:
+            return False
+        return address.encode() in page
 
     @staticmethod
     def _answers(probe: Any) -> bool:

@@ -76,7 +76,7 @@ def _ip(text: str) -> IPAddress | None:
     return address
 
 
-def _diag_request(client: Endpoint, server: Endpoint, family: int) -> bytes:
+def _diag_request(client: Endpoint, server: Endpoint, family: int, interface: int = 0) -> bytes:
     def packed(address: IPAddress) -> bytes:
         if family == socket.AF_INET6 and address.version == 4:
             address = ipaddress.IPv6Address(b"\0" * 10 + b"\xff" * 2 + address.packed)
@@ -87,7 +87,7 @@ def _diag_request(client: Endpoint, server: Endpoint, family: int) -> bytes:
         + struct.pack(">HH", client[1], server[1])
         + packed(client[0])
         + packed(server[0])
-        + struct.pack("=III", 0, NO_COOKIE, NO_COOKIE)
+        + struct.pack("=III", interface, NO_COOKIE, NO_COOKIE)
     )
     return (
         NLMSG_HEADER.pack(NLMSG_HEADER.size + len(body), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST, 1, 0)
@@ -96,19 +96,23 @@ def _diag_request(client: Endpoint, server: Endpoint, family: int) -> bytes:
 
 
 def _netlink_owner(client: Endpoint, server: Endpoint) -> Owner | None:
-    """Ask the kernel for the one socket (an IPv4 peer may hold an IPv6 socket).
+    """Ask the kernel for the one socket (an IPv4 peer may hold an IPv6 socket; a
+    socket bound to an interface, by a link-local address or SO_BINDTODEVICE, is
+    found only when its interface is named, so each is asked for in turn).
     Raises OSError when netlink cannot answer, not merely "no such socket"."""
     families = [socket.AF_INET6] if client[0].version == 6 else [socket.AF_INET, socket.AF_INET6]
+    interfaces = [0, *(index for index, _ in socket.if_nameindex())]
     with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_SOCK_DIAG) as link:
         link.settimeout(1)
-        for family in families:
-            link.send(_diag_request(client, server, family))
-            answer = link.recv(8192)
-            if NLMSG_HEADER.unpack_from(answer)[1] != NLMSG_ERROR:
-                return Owner(*DIAG_UID_INODE.unpack_from(answer, DIAG_UID_OFFSET))
-            error = -struct.unpack_from("=i", answer, NLMSG_HEADER.size)[0]
-            if error != errno.ENOENT:
-                raise OSError(error, os.strerror(error))
+        for interface in interfaces:
+            for family in families:
+                link.send(_diag_request(client, server, family, interface))
+                answer = link.recv(8192)
+                if NLMSG_HEADER.unpack_from(answer)[1] != NLMSG_ERROR:
+                    return Owner(*DIAG_UID_INODE.unpack_from(answer, DIAG_UID_OFFSET))
+                error = -struct.unpack_from("=i", answer, NLMSG_HEADER.size)[0]
+                if error != errno.ENOENT:
+                    raise OSError(error, os.strerror(error))
     return None
 
 

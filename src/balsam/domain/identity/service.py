@@ -315,8 +315,9 @@ class IdentityService:
         portal's or a workspace's host name receives that host's cookies: cookies do
         not separate ports), and no session is started there. Scripts use tokens."""
         uid = local_uid(address)
-        # (web.peers.CLOSED: a socket closed before it was looked up cannot say whose)
-        if address == "loopback:closed" or (
+        # A socket closed before it was looked up (web.peers.CLOSED), or before the
+        # server could even ask its address ("unknown"), cannot say whose it was.
+        if address in ("loopback:closed", "unknown") or (
             uid is not None and uid >= self.ctx.settings.workspaces.uid_base
         ):
             raise Unauthenticated(
@@ -347,12 +348,13 @@ class IdentityService:
         with self.ctx.sessions() as session:
             return live_login(session, sha256(cookie_value), address)
 
-    def end_session(self, cookie_value: str) -> str | None:
-        """End a login session (and the workspace sessions handed over from it);
-        the username it was of, None when there was none."""
+    def end_session(self, cookie_value: str, address: str = "") -> str | None:
+        """End a login session (and the workspace sessions handed over from it) used
+        from ``address`` (its browser's, see :func:`live_login`: a cookie taken
+        elsewhere ends nothing); the username it was of, None when there was none."""
         with self.ctx.sessions() as session, session.begin():
             row = session.get(LoginSession, sha256(cookie_value))
-            if row is None:
+            if row is None or row.local_uid != local_uid(address):
                 return None
             user = session.get(User, row.user_id)
             session.delete(row)

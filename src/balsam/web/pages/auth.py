@@ -131,7 +131,9 @@ async def logout(request: Request) -> Response:
     session = await page_session(request) if cookie else None
     if cookie and session is not None:
         await session_form(request, session)  # a live session's logout carries its token
-        username = await run_in_threadpool(IdentityService(ctx).end_session, cookie)
+        username = await run_in_threadpool(
+            IdentityService(ctx).end_session, cookie, client_address(request)
+        )
         forget_session(request, cookie, username)
     response = RedirectResponse("/login", status_code=303)
     clear_session_cookie(response, auth)

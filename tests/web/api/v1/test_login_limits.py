@@ -251,3 +251,47 @@ def test_a_local_client_is_known_by_its_socket_whatever_its_source_address() -> 
         finally:
             other.kill()
             other.wait()
+
+
+def _ipv6_addresses() -> tuple[str | None, tuple[str, int] | None]:
+    """A global IPv6 address of this host and a link-local one with its interface
+    index (from /proc/net/if_inet6), each None when there is none."""
+    global_address, link_local = None, None
+    try:
+        lines = Path("/proc/net/if_inet6").read_text().splitlines()
+    except OSError:
+        return None, None
+    for line in lines:
+        hexed, index = line.split()[0], int(line.split()[1], 16)
+        address = ip_address(bytes.fromhex(hexed))
+        if address.is_link_local and link_local is None:
+            link_local = (str(address), index)
+        elif not address.is_loopback:
+            global_address = global_address or str(address)
+    return global_address, link_local
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs another uid's socket")
+def test_a_socket_bound_to_an_interface_is_still_known() -> None:
+    """A socket bound to a link-local address is bound to its interface, and the kernel
+    finds it only when the lookup names that interface: connecting to another address
+    of this host it must not pass for a remote client (Balsam listening on the network)."""
+    source, link_local = _ipv6_addresses()
+    if source is None or link_local is None:
+        pytest.skip("this host has no second IPv6 address and link-local one")
+    with socket.create_server(("::", 0), family=socket.AF_INET6) as server:
+        port = server.getsockname()[1]
+        bound = (link_local[0], 0, 0, link_local[1])  # the source: bound to its interface
+        code = ("import socket, time; s = socket.socket(socket.AF_INET6); "
+                f"s.bind({bound!r}); s.connect(({source!r}, {port})); time.sleep(30)")  # fmt: skip
+        other = subprocess.Popen(["setpriv", "--reuid=61031", "--regid=61031", "--clear-groups",
+                                  default_python(), "-c", code])  # fmt: skip
+        try:
+            server.settimeout(30)
+            accepted, client = server.accept()
+            with accepted:
+                assert client[0].startswith("fe80:")  # what it claims to be: not loopback
+                assert peer_address(client[:2], accepted.getsockname()[:2]) == "uid:61031"
+        finally:
+            other.kill()
+            other.wait()

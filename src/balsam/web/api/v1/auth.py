@@ -57,7 +57,8 @@ def logout(request: Request, response: Response, ctx: Ctx) -> Response:
         raise Forbidden("Log out from Balsam's own pages.")
     cookie = request.cookies.get(ctx.settings.auth.cookie_name)
     if cookie:
-        forget_session(request, cookie, IdentityService(ctx).end_session(cookie))
+        ended = IdentityService(ctx).end_session(cookie, client_address(request))
+        forget_session(request, cookie, ended)
     clear_session_cookie(response, ctx.settings.auth)
     response.status_code = 204
     return response
