@@ -162,7 +162,7 @@ class Direct:
             url, poller = f"http://127.0.0.1:{port}{base_url}api/status", client
         else:
             sock = run_dir / runtime.SERVER_SOCKET
-            command = server_command(self.env_path, base_url, sock, home)
+            command = server_command(self.env_path, base_url, sock, home, start_in="")
             url = f"http://localhost{base_url}api/status"
             poller = httpx.Client(transport=httpx.HTTPTransport(uds=str(sock)), timeout=30)
         log = (self.root / f"direct-{i}.log").open("wb")
@@ -201,7 +201,7 @@ class Direct:
 def tcp_command(env_path: Path, base_url: str, port: int, root_dir: Path) -> list[str]:
     """The command line of releases before unix sockets: loopback TCP, kernels on TCP."""
     sock = Path("/nonexistent")
-    command = server_command(env_path, base_url, sock, root_dir)
+    command = server_command(env_path, base_url, sock, root_dir, start_in="")
     command.remove(f"--ServerApp.sock={sock}")
     command.remove("--ServerApp.sock_mode=0600")
     command.remove("--KernelManager.transport=ipc")
