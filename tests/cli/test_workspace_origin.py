@@ -455,7 +455,9 @@ def test_the_hand_over_answers_bad_input_without_a_500(installation: Installatio
 
 #: Run in the workspace's kernel: what its code gets of the hand-over, forging the
 #: headers a browser would not let a page forge.
-KERNEL_ATTACK = """
+#: Kernel code's HTTP without following redirects: ``call(url, data, headers)`` →
+#: ``(status, headers, the body's start)``.
+KERNEL_HTTP = """
 import json, urllib.request, urllib.error
 class Stay(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, *args, **kwargs):
@@ -468,6 +470,11 @@ def call(url, data=None, headers={}):
             return r.status, dict(r.headers), r.read().decode()[:300]
     except urllib.error.HTTPError as e:
         return e.code, dict(e.headers), e.read().decode()[:300]
+"""
+
+KERNEL_ATTACK = (
+    KERNEL_HTTP
+    + """
 out = {}
 out["page"] = call(PORTAL + "/workspace-session?next=/workspaces/x/lab",
                    headers={"Accept": "text/html"})
@@ -478,6 +485,7 @@ for ticket in ("guessed", "", "x" * 43):
         headers={"Origin": PORTAL, "Host": HOST})
 print(json.dumps(out))
 """
+)
 
 
 def test_a_kernel_gets_no_session_out_of_the_hand_over(installation: Installation) -> None:
@@ -651,27 +659,19 @@ def test_opening_from_the_portal_replaces_a_planted_workspace_cookie(
 #: Run in the workspace's kernel with a browser's cookies it got hold of (a server of
 #: its own on another port of the portal's host name receives them: cookies do not
 #: separate ports): what each buys it.
-STOLEN = """
-import json, urllib.request, urllib.error
-class Stay(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args, **kwargs):
-        return None
-opener = urllib.request.build_opener(Stay)
-def call(url, data=None, headers={}):
-    request = urllib.request.Request(url, data=data, headers=headers)
-    try:
-        with opener.open(request, timeout=10) as r:
-            return r.status
-    except urllib.error.HTTPError as e:
-        return e.code
+STOLEN = (
+    KERNEL_HTTP
+    + """
+def status(url, data=None, headers={}):
+    return call(url, data, headers)[0]
 portal = {"Cookie": "balsam_session=" + PORTAL_COOKIE}
 out = {
-    "api": call(PORTAL + "/api/v1/users/me", headers=portal),
-    "page": call(PORTAL + "/account", headers={**portal, "Accept": "text/html"}),
-    "hand-over": call(PORTAL + "/workspace-session?next=" + LAB, headers=portal),
-    "workspace": call(WORKSPACES + LAB, headers={
+    "api": status(PORTAL + "/api/v1/users/me", headers=portal),
+    "page": status(PORTAL + "/account", headers={**portal, "Accept": "text/html"}),
+    "hand-over": status(PORTAL + "/workspace-session?next=" + LAB, headers=portal),
+    "workspace": status(WORKSPACES + LAB, headers={
         "Cookie": "balsam_session_workspace=" + WORKSPACE_COOKIE, "Host": HOST}),
-    "login": call(PORTAL + "/api/v1/auth/login", headers={
+    "login": status(PORTAL + "/api/v1/auth/login", headers={
         "Content-Type": "application/json", "Origin": PORTAL},
         data=json.dumps({"username": "admin", "password": PASSWORD}).encode()),
 }
@@ -687,6 +687,7 @@ if SOURCE:
         out["api from another address"] = int(s.recv(64).split()[1])
 print(json.dumps(out))
 """
+)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="workspaces have uids of their own only as root")

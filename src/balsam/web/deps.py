@@ -148,9 +148,7 @@ def authenticate(request: Request, ctx: AppContext, *, allow_basic: bool = False
         return _actor(request, user.id, user.username, user.is_admin)
     cookie = session_cookie(request, ctx.settings.auth.cookie_name)
     if cookie:
-        address = client_address(request)
-        identity.check_browser_peer(address)
-        user, session = identity.authenticate_session(cookie, address)
+        user, session = identity.authenticate_session(cookie, client_address(request))
         if request.method not in SAFE_METHODS:
             sent = request.headers.get("x-csrf-token", "")
             if not hmac.compare_digest(sent.encode(), session.csrf_token.encode()):
@@ -180,11 +178,8 @@ def browser_session(request: Request, ctx: AppContext) -> tuple[Actor, str] | No
     cookie = session_cookie(request, ctx.settings.auth.cookie_name)
     if not cookie:
         return None
-    identity = IdentityService(ctx)
     try:
-        address = client_address(request)
-        identity.check_browser_peer(address)
-        user, session = identity.authenticate_session(cookie, address)
+        user, session = IdentityService(ctx).authenticate_session(cookie, client_address(request))
     except BalsamError:
         return None
     return _actor(request, user.id, user.username, user.is_admin), session.csrf_token

@@ -27,11 +27,11 @@ from balsam.web.errors import problem
 from balsam.web.origins import (
     SHARED_PREFIXES,
     WORKSPACE_PREFIX,
+    hosts_workspace,
     on_workspace_port,
     portal_elsewhere,
     portal_origin,
     request_host,
-    workspace_host,
     workspace_id_of,
     workspace_origin,
 )
@@ -71,8 +71,7 @@ class OriginSplit:
     ) -> None:
         path: str = scope["path"]
         if workspace_id is not None:
-            expected = workspace_host(self.settings, workspace_id)
-            if expected in (None, host) or _bearer(scope):
+            if hosts_workspace(self.settings, host, workspace_id) or _bearer(scope):
                 await self.app(scope, receive, send)
             else:
                 origin = workspace_origin(scope, self.settings, workspace_id)

@@ -112,6 +112,13 @@ def workspace_host(settings: Settings, workspace_id: str) -> str | None:
     return workspace_id + pattern[1:]
 
 
+def hosts_workspace(settings: Settings, host: str, workspace_id: str) -> bool:
+    """Whether workspace ``workspace_id`` is served under ``host`` (any host when
+    workspaces come under the name typed or share the portal's origin)."""
+    expected = workspace_host(settings, workspace_id)
+    return expected is None or expected == host
+
+
 def is_workspace_host(settings: Settings, host: str) -> bool:
     """Whether ``host`` is a workspace's host name (one of the pattern's)."""
     pattern = workspace_hosts(settings)
@@ -183,7 +190,7 @@ def opening_link(conn: HTTPConnection, settings: Settings, path: str) -> str:
     portal's hand-over, so the workspace's host gets a fresh session of this user
     whatever cookie a page on another port of that name may have planted there; the
     path itself when workspaces share the portal's origin."""
-    if workspace_link(conn, settings, path) == path:
+    if settings.workspace_port is None or workspace_id_of(path) is None:
         return path
     return f"{HANDOVER_PATH}?{urlencode({'next': path})}"
 

@@ -57,11 +57,22 @@ def sha256(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
 
 
+#: Client addresses that cannot say whose socket it was: closed before it was looked up
+#: (``web.peers.CLOSED``), or before the server could even ask its address.
+UNATTRIBUTED = frozenset({"loopback:closed", "unknown"})
+
+
 def local_uid(address: str) -> int | None:
     """The uid in a client address ``uid:<n>`` (a local process of another user, see
     ``web.peers``); None for any other address."""
     kind, _, number = address.partition(":")
     return int(number) if kind == "uid" and number.isdigit() else None
+
+
+def _used_by_its_browser(row: LoginSession, address: str) -> bool:
+    """Whether a login session is used from the local uid that started it (or, started
+    by no local uid, from none), and by a socket that can say whose it is."""
+    return address not in UNATTRIBUTED and local_uid(address) == row.local_uid
 
 
 def live_login(session: Session, id_hash: str, address: str = "") -> tuple[User, LoginSession]:
@@ -73,7 +84,7 @@ def live_login(session: Session, id_hash: str, address: str = "") -> tuple[User,
     row = session.get(LoginSession, id_hash)
     if row is None or row.expires_at <= utcnow():
         raise Unauthenticated("The session has expired; log in again.")
-    if local_uid(address) != row.local_uid:  # one of them bound and not the other, or two
+    if not _used_by_its_browser(row, address):
         raise Unauthenticated(N_("This session belongs to another browser; log in again."))
     user = session.get(User, row.user_id)
     if user is None or not user.is_active:
@@ -308,16 +319,15 @@ class IdentityService:
             return user
 
     def check_browser_peer(self, address: str) -> None:
-        """Unauthenticated when ``address`` (a client's, see ``web.peers``) is a
-        workspace's own uid (``uid:<n>``, n at or above ``workspaces.uid_base``): no
-        browser runs there, so a session cookie used from there was taken from one (on
-        one machine over plain HTTP a server a kernel runs on another port of the
-        portal's or a workspace's host name receives that host's cookies: cookies do
-        not separate ports), and no session is started there. Scripts use tokens."""
+        """Unauthenticated when ``address`` (a client's, see ``web.peers``) may not
+        start a browser's session: a workspace's own uid (``uid:<n>``, n at or above
+        ``workspaces.uid_base``; no browser runs there, scripts use tokens) or an
+        unattributed socket. Using one needs no check here: a session is bound to the
+        local uid that started it (:func:`live_login`), never a workspace's, so a cookie
+        a kernel's server received (on one machine over plain HTTP a server on another
+        port of a host name receives that name's cookies) is refused there anyway."""
         uid = local_uid(address)
-        # A socket closed before it was looked up (web.peers.CLOSED), or before the
-        # server could even ask its address ("unknown"), cannot say whose it was.
-        if address in ("loopback:closed", "unknown") or (
+        if address in UNATTRIBUTED or (
             uid is not None and uid >= self.ctx.settings.workspaces.uid_base
         ):
             raise Unauthenticated(
@@ -354,7 +364,7 @@ class IdentityService:
         elsewhere ends nothing); the username it was of, None when there was none."""
         with self.ctx.sessions() as session, session.begin():
             row = session.get(LoginSession, sha256(cookie_value))
-            if row is None or row.local_uid != local_uid(address):
+            if row is None or not _used_by_its_browser(row, address):
                 return None
             user = session.get(User, row.user_id)
             session.delete(row)

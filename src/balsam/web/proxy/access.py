@@ -88,12 +88,8 @@ class ProxyAccess:
         if credential is None:
             raise Unauthenticated("Log in to open this workspace.")
         secret, kind = credential
-        if kind != "token":
-            # A browser's cookie, never a workspace's (one would have taken it from a
-            # browser); a quick socket lookup, for loopback clients only.
-            IdentityService(self.ctx).check_browser_peer(client_address(conn))
-            if (websocket or method not in SAFE) and not self.same_origin(conn):
-                raise Forbidden("Cross-site request refused.")
+        if kind != "token" and (websocket or method not in SAFE) and not self.same_origin(conn):
+            raise Forbidden("Cross-site request refused.")
         with self._lock:
             hit = self._cache.get((sha256(secret), workspace_id, client_address(conn)))
         return hit[1] if hit is not None and hit[0] > time.monotonic() else None

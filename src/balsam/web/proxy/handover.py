@@ -16,17 +16,16 @@ from fastapi.responses import RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
 from balsam.domain.identity.handover import WorkspaceSessions
-from balsam.domain.identity.service import IdentityService
 from balsam.errors import N_, Forbidden, NotFound, Unauthenticated
 from balsam.web.deps import client_address, get_ctx, request_id, set_session_cookie
 from balsam.web.origins import (
     ENTER_PATH,
     HANDOVER_PATH,
+    hosts_workspace,
     on_workspace_port,
     portal_origin,
     request_host,
     url_origin,
-    workspace_host,
     workspace_id_of,
 )
 from balsam.web.pages.forms import read_form
@@ -45,17 +44,17 @@ async def enter(request: Request) -> Response:
     if request.headers.get("origin", "").lower() != url_origin(portal_origin(request, settings)):
         raise Forbidden(N_("Open workspaces from Balsam's own pages."))
     form = await read_form(request)
-    address = client_address(request)
-    IdentityService(ctx).check_browser_peer(address)  # never a workspace
     sessions = WorkspaceSessions(ctx)
     next_path = workspace_next(form.get("next"))
-    if next_path is not None and not _this_hosts(request, next_path):
+    workspace_id = workspace_id_of(next_path or "")
+    host = request_host(request, settings).lower()
+    if workspace_id is not None and not hosts_workspace(settings, host, workspace_id):
         # Each workspace's host has its own session: one handed over here must not
         # send the browser on to another's (whose host would not have it anyway).
         raise Forbidden(N_("Open workspaces from Balsam's own pages."))
     try:
         value, seconds = await run_in_threadpool(
-            sessions.redeem, form.get("ticket", ""), request_id(request), address
+            sessions.redeem, form.get("ticket", ""), request_id(request), client_address(request)
         )
     except Unauthenticated:
         if "text/html" not in request.headers.get("accept", ""):
@@ -70,11 +69,3 @@ async def enter(request: Request) -> Response:
     name = settings.auth.workspace_cookie_name
     set_session_cookie(response, settings.auth, name, value, seconds)
     return response
-
-
-def _this_hosts(request: Request, path: str) -> bool:
-    """Whether ``path``'s workspace is served under the host this request came to."""
-    settings = get_ctx(request).settings
-    workspace_id = workspace_id_of(path)
-    expected = workspace_host(settings, workspace_id) if workspace_id else None
-    return expected is None or expected == request_host(request, settings).lower()

@@ -12,6 +12,7 @@ import socket
 import struct
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from ipaddress import ip_address
 from pathlib import Path
 from typing import Any
@@ -229,6 +230,24 @@ def _other_local_address() -> str | None:
     return None if ip_address(address).is_loopback else address
 
 
+@contextmanager
+def _connected_as(
+    uid: int, code: str, server: socket.socket
+) -> Iterator[tuple[socket.socket, Any]]:
+    """Run ``code`` (which connects to ``server`` and waits) as ``uid``; the accepted
+    socket and the client's address while it runs."""
+    other = subprocess.Popen(["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
+                              default_python(), "-c", code])  # fmt: skip
+    try:
+        server.settimeout(30)
+        accepted, client = server.accept()
+        with accepted:
+            yield accepted, client
+    finally:
+        other.kill()
+        other.wait()
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs another uid's socket")
 def test_a_local_client_is_known_by_its_socket_whatever_its_source_address() -> None:
     """A local process may bind any address of this host as its source and still reach
@@ -240,17 +259,9 @@ def test_a_local_client_is_known_by_its_socket_whatever_its_source_address() -> 
         port = server.getsockname()[1]
         code = (f"import socket, time; s = socket.create_connection(('127.0.0.1', {port}), "
                 f"source_address=({source!r}, 0)); time.sleep(30)")  # fmt: skip
-        other = subprocess.Popen(["setpriv", "--reuid=61030", "--regid=61030", "--clear-groups",
-                                  default_python(), "-c", code])  # fmt: skip
-        try:
-            server.settimeout(30)
-            accepted, client = server.accept()
-            with accepted:
-                assert client[0] == source  # what the client claims to be
-                assert peer_address(client[:2], ("127.0.0.1", port)) == "uid:61030"
-        finally:
-            other.kill()
-            other.wait()
+        with _connected_as(61_030, code, server) as (_accepted, client):
+            assert client[0] == source  # what the client claims to be
+            assert peer_address(client[:2], ("127.0.0.1", port)) == "uid:61030"
 
 
 def _ipv6_addresses() -> tuple[str | None, tuple[str, int] | None]:
@@ -284,14 +295,6 @@ def test_a_socket_bound_to_an_interface_is_still_known() -> None:
         bound = (link_local[0], 0, 0, link_local[1])  # the source: bound to its interface
         code = ("import socket, time; s = socket.socket(socket.AF_INET6); "
                 f"s.bind({bound!r}); s.connect(({source!r}, {port})); time.sleep(30)")  # fmt: skip
-        other = subprocess.Popen(["setpriv", "--reuid=61031", "--regid=61031", "--clear-groups",
-                                  default_python(), "-c", code])  # fmt: skip
-        try:
-            server.settimeout(30)
-            accepted, client = server.accept()
-            with accepted:
-                assert client[0].startswith("fe80:")  # what it claims to be: not loopback
-                assert peer_address(client[:2], accepted.getsockname()[:2]) == "uid:61031"
-        finally:
-            other.kill()
-            other.wait()
+        with _connected_as(61_031, code, server) as (accepted, client):
+            assert client[0].startswith("fe80:")  # what it claims to be: not loopback
+            assert peer_address(client[:2], accepted.getsockname()[:2]) == "uid:61031"
