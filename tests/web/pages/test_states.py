@@ -11,7 +11,7 @@ import pytest
 from playwright.sync_api import Browser
 
 from balsam.web.pages import i18n
-from balsam.web.pages.states import reason, reason_patterns
+from balsam.web.pages.states import key_name, reason, reason_patterns
 
 SCRIPT = files("balsam.web.pages") / "static" / "balsam.js"
 
@@ -70,3 +70,21 @@ def test_every_reason_the_services_set_is_translated() -> None:
         and "{" not in text.replace("{actor.username}", "")
     ]
     assert untranslated == []
+
+
+@pytest.mark.parametrize(
+    ("stored", "swedish"),
+    [
+        ("created with project", "skapad med projektet"),
+        ("workspace analys-3f9a2c", "bearbetningsmiljö analys-3f9a2c"),
+        ("laptop", "laptop"),
+        ("workspace of mine, not Balsam's", "workspace of mine, not Balsam's"),
+    ],
+)
+def test_the_key_names_balsam_gives_are_shown_in_the_pages_language(
+    stored: str, swedish: str
+) -> None:
+    """Balsam names the keys it mints in English (the API shows them so); a name a
+    person chose is never translated."""
+    assert key_name(i18n.translations("sv").gettext, stored) == swedish
+    assert key_name(i18n.translations("en").gettext, stored) == stored

@@ -67,6 +67,9 @@ def environment(language: str) -> jinja2.Environment:
     env.globals["audit_labels"] = activity.labels(i18n.translations(language).gettext)
     env.globals["sync_labels"] = states.sync_labels(i18n.translations(language).gettext)
     env.filters["file_id"] = encode_file_id
+    env.filters["key_name"] = functools.partial(
+        states.key_name, i18n.translations(language).gettext
+    )
     return env
 
 

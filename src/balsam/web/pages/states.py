@@ -72,14 +72,35 @@ def reason_patterns(gettext: Callable[[str], str]) -> list[tuple[str, str]]:
     ]
 
 
-def reason(gettext: Callable[[str], str], text: str | None) -> str:
-    """``text`` in ``gettext``'s language where it is a reason the pages know."""
+def _known(
+    gettext: Callable[[str], str],
+    text: str | None,
+    words: tuple[str, ...],
+    patterns: tuple[tuple[re.Pattern[str], str], ...],
+) -> str:
+    """``text`` translated where it is one of ``words`` or fills one of ``patterns``."""
     if not text:
         return ""
-    if text in REASONS:
+    if text in words:
         return gettext(text)
-    for pattern, template in PATTERNS:
+    for pattern, template in patterns:
         found = pattern.fullmatch(text)
         if found:
             return gettext(template) % found.groupdict()
     return text
+
+
+def reason(gettext: Callable[[str], str], text: str | None) -> str:
+    """``text`` in ``gettext``'s language where it is a reason the pages know."""
+    return _known(gettext, text, REASONS, PATTERNS)
+
+
+#: The names Balsam gives the keys it mints itself. They are stored (and shown by the
+#: API) in English; a name a person chose is shown as it is.
+KEY_NAMES: Final = (N_("created with project"),)
+KEY_PATTERNS: Final = ((re.compile(r"workspace (?P<id>[a-z0-9-]+)"), N_("workspace %(id)s")),)
+
+
+def key_name(gettext: Callable[[str], str], text: str | None) -> str:
+    """A key's name in ``gettext``'s language where Balsam gave it."""
+    return _known(gettext, text, KEY_NAMES, KEY_PATTERNS)
