@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 PG_INITDB := $(firstword $(wildcard /usr/lib/postgresql/*/bin/initdb))
 BENCHES := $(sort $(filter-out bench/_%,$(wildcard bench/*.py)))
 
-.PHONY: venv run test test-sqlite test-postgres lint format bench docs messages
+.PHONY: venv system-packages run test test-sqlite test-postgres lint format bench docs messages
 
 ## venv: the virtual environment, with Balsam installed editable plus test tools
 venv: $(STAMP)
@@ -21,14 +21,32 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
 	@touch $@
 
+## system-packages: the Debian packages the workspace templates need (R for the R and
+## Elyra templates): installed when run as root, otherwise named (a workspace of a
+## template whose packages are missing fails with their names)
+TEMPLATES_FILE := $(or $(BALSAM_WORKSPACES__TEMPLATES_FILE),src/balsam/data/workspace_templates.json)
+system-packages:
+	@command -v dpkg-query >/dev/null || { echo "system-packages: no dpkg here; install what $(TEMPLATES_FILE) names under systemPackages yourself"; exit 0; }; \
+	wanted=$$($(PYTHON) -c 'import json, sys; print(" ".join(sorted({p for t in json.load(open(sys.argv[1])) for p in t.get("systemPackages", [])})))' $(TEMPLATES_FILE)) || exit 1; \
+	missing=$$(for p in $$wanted; do dpkg-query -W -f '$${db:Status-Abbrev}' $$p 2>/dev/null | grep -q '^ii' || echo $$p; done | tr '\n' ' '); \
+	[ -n "$${missing% }" ] || exit 0; \
+	if [ "$$(id -u)" = 0 ]; then \
+	  echo "Installing the workspace templates' system packages (R and R packages; a few minutes): $$missing"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null 2>&1 || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; }; \
+	else \
+	  echo "warning: R workspaces (templates r, elyra) will not start until an administrator runs:"; \
+	  echo "  sudo apt-get install --no-install-recommends $$missing"; \
+	fi
+
 ## run: start Balsam on http://localhost:8080, each workspace on http://<id>.localhost:8081 (data in .balsam/)
-run: venv
+run: venv system-packages
 	$(BIN)/balsam up
 
 ## test: the whole suite on SQLite, then what touches the database again on a private PostgreSQL
 test: test-sqlite test-postgres
 
-test-sqlite: venv
+test-sqlite: venv system-packages
 	$(BIN)/pytest
 
 # The PostgreSQL pass runs what touches the database: providers, embedded servers,

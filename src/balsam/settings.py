@@ -183,6 +183,13 @@ class WorkspaceSettings(BaseModel):
         description="Package index environments are installed from. Default: the package "
         "installer's own (PyPI, or UV_INDEX_URL / its config).",
     )
+    cran_url: str | None = Field(
+        None,
+        description="CRAN mirror R packages are installed from: templates' cranPackages at "
+        "build, and install.packages() in R workspaces (their 'repos' option). Default: "
+        "none (R and R packages come from the machine's Debian packages; a template naming "
+        "CRAN packages then fails to build).",
+    )
     start_timeout_seconds: int = Field(
         180, ge=5, description="Longest a workspace server may take to answer after start."
     )

@@ -74,6 +74,7 @@ def build_providers(settings: Settings) -> Providers:
                 settings.resolved_environments_dir,
                 python=settings.workspaces.python,
                 index_url=settings.workspaces.index_url,
+                cran_url=settings.workspaces.cran_url,
                 timeout=settings.workspaces.build_timeout_seconds,
             ),
         ),

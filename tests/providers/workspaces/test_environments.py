@@ -3,6 +3,7 @@ behind; the default interpreter is one that workspace users can run."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -56,3 +57,53 @@ def test_a_built_environment_is_writable_by_balsam_alone() -> None:
         if not path.is_symlink() and path.stat().st_mode & 0o022
     ]
     assert writable == []
+
+
+def test_a_template_without_its_system_packages_fails_with_their_names(tmp_path: Path) -> None:
+    """Before anything is built: the reason names what the administrator installs."""
+    spec = EnvironmentSpec(
+        "needs-deb", ("x==1",), system_packages=("bash", "balsam-test-no-such-deb-3f9a")
+    )
+    builder = EnvironmentBuilder(tmp_path / "envs", timeout=300)
+    with pytest.raises(WorkspaceStartError) as failed:
+        builder.ensure(spec, lambda _: None)
+    assert "balsam-test-no-such-deb-3f9a" in failed.value.message
+    assert "bash," not in failed.value.message  # installed: not named
+    assert "apt-get install balsam-test-no-such-deb-3f9a" in failed.value.message
+    assert not builder.path(spec).exists()
+
+
+def test_system_packages_r_and_cran_make_new_versions_and_only_they() -> None:
+    plain = EnvironmentSpec("t", ("x==1",))
+    assert plain.version == EnvironmentSpec("t", ("x==1",), system_packages=()).version
+    assert (
+        plain.version != EnvironmentSpec("t", ("x==1",), system_packages=("r-base-core",)).version
+    )
+    assert plain.version != EnvironmentSpec("t", ("x==1",), r=True).version
+    assert plain.version != EnvironmentSpec("t", ("x==1",), cran_packages=("treemap",)).version
+
+
+@pytest.mark.parametrize(
+    ("extra", "refused"),
+    [
+        ({"kernels": ["python3", "ir"]}, "an R kernel needs the system packages"),
+        ({"systemPackages": ["r-base-core; rm -rf /"]}, "not Debian package names"),
+        ({"cranPackages": ["treemap'); system('id"]}, "not R package names"),
+        ({"kernels": ["julia"]}, "kernels"),
+    ],
+)
+def test_templates_file_refuses_what_it_cannot_build(
+    tmp_path: Path, extra: dict[str, object], refused: str
+) -> None:
+    file = tmp_path / "templates.json"
+    file.write_text(json.dumps([{"id": "t", "name": "T", "requirements": ["x==1"], **extra}]))
+    with pytest.raises(ValueError, match=refused):
+        load_templates(file)
+
+
+def test_the_built_in_r_templates_name_what_r_needs() -> None:
+    for template in ("r", "elyra"):
+        spec = load_templates(None)[template].environment
+        assert spec.r
+        assert {"r-base-core", "r-cran-irkernel", "r-cran-reticulate"} <= set(spec.system_packages)
+    assert not load_templates(None)["python"].environment.r

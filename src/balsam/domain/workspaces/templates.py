@@ -12,12 +12,18 @@ import json
 import re
 from importlib import resources
 from pathlib import Path
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from balsam.providers.workspaces.base import EnvironmentSpec, ResourceLimits
 
+_DEBIAN_NAME = re.compile(r"^[a-z0-9][a-z0-9.+-]+$")
+_CRAN_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9.]*[A-Za-z0-9]$")
+#: What an R kernel needs of the machine: R itself and IRkernel; the R package that
+#: reaches the bucket runs on reticulate.
+R_PACKAGES = frozenset({"r-base-core", "r-cran-irkernel", "r-cran-reticulate"})
 _PINNED = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\[\],-]*==[A-Za-z0-9.+!*-]+$")
 
 
@@ -28,6 +34,15 @@ class WorkspaceTemplate(BaseModel):
     name: str = Field(min_length=1, max_length=100)
     description: str = ""
     requirements: tuple[str, ...] = Field(min_length=1)
+    #: Debian packages the template needs on the machine (R and R packages come from
+    #: them); ``make run`` installs those of the built-in templates.
+    system_packages: tuple[str, ...] = ()
+    #: The kernels besides Python: "ir" (R, by IRkernel; needs r-base-core and
+    #: r-cran-irkernel among ``system_packages``).
+    kernels: tuple[Literal["python3", "ir"], ...] = ("python3",)
+    #: R packages installed from the CRAN mirror the installation names
+    #: (BALSAM_WORKSPACES__CRAN_URL); refused at build without one.
+    cran_packages: tuple[str, ...] = ()
     memory_mib: int = Field(4096, ge=256)
     cpu: float = Field(1.0, gt=0)
     idle_timeout_minutes: int = Field(60, ge=1)
@@ -40,9 +55,39 @@ class WorkspaceTemplate(BaseModel):
             raise ValueError(f"requirements must be pinned as name==version: {loose}")
         return value
 
+    @field_validator("system_packages")
+    @classmethod
+    def _debian_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [p for p in value if not _DEBIAN_NAME.match(p)]
+        if bad:
+            raise ValueError(f"not Debian package names: {bad}")
+        return value
+
+    @field_validator("cran_packages")
+    @classmethod
+    def _cran_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [p for p in value if not _CRAN_NAME.match(p)]
+        if bad:
+            raise ValueError(f"not R package names: {bad}")
+        return value
+
+    @model_validator(mode="after")
+    def _r_needs_r(self) -> WorkspaceTemplate:
+        if ("ir" in self.kernels or self.cran_packages) and not set(
+            self.system_packages
+        ) >= R_PACKAGES:
+            raise ValueError(f"an R kernel needs the system packages {sorted(R_PACKAGES)}")
+        return self
+
     @property
     def environment(self) -> EnvironmentSpec:
-        return EnvironmentSpec(self.id, self.requirements)
+        return EnvironmentSpec(
+            self.id,
+            self.requirements,
+            system_packages=self.system_packages,
+            r="ir" in self.kernels,
+            cran_packages=self.cran_packages,
+        )
 
     @property
     def limits(self) -> ResourceLimits:

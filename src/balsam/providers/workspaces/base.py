@@ -32,9 +32,13 @@ arguments, logs or URLs.
 from __future__ import annotations
 
 import abc
+import functools
+import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from importlib import resources
+from pathlib import Path
 from typing import ClassVar
 
 from balsam.errors import BalsamError
@@ -55,12 +59,34 @@ class ResourceLimits:
     cpu: float
 
 
+def r_package() -> Path:
+    """The source of Balsam's R package ``balsam``, installed into every R environment."""
+    return Path(str(resources.files("balsam.data") / "r" / "balsam"))
+
+
+@functools.cache
+def r_recipe() -> str:
+    """A hash of how the R part of an environment is built (the R package's files
+    included), so a changed R package gives R environments a new version."""
+    digest = hashlib.sha256(b"r-recipe=1")
+    root = r_package()
+    for file in sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        digest.update(str(file.relative_to(root)).encode() + b"\0" + file.read_bytes())
+    return digest.hexdigest()[:12]
+
+
 @dataclass(frozen=True)
 class EnvironmentSpec:
     """A template's Python environment: pinned requirements, built once per version."""
 
     template_id: str
     requirements: tuple[str, ...]
+    #: Debian packages the environment needs on the machine (checked at each start).
+    system_packages: tuple[str, ...] = ()
+    #: Whether it has an R kernel (IRkernel) and Balsam's R package ``balsam``.
+    r: bool = False
+    #: R packages from the installation's CRAN mirror, into the environment.
+    cran_packages: tuple[str, ...] = ()
 
     #: Bumped when the way environments are built changes (e.g. byte-compiling), so
     #: that existing environments are rebuilt rather than reused.
@@ -69,9 +95,13 @@ class EnvironmentSpec:
     @property
     def version(self) -> str:
         """Short content hash: a new requirement list (or recipe) is a new environment."""
-        import hashlib
-
-        text = "\n".join([f"recipe={self.RECIPE}", *sorted(self.requirements)])
+        lines = [f"recipe={self.RECIPE}", *sorted(self.requirements)]
+        # Only where present: an environment without them keeps its version.
+        lines += [f"deb={p}" for p in sorted(self.system_packages)]
+        lines += [f"cran={p}" for p in sorted(self.cran_packages)]
+        if self.r:
+            lines.append(f"r={r_recipe()}")
+        text = "\n".join(lines)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
     @property

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import IO
 
 from balsam.children import group_dying_with_parent
+from balsam.providers.workspaces import r_environment
 from balsam.providers.workspaces.base import EnvironmentSpec, Progress, WorkspaceStartError
 
 LOCK_FILE = "balsam-lock.json"
@@ -84,11 +85,13 @@ class EnvironmentBuilder:
         *,
         python: str | None = None,
         index_url: str | None = None,
+        cran_url: str | None = None,
         timeout: float = 1800,
     ) -> None:
         self.root = root
         self.python = python or default_python()
         self.index_url = index_url
+        self.cran_url = cran_url
         self.timeout = timeout
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
@@ -115,15 +118,47 @@ class EnvironmentBuilder:
             self.root.chmod(0o755)
             with _private_lock_file(self.root / f".{spec.name}.lock") as handle:
                 fcntl.flock(handle, fcntl.LOCK_EX)  # another Balsam process may be building
-                if self.lock(spec) is None:
+                # At every start: a removed system package fails the start with its name,
+                # not a kernel that cannot start.
+                r_environment.debian_versions(spec.system_packages)
+                recorded = self.lock(spec)
+                if recorded is None:
                     progress(
                         f"Building environment {spec.name} (first use of this template version)"
                     )
                     self._build(spec)
+                elif spec.system_packages and r_environment.debian_changed(spec, recorded):
+                    self._relock(spec, recorded)
                 # uv's own lock file, 0666: any workspace could hold it (an environment
                 # built before this release may still have one).
                 (self.path(spec) / ".lock").unlink(missing_ok=True)
         return self.path(spec)
+
+    def _system_part(
+        self, spec: EnvironmentSpec, target: Path, log: Path, *, install: bool
+    ) -> dict[str, str]:
+        """The lock's entries for R and the Debian packages (installing the R part into
+        ``target`` first when ``install``)."""
+        if not spec.r:
+            versions = r_environment.debian_versions(spec.system_packages)
+            return {f"deb/{name}": version for name, version in versions.items()}
+        if install:
+            r_environment.install(target, spec, lambda args: self._run(args, log), self.cran_url)
+        return r_environment.lock(target, spec, lambda args: self._run(args, log))
+
+    def _relock(self, spec: EnvironmentSpec, recorded: dict[str, str]) -> None:
+        """Write the lock again after the machine's Debian packages changed."""
+        target = self.path(spec)
+        kept = {k: v for k, v in recorded.items() if k != "R" and not k.startswith(("R/", "deb/"))}
+        data = json.loads((target / LOCK_FILE).read_text())
+        data["packages"] = {
+            **kept,
+            **self._system_part(spec, target, self._log(spec), install=False),
+        }
+        (target / LOCK_FILE).write_text(json.dumps(data, indent=1))
+
+    def _log(self, spec: EnvironmentSpec) -> Path:
+        return self.root / f"{spec.name}.log"
 
     def _run(self, args: list[str], log: Path) -> str:
         """stdout of the installer command ``args``; WorkspaceStartError if it fails
@@ -154,7 +189,7 @@ class EnvironmentBuilder:
 
     def _build(self, spec: EnvironmentSpec) -> None:
         target = self.path(spec)
-        log = self.root / f"{spec.name}.log"
+        log = self._log(spec)
         log.write_text("")
         shutil.rmtree(target, ignore_errors=True)
         uv = _uv()
@@ -186,6 +221,11 @@ class EnvironmentBuilder:
         version = self._run(
             [python, "-c", "import platform; print(platform.python_version())"], log
         ).strip()
+        try:
+            packages.update(self._system_part(spec, target, log, install=True))
+        except BaseException:
+            shutil.rmtree(target, ignore_errors=True)
+            raise
         for folder, _dirs, files in os.walk(target):  # workspaces run as other users
             os.chmod(folder, 0o755)  # noqa: S103 - shared read-only by workspaces
             for name in files:

@@ -44,7 +44,7 @@ from urllib.parse import quote, urlsplit
 from balsam import hostuids
 from balsam.children import group_dying_with_parent
 from balsam.hostuids import HostUidRegistry
-from balsam.providers.workspaces import runtime
+from balsam.providers.workspaces import r_environment, runtime
 from balsam.providers.workspaces.base import (
     Endpoint,
     EnvironmentSpec,
@@ -254,6 +254,7 @@ class LocalWorkspaceProvider(WorkspaceProvider):
             "JUPYTER_RUNTIME_DIR": str(run_dir),
             # Balsam's kernel spec first: its Python kernel opens no TCP port.
             "JUPYTER_PATH": str(self._dir(spec.workspace_id) / "jupyter"),
+            **r_environment.server_environment(env_path, home, self.environments.cran_url),
         }
 
     def start(self, spec: WorkspaceSpec, progress: Progress) -> Endpoint:
@@ -274,6 +275,7 @@ class LocalWorkspaceProvider(WorkspaceProvider):
         run_dir = self._runtime(spec.workspace_id)
         runtime.recreate(run_dir, uid)
         write_kernel_spec(env_path, folder / "jupyter")
+        r_environment.write_kernel_spec(env_path, folder / "jupyter")
         sock = run_dir / runtime.SERVER_SOCKET
         log_fd = os.open(folder / "server.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         limit = spec.limits.memory_mib * 1024 * 1024

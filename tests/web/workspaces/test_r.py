@@ -1,0 +1,268 @@
+"""The R template, end to end: an R kernel (IRkernel, kernel name 'ir') through the
+proxy, Balsam's R package reaching the project's bucket (Parquet, CSV, tags and
+metadata) and agreeing with Python byte for byte, the lock naming R and its packages,
+and the R kernel opening no TCP port."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from balsam.context import AppContext
+from tests.fixtures.app import TestUser
+from tests.fixtures.workspaces import Kernel, wait_state
+from tests.web.workspaces.test_live import _tcp_listeners
+
+
+@pytest.fixture(scope="module")
+def r_user(ctx: AppContext, app: Any) -> Iterator[TestUser]:
+    from tests.fixtures.app import _make_user
+
+    user = _make_user(ctx, app, "ranvandare", False)
+    yield user
+    user.client.close()
+
+
+@pytest.fixture(scope="module")
+def r_ws(r_user: TestUser, supervisor: Any) -> Iterator[dict[str, Any]]:
+    project = r_user.client.post(
+        "/api/v1/projects", json={"name": "R-projekt", "description": "", "branchName": "main"}
+    ).json()
+    created = r_user.client.post(
+        "/api/v1/workspaces",
+        json={"name": "R", "templateId": "r", "projectId": project["id"], "branchId": "main"},
+    )
+    assert created.status_code == 201, created.text
+    body = wait_state(r_user, created.json()["id"], "running")
+    yield {**body, "bucket": project["bucket"]}
+    r_user.client.delete(f"/api/v1/workspaces/{body['id']}")
+
+
+@pytest.fixture(scope="module")
+def r_kernel(live_url: str, r_user: TestUser, r_ws: dict[str, Any]) -> Iterator[Kernel]:
+    kernel = Kernel(live_url, r_ws["id"], r_user.headers, name="ir")
+    yield kernel
+    kernel.close()
+
+
+@pytest.fixture(scope="module")
+def py_kernel(live_url: str, r_user: TestUser, r_ws: dict[str, Any]) -> Iterator[Kernel]:
+    kernel = Kernel(live_url, r_ws["id"], r_user.headers)
+    yield kernel
+    kernel.close()
+
+
+def _r(kernel: Kernel, code: str) -> str:
+    result = kernel.execute(code, timeout=180)
+    assert result.error is None, result
+    return result.stdout
+
+
+def test_an_r_kernel_runs_in_the_r_workspace(
+    r_kernel: Kernel, r_ws: dict[str, Any], live_url: str, r_user: TestUser
+) -> None:
+    import httpx
+
+    specs = httpx.get(
+        f"{live_url}{r_ws['url']}api/kernelspecs", headers=r_user.headers, timeout=30
+    ).json()
+    assert {"python3", "ir"} <= set(specs["kernelspecs"]), specs
+    out = _r(r_kernel, 'cat(R.version$major, Sys.getenv("BALSAM_BUCKET"), sep = "|")')
+    assert out == f"4|{r_ws['bucket']}"
+
+
+def test_the_lock_names_r_its_packages_and_the_debian_packages(r_ws: dict[str, Any]) -> None:
+    packages = r_ws["environment"]["packages"]
+    assert packages["R"].startswith("4.")
+    assert packages["R/balsam"] == "0.1.0"
+    assert packages["R/IRkernel"] and packages["R/ggplot2"] and packages["R/reticulate"]
+    assert packages["deb/r-base-core"] and packages["deb/r-cran-irkernel"]
+    assert packages["pandas"] == "3.1.1" and packages["python"]
+
+
+FRAME = """
+df <- data.frame(
+  n = c(1L, NA, 3L, -2147483647L),
+  x = c(1.5, NA, NaN, -Inf),
+  s = c("å", NA, "tre", ""),
+  b = c(TRUE, NA, FALSE, TRUE),
+  d = as.Date(c("2024-01-31", NA, "1970-01-01", "1900-03-01")),
+  f = factor(c("låg", "hög", NA, "låg"), levels = c("låg", "hög")),
+  stringsAsFactors = FALSE
+)
+"""
+
+
+def test_parquet_from_r_is_read_by_python_and_r_alike(r_kernel: Kernel, py_kernel: Kernel) -> None:
+    written = _r(
+        r_kernel,
+        FRAME + 'balsam::write_parquet(df, "main/från-r.parquet")\n'
+        'raw <- balsam::get_object("main/från-r.parquet")\n'
+        'cat(digest::digest(raw, algo = "sha256", serialize = FALSE))',
+    )
+    read = py_kernel.execute(
+        "import boto3, hashlib, io, json, os, pyarrow.parquet as pq\n"
+        "body = boto3.client('s3').get_object(Bucket=os.environ['BALSAM_BUCKET'],"
+        " Key='main/från-r.parquet')['Body'].read()\n"
+        "t = pq.read_table(io.BytesIO(body))\n"
+        "print(json.dumps({'sha': hashlib.sha256(body).hexdigest(),"
+        " 'types': [str(f.type) for f in t.schema],"
+        " 'rows': {k: [str(v) for v in vs] for k, vs in t.to_pydict().items()}}))"
+    )
+    assert read.error is None, read
+    found = json.loads(read.stdout)
+    assert found["sha"] == written.strip()
+    assert found["types"] == [
+        "int32",
+        "double",
+        "string",
+        "bool",
+        "date32[day]",
+        "dictionary<values=string, indices=int32, ordered=0>",
+    ]
+    assert found["rows"]["n"] == ["1", "None", "3", "-2147483647"]
+    assert found["rows"]["x"] == ["1.5", "None", "nan", "-inf"]
+    assert found["rows"]["s"] == ["å", "None", "tre", ""]
+    assert found["rows"]["b"] == ["True", "None", "False", "True"]
+    assert found["rows"]["d"] == ["2024-01-31", "None", "1970-01-01", "1900-03-01"]
+    assert found["rows"]["f"] == ["låg", "hög", "None", "låg"]
+    same = _r(
+        r_kernel,
+        'back <- balsam::read_parquet("main/från-r.parquet")\n'
+        "cat(identical(back, df), all.equal(back, df), sep = '|')",
+    )
+    assert same == "TRUE|TRUE", same
+
+
+def test_parquet_from_python_is_read_in_r_with_the_same_rows(
+    r_kernel: Kernel, py_kernel: Kernel
+) -> None:
+    wrote = py_kernel.execute(
+        "import boto3, io, os, pandas as pd\n"
+        "df = pd.DataFrame([['uno', 1], ['dos', 2], ['tres', 3]], columns=['Nombre', 'Valor'])\n"
+        "buf = io.BytesIO(); df.to_parquet(buf, engine='pyarrow')\n"
+        "boto3.client('s3').put_object(Bucket=os.environ['BALSAM_BUCKET'],"
+        " Key='main/från-python.parquet', Body=buf.getvalue())"
+    )
+    assert wrote.error is None, wrote
+    out = _r(
+        r_kernel,
+        'df <- balsam::read_parquet("main/från-python.parquet")\n'
+        "cat(nrow(df), paste(df$Nombre, collapse = ','), sum(df$Valor), class(df$Valor),"
+        " sep = '|')",
+    )
+    assert out == "3|uno,dos,tres|6|integer"
+
+
+def test_tags_and_metadata_set_in_r_are_seen_through_the_s3_api(
+    r_kernel: Kernel, py_kernel: Kernel
+) -> None:
+    _r(
+        r_kernel,
+        "f <- tempfile(); write.csv(mtcars, f)\n"
+        'balsam::put_object(f, "main/cars.csv", tags = list(color = "blue", size = "small"),'
+        ' metadata = list(cat = "meow"))\n'
+        'balsam::write_csv(data.frame(ord = c("ö", "ä")), "main/ord.csv")',
+    )
+    seen = py_kernel.execute(
+        "import boto3, json, os\n"
+        "s3, b = boto3.client('s3'), os.environ['BALSAM_BUCKET']\n"
+        "tags = s3.get_object_tagging(Bucket=b, Key='main/cars.csv')['TagSet']\n"
+        "meta = s3.head_object(Bucket=b, Key='main/cars.csv')['Metadata']\n"
+        "print(json.dumps({'tags': {t['Key']: t['Value'] for t in tags}, 'meta': meta}))"
+    )
+    assert seen.error is None, seen
+    assert json.loads(seen.stdout) == {
+        "tags": {"color": "blue", "size": "small"},
+        "meta": {"cat": "meow"},
+    }
+    out = _r(
+        r_kernel,
+        'tags <- balsam::get_tags("main/cars.csv")\n'
+        'h <- balsam::head_object("main/cars.csv")\n'
+        'back <- balsam::read_csv("main/ord.csv")\n'
+        "cat(tags$color, tags$size, attr(h, 'x-amz-meta-cat'), paste(back$ord, collapse = ''),"
+        " balsam::object_exists('main/nothing.csv'), sep = '|')",
+    )
+    assert out == "blue|small|meow|öä|FALSE"
+
+
+SCB_R_S3 = """
+setup_env <- function() {{
+    Sys.setenv("AWS_DEFAULT_REGION" = "")
+}}
+get_meta <- function(path, bucket) {{
+    headers <- head_object(path, bucket, use_http = F)
+    fields <- attributes(headers)
+    meta <- list()
+    for (i in seq(1,length(fields))){{
+        value <- fields[i]
+        name <- names(value)
+        if (startsWith(name, "x-amz-meta-"))
+             meta[name] = value
+    }}
+    return(meta)
+}}
+put_tags <- function(path, bucket, tags) {{
+    tags_char <- character(length(tags))
+    for (i in seq_along(tags)) {{
+        tags_char[i] <- paste0("<Tag><Key>", names(tags)[i], "</Key><Value>",
+                               unname(tags[[i]]), "</Value></Tag>")
+    }}
+    request_body <- paste0("<Tagging><TagSet>", paste0(tags_char, collapse = ""),
+                           "</TagSet></Tagging>")
+    tmpfile <- tempfile()
+    cat(request_body, file = tmpfile)
+    md <- base64enc::base64encode(digest::digest(file = tmpfile, raw = TRUE))
+    r <- s3HTTP(verb = "PUT", bucket = bucket, path = path, query = list(tagging = ""),
+        request_body = tmpfile,
+        headers = list(`Content-Length` = file.size(tmpfile), `Content-MD5` = md),
+        write_disk = NULL, parse_response = TRUE, base_url = Sys.getenv("AWS_S3_ENDPOINT"),
+        region = "", key = Sys.getenv("AWS_ACCESS_KEY_ID"),
+        secret = Sys.getenv("AWS_SECRET_ACCESS_KEY"), use_https = FALSE)
+    return(TRUE)
+}}
+get_tags <- function(path, bucket) {{
+    s3HTTP(verb = "GET", bucket = bucket, path = path, query = list(tagging = ""),
+        headers = list(), request_body = "", parse_response = TRUE, use_https = FALSE)
+}}
+setup_env()
+library(balsam)
+bucketName <- '{bucket}'
+fileName <- 'cars_test.csv'
+tmp <- tempfile()
+utils::write.csv(mtcars, file = tmp)
+put_object(tmp, fileName, bucketName)
+put_tags(fileName, bucketName, list(color = "blue", size = "small"))
+meta <- get_meta(fileName, bucketName)
+tags <- get_tags(fileName, bucketName)
+raw <- get_object(fileName, bucketName, use_https = F)
+cat(length(bucketlist()$Bucket) >= 1, tags$TagSet[[1]]$Key[[1]],
+    nchar(rawToChar(raw)) == file.size(tmp), sep = "|")
+"""
+
+
+def test_scbs_aws_s3_style_calls_work_with_the_bucket_filled_in(
+    r_kernel: Kernel, r_ws: dict[str, Any]
+) -> None:
+    """SCB's R-S3 notebook's own helpers (s3HTTP for tags, head_object for metadata) and
+    its get_object(object, bucket) call, with only the bucket name filled in and
+    library("minio.s3") pointed at balsam."""
+    out = _r(r_kernel, SCB_R_S3.format(bucket=r_ws["bucket"]))
+    assert out.endswith("TRUE|color|TRUE"), out
+
+
+def test_the_r_kernel_opens_no_tcp_port(
+    ctx: AppContext, r_kernel: Kernel, r_ws: dict[str, Any]
+) -> None:
+    """IRkernel binds what the connection file names: IPC files in the private
+    runtime folder, like the Python kernel."""
+    _r(r_kernel, "x <- 1")
+    endpoint = ctx.providers.workspaces.endpoint(r_ws["id"])
+    assert endpoint is not None
+    if endpoint.socket_uid is None:
+        pytest.skip("workspaces run under their own uid only as root")
+    assert _tcp_listeners(endpoint.socket_uid) == set()
