@@ -13,7 +13,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from balsam.ports import holders, listeners, reclaim
+from balsam.ports import bindable, holders, listeners, reclaim
 from tests.fixtures.server import free_port
 
 AS_ROOT = os.geteuid() == 0
@@ -85,3 +85,53 @@ def test_another_users_listener_is_left_alone() -> None:
         assert reclaim([port], lambda found: False, what="a test") == []
         time.sleep(0.2)
         assert process.poll() is None and listeners([port])
+
+
+HIDDEN = """
+import socket, sys, time
+port = int(sys.argv[1])
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", port))
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 0)  # nobody may bind it again
+print("bound", flush=True)
+time.sleep(300)
+"""
+
+
+def _hidden_socket(port: int, uid: int) -> subprocess.Popen[str]:
+    """A process of ``uid`` holding ``port`` bound, not listening (returns once it does)."""
+    process = subprocess.Popen(
+        ["/usr/bin/python3", "-c", HIDDEN, str(port)], user=uid, group=uid, extra_groups=[],
+        stdout=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    assert process.stdout is not None and process.stdout.readline().strip() == "bound"
+    return process
+
+
+@pytest.mark.skipif(not AS_ROOT, reason="workspaces have uids of their own only as root")
+def test_a_bound_socket_that_does_not_listen_is_taken_back_too() -> None:
+    """In no table, yet it kept weed (and balsam up) from starting for as long as a
+    review's kernel held it."""
+    uid, port = 490_000 + secrets.randbelow(10_000), free_port()
+    process = _hidden_socket(port, uid)
+    try:
+        assert listeners([port]) == [] and not bindable(port)
+        assert reclaim([port], lambda found: found == uid, what="a test") == []
+        assert process.wait(timeout=5) == -9
+        assert bindable(port)
+    finally:
+        process.kill()
+        process.wait()
+
+
+@pytest.mark.skipif(not AS_ROOT, reason="workspaces have uids of their own only as root")
+def test_a_hidden_socket_of_another_user_is_left_alone() -> None:
+    uid, port = 500_000 + secrets.randbelow(10_000), free_port()
+    process = _hidden_socket(port, uid)
+    try:
+        reclaim([port], lambda found: False, what="a test", timeout=0.5)
+        assert process.poll() is None and not bindable(port)
+    finally:
+        process.kill()
+        process.wait()

@@ -58,3 +58,12 @@ def test_secure_cookies_are_the_hosts_own(monkeypatch: pytest.MonkeyPatch) -> No
     auth = load_settings().auth
     assert auth.cookie_name == "__Host-balsam_session"
     assert auth.workspace_cookie_name == "__Host-balsam_session_workspace"
+
+
+@pytest.mark.parametrize("url", ["notaurl", "ftp://balsam.example.org", "https://", "/balsam"])
+def test_a_public_url_is_an_absolute_http_url(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    """A review started Balsam with BALSAM_PUBLIC_URL=notaurl: accepted, and every
+    clone URL and link was wrong."""
+    monkeypatch.setenv("BALSAM_PUBLIC_URL", url)
+    with pytest.raises(InvalidSettings, match="public_url"):
+        load_settings()

@@ -9,13 +9,22 @@ ports is looked up in ``/proc/net/tcp`` and ``tcp6``: the processes holding one
 whose uid belongs to a workspace (``is_workspace_uid``) are killed, and the port
 is waited for. A listener of any other user is left alone; the start then fails
 as before, naming the port.
+
+A socket that is bound but does not listen is in no table (``/proc/net/tcp`` lists
+sockets in a hash the kernel keeps for connections and listeners only), yet it keeps
+the port from being bound again — with ``SO_REUSEADDR`` switched off after its own
+bind, also from a server that sets it. So a port that still cannot be bound once the
+listeners are gone is blamed on the workspaces that hold a socket no table lists:
+every process of such a uid is killed too (:func:`hidden_holders`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
+import socket
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
@@ -26,6 +35,13 @@ from balsam.providers.workspaces.unix import kill_user
 log = logging.getLogger(__name__)
 
 _TABLES = (Path("/proc/net/tcp"), Path("/proc/net/tcp6"))
+#: Every table of sockets the kernel lists; a socket in none of them is bound only
+#: (or not bound at all).
+_ALL_TABLES = {
+    **{name: 9 for name in ("tcp", "tcp6", "udp", "udp6", "raw", "raw6", "netlink")},
+    "unix": 6,
+    "packet": 8,
+}  # table → the column of its inode
 _LISTEN = "0A"
 
 
@@ -71,6 +87,55 @@ def holders(inodes: Collection[int]) -> dict[int, list[int]]:
     return found
 
 
+def bindable(port: int) -> bool:
+    """Whether a server could bind ``port`` on the loopback addresses now (with
+    ``SO_REUSEADDR``, as uvicorn and weed do)."""
+    for family, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+        try:
+            probe = socket.socket(family, socket.SOCK_STREAM)
+        except OSError:  # no IPv6 on this host
+            continue
+        with probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, port))
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    return False
+    return True
+
+
+def _listed_inodes() -> set[int]:
+    inodes: set[int] = set()
+    for table, column in _ALL_TABLES.items():
+        with contextlib.suppress(OSError):
+            for line in (Path("/proc/net") / table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if len(fields) > column and fields[column].isdigit():
+                    inodes.add(int(fields[column]))
+    return inodes
+
+
+def hidden_holders(is_workspace_uid: Callable[[int], bool]) -> dict[int, list[int]]:
+    """``{uid: pids}``: processes of workspace uids holding a socket that no table
+    lists (bound without listening, or not yet bound)."""
+    listed = _listed_inodes()
+    found: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            uid = os.stat(entry.path).st_uid
+            if not is_workspace_uid(uid):
+                continue
+            for fd in os.scandir(f"{entry.path}/fd"):
+                link = os.readlink(fd.path)
+                if link.startswith("socket:[") and int(link[8:-1]) not in listed:
+                    found.setdefault(uid, []).append(int(entry.name))
+                    break
+    return found
+
+
 def reclaim(
     ports: Collection[int],
     is_workspace_uid: Callable[[int], bool],
@@ -84,6 +149,7 @@ def reclaim(
     found. ``what`` names the ports' user in the log ("Balsam", "SeaweedFS")."""
     taken = [entry for entry in listeners(ports) if is_workspace_uid(entry.uid)]
     if not taken:
+        _reclaim_hidden(ports, is_workspace_uid, what, timeout)
         return []
     pids_of_socket = holders({entry.inode for entry in taken})
     for uid in sorted({entry.uid for entry in taken}):
@@ -99,4 +165,25 @@ def reclaim(
     inodes = {entry.inode for entry in taken}
     while time.monotonic() < deadline and any(e.inode in inodes for e in listeners(ports)):
         time.sleep(0.05)
+    _reclaim_hidden(ports, is_workspace_uid, what, timeout)
     return taken
+
+
+def _reclaim_hidden(
+    ports: Collection[int], is_workspace_uid: Callable[[int], bool], what: str, timeout: float
+) -> None:
+    """Kill the workspaces holding unlisted sockets while a port nobody listens on
+    still cannot be bound."""
+    blocked = [p for p in ports if not listeners([p]) and not bindable(p)]
+    if not blocked:
+        return
+    for uid, pids in sorted(hidden_holders(is_workspace_uid).items()):
+        log.warning(
+            "port(s) %s of %s could not be bound and workspace uid %d held a socket that "
+            "does not listen (pids %s): every process of that uid was killed",
+            blocked, what, uid, sorted(pids),
+        )  # fmt: skip
+        kill_user(uid)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not all(bindable(p) for p in blocked):
+        time.sleep(0.05)

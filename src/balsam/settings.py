@@ -97,6 +97,24 @@ class GitSettings(BaseModel):
         description="'local' keeps bare repositories under <data_dir>/git and serves "
         "them over smart HTTP at /git/<project>.git.",
     )
+    max_requests: int = Field(
+        16,
+        ge=1,
+        description="Git requests served at once, all users together (each runs a git "
+        "process of ~10 MB); more answer 503 with Retry-After.",
+    )
+    max_requests_per_user: int = Field(
+        4,
+        ge=1,
+        description="Git requests one user (or one workspace's git token) has served at "
+        "once; more answer 503 with Retry-After.",
+    )
+    body_idle_seconds: float = Field(
+        60,
+        gt=0,
+        description="Longest a git request's body may pause before the request is "
+        "dropped (a client that sends a header and then nothing holds a git process).",
+    )
 
 
 def url_host(url: str | None) -> str:
@@ -229,6 +247,13 @@ class WorkspaceSettings(BaseModel):
         "by kernels and terminals); a fork beyond it fails inside the workspace. Ignored when "
         "not root.",
     )
+    max_per_user: int = Field(
+        10,
+        ge=1,
+        description="Most workspaces one user may have (running or not, all projects "
+        "together): each has a uid, a home and its own limits, so without this one user's "
+        "workspaces together would be bounded by nothing. Admins included.",
+    )
     single_uid_for_all_users: bool = Field(
         False,
         description="UNSAFE. When Balsam does not run as root, local workspaces run as "
@@ -319,6 +344,13 @@ class Settings(BaseSettings):
         Path(".balsam"),
         description="Where the database, repositories, object data and logs live.",
     )
+    min_free_disk_mib: int = Field(
+        512,
+        ge=0,
+        description="Free space (for users other than root) on the data directory's file "
+        "system below which the health check says 'disk' is failing: workspaces' homes, "
+        "repositories and object data share it, and storage that ran out needs a restart.",
+    )
     database_url: str | None = Field(
         None,
         description="SQLAlchemy URL. Default: SQLite at <data_dir>/balsam.db. "
@@ -332,6 +364,17 @@ class Settings(BaseSettings):
         "http://<host>:<port> for programs; bound to loopback, browsers are served the "
         "portal as http://localhost:<port> (workspaces are <id>.localhost).",
     )
+
+    @field_validator("public_url")
+    @classmethod
+    def _absolute_url(cls, url: str | None) -> str | None:
+        """An absolute http(s) URL with a host (it goes into clone URLs and links)."""
+        if url is not None:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError("public_url is an http(s) URL with a host name")
+        return url
+
     admin_username: str = Field("admin", description="Username of the first admin account.")
     admin_password: SecretStr | None = Field(
         None,

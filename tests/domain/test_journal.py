@@ -175,6 +175,36 @@ def _half_made_workspace(ctx: AppContext, pid: str, workspace_id: str) -> str:
     return key.access_key
 
 
+def _stopped_workspace(ctx: AppContext, pid: str, alice: TestUser, workspace_id: str) -> str:
+    """A workspace's rows (stopped) and key, as a finished create leaves them."""
+    access_key = _half_made_workspace(ctx, pid, workspace_id)
+    with ctx.sessions() as session, session.begin():
+        session.add(
+            Credential(
+                access_key=access_key,
+                project_id=pid,
+                user_id=alice.actor.user_id,
+                name=f"workspace {workspace_id}",
+            )
+        )
+        session.add(
+            Workspace(
+                id=workspace_id,
+                name=workspace_id,
+                project_id=pid,
+                branch="main",
+                template_id="python",
+                environment="python",
+                owner_id=alice.actor.user_id,
+                state="stopped",
+                state_reason="",
+                locked=False,
+                s3_access_key=access_key,
+            )
+        )
+    return access_key
+
+
 def test_a_workspace_create_cut_short_is_undone(
     ctx: AppContext, project: dict[str, Any], monkeypatch: Any
 ) -> None:
@@ -194,31 +224,7 @@ def test_a_workspace_delete_cut_short_is_finished(
     alice: TestUser, ctx: AppContext, project: dict[str, Any], monkeypatch: Any
 ) -> None:
     pid = project["id"]
-    access_key = _half_made_workspace(ctx, pid, "going-ws-1")
-    with ctx.sessions() as session, session.begin():
-        session.add(
-            Credential(
-                access_key=access_key,
-                project_id=pid,
-                user_id=alice.actor.user_id,
-                name="workspace going-ws-1",
-            )
-        )
-        session.add(
-            Workspace(
-                id="going-ws-1",
-                name="going",
-                project_id=pid,
-                branch="main",
-                template_id="python",
-                environment="python",
-                owner_id=alice.actor.user_id,
-                state="stopped",
-                state_reason="",
-                locked=False,
-                s3_access_key=access_key,
-            )
-        )
+    access_key = _stopped_workspace(ctx, pid, alice, "going-ws-1")
     monkeypatch.setattr("balsam.domain.journal.socket.gethostname", lambda: "no-such-host-here")
     op_id = journal(ctx, "workspace.delete", pid, "going-ws-1")
     recover(ctx)
@@ -235,7 +241,7 @@ def test_an_undo_that_fails_is_kept_and_repaired_and_blocks_the_project_meanwhil
     alice: TestUser, ctx: AppContext, project: dict[str, Any]
 ) -> None:
     """Storage down while a mint is undone: the key stays, journaled; the project
-    takes no new operation (409) until a repair has revoked it."""
+    takes no new operation (503, Retry-After) until a repair has revoked it."""
     pid = project["id"]
     storage = ctx.providers.storage
 
@@ -253,7 +259,8 @@ def test_an_undo_that_fails_is_kept_and_repaired_and_blocks_the_project_meanwhil
     assert undo.failed == ["key"]
     assert storage.key_exists(orphan.access_key)
     refused = alice.client.post(f"/api/v1/projects/{pid}/credentials", json={"name": "k"})
-    assert refused.status_code == 409 and "repair" in refused.json()["detail"]
+    assert refused.status_code == 503 and "repair" in refused.json()["detail"]
+    assert refused.headers["Retry-After"] == "30"
 
     recover(ctx)
     assert not storage.key_exists(orphan.access_key)
@@ -284,10 +291,72 @@ def test_a_mint_that_may_have_left_a_key_is_kept_for_repair(
     assert failed.status_code == 503, failed.text  # storage unavailable
     monkeypatch.undo()
     refused = alice.client.post(f"/api/v1/projects/{pid}/credentials", json={"name": "k"})
-    assert refused.status_code == 409 and "repair" in refused.json()["detail"]
+    assert refused.status_code == 503 and "repair" in refused.json()["detail"]
+    assert refused.headers["Retry-After"] == "30"
 
     recover(ctx)
     assert not storage.key_exists(left[0])
     assert storage.key_exists(project["credentials"]["accessKey"])
     again = alice.client.post(f"/api/v1/projects/{pid}/credentials", json={"name": "k"})
     assert again.status_code == 201, again.text
+
+
+def test_a_workspace_delete_that_fails_part_way_is_finished_by_the_repair(
+    alice: TestUser, ctx: AppContext, project: dict[str, Any], monkeypatch: Any
+) -> None:
+    """Storage down after the server and home are gone (a review saw the workspace
+    left 'stopped' with its key alive and no journal row): the delete answers 503, stays
+    journaled, and the repair revokes the key and removes the rows."""
+    pid = project["id"]
+    access_key = _stopped_workspace(ctx, pid, alice, "half-gone-1")
+    storage = ctx.providers.storage
+
+    def down(_: str) -> None:
+        raise ProviderError("storage is down", details={"code": "UNAVAILABLE"})
+
+    monkeypatch.setattr(storage, "revoke_key", down)
+    failed = alice.client.delete("/api/v1/workspaces/half-gone-1")
+    assert failed.status_code in (502, 503), failed.text
+    monkeypatch.undo()
+    assert storage.key_exists(access_key)
+    with ctx.sessions() as session:
+        row = session.scalars(
+            select(PendingOperation).where(PendingOperation.subject == "half-gone-1")
+        ).one()
+        assert row.kind == "workspace.delete"
+    refused = alice.client.post(f"/api/v1/projects/{pid}/credentials", json={"name": "k"})
+    assert refused.status_code == 503 and refused.headers["Retry-After"] == "30"
+
+    recover(ctx)
+    assert not storage.key_exists(access_key)
+    with ctx.sessions() as session:
+        assert session.get(Workspace, "half-gone-1") is None
+        assert session.get(Credential, access_key) is None
+    assert repair_of(ctx, pid, "workspace.delete")["repair"] == "completed"
+
+
+def test_a_branch_marker_written_after_its_timeout_is_retired_by_the_repair(
+    alice: TestUser, ctx: AppContext, project: dict[str, Any], monkeypatch: Any
+) -> None:
+    """A paused storage server carried out the marker's write after the branch
+    create had timed out and been undone (a review found it current in a branch that
+    does not exist): the journal keeps the create, and the repair retires it."""
+    pid, bucket = project["id"], project["bucket"]
+    storage = ctx.providers.storage
+    real_put = storage.put_object
+
+    def carried_out_late(bucket: str, key: str, data: bytes) -> None:
+        real_put(bucket, key, data)
+        error = ProviderError("timed out", details={"code": "ReadTimeoutError"})
+        error.unsettled = True
+        raise error
+
+    monkeypatch.setattr(storage, "put_object", carried_out_late)
+    failed = alice.client.post(f"/api/v1/projects/{pid}/branches", json={"name": "sen"})
+    assert failed.status_code in (502, 503), failed.text
+    monkeypatch.undo()
+    storage.put_object(bucket, "sen/.balsam-branch", b"late")  # the server, later
+    assert "sen" not in ctx.providers.git.list_branches(pid)
+    recover(ctx)
+    assert storage.list_keys(bucket, "sen/") == []
+    assert repair_of(ctx, pid, "branch.create")["repair"] == "undone"

@@ -326,12 +326,13 @@ def test_a_paused_weed_holds_no_request_beyond_the_bound(
     # Whatever the paused request left on the server is listed (so it can be
     # revoked), or was undone: no key exists that its user cannot see.
     # The timed-out mint may still be carried out by weed: it is journaled, and the
-    # project takes no new operation (409) until the repair has swept its bucket.
+    # project takes no new operation (503, Retry-After) until the repair has swept its
+    # bucket.
     time.sleep(2)  # weed finishes what it had queued while paused
     deadline = time.monotonic() + 90  # the repair runs every 30 s
     while (
         r := api.post("/projects/supervised/credentials", json={"name": "after"})
-    ).status_code == 409 and time.monotonic() < deadline:
+    ).status_code == 503 and time.monotonic() < deadline:
         time.sleep(1)
     assert r.status_code == 201, r.text
     listed = {

@@ -175,3 +175,21 @@ def test_a_tag_named_like_a_branch_and_a_branch_like_a_tag_are_refused(
     assert out.returncode != 0 and "a tag named 'v2' exists" in out.stderr
     tags = git("ls-remote", "--tags", "origin", cwd=work).stdout
     assert "refs/tags/main" not in tags and "refs/tags/v2" in tags
+
+
+def test_a_branch_deleted_by_push_keeps_its_data_as_one_deleted_through_the_api(
+    live_url: str, alice: TestUser, project: dict[str, Any], ctx: AppContext, tmp_path: Path
+) -> None:
+    """Its objects vanish from listings (a branch of that name made later starts
+    empty) and are kept as versions for the retention period; a review saw them stay
+    current and never purged."""
+    pid, bucket = project["id"], project["bucket"]
+    storage = ctx.providers.storage
+    work = clone(live_url, pid, alice, tmp_path / "w")
+    commit(work, "c.txt")
+    git("push", "-q", "origin", "HEAD:refs/heads/viapush", cwd=work)
+    storage.put_object(bucket, "viapush/data/x.csv", b"a,b\n1,2\n")
+    git("push", "-q", "origin", ":viapush", cwd=work)
+    assert storage.list_keys(bucket, "viapush/") == []
+    kept = [v for v in storage.list_versions(bucket, "viapush/data/") if not v.is_delete_marker]
+    assert [v.key for v in kept] == ["viapush/data/x.csv"]

@@ -5,7 +5,10 @@ writes a :class:`~balsam.db.models.PendingOperation` row, in its own committed
 transaction, before its first side effect, and removes it when it has finished
 or has been undone in-process (:class:`balsam.domain.steps.Compensations`). A
 row that outlives its process therefore names an operation interrupted at an
-unknown step; :mod:`balsam.domain.recovery` repairs it at the next start.
+unknown step; :mod:`balsam.domain.recovery` repairs it at the next start. A row
+also stays (marked :data:`UNDO_FAILED`) when an inverse failed, or when an
+operation without inverses (a delete, a revoke) failed part way: the periodic
+repair then undoes or finishes it while Balsam runs.
 
 Only rows of processes that are gone are repaired: a row names its process as
 ``host:pid:start-time``; on this host a live pid with the same start time is
@@ -32,7 +35,7 @@ from balsam.context import AppContext
 from balsam.db.models import PendingOperation
 from balsam.domain.identity.service import Actor
 from balsam.domain.steps import Compensations
-from balsam.errors import Conflict
+from balsam.errors import BalsamError
 
 _CRASH_AT = "BALSAM_TEST_CRASH_AT"
 
@@ -57,7 +60,8 @@ def this_process() -> str:
 
 
 #: ``process`` of a row whose operation failed in-process and could not undo all of
-#: its steps (storage down, say): repaired like a crashed one, as soon as possible.
+#: its steps, or a delete that failed part way (storage down, say): repaired like a
+#: crashed one, as soon as possible.
 UNDO_FAILED = "undo-failed"
 
 
@@ -73,9 +77,18 @@ def gone(process: str) -> bool:
     return not pid.isdigit() or _start_time(int(pid)) != started
 
 
-class RepairPending(Conflict):
-    """An earlier operation on the project left parts it could not undo, and they
-    have not been repaired yet."""
+class RepairPending(BalsamError):
+    """An earlier operation on the project left parts it could not undo (or a delete
+    it could not finish), and they have not been repaired yet: the periodic repair
+    (every :data:`REPAIR_INTERVAL` seconds) will, so this is a 503 with Retry-After."""
+
+    status = 503
+    reason = "repair-pending"
+    title = "Waiting for repair"
+
+
+#: Seconds between periodic repairs while Balsam runs (balsam.domain.recovery).
+REPAIR_INTERVAL = 30
 
 
 class Journal:
@@ -91,6 +104,7 @@ class Journal:
         subject: str = "",
         *,
         undo: Compensations | None = None,
+        after_the_fact: bool = False,
     ) -> Iterator[None]:
         """Journal the operation while the block runs; with ``undo``, also run the
         block inside it (its inverses run on an exception, before the row goes).
@@ -98,10 +112,13 @@ class Journal:
         The row stays behind if the process dies inside the block, or if an inverse
         failed: then the next repair (:mod:`balsam.domain.recovery`) finishes the
         undo. Until it has, no new operation on the project starts
-        (:class:`RepairPending`), so a repair never races one."""
+        (:class:`RepairPending`), so a repair never races one — unless
+        ``after_the_fact``: the rest of a change that has already happened elsewhere
+        (a branch git deleted), which must be journaled whatever else is pending."""
         with self.ctx.sessions() as session, session.begin():
             if (
-                session.scalar(
+                not after_the_fact
+                and session.scalar(
                     select(PendingOperation.id)
                     .where(
                         PendingOperation.project_id == project_id,
@@ -112,8 +129,9 @@ class Journal:
                 is not None
             ):
                 raise RepairPending(
-                    "An earlier operation on this project could not be undone completely "
-                    "and is waiting for repair; try again shortly."
+                    "An earlier operation on this project could not be completed or undone "
+                    "and is waiting for repair; try again shortly.",
+                    details={"retryAfterSeconds": REPAIR_INTERVAL},
                 )
             row = PendingOperation(
                 kind=kind,
@@ -127,11 +145,18 @@ class Journal:
             session.flush()
             op_id = row.id
         steps = undo or Compensations()
+        unfinished = False
         try:
             with steps:
                 yield
+        except BaseException:
+            # Without inverses an operation only goes forward (a delete, a revoke): one
+            # that failed part way (storage down) is finished by the repair, never left
+            # half done (a workspace without its home but with a live key).
+            unfinished = undo is None
+            raise
         finally:
-            keep = bool(steps.failed)
+            keep = bool(steps.failed) or unfinished
             with self.ctx.sessions() as session, session.begin():
                 target = PendingOperation.id == op_id
                 if keep:

@@ -46,21 +46,29 @@ from balsam.context import AppContext
 from balsam.db.models import Branch, Credential, PendingOperation, Project, Workspace
 from balsam.domain.audit.service import AuditRecord
 from balsam.domain.data.retention import purge_expired
-from balsam.domain.journal import gone
+from balsam.domain.journal import REPAIR_INTERVAL, gone
 from balsam.domain.workspaces.service import WorkspaceService
 from balsam.errors import BalsamError
 
 log = logging.getLogger(__name__)
 
 #: Seconds between periodic repairs while Balsam runs.
-INTERVAL = 30.0
+INTERVAL = float(REPAIR_INTERVAL)
 #: Least seconds between two sweeps for expired deleted data (purge_expired).
 PURGE_INTERVAL = 3600.0
 
 
 def recover(ctx: AppContext) -> int:
     """Repair every operation that is over but journaled; return how many were
-    repaired. A repair that fails stays journaled (and logged) for the next try."""
+    repaired. A repair that fails stays journaled (and logged) for the next try.
+    Also removes the scratch space of git operations whose process is gone."""
+    try:
+        swept = ctx.providers.git.sweep()
+    except OSError as exc:
+        log.warning("could not sweep git scratch folders: %s", exc)
+    else:
+        if swept:
+            log.info("removed %d scratch folder(s) of interrupted git operations", swept)
     with ctx.sessions() as session:
         rows = list(session.scalars(select(PendingOperation).order_by(PendingOperation.id)))
     busy = {r.project_id for r in rows if not gone(r.process)}

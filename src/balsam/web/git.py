@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import AsyncIterable, AsyncIterator
+from collections import Counter
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,26 @@ async def git_smart_http(repo: str, path: str, request: Request) -> Response:
     allowed = await run_in_threadpool(_authorize, request, ctx, repo, write)
     if isinstance(allowed, Response):
         return allowed
+    slots = _slots(request, ctx)
+    if not slots.take(allowed.username):
+        return problem(
+            503,
+            "Too many git requests at once; try again shortly.",
+            request=request,
+            headers={"Retry-After": "5"},
+        )
+    try:
+        response = await _serve(request, ctx, repo, path, allowed, write)
+    except BaseException:
+        slots.give(allowed.username)
+        raise
+    return _releasing(response, lambda: slots.give(allowed.username))
+
+
+async def _serve(
+    request: Request, ctx: AppContext, repo: str, path: str, allowed: Actor, write: bool
+) -> Response:
+    idle = ctx.settings.git.body_idle_seconds
     repo_path = ctx.providers.git.repository_path(repo)  # type: ignore[attr-defined]
     if not (write and request.method == "POST"):  # reads, and a push's ref advertisement
         return await git_http_response(
@@ -77,6 +98,7 @@ async def git_smart_http(repo: str, path: str, request: Request) -> Response:
             path_info="/" + path,
             remote_user=allowed.username,
             allow_push=True,
+            body_idle_seconds=idle,
         )
     pushes = PushService(ctx)
     policy = await run_in_threadpool(pushes.policy, allowed, repo)
@@ -93,6 +115,7 @@ async def git_smart_http(repo: str, path: str, request: Request) -> Response:
         allow_push=True,
         config={"core.hooksPath": str(hooks)},
         environment={**policy.environment(), PUSH_LOG: log},
+        body_idle_seconds=idle,
     )
     follow = _PushFollowUp(pushes, allowed, repo, Path(log))
     if isinstance(response, StreamingResponse):
@@ -100,6 +123,59 @@ async def git_smart_http(repo: str, path: str, request: Request) -> Response:
     else:
         follow()
     return response
+
+
+class _Slots:
+    """How many git requests run, in all and per user: each holds a git process (about
+    10 MB) for as long as its client takes, so a client opening hundreds would hold
+    gigabytes and starve everyone else. One event loop: plain counters suffice."""
+
+    def __init__(self, total: int, per_user: int) -> None:
+        self.total, self.per_user = total, per_user
+        self.running: Counter[str] = Counter()
+
+    def take(self, user: str) -> bool:
+        if self.running.total() >= self.total or self.running[user] >= self.per_user:
+            return False
+        self.running[user] += 1
+        return True
+
+    def give(self, user: str) -> None:
+        self.running[user] -= 1
+        if self.running[user] <= 0:
+            del self.running[user]
+
+
+def _slots(request: Request, ctx: AppContext) -> _Slots:
+    slots = getattr(request.app.state, "git_slots", None)
+    if slots is None:
+        git = ctx.settings.git
+        slots = request.app.state.git_slots = _Slots(git.max_requests, git.max_requests_per_user)
+    assert isinstance(slots, _Slots)
+    return slots
+
+
+class _Releasing(Response):
+    """``inner``, calling ``release`` once it has been sent, failed or been cut off
+    (a client that goes away mid-stream included)."""
+
+    def __init__(self, inner: Response, release: Callable[[], None]) -> None:
+        self.inner, self.release = inner, release
+        self.status_code, self.raw_headers = inner.status_code, inner.raw_headers
+        self.background = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await self.inner(scope, receive, send)
+        finally:
+            self.release()
+
+
+def _releasing(response: Response, release: Callable[[], None]) -> Response:
+    if not isinstance(response, StreamingResponse):
+        release()
+        return response
+    return _Releasing(response, release)
 
 
 def _hooks_dir(request: Request, ctx: AppContext) -> Path:

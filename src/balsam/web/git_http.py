@@ -87,6 +87,7 @@ async def git_http_response(
     allow_push: bool,
     config: Mapping[str, str] | None = None,
     environment: Mapping[str, str] | None = None,
+    body_idle_seconds: float = 60,
 ) -> Response:
     """Answer a smart-HTTP request for the bare repository at ``repo_path``.
 
@@ -95,7 +96,8 @@ async def git_http_response(
     wrong method 405, and a push (including its ref advertisement) is 403
     unless ``allow_push``. ``remote_user`` is recorded by git as the pusher.
     ``config`` adds git configuration (e.g. ``core.hooksPath``) and
-    ``environment`` variables that git and its hooks see.
+    ``environment`` variables that git and its hooks see. A body that pauses for
+    ``body_idle_seconds`` ends the request (408).
     Raises ProviderError if git cannot be started."""
     endpoint = path_info.removeprefix("/")
     service = git_service_of(path_info, request.url.query)
@@ -112,7 +114,7 @@ async def git_http_response(
     env.update(environment or {})
     _add_config(env, config or {})
     process = await _spawn_backend(env)
-    return await _bridge(request, process)
+    return await _bridge(request, process, body_idle_seconds)
 
 
 def _cgi_environment(
@@ -189,21 +191,27 @@ async def _spawn_backend(env: dict[str, str]) -> asyncio.subprocess.Process:
         raise ProviderError("git http-backend could not be started") from exc
 
 
-async def _bridge(request: Request, process: asyncio.subprocess.Process) -> Response:
+async def _bridge(
+    request: Request, process: asyncio.subprocess.Process, body_idle_seconds: float
+) -> Response:
     """Feed the body, read the CGI head, and stream the rest of stdout."""
     assert process.stdout is not None and process.stderr is not None
     stderr_task = asyncio.create_task(_log_stderr(process.stderr))
-    feeder = asyncio.create_task(_feed_body(request, process))
+    feeder = asyncio.create_task(_feed_body(request, process, body_idle_seconds))
     try:
         head = await _read_cgi_head(process.stdout)
-        client_present = await feeder
+        fed = await feeder
     except BaseException:
         feeder.cancel()
         _kill(process)
         raise
-    if not client_present:
+    if fed == "gone":
         _kill(process)
         return Response(status_code=499)  # nobody is listening any more
+    if fed == "idle":
+        _kill(process)
+        stderr_task.cancel()
+        return PlainTextResponse("The request body stopped arriving.\n", status_code=408)
     if head is None:
         _kill(process)
         return PlainTextResponse("git http-backend failed\n", status_code=502)
@@ -212,23 +220,34 @@ async def _bridge(request: Request, process: asyncio.subprocess.Process) -> Resp
     return StreamingResponse(body, status_code=status, headers=headers)
 
 
-async def _feed_body(request: Request, process: asyncio.subprocess.Process) -> bool:
+async def _feed_body(
+    request: Request, process: asyncio.subprocess.Process, idle_seconds: float
+) -> Literal["fed", "gone", "idle"]:
     """Copy the request body into the backend's stdin as it arrives, then
-    close stdin. False if the client disconnected (the backend is killed)."""
+    close stdin. "gone" if the client disconnected, "idle" if it paused longer than
+    ``idle_seconds`` (the backend is killed either way)."""
     assert process.stdin is not None
+    chunks = request.stream().__aiter__()
     try:
-        async for chunk in request.stream():
+        while True:
+            try:
+                chunk = await asyncio.wait_for(chunks.__anext__(), idle_seconds)
+            except StopAsyncIteration:
+                break
             if chunk:
                 process.stdin.write(chunk)
                 await process.stdin.drain()
+    except TimeoutError:
+        _kill(process)
+        return "idle"
     except ClientDisconnect:
         _kill(process)
-        return False
+        return "gone"
     except (BrokenPipeError, ConnectionResetError):
         pass  # the backend stopped reading; its response says why
     finally:
         process.stdin.close()
-    return True
+    return "fed"
 
 
 async def _read_cgi_head(stdout: asyncio.StreamReader) -> tuple[int, dict[str, str]] | None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -314,3 +316,23 @@ def test_delete_is_idempotent(provider: LocalGitProvider, repo: str, tmp_path: P
     provider.delete_repository("../etc")
     assert not provider.repository_exists(repo)
     assert list((tmp_path / "repos").iterdir()) == []
+
+
+def test_scratch_of_dead_processes_is_swept_and_live_ones_kept(
+    provider: LocalGitProvider, tmp_path: Path
+) -> None:
+    """A creation ``kill -9`` interrupted left ``.create-*`` folders that no start
+    removed (a review found eight)."""
+    root = tmp_path / "repos"
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    gone = root / f".create-{dead.pid}-abc_123"
+    mine = root / f".create-{os.getpid()}-def456"
+    old = root / ".delete-k2j3h4"  # an older release's name, an hour old
+    fresh = root / ".create-zz9x8y"  # an older release's name, just made
+    for folder in (gone, mine, old, fresh):
+        (folder / "repo.git").mkdir(parents=True)
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    assert provider.sweep() == 2
+    assert not gone.exists() and not old.exists()
+    assert mine.exists() and fresh.exists()

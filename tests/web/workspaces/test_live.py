@@ -464,6 +464,13 @@ print(''.join(''.join(o.get('text', '')) for c in out['cells'] for o in c.get('o
     assert meta == {"cat": "meow", "dog": "woof", "horse": "neigh"}
 
 
+def _sysv_of(table: str, uid: int) -> list[str]:
+    """System V IPC objects of ``uid`` in ``/proc/sysvipc/<table>``."""
+    owner = {"shm": 7, "sem": 4, "msg": 7}[table]
+    lines = Path(f"/proc/sysvipc/{table}").read_text().splitlines()[1:]
+    return [line for line in lines if line.split()[owner] == str(uid)]
+
+
 def test_idle_workspace_is_culled_and_starts_again_with_its_home(
     ctx: AppContext, live_url: str, owner: TestUser, kernel: Kernel, workspace: dict[str, Any]
 ) -> None:
@@ -474,11 +481,21 @@ def test_idle_workspace_is_culled_and_starts_again_with_its_home(
         ).error
         is None
     )
-    # Shared memory and /tmp outlive a workspace's processes: its stop removes them.
-    leftovers = [Path(f"/dev/shm/left-{wid}"), Path(f"/tmp/left-{wid}")]
+    # Shared memory, the folders every user may write to and System V IPC objects
+    # outlive a workspace's processes: its stop removes them.
+    leftovers = [Path(f"{folder}/left-{wid}") for folder in ("/dev/shm", "/tmp", "/var/tmp")]
+    leftovers += [Path(f"/run/lock/left-{wid}")] if os.access("/run/lock", os.W_OK) else []
     code = "".join(f"open({str(p)!r}, 'wb').write(b'x' * 1048576)\n" for p in leftovers)
+    code += "import subprocess\n" + "".join(
+        f"subprocess.run({args!r}, check=True)\n"
+        for args in (["ipcmk", "-S", "4"], ["ipcmk", "-Q"], ["ipcmk", "-M", "4096"])
+    )
     assert kernel.execute(code).error is None
     assert all(p.exists() for p in leftovers)
+    endpoint = ctx.providers.workspaces.endpoint(wid)
+    uid = endpoint.socket_uid if endpoint else None
+    if uid is not None:
+        assert {t for t in ("shm", "sem", "msg") if _sysv_of(t, uid)} == {"shm", "sem", "msg"}
     kernel.close()
     long_ago = datetime.now(UTC) - timedelta(hours=3)
     with ctx.sessions() as session, session.begin():
@@ -492,6 +509,7 @@ def test_idle_workspace_is_culled_and_starts_again_with_its_home(
     assert "without kernel or terminal activity" in body["stateReason"]
     if os.geteuid() == 0:  # a uid of its own: what it owns is known to be its
         assert not any(p.exists() for p in leftovers)
+        assert uid is not None and not any(_sysv_of(t, uid) for t in ("shm", "sem", "msg"))
     assert (
         httpx.get(f"{live_url}/workspaces/{wid}/api/status", headers=owner.headers).status_code
         == 503

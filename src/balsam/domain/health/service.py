@@ -12,6 +12,7 @@ authentication, to load balancers and orchestrators.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -81,6 +82,7 @@ class HealthService:
             "database": self._database,
             "storage": self._storage,
             "git": self._git,
+            "disk": self._disk,
         }
         states = runner.run(checks, timeout)
         states["workspaces"] = "ok" if ctx.supervisor.running else "stopped"
@@ -95,6 +97,12 @@ class HealthService:
         self.ctx.providers.storage.bucket_exists(_PROBE_BUCKET)  # ProviderError when down
         return True
 
+    def _disk(self) -> bool:
+        """Enough room left for users other than root (workspaces, and root's reserve
+        for Balsam itself is not counted)."""
+        found = os.statvfs(self.ctx.settings.data_dir)
+        return found.f_bavail * found.f_frsize >= self.ctx.settings.min_free_disk_mib * 2**20
+
     def _git(self) -> bool:
-        self.ctx.providers.git.repository_exists("x-balsam-health-probe")
+        self.ctx.providers.git.check()  # ProviderError when the repositories are gone
         return True

@@ -55,10 +55,15 @@ class BranchService:
                 raise Conflict(BRANCH_EXISTS, params={"name": name}) from None
             undo.push("git branch", lambda: self.git.delete_branch(project_id, name))
             crash_point("branch.create", "git")
-            self.storage.put_object(
-                project.bucket, marker_key(name), marker_body(project.name, name)
-            )
             undo.push("marker", lambda: self.storage.retire_prefix(project.bucket, f"{name}/"))
+            # A write that timed out may land after the undo: the journal then keeps the
+            # operation, and the repair retires the prefix again once storage answers.
+            undo.attempt(
+                "marker",
+                lambda: self.storage.put_object(
+                    project.bucket, marker_key(name), marker_body(project.name, name)
+                ),
+            )
             branch = Branch(project_id=project_id, id=name, description=data.description)
             with self.ctx.sessions() as session, session.begin():
                 if session.get(Branch, (project_id, name)) is not None:

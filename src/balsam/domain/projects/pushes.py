@@ -21,6 +21,7 @@ difference left (a push whose follow-up did not run).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
@@ -30,9 +31,12 @@ from balsam.context import AppContext
 from balsam.db.models import Branch, Project
 from balsam.domain.audit.service import AuditRecord
 from balsam.domain.identity.service import Actor
+from balsam.domain.journal import Journal
 from balsam.domain.projects import naming
 from balsam.domain.projects.access import role_of
-from balsam.errors import InvalidInput
+from balsam.errors import BalsamError, InvalidInput
+
+log = logging.getLogger(__name__)
 
 ZERO = "0" * 40
 _ENV_DEFAULT = "BALSAM_PUSH_DEFAULT_BRANCH"
@@ -172,11 +176,14 @@ class PushService:
             )
         )
         if done:
-            self.reconcile(project_id, actor=actor.username)
+            self.reconcile(project_id, actor)
 
-    def reconcile(self, project_id: str, *, actor: str = "system") -> None:
+    def reconcile(self, project_id: str, actor: Actor) -> None:
         """Add the branches git has and the database lacks, and drop the rows of
-        branches git no longer has (never the default branch's row); audit each."""
+        branches git no longer has (never the default branch's row); audit each. A
+        branch deleted by push has its data retired as one deleted through the API
+        (kept as versions for the retention period), journaled: if storage is down, the
+        repair retires it later."""
         git_branches = set(self.ctx.providers.git.list_branches(project_id))
         added: list[str] = []
         dropped: list[str] = []
@@ -184,6 +191,7 @@ class PushService:
             project = session.get(Project, project_id)
             if project is None:
                 return
+            bucket = project.bucket
             rows = {
                 b.id: b
                 for b in session.scalars(select(Branch).where(Branch.project_id == project_id))
@@ -196,17 +204,36 @@ class PushService:
                 if name not in git_branches and not row.is_default:
                     session.delete(row)
                     dropped.append(name)
+        for name in dropped:
+            self._retire(project_id, bucket, name, actor)
         for action, names in (("branch.create", added), ("branch.delete", dropped)):
             for name in names:
                 self.ctx.audit.record(
                     AuditRecord(
-                        actor=actor[:64],
+                        actor=actor.username[:64],
                         action=action,
                         target=f"project:{project_id}/branch:{name}",
                         project_id=project_id,
+                        request_id=actor.request_id,
                         details={"by": "git push"},
                     )
                 )
+
+    def _retire(self, project_id: str, bucket: str, branch: str, actor: Actor) -> None:
+        """Retire a branch's data prefix after git deleted the branch (the push is
+        done: this never fails it; a failure stays journaled for the repair)."""
+        try:
+            with Journal(self.ctx).running(
+                "branch.delete", project_id, actor, branch, after_the_fact=True
+            ):
+                self.ctx.providers.storage.retire_prefix(bucket, f"{branch}/")
+        except BalsamError as exc:
+            log.warning(
+                "branch %s of %s deleted by push: data not retired yet: %s",
+                branch,
+                project_id,
+                exc.message,
+            )
 
 
 def _valid(name: str) -> bool:

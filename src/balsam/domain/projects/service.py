@@ -126,7 +126,12 @@ class ProjectService:
             self._audit_failure(actor, project_id, undo, exc)
             if isinstance(exc, InvalidInput | Conflict):
                 raise
-            raise type(exc)(f"Creating the project failed and was undone: {exc.message}") from exc
+            outcome = (
+                "failed; what it made is removed as soon as storage answers"
+                if undo.failed
+                else "failed and was undone"
+            )
+            raise type(exc)(f"Creating the project {outcome}: {exc.message}") from exc
         except Exception as exc:
             self._audit_failure(actor, project_id, undo, exc)
             raise

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import secrets as random
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from balsam.context import AppContext
@@ -40,7 +40,7 @@ from balsam.domain.workspaces.schemas import (
     WorkspacePublic,
 )
 from balsam.domain.workspaces.templates import WorkspaceTemplate
-from balsam.errors import Conflict, Forbidden, InvalidInput, NotFound
+from balsam.errors import N_, Conflict, Forbidden, InvalidInput, NotFound
 from balsam.providers.workspaces.base import WorkspaceSecrets
 
 #: Prefix of workspace git tokens (public, so git.py can tell them from API tokens).
@@ -183,6 +183,7 @@ class WorkspaceService:
             if session.get(Branch, (project.id, data.branch_id)) is None:
                 raise NotFound(f"No branch '{data.branch_id}' in project '{project.id}'.")
             self._check_may_run(session, actor)
+            self._check_count(session, actor)
             bucket = project.bucket
         workspace_id = f"{slug_base(data.name)[:40].strip('-') or 'ws'}-{random.token_hex(3)}"
         git_token = GIT_TOKEN_PREFIX + random.token_urlsafe(32)
@@ -262,6 +263,19 @@ class WorkspaceService:
 
     def _check_may_run(self, session: Session, actor: Actor) -> None:
         check_may_run(session, self.provider, self.ctx.settings, actor.user_id)
+
+    def _check_count(self, session: Session, actor: Actor) -> None:
+        limit = self.ctx.settings.workspaces.max_per_user
+        have = session.scalar(
+            select(func.count()).select_from(Workspace).where(Workspace.owner_id == actor.user_id)
+        )
+        if (have or 0) >= limit:
+            raise Conflict(
+                N_(
+                    "You have %(count)s workspaces, the most one person may have; delete one first."
+                ),
+                params={"count": limit},
+            )
 
     def _recheck_created(self, actor: Actor, workspace_id: str) -> None:
         """Two users creating the first workspace at once both passed the check;

@@ -160,6 +160,7 @@ class WorkspaceSupervisor:
             clone_url=f"{settings.resolved_control_plane_url}/git/{workspace.project_id}.git",
             env=env,
             secrets=secrets,
+            idle_timeout_minutes=template.idle_timeout_minutes,
         )
 
     def _start(self, workspace_id: str) -> None:

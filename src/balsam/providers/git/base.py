@@ -75,6 +75,16 @@ class GitProvider(abc.ABC):
         """Whether the repository exists."""
 
     @abc.abstractmethod
+    def check(self) -> None:
+        """Raise ProviderError unless repositories can be served and created (for the
+        health check): a probe that cannot fail would hide a lost repository folder."""
+
+    def sweep(self) -> int:
+        """Remove what operations of dead processes left behind (scratch space of a
+        creation ``kill -9`` interrupted); how many. Safe while operations run."""
+        return 0
+
+    @abc.abstractmethod
     def list_branches(self, repo_id: str) -> list[str]:
         """Branch names of the repository."""
 

@@ -17,9 +17,12 @@ into place, so a failed ``create_repository`` leaves nothing behind.
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import subprocess
 import tempfile
+import time
 import urllib.parse
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -46,6 +49,10 @@ from balsam.providers.git.plumbing import (
 
 __all__ = ["LocalGitProvider", "git_environment", "is_safe_path", "is_valid_branch_name", "redact"]
 
+#: Scratch folders of operations in flight: ``.create-<pid>-<random>`` (older
+#: releases: ``.create-<random>``).
+_SCRATCH = re.compile(r"^\.(?:create|delete)-(?:(?P<pid>\d+)-)?[A-Za-z0-9_]+$")
+
 
 class LocalGitProvider(GitProvider):
     """Bare repositories under ``root``, one ``<repo_id>.git`` folder each.
@@ -65,6 +72,10 @@ class LocalGitProvider(GitProvider):
         source_schemes: frozenset[str] = DEFAULT_SOURCE_SCHEMES,
     ) -> None:
         self._root = Path(root)
+        # Made here, once: an operation never makes it again, so a repository folder
+        # lost while Balsam runs fails the health check and creations (ProviderError)
+        # instead of being replaced silently by an empty one.
+        self._root.mkdir(parents=True, exist_ok=True)
         self._timeout = timeout
         self._clone_timeout = clone_timeout
         self._source_schemes = source_schemes
@@ -157,8 +168,8 @@ class LocalGitProvider(GitProvider):
             self._check_source_url(source_url)
         if target.exists():
             raise Conflict(f"repository {repo_id!r} already exists")
-        self._root.mkdir(parents=True, exist_ok=True)
-        scratch = Path(tempfile.mkdtemp(prefix=".create-", dir=self._root))
+        self.check()
+        scratch = Path(tempfile.mkdtemp(prefix=f".create-{os.getpid()}-", dir=self._root))
         try:
             built = self._build_repository(
                 scratch, default_branch, files, message, author, source_url
@@ -246,11 +257,36 @@ class LocalGitProvider(GitProvider):
         self._git(["pack-objects", "-q", str(pack_base)], git_dir=clone_dir, stdin=objects)
         return tree
 
+    def check(self) -> None:
+        if not self._root.is_dir() or not os.access(self._root, os.W_OK | os.X_OK):
+            raise ProviderError(
+                "The repositories' folder is missing or not writable.",
+                details={"path": str(self._root)},
+            )
+
+    def sweep(self) -> int:
+        """Scratch folders (``.create-<pid>-*``, ``.delete-<pid>-*``) of processes that
+        are gone; those of live processes are theirs. Folders of releases before the pid
+        was in the name go when an hour old."""
+        swept = 0
+        for entry in self._root.glob(".*-*"):
+            found = _SCRATCH.match(entry.name)
+            if found is None or not entry.is_dir():
+                continue
+            pid = found.group("pid")
+            if pid is not None and (int(pid) == os.getpid() or Path(f"/proc/{pid}").exists()):
+                continue
+            if pid is None and time.time() - entry.stat().st_mtime < 3600:
+                continue
+            shutil.rmtree(entry, ignore_errors=True)
+            swept += 1
+        return swept
+
     def delete_repository(self, repo_id: str) -> None:
         path = self._candidate_path(repo_id)
         if path is None or not path.exists():
             return
-        doomed = Path(tempfile.mkdtemp(prefix=".delete-", dir=self._root))
+        doomed = Path(tempfile.mkdtemp(prefix=f".delete-{os.getpid()}-", dir=self._root))
         try:
             path.rename(doomed / "repo.git")
         except FileNotFoundError:  # deleted concurrently

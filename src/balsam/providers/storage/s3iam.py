@@ -35,7 +35,7 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, ReadTimeoutError
 
 from balsam.errors import ProviderError
 from balsam.providers.storage.base import ObjectVersion, ScopedKey, StorageProvider
@@ -273,8 +273,13 @@ class S3IamStorage(StorageProvider):
         return True
 
     def put_object(self, bucket: str, key: str, data: bytes) -> None:
-        with _backend("write object"):
-            self._s3.put_object(Bucket=bucket, Key=key, Body=data)
+        try:
+            with _backend("write object"):
+                self._s3.put_object(Bucket=bucket, Key=key, Body=data)
+        except ProviderError as exc:
+            # Sent but unanswered (a paused server): it may still be carried out.
+            exc.unsettled = isinstance(exc.__cause__, ReadTimeoutError)
+            raise
 
     def delete_prefix(self, bucket: str, prefix: str) -> None:
         with _backend("delete objects"):

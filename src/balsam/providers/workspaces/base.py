@@ -142,6 +142,8 @@ class WorkspaceSpec:
     #: Non-secret environment variables (BALSAM_*, AWS_ENDPOINT_URL, ...).
     env: Mapping[str, str]
     secrets: WorkspaceSecrets
+    #: Minutes without activity after which the supervisor stops it (the template's).
+    idle_timeout_minutes: int = 60
     #: Extra labels for providers that keep metadata (Kubernetes).
     labels: Mapping[str, str] = field(default_factory=dict)
 

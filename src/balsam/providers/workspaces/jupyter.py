@@ -54,6 +54,12 @@ def write_lab_overrides(env_path: Path) -> None:
     partial.replace(target)  # atomic: a workspace starting meanwhile reads one or the other
 
 
+def stop_when_idle(idle_timeout_minutes: int) -> int:
+    """Seconds a server waits, idle, before stopping itself: twice the supervisor's idle
+    timeout and an hour at least, so the supervisor always acts first."""
+    return max(2 * idle_timeout_minutes * 60, 3600)
+
+
 def server_command(
     env_path: Path,
     base_url: str,
@@ -62,12 +68,21 @@ def server_command(
     *,
     start_in: str,
     allow_root: bool = False,
+    stop_when_idle_seconds: int = 7200,
 ) -> list[str]:
     """``jupyter lab`` on the unix socket ``sock`` (mode 0600) under ``base_url``, its
     kernels on IPC: no TCP port at all. Kernel sockets go to ``JUPYTER_RUNTIME_DIR``
     (set it to ``sock``'s folder). The token comes from the ``JUPYTER_TOKEN``
     environment variable, never from the command line. The file browser opens in
-    ``start_in`` (a folder under ``root_dir`` that exists: the project's clone)."""
+    ``start_in`` (a folder under ``root_dir`` that exists: the project's clone).
+
+    Balsam's supervisor stops an idle workspace and keeps its home; a server outlives
+    ``balsam up`` on purpose (re-attached, or stopped, at the next start). Should Balsam
+    not come back, kernels idle for ``stop_when_idle_seconds`` with no browser attached
+    are culled by the server itself (see :func:`stop_when_idle`): what keeps running
+    is the idle server. (Its own shutdown when idle is not used: with
+    ``preferred_dir`` set, JupyterLab's check for it never runs.)"""
+    fallback = stop_when_idle_seconds
     command = [
         str(env_path / "bin" / "jupyter-lab"),
         "--no-browser",
@@ -78,8 +93,9 @@ def server_command(
         f"--ServerApp.root_dir={root_dir}",
         f"--ContentsManager.preferred_dir={start_in}",
         "--ServerApp.allow_remote_access=False",
-        # Balsam culls idle workspaces itself and keeps their homes.
-        "--ServerApp.shutdown_no_activity_timeout=0",
+        # The fallback only: the supervisor culls idle workspaces first.
+        f"--MappingKernelManager.cull_idle_timeout={fallback}",
+        "--MappingKernelManager.cull_interval=300",
         # None (not ""): no news fetched, and no prompt asking whether to fetch them.
         "--LabApp.news_url=None",
         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",

@@ -59,6 +59,7 @@ from balsam.providers.workspaces.jupyter import (
     get_json,
     last_activity,
     server_command,
+    stop_when_idle,
     write_kernel_spec,
     write_lab_overrides,
 )
@@ -298,6 +299,7 @@ class LocalWorkspaceProvider(WorkspaceProvider):
                     home,
                     start_in=spec.project_id,  # the clone (see _prepare_home)
                     allow_root=uid is None and self.as_root,
+                    stop_when_idle_seconds=stop_when_idle(spec.idle_timeout_minutes),
                 ),
                 env=self._environment(spec, env_path, home, run_dir),
                 cwd=home,

@@ -121,15 +121,25 @@ def kill_user(uid: int, timeout: float = 2.0) -> list[int]:
 
 
 #: Shared folders a workspace's processes can fill (``/dev/shm`` is memory).
-SHARED_SCRATCH = (Path("/dev/shm"), Path("/tmp"))  # noqa: S108 - cleaned, not used
-_SYSV_SHM = Path("/proc/sysvipc/shm")
+#: Folders every user may write to: what a workspace leaves there is removed at stop.
+SHARED_SCRATCH = tuple(
+    Path(p)
+    for p in ("/dev/shm", "/tmp", "/var/tmp", "/run/lock", "/dev/mqueue")  # noqa: S108
+)
+#: System V IPC tables: (table, ipcrm's option, the columns of id, owner and creator).
+_SYSV = (
+    (Path("/proc/sysvipc/shm"), "-m", 1, 7, 9),
+    (Path("/proc/sysvipc/sem"), "-s", 1, 4, 6),
+    (Path("/proc/sysvipc/msg"), "-q", 1, 7, 9),
+)
 
 
 def remove_leftovers(uid: int, folders: tuple[Path, ...] = SHARED_SCRATCH) -> list[str]:
-    """Remove what a stopped workspace left in shared memory: the entries of
+    """Remove what a stopped workspace left where every user may write: the entries of
     ``folders`` that ``uid`` owns (files, links, whole folders; links are not
-    followed) and its System V shared-memory segments. Call it once nothing of
-    ``uid`` runs. Returns what was removed, for the log."""
+    followed) and its System V shared-memory segments, semaphores and message queues
+    (each counts against host-wide limits). Call it once nothing of ``uid`` runs.
+    Returns what was removed, for the log."""
     if uid in (0, os.getuid(), os.geteuid()):
         raise ValueError(f"remove_leftovers refuses uid {uid}: it is not a workspace's own")
     removed = []
@@ -144,21 +154,24 @@ def remove_leftovers(uid: int, folders: tuple[Path, ...] = SHARED_SCRATCH) -> li
                     else:
                         os.unlink(entry.path)
                     removed.append(entry.path)
-    return removed + _remove_sysv_segments(uid)
+    return removed + _remove_sysv(uid)
 
 
-def _remove_sysv_segments(uid: int) -> list[str]:
-    try:
-        lines = _SYSV_SHM.read_text().splitlines()[1:]
-    except OSError:
-        return []
+def _remove_sysv(uid: int) -> list[str]:
     removed = []
-    for line in lines:
-        fields = line.split()  # key shmid perms size cpid lpid nattch uid ...
-        if len(fields) > 7 and fields[7] == str(uid):
-            done = subprocess.run(["ipcrm", "-m", fields[1]], capture_output=True, check=False)
-            if done.returncode == 0:
-                removed.append(f"shm segment {fields[1]}")
+    for table, option, id_column, owner, creator in _SYSV:
+        try:
+            lines = table.read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) > creator and str(uid) in (fields[owner], fields[creator]):
+                done = subprocess.run(
+                    ["ipcrm", option, fields[id_column]], capture_output=True, check=False
+                )
+                if done.returncode == 0:
+                    removed.append(f"{table.name} {fields[id_column]}")
     return removed
 
 

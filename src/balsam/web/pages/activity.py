@@ -62,9 +62,19 @@ OUTCOMES: Final[Mapping[str, str]] = {
 }
 
 
+#: What became of an operation a crash (or a failed undo) interrupted: the repair's
+#: outcome in the audit record's details.
+REPAIRS: Final[Mapping[str, str]] = {
+    "completed": N_("interrupted, then completed by the repair"),
+    "undone": N_("interrupted, then undone by the repair"),
+}
+
+
 def labels(gettext: Callable[[str], str]) -> dict[str, dict[str, str]]:
-    """``{"actions": {...}, "outcomes": {...}}`` in ``gettext``'s language."""
+    """``{"actions": {...}, "outcomes": {...}, "repairs": {...}}`` in ``gettext``'s
+    language."""
     return {
         "actions": {name: gettext(label) for name, label in ACTIONS.items()},
         "outcomes": {name: gettext(label) for name, label in OUTCOMES.items()},
+        "repairs": {name: gettext(label) for name, label in REPAIRS.items()},
     }

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import socket
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -14,10 +16,14 @@ from fastapi.testclient import TestClient
 from balsam.app import create_app
 from balsam.context import AppContext
 from balsam.domain.health.service import CheckRunner, HealthService
+from balsam.errors import ProviderError
+from balsam.providers.git.base import Author
+from balsam.providers.git.local import LocalGitProvider
 from balsam.providers.storage.s3iam import S3IamStorage
 from balsam.wiring import derive
 
-COMPONENTS = {"database", "storage", "git", "workspaces", "librarySync"}
+AUTHOR = Author("T", "t@example.org")
+COMPONENTS = {"database", "storage", "git", "disk", "workspaces", "librarySync"}
 
 
 def test_liveness_needs_no_login(anon: httpx.Client) -> None:
@@ -78,6 +84,7 @@ def test_the_endpoint_answers_503_with_retry_after_within_the_bound(
             "database": "ok",
             "storage": "timeout",
             "git": "ok",
+            "disk": "ok",
             "workspaces": "stopped",
             "librarySync": "stopped",
         },
@@ -91,3 +98,34 @@ def test_a_storage_server_that_refuses_is_failing(ctx: AppContext) -> None:
     service = HealthService(_with_storage(ctx, f"http://127.0.0.1:{closed}"))
     readiness = service.readiness(CheckRunner(), library_sync_running=True, timeout=10)
     assert readiness.components["storage"] == "failing" and not readiness.ready
+
+
+def test_a_lost_repositories_folder_is_failing_and_creates_nothing(
+    ctx: AppContext, tmp_path: Path
+) -> None:
+    """A review moved the folder away: health still said ok, and the next project
+    creation quietly made an empty one."""
+    root = tmp_path / "git"
+    git = LocalGitProvider(root)
+    lost = derive(ctx, providers=dataclasses.replace(ctx.providers, git=git))
+    service = HealthService(lost)
+    assert service.readiness(CheckRunner(), library_sync_running=True).components["git"] == "ok"
+    root.rename(tmp_path / "git.moved")
+    readiness = service.readiness(CheckRunner(), library_sync_running=True, timeout=10)
+    assert readiness.components["git"] == "failing" and not readiness.ready
+    with pytest.raises(ProviderError):
+        git.create_repository("p", default_branch="main", files={}, message="m", author=AUTHOR)
+    assert not root.exists()
+
+
+def test_a_full_disk_is_failing(ctx: AppContext, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A review filled the data directory's file system from a workspace: creations
+    and pushes failed while health said every part was ok."""
+    service = HealthService(ctx)
+    assert service.readiness(CheckRunner(), library_sync_running=True).components["disk"] == "ok"
+    free = os.statvfs(ctx.settings.data_dir)
+    monkeypatch.setattr(
+        ctx.settings, "min_free_disk_mib", free.f_bavail * free.f_frsize // 2**20 + 1024
+    )
+    readiness = service.readiness(CheckRunner(), library_sync_running=True, timeout=10)
+    assert readiness.components["disk"] == "failing" and not readiness.ready

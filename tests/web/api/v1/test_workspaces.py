@@ -384,3 +384,21 @@ def test_a_template_that_cannot_be_built_fails_with_its_reason(
     assert "Building the environment failed" in body["stateReason"]
     assert body["environment"]["packages"] is None
     assert owner.client.delete(f"{API}/workspaces/{body['id']}").status_code == 204
+
+
+def test_one_person_has_at_most_so_many_workspaces(
+    cast: dict[str, TestUser], ws: dict[str, Any], ctx: AppContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each workspace has its own uid and limits: without a count, one user's workspaces
+    together were bounded by nothing (a review)."""
+    owner = cast["owner"]
+    have = len(owner.client.get(f"{API}/workspaces").json())
+    monkeypatch.setattr(ctx.settings.workspaces, "max_per_user", have)
+    refused = owner.client.post(
+        f"{API}/workspaces",
+        json={"name": "En till", "templateId": "python", "projectId": ws["projectId"],
+              "branchId": "main"},
+    )  # fmt: skip
+    assert refused.status_code == 409, refused.text
+    assert "delete one first" in refused.json()["detail"]
+    assert len(owner.client.get(f"{API}/workspaces").json()) == have

@@ -24,8 +24,9 @@ class Liveness(BaseModel):
 class ReadinessOut(BaseModel):
     status: Literal["ready", "unready"]
     components: dict[str, State] = Field(
-        description="State of each part: database, storage, git, workspaces (the "
-        "supervisor), librarySync: ok, failing, timeout or stopped."
+        description="State of each part: database, storage, git, disk (free space on "
+        "the data directory's file system), workspaces (the supervisor), librarySync: ok, "
+        "failing, timeout or stopped."
     )
 
 
