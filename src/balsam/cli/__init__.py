@@ -16,7 +16,7 @@ from balsam.cli.admin import admin
 from balsam.cli.audit import audit
 from balsam.cli.library import library
 from balsam.cli.settings_cmd import settings
-from balsam.cli.up import up
+from balsam.cli.up import restart, up
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -33,6 +33,7 @@ def main(ctx: click.Context) -> None:
 
 
 main.add_command(up)
+main.add_command(restart)
 main.add_command(admin)
 main.add_command(audit)
 main.add_command(library)

@@ -1,5 +1,10 @@
 """``balsam up``: run the platform on this machine until Ctrl-C or SIGTERM.
 
+``kill -HUP`` (or ``balsam restart``) restarts it in place instead: it shuts down as for
+Ctrl-C but leaves running workspaces alone, then executes itself again with the same
+command line and environment, which re-attaches them (kernels keep their state; the
+browser's JupyterLab reconnects). Configuration and code changes take effect so.
+
 Start-up order, each step undone in reverse on the way out: lock the data
 directory (one ``balsam up`` per data dir), take the ports back from workspaces
 that listen on them (as root: :mod:`balsam.ports`), bind the control-plane port,
@@ -17,7 +22,9 @@ import logging
 import os
 import signal
 import socket
+import sys
 import time
+import urllib.request
 from collections.abc import Collection, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -81,6 +88,8 @@ def up(host: str | None, port: int | None, data_dir: Path | None) -> None:
     check_database(settings)
     # SIGTERM behaves like Ctrl-C, so every cleanup below runs on either.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
+    restart = _Restart()
+    signal.signal(signal.SIGHUP, restart.request)
     try:
         with ExitStack() as stack:
             stack.enter_context(data_dir_lock(prepare_data_dir(settings.data_dir)))
@@ -90,10 +99,94 @@ def up(host: str | None, port: int | None, data_dir: Path | None) -> None:
             app = create_app(settings)
             stack.callback(app.state.ctx.engine.dispose)
             announce(settings, ensure_admin(app.state.ctx, settings))
-            serve(app, settings, listeners)
+            restart.app = app
+            serve(app, settings, listeners, restart)
     except KeyboardInterrupt:
         pass
+    if restart.requested:
+        log.info("Balsam restarts (workspaces keep running)")
+        os.execv(sys.executable, sys.orig_argv)  # noqa: S606 - our own command line, again
     log.info("Balsam stopped")
+
+
+class _Restart:
+    """A restart asked for by SIGHUP: the server shuts down gracefully (as for Ctrl-C),
+    the workspace supervisor leaves workspaces running, then :func:`up` executes itself
+    again. Before the server runs, the request waits for it."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.app: FastAPI | None = None
+        self.server: uvicorn.Server | None = None
+
+    def request(self, signum: int, frame: object) -> None:
+        self.requested = True
+        self.apply()
+
+    def apply(self) -> None:
+        if not self.requested or self.server is None or self.app is None:
+            return
+        self.app.state.ctx.supervisor.keep_workspaces = True
+        self.server.should_exit = True
+
+
+@click.command()
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Data directory of the `balsam up` to restart (default: BALSAM_DATA_DIR, else .balsam).",
+)
+@click.option("--timeout", type=float, default=300, help="Seconds to wait for it to be ready.")
+def restart(data_dir: Path | None, timeout: float) -> None:
+    """Restart the `balsam up` of a data directory in place (as `kill -HUP`): running
+    workspaces keep running, with their kernels; settings and code are read anew."""
+    settings = load_settings(data_dir=data_dir)
+    lock = settings.data_dir.resolve() / LOCK_NAME
+    pid = _running_pid(lock)
+    before = lock.stat().st_mtime_ns
+    os.kill(pid, signal.SIGHUP)
+    click.echo(f"asked balsam up (pid {pid}) to restart; waiting for it")
+    deadline = time.monotonic() + timeout
+    while lock.stat().st_mtime_ns == before:  # the new process writes it when it starts
+        if time.monotonic() > deadline:
+            raise click.ClickException("balsam up did not start again in time")
+        time.sleep(0.2)
+    url = f"http://{_loopback(settings.host)}:{settings.port}/api/v1/health/ready"
+    while not _answers(url):
+        if time.monotonic() > deadline:
+            raise click.ClickException(f"balsam up restarted but {url} is not ready yet")
+        time.sleep(0.5)
+    click.echo("balsam up restarted and ready")
+
+
+def _running_pid(lock: Path) -> int:
+    """The pid of the `balsam up` holding ``lock``; ClickException if none does."""
+    try:
+        handle = lock.open()
+    except FileNotFoundError:
+        raise click.ClickException(f"no balsam up has run on {lock.parent}") from None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            text = handle.read().strip()
+            if text.isdigit():
+                return int(text)
+            raise click.ClickException(f"{lock} names no process") from None
+    raise click.ClickException(f"no balsam up runs on {lock.parent}")
+
+
+def _loopback(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host.strip("[]")  # noqa: S104
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as answer:  # noqa: S310 - our own URL
+            return bool(answer.status == 200)
+    except (OSError, ValueError):
+        return False
 
 
 def check_admin_password(settings: Settings) -> None:
@@ -403,9 +496,11 @@ def announce(settings: Settings, generated_password: str | None) -> None:
     click.echo("\n".join(lines))
 
 
-def serve(app: FastAPI, settings: Settings, listeners: list[socket.socket]) -> None:
-    """Serve until SIGINT/SIGTERM; uvicorn re-raises the signal after its graceful
-    shutdown, which unwinds :func:`up`'s cleanups."""
+def serve(
+    app: FastAPI, settings: Settings, listeners: list[socket.socket], restart: _Restart
+) -> None:
+    """Serve until SIGINT/SIGTERM (uvicorn re-raises the signal after its graceful
+    shutdown, which unwinds :func:`up`'s cleanups) or a restart (SIGHUP)."""
     log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
     log_config["handlers"]["access"]["stream"] = "ext://sys.stderr"  # stdout: the banner only
     config = uvicorn.Config(
@@ -418,4 +513,6 @@ def serve(app: FastAPI, settings: Settings, listeners: list[socket.socket]) -> N
         http=ProblemHttpToolsProtocol,
         ws=RefusingWebSocketsProtocol,
     )
-    uvicorn.Server(config).run(sockets=listeners)
+    server = restart.server = uvicorn.Server(config)
+    restart.apply()  # a SIGHUP that came while starting
+    server.run(sockets=listeners)

@@ -42,6 +42,9 @@ class WorkspaceSupervisor:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._futures: set[Future[None]] = set()
+        #: Set for a restart in place (``balsam restart``): shutdown leaves workspaces
+        #: running for the next process to re-attach.
+        self.keep_workspaces = False
 
     # -- lifecycle of the supervisor itself ---------------------------------------------
 
@@ -58,11 +61,12 @@ class WorkspaceSupervisor:
         return self._thread is not None and self._thread.is_alive()
 
     def shutdown(self) -> None:
-        """Stop checking; stop every workspace if the settings say so."""
+        """Stop checking; stop every workspace if the settings say so (never for a
+        restart in place: ``keep_workspaces``)."""
         self._stopping.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
-        if self.ctx.settings.workspaces.stop_on_shutdown:
+        if self.ctx.settings.workspaces.stop_on_shutdown and not self.keep_workspaces:
             with self.ctx.sessions() as session:
                 ids = session.scalars(
                     select(Workspace.id).where(Workspace.state.in_(("pending", "running")))
