@@ -270,20 +270,26 @@ class WorkspaceService:
             select(func.count()).select_from(Workspace).where(Workspace.owner_id == actor.user_id)
         )
         if (have or 0) >= limit:
-            raise Conflict(
-                N_(
-                    "You have %(count)s workspaces, the most one person may have; delete one first."
-                ),
-                params={"count": limit},
-            )
+            raise _too_many(limit)
 
     def _recheck_created(self, actor: Actor, workspace_id: str) -> None:
         """Two users creating the first workspace at once both passed the check;
-        now both rows are visible and the earliest decides: the other is undone."""
+        now both rows are visible and the earliest decides: the other is undone. So
+        for the count per person: creations at once all passed it, and those beyond the
+        limit (the latest) are undone."""
         try:
             with self.ctx.sessions() as session:
                 self._check_may_run(session, actor)
-        except WorkspacesNotIsolated:
+                limit = self.ctx.settings.workspaces.max_per_user
+                kept = session.scalars(
+                    select(Workspace.id)
+                    .where(Workspace.owner_id == actor.user_id)
+                    .order_by(Workspace.created_at, Workspace.id)
+                    .limit(limit)
+                ).all()
+            if workspace_id not in kept:
+                raise _too_many(limit)
+        except (WorkspacesNotIsolated, Conflict):
             self.remove(workspace_id)
             raise
 
@@ -374,3 +380,10 @@ class WorkspaceService:
                 details=dict(details or {}),
             )
         )
+
+
+def _too_many(limit: int) -> Conflict:
+    return Conflict(
+        N_("The most workspaces one person may have is %(count)s; delete one first."),
+        params={"count": limit},
+    )

@@ -5,6 +5,7 @@ and what deleting revokes. The workspace is real (JupyterLab starts)."""
 from __future__ import annotations
 
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -402,3 +403,16 @@ def test_one_person_has_at_most_so_many_workspaces(
     assert refused.status_code == 409, refused.text
     assert "delete one first" in refused.json()["detail"]
     assert len(owner.client.get(f"{API}/workspaces").json()) == have
+    # Creations at once all pass the first count (a review got 8 under a limit of 5):
+    # those beyond the limit are undone.
+    monkeypatch.setattr(ctx.settings.workspaces, "max_per_user", have + 1)
+    body = {"name": "Samtidig", "templateId": "python", "projectId": ws["projectId"],
+            "branchId": "main"}  # fmt: skip
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(
+            pool.map(lambda _: owner.client.post(f"{API}/workspaces", json=body), range(4))
+        )
+    created = [a.json()["id"] for a in answers if a.status_code == 201]
+    assert sorted(a.status_code for a in answers) == [201, 409, 409, 409], answers
+    assert len(owner.client.get(f"{API}/workspaces").json()) == have + 1
+    owner.client.delete(f"{API}/workspaces/{created[0]}")
