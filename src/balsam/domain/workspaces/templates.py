@@ -14,7 +14,15 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from balsam.providers.workspaces.base import EnvironmentSpec, ResourceLimits
@@ -25,6 +33,12 @@ _CRAN_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9.]*[A-Za-z0-9]$")
 #: reaches the bucket runs on reticulate.
 R_PACKAGES = frozenset({"r-base-core", "r-cran-irkernel", "r-cran-reticulate"})
 _PINNED = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\[\],-]*==[A-Za-z0-9.+!*-]+$")
+#: Each list of names a template gives: its pattern, and what a refusal says.
+_NAMES = {
+    "requirements": (_PINNED, "requirements must be pinned as name==version"),
+    "system_packages": (_DEBIAN_NAME, "not Debian package names"),
+    "cran_packages": (_CRAN_NAME, "not R package names"),
+}
 
 
 class WorkspaceTemplate(BaseModel):
@@ -47,28 +61,14 @@ class WorkspaceTemplate(BaseModel):
     cpu: float = Field(1.0, gt=0)
     idle_timeout_minutes: int = Field(60, ge=1)
 
-    @field_validator("requirements")
+    @field_validator("requirements", "system_packages", "cran_packages")
     @classmethod
-    def _pinned(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        loose = [r for r in value if not _PINNED.match(r)]
-        if loose:
-            raise ValueError(f"requirements must be pinned as name==version: {loose}")
-        return value
-
-    @field_validator("system_packages")
-    @classmethod
-    def _debian_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        bad = [p for p in value if not _DEBIAN_NAME.match(p)]
+    def _well_named(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        """Each list's entries match its pattern (they reach installers' command lines)."""
+        pattern, refusal = _NAMES[info.field_name or ""]
+        bad = [entry for entry in value if not pattern.match(entry)]
         if bad:
-            raise ValueError(f"not Debian package names: {bad}")
-        return value
-
-    @field_validator("cran_packages")
-    @classmethod
-    def _cran_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        bad = [p for p in value if not _CRAN_NAME.match(p)]
-        if bad:
-            raise ValueError(f"not R package names: {bad}")
+            raise ValueError(f"{refusal}: {bad}")
         return value
 
     @model_validator(mode="after")

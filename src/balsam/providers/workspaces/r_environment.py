@@ -76,7 +76,6 @@ def install(target: Path, spec: EnvironmentSpec, run: Run, cran_url: str | None)
     library = target / LIBRARY
     library.mkdir(parents=True, exist_ok=True)
     (target / PROFILE).write_text(_PROFILE)
-    rscript = _tool("Rscript")
     with tempfile.TemporaryDirectory() as scratch:
         # A copy: R CMD INSTALL may write into the folder it installs from.
         source = Path(scratch) / "balsam"
@@ -102,7 +101,7 @@ def install(target: Path, spec: EnvironmentSpec, run: Run, cran_url: str | None)
         packages = ", ".join(json.dumps(p) for p in spec.cran_packages)
         run(
             [
-                rscript,
+                _tool("Rscript"),
                 "-e",
                 f"install.packages(c({packages}), lib = {json.dumps(str(library))}, "
                 f"repos = {json.dumps(cran_url)}, Ncpus = 2); "

@@ -88,7 +88,7 @@ put_object <- function(file, key, tags = list(), metadata = list(), bucket = NUL
     bucket <- tags
     tags <- list()
   }
-  .py()$put(.conn(), if (is.null(bucket)) balsam::bucket() else bucket, .key(key),
+  .py()$put(.conn(), .bucket_or(bucket), .key(key),
             .body(file), .strings(tags), .strings(metadata), content_type)
   invisible(TRUE)
 }
@@ -101,7 +101,7 @@ get_object <- function(key, file = NULL, bucket = NULL, ...) {
     bucket <- file
     file <- NULL
   }
-  body <- reticulate::py_to_r(.py()$get(.conn(), if (is.null(bucket)) balsam::bucket() else bucket, .key(key)))
+  body <- reticulate::py_to_r(.py()$get(.conn(), .bucket_or(bucket), .key(key)))
   if (is.null(file)) return(body)
   writeBin(body, file)
   invisible(file)
@@ -109,20 +109,20 @@ get_object <- function(key, file = NULL, bucket = NULL, ...) {
 
 #' The object's tags, a named list.
 get_tags <- function(key, bucket = NULL) {
-  tags <- reticulate::py_to_r(.py()$get_tags(.conn(), if (is.null(bucket)) balsam::bucket() else bucket, .key(key)))
+  tags <- reticulate::py_to_r(.py()$get_tags(.conn(), .bucket_or(bucket), .key(key)))
   as.list(unlist(tags))
 }
 
 #' Replace the object's tags.
 put_tags <- function(key, tags, bucket = NULL) {
-  .py()$put_tags(.conn(), if (is.null(bucket)) balsam::bucket() else bucket, .key(key), .strings(tags))
+  .py()$put_tags(.conn(), .bucket_or(bucket), .key(key), .strings(tags))
   invisible(TRUE)
 }
 
 #' TRUE with the object's headers as attributes (x-amz-meta-* is its metadata), FALSE
 #' if there is no such object, as aws.s3's head_object.
 head_object <- function(key, bucket = NULL, ...) {
-  headers <- reticulate::py_to_r(.py()$head(.conn(), if (is.null(bucket)) balsam::bucket() else bucket, .key(key)))
+  headers <- reticulate::py_to_r(.py()$head(.conn(), .bucket_or(bucket), .key(key)))
   if (is.null(headers)) return(FALSE)
   out <- TRUE
   for (name in names(headers)) attr(out, name) <- headers[[name]]
@@ -178,6 +178,8 @@ s3HTTP <- function(verb = "GET", bucket = "", path = "", query = NULL, headers =
 }
 
 `%||%` <- function(a, b) if (is.null(a)) b else a
+
+.bucket_or <- function(bucket) bucket %||% balsam::bucket()
 
 # -- data frames ------------------------------------------------------------------------
 
