@@ -183,88 +183,96 @@ s3HTTP <- function(verb = "GET", bucket = "", path = "", query = NULL, headers =
 
 # -- data frames ------------------------------------------------------------------------
 
+.numbers <- function(x, size) writeBin(x, raw(), size = size, endian = "little")
+
+# Columns cross as raw bytes with R's own NAs in them (Python reads those as nulls).
+# Strings cross as a dictionary: the distinct values once (NUL-terminated, UTF-8) and a
+# 1-based code per row: R's match() and indexing are fast where building one string per
+# row on the Python side is not.
 .column <- function(x) {
-  # NaN is a value, not a missing one (R's is.na says TRUE to both)
-  missing <- as.raw(is.na(x) & !(is.double(x) & is.nan(x)))
-  if (is.factor(x)) {
-    values <- as.character(x)
-    values[is.na(values)] <- ""
-    return(list("factor", writeBin(enc2utf8(values), raw()), missing))
+  plain <- function(kind, data) list(kind, data, raw(), 0L)
+  coded <- function(kind, codes, levels) {
+    list(kind, .numbers(codes, 4), writeBin(enc2utf8(levels), raw()), length(levels))
   }
-  if (inherits(x, "Date")) {
-    return(list("Date", writeBin(as.double(unclass(x)), raw(), size = 8, endian = "little"), missing))
-  }
-  if (inherits(x, "POSIXct")) {
-    return(list("POSIXct", writeBin(as.double(unclass(x)), raw(), size = 8, endian = "little"), missing))
-  }
+  if (is.factor(x)) return(coded("factor", as.integer(x), levels(x)))
+  if (inherits(x, "Date")) return(plain("Date", .numbers(as.double(unclass(x)), 8)))
+  if (inherits(x, "POSIXct")) return(plain("POSIXct", .numbers(as.double(unclass(x)), 8)))
   switch(typeof(x),
-    double = list("double", writeBin(x, raw(), size = 8, endian = "little"), missing),
-    integer = list("integer", writeBin(x, raw(), size = 4, endian = "little"), missing),
-    logical = list("logical", writeBin(as.integer(x), raw(), size = 4, endian = "little"), missing),
+    double = plain("double", .numbers(x, 8)),
+    integer = plain("integer", .numbers(x, 4)),
+    logical = plain("logical", .numbers(x, 4)),  # as R holds it: 1, 0, NA as INT_MIN
     character = {
-      values <- x
-      values[is.na(values)] <- ""
-      list("character", writeBin(enc2utf8(values), raw()), missing)
+      levels <- unique(x)
+      levels <- levels[!is.na(levels)]
+      coded("character", match(x, levels), levels)
     },
     stop(sprintf("Cannot store a column of type %s in Parquet.", typeof(x)), call. = FALSE)
   )
 }
 
-.parquet <- function(df) {
+# A data frame as the Python half takes it: (names, kinds, rows, data, levels, counts).
+.handover <- function(df) {
   df <- as.data.frame(df)
   columns <- unname(lapply(df, .column))  # a named list would reach Python as a dict
-  reticulate::py_to_r(.py()$encode(
-    reticulate::r_to_py(as.list(names(df))),
-    reticulate::r_to_py(lapply(columns, `[[`, 1)),
-    as.integer(nrow(df)),
-    reticulate::r_to_py(lapply(columns, `[[`, 2)),
-    reticulate::r_to_py(lapply(columns, `[[`, 3))
-  ))
+  part <- function(i) reticulate::r_to_py(lapply(columns, `[[`, i))
+  list(
+    reticulate::r_to_py(as.list(names(df))), part(1), as.integer(nrow(df)), part(2), part(3),
+    reticulate::r_to_py(as.list(vapply(columns, `[[`, 0L, 4)))
+  )
 }
 
-.frame <- function(body) {
-  decoded <- reticulate::py_to_r(.py()$decode(body))
+.parquet <- function(df) {
+  h <- .handover(df)
+  reticulate::py_to_r(.py()$encode(h[[1]], h[[2]], h[[3]], h[[4]], h[[5]], h[[6]]))
+}
+
+.decoded_column <- function(col, n) {
+  kind <- col[[1]]
+  data <- col[[2]]
+  doubles <- function() readBin(data, "double", n, size = 8, endian = "little")
+  ints <- function(what = "integer") readBin(data, what, n, size = 4, endian = "little")
+  if (kind %in% c("factor", "character")) {
+    levels <- readBin(col[[3]], "character", col[[4]])
+    Encoding(levels) <- "UTF-8"
+    codes <- ints()
+    if (kind == "character") return(levels[codes])
+    if (!anyDuplicated(levels)) return(structure(codes, levels = levels, class = "factor"))
+    return(factor(levels[codes], levels = unique(levels)))
+  }
+  switch(kind,
+    double = doubles(),
+    integer = ints(),
+    logical = ints("logical"),
+    Date = structure(doubles(), class = "Date"),
+    POSIXct = structure(doubles(), class = c("POSIXct", "POSIXt"), tzone = "UTC")
+  )
+}
+
+# A data frame of what the Python half's decode (or get_frame) returned.
+.frame <- function(decoded) {
+  decoded <- reticulate::py_to_r(decoded)
   n <- decoded[[1]]
-  columns <- lapply(decoded[[3]], function(col) {
-    kind <- col[[1]]
-    data <- col[[2]]
-    missing <- as.logical(as.integer(col[[3]]))
-    values <- switch(kind,
-      double = readBin(data, "double", n, size = 8, endian = "little"),
-      integer = readBin(data, "integer", n, size = 4, endian = "little"),
-      logical = as.logical(readBin(data, "integer", n, size = 4, endian = "little")),
-      Date = structure(readBin(data, "double", n, size = 8, endian = "little"), class = "Date"),
-      POSIXct = structure(readBin(data, "double", n, size = 8, endian = "little"),
-                          class = c("POSIXct", "POSIXt"), tzone = "UTC"),
-      factor = factor(unlist(col[[4]])[readBin(data, "integer", n, size = 4, endian = "little")],
-                      levels = unlist(col[[4]])),
-      character = {
-        text <- readBin(data, "character", n)
-        Encoding(text) <- "UTF-8"
-        text
-      }
-    )
-    if (length(values) != n) values <- rep(values, length.out = n)
-    values[missing] <- NA
-    values
-  })
+  columns <- lapply(decoded[[3]], .decoded_column, n = n)
   names(columns) <- unlist(decoded[[2]])
-  as.data.frame(columns, stringsAsFactors = FALSE, check.names = FALSE, optional = TRUE)
+  attr(columns, "row.names") <- .set_row_names(n)
+  class(columns) <- "data.frame"
+  columns
 }
 
-#' Write a data frame as Parquet under `key` in the project's bucket.
+#' Write a data frame as Parquet under `key` in the project's bucket. The file is made
+#' and stored on the Python side: its bytes never pass through R's memory.
 write_parquet <- function(df, key, tags = list(), metadata = list()) {
-  body <- .parquet(df)
-  .py()$put(.conn(), bucket(), .key(key), body, .strings(tags), .strings(metadata),
-            "application/vnd.apache.parquet")
+  h <- .handover(df)
+  .py()$put_frame(.conn(), bucket(), .key(key), h[[1]], h[[2]], h[[3]], h[[4]], h[[5]], h[[6]],
+                  .strings(tags), .strings(metadata))
   invisible(key)
 }
 
 #' A data frame from Parquet: the object under `key` in the project's bucket, or a raw
 #' vector (what get_object returns).
 read_parquet <- function(key) {
-  body <- if (is.raw(key)) key else reticulate::py_to_r(.py()$get(.conn(), bucket(), .key(key)))
-  .frame(body)
+  if (is.raw(key)) return(.frame(.py()$decode(key)))
+  .frame(.py()$get_frame(.conn(), bucket(), .key(key)))
 }
 
 #' Write a data frame as CSV (UTF-8) under `key`.
