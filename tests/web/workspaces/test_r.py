@@ -266,3 +266,63 @@ def test_the_r_kernel_opens_no_tcp_port(
     if endpoint.socket_uid is None:
         pytest.skip("workspaces run under their own uid only as root")
     assert _tcp_listeners(endpoint.socket_uid) == set()
+
+
+#: SCB's chart notebooks that cannot run here, and why (docs/r.md).
+CHARTS_NOT_RUN = {
+    "Diagramtyper i R_Flödes_diagram.ipynb": "DiagrammeR is not in Debian",
+    "Diagramtyper i R_Organisationsschema.ipynb": "DiagrammeR is not in Debian",
+    "Diagramtyper i R_Treemap.ipynb": "treemap is not in Debian",
+    "Diagramtyper i R_Stavdiagram.ipynb": "fetches share prices from Yahoo",
+    "Diagramtyper i R_Heatmap.ipynb": "calls ggplot() without library(ggplot2)",
+}
+
+RUN_CHARTS = """
+import concurrent.futures, json, os, pathlib, subprocess, sys
+folder = pathlib.Path.home() / "charts"
+def run(notebook):
+    done = subprocess.run(
+        [os.path.join(sys.prefix, "bin", "jupyter"), "nbconvert", "--to", "notebook",
+         "--execute", "--ExecutePreprocessor.kernel_name=ir",
+         "--ExecutePreprocessor.timeout=300", "--output-dir", str(folder / "ran"),
+         str(notebook)],
+        capture_output=True, text=True)
+    return notebook.name, done.returncode, done.stderr[-800:]
+with concurrent.futures.ThreadPoolExecutor(2) as pool:
+    results = list(pool.map(run, sorted(folder.glob("*.ipynb"))))
+print(json.dumps(results))
+"""
+
+
+def test_scbs_r_chart_notebooks_run_unmodified(
+    live_url: str, r_user: TestUser, r_ws: dict[str, Any], py_kernel: Kernel
+) -> None:
+    """The notebooks of 'Exempelsamling diagramtyper i R', uploaded as they are through
+    JupyterLab's contents API and executed with the 'ir' kernel in the workspace, two at
+    a time; those that cannot run here are named with why (CHARTS_NOT_RUN)."""
+    from urllib.parse import quote
+
+    import httpx
+
+    from tests.fixtures.library import SCB_LIBRARY
+
+    folder = SCB_LIBRARY / "Resources" / "Exempelsamling diagramtyper i R"
+    notebooks = sorted(p for p in folder.glob("*.ipynb") if p.name not in CHARTS_NOT_RUN)
+    assert len(notebooks) == 40 and all((folder / name).is_file() for name in CHARTS_NOT_RUN), (
+        "SCB's chart examples changed"
+    )
+    contents = f"{live_url}{r_ws['url']}api/contents/charts"
+    with httpx.Client(headers=r_user.headers, timeout=60) as client:
+        assert client.put(contents, json={"type": "directory"}).status_code in (200, 201)
+        for notebook in notebooks:
+            body = {
+                "type": "notebook",
+                "format": "json",
+                "content": json.loads(notebook.read_text()),
+            }
+            put = client.put(f"{contents}/{quote(notebook.name)}", json=body)
+            assert put.status_code in (200, 201), put.text
+    result = py_kernel.execute(RUN_CHARTS, timeout=1800)
+    assert result.error is None, result
+    failed = {name: err for name, code, err in json.loads(result.stdout) if code != 0}
+    assert failed == {}, failed
