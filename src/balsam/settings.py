@@ -201,6 +201,12 @@ class WorkspaceSettings(BaseModel):
         description="Package index environments are installed from. Default: the package "
         "installer's own (PyPI, or UV_INDEX_URL / its config).",
     )
+    pip_index_url: str | None = Field(
+        None,
+        description="Package index pip installs from inside workspaces (PIP_INDEX_URL; "
+        "the machine's own pip configuration's extra indexes and find-links are cleared "
+        "there). Default: index_url, else PyPI.",
+    )
     cran_url: str | None = Field(
         None,
         description="CRAN mirror R packages are installed from: templates' cranPackages at "

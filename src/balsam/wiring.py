@@ -75,6 +75,7 @@ def build_providers(settings: Settings) -> Providers:
                 python=settings.workspaces.python,
                 index_url=settings.workspaces.index_url,
                 cran_url=settings.workspaces.cran_url,
+                pip_index_url=settings.workspaces.pip_index_url,
                 timeout=settings.workspaces.build_timeout_seconds,
             ),
         ),

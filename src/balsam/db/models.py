@@ -230,6 +230,9 @@ class Workspace(Base):
     git_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True, nullable=True)
     #: Exact package versions of the environment (name → version) once built.
     environment_lock: Mapped[dict[str, str] | None] = mapped_column(JSON, nullable=True)
+    #: What the user installed into the home beside the environment (name → version;
+    #: R packages as ``R/<name>``), read at its last start or stop.
+    user_packages: Mapped[dict[str, str] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     last_activity_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

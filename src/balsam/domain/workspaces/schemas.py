@@ -32,6 +32,18 @@ class EnvironmentLock(_Out):
     )
 
 
+class WorkspaceEnvironment(EnvironmentLock):
+    """A workspace's environment: the template's lock and what its user added."""
+
+    user_packages: dict[str, str] | None = Field(
+        None,
+        alias="userPackages",
+        description="Packages the user installed into the workspace's home beside the "
+        "environment (pip: name → version; R: 'R/<name>' → version), as read at its last "
+        "start or stop; null until read.",
+    )
+
+
 class WorkspacePublic(_Out):
     id: str
     name: str
@@ -49,7 +61,7 @@ class WorkspacePublic(_Out):
     locked: bool = Field(description="The owner lost access to the project: it cannot start.")
     created_at: datetime = Field(alias="createdAt")
     last_activity_at: datetime | None = Field(alias="lastActivityAt")
-    environment: EnvironmentLock
+    environment: WorkspaceEnvironment
     isolation: Literal["per-workspace", "none"] = Field(
         "per-workspace",
         description="'per-workspace': the workspace runs under a system user (or pod) of "

@@ -37,6 +37,7 @@ from balsam.domain.workspaces.schemas import (
     EnvironmentLock,
     TemplatePublic,
     WorkspaceCreate,
+    WorkspaceEnvironment,
     WorkspacePublic,
 )
 from balsam.domain.workspaces.templates import WorkspaceTemplate
@@ -90,10 +91,13 @@ class WorkspaceService:
     def public(self, ws: Workspace) -> WorkspacePublic:
         """The API shape. ``environment``: the lock recorded when it last started, or
         (before its first start) the template's, once built."""
-        environment = (
+        lock = (
             EnvironmentLock(name=ws.environment, packages=ws.environment_lock)
             if ws.environment_lock
             else self._environment(ws.environment, self.ctx.templates.get(ws.template_id))
+        )
+        environment = WorkspaceEnvironment(
+            name=lock.name, packages=lock.packages, user_packages=ws.user_packages
         )
         return WorkspacePublic(
             id=ws.id,

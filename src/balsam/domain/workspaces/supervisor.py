@@ -196,6 +196,7 @@ class WorkspaceSupervisor:
             self._audit(workspace, "workspace.run", "failure", error=str(exc)[:500])
             return
         lock = self.ctx.providers.workspaces.environment_lock(spec.environment)
+        installed = self.ctx.providers.workspaces.user_packages(workspace_id, spec.environment.name)
         now = _now()
         if not self._set(
             workspace_id,
@@ -205,14 +206,24 @@ class WorkspaceSupervisor:
             started_at=now,
             last_activity_at=now,
             environment_lock=lock,
+            user_packages=installed,
         ):
             self.ctx.providers.workspaces.stop(workspace_id)  # stopped or locked meanwhile
             return
         self._audit(workspace, "workspace.run", environment=spec.environment.name)
 
     def _stop(self, workspace_id: str, reason: str) -> None:
-        self.ctx.providers.workspaces.stop(workspace_id)
-        self._set(workspace_id, state="stopped", state_reason=reason)
+        provider = self.ctx.providers.workspaces
+        with self.ctx.sessions() as session:
+            environment = session.scalar(
+                select(Workspace.environment).where(Workspace.id == workspace_id)
+            )
+        installed = provider.user_packages(workspace_id, environment) if environment else None
+        provider.stop(workspace_id)
+        if installed is None:
+            self._set(workspace_id, state="stopped", state_reason=reason)
+        else:
+            self._set(workspace_id, state="stopped", state_reason=reason, user_packages=installed)
 
     # -- watching -----------------------------------------------------------------------
 

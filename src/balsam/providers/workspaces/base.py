@@ -68,7 +68,7 @@ def r_package() -> Path:
 def r_recipe() -> str:
     """A hash of how the R part of an environment is built (the R package's files
     included), so a changed R package gives R environments a new version."""
-    digest = hashlib.sha256(b"r-recipe=1")
+    digest = hashlib.sha256(b"r-recipe=2")
     root = r_package()
     for file in sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
         digest.update(str(file.relative_to(root)).encode() + b"\0" + file.read_bytes())
@@ -90,7 +90,7 @@ class EnvironmentSpec:
 
     #: Bumped when the way environments are built changes (e.g. byte-compiling), so
     #: that existing environments are rebuilt rather than reused.
-    RECIPE: ClassVar[str] = "2"
+    RECIPE: ClassVar[str] = "3"  # 3: balsam_user_site.pth (pip installs into homes)
 
     @property
     def version(self) -> str:
@@ -226,6 +226,12 @@ class WorkspaceProvider(abc.ABC):
     def environment_lock(self, spec: EnvironmentSpec) -> dict[str, str] | None:
         """The exact package versions of a built environment (name → version), or
         None while it is not built."""
+
+    def user_packages(self, workspace_id: str, environment: str) -> dict[str, str] | None:
+        """name → version of the packages the user installed into the workspace's home
+        beside its environment (named ``environment``); None where the provider cannot
+        tell (the default)."""
+        return None
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources; does not stop servers."""

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import IO
 
 from balsam.children import group_dying_with_parent
-from balsam.providers.workspaces import r_environment
+from balsam.providers.workspaces import r_environment, user_packages
 from balsam.providers.workspaces.base import EnvironmentSpec, Progress, WorkspaceStartError
 
 LOCK_FILE = "balsam-lock.json"
@@ -86,12 +86,15 @@ class EnvironmentBuilder:
         python: str | None = None,
         index_url: str | None = None,
         cran_url: str | None = None,
+        pip_index_url: str | None = None,
         timeout: float = 1800,
     ) -> None:
         self.root = root
         self.python = python or default_python()
         self.index_url = index_url
         self.cran_url = cran_url
+        #: Where pip installs from inside workspaces (see :mod:`.user_packages`).
+        self.pip_index_url = pip_index_url or index_url
         self.timeout = timeout
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
@@ -218,6 +221,7 @@ class EnvironmentBuilder:
             shutil.rmtree(target, ignore_errors=True)
             raise
         packages = dict(line.split("==", 1) for line in frozen.splitlines() if "==" in line)
+        user_packages.write_pth(target)
         version = self._run(
             [python, "-c", "import platform; print(platform.python_version())"], log
         ).strip()

@@ -44,7 +44,7 @@ from urllib.parse import quote, urlsplit
 from balsam import hostuids
 from balsam.children import group_dying_with_parent
 from balsam.hostuids import HostUidRegistry
-from balsam.providers.workspaces import r_environment, runtime
+from balsam.providers.workspaces import r_environment, runtime, user_packages
 from balsam.providers.workspaces.base import (
     Endpoint,
     EnvironmentSpec,
@@ -236,7 +236,9 @@ class LocalWorkspaceProvider(WorkspaceProvider):
         secrets = spec.secrets
         user = re.sub(r"[^A-Za-z0-9._-]", "_", spec.owner_username) or "user"
         return {
-            "PATH": f"{env_path / 'bin'}:/usr/local/bin:/usr/bin:/bin",
+            # The user's own scripts (pip's, in ~/.local/bin) after the environment's.
+            "PATH": f"{env_path / 'bin'}:{home / user_packages.PREFIX / 'bin'}:"
+            "/usr/local/bin:/usr/bin:/bin",
             "VIRTUAL_ENV": str(env_path),
             "HOME": str(home),
             "USER": user,
@@ -256,6 +258,7 @@ class LocalWorkspaceProvider(WorkspaceProvider):
             # Balsam's kernel spec first: its Python kernel opens no TCP port.
             "JUPYTER_PATH": str(self._dir(spec.workspace_id) / "jupyter"),
             **r_environment.server_environment(env_path, home, self.environments.cran_url),
+            **user_packages.server_environment(env_path, home, self.environments.pip_index_url),
         }
 
     def start(self, spec: WorkspaceSpec, progress: Progress) -> Endpoint:
@@ -433,6 +436,16 @@ class LocalWorkspaceProvider(WorkspaceProvider):
 
     def environment_lock(self, spec: EnvironmentSpec) -> dict[str, str] | None:
         return self.environments.lock(spec)
+
+    def user_packages(self, workspace_id: str, environment: str) -> dict[str, str] | None:
+        """What the user installed into the home (see :mod:`.user_packages`), read as
+        the workspace's own uid: None (not read) when that uid is no longer its."""
+        uid = self.uids.ours(workspace_id) if self.as_root else None
+        home = self._dir(workspace_id) / "home"
+        if (self.as_root and uid is None) or not home.is_dir():
+            return None
+        env_path = self.environments.root / environment
+        return user_packages.scan(self.environments.python, env_path, home, uid)
 
     def close(self) -> None:
         self._procs.clear()

@@ -33,9 +33,15 @@ KERNEL = "ir"
 #: The site profile of the environment's R (in place of the machine's, which names
 #: CRAN's cloud): packages come only from the mirror the installation names.
 PROFILE = Path("R") / "Rprofile.site"
+#: install.packages() installs into the first library on the path: the user's own
+#: (R_LIBS_USER, made here if missing), as the environment's is read-only.
 _PROFILE = """local({
   url <- Sys.getenv("BALSAM_CRAN_URL")
   options(repos = if (nzchar(url)) c(CRAN = url) else character())
+  user <- Sys.getenv("R_LIBS_USER")
+  made <- nzchar(user) && (dir.exists(user) ||
+    dir.create(user, recursive = TRUE, showWarnings = FALSE))
+  if (made) .libPaths(c(user, .libPaths()))
 })
 """
 
