@@ -19,6 +19,7 @@ from balsam import __version__
 from balsam.context import AppContext
 from balsam.providers.bundle import Providers
 from balsam.settings import Settings
+from balsam.web.api.v1.data import STREAMED_UPLOADS
 from balsam.web.errors import document_problems, document_security, install_error_handlers
 from balsam.web.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from balsam.web.origin_split import OriginSplit
@@ -114,7 +115,9 @@ def create_app(
     app.include_router(api_docs_router)
     app.include_router(git_router)
     pages.install(app)
-    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware, limit=settings.max_body_bytes, streamed=STREAMED_UPLOADS
+    )
     app.add_middleware(OriginSplit, settings=settings)
     app.add_middleware(RequestIdMiddleware)
     return app

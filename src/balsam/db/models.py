@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     ForeignKey,
@@ -323,3 +324,24 @@ class PendingOperation(Base):
     #: ``host:pid:start-time`` of the process doing it: only a dead owner's rows are repaired.
     process: Mapped[str] = mapped_column(String(200))
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class DataObject(Base):
+    """Provenance of one object version written through Balsam's data API: who wrote
+    it, when, from where and its SHA-256. No foreign key to the version itself (it
+    lives in the bucket); rows go with their project."""
+
+    __tablename__ = "data_objects"
+    __table_args__ = (Index("ix_data_objects_project_path", "project_id", "path"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    path: Mapped[str] = mapped_column(String(1024))
+    #: The S3 version id ("" where the bucket keeps none).
+    version_id: Mapped[str] = mapped_column(String(128), default="")
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    uploaded_by: Mapped[str] = mapped_column(String(64))
+    #: Where it came from: "upload", "restore of <version>", a URL of an import.
+    source: Mapped[str] = mapped_column(Text, default="upload")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

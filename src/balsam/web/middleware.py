@@ -40,13 +40,30 @@ class BodyLimitMiddleware:
     Applies to paths under ``prefix`` only; git pushes and uploads are elsewhere.
     """
 
-    def __init__(self, app: ASGIApp, *, limit: int, prefix: str = "/api/") -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        limit: int,
+        prefix: str = "/api/",
+        streamed: re.Pattern[str] | None = None,
+    ) -> None:
         self.app = app
         self.limit = limit
         self.prefix = prefix
+        #: PUT paths whose bodies stream to storage in bounded memory (data uploads).
+        self.streamed = streamed
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(self.prefix):
+        if (
+            scope["type"] != "http"
+            or not scope["path"].startswith(self.prefix)
+            or (
+                self.streamed is not None
+                and scope["method"] == "PUT"
+                and self.streamed.match(scope["path"])
+            )
+        ):
             await self.app(scope, receive, send)
             return
         length = dict(scope["headers"]).get(b"content-length")

@@ -34,6 +34,9 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
+from balsam.errors import ProviderError
+from balsam.providers.storage.objects import S3ObjectStore
+
 
 @dataclass(frozen=True)
 class ScopedKey:
@@ -145,6 +148,12 @@ class StorageProvider(abc.ABC):
     @abc.abstractmethod
     def key_exists(self, access_key: str) -> bool:
         """Whether the storage server still knows the key."""
+
+    @property
+    def objects(self) -> S3ObjectStore:
+        """Reading and writing objects themselves (the data API); providers that move
+        no data raise ProviderError."""
+        raise ProviderError("This storage provider does not move data.")
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release clients and connections."""

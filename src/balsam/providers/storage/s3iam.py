@@ -39,6 +39,7 @@ from botocore.exceptions import BotoCoreError, ClientError, ReadTimeoutError
 
 from balsam.errors import ProviderError
 from balsam.providers.storage.base import ObjectVersion, ScopedKey, StorageProvider
+from balsam.providers.storage.objects import S3ObjectStore
 
 POLICY_NAME = "balsam-bucket-access"
 BUCKET_ACTIONS = ("s3:ListBucket", "s3:GetBucketLocation")
@@ -213,6 +214,17 @@ class S3IamStorage(StorageProvider):
         )
         self._s3 = self._client("s3", admin_access_key, admin_secret_key)
         self._iam = self._client("iam", admin_access_key, admin_secret_key)
+        # Data moves with a minute per read (the metadata client fails fast).
+        self._objects = S3ObjectStore(
+            self._client(
+                "s3",
+                admin_access_key,
+                admin_secret_key,
+                config=self._config.merge(
+                    Config(read_timeout=60, retries={"total_max_attempts": 1})
+                ),
+            )
+        )
         # Access key -> IAM user, for keys this process minted or has seen. IAM
         # has no reverse lookup, and listing every user's keys costs one call
         # per user: with it, revoking a key is a few calls, not a few hundred.
@@ -413,10 +425,17 @@ class S3IamStorage(StorageProvider):
             return self._owner_of(access_key) is not None
 
     def close(self) -> None:
+        self._objects._s3.close()
         self._s3.close()
         self._iam.close()
 
-    def _client(self, service: str, access_key: str, secret_key: str) -> Any:
+    @property
+    def objects(self) -> S3ObjectStore:
+        return self._objects
+
+    def _client(
+        self, service: str, access_key: str, secret_key: str, config: Config | None = None
+    ) -> Any:
         with self._session_lock:
             return self._session.client(
                 service,
@@ -424,7 +443,7 @@ class S3IamStorage(StorageProvider):
                 region_name=self.region,
                 aws_access_key_id=access_key,
                 aws_secret_access_key=secret_key,
-                config=self._config,
+                config=config or self._config,
             )
 
     def _mint_key(self, user: str, bucket: str) -> ScopedKey:

@@ -54,6 +54,12 @@ ACTIONS: Final[Mapping[str, str]] = {
     "auth.workspace_session": N_("Signed in to the workspaces"),
     "request.denied": N_("Request refused"),
     "data.purge": N_("Deleted data purged"),
+    "data.list": N_("Data listed"),
+    "data.read": N_("Data read"),
+    "data.usage": N_("Data usage read"),
+    "data.write": N_("Data written"),
+    "data.delete": N_("Data deleted"),
+    "data.restore": N_("Earlier version of data restored"),
 }
 OUTCOMES: Final[Mapping[str, str]] = {
     "success": N_("done"),

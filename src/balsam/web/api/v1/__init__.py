@@ -8,6 +8,7 @@ from balsam.web.api.v1 import (
     audit,
     auth,
     credentials,
+    data,
     health,
     libraries,
     members,
@@ -30,5 +31,6 @@ for module in (
     search,
     libraries,
     workspaces,
+    data,
 ):
     router.include_router(module.router)

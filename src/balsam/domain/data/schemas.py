@@ -1,0 +1,86 @@
+"""Shapes of the data API (``/api/v1/projects/{id}/data``, ``/usage``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from balsam.domain.schemas import ApiModel
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
+
+
+class DataItem(_Out):
+    path: str = Field(description="The object's key in the project's bucket.")
+    size: int
+    modified_at: datetime = Field(alias="modifiedAt")
+    uploaded_by: str | None = Field(
+        alias="uploadedBy",
+        description="Who wrote this version through Balsam; null for writes straight to "
+        "S3 (a workspace's or project key).",
+    )
+    expires_at: datetime | None = Field(None, alias="expiresAt")
+
+
+class DataListing(_Out):
+    items: list[DataItem]
+    prefixes: list[str] = Field(description="Folders directly under the prefix, ending in '/'.")
+    next_after: str | None = Field(
+        None, alias="nextAfter", description="More entries: pass as ?after= for the next page."
+    )
+
+
+class DataWritten(_Out):
+    path: str
+    version_id: str | None = Field(alias="versionId")
+    size: int
+    sha256: str
+
+
+class DataVersion(_Out):
+    version_id: str = Field(alias="versionId")
+    size: int
+    modified_at: datetime = Field(alias="modifiedAt")
+    uploaded_by: str | None = Field(alias="uploadedBy")
+    deleted: bool = Field(description="A delete marker: the object was deleted then.")
+    current: bool = Field(description="The key's current entry.")
+
+
+class DataVersions(_Out):
+    versions: list[DataVersion]
+
+
+class Provenance(_Out):
+    path: str
+    version_id: str | None = Field(alias="versionId")
+    size: int
+    modified_at: datetime = Field(alias="modifiedAt")
+    content_type: str | None = Field(alias="contentType")
+    uploaded_by: str | None = Field(alias="uploadedBy")
+    uploaded_at: datetime | None = Field(alias="uploadedAt")
+    sha256: str | None = None
+    source: str | None = Field(
+        None, description="'upload', 'restore of <versionId>', or where it was imported from."
+    )
+
+
+class RestoreRequest(ApiModel):
+    version_id: str = Field(alias="versionId", min_length=1, max_length=128)
+
+
+class PrefixUsage(_Out):
+    prefix: str = Field(description="A top-level folder: a branch's ('main/'), 'tmp/', ...")
+    bytes: int
+    objects: int
+
+
+class DataUsage(_Out):
+    prefixes: list[PrefixUsage]
+    bytes: int
+    objects: int
+    storage_quota_bytes: int | None = Field(
+        None, alias="storageQuotaBytes", description="The project's quota; null: none."
+    )

@@ -1,0 +1,382 @@
+"""A project's data: browsing, reading, writing, deleting, versions and restoring
+objects in its bucket, and its usage. Members (and admins) may do all of it; others
+are told the project does not exist. Every change is audited, and every object
+version written through here has its provenance recorded (who, when, from where,
+SHA-256: :class:`~balsam.db.models.DataObject`). The object also carries
+``x-amz-meta-balsam-*`` metadata (who, when, from where) for S3 readers, but the API
+reports only Balsam's own record: anyone holding a key of the bucket can write such
+metadata.
+
+Paths are keys in the bucket (``main/folder/file.csv``: a branch's data lives under
+``<branch>/``). Deleting is recoverable: the bucket keeps versions, a deleted object
+is listed among its versions and can be restored until the retention sweep
+(:mod:`.retention`) removes it.
+"""
+
+from __future__ import annotations
+
+import builtins
+import unicodedata
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select
+
+from balsam.context import AppContext
+from balsam.db.models import DataObject
+from balsam.domain.audit.service import AuditRecord
+from balsam.domain.data.schemas import (
+    DataItem,
+    DataListing,
+    DataUsage,
+    DataVersion,
+    DataVersions,
+    DataWritten,
+    PrefixUsage,
+    Provenance,
+)
+from balsam.domain.identity.service import Actor
+from balsam.domain.projects.access import require
+from balsam.errors import N_, InvalidInput, NotFound
+from balsam.providers.storage.objects import ObjectInfo, S3ObjectStore, Upload
+
+MAX_PATH_BYTES = 1024
+#: How far a listed object's time may be from a recorded write's for it to be that
+#: write's version (listings carry no version ids).
+_SAME_WRITE = timedelta(seconds=2)
+
+
+def check_path(path: str, *, folder: bool = False) -> str:
+    """``path`` if it is a key Balsam reads and writes: UTF-8, at most 1024 bytes, no
+    control characters, no leading '/', no empty, '.' or '..' segment. ``folder``:
+    '' (the bucket's top) or a path ending in '/'. InvalidInput otherwise."""
+    problem = _path_problem(path, folder=folder)
+    if problem:
+        raise InvalidInput(N_("Not a usable data path: %(why)s."), params={"why": problem})
+    return path
+
+
+def _path_problem(path: str, *, folder: bool) -> str | None:
+    if folder and path == "":
+        return None
+    try:
+        size = len(path.encode("utf-8"))
+    except UnicodeEncodeError:
+        return "not UTF-8"
+    if size > MAX_PATH_BYTES:
+        return f"longer than {MAX_PATH_BYTES} bytes"
+    if any(unicodedata.category(c) in ("Cc", "Cf", "Cs") for c in path):
+        return "control characters"
+    segments = path.split("/")
+    if folder:
+        if segments[-1] != "":
+            return "a folder ends in '/'"
+        segments = segments[:-1]
+    if not segments or any(s in ("", ".", "..") for s in segments):
+        return "empty, '.' or '..' parts"
+    return None
+
+
+@dataclass
+class _Project:
+    id: str
+    bucket: str
+
+
+class DataWrite:
+    """One object being written through :meth:`DataService.begin_write`: :meth:`add`
+    chunks (True: call :meth:`flush`, which does I/O), then :meth:`finish`, or
+    :meth:`abort` (nothing is then visible)."""
+
+    def __init__(self, service: DataService, actor: Actor, project: _Project, upload: Upload):
+        self._service, self._actor, self._project, self._upload = service, actor, project, upload
+
+    def add(self, chunk: bytes) -> bool:
+        return self._upload.add(chunk)
+
+    def flush(self) -> None:
+        self._upload.flush()
+
+    def abort(self) -> None:
+        self._upload.abort()
+
+    def finish(self) -> DataWritten:
+        version = self._upload.finish()
+        upload, project = self._upload, self._project
+        self._service.record(
+            self._actor, project.id, upload.key, version, upload.size, upload.sha256, "upload"
+        )
+        return DataWritten(
+            path=upload.key, version_id=version, size=upload.size, sha256=upload.sha256
+        )
+
+
+class DataService:
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+
+    @property
+    def _objects(self) -> S3ObjectStore:
+        return self.ctx.providers.storage.objects
+
+    def _project(self, actor: Actor, project_id: str, action: str) -> _Project:
+        with self.ctx.sessions() as session:
+            project = require(self.ctx, session, actor, project_id, "member", action)
+            return _Project(project.id, project.bucket)
+
+    # -- reading ------------------------------------------------------------------------
+
+    def list(
+        self, actor: Actor, project_id: str, prefix: str = "", *, after: str = "", limit: int = 1000
+    ) -> DataListing:
+        """Objects and folders directly under ``prefix`` ('' or a folder path)."""
+        check_path(prefix, folder=True)
+        project = self._project(actor, project_id, "data.list")
+        listing = self._objects.list(project.bucket, prefix, limit=limit, after=after)
+        writers = self._writers(project.id, listing.objects)
+        items = [
+            DataItem(
+                path=o.key,
+                size=o.size,
+                modified_at=o.last_modified,
+                uploaded_by=writers.get(o.key),
+            )
+            for o in listing.objects
+        ]
+        return DataListing(items=items, prefixes=listing.prefixes, next_after=listing.next_after)
+
+    def _writers(self, project_id: str, objects: builtins.list[ObjectInfo]) -> dict[str, str]:
+        """path → who wrote the listed version through Balsam (same size, same time)."""
+        if not objects:
+            return {}
+        listed = {o.key: o for o in objects}
+        with self.ctx.sessions() as session:
+            rows = session.scalars(
+                select(DataObject)
+                .where(DataObject.project_id == project_id, DataObject.path.in_(listed))
+                .order_by(DataObject.id)
+            ).all()
+        found: dict[str, str] = {}
+        for row in rows:
+            obj = listed[row.path]
+            if row.size == obj.size and abs(row.created_at - obj.last_modified) <= _SAME_WRITE:
+                found[row.path] = row.uploaded_by
+        return found
+
+    def read(
+        self,
+        actor: Actor,
+        project_id: str,
+        path: str,
+        *,
+        version_id: str | None = None,
+        byte_range: tuple[int, int] | None = None,
+    ) -> tuple[ObjectInfo, Iterator[bytes]]:
+        """The object (or one version of it) and its body; NotFound if missing."""
+        check_path(path)
+        project = self._project(actor, project_id, "data.read")
+        opened = self._objects.open(project.bucket, path, version_id, byte_range)
+        if opened is None:
+            raise _no_such(path)
+        return opened
+
+    def provenance(
+        self, actor: Actor, project_id: str, path: str, version_id: str | None = None
+    ) -> Provenance:
+        check_path(path)
+        project = self._project(actor, project_id, "data.read")
+        info = self._objects.head(project.bucket, path, version_id)
+        if info is None:
+            raise _no_such(path)
+        # Only Balsam's own record counts: anyone with a key of the bucket can write an
+        # object carrying x-amz-meta-balsam-* of their choosing.
+        row = self._row(project.id, path, info.version_id)
+        return Provenance(
+            path=path,
+            version_id=info.version_id,
+            size=info.size,
+            modified_at=info.last_modified,
+            content_type=info.content_type,
+            uploaded_by=row.uploaded_by if row else None,
+            uploaded_at=row.created_at if row else None,
+            sha256=(row.sha256 or None) if row else None,
+            source=row.source if row else None,
+        )
+
+    def _row(self, project_id: str, path: str, version_id: str | None) -> DataObject | None:
+        if not version_id:
+            return None
+        with self.ctx.sessions() as session:
+            return session.scalar(
+                select(DataObject).where(
+                    DataObject.project_id == project_id,
+                    DataObject.path == path,
+                    DataObject.version_id == version_id,
+                )
+            )
+
+    def versions(self, actor: Actor, project_id: str, path: str) -> DataVersions:
+        """Every version and deletion of ``path``, newest first; NotFound if none."""
+        check_path(path)
+        project = self._project(actor, project_id, "data.read")
+        found = self._objects.versions(project.bucket, path)
+        if not found:
+            raise _no_such(path)
+        with self.ctx.sessions() as session:
+            writers = dict(
+                session.execute(
+                    select(DataObject.version_id, DataObject.uploaded_by).where(
+                        DataObject.project_id == project.id, DataObject.path == path
+                    )
+                ).all()
+            )
+        return DataVersions(
+            versions=[
+                DataVersion(
+                    version_id=str(v["VersionId"]),
+                    size=int(v["Size"]),
+                    modified_at=v["LastModified"],
+                    uploaded_by=writers.get(str(v["VersionId"])),
+                    deleted=bool(v["deleted"]),
+                    current=bool(v.get("IsLatest")),
+                )
+                for v in found
+            ]
+        )
+
+    def usage(self, actor: Actor, project_id: str) -> DataUsage:
+        """Bytes and objects (current versions) per top-level folder."""
+        project = self._project(actor, project_id, "data.usage")
+        totals: dict[str, list[int]] = {}
+        for obj in self._objects.walk(project.bucket):
+            top = obj.key.split("/", 1)[0] + "/" if "/" in obj.key else ""
+            counted = totals.setdefault(top, [0, 0])
+            counted[0] += obj.size
+            counted[1] += 1
+        prefixes = [
+            PrefixUsage(prefix=prefix, bytes=size, objects=count)
+            for prefix, (size, count) in sorted(totals.items())
+        ]
+        return DataUsage(
+            prefixes=prefixes,
+            bytes=sum(p.bytes for p in prefixes),
+            objects=sum(p.objects for p in prefixes),
+        )
+
+    # -- writing ------------------------------------------------------------------------
+
+    def begin_write(
+        self, actor: Actor, project_id: str, path: str, content_type: str | None
+    ) -> DataWrite:
+        """A streaming write of ``path`` (its earlier content stays as a version)."""
+        check_path(path)
+        project = self._project(actor, project_id, "data.write")
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        upload = self._objects.upload(
+            project.bucket,
+            path,
+            content_type=(content_type or "application/octet-stream")[:200],
+            metadata=_provenance_metadata(actor.username, now, "upload"),
+        )
+        return DataWrite(self, actor, project, upload)
+
+    def record(
+        self,
+        actor: Actor,
+        project_id: str,
+        path: str,
+        version_id: str | None,
+        size: int,
+        sha256: str,
+        source: str,
+    ) -> None:
+        """The provenance row of a version just written, and the audit record."""
+        with self.ctx.sessions() as session, session.begin():
+            session.add(
+                DataObject(
+                    project_id=project_id,
+                    path=path,
+                    version_id=version_id or "",
+                    size=size,
+                    sha256=sha256,
+                    uploaded_by=actor.username,
+                    source=source,
+                )
+            )
+        self._audit(
+            actor, "data.write", project_id, path, versionId=version_id, size=size, source=source
+        )
+
+    def delete(self, actor: Actor, project_id: str, path: str) -> int:
+        """Delete an object, or a folder (a path ending in '/') and everything under it,
+        recoverably; the number of objects deleted. NotFound when nothing is there."""
+        folder = path.endswith("/")
+        check_path(path, folder=folder)
+        if folder and path == "":
+            raise InvalidInput(N_("Not a usable data path: %(why)s."), params={"why": "empty"})
+        project = self._project(actor, project_id, "data.delete")
+        if folder:
+            count = self.ctx.providers.storage.retire_prefix(project.bucket, path)
+        elif self._objects.head(project.bucket, path) is not None:
+            self._objects.delete(project.bucket, path)
+            count = 1
+        else:
+            count = 0
+        if count == 0:
+            raise _no_such(path)
+        self._audit(actor, "data.delete", project.id, path, objects=count)
+        return count
+
+    def restore(self, actor: Actor, project_id: str, path: str, version_id: str) -> DataWritten:
+        """Make ``version_id`` of ``path`` current again (as a new version)."""
+        check_path(path)
+        project = self._project(actor, project_id, "data.restore")
+        old = self._objects.head(project.bucket, path, version_id)
+        if old is None:
+            raise NotFound(
+                N_("No version '%(version)s' of '%(path)s'."),
+                params={"version": version_id, "path": path},
+            )
+        source = f"restore of {version_id}"
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        new = self._objects.copy(
+            project.bucket,
+            path,
+            path,
+            version_id,
+            _provenance_metadata(actor.username, now, source),
+        )
+        earlier = self._row(project.id, path, version_id)
+        sha256 = earlier.sha256 if earlier else ""
+        self.record(actor, project.id, path, new.version_id, new.size, sha256, source)
+        return DataWritten(path=path, version_id=new.version_id, size=new.size, sha256=sha256)
+
+    def _audit(
+        self, actor: Actor, action: str, project_id: str, path: str, **details: object
+    ) -> None:
+        self.ctx.audit.record(
+            AuditRecord(
+                actor=actor.username,
+                action=action,
+                target=f"project:{project_id}/data:{path}"[:300],
+                project_id=project_id,
+                request_id=actor.request_id,
+                details={"path": path, **details},
+            )
+        )
+
+
+def _provenance_metadata(username: str, at: str, source: str) -> dict[str, str]:
+    """``x-amz-meta-balsam-*``: S3 metadata is ASCII, so non-ASCII is %-escaped."""
+    from urllib.parse import quote
+
+    return {
+        "balsam-uploaded-by": quote(username, safe="@._-"),
+        "balsam-uploaded-at": at,
+        "balsam-source": quote(source, safe=" @._-:/"),
+    }
+
+
+def _no_such(path: str) -> NotFound:
+    return NotFound(N_("No data at '%(path)s'."), params={"path": path})

@@ -1,0 +1,320 @@
+"""Objects in project buckets, for the control plane's own data API (browse, read,
+write, delete, versions, restore, usage).
+
+Separate from the key and bucket management of :class:`~.s3iam.S3IamStorage`: that
+client fails fast (metadata calls only), this one moves data and allows a minute per
+read. Writes stream: a body arrives as chunks and leaves in parts of
+:data:`PART_SIZE` (multipart upload), so memory per upload stays at one part whatever
+the object's size; an upload that fails or is abandoned is aborted, and S3 shows a
+multipart object only once it is completed, so nothing partial is ever visible.
+
+Every method raises :class:`balsam.errors.ProviderError` when the backend fails, and
+answers None (or an empty listing) for an object or bucket that is not there.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from balsam.errors import ProviderError
+
+#: Size of each part of a multipart upload (S3's minimum is 5 MiB).
+PART_SIZE = 8 * 1024 * 1024
+_MISSING = ("NoSuchKey", "NoSuchBucket", "NoSuchVersion", "404", "NotFound")
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+    last_modified: datetime
+    version_id: str | None = None
+    content_type: str | None = None
+    #: User metadata (``x-amz-meta-*``, names lower-case without the prefix).
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Listing:
+    objects: list[ObjectInfo]
+    #: Common prefixes ("folders") directly under the listed prefix, each ending in "/".
+    prefixes: list[str]
+    #: Where the next page starts (a key), when there is one.
+    next_after: str | None = None
+
+
+def _missing(exc: ClientError) -> bool:
+    error = exc.response.get("Error", {})
+    return str(error.get("Code")) in _MISSING
+
+
+class _Missing(Exception):
+    """The object, version or bucket is not there (answered as None or empty)."""
+
+
+@contextlib.contextmanager
+def _storage(operation: str) -> Iterator[None]:
+    """Any failure of the backend as ProviderError ("Storage failed to <operation>")."""
+    try:
+        yield
+    except (ProviderError, _Missing):
+        raise
+    except Exception as exc:  # botocore's client and connection errors alike
+        raise ProviderError(f"Storage failed to {operation}: {exc}") from exc
+
+
+@contextlib.contextmanager
+def _unless_missing() -> Iterator[None]:
+    try:
+        yield
+    except ClientError as exc:
+        if _missing(exc):
+            raise _Missing from exc
+        raise
+
+
+def _info(key: str, answer: dict[str, Any]) -> ObjectInfo:
+    version = answer.get("VersionId")
+    return ObjectInfo(
+        key=key,
+        size=int(answer.get("ContentLength", answer.get("Size", 0))),
+        last_modified=answer["LastModified"],
+        version_id=None if version in (None, "null") else str(version),
+        content_type=answer.get("ContentType"),
+        metadata={str(k).lower(): str(v) for k, v in (answer.get("Metadata") or {}).items()},
+    )
+
+
+class S3ObjectStore:
+    """Objects through an S3 client (boto3, path-style, the admin key)."""
+
+    def __init__(self, client: Any) -> None:
+        self._s3 = client
+
+    # -- reading ------------------------------------------------------------------------
+
+    def list(self, bucket: str, prefix: str, *, limit: int = 1000, after: str = "") -> Listing:
+        """Objects and folders directly under ``prefix`` (delimiter "/"), at most
+        ``limit`` entries, starting after ``after``."""
+        options: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "Delimiter": "/"}
+        options["MaxKeys"] = limit
+        if after:
+            options["StartAfter"] = after
+        try:
+            with _storage("list objects"), _unless_missing():
+                page = self._s3.list_objects_v2(**options)
+        except _Missing:
+            return Listing([], [])
+        objects = [
+            ObjectInfo(str(item["Key"]), int(item["Size"]), item["LastModified"])
+            for item in page.get("Contents", [])
+        ]
+        prefixes = [str(p["Prefix"]) for p in page.get("CommonPrefixes", [])]
+        last = max([o.key for o in objects] + prefixes, default=None)
+        return Listing(objects, prefixes, last if page.get("IsTruncated") else None)
+
+    def walk(self, bucket: str, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Every current object under ``prefix``, at any depth."""
+        try:
+            with _storage("list objects"), _unless_missing():
+                paginator = self._s3.get_paginator("list_objects_v2")
+                for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+                    for item in page.get("Contents", []):
+                        yield ObjectInfo(str(item["Key"]), int(item["Size"]), item["LastModified"])
+        except _Missing:
+            return
+
+    def head(self, bucket: str, key: str, version_id: str | None = None) -> ObjectInfo | None:
+        options = {"VersionId": version_id} if version_id else {}
+        try:
+            with _storage("read an object"), _unless_missing():
+                return _info(key, self._s3.head_object(Bucket=bucket, Key=key, **options))
+        except _Missing:
+            return None
+
+    def open(
+        self,
+        bucket: str,
+        key: str,
+        version_id: str | None = None,
+        byte_range: tuple[int, int] | None = None,
+    ) -> tuple[ObjectInfo, Iterator[bytes]] | None:
+        """The object's description and its body as chunks (``byte_range``: first and
+        last byte, inclusive), or None when there is no such object (or version)."""
+        options: dict[str, Any] = {"VersionId": version_id} if version_id else {}
+        if byte_range is not None:
+            options["Range"] = f"bytes={byte_range[0]}-{byte_range[1]}"
+        try:
+            with _storage("read an object"), _unless_missing():
+                answer = self._s3.get_object(Bucket=bucket, Key=key, **options)
+        except _Missing:
+            return None
+        body = answer["Body"]
+
+        def chunks() -> Iterator[bytes]:
+            try:
+                yield from body.iter_chunks(chunk_size=1024 * 1024)
+            finally:
+                body.close()
+
+        return _info(key, answer), chunks()
+
+    def versions(self, bucket: str, key: str) -> builtins.list[dict[str, Any]]:
+        """Every version and delete marker of exactly ``key``, newest first: dicts with
+        VersionId, LastModified, Size (0 for markers), IsLatest and deleted."""
+        found: builtins.list[dict[str, Any]] = []
+        try:
+            with _storage("list versions"), _unless_missing():
+                paginator = self._s3.get_paginator("list_object_versions")
+                pages = list(paginator.paginate(Bucket=bucket, Prefix=key))
+        except _Missing:
+            return []
+        for page in pages:
+            for item in page.get("Versions", []):
+                if item["Key"] == key:
+                    found.append({**item, "deleted": False})
+            for item in page.get("DeleteMarkers", []):
+                if item["Key"] == key:
+                    found.append({**item, "Size": 0, "deleted": True})
+        # Current first, then newest first; times tie within a second, and then the
+        # server's own order (newest first) stands: the sort is stable.
+        return sorted(found, key=lambda v: (not v.get("IsLatest"), -v["LastModified"].timestamp()))
+
+    # -- writing ------------------------------------------------------------------------
+
+    def upload(
+        self, bucket: str, key: str, *, content_type: str, metadata: dict[str, str]
+    ) -> Upload:
+        """A streaming upload of ``key``: :meth:`Upload.add` its chunks, then
+        :meth:`Upload.finish` (or :meth:`Upload.abort`)."""
+        return Upload(self._s3, bucket, key, content_type, metadata)
+
+    def delete(self, bucket: str, key: str) -> None:
+        """A delete marker over ``key`` (its versions are kept: recoverable)."""
+        with _storage("delete an object"):
+            self._s3.delete_object(Bucket=bucket, Key=key)
+
+    def copy(
+        self,
+        bucket: str,
+        key: str,
+        source_key: str,
+        source_version: str | None,
+        metadata: dict[str, str],
+    ) -> ObjectInfo:
+        """A new current version of ``key``: the content of ``source_key`` (at
+        ``source_version``), with ``metadata``."""
+        source: dict[str, str] = {"Bucket": bucket, "Key": source_key}
+        if source_version:
+            source["VersionId"] = source_version
+        with _storage("copy an object"):
+            answer = self._s3.copy_object(
+                Bucket=bucket,
+                Key=key,
+                CopySource=source,
+                Metadata=metadata,
+                MetadataDirective="REPLACE",
+            )
+        info = self.head(bucket, key, answer.get("VersionId"))
+        if info is None:
+            raise ProviderError("Storage lost a copied object.")
+        return info
+
+
+class Upload:
+    """One object being written: parts of :data:`PART_SIZE` as the body arrives. An
+    object smaller than one part is sent in one request at :meth:`finish`."""
+
+    def __init__(
+        self, client: Any, bucket: str, key: str, content_type: str, metadata: dict[str, str]
+    ) -> None:
+        self._s3 = client
+        self.bucket, self.key = bucket, key
+        self._options = {"ContentType": content_type, "Metadata": metadata}
+        self._buffer = bytearray()
+        self._upload_id: str | None = None
+        self._parts: list[dict[str, Any]] = []
+        self.size = 0
+        self._hash = hashlib.sha256()
+
+    @property
+    def sha256(self) -> str:
+        return self._hash.hexdigest()
+
+    def add(self, chunk: bytes) -> bool:
+        """Take ``chunk``; True when a part is ready for :meth:`flush` (no I/O here)."""
+        self._buffer += chunk
+        self.size += len(chunk)
+        self._hash.update(chunk)
+        return len(self._buffer) >= PART_SIZE
+
+    def flush(self) -> None:
+        """Send the whole parts held (blocking I/O)."""
+        while len(self._buffer) >= PART_SIZE:
+            part = bytes(self._buffer[:PART_SIZE])
+            del self._buffer[:PART_SIZE]
+            self._send(part)
+
+    def _send(self, part: bytes) -> None:
+        try:
+            if self._upload_id is None:
+                created = self._s3.create_multipart_upload(
+                    Bucket=self.bucket, Key=self.key, **self._options
+                )
+                self._upload_id = str(created["UploadId"])
+            number = len(self._parts) + 1
+            sent = self._s3.upload_part(
+                Bucket=self.bucket,
+                Key=self.key,
+                UploadId=self._upload_id,
+                PartNumber=number,
+                Body=part,
+            )
+        except Exception as exc:
+            self.abort()
+            raise ProviderError(f"Storage failed to write an object: {exc}") from exc
+        self._parts.append({"PartNumber": number, "ETag": sent["ETag"]})
+
+    def finish(self) -> str | None:
+        """Complete the object; its version id (None where the bucket keeps none)."""
+        try:
+            if self._upload_id is None:
+                answer = self._s3.put_object(
+                    Bucket=self.bucket, Key=self.key, Body=bytes(self._buffer), **self._options
+                )
+            else:
+                if self._buffer:
+                    self._send(bytes(self._buffer))
+                    self._buffer.clear()
+                answer = self._s3.complete_multipart_upload(
+                    Bucket=self.bucket,
+                    Key=self.key,
+                    UploadId=self._upload_id,
+                    MultipartUpload={"Parts": self._parts},
+                )
+        except ProviderError:
+            raise
+        except Exception as exc:
+            self.abort()
+            raise ProviderError(f"Storage failed to write an object: {exc}") from exc
+        version = answer.get("VersionId")
+        return None if version in (None, "null") else str(version)
+
+    def abort(self) -> None:
+        """Drop what was sent (idempotent; never raises)."""
+        self._buffer.clear()
+        upload_id, self._upload_id = self._upload_id, None
+        if upload_id is not None:
+            # Failing too: the server expires abandoned uploads.
+            with contextlib.suppress(Exception):
+                self._s3.abort_multipart_upload(
+                    Bucket=self.bucket, Key=self.key, UploadId=upload_id
+                )

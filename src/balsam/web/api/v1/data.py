@@ -1,0 +1,184 @@
+"""A project's data (Balsam's extension): browse, download, upload, delete, versions,
+restore and usage of the objects in its bucket. Bodies stream both ways: an upload
+leaves in parts as it arrives (memory per upload: one part), a download is sent as the
+storage server sends it."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Annotated
+from urllib.parse import quote
+
+from fastapi import APIRouter, Body, Query, Request, Response
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
+from starlette.responses import StreamingResponse
+
+from balsam.domain.data.schemas import (
+    DataListing,
+    DataUsage,
+    DataVersions,
+    DataWritten,
+    Provenance,
+    RestoreRequest,
+)
+from balsam.domain.data.service import DataService
+from balsam.providers.storage.objects import ObjectInfo
+from balsam.web.api.v1.common import MEMBER, problems
+from balsam.web.api.v1.projects import ProjectId
+from balsam.web.deps import Ctx, CurrentActor
+
+router = APIRouter(tags=["Data"])
+#: Uploads stream to storage in parts: the API's body limit does not apply to them.
+STREAMED_UPLOADS = re.compile(r"^/api/v1/projects/[^/]+/data/.+")
+
+
+@router.get(
+    "/projects/{projectId}/data",
+    response_model=DataListing,
+    operation_id="ListData",
+    responses=MEMBER,
+)
+def list_data(
+    projectId: ProjectId,
+    actor: CurrentActor,
+    ctx: Ctx,
+    prefix: Annotated[str, Query(max_length=1024)] = "",
+    after: Annotated[str, Query(max_length=1024)] = "",
+    limit: Annotated[int, Query(ge=1, le=1000)] = 1000,
+) -> DataListing:
+    """Objects and folders directly under ``prefix`` ('' or a folder such as 'main/')."""
+    return DataService(ctx).list(actor, projectId, prefix, after=after, limit=limit)
+
+
+@router.get(
+    "/projects/{projectId}/usage",
+    response_model=DataUsage,
+    operation_id="GetDataUsage",
+    responses=MEMBER,
+)
+def get_usage(projectId: ProjectId, actor: CurrentActor, ctx: Ctx) -> DataUsage:
+    """Bytes and objects per top-level folder (each branch's, ``tmp/``) and in all."""
+    return DataService(ctx).usage(actor, projectId)
+
+
+@router.get(
+    "/projects/{projectId}/data/{path:path}",
+    operation_id="GetData",
+    responses={
+        200: {
+            "description": "The object's content; with versions=true its versions "
+            "(DataVersions), with provenance=true where it came from (Provenance).",
+            "content": {"application/octet-stream": {}},
+        },
+        **problems(400, 401, 403, 404, 422),
+    },
+)
+def get_data(
+    projectId: ProjectId,
+    path: str,
+    actor: CurrentActor,
+    ctx: Ctx,
+    versions: bool = False,
+    provenance: bool = False,
+    version_id: Annotated[str | None, Query(alias="versionId", max_length=128)] = None,
+) -> Response:
+    """The object at ``path`` (a version of it with ``versionId``), always as a download
+    (never rendered by the browser on Balsam's origin)."""
+    service = DataService(ctx)
+    if versions:
+        return _json(service.versions(actor, projectId, path))
+    if provenance:
+        return _json(service.provenance(actor, projectId, path, version_id))
+    info, chunks = service.read(actor, projectId, path, version_id=version_id)
+    return _download(info, chunks)
+
+
+def _json(model: DataVersions | Provenance) -> Response:
+    return Response(model.model_dump_json(by_alias=True), media_type="application/json")
+
+
+def _download(info: ObjectInfo, chunks: Iterator[bytes]) -> Response:
+    name = info.key.rsplit("/", 1)[-1]
+    headers = {
+        "Content-Length": str(info.size),
+        "Content-Disposition": f"attachment; filename*=UTF-8''{quote(name, safe='')}",
+        # Content users uploaded must not run as a page of Balsam's origin.
+        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": "default-src 'none'; sandbox",
+    }
+    if info.version_id:
+        headers["X-Balsam-Version-Id"] = info.version_id
+    return StreamingResponse(
+        chunks,
+        media_type=info.content_type or "application/octet-stream",
+        headers=headers,
+    )
+
+
+@router.put(
+    "/projects/{projectId}/data/{path:path}",
+    status_code=201,
+    response_model=DataWritten,
+    operation_id="PutData",
+    responses=problems(400, 401, 403, 404, 422),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/octet-stream": {"schema": {"type": "string"}}},
+        }
+    },
+)
+async def put_data(
+    projectId: ProjectId,
+    path: str,
+    actor: CurrentActor,
+    ctx: Ctx,
+    request: Request,
+) -> DataWritten:
+    """Write the request body to ``path``; the content it replaces stays as a version.
+    Nothing is visible until the whole body has arrived."""
+    service = DataService(ctx)
+    write = await run_in_threadpool(
+        service.begin_write, actor, projectId, path, request.headers.get("content-type")
+    )
+    try:
+        async for chunk in request.stream():
+            if write.add(chunk):
+                await run_in_threadpool(write.flush)
+        return await run_in_threadpool(write.finish)
+    except (ClientDisconnect, Exception):
+        await run_in_threadpool(write.abort)
+        raise
+
+
+@router.delete(
+    "/projects/{projectId}/data/{path:path}",
+    status_code=204,
+    operation_id="DeleteData",
+    responses=MEMBER,
+)
+def delete_data(projectId: ProjectId, path: str, actor: CurrentActor, ctx: Ctx) -> Response:
+    """Delete an object, or a folder (a path ending in '/') with all under it. Deleted
+    data stays restorable (``?versions=true``, ``/restore``) for the retention period."""
+    DataService(ctx).delete(actor, projectId, path)
+    return Response(status_code=204)
+
+
+@router.post(
+    "/projects/{projectId}/data/{path:path}/restore",
+    status_code=201,
+    response_model=DataWritten,
+    operation_id="RestoreData",
+    responses=MEMBER,
+)
+def restore_data(
+    projectId: ProjectId,
+    path: str,
+    body: Annotated[RestoreRequest, Body()],
+    actor: CurrentActor,
+    ctx: Ctx,
+) -> DataWritten:
+    """Make an earlier version (``versionId`` from ``?versions=true``) current again."""
+    return DataService(ctx).restore(actor, projectId, path, body.version_id)

@@ -1,0 +1,226 @@
+"""The data API against the real SeaweedFS: upload, download, browse, versions,
+restore, delete (recoverable), usage, provenance, and who may do it."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import quote
+
+import boto3
+import pytest
+from botocore.config import Config
+from sqlalchemy import select
+
+from balsam.context import AppContext
+from balsam.db.models import AuditEvent
+from balsam.domain.data.service import DataService
+from balsam.providers.storage.objects import PART_SIZE
+from tests.fixtures.app import TestUser
+
+
+def _url(project: dict[str, Any], path: str = "") -> str:
+    base = f"/api/v1/projects/{project['id']}/data"
+    return f"{base}/{quote(path)}" if path else base
+
+
+def _put(user: TestUser, project: dict[str, Any], path: str, body: bytes) -> dict[str, Any]:
+    answer = user.client.put(
+        _url(project, path), content=body, headers={"Content-Type": "text/csv"}
+    )
+    assert answer.status_code == 201, answer.text
+    written: dict[str, Any] = answer.json()
+    return written
+
+
+def test_an_upload_reads_back_as_written_and_is_listed_with_its_uploader(
+    alice: TestUser, project: dict[str, Any]
+) -> None:
+    body = "år;värde\n2024;1\n".encode()
+    written = _put(alice, project, "main/mapp/åäö data.csv", body)
+    assert written["size"] == len(body)
+    assert written["sha256"] == hashlib.sha256(body).hexdigest() and written["versionId"]
+
+    got = alice.client.get(_url(project, "main/mapp/åäö data.csv"))
+    assert got.status_code == 200 and got.content == body
+    # Always a download, never a page of Balsam's origin.
+    assert got.headers["content-disposition"].startswith("attachment;")
+    assert got.headers["x-content-type-options"] == "nosniff"
+    assert "sandbox" in got.headers["content-security-policy"]
+
+    top = alice.client.get(_url(project), params={"prefix": "main/"}).json()
+    # main/readme.txt: the branch's marker, written when the branch was made
+    assert top["prefixes"] == ["main/mapp/"]
+    assert [i["path"] for i in top["items"]] == ["main/readme.txt"]
+    inside = alice.client.get(_url(project), params={"prefix": "main/mapp/"}).json()
+    [item] = inside["items"]
+    assert item["path"] == "main/mapp/åäö data.csv" and item["size"] == len(body)
+    assert item["uploadedBy"] == alice.username and item["modifiedAt"]
+
+    provenance = alice.client.get(
+        _url(project, "main/mapp/åäö data.csv"), params={"provenance": "true"}
+    ).json()
+    assert provenance["uploadedBy"] == alice.username and provenance["source"] == "upload"
+    assert provenance["sha256"] == written["sha256"]
+    assert provenance["contentType"] == "text/csv"
+
+
+def test_a_large_upload_goes_in_parts_and_arrives_whole(
+    alice: TestUser, project: dict[str, Any]
+) -> None:
+    body = os.urandom(2 * PART_SIZE + 12345)
+    written = _put(alice, project, "main/stor.bin", body)
+    assert written["sha256"] == hashlib.sha256(body).hexdigest()
+    got = alice.client.get(_url(project, "main/stor.bin"))
+    assert got.status_code == 200 and got.content == body
+
+
+def test_an_abandoned_upload_leaves_nothing_visible(
+    ctx: AppContext, alice: TestUser, project: dict[str, Any]
+) -> None:
+    write = DataService(ctx).begin_write(alice.actor, project["id"], "main/halv.bin", None)
+    assert write.add(os.urandom(PART_SIZE + 1))
+    write.flush()  # one part sent: a multipart upload exists on the server
+    write.abort()
+    objects = ctx.providers.storage.objects
+    assert objects.head(project["bucket"], "main/halv.bin") is None
+    s3 = objects._s3
+    assert not s3.list_multipart_uploads(Bucket=project["bucket"]).get("Uploads")
+
+
+def test_overwrite_delete_and_restore_keep_every_version(
+    alice: TestUser, project: dict[str, Any]
+) -> None:
+    first = _put(alice, project, "main/x.csv", b"1\n")
+    _put(alice, project, "main/x.csv", b"2\n")
+    assert alice.client.delete(_url(project, "main/x.csv")).status_code == 204
+    assert alice.client.get(_url(project, "main/x.csv")).status_code == 404
+
+    versions = alice.client.get(_url(project, "main/x.csv"), params={"versions": "true"}).json()
+    kinds = [(v["deleted"], v["current"], v["size"]) for v in versions["versions"]]
+    assert kinds == [(True, True, 0), (False, False, 2), (False, False, 2)]
+    assert [v["uploadedBy"] for v in versions["versions"][1:]] == [alice.username] * 2
+
+    restored = alice.client.post(
+        f"{_url(project, 'main/x.csv')}/restore", json={"versionId": first["versionId"]}
+    )
+    assert restored.status_code == 201, restored.text
+    assert alice.client.get(_url(project, "main/x.csv")).content == b"1\n"
+    provenance = alice.client.get(_url(project, "main/x.csv"), params={"provenance": "true"}).json()
+    assert provenance["source"] == f"restore of {first['versionId']}"
+    assert provenance["sha256"] == first["sha256"]
+
+    missing = alice.client.post(
+        f"{_url(project, 'main/x.csv')}/restore", json={"versionId": "nope"}
+    )
+    assert missing.status_code == 404
+
+
+def test_deleting_a_folder_deletes_what_is_under_it_recoverably(
+    alice: TestUser, project: dict[str, Any]
+) -> None:
+    for name in ("a.csv", "under/b.csv"):
+        _put(alice, project, f"main/mapp/{name}", b"x")
+    _put(alice, project, "main/kvar.csv", b"y")
+    assert alice.client.delete(_url(project, "main/mapp/")).status_code == 204
+    listing = alice.client.get(_url(project), params={"prefix": "main/"}).json()
+    assert listing["prefixes"] == []
+    assert [i["path"] for i in listing["items"]] == ["main/kvar.csv", "main/readme.txt"]
+    versions = alice.client.get(_url(project, "main/mapp/a.csv"), params={"versions": "true"})
+    assert [v["deleted"] for v in versions.json()["versions"]] == [True, False]
+    assert alice.client.delete(_url(project, "main/mapp/")).status_code == 404
+
+
+def test_usage_counts_bytes_and_objects_per_top_folder(
+    alice: TestUser, project: dict[str, Any]
+) -> None:
+    _put(alice, project, "main/a", b"123")
+    _put(alice, project, "main/b/c", b"45")
+    _put(alice, project, "tmp/d", b"6")
+    usage = alice.client.get(f"/api/v1/projects/{project['id']}/usage").json()
+    by_prefix = {p["prefix"]: (p["bytes"], p["objects"]) for p in usage["prefixes"]}
+    assert by_prefix["main/"][0] >= 5 and by_prefix["tmp/"] == (1, 1)
+    assert usage["bytes"] == sum(b for b, _ in by_prefix.values())
+
+
+@pytest.mark.parametrize(
+    "path", ["main/../x", "main//x", "main/./x", "main/a\x01b", "main/a\u202eb", "main/"]
+)
+def test_unusable_paths_are_refused(alice: TestUser, project: dict[str, Any], path: str) -> None:
+    # Escaped, so that no client or server normalises the path before Balsam sees it.
+    escaped = quote(path, safe="").replace(".", "%2E")
+    answer = alice.client.put(f"{_url(project)}/{escaped}", content=b"x")
+    assert answer.status_code in (404, 405, 422), answer.text
+    assert answer.status_code != 201
+
+
+def test_listing_refuses_a_prefix_that_is_not_a_folder(
+    alice: TestUser, project: dict[str, Any]
+) -> None:
+    answer = alice.client.get(_url(project), params={"prefix": "main"})
+    assert answer.status_code == 422
+    assert answer.headers["content-type"].startswith("application/problem+json")
+
+
+def test_only_members_and_admins_reach_a_projects_data(
+    alice: TestUser,
+    make_user: Callable[..., TestUser],
+    admin: TestUser,
+    project: dict[str, Any],
+) -> None:
+    _put(alice, project, "main/hemlig.csv", b"s")
+    stranger = make_user("stranger")
+    for call in (
+        lambda u: u.client.get(_url(project), params={"prefix": "main/"}),
+        lambda u: u.client.get(_url(project, "main/hemlig.csv")),
+        lambda u: u.client.put(_url(project, "main/hemlig.csv"), content=b"over"),
+        lambda u: u.client.delete(_url(project, "main/hemlig.csv")),
+        lambda u: u.client.get(f"/api/v1/projects/{project['id']}/usage"),
+    ):
+        assert call(stranger).status_code == 404
+    assert alice.client.get(_url(project, "main/hemlig.csv")).content == b"s"
+    assert admin.client.get(_url(project, "main/hemlig.csv")).content == b"s"
+
+
+def test_metadata_written_straight_to_s3_does_not_forge_provenance(
+    ctx: AppContext, alice: TestUser, project: dict[str, Any]
+) -> None:
+    storage = ctx.providers.storage
+    key = storage.create_key(project["bucket"], label="forger")
+    try:
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=storage.endpoint_url,
+            region_name=storage.region,
+            aws_access_key_id=key.access_key,
+            aws_secret_access_key=key.secret_key,
+            config=Config(s3={"addressing_style": "path"}),
+        )
+        s3.put_object(
+            Bucket=project["bucket"],
+            Key="main/forged.csv",
+            Body=b"f",
+            Metadata={"balsam-uploaded-by": "admin", "balsam-source": "upload"},
+        )
+    finally:
+        storage.revoke_key(key.access_key)
+    provenance = alice.client.get(
+        _url(project, "main/forged.csv"), params={"provenance": "true"}
+    ).json()
+    assert provenance["uploadedBy"] is None and provenance["sha256"] is None
+    listing = alice.client.get(_url(project), params={"prefix": "main/"}).json()
+    assert [i["uploadedBy"] for i in listing["items"] if i["path"] == "main/forged.csv"] == [None]
+
+
+def test_changes_are_audited(ctx: AppContext, alice: TestUser, project: dict[str, Any]) -> None:
+    _put(alice, project, "main/spår.csv", b"1")
+    alice.client.delete(_url(project, "main/spår.csv"))
+    with ctx.sessions() as session:
+        actions = session.scalars(
+            select(AuditEvent.action).where(
+                AuditEvent.project_id == project["id"], AuditEvent.action.like("data.%")
+            )
+        ).all()
+    assert {"data.write", "data.delete"} <= set(actions)
