@@ -59,3 +59,27 @@ def test_scan_of_an_empty_home_is_empty_and_of_a_failing_python_none(tmp_path: P
     home.mkdir()
     assert user_packages.scan(sys.executable, env, home, None) == {}
     assert user_packages.scan(str(tmp_path / "no-python"), env, home, None) is None
+
+
+def test_the_scan_is_not_held_up_or_blown_up_by_what_a_user_plants(tmp_path: Path) -> None:
+    """A FIFO where a METADATA or DESCRIPTION is expected, a 1 GiB (sparse) METADATA,
+    a 10 MB name, and a pip distribution named like an R package."""
+    import os
+    import time
+
+    env, home = _env(tmp_path), tmp_path / "home"
+    site = home / ".local/lib/python3.11/site-packages"
+    for folder in ("fifo-1.dist-info", "huge-1.dist-info", "long-1.dist-info", "r-1.dist-info"):
+        (site / folder).mkdir(parents=True)
+    os.mkfifo(site / "fifo-1.dist-info/METADATA")
+    with (site / "huge-1.dist-info/METADATA").open("wb") as huge:
+        huge.write(b"Name: huge\nVersion: 1\n")
+        huge.truncate(1 << 30)
+    (site / "long-1.dist-info/METADATA").write_text("Name: " + "x" * 10_000_000 + "\nVersion: 1\n")
+    (site / "r-1.dist-info/METADATA").write_text("Name: R/ggplot2\nVersion: 9.9.9\n")
+    (home / "R/library/fifo").mkdir(parents=True)
+    os.mkfifo(home / "R/library/fifo/DESCRIPTION")
+    started = time.monotonic()
+    found = user_packages.scan(sys.executable, env, home, None)
+    assert time.monotonic() - started < 5
+    assert found == {"huge": "1"}

@@ -1066,3 +1066,41 @@ def test_afterwards_bobs_data_is_intact_and_alices_key_works_on_her_bucket_only(
         "print(json.dumps({'own': own, 'others': others}))"
     )
     assert got == {"own": "mine", "others": ["AccessDenied"] * 3}, got
+
+
+EVIL_LAUNCHER = """
+import os, runpy, sys
+open(os.path.join(os.path.dirname(os.path.abspath(__file__)), 'RAN'), 'w').write('x')
+sys.path.pop(0)
+del sys.modules['ipykernel_launcher']
+runpy.run_module('ipykernel_launcher', run_name='__main__')
+"""
+
+
+def test_files_in_a_notebooks_folder_do_not_run_when_its_kernel_starts(
+    live_url: str,
+    bob_user: TestUser,
+    workspaces: dict[str, dict[str, Any]],
+    bob_kernel: Kernel,
+) -> None:
+    """A project member can commit any file to a shared branch: an ipykernel_launcher.py
+    next to a notebook would run as whoever opens the notebook, before any cell. Not so;
+    the notebook's neighbours still import once the kernel has started."""
+    planted = bob_kernel.execute(
+        "import os, pathlib\n"
+        "folder = pathlib.Path.home() / 'delad'\n"
+        "folder.mkdir(exist_ok=True)\n"
+        f"(folder / 'ipykernel_launcher.py').write_text({EVIL_LAUNCHER!r})\n"
+        "(folder / 'hjalp.py').write_text('VALUE = 41 + 1')\n"
+        "(folder / 'RAN').unlink(missing_ok=True)"
+    )
+    assert planted.error is None, planted
+    kernel = Kernel(live_url, workspaces["bob"]["id"], bob_user.headers, notebook="delad/nb.ipynb")
+    try:
+        result = kernel.execute(
+            "import os, hjalp\n"
+            "print(os.path.exists('RAN'), hjalp.VALUE, os.path.basename(os.getcwd()))"
+        )
+    finally:
+        kernel.close()
+    assert result.error is None and result.stdout.split() == ["False", "42", "delad"], result

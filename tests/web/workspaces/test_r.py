@@ -326,3 +326,29 @@ def test_scbs_r_chart_notebooks_run_unmodified(
     assert result.error is None, result
     failed = {name: err for name, code, err in json.loads(result.stdout) if code != 0}
     assert failed == {}, failed
+
+
+def test_an_rprofile_or_renviron_in_a_notebooks_folder_does_not_run(
+    live_url: str, r_user: TestUser, r_ws: dict[str, Any], py_kernel: Kernel
+) -> None:
+    """R reads .Rprofile and .Renviron of the folder it starts in: one committed next to
+    a notebook would run as whoever opens it. The home's own are read instead."""
+    planted = py_kernel.execute(
+        "import pathlib\n"
+        "folder = pathlib.Path.home() / 'rdelad'\n"
+        "folder.mkdir(exist_ok=True)\n"
+        "(folder / '.Rprofile').write_text('writeLines(\"x\", file.path(getwd(), \"RAN\"))\\n')\n"
+        "(folder / '.Renviron').write_text('BALSAM_PLANTED=yes\\n')\n"
+        "(pathlib.Path.home() / '.Renviron').write_text('BALSAM_OWN=ja\\n')"
+    )
+    assert planted.error is None, planted
+    kernel = Kernel(live_url, r_ws["id"], r_user.headers, name="ir", notebook="rdelad/nb.ipynb")
+    try:
+        out = _r(
+            kernel,
+            'cat(file.exists("RAN"), Sys.getenv("BALSAM_PLANTED"), Sys.getenv("BALSAM_OWN"),'
+            ' basename(getwd()), sep = "|")',
+        )
+    finally:
+        kernel.close()
+    assert out == "FALSE||ja|rdelad", out

@@ -198,6 +198,8 @@ class WorkspaceSupervisor:
         lock = self.ctx.providers.workspaces.environment_lock(spec.environment)
         installed = self.ctx.providers.workspaces.user_packages(workspace_id, spec.environment.name)
         now = _now()
+        # A scan that could not read the home keeps the last record.
+        recorded = {} if installed is None else {"user_packages": installed}
         if not self._set(
             workspace_id,
             only_if=("pending",),
@@ -206,7 +208,7 @@ class WorkspaceSupervisor:
             started_at=now,
             last_activity_at=now,
             environment_lock=lock,
-            user_packages=installed,
+            **recorded,
         ):
             self.ctx.providers.workspaces.stop(workspace_id)  # stopped or locked meanwhile
             return

@@ -108,7 +108,8 @@ def server_command(
 def write_kernel_spec(env_path: Path, folder: Path) -> None:
     """The environment's own Python kernel spec, under ``folder/kernels/python3``, that
     also loads :mod:`.kernel_config` (copied to ``folder``): its subprocess-output pipe
-    then uses IPC like its channels. Point ``JUPYTER_PATH`` at ``folder``; the files
+    then uses IPC like its channels. Python runs with ``-P``: nothing is imported from
+    the notebook's folder while the kernel starts. Point ``JUPYTER_PATH`` at ``folder``; the files
     are Balsam's and readable by the workspace (0644 in 0755 folders)."""
     original = env_path / "share" / "jupyter" / "kernels" / "python3"
     spec_dir = folder / "kernels" / "python3"
@@ -121,7 +122,13 @@ def write_kernel_spec(env_path: Path, folder: Path) -> None:
     shutil.copyfile(Path(__file__).with_name("kernel_config.py"), config)
     config.chmod(0o644)
     spec = json.loads((original / "kernel.json").read_text())
-    spec["argv"] = [*spec["argv"], f"--config={config}"]
+    argv = list(spec["argv"])
+    if argv[1:3] == ["-m", "ipykernel_launcher"]:
+        # -P: the notebook's folder is not searched for ipykernel_launcher and what the
+        # kernel imports while starting (a project member could commit such a file);
+        # kernel_config puts the folder back once the kernel has started.
+        argv.insert(1, "-P")
+    spec["argv"] = [*argv, f"--config={config}"]
     for logo in original.glob("logo-*"):
         shutil.copyfile(logo, spec_dir / logo.name)
         (spec_dir / logo.name).chmod(0o644)

@@ -11,6 +11,13 @@ notebook. Any local process can connect to it. This puts that pipe on IPC in
 the same private folder (``JUPYTER_RUNTIME_DIR``), so a workspace opens no TCP
 port at all. An ipykernel without these internals keeps its TCP pipe: the
 transport test notices.
+
+The kernel runs with ``python -P`` (see ``write_kernel_spec``): nothing is imported from
+the notebook's folder while it starts, so a file there (``ipykernel_launcher.py``, or a
+module ipykernel imports) that another project member committed does not run just
+because a notebook was opened. Once the kernel has started, the folder goes back on
+``sys.path`` where IPython puts it (before site-packages), so a notebook imports its
+neighbours as usual.
 """
 
 from __future__ import annotations
@@ -54,3 +61,15 @@ _HOOKS = ("_setup_pipe_in", "_setup_pipe_out", "_handle_pipe_msg")
 if _RUNTIME_DIR and all(hasattr(iostream.IOPubThread, name) for name in _HOOKS):
     iostream.IOPubThread._setup_pipe_in = _setup_pipe_in
     iostream.IOPubThread._setup_pipe_out = _setup_pipe_out
+
+
+#: The notebook's folder back on sys.path, after the start (``exec_lines`` run last),
+#: before the first site-packages as IPython would put it: one expression, so nothing is
+#: left in the user's namespace.
+_PATH_BACK = (
+    "__import__('sys').path.insert(next((i for i, p in enumerate(__import__('sys').path)"
+    " if p.endswith(('site-packages', 'dist-packages'))), 0), '')"
+)
+_config = globals().get("c")
+if _config is not None:
+    _config.InteractiveShellApp.exec_lines = [_PATH_BACK]

@@ -19,9 +19,15 @@ workspace's own user and never as root, and recorded on the workspace
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
+import resource
+import select
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 from balsam.providers.workspaces.unix import as_user
@@ -37,37 +43,79 @@ _PTH = (
 )
 PYPI = "https://pypi.org/simple"
 
-#: Run as the workspace's user with ``python -I -S``: nothing of theirs is imported.
+#: Run as the workspace's user with ``python -I -S`` (nothing of theirs is imported),
+#: under the workspace's limits. What it reads is theirs: only regular files, opened
+#: without following links and without blocking (a FIFO is skipped, not waited on),
+#: at most 64 KiB of each, at most MAX entries; names and versions of an unexpected form
+#: are dropped here already, so what it prints stays small.
 _SCAN = r"""
-import json, os
-from importlib import metadata
-found = {}
+import json, os, re, stat
+MAX = 1000
+PY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+R_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9.]{0,99}$")
+VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+!_-]{0,63}$")
+
+def head(path):
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return ""
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return ""
+        return os.read(fd, 65536).decode("utf-8", "replace")
+    except OSError:
+        return ""
+    finally:
+        os.close(fd)
+
+def fields(text):
+    found = {}
+    for line in text.splitlines():
+        if not line.strip():
+            break  # the headers end (a wheel's METADATA goes on with its description)
+        if ":" in line and not line[:1].isspace():
+            key, value = line.split(":", 1)
+            found.setdefault(key.strip(), value.strip())
+    return found
+
+def entries(folder):
+    try:
+        with os.scandir(folder) as it:
+            names = []
+            for entry in it:
+                names.append(entry.name)
+                if len(names) >= 4 * MAX:
+                    break
+            return sorted(names)
+    except OSError:
+        return []
+
+python, r = {}, {}
 site = os.environ.get("BALSAM_USER_SITE", "")
-if os.path.isdir(site):
-    for count, dist in enumerate(metadata.distributions(path=[site])):
-        if count >= 2000:
-            break
-        name = dist.metadata["Name"]
-        if name:
-            found[name] = dist.version
+for name in entries(site):
+    if len(python) >= MAX:
+        break
+    if name.endswith(".dist-info"):
+        meta = fields(head(os.path.join(site, name, "METADATA")))
+        if PY_NAME.match(meta.get("Name", "")) and VERSION.match(meta.get("Version", "")):
+            python[meta["Name"]] = meta["Version"]
 library = os.environ.get("R_LIBS_USER", "")
-if os.path.isdir(library):
-    for entry in sorted(os.listdir(library))[:2000]:
-        try:
-            with open(os.path.join(library, entry, "DESCRIPTION"), encoding="utf-8",
-                      errors="replace") as f:
-                text = f.read(65536)
-        except OSError:
-            continue
-        fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line
-                      and not line[:1].isspace())
-        if "Package" in fields and "Version" in fields:
-            found["R/" + fields["Package"].strip()] = fields["Version"].strip()
-print(json.dumps(found))
+for name in entries(library):
+    if len(r) >= MAX:
+        break
+    meta = fields(head(os.path.join(library, name, "DESCRIPTION")))
+    if R_NAME.match(meta.get("Package", "")) and VERSION.match(meta.get("Version", "")):
+        r[meta["Package"]] = meta["Version"]
+print(json.dumps({"python": python, "r": r}))
 """
-_NAME = re.compile(r"^(R/)?[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+_PY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+_R_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9.]{0,99}$")
 _VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+!_-]{0,63}$")
 MAX_PACKAGES = 1000
+#: Most the scan may print (its own output is far smaller) and take.
+_MAX_OUTPUT = 1 << 20
+SCAN_SECONDS = 10
 
 
 def write_pth(env_path: Path) -> None:
@@ -98,32 +146,92 @@ def server_environment(env_path: Path, home: Path, pip_index_url: str | None) ->
     }
 
 
-def scan(python: str, env_path: Path, home: Path, uid: int | None) -> dict[str, str] | None:
-    """name → version of what the user installed into ``home`` (None when it cannot be
-    read). Runs ``python`` as ``uid``; what it prints is the user's to shape, so only
-    names and versions of the expected form are kept, at most :data:`MAX_PACKAGES`."""
+def scan(
+    python: str, env_path: Path, home: Path, uid: int | None, *, memory_bytes: int = 256 << 20
+) -> dict[str, str] | None:
+    """name → version of what the user installed into ``home`` (Python distributions
+    by name, R packages as ``R/<name>``), or None when it cannot be read. Runs
+    ``python`` as ``uid`` with at most ``memory_bytes`` of address space, for at most
+    :data:`SCAN_SECONDS`; reads at most :data:`_MAX_OUTPUT` of what it prints, and
+    checks every name and version again (the process is the user's to tamper with)."""
     site = user_site(env_path, home)
     env = {"LANG": "C.UTF-8", "HOME": str(home), "R_LIBS_USER": str(home / R_LIBRARY)}
     if site is not None:
         env["BALSAM_USER_SITE"] = str(site)
+
+    def limit() -> None:  # in the child, after it has become ``uid``
+        resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+        resource.setrlimit(resource.RLIMIT_CPU, (SCAN_SECONDS, SCAN_SECONDS))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
+
     try:
-        done = subprocess.run(
+        proc = subprocess.Popen(  # type: ignore[call-overload]
             [python, "-I", "-S", "-c", _SCAN],
             env=env,
             cwd="/",
-            capture_output=True,
-            timeout=30,
-            check=False,
-            **as_user(uid),  # type: ignore[call-overload]
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=limit,
+            **as_user(uid),
         )
-        found = json.loads(done.stdout[: 1 << 20]) if done.returncode == 0 else None
-    except (OSError, subprocess.TimeoutExpired, ValueError):
+    except OSError:
+        return None
+    try:
+        output = _bounded_output(proc)
+    finally:
+        with contextlib.suppress(OSError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    try:
+        found = json.loads(output) if output is not None else None
+    except ValueError:
         return None
     if not isinstance(found, dict):
         return None
+    return _checked(found.get("python"), _PY_NAME, "") | _checked(found.get("r"), _R_NAME, "R/")
+
+
+def _bounded_output(proc: subprocess.Popen[bytes]) -> bytes | None:
+    """What ``proc`` prints until it exits: None when more than :data:`_MAX_OUTPUT`, or
+    not done within :data:`SCAN_SECONDS`, or failed."""
+    assert proc.stdout is not None
+    deadline = time.monotonic() + SCAN_SECONDS
+    chunks: list[bytes] = []
+    size = 0
+    with proc.stdout:
+        os.set_blocking(proc.stdout.fileno(), False)
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            ready, _, _ = select.select([proc.stdout], [], [], left)
+            if not ready:
+                continue
+            chunk = os.read(proc.stdout.fileno(), 65536)
+            if not chunk:
+                break
+            size += len(chunk)
+            if size > _MAX_OUTPUT:
+                return None
+            chunks.append(chunk)
+    try:
+        code = proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        return None
+    return b"".join(chunks) if code == 0 else None
+
+
+def _checked(found: object, name: re.Pattern[str], prefix: str) -> dict[str, str]:
+    if not isinstance(found, dict):
+        return {}
     kept = {
-        str(name): str(version)
-        for name, version in found.items()
-        if isinstance(version, str) and _NAME.match(str(name)) and _VERSION.match(version)
+        f"{prefix}{key}": value
+        for key, value in found.items()
+        if isinstance(key, str)
+        and isinstance(value, str)
+        and name.match(key)
+        and _VERSION.match(value)
     }
     return dict(sorted(kept.items())[:MAX_PACKAGES])
