@@ -67,6 +67,25 @@ class Provenance(_Out):
     )
 
 
+class PreviewColumn(_Out):
+    name: str
+    type: str = Field(description="integer, double, string, ... (Parquet: Arrow's type).")
+
+
+class DataPreview(_Out):
+    kind: str = Field(description="csv, jsonl, parquet, text, or none (download only).")
+    size: int
+    columns: list[PreviewColumn] = Field(default_factory=list)
+    rows: list[list[str | None]] = Field(
+        default_factory=list, description="The first rows (at most 100), values as text."
+    )
+    total_rows: int | None = Field(None, alias="totalRows", description="Parquet: all rows.")
+    truncated: bool = Field(False, description="There is more than shown.")
+    text: str | None = Field(None, description="Text files: the beginning.")
+    delimiter: str | None = Field(None, description="CSV: the column separator found.")
+    error: str | None = Field(None, description="Why no rows could be shown.")
+
+
 class RestoreRequest(ApiModel):
     version_id: str = Field(alias="versionId", min_length=1, max_length=128)
 

@@ -26,9 +26,11 @@ from sqlalchemy import select
 from balsam.context import AppContext
 from balsam.db.models import DataObject
 from balsam.domain.audit.service import AuditRecord
+from balsam.domain.data.preview import preview
 from balsam.domain.data.schemas import (
     DataItem,
     DataListing,
+    DataPreview,
     DataUsage,
     DataVersion,
     DataVersions,
@@ -180,6 +182,25 @@ class DataService:
         if opened is None:
             raise _no_such(path)
         return opened
+
+    def preview(
+        self, actor: Actor, project_id: str, path: str, version_id: str | None = None
+    ) -> DataPreview:
+        """Schema and first rows (or the beginning of a text), by ranged reads."""
+        check_path(path)
+        project = self._project(actor, project_id, "data.read")
+        info = self._objects.head(project.bucket, path, version_id)
+        if info is None:
+            raise _no_such(path)
+        version = info.version_id  # every read of the same version, even if overwritten
+
+        def read(first: int, last: int) -> bytes:
+            opened = self._objects.open(project.bucket, path, version, (first, last))
+            if opened is None:
+                raise _no_such(path)
+            return b"".join(opened[1])
+
+        return preview(info, read)
 
     def provenance(
         self, actor: Actor, project_id: str, path: str, version_id: str | None = None

@@ -224,3 +224,64 @@ def test_changes_are_audited(ctx: AppContext, alice: TestUser, project: dict[str
             )
         ).all()
     assert {"data.write", "data.delete"} <= set(actions)
+
+
+def _preview(user: TestUser, project: dict[str, Any], path: str) -> dict[str, Any]:
+    answer = user.client.get(_url(project, path), params={"preview": "true"})
+    assert answer.status_code == 200, answer.text
+    body: dict[str, Any] = answer.json()
+    return body
+
+
+def test_csv_preview_shows_header_types_and_the_first_hundred_rows(
+    alice: TestUser, project: dict[str, Any]
+) -> None:
+    lines = ["län;år;andel"] + [f"Örebro;{2000 + i};{i},5" for i in range(300)]
+    _put(alice, project, "main/län.csv", ("\n".join(lines) + "\n").encode())
+    shown = _preview(alice, project, "main/län.csv")
+    assert shown["kind"] == "csv" and shown["delimiter"] == ";"
+    assert [(c["name"], c["type"]) for c in shown["columns"]] == [
+        ("län", "string"),
+        ("år", "integer"),
+        ("andel", "double"),
+    ]
+    assert len(shown["rows"]) == 100 and shown["rows"][0] == ["Örebro", "2000", "0,5"]
+    assert shown["truncated"] is True
+
+
+def test_preview_of_a_large_csv_reads_its_head_only(
+    alice: TestUser, project: dict[str, Any]
+) -> None:
+    row = "a,b,ö\n" + "".join(f"{i},{i * 2},text ö {i}\n" for i in range(200_000))
+    _put(alice, project, "main/stor.csv", row.encode())
+    shown = _preview(alice, project, "main/stor.csv")
+    assert len(shown["rows"]) == 100 and shown["rows"][-1] == ["99", "198", "text ö 99"]
+    assert shown["truncated"] is True
+
+
+def test_parquet_and_jsonl_previews(alice: TestUser, project: dict[str, Any]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table({"id": list(range(5000)), "namn": [f"n{i}" for i in range(5000)]})
+    out = pa.BufferOutputStream()
+    pq.write_table(table, out, row_group_size=1000)
+    _put(alice, project, "main/t.parquet", out.getvalue().to_pybytes())
+    shown = _preview(alice, project, "main/t.parquet")
+    assert shown["kind"] == "parquet" and shown["totalRows"] == 5000
+    assert [c["name"] for c in shown["columns"]] == ["id", "namn"]
+    assert len(shown["rows"]) == 100 and shown["rows"][1] == ["1", "n1"]
+
+    _put(alice, project, "main/broken.parquet", b"PAR1 not really")
+    assert _preview(alice, project, "main/broken.parquet")["error"]
+
+    jsonl = b'{"a": 1, "b": "x"}\n{"a": 2, "c": [1, 2]}\nnot json\n'
+    _put(alice, project, "main/rader.jsonl", jsonl)
+    shown = _preview(alice, project, "main/rader.jsonl")
+    assert [c["name"] for c in shown["columns"]] == ["a", "b", "c", "(not JSON)"]
+    assert shown["rows"][1] == ["2", None, "[1, 2]", None]
+
+    _put(alice, project, "main/notes.md", "# Rubrik\nåäö".encode())
+    assert _preview(alice, project, "main/notes.md")["text"] == "# Rubrik\nåäö"
+    _put(alice, project, "main/bild.png", b"\x89PNG")
+    assert _preview(alice, project, "main/bild.png")["kind"] == "none"

@@ -17,6 +17,7 @@ from starlette.responses import StreamingResponse
 
 from balsam.domain.data.schemas import (
     DataListing,
+    DataPreview,
     DataUsage,
     DataVersions,
     DataWritten,
@@ -69,7 +70,8 @@ def get_usage(projectId: ProjectId, actor: CurrentActor, ctx: Ctx) -> DataUsage:
     responses={
         200: {
             "description": "The object's content; with versions=true its versions "
-            "(DataVersions), with provenance=true where it came from (Provenance).",
+            "(DataVersions), with provenance=true where it came from (Provenance), with "
+            "preview=true its schema and first rows (DataPreview).",
             "content": {"application/octet-stream": {}},
         },
         **problems(400, 401, 403, 404, 422),
@@ -82,6 +84,7 @@ def get_data(
     ctx: Ctx,
     versions: bool = False,
     provenance: bool = False,
+    preview: bool = False,
     version_id: Annotated[str | None, Query(alias="versionId", max_length=128)] = None,
 ) -> Response:
     """The object at ``path`` (a version of it with ``versionId``), always as a download
@@ -91,11 +94,13 @@ def get_data(
         return _json(service.versions(actor, projectId, path))
     if provenance:
         return _json(service.provenance(actor, projectId, path, version_id))
+    if preview:
+        return _json(service.preview(actor, projectId, path, version_id))
     info, chunks = service.read(actor, projectId, path, version_id=version_id)
     return _download(info, chunks)
 
 
-def _json(model: DataVersions | Provenance) -> Response:
+def _json(model: DataVersions | Provenance | DataPreview) -> Response:
     return Response(model.model_dump_json(by_alias=True), media_type="application/json")
 
 

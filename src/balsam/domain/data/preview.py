@@ -1,0 +1,281 @@
+"""Previews of objects: the schema and first rows of CSV, JSON lines and Parquet, the
+beginning of text files; other types are download-only.
+
+Only what is needed is read, by ranged reads of the storage server: the first
+:data:`HEAD_BYTES` of a CSV, JSON-lines or text object, and of a Parquet file its footer
+and then the pages of its first row group that the first :data:`ROWS` rows need
+(pyarrow over a file-like whose reads are ranged GETs, buffered, so memory stays
+bounded whatever the object's size; the first buffer of every column is fetched at once,
+concurrently, since one ranged GET after another per column is what took the time).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from balsam.domain.data.schemas import DataPreview, PreviewColumn
+from balsam.providers.storage.objects import ObjectInfo
+
+ROWS = 100
+HEAD_BYTES = 256 * 1024
+#: Columns whose first rows a Parquet preview decodes (all are named in its schema).
+MAX_COLUMNS = 50
+#: At most this much of a Parquet file is fetched ahead (the first buffers of columns).
+MAX_PREFETCH_BYTES = 64 * 1024 * 1024
+#: pyarrow reads a column this much at a time (its buffered stream).
+BUFFER_BYTES = 1024 * 1024
+#: A first row group larger than this (uncompressed) is not decoded for a preview.
+MAX_ROW_GROUP_BYTES = 1024 * 1024 * 1024
+_CSV = (".csv", ".tsv")
+_JSONL = (".jsonl", ".ndjson")
+_PARQUET = (".parquet", ".pq")
+_TEXT = (
+    ".txt", ".md", ".json", ".py", ".r", ".sql", ".xml", ".yaml", ".yml", ".toml", ".ini",
+    ".log", ".sh", ".ipynb", ".html", ".js", ".css", ".tex", ".rmd", ".qmd", ".sas", ".do",
+)  # fmt: skip
+
+#: Reads bytes [first, last] of the object (inclusive).
+ReadRange = Callable[[int, int], bytes]
+
+
+def kind_of(path: str) -> str:
+    name = path.lower()
+    for kind, endings in (("csv", _CSV), ("jsonl", _JSONL), ("parquet", _PARQUET), ("text", _TEXT)):
+        if name.endswith(endings):
+            return kind
+    return "none"
+
+
+def preview(info: ObjectInfo, read: ReadRange) -> DataPreview:
+    """The preview of the object ``info`` describes, reading through ``read``."""
+    kind = kind_of(info.key)
+    if kind == "none" or info.size == 0:
+        return DataPreview(kind=kind, size=info.size)
+    if kind == "parquet":
+        return _parquet(info, read)
+    head = read(0, min(info.size, HEAD_BYTES) - 1)
+    cut = info.size > len(head)
+    text = _decode(head, cut)
+    if kind == "text":
+        return DataPreview(kind=kind, size=info.size, text=text, truncated=cut)
+    lines = text.splitlines()
+    if cut and lines:
+        lines = lines[:-1]  # the last line read may be cut short
+    if kind == "csv":
+        return _csv(info, lines, cut)
+    return _jsonl(info, lines, cut)
+
+
+def _decode(head: bytes, cut: bool) -> str:
+    if head.startswith(b"\xef\xbb\xbf"):
+        head = head[3:]
+    if cut:  # a character cut in two at the end
+        for back in range(1, 4):
+            try:
+                return head[: len(head) - back + 1].decode("utf-8")
+            except UnicodeDecodeError:
+                continue
+    try:
+        return head.decode("utf-8")
+    except UnicodeDecodeError:
+        return head.decode("latin-1")  # Windows files of older systems
+
+
+def _csv(info: ObjectInfo, lines: list[str], cut: bool) -> DataPreview:
+    sample = "\n".join(lines[:50])
+    try:
+        delimiter = csv.Sniffer().sniff(sample, delimiters=",;\t|").delimiter
+    except csv.Error:
+        delimiter = "\t" if info.key.lower().endswith(".tsv") else ","
+    records = list(csv.reader(lines[: ROWS + 1], delimiter=delimiter))
+    if not records:
+        return DataPreview(kind="csv", size=info.size, truncated=cut)
+    header, rows = records[0], records[1 : ROWS + 1]
+    width = max([len(header), *(len(r) for r in rows)])
+    names = [*header, *(f"column {i + 1}" for i in range(len(header), width))]
+    columns = [
+        PreviewColumn(name=name, type=_infer([r[i] if i < len(r) else "" for r in rows]))
+        for i, name in enumerate(names)
+    ]
+    return DataPreview(
+        kind="csv",
+        size=info.size,
+        columns=columns,
+        rows=[[r[i] if i < len(r) else None for i in range(width)] for r in rows],
+        truncated=cut or len(lines) > ROWS + 1,
+        delimiter=delimiter,
+    )
+
+
+def _infer(values: list[str]) -> str:
+    present = [v.strip() for v in values if v.strip()]
+    if not present:
+        return "string"
+    for kind, parse in (("integer", int), ("double", _number)):
+        try:
+            for value in present:
+                parse(value)
+        except ValueError:
+            continue
+        return kind
+    return "string"
+
+
+def _number(value: str) -> float:
+    return float(value.replace(",", ".", 1) if value.count(",") == 1 else value)
+
+
+def _jsonl(info: ObjectInfo, lines: list[str], cut: bool) -> DataPreview:
+    records: list[dict[str, Any]] = []
+    for line in lines:
+        if len(records) == ROWS:
+            break
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except ValueError:
+            value = {"(not JSON)": line[:200]}
+        records.append(value if isinstance(value, dict) else {"value": value})
+    names: dict[str, str] = {}
+    for record in records:
+        for key, value in record.items():
+            names.setdefault(str(key), _json_type(value))
+    rows = [[_cell(record.get(name)) for name in names] for record in records]
+    return DataPreview(
+        kind="jsonl",
+        size=info.size,
+        columns=[PreviewColumn(name=n, type=t) for n, t in names.items()],
+        rows=rows,
+        truncated=cut or len(records) < len([x for x in lines if x.strip()]),
+    )
+
+
+def _json_type(value: object) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "double"
+    if isinstance(value, str):
+        return "string"
+    return "json"
+
+
+def _cell(value: object) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+class _Ranged(io.RawIOBase):
+    """A read-only, seekable file over ranged reads (what pyarrow needs). Ranges known
+    to be needed can be fetched beforehand, at once (:meth:`prefetch`); a read inside
+    one is answered from it."""
+
+    def __init__(self, size: int, read: ReadRange) -> None:
+        self.size, self._read, self._at = size, read, 0
+        self._blocks: list[tuple[int, bytes]] = []
+
+    def prefetch(self, ranges: list[tuple[int, int]], workers: int = 8) -> None:
+        """Fetch ``ranges`` (first, last byte) concurrently and keep them."""
+        wanted = [(a, min(b, self.size - 1)) for a, b in ranges if 0 <= a < self.size]
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            fetched = list(pool.map(lambda r: (r[0], self._read(*r)), wanted))
+        self._blocks.extend(fetched)
+
+    def _cached(self, at: int, want: int) -> bytes | None:
+        for start, data in self._blocks:
+            if start <= at and at + want <= start + len(data):
+                return data[at - start : at - start + want]
+        return None
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._at
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._at, io.SEEK_END: self.size}[whence]
+        self._at = max(0, base + offset)
+        return self._at
+
+    def readinto(self, buffer: Any) -> int:
+        want = min(len(buffer), self.size - self._at)
+        if want <= 0:
+            return 0
+        data = self._cached(self._at, want) or self._read(self._at, self._at + want - 1)
+        buffer[: len(data)] = data
+        self._at += len(data)
+        return len(data)
+
+
+def _parquet(info: ObjectInfo, read: ReadRange) -> DataPreview:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    ranged = _Ranged(info.size, read)
+    source = pa.PythonFile(ranged, mode="r")
+    try:
+        file = pq.ParquetFile(source, buffer_size=BUFFER_BYTES, pre_buffer=False)
+    except (pa.ArrowException, OSError, ValueError):
+        return DataPreview(kind="parquet", size=info.size, error="not a readable Parquet file")
+    meta = file.metadata
+    columns = [PreviewColumn(name=f.name, type=str(f.type)) for f in file.schema_arrow]
+    common = {
+        "kind": "parquet",
+        "size": info.size,
+        "columns": columns,
+        "total_rows": meta.num_rows,
+        "truncated": meta.num_rows > ROWS,
+    }
+    if meta.num_row_groups == 0:
+        return DataPreview(**common)
+    if meta.row_group(0).total_byte_size > MAX_ROW_GROUP_BYTES:
+        return DataPreview(**common, error="its first row group is too large to preview")
+    shown = [f.name for f in file.schema_arrow][:MAX_COLUMNS]
+    ranged.prefetch(_first_pages(meta.row_group(0), len(shown)))
+    try:
+        batch = next(iter(_batches(file, shown)), None)
+    except (pa.ArrowException, OSError, ValueError):
+        return DataPreview(**common, error="its first rows could not be read")
+    rows = [] if batch is None else [[_cell(v) for v in row.values()] for row in batch.to_pylist()]
+    if len(columns) > len(shown):
+        common["truncated"] = True
+    return DataPreview(**common, rows=rows)
+
+
+def _first_pages(group: Any, columns: int) -> list[tuple[int, int]]:
+    """The first two of pyarrow's buffered reads of each of the first ``columns``
+    columns of the row group (from its dictionary page, if any): a first page of the
+    default size (1 MiB) with its header ends in the second. One each where two would
+    pass :data:`MAX_PREFETCH_BYTES`."""
+    blocks = 2 if columns * 2 * BUFFER_BYTES <= MAX_PREFETCH_BYTES else 1
+    ranges = []
+    for j in range(min(columns, group.num_columns)):
+        column = group.column(j)
+        start = column.data_page_offset
+        if column.has_dictionary_page and column.dictionary_page_offset is not None:
+            start = min(start, column.dictionary_page_offset)
+        end = start + column.total_compressed_size
+        for block in range(blocks):
+            first = start + block * BUFFER_BYTES
+            if first < end:
+                ranges.append((first, min(end, first + BUFFER_BYTES) - 1))
+    return ranges
+
+
+def _batches(file: Any, columns: list[str]) -> Iterator[Any]:
+    return iter(file.iter_batches(batch_size=ROWS, row_groups=[0], columns=columns))
