@@ -183,8 +183,9 @@ class WorkspaceSettings(BaseModel):
     templates_file: Path | None = Field(
         None,
         description="JSON file with the workspace templates (a list of {id, name, "
-        "description, requirements, memoryMib, cpu, idleTimeoutMinutes}). Default: the "
-        "built-in 'python' and 'elyra' templates.",
+        "description, requirements, memoryMib, cpu, idleTimeoutMinutes, and optionally "
+        "systemPackages, kernels, cranPackages}). Default: the built-in 'python', 'r' and "
+        "'elyra' templates.",
     )
     environments_dir: Path | None = Field(
         None,

@@ -88,8 +88,9 @@ class _Project:
 
 class DataWrite:
     """One object being written through :meth:`DataService.begin_write`: :meth:`add`
-    chunks (True: call :meth:`flush`, which does I/O), then :meth:`finish`, or
-    :meth:`abort` (nothing is then visible)."""
+    chunks (True: a part is ready: :meth:`flush`, or :meth:`take` it and :meth:`send` it
+    while more arrives), then :meth:`finish`, or :meth:`abort` (nothing is then
+    visible)."""
 
     def __init__(self, service: DataService, actor: Actor, project: _Project, upload: Upload):
         self._service, self._actor, self._project, self._upload = service, actor, project, upload
@@ -99,6 +100,13 @@ class DataWrite:
 
     def flush(self) -> None:
         self._upload.flush()
+
+    def take(self) -> bytes:
+        """The next whole part, out of the buffer (see :meth:`Upload.take`)."""
+        return self._upload.take()
+
+    def send(self, part: bytes) -> None:
+        self._upload.send(part)
 
     def abort(self) -> None:
         self._upload.abort()

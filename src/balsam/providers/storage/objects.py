@@ -17,6 +17,8 @@ from __future__ import annotations
 import builtins
 import contextlib
 import hashlib
+import queue
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -157,15 +159,7 @@ class S3ObjectStore:
                 answer = self._s3.get_object(Bucket=bucket, Key=key, **options)
         except _Missing:
             return None
-        body = answer["Body"]
-
-        def chunks() -> Iterator[bytes]:
-            try:
-                yield from body.iter_chunks(chunk_size=1024 * 1024)
-            finally:
-                body.close()
-
-        return _info(key, answer), chunks()
+        return _info(key, answer), _read_ahead(answer["Body"])
 
     def versions(self, bucket: str, key: str) -> builtins.list[dict[str, Any]]:
         """Every version and delete marker of exactly ``key``, newest first: dicts with
@@ -229,6 +223,52 @@ class S3ObjectStore:
         return info
 
 
+#: Chunks a download reads ahead of what its client has taken (1 MiB each).
+READ_AHEAD = 4
+_END = object()
+
+
+def _read_ahead(body: Any) -> Iterator[bytes]:
+    """The body's chunks, read by a thread of their own up to :data:`READ_AHEAD` ahead,
+    so reading from storage and sending to the client overlap. A consumer that stops
+    early stops the thread (it never blocks for more than a second)."""
+    ahead: queue.Queue[object] = queue.Queue(maxsize=READ_AHEAD)
+    stop = threading.Event()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                ahead.put(item, timeout=1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def pump() -> None:
+        try:
+            for chunk in body.iter_chunks(chunk_size=1024 * 1024):
+                if not put(chunk):
+                    return
+            put(_END)
+        except Exception as exc:  # handed to the consumer
+            put(ProviderError(f"Storage failed to read an object: {exc}"))
+        finally:
+            body.close()
+
+    threading.Thread(target=pump, name="balsam-read-ahead", daemon=True).start()
+    try:
+        while True:
+            item = ahead.get()
+            if item is _END:
+                return
+            if isinstance(item, ProviderError):
+                raise item
+            assert isinstance(item, bytes)
+            yield item
+    finally:
+        stop.set()
+
+
 class Upload:
     """One object being written: parts of :data:`PART_SIZE` as the body arrives. An
     object smaller than one part is sent in one request at :meth:`finish`."""
@@ -259,11 +299,17 @@ class Upload:
     def flush(self) -> None:
         """Send the whole parts held (blocking I/O)."""
         while len(self._buffer) >= PART_SIZE:
-            part = bytes(self._buffer[:PART_SIZE])
-            del self._buffer[:PART_SIZE]
-            self._send(part)
+            self.send(self.take())
 
-    def _send(self, part: bytes) -> None:
+    def take(self) -> bytes:
+        """The next whole part, out of the buffer (no I/O): :meth:`send` it while more
+        of the body arrives. One :meth:`send` at a time, in the order taken."""
+        part = bytes(self._buffer[:PART_SIZE])
+        del self._buffer[:PART_SIZE]
+        return part
+
+    def send(self, part: bytes) -> None:
+        """Upload ``part`` as the next part (blocking I/O)."""
         try:
             if self._upload_id is None:
                 created = self._s3.create_multipart_upload(
@@ -292,7 +338,7 @@ class Upload:
                 )
             else:
                 if self._buffer:
-                    self._send(bytes(self._buffer))
+                    self.send(bytes(self._buffer))
                     self._buffer.clear()
                 answer = self._s3.complete_multipart_upload(
                     Bucket=self.bucket,

@@ -5,6 +5,8 @@ storage server sends it."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
 from collections.abc import Iterator
 from typing import Annotated
@@ -12,7 +14,6 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Body, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import ClientDisconnect
 from starlette.responses import StreamingResponse
 
 from balsam.domain.data.schemas import (
@@ -148,12 +149,22 @@ async def put_data(
     write = await run_in_threadpool(
         service.begin_write, actor, projectId, path, request.headers.get("content-type")
     )
+    # One part goes to storage while the next arrives: at most two parts held.
+    sending: asyncio.Future[None] | None = None
     try:
         async for chunk in request.stream():
             if write.add(chunk):
-                await run_in_threadpool(write.flush)
+                part = write.take()
+                if sending is not None:
+                    await sending
+                sending = asyncio.ensure_future(run_in_threadpool(write.send, part))
+        if sending is not None:
+            await sending
         return await run_in_threadpool(write.finish)
-    except (ClientDisconnect, Exception):
+    except BaseException:
+        if sending is not None:
+            with contextlib.suppress(BaseException):
+                await sending
         await run_in_threadpool(write.abort)
         raise
 
