@@ -12,7 +12,9 @@ import json
 import os
 import re
 import socket
+import stat
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -767,6 +769,11 @@ def test_a_session_stays_with_the_local_browser_that_started_it(
     portal = installation.url("localhost")
     script = tmp_path / "browser.py"
     script.write_text(OTHER_BROWSER)
+    # The other uid must reach the script: pytest makes its folders 0700.
+    for folder in tmp_path.parents:
+        if folder == Path(tempfile.gettempdir()):
+            break
+        folder.chmod(folder.stat().st_mode | stat.S_IXOTH)
     tmp_path.chmod(0o755)
     script.chmod(0o644)
 
