@@ -9,6 +9,8 @@ side and alternating which goes first, ``--runs`` times:
 * **direct**: boto3's ``upload_file`` and ``download_fileobj`` (its defaults: 8 MiB
   parts, 10 threads) with the admin key, straight to the S3 server.
 
+Each side's client runs in a process of its own (the app serves in this one).
+
 Prints medians in MB/s and the ratios balsam/direct (target >= 0.8), and the control
 plane's peak memory during one Balsam upload (this process's peak RSS, reset just
 before through ``/proc/self/clear_refs``; target < 200 MB), and a JSON line.
@@ -19,43 +21,20 @@ before through ``/proc/self/clear_refs``; target < 200 MB), and a JSON line.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import httpx
-from _platform import Platform, platform
-from boto3.s3.transfer import TransferConfig
-from botocore.config import Config
+from _platform import platform
 
 TARGET_RATIO = 0.8
 TARGET_RSS_MB = 200
-
-
-def _client(p: Platform) -> Any:
-    settings = p.ctx.settings.storage
-    assert settings.admin_access_key and settings.admin_secret_key
-    return boto3.client(
-        "s3",
-        endpoint_url=p.ctx.providers.storage.endpoint_url,
-        region_name=p.ctx.providers.storage.region,
-        aws_access_key_id=settings.admin_access_key,
-        aws_secret_access_key=settings.admin_secret_key.get_secret_value(),
-        config=Config(s3={"addressing_style": "path"}, read_timeout=300),
-    )
-
-
-def _chunks(path: Path) -> Iterator[bytes]:
-    with path.open("rb") as source:
-        while chunk := source.read(1 << 20):
-            yield chunk
 
 
 def _peak_rss_mb() -> float:
@@ -69,6 +48,50 @@ def _reset_peak() -> None:
     Path("/proc/self/clear_refs").write_text("5")
 
 
+#: Each side's client runs in a process of its own: the app serves in this one, and a
+#: client sharing its interpreter lock would slow the server it measures.
+CLIENT = r"""
+import sys, time, json
+side, direction, path = sys.argv[1:4]
+start = time.perf_counter()
+if side == "balsam":
+    import httpx
+    url, token = sys.argv[4:6]
+    api = httpx.Client(headers={"Authorization": f"Bearer {token}"}, timeout=600)
+    if direction == "up":
+        def chunks():
+            with open(path, "rb") as source:
+                while chunk := source.read(1 << 20):
+                    yield chunk
+        assert api.put(url, content=chunks()).status_code == 201
+    else:
+        with api.stream("GET", url) as answer:
+            got = sum(len(c) for c in answer.iter_bytes(1 << 20))
+else:
+    import boto3
+    from botocore.config import Config
+    endpoint, access, secret, bucket, key = sys.argv[4:9]
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                      aws_access_key_id=access, aws_secret_access_key=secret,
+                      config=Config(s3={"addressing_style": "path"}, read_timeout=300))
+    if direction == "up":
+        s3.upload_file(path, bucket, key)
+    else:
+        with open("/dev/null", "wb") as sink:
+            s3.download_fileobj(bucket, key, sink)
+print(json.dumps(time.perf_counter() - start))
+"""
+
+
+def _run_client(*args: str) -> float:
+    done = subprocess.run(
+        [sys.executable, "-c", CLIENT, *args], capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"client failed: {done.stderr[-2000:]}")
+    return float(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mb", type=int, default=1024)
@@ -79,46 +102,37 @@ def main() -> None:
         api = httpx.Client(base_url=p.url, headers=p.headers, timeout=600)
         project = api.post("/api/v1/projects", json={"name": "Överföring", "branchName": "main"})
         project_id, bucket = project.json()["id"], project.json()["bucket"]
-        s3 = _client(p)
+        settings = p.ctx.settings.storage
+        assert settings.admin_access_key and settings.admin_secret_key
+        s3_args = [
+            p.ctx.providers.storage.endpoint_url,
+            settings.admin_access_key,
+            settings.admin_secret_key.get_secret_value(),
+            bucket,
+            "main/direct.bin",
+        ]
         source = Path(tmp) / "big.bin"
         with source.open("wb") as out:
             for _ in range(args.size_mb):
                 out.write(os.urandom(1 << 20))
-        url = f"/api/v1/projects/{project_id}/data/main/big.bin"
-        transfer = TransferConfig()
+        url = f"{p.url}/api/v1/projects/{project_id}/data/main/big.bin"
 
-        def balsam_up() -> None:
-            answer = api.put(url, content=_chunks(source))
-            assert answer.status_code == 201, answer.text
+        def side(name: str, direction: str) -> float:
+            if name == "balsam":
+                return _run_client(name, direction, str(source), url, p.token)
+            return _run_client(name, direction, str(source), *s3_args)
 
-        def balsam_down() -> None:
-            with api.stream("GET", url) as answer:
-                assert answer.status_code == 200
-                got = sum(len(c) for c in answer.iter_bytes(1 << 20))
-            assert got == size
-
-        def direct_up() -> None:
-            s3.upload_file(str(source), bucket, "main/direct.bin", Config=transfer)
-
-        def direct_down() -> None:
-            sink = io.BytesIO() if size <= 64 << 20 else _Counter()
-            s3.download_fileobj(bucket, "main/direct.bin", sink, Config=transfer)
-
-        sides = {
-            "balsam": (balsam_up, balsam_down),
-            "direct": (direct_up, direct_down),
+        rates: dict[str, dict[str, list[float]]] = {
+            name: {"up": [], "down": []} for name in ("balsam", "direct")
         }
-        rates: dict[str, dict[str, list[float]]] = {side: {"up": [], "down": []} for side in sides}
         for run in range(args.runs):
             order = ("balsam", "direct") if run % 2 == 0 else ("direct", "balsam")
-            for side in order:
-                for direction, call in zip(("up", "down"), sides[side], strict=True):
-                    start = time.perf_counter()
-                    call()
-                    rates[side][direction].append(size / 1e6 / (time.perf_counter() - start))
+            for name in order:
+                for direction in ("up", "down"):
+                    rates[name][direction].append(size / 1e6 / side(name, direction))
         _reset_peak()
         base = _peak_rss_mb()
-        balsam_up()
+        side("balsam", "up")
         peak = _peak_rss_mb()
     medians = {s: {d: statistics.median(v) for d, v in r.items()} for s, r in rates.items()}
     result: dict[str, Any] = {"bench": "data_transfer", "size_mb": args.size_mb}
@@ -129,31 +143,12 @@ def main() -> None:
             f"{medians['direct'][direction]:7.1f} MB/s   ratio {ratio:.2f} "
             f"(target >= {TARGET_RATIO})"
         )
-        result[direction] = {**{s: medians[s][direction] for s in sides}, "ratio": ratio}
-    print(f"peak RSS during a Balsam upload: {peak:.0f} MB (before it {base:.0f} MB; "
-          f"target < {TARGET_RSS_MB} MB)")  # fmt: skip
+        result[direction] = {**{s: medians[s][direction] for s in medians}, "ratio": ratio}
+    print(f"the serving process's peak RSS during a Balsam upload: {peak:.0f} MB (before it "
+          f"{base:.0f} MB; target < {TARGET_RSS_MB} MB)")  # fmt: skip
     result["peak_rss_mb"] = peak
+    result["rss_before_mb"] = base
     print(json.dumps(result))
-
-
-class _Counter(io.RawIOBase):
-    """A sink that only counts (a download of 1 GB need not be kept)."""
-
-    def __init__(self) -> None:
-        self.count = 0
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data: Any) -> int:
-        self.count += len(data)
-        return len(data)
-
-    def seek(self, offset: int, whence: int = 0) -> int:  # boto3 checks seekability
-        return self.count
-
-    def tell(self) -> int:
-        return self.count
 
 
 if __name__ == "__main__":

@@ -16,10 +16,13 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import dataclasses
 import hashlib
+import itertools
 import queue
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -152,14 +155,33 @@ class S3ObjectStore:
         """The object's description and its body as chunks (``byte_range``: first and
         last byte, inclusive), or None when there is no such object (or version)."""
         options: dict[str, Any] = {"VersionId": version_id} if version_id else {}
-        if byte_range is not None:
-            options["Range"] = f"bytes={byte_range[0]}-{byte_range[1]}"
+        whole = byte_range is None
+        first, last = byte_range if byte_range is not None else (0, DOWNLOAD_PART - 1)
+        options["Range"] = f"bytes={first}-{last}"
         try:
             with _storage("read an object"), _unless_missing():
                 answer = self._s3.get_object(Bucket=bucket, Key=key, **options)
         except _Missing:
             return None
-        return _info(key, answer), _read_ahead(answer["Body"])
+        except ProviderError as exc:  # an empty object has no byte 0
+            if not (whole and "InvalidRange" in str(exc.__cause__)):
+                raise
+            options.pop("Range")
+            with _storage("read an object"):
+                answer = self._s3.get_object(Bucket=bucket, Key=key, **options)
+        info = _info(key, answer)
+        total = _total_size(answer.get("ContentRange"))
+        if not whole or total is None or total <= DOWNLOAD_PART:
+            if whole and total is not None:
+                info = dataclasses.replace(info, size=total)
+            return info, _read_ahead(answer["Body"])
+        # The rest in parts fetched side by side, of the same version (or content).
+        pinned = {"VersionId": info.version_id} if info.version_id else {}
+        if not pinned and answer.get("ETag"):
+            pinned = {"IfMatch": answer["ETag"]}
+        rest = _parts_side_by_side(self._s3, bucket, key, pinned, total)
+        body = itertools.chain(_read_ahead(answer["Body"]), rest)
+        return dataclasses.replace(info, size=total), body
 
     def versions(self, bucket: str, key: str) -> builtins.list[dict[str, Any]]:
         """Every version and delete marker of exactly ``key``, newest first: dicts with
@@ -221,6 +243,51 @@ class S3ObjectStore:
         if info is None:
             raise ProviderError("Storage lost a copied object.")
         return info
+
+
+#: A whole download is fetched in ranges of this size, :data:`DOWNLOAD_WORKERS` at once.
+DOWNLOAD_PART = 4 * 1024 * 1024
+DOWNLOAD_WORKERS = 4
+
+
+def _total_size(content_range: str | None) -> int | None:
+    """The object's size from a ``Content-Range: bytes a-b/size`` answer."""
+    if not content_range or "/" not in content_range:
+        return None
+    size = content_range.rsplit("/", 1)[1]
+    return int(size) if size.isdigit() else None
+
+
+def _parts_side_by_side(
+    client: Any, bucket: str, key: str, pinned: dict[str, str], total: int
+) -> Iterator[bytes]:
+    """Bytes from :data:`DOWNLOAD_PART` to ``total`` in parts, up to
+    :data:`DOWNLOAD_WORKERS` fetched at once, yielded in order (memory: that many
+    parts). A consumer that stops early cancels what has not started."""
+
+    def fetch(start: int) -> bytes:
+        end = min(total, start + DOWNLOAD_PART) - 1
+        with _storage("read an object"):
+            answer = client.get_object(
+                Bucket=bucket, Key=key, Range=f"bytes={start}-{end}", **pinned
+            )
+            data: bytes = answer["Body"].read()
+        if len(data) != end - start + 1:
+            raise ProviderError("Storage answered a part of the wrong size.")
+        return data
+
+    starts = iter(range(DOWNLOAD_PART, total, DOWNLOAD_PART))
+    pool = ThreadPoolExecutor(max_workers=DOWNLOAD_WORKERS, thread_name_prefix="balsam-get")
+    try:
+        pending = [pool.submit(fetch, s) for s in itertools.islice(starts, DOWNLOAD_WORKERS)]
+        while pending:
+            data = pending.pop(0).result()
+            following = next(starts, None)
+            if following is not None:
+                pending.append(pool.submit(fetch, following))
+            yield data
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 #: Chunks a download reads ahead of what its client has taken (1 MiB each).

@@ -285,3 +285,17 @@ def test_parquet_and_jsonl_previews(alice: TestUser, project: dict[str, Any]) ->
     assert _preview(alice, project, "main/notes.md")["text"] == "# Rubrik\nåäö"
     _put(alice, project, "main/bild.png", b"\x89PNG")
     assert _preview(alice, project, "main/bild.png")["kind"] == "none"
+
+
+def test_empty_and_multi_part_downloads_arrive_whole(
+    alice: TestUser, project: dict[str, Any]
+) -> None:
+    from balsam.providers.storage.objects import DOWNLOAD_PART
+
+    _put(alice, project, "main/tom.txt", b"")
+    empty = alice.client.get(_url(project, "main/tom.txt"))
+    assert empty.status_code == 200 and empty.content == b""
+    body = os.urandom(3 * DOWNLOAD_PART + 7)
+    _put(alice, project, "main/delar.bin", body)
+    got = alice.client.get(_url(project, "main/delar.bin"))
+    assert got.content == body and got.headers["content-length"] == str(len(body))
