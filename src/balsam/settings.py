@@ -73,6 +73,16 @@ class StorageSettings(BaseModel):
         "versions, hidden from listings and workspaces, and are purged by an hourly sweep "
         "once this long has passed since their deletion. 0 purges at the next sweep.",
     )
+    tmp_days: int = Field(
+        7,
+        ge=1,
+        description="Days objects in a project's temporary area (tmp/ in its bucket) are "
+        "kept by default; an upload may ask for fewer or more (?expiresInDays=), up to "
+        "tmp_max_days. An hourly sweep deletes expired ones (recoverably, as any deletion).",
+    )
+    tmp_max_days: int = Field(
+        30, ge=1, description="Most days an upload to tmp/ may ask to be kept."
+    )
     filer_grpc_port: int | None = Field(
         None,
         ge=1,

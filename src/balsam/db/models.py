@@ -345,3 +345,5 @@ class DataObject(Base):
     #: Where it came from: "upload", "restore of <version>", a URL of an import.
     source: Mapped[str] = mapped_column(Text, default="upload")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: Temporary data (under tmp/): when the sweep deletes it.
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

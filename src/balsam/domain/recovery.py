@@ -46,6 +46,7 @@ from balsam.context import AppContext
 from balsam.db.models import Branch, Credential, PendingOperation, Project, Workspace
 from balsam.domain.audit.service import AuditRecord
 from balsam.domain.data.retention import purge_expired
+from balsam.domain.data.temporary import expire_temporary
 from balsam.domain.journal import REPAIR_INTERVAL, gone
 from balsam.domain.workspaces.service import WorkspaceService
 from balsam.errors import BalsamError
@@ -153,6 +154,10 @@ class RecoveryWorker:
             purge_expired(self.ctx)
         except Exception:  # never let the thread die; the next sweep retries
             log.exception("purging expired deleted data failed")
+        try:
+            expire_temporary(self.ctx)
+        except Exception:  # as above
+            log.exception("expiring temporary data failed")
 
 
 # -- repairs -------------------------------------------------------------------------

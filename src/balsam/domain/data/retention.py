@@ -44,7 +44,7 @@ def purge_expired(ctx: AppContext, *, now: datetime | None = None) -> int:
     bucket whose storage fails is logged and skipped; the next sweep retries it."""
     cutoff = (now or utcnow()) - timedelta(days=ctx.settings.storage.retention_days)
     purged = 0
-    for project_id, bucket in _project_buckets(ctx):
+    for project_id, bucket in project_buckets(ctx):
         try:
             purged += _purge_bucket(ctx, project_id, bucket, cutoff)
         except ProviderError as exc:
@@ -76,7 +76,8 @@ def _deleted_at(version: ObjectVersion, newer: ObjectVersion | None) -> datetime
     return version.last_modified if version.is_delete_marker else None
 
 
-def _project_buckets(ctx: AppContext) -> list[tuple[str, str]]:
+def project_buckets(ctx: AppContext) -> list[tuple[str, str]]:
+    """(project id, bucket) of every project."""
     with ctx.sessions() as session:
         rows = session.execute(select(Project.id, Project.bucket).order_by(Project.id))
         return [(project_id, bucket) for project_id, bucket in rows]

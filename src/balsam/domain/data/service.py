@@ -15,7 +15,6 @@ is listed among its versions and can be restored until the retention sweep
 
 from __future__ import annotations
 
-import builtins
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -44,6 +43,8 @@ from balsam.errors import N_, InvalidInput, NotFound
 from balsam.providers.storage.objects import ObjectInfo, S3ObjectStore, Upload
 
 MAX_PATH_BYTES = 1024
+#: The temporary area of every bucket: objects there expire (see :mod:`.temporary`).
+TMP = "tmp/"
 #: How far a listed object's time may be from a recorded write's for it to be that
 #: write's version (listings carry no version ids).
 _SAME_WRITE = timedelta(seconds=2)
@@ -92,8 +93,16 @@ class DataWrite:
     while more arrives), then :meth:`finish`, or :meth:`abort` (nothing is then
     visible)."""
 
-    def __init__(self, service: DataService, actor: Actor, project: _Project, upload: Upload):
+    def __init__(
+        self,
+        service: DataService,
+        actor: Actor,
+        project: _Project,
+        upload: Upload,
+        expires_at: datetime | None,
+    ) -> None:
         self._service, self._actor, self._project, self._upload = service, actor, project, upload
+        self._expires_at = expires_at
 
     def add(self, chunk: bytes) -> bool:
         return self._upload.add(chunk)
@@ -115,7 +124,14 @@ class DataWrite:
         version = self._upload.finish()
         upload, project = self._upload, self._project
         self._service.record(
-            self._actor, project.id, upload.key, version, upload.size, upload.sha256, "upload"
+            self._actor,
+            project.id,
+            upload.key,
+            version,
+            upload.size,
+            upload.sha256,
+            "upload",
+            self._expires_at,
         )
         return DataWritten(
             path=upload.key, version_id=version, size=upload.size, sha256=upload.sha256
@@ -144,35 +160,18 @@ class DataService:
         check_path(prefix, folder=True)
         project = self._project(actor, project_id, "data.list")
         listing = self._objects.list(project.bucket, prefix, limit=limit, after=after)
-        writers = self._writers(project.id, listing.objects)
+        rows = written_through_balsam(self.ctx, project.id, listing.objects)
         items = [
             DataItem(
                 path=o.key,
                 size=o.size,
                 modified_at=o.last_modified,
-                uploaded_by=writers.get(o.key),
+                uploaded_by=rows[o.key].uploaded_by if o.key in rows else None,
+                expires_at=expiry(self.ctx, o, rows.get(o.key)),
             )
             for o in listing.objects
         ]
         return DataListing(items=items, prefixes=listing.prefixes, next_after=listing.next_after)
-
-    def _writers(self, project_id: str, objects: builtins.list[ObjectInfo]) -> dict[str, str]:
-        """path → who wrote the listed version through Balsam (same size, same time)."""
-        if not objects:
-            return {}
-        listed = {o.key: o for o in objects}
-        with self.ctx.sessions() as session:
-            rows = session.scalars(
-                select(DataObject)
-                .where(DataObject.project_id == project_id, DataObject.path.in_(listed))
-                .order_by(DataObject.id)
-            ).all()
-        found: dict[str, str] = {}
-        for row in rows:
-            obj = listed[row.path]
-            if row.size == obj.size and abs(row.created_at - obj.last_modified) <= _SAME_WRITE:
-                found[row.path] = row.uploaded_by
-        return found
 
     def read(
         self,
@@ -296,19 +295,44 @@ class DataService:
     # -- writing ------------------------------------------------------------------------
 
     def begin_write(
-        self, actor: Actor, project_id: str, path: str, content_type: str | None
+        self,
+        actor: Actor,
+        project_id: str,
+        path: str,
+        content_type: str | None,
+        *,
+        expires_in_days: int | None = None,
     ) -> DataWrite:
-        """A streaming write of ``path`` (its earlier content stays as a version)."""
+        """A streaming write of ``path`` (its earlier content stays as a version). In
+        tmp/ it expires after ``expires_in_days`` (default storage.tmp_days, at most
+        storage.tmp_max_days); elsewhere nothing expires."""
         check_path(path)
+        expires_at = self._expires_at(path, expires_in_days)
         project = self._project(actor, project_id, "data.write")
         now = datetime.now(UTC).isoformat(timespec="seconds")
+        metadata = _provenance_metadata(actor.username, now, "upload")
+        if expires_at is not None:
+            metadata["balsam-expires-at"] = expires_at.isoformat(timespec="seconds")
         upload = self._objects.upload(
             project.bucket,
             path,
             content_type=(content_type or "application/octet-stream")[:200],
-            metadata=_provenance_metadata(actor.username, now, "upload"),
+            metadata=metadata,
         )
-        return DataWrite(self, actor, project, upload)
+        return DataWrite(self, actor, project, upload, expires_at)
+
+    def _expires_at(self, path: str, days: int | None) -> datetime | None:
+        storage = self.ctx.settings.storage
+        if not path.startswith(TMP):
+            if days is not None:
+                raise InvalidInput(N_("Only data in tmp/ expires."))
+            return None
+        if days is not None and not 1 <= days <= storage.tmp_max_days:
+            raise InvalidInput(
+                N_("Temporary data is kept 1 to %(days)s days."),
+                params={"days": storage.tmp_max_days},
+            )
+        return datetime.now(UTC) + timedelta(days=days or storage.tmp_days)
 
     def record(
         self,
@@ -319,6 +343,7 @@ class DataService:
         size: int,
         sha256: str,
         source: str,
+        expires_at: datetime | None = None,
     ) -> None:
         """The provenance row of a version just written, and the audit record."""
         with self.ctx.sessions() as session, session.begin():
@@ -331,6 +356,7 @@ class DataService:
                     sha256=sha256,
                     uploaded_by=actor.username,
                     source=source,
+                    expires_at=expires_at,
                 )
             )
         self._audit(
@@ -378,7 +404,8 @@ class DataService:
         )
         earlier = self._row(project.id, path, version_id)
         sha256 = earlier.sha256 if earlier else ""
-        self.record(actor, project.id, path, new.version_id, new.size, sha256, source)
+        expires_at = self._expires_at(path, None)
+        self.record(actor, project.id, path, new.version_id, new.size, sha256, source, expires_at)
         return DataWritten(path=path, version_id=new.version_id, size=new.size, sha256=sha256)
 
     def _audit(
@@ -394,6 +421,38 @@ class DataService:
                 details={"path": path, **details},
             )
         )
+
+
+def written_through_balsam(
+    ctx: AppContext, project_id: str, objects: list[ObjectInfo]
+) -> dict[str, DataObject]:
+    """path → the provenance record of the listed version, where Balsam wrote it (same
+    size, same time: listings carry no version ids)."""
+    if not objects:
+        return {}
+    listed = {o.key: o for o in objects}
+    with ctx.sessions() as session:
+        rows = session.scalars(
+            select(DataObject)
+            .where(DataObject.project_id == project_id, DataObject.path.in_(listed))
+            .order_by(DataObject.id)
+        ).all()
+    found: dict[str, DataObject] = {}
+    for row in rows:
+        obj = listed[row.path]
+        if row.size == obj.size and abs(row.created_at - obj.last_modified) <= _SAME_WRITE:
+            found[row.path] = row
+    return found
+
+
+def expiry(ctx: AppContext, obj: ObjectInfo, row: DataObject | None) -> datetime | None:
+    """When a temporary object expires: as asked at its upload, else storage.tmp_days
+    after it was written; None outside tmp/."""
+    if not obj.key.startswith(TMP):
+        return None
+    if row is not None and row.expires_at is not None:
+        return row.expires_at
+    return obj.last_modified + timedelta(days=ctx.settings.storage.tmp_days)
 
 
 def _provenance_metadata(username: str, at: str, source: str) -> dict[str, str]:

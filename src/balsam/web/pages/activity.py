@@ -60,6 +60,7 @@ ACTIONS: Final[Mapping[str, str]] = {
     "data.write": N_("Data written"),
     "data.delete": N_("Data deleted"),
     "data.restore": N_("Earlier version of data restored"),
+    "data.expire": N_("Expired temporary data deleted"),
 }
 OUTCOMES: Final[Mapping[str, str]] = {
     "success": N_("done"),

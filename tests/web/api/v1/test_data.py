@@ -299,3 +299,42 @@ def test_empty_and_multi_part_downloads_arrive_whole(
     _put(alice, project, "main/delar.bin", body)
     got = alice.client.get(_url(project, "main/delar.bin"))
     assert got.content == body and got.headers["content-length"] == str(len(body))
+
+
+def test_temporary_data_expires_when_asked_or_after_the_default(
+    ctx: AppContext, alice: TestUser, project: dict[str, Any]
+) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from balsam.domain.data.temporary import expire_temporary
+
+    put = alice.client.put(_url(project, "tmp/kort.csv"), content=b"a", params={"expiresInDays": 2})
+    assert put.status_code == 201, put.text
+    ctx.providers.storage.put_object(project["bucket"], "tmp/från-s3.csv", b"b")  # straight
+    for path, days in (("main/x.csv", 2), ("tmp/lång.csv", 999)):
+        refused = alice.client.put(
+            _url(project, path), content=b"x", params={"expiresInDays": days}
+        )
+        assert refused.status_code == 422, refused.text
+
+    listing = alice.client.get(_url(project), params={"prefix": "tmp/"}).json()
+    expires = {i["path"]: datetime.fromisoformat(i["expiresAt"]) for i in listing["items"]}
+    now = datetime.now(UTC)
+    assert abs(expires["tmp/kort.csv"] - (now + timedelta(days=2))) < timedelta(minutes=5)
+    assert abs(expires["tmp/från-s3.csv"] - (now + timedelta(days=7))) < timedelta(minutes=5)
+
+    assert expire_temporary(ctx, now=now + timedelta(days=3)) >= 1
+    left = alice.client.get(_url(project), params={"prefix": "tmp/"}).json()
+    assert [i["path"] for i in left["items"]] == ["tmp/från-s3.csv"]
+    versions = alice.client.get(_url(project, "tmp/kort.csv"), params={"versions": "true"})
+    assert [v["deleted"] for v in versions.json()["versions"]] == [True, False]  # recoverable
+
+    expire_temporary(ctx, now=now + timedelta(days=8))
+    assert alice.client.get(_url(project), params={"prefix": "tmp/"}).json()["items"] == []
+    with ctx.sessions() as session:
+        audited = session.scalars(
+            select(AuditEvent.action).where(
+                AuditEvent.project_id == project["id"], AuditEvent.action == "data.expire"
+            )
+        ).all()
+    assert len(audited) == 2

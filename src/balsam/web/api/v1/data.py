@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import re
 from collections.abc import Iterator
 from typing import Annotated
@@ -142,12 +143,29 @@ async def put_data(
     actor: CurrentActor,
     ctx: Ctx,
     request: Request,
+    expires_in_days: Annotated[
+        int | None,
+        Query(
+            alias="expiresInDays",
+            ge=1,
+            le=3650,
+            description="Only under tmp/: days until it expires (default and most: "
+            "the installation's storage.tmp_days and tmp_max_days).",
+        ),
+    ] = None,
 ) -> DataWritten:
     """Write the request body to ``path``; the content it replaces stays as a version.
     Nothing is visible until the whole body has arrived."""
     service = DataService(ctx)
     write = await run_in_threadpool(
-        service.begin_write, actor, projectId, path, request.headers.get("content-type")
+        functools.partial(
+            service.begin_write,
+            actor,
+            projectId,
+            path,
+            request.headers.get("content-type"),
+            expires_in_days=expires_in_days,
+        )
     )
     # One part goes to storage while the next arrives: at most two parts held.
     sending: asyncio.Future[None] | None = None
