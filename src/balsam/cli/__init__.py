@@ -14,6 +14,7 @@ import click
 from balsam import __version__
 from balsam.cli.admin import admin
 from balsam.cli.audit import audit
+from balsam.cli.data import data, login
 from balsam.cli.library import library
 from balsam.cli.settings_cmd import settings
 from balsam.cli.up import restart, up
@@ -38,5 +39,7 @@ main.add_command(admin)
 main.add_command(audit)
 main.add_command(library)
 main.add_command(settings)
+main.add_command(login)
+main.add_command(data)
 
 __all__ = ["main"]
