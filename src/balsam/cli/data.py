@@ -78,10 +78,11 @@ def _data_url(project: str, path: str = "") -> str:
 @click.command()
 @click.option("--url", default="http://localhost:8080", show_default=True, help="Balsam's address.")
 @click.option("--username", prompt=True)
-@click.option("--password", prompt=True, hide_input=True)
 @click.option("--days", default=30, show_default=True, help="How long the token lasts.")
-def login(url: str, username: str, password: str, days: int) -> None:
-    """Log in once: keep a personal API token for the commands below."""
+def login(url: str, username: str, days: int) -> None:
+    """Log in once: keep a personal API token for the commands below. The password is
+    asked for (never an argument: those show in the process list)."""
+    password = click.prompt("Password", hide_input=True)
     answer = httpx.post(
         url.rstrip("/") + "/api/v1/users/me/tokens",
         json={"name": "balsam CLI", "expiresInDays": days},
