@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
+
 from balsam.providers.workspaces import user_packages
 
 
@@ -83,3 +85,31 @@ def test_the_scan_is_not_held_up_or_blown_up_by_what_a_user_plants(tmp_path: Pat
     found = user_packages.scan(sys.executable, env, home, None)
     assert time.monotonic() - started < 5
     assert found == {"huge": "1"}
+
+
+def test_a_flood_of_entries_hides_nothing_and_too_much_metadata_reads_as_unknown(
+    tmp_path: Path,
+) -> None:
+    env, home = _env(tmp_path), tmp_path / "home"
+    site = home / ".local/lib/python3.11/site-packages"
+    site.mkdir(parents=True)
+    for i in range(20_000):  # not packages: looked at, never read
+        (site / f"aaa{i}").mkdir()
+    (site / "zreal-1.dist-info").mkdir()
+    (site / "zreal-1.dist-info/METADATA").write_text("Name: zreal\nVersion: 1\n")
+    assert user_packages.scan(sys.executable, env, home, None) == {"zreal": "1"}
+    for i in range(400):  # 16 KiB of headers each: past the 4 MiB read in all
+        info = site / f"big{i}-1.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text("a: b\n" * 4000)
+    assert user_packages.scan(sys.executable, env, home, None) is None
+
+
+def test_output_the_user_tampered_with_reads_as_unknown(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env, home = _env(tmp_path), tmp_path / "home"
+    home.mkdir()
+    for planted in (b"[" * 300_000, b'{"python": {"x\\n": "1"}}', b"null"):
+        monkeypatch.setattr(user_packages, "_bounded_output", lambda _proc, out=planted: out)
+        assert user_packages.scan(sys.executable, env, home, None) in (None, {})

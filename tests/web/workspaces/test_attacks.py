@@ -1092,15 +1092,22 @@ def test_files_in_a_notebooks_folder_do_not_run_when_its_kernel_starts(
         "folder.mkdir(exist_ok=True)\n"
         f"(folder / 'ipykernel_launcher.py').write_text({EVIL_LAUNCHER!r})\n"
         "(folder / 'hjalp.py').write_text('VALUE = 41 + 1')\n"
+        "for name in ('psutil', 'jedi'):  # imported by ipykernel/IPython only later\n"
+        "    (folder / f'{name}.py').write_text('raise SystemExit(\"planted\")')\n"
         "(folder / 'RAN').unlink(missing_ok=True)"
     )
     assert planted.error is None, planted
     kernel = Kernel(live_url, workspaces["bob"]["id"], bob_user.headers, notebook="delad/nb.ipynb")
     try:
         result = kernel.execute(
-            "import os, hjalp\n"
-            "print(os.path.exists('RAN'), hjalp.VALUE, os.path.basename(os.getcwd()))"
+            "import os, sys, hjalp, psutil, jedi\n"
+            "print(os.path.exists('RAN'), hjalp.VALUE, os.path.basename(os.getcwd()),"
+            " psutil.__file__.startswith(sys.prefix), jedi.__file__.startswith(sys.prefix))"
         )
+        specs = httpx.get(kernel.base + "api/kernelspecs", headers=bob_user.headers, timeout=30)
     finally:
         kernel.close()
-    assert result.error is None and result.stdout.split() == ["False", "42", "delad"], result
+    assert result.error is None, result
+    assert result.stdout.split() == ["False", "42", "delad", "True", "True"], result
+    # Only Balsam's own kernel specs: not, say, Debian's IRkernel (R without --no-restore).
+    assert set(specs.json()["kernelspecs"]) == {"python3"}

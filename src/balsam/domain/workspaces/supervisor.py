@@ -198,8 +198,6 @@ class WorkspaceSupervisor:
         lock = self.ctx.providers.workspaces.environment_lock(spec.environment)
         installed = self.ctx.providers.workspaces.user_packages(workspace_id, spec.environment.name)
         now = _now()
-        # A scan that could not read the home keeps the last record.
-        recorded = {} if installed is None else {"user_packages": installed}
         if not self._set(
             workspace_id,
             only_if=("pending",),
@@ -208,7 +206,7 @@ class WorkspaceSupervisor:
             started_at=now,
             last_activity_at=now,
             environment_lock=lock,
-            **recorded,
+            user_packages=installed,  # None: it could not be read whole
         ):
             self.ctx.providers.workspaces.stop(workspace_id)  # stopped or locked meanwhile
             return
@@ -220,12 +218,10 @@ class WorkspaceSupervisor:
             environment = session.scalar(
                 select(Workspace.environment).where(Workspace.id == workspace_id)
             )
-        installed = provider.user_packages(workspace_id, environment) if environment else None
         provider.stop(workspace_id)
-        if installed is None:
-            self._set(workspace_id, state="stopped", state_reason=reason)
-        else:
-            self._set(workspace_id, state="stopped", state_reason=reason, user_packages=installed)
+        # Read once the workspace's processes are gone: none of them can tamper with it.
+        installed = provider.user_packages(workspace_id, environment) if environment else None
+        self._set(workspace_id, state="stopped", state_reason=reason, user_packages=installed)
 
     # -- watching -----------------------------------------------------------------------
 

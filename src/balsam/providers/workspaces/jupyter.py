@@ -8,6 +8,7 @@ import json
 import shutil
 import socket
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -69,6 +70,7 @@ def server_command(
     start_in: str,
     allow_root: bool = False,
     stop_when_idle_seconds: int = 7200,
+    kernels: Sequence[str] | None = None,
 ) -> list[str]:
     """``jupyter lab`` on the unix socket ``sock`` (mode 0600) under ``base_url``, its
     kernels on IPC: no TCP port at all. Kernel sockets go to ``JUPYTER_RUNTIME_DIR``
@@ -81,7 +83,11 @@ def server_command(
     not come back, kernels idle for ``stop_when_idle_seconds`` with no browser attached
     are culled by the server itself (see :func:`stop_when_idle`): what keeps running
     is the idle server. (Its own shutdown when idle is not used: with
-    ``preferred_dir`` set, JupyterLab's check for it never runs.)"""
+    ``preferred_dir`` set, JupyterLab's check for it never runs.)
+
+    ``kernels``: the only kernel specs offered (Balsam's own, written for the
+    environment); other specs on the machine — e.g. Debian's IRkernel spec, which R
+    starts without ``--no-restore`` — are not."""
     fallback = stop_when_idle_seconds
     command = [
         str(env_path / "bin" / "jupyter-lab"),
@@ -100,6 +106,8 @@ def server_command(
         "--LabApp.news_url=None",
         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
     ]
+    for name in kernels or ():
+        command += ["--KernelSpecManager.allowed_kernelspecs", name]
     if allow_root:
         command.append("--allow-root")
     return command

@@ -16,8 +16,9 @@ The kernel runs with ``python -P`` (see ``write_kernel_spec``): nothing is impor
 the notebook's folder while it starts, so a file there (``ipykernel_launcher.py``, or a
 module ipykernel imports) that another project member committed does not run just
 because a notebook was opened. Once the kernel has started, the folder goes back on
-``sys.path`` where IPython puts it (before site-packages), so a notebook imports its
-neighbours as usual.
+``sys.path``, last: a notebook imports its neighbours, but one named like an installed
+module (``psutil.py``, which ipykernel imports when the kernel shuts down, ``jedi.py``
+at the first completion) does not shadow it.
 """
 
 from __future__ import annotations
@@ -63,13 +64,9 @@ if _RUNTIME_DIR and all(hasattr(iostream.IOPubThread, name) for name in _HOOKS):
     iostream.IOPubThread._setup_pipe_out = _setup_pipe_out
 
 
-#: The notebook's folder back on sys.path, after the start (``exec_lines`` run last),
-#: before the first site-packages as IPython would put it: one expression, so nothing is
-#: left in the user's namespace.
-_PATH_BACK = (
-    "__import__('sys').path.insert(next((i for i, p in enumerate(__import__('sys').path)"
-    " if p.endswith(('site-packages', 'dist-packages'))), 0), '')"
-)
+#: The notebook's folder back on sys.path after the start (``exec_lines`` run last), at
+#: its end: one expression, so nothing is left in the user's namespace.
+_PATH_BACK = "__import__('sys').path.append('')"
 _config = globals().get("c")
 if _config is not None:
     _config.InteractiveShellApp.exec_lines = [_PATH_BACK]

@@ -257,6 +257,11 @@ class LocalWorkspaceProvider(WorkspaceProvider):
             "JUPYTER_RUNTIME_DIR": str(run_dir),
             # Balsam's kernel spec first: its Python kernel opens no TCP port.
             "JUPYTER_PATH": str(self._dir(spec.workspace_id) / "jupyter"),
+            # R reads the home's profile and environment files, never those of the
+            # folder it starts in (a project member could commit one): in every
+            # workspace, since any could start R.
+            "R_PROFILE_USER": str(home / ".Rprofile"),
+            "R_ENVIRON_USER": str(home / ".Renviron"),
             **r_environment.server_environment(env_path, home, self.environments.cran_url),
             **user_packages.server_environment(env_path, home, self.environments.pip_index_url),
         }
@@ -303,6 +308,7 @@ class LocalWorkspaceProvider(WorkspaceProvider):
                     start_in=spec.project_id,  # the clone (see _prepare_home)
                     allow_root=uid is None and self.as_root,
                     stop_when_idle_seconds=stop_when_idle(spec.idle_timeout_minutes),
+                    kernels=["python3", *([r_environment.KERNEL] if spec.environment.r else [])],
                 ),
                 env=self._environment(spec, env_path, home, run_dir),
                 cwd=home,

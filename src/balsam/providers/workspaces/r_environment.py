@@ -166,10 +166,6 @@ def server_environment(env_path: Path, home: Path, cran_url: str | None) -> dict
         "R_LIBS": str(env_path / LIBRARY),
         "R_LIBS_USER": str(home / "R" / "library"),
         "R_PROFILE": str(env_path / PROFILE),
-        # The home's own, never a .Rprofile or .Renviron of the folder R starts in (a
-        # project member could commit one; it would run as whoever opens a notebook).
-        "R_PROFILE_USER": str(home / ".Rprofile"),
-        "R_ENVIRON_USER": str(home / ".Renviron"),
         "RETICULATE_PYTHON": str(env_path / "bin" / "python"),
         **({"BALSAM_CRAN_URL": cran_url} if cran_url else {}),
     }

@@ -49,11 +49,16 @@ PYPI = "https://pypi.org/simple"
 #: at most 64 KiB of each, at most MAX entries; names and versions of an unexpected form
 #: are dropped here already, so what it prints stays small.
 _SCAN = r"""
-import json, os, re, stat
+import json, os, re, stat, sys
 MAX = 1000
-PY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-R_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9.]{0,99}$")
-VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+!_-]{0,63}$")
+PY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+R_NAME = re.compile(r"[A-Za-z][A-Za-z0-9.]{0,99}")
+VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+!_-]{0,63}")
+budget = [4 << 20]  # bytes read in all
+
+def incomplete():
+    print(json.dumps({"incomplete": True}))
+    sys.exit(0)
 
 def head(path):
     try:
@@ -63,11 +68,15 @@ def head(path):
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             return ""
-        return os.read(fd, 65536).decode("utf-8", "replace")
+        data = os.read(fd, 16384)
     except OSError:
         return ""
     finally:
         os.close(fd)
+    budget[0] -= len(data)
+    if budget[0] < 0:
+        incomplete()
+    return data.decode("utf-8", "replace")
 
 def fields(text):
     found = {}
@@ -79,39 +88,40 @@ def fields(text):
             found.setdefault(key.strip(), value.strip())
     return found
 
-def entries(folder):
+def entries(folder, wanted):
+    # Every name is looked at (a flood of other entries hides nothing); too many of
+    # the wanted ones make the record incomplete rather than silently partial.
+    names = []
     try:
         with os.scandir(folder) as it:
-            names = []
             for entry in it:
-                names.append(entry.name)
-                if len(names) >= 4 * MAX:
-                    break
-            return sorted(names)
+                if wanted(entry.name):
+                    names.append(entry.name)
+                    if len(names) > MAX:
+                        incomplete()
     except OSError:
         return []
+    return sorted(names)
+
+def good(pattern, value):
+    return pattern.fullmatch(value) is not None
 
 python, r = {}, {}
 site = os.environ.get("BALSAM_USER_SITE", "")
-for name in entries(site):
-    if len(python) >= MAX:
-        break
-    if name.endswith(".dist-info"):
-        meta = fields(head(os.path.join(site, name, "METADATA")))
-        if PY_NAME.match(meta.get("Name", "")) and VERSION.match(meta.get("Version", "")):
-            python[meta["Name"]] = meta["Version"]
+for name in entries(site, lambda n: n.endswith(".dist-info")):
+    meta = fields(head(os.path.join(site, name, "METADATA")))
+    if good(PY_NAME, meta.get("Name", "")) and good(VERSION, meta.get("Version", "")):
+        python[meta["Name"]] = meta["Version"]
 library = os.environ.get("R_LIBS_USER", "")
-for name in entries(library):
-    if len(r) >= MAX:
-        break
+for name in entries(library, lambda n: not n.startswith(".")):
     meta = fields(head(os.path.join(library, name, "DESCRIPTION")))
-    if R_NAME.match(meta.get("Package", "")) and VERSION.match(meta.get("Version", "")):
+    if good(R_NAME, meta.get("Package", "")) and good(VERSION, meta.get("Version", "")):
         r[meta["Package"]] = meta["Version"]
 print(json.dumps({"python": python, "r": r}))
 """
-_PY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-_R_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9.]{0,99}$")
-_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.+!_-]{0,63}$")
+_PY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+_R_NAME = re.compile(r"[A-Za-z][A-Za-z0-9.]{0,99}")
+_VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+!_-]{0,63}")
 MAX_PACKAGES = 1000
 #: Most the scan may print (its own output is far smaller) and take.
 _MAX_OUTPUT = 1 << 20
@@ -150,7 +160,8 @@ def scan(
     python: str, env_path: Path, home: Path, uid: int | None, *, memory_bytes: int = 256 << 20
 ) -> dict[str, str] | None:
     """name → version of what the user installed into ``home`` (Python distributions
-    by name, R packages as ``R/<name>``), or None when it cannot be read. Runs
+    by name, R packages as ``R/<name>``), or None when it cannot be read whole (more
+    than about a thousand packages, 4 MiB of metadata, or a failure). Runs
     ``python`` as ``uid`` with at most ``memory_bytes`` of address space, for at most
     :data:`SCAN_SECONDS`; reads at most :data:`_MAX_OUTPUT` of what it prints, and
     checks every name and version again (the process is the user's to tamper with)."""
@@ -184,11 +195,11 @@ def scan(
         with contextlib.suppress(OSError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-    try:
+    try:  # the user can tamper with the scan: any decoding failure means "unreadable"
         found = json.loads(output) if output is not None else None
-    except ValueError:
+    except Exception:
         return None
-    if not isinstance(found, dict):
+    if not isinstance(found, dict) or found.get("incomplete"):
         return None
     return _checked(found.get("python"), _PY_NAME, "") | _checked(found.get("r"), _R_NAME, "R/")
 
@@ -231,7 +242,7 @@ def _checked(found: object, name: re.Pattern[str], prefix: str) -> dict[str, str
         for key, value in found.items()
         if isinstance(key, str)
         and isinstance(value, str)
-        and name.match(key)
-        and _VERSION.match(value)
+        and name.fullmatch(key)
+        and _VERSION.fullmatch(value)
     }
     return dict(sorted(kept.items())[:MAX_PACKAGES])
