@@ -38,6 +38,13 @@ ROWS: list[tuple[str, str, Any, int, int]] = [
     ("POST", "/api/v1/projects/{p}/credentials", {"name": "k"}, 201, 201),
     ("DELETE", "/api/v1/projects/{p}/credentials/{key}", None, 404, 204),
     ("GET", "/api/v1/projects/{p}/audit", None, 403, 200),
+    # Data: members and owners alike (main/readme.txt is the branch's marker).
+    ("GET", "/api/v1/projects/{p}/data?prefix=main/", None, 200, 200),
+    ("GET", "/api/v1/projects/{p}/usage", None, 200, 200),
+    ("GET", "/api/v1/projects/{p}/data/main/readme.txt", None, 200, 200),
+    ("PUT", "/api/v1/projects/{p}/data/main/readme.txt", {"any": "body"}, 201, 201),
+    ("DELETE", "/api/v1/projects/{p}/data/main/readme.txt", None, 204, 204),
+    ("POST", "/api/v1/projects/{p}/data/main/readme.txt/restore", {"versionId": "x"}, 404, 404),
 ]
 
 
@@ -145,7 +152,8 @@ def test_every_route_is_in_the_matrix(app: FastAPI) -> None:
             .replace("{b}", "{branchId}")
             .replace("{bob}", "{username}")
             .replace("{key}", "{accessKey}")
-            .replace("UkVBRE1FLm1k", "{fileId}"),
+            .replace("UkVBRE1FLm1k", "{fileId}")
+            .replace("main/readme.txt", "{path}"),
         )
         for m, p, *_ in ROWS
     }
