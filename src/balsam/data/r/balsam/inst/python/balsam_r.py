@@ -80,7 +80,14 @@ def head(conn: dict[str, str], bucket: str, key: str) -> dict[str, str] | None:
         if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
             return None
         raise
-    return {str(k).lower(): str(v) for k, v in answer["ResponseMetadata"]["HTTPHeaders"].items()}
+    headers = answer["ResponseMetadata"]["HTTPHeaders"].items()
+    # The S3 server's own bookkeeping (SeaweedFS: seaweed-*, x-amz-tagging-status) is
+    # not the object's; what aws.s3's head_object shows is.
+    return {
+        str(k).lower(): str(v)
+        for k, v in headers
+        if not str(k).lower().startswith(("seaweed-", "x-amz-tagging-status"))
+    }
 
 
 def get_tags(conn: dict[str, str], bucket: str, key: str) -> dict[str, str]:
