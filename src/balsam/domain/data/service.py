@@ -110,12 +110,12 @@ class DataWrite:
     def flush(self) -> None:
         self._upload.flush()
 
-    def take(self) -> bytes:
-        """The next whole part, out of the buffer (see :meth:`Upload.take`)."""
+    def take(self) -> tuple[int, bytes]:
+        """The next whole part and its number (see :meth:`Upload.take`)."""
         return self._upload.take()
 
-    def send(self, part: bytes) -> None:
-        self._upload.send(part)
+    def send(self, number: int, part: bytes) -> None:
+        self._upload.send(number, part)
 
     def abort(self) -> None:
         self._upload.abort()

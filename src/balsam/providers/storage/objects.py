@@ -349,6 +349,8 @@ class Upload:
         self._buffer = bytearray()
         self._upload_id: str | None = None
         self._parts: list[dict[str, Any]] = []
+        self._taken = 0
+        self._lock = threading.Lock()  # parts may be sent side by side
         self.size = 0
         self._hash = hashlib.sha256()
 
@@ -366,52 +368,61 @@ class Upload:
     def flush(self) -> None:
         """Send the whole parts held (blocking I/O)."""
         while len(self._buffer) >= PART_SIZE:
-            self.send(self.take())
+            self.send(*self.take())
 
-    def take(self) -> bytes:
-        """The next whole part, out of the buffer (no I/O): :meth:`send` it while more
-        of the body arrives. One :meth:`send` at a time, in the order taken."""
+    def take(self) -> tuple[int, bytes]:
+        """The next whole part and its number, out of the buffer (no I/O): :meth:`send`
+        it while more of the body arrives; parts may be sent side by side."""
         part = bytes(self._buffer[:PART_SIZE])
         del self._buffer[:PART_SIZE]
-        return part
+        self._taken += 1
+        return self._taken, part
 
-    def send(self, part: bytes) -> None:
-        """Upload ``part`` as the next part (blocking I/O)."""
-        try:
+    def _started(self) -> str:
+        with self._lock:
             if self._upload_id is None:
                 created = self._s3.create_multipart_upload(
                     Bucket=self.bucket, Key=self.key, **self._options
                 )
                 self._upload_id = str(created["UploadId"])
-            number = len(self._parts) + 1
+            return self._upload_id
+
+    def send(self, number: int, part: bytes) -> None:
+        """Upload ``part`` as part ``number`` (blocking I/O)."""
+        try:
             sent = self._s3.upload_part(
                 Bucket=self.bucket,
                 Key=self.key,
-                UploadId=self._upload_id,
+                UploadId=self._started(),
                 PartNumber=number,
                 Body=part,
             )
         except Exception as exc:
             self.abort()
             raise ProviderError(f"Storage failed to write an object: {exc}") from exc
-        self._parts.append({"PartNumber": number, "ETag": sent["ETag"]})
+        with self._lock:
+            self._parts.append({"PartNumber": number, "ETag": sent["ETag"]})
 
     def finish(self) -> str | None:
         """Complete the object; its version id (None where the bucket keeps none)."""
         try:
-            if self._upload_id is None:
+            if self._upload_id is None and not self._taken:
                 answer = self._s3.put_object(
                     Bucket=self.bucket, Key=self.key, Body=bytes(self._buffer), **self._options
                 )
             else:
                 if self._buffer:
-                    self.send(bytes(self._buffer))
+                    self._taken += 1
+                    self.send(self._taken, bytes(self._buffer))
                     self._buffer.clear()
+                parts = sorted(self._parts, key=lambda p: int(p["PartNumber"]))
+                if len(parts) != self._taken:
+                    raise ProviderError("Storage lost a part of an object being written.")
                 answer = self._s3.complete_multipart_upload(
                     Bucket=self.bucket,
                     Key=self.key,
-                    UploadId=self._upload_id,
-                    MultipartUpload={"Parts": self._parts},
+                    UploadId=self._started(),
+                    MultipartUpload={"Parts": parts},
                 )
         except ProviderError:
             raise

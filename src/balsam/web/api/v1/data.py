@@ -6,6 +6,7 @@ storage server sends it."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import re
@@ -33,6 +34,8 @@ from balsam.web.api.v1.projects import ProjectId
 from balsam.web.deps import Ctx, CurrentActor
 
 router = APIRouter(tags=["Data"])
+#: Parts of one upload sent to storage side by side.
+SENDING = 2
 #: Uploads stream to storage in parts: the API's body limit does not apply to them.
 STREAMED_UPLOADS = re.compile(r"^/api/v1/projects/[^/]+/data/.+")
 
@@ -167,22 +170,22 @@ async def put_data(
             expires_in_days=expires_in_days,
         )
     )
-    # One part goes to storage while the next arrives: at most two parts held.
-    sending: asyncio.Future[None] | None = None
+    # Parts go to storage while the next arrives: at most SENDING + 1 parts held.
+    sending: collections.deque[asyncio.Future[None]] = collections.deque()
     try:
         async for chunk in request.stream():
             if write.add(chunk):
-                part = write.take()
-                if sending is not None:
-                    await sending
-                sending = asyncio.ensure_future(run_in_threadpool(write.send, part))
-        if sending is not None:
-            await sending
+                number, part = write.take()
+                if len(sending) >= SENDING:
+                    await sending.popleft()
+                sending.append(asyncio.ensure_future(run_in_threadpool(write.send, number, part)))
+        while sending:
+            await sending.popleft()
         return await run_in_threadpool(write.finish)
     except BaseException:
-        if sending is not None:
+        for future in sending:
             with contextlib.suppress(BaseException):
-                await sending
+                await future
         await run_in_threadpool(write.abort)
         raise
 
