@@ -1111,3 +1111,38 @@ def test_files_in_a_notebooks_folder_do_not_run_when_its_kernel_starts(
     assert result.stdout.split() == ["False", "42", "delad", "True", "True"], result
     # Only Balsam's own kernel specs: not, say, Debian's IRkernel (R without --no-restore).
     assert set(specs.json()["kernelspecs"]) == {"python3"}
+
+
+def test_the_data_api_gives_a_kernel_nothing_with_the_keys_it_holds(
+    attacker: Attacker, live_url: str, victim: Victim
+) -> None:
+    """Balsam's data API is on a port the kernel reaches; what the workspace holds (its
+    S3 key, its git token) opens none of it, for another's project or its own."""
+    key = next(iter(victim.objects))
+    got = attacker.run(
+        "import base64, os, pathlib, urllib.parse, urllib.request, urllib.error\n"
+        "line = (pathlib.Path.home() / '.git-credentials').read_text().strip()\n"
+        "git = urllib.parse.urlsplit(line)\n"
+        "s3 = os.environ['AWS_SECRET_ACCESS_KEY']\n"
+        "basic = base64.b64encode(f'{git.username}:{git.password}'.encode()).decode()\n"
+        "auths = {'none': None, 's3': 'Bearer ' + s3, 'git': 'Bearer ' + (git.password or ''),\n"
+        "         'basic': 'Basic ' + basic}\n"
+        f"base = {live_url!r} + '/api/v1/projects/{victim.project['id']}'\n"
+        f"calls = [('GET', '/data?prefix=main/', None), ('GET', '/data/{key}', None),\n"
+        f"         ('PUT', '/data/main/planted.txt', b'x'), ('DELETE', '/data/{key}', None),\n"
+        "         ('GET', '/usage', None)]\n"
+        "out = {}\n"
+        "for name, auth in auths.items():\n"
+        "    for method, path, body in calls:\n"
+        "        req = urllib.request.Request(base + path, data=body, method=method)\n"
+        "        if auth:\n"
+        "            req.add_header('Authorization', auth)\n"
+        "        try:\n"
+        "            with urllib.request.urlopen(req, timeout=10) as r:\n"
+        "                status = r.status\n"
+        "        except urllib.error.HTTPError as e:\n"
+        "            status = e.code\n"
+        "        out[f'{name} {method} {path}'] = status\n"
+        "print(json.dumps(out))"
+    )
+    assert set(got.values()) == {401}, got
