@@ -14,7 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -248,7 +248,7 @@ def _parquet(info: ObjectInfo, read: ReadRange) -> DataPreview:
     shown = [f.name for f in file.schema_arrow][:MAX_COLUMNS]
     ranged.prefetch(_first_pages(meta.row_group(0), len(shown)))
     try:
-        batch = next(iter(_batches(file, shown)), None)
+        batch = next(file.iter_batches(batch_size=ROWS, row_groups=[0], columns=shown), None)
     except (pa.ArrowException, OSError, ValueError):
         return DataPreview(**common, error="its first rows could not be read")
     rows = [] if batch is None else [[_cell(v) for v in row.values()] for row in batch.to_pylist()]
@@ -275,7 +275,3 @@ def _first_pages(group: Any, columns: int) -> list[tuple[int, int]]:
             if first < end:
                 ranges.append((first, min(end, first + BUFFER_BYTES) - 1))
     return ranges
-
-
-def _batches(file: Any, columns: list[str]) -> Iterator[Any]:
-    return iter(file.iter_batches(batch_size=ROWS, row_groups=[0], columns=columns))

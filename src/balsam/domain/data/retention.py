@@ -20,7 +20,7 @@ turns it on too, whenever that comes first. The
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
@@ -43,13 +43,23 @@ def purge_expired(ctx: AppContext, *, now: datetime | None = None) -> int:
     time); return how many. Audits ``data.purge`` per project that lost any. A
     bucket whose storage fails is logged and skipped; the next sweep retries it."""
     cutoff = (now or utcnow()) - timedelta(days=ctx.settings.storage.retention_days)
-    purged = 0
+    return sweep_buckets(
+        ctx,
+        "purge expired data",
+        lambda project_id, bucket: _purge_bucket(ctx, project_id, bucket, cutoff),
+    )
+
+
+def sweep_buckets(ctx: AppContext, what: str, sweep: Callable[[str, str], int]) -> int:
+    """``sweep(project_id, bucket)`` over every project's bucket; the sum of what they
+    return. A bucket whose storage fails is logged and skipped (the next sweep retries)."""
+    done = 0
     for project_id, bucket in project_buckets(ctx):
         try:
-            purged += _purge_bucket(ctx, project_id, bucket, cutoff)
+            done += sweep(project_id, bucket)
         except ProviderError as exc:
-            log.warning("could not purge expired data of project %s: %s", project_id, exc)
-    return purged
+            log.warning("could not %s of project %s: %s", what, project_id, exc)
+    return done
 
 
 def expired_versions(versions: Iterable[ObjectVersion], cutoff: datetime) -> list[ObjectVersion]:

@@ -19,6 +19,7 @@ import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from urllib.parse import quote
 
 from sqlalchemy import select
 
@@ -180,12 +181,11 @@ class DataService:
         path: str,
         *,
         version_id: str | None = None,
-        byte_range: tuple[int, int] | None = None,
     ) -> tuple[ObjectInfo, Iterator[bytes]]:
         """The object (or one version of it) and its body; NotFound if missing."""
         check_path(path)
         project = self._project(actor, project_id, "data.read")
-        opened = self._objects.open(project.bucket, path, version_id, byte_range)
+        opened = self._objects.open(project.bucket, path, version_id)
         if opened is None:
             raise _no_such(path)
         return opened
@@ -309,8 +309,7 @@ class DataService:
         check_path(path)
         expires_at = self._expires_at(path, expires_in_days)
         project = self._project(actor, project_id, "data.write")
-        now = datetime.now(UTC).isoformat(timespec="seconds")
-        metadata = _provenance_metadata(actor.username, now, "upload")
+        metadata = _provenance_metadata(actor.username, "upload")
         if expires_at is not None:
             metadata["balsam-expires-at"] = expires_at.isoformat(timespec="seconds")
         upload = self._objects.upload(
@@ -366,10 +365,8 @@ class DataService:
     def delete(self, actor: Actor, project_id: str, path: str) -> int:
         """Delete an object, or a folder (a path ending in '/') and everything under it,
         recoverably; the number of objects deleted. NotFound when nothing is there."""
-        folder = path.endswith("/")
+        folder = path.endswith("/")  # never '' (the whole bucket): that is no path
         check_path(path, folder=folder)
-        if folder and path == "":
-            raise InvalidInput(N_("Not a usable data path: %(why)s."), params={"why": "empty"})
         project = self._project(actor, project_id, "data.delete")
         if folder:
             count = self.ctx.providers.storage.retire_prefix(project.bucket, path)
@@ -394,13 +391,8 @@ class DataService:
                 params={"version": version_id, "path": path},
             )
         source = f"restore of {version_id}"
-        now = datetime.now(UTC).isoformat(timespec="seconds")
         new = self._objects.copy(
-            project.bucket,
-            path,
-            path,
-            version_id,
-            _provenance_metadata(actor.username, now, source),
+            project.bucket, path, path, version_id, _provenance_metadata(actor.username, source)
         )
         earlier = self._row(project.id, path, version_id)
         sha256 = earlier.sha256 if earlier else ""
@@ -455,13 +447,12 @@ def expiry(ctx: AppContext, obj: ObjectInfo, row: DataObject | None) -> datetime
     return obj.last_modified + timedelta(days=ctx.settings.storage.tmp_days)
 
 
-def _provenance_metadata(username: str, at: str, source: str) -> dict[str, str]:
-    """``x-amz-meta-balsam-*``: S3 metadata is ASCII, so non-ASCII is %-escaped."""
-    from urllib.parse import quote
-
+def _provenance_metadata(username: str, source: str) -> dict[str, str]:
+    """``x-amz-meta-balsam-*`` of a write now: S3 metadata is ASCII, so non-ASCII is
+    %-escaped."""
     return {
         "balsam-uploaded-by": quote(username, safe="@._-"),
-        "balsam-uploaded-at": at,
+        "balsam-uploaded-at": datetime.now(UTC).isoformat(timespec="seconds"),
         "balsam-source": quote(source, safe=" @._-:/"),
     }
 

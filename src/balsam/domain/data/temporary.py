@@ -9,15 +9,15 @@ removed is logged, and each project's removals audited (``data.expire``).
 
 from __future__ import annotations
 
+import itertools
 import logging
 from datetime import datetime
 
 from balsam.context import AppContext
 from balsam.db.models import utcnow
 from balsam.domain.audit.service import AuditRecord
-from balsam.domain.data.retention import project_buckets
+from balsam.domain.data.retention import sweep_buckets
 from balsam.domain.data.service import TMP, expiry, written_through_balsam
-from balsam.errors import ProviderError
 
 log = logging.getLogger(__name__)
 
@@ -29,24 +29,19 @@ _PAGE = 1000
 def expire_temporary(ctx: AppContext, *, now: datetime | None = None) -> int:
     """Delete every expired object under tmp/ of every project at ``now`` (default: the
     current time); how many. A bucket whose storage fails is logged and skipped."""
-    now = now or utcnow()
-    removed = 0
-    for project_id, bucket in project_buckets(ctx):
-        try:
-            removed += _expire_bucket(ctx, project_id, bucket, now)
-        except ProviderError as exc:
-            log.warning("could not expire temporary data of project %s: %s", project_id, exc)
-    return removed
+    at = now or utcnow()
+    return sweep_buckets(
+        ctx,
+        "expire temporary data",
+        lambda project_id, bucket: _expire_bucket(ctx, project_id, bucket, at),
+    )
 
 
 def _expire_bucket(ctx: AppContext, project_id: str, bucket: str, now: datetime) -> int:
     objects = ctx.providers.storage.objects
     expired: list[str] = []
     listed = objects.walk(bucket, TMP)
-    while True:
-        page = [obj for _, obj in zip(range(_PAGE), listed, strict=False)]
-        if not page:
-            break
+    while page := list(itertools.islice(listed, _PAGE)):
         rows = written_through_balsam(ctx, project_id, page)
         for obj in page:
             at = expiry(ctx, obj, rows.get(obj.key))

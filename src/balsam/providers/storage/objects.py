@@ -4,8 +4,9 @@ write, delete, versions, restore, usage).
 Separate from the key and bucket management of :class:`~.s3iam.S3IamStorage`: that
 client fails fast (metadata calls only), this one moves data and allows a minute per
 read. Writes stream: a body arrives as chunks and leaves in parts of
-:data:`PART_SIZE` (multipart upload), so memory per upload stays at one part whatever
-the object's size; an upload that fails or is abandoned is aborted, and S3 shows a
+:data:`PART_SIZE` (multipart upload), a few sent side by side, so memory per upload
+stays at a few parts whatever the object's size; whole downloads are fetched in
+ranges side by side; an upload that fails or is abandoned is aborted, and S3 shows a
 multipart object only once it is completed, so nothing partial is ever visible.
 
 Every method raises :class:`balsam.errors.ProviderError` when the backend fails, and
@@ -19,17 +20,17 @@ import contextlib
 import dataclasses
 import hashlib
 import itertools
-import queue
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from balsam.errors import ProviderError
+from balsam.providers.storage.calls import backend, error_code
 
 #: Size of each part of a multipart upload (S3's minimum is 5 MiB).
 PART_SIZE = 8 * 1024 * 1024
@@ -43,8 +44,6 @@ class ObjectInfo:
     last_modified: datetime
     version_id: str | None = None
     content_type: str | None = None
-    #: User metadata (``x-amz-meta-*``, names lower-case without the prefix).
-    metadata: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -56,34 +55,25 @@ class Listing:
     next_after: str | None = None
 
 
-def _missing(exc: ClientError) -> bool:
-    error = exc.response.get("Error", {})
-    return str(error.get("Code")) in _MISSING
-
-
 class _Missing(Exception):
     """The object, version or bucket is not there (answered as None or empty)."""
 
 
 @contextlib.contextmanager
 def _storage(operation: str) -> Iterator[None]:
-    """Any failure of the backend as ProviderError ("Storage failed to <operation>")."""
-    try:
-        yield
-    except (ProviderError, _Missing):
-        raise
-    except Exception as exc:  # botocore's client and connection errors alike
-        raise ProviderError(f"Storage failed to {operation}: {exc}") from exc
+    """As :func:`~.calls.backend`, with an object, version or bucket that is not there
+    raised as :class:`_Missing` (the callers answer None or an empty listing)."""
+    with backend(operation):
+        try:
+            yield
+        except ClientError as exc:
+            if error_code(exc) in _MISSING:
+                raise _Missing from exc
+            raise
 
 
-@contextlib.contextmanager
-def _unless_missing() -> Iterator[None]:
-    try:
-        yield
-    except ClientError as exc:
-        if _missing(exc):
-            raise _Missing from exc
-        raise
+def _listed(item: dict[str, Any]) -> ObjectInfo:
+    return ObjectInfo(str(item["Key"]), int(item["Size"]), item["LastModified"])
 
 
 def _info(key: str, answer: dict[str, Any]) -> ObjectInfo:
@@ -94,7 +84,6 @@ def _info(key: str, answer: dict[str, Any]) -> ObjectInfo:
         last_modified=answer["LastModified"],
         version_id=None if version in (None, "null") else str(version),
         content_type=answer.get("ContentType"),
-        metadata={str(k).lower(): str(v) for k, v in (answer.get("Metadata") or {}).items()},
     )
 
 
@@ -103,6 +92,9 @@ class S3ObjectStore:
 
     def __init__(self, client: Any) -> None:
         self._s3 = client
+
+    def close(self) -> None:
+        self._s3.close()
 
     # -- reading ------------------------------------------------------------------------
 
@@ -114,14 +106,11 @@ class S3ObjectStore:
         if after:
             options["StartAfter"] = after
         try:
-            with _storage("list objects"), _unless_missing():
+            with _storage("list objects"):
                 page = self._s3.list_objects_v2(**options)
         except _Missing:
             return Listing([], [])
-        objects = [
-            ObjectInfo(str(item["Key"]), int(item["Size"]), item["LastModified"])
-            for item in page.get("Contents", [])
-        ]
+        objects = [_listed(item) for item in page.get("Contents", [])]
         prefixes = [str(p["Prefix"]) for p in page.get("CommonPrefixes", [])]
         last = max([o.key for o in objects] + prefixes, default=None)
         return Listing(objects, prefixes, last if page.get("IsTruncated") else None)
@@ -129,18 +118,17 @@ class S3ObjectStore:
     def walk(self, bucket: str, prefix: str = "") -> Iterator[ObjectInfo]:
         """Every current object under ``prefix``, at any depth."""
         try:
-            with _storage("list objects"), _unless_missing():
+            with _storage("list objects"):
                 paginator = self._s3.get_paginator("list_objects_v2")
                 for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
-                    for item in page.get("Contents", []):
-                        yield ObjectInfo(str(item["Key"]), int(item["Size"]), item["LastModified"])
+                    yield from (_listed(item) for item in page.get("Contents", []))
         except _Missing:
             return
 
     def head(self, bucket: str, key: str, version_id: str | None = None) -> ObjectInfo | None:
         options = {"VersionId": version_id} if version_id else {}
         try:
-            with _storage("read an object"), _unless_missing():
+            with _storage("read an object"):
                 return _info(key, self._s3.head_object(Bucket=bucket, Key=key, **options))
         except _Missing:
             return None
@@ -159,12 +147,12 @@ class S3ObjectStore:
         first, last = byte_range if byte_range is not None else (0, DOWNLOAD_PART - 1)
         options["Range"] = f"bytes={first}-{last}"
         try:
-            with _storage("read an object"), _unless_missing():
+            with _storage("read an object"):
                 answer = self._s3.get_object(Bucket=bucket, Key=key, **options)
         except _Missing:
             return None
         except ProviderError as exc:  # an empty object has no byte 0
-            if not (whole and "InvalidRange" in str(exc.__cause__)):
+            if not (whole and exc.details.get("code") == "InvalidRange"):
                 raise
             options.pop("Range")
             with _storage("read an object"):
@@ -174,13 +162,13 @@ class S3ObjectStore:
         if not whole or total is None or total <= DOWNLOAD_PART:
             if whole and total is not None:
                 info = dataclasses.replace(info, size=total)
-            return info, _read_ahead(answer["Body"])
+            return info, _chunks(answer["Body"])
         # The rest in parts fetched side by side, of the same version (or content).
         pinned = {"VersionId": info.version_id} if info.version_id else {}
         if not pinned and answer.get("ETag"):
             pinned = {"IfMatch": answer["ETag"]}
         rest = _parts_side_by_side(self._s3, bucket, key, pinned, total)
-        body = itertools.chain(_read_ahead(answer["Body"]), rest)
+        body = itertools.chain(_chunks(answer["Body"]), rest)
         return dataclasses.replace(info, size=total), body
 
     def versions(self, bucket: str, key: str) -> builtins.list[dict[str, Any]]:
@@ -188,7 +176,7 @@ class S3ObjectStore:
         VersionId, LastModified, Size (0 for markers), IsLatest and deleted."""
         found: builtins.list[dict[str, Any]] = []
         try:
-            with _storage("list versions"), _unless_missing():
+            with _storage("list versions"):
                 paginator = self._s3.get_paginator("list_object_versions")
                 pages = list(paginator.paginate(Bucket=bucket, Prefix=key))
         except _Missing:
@@ -241,7 +229,7 @@ class S3ObjectStore:
             )
         info = self.head(bucket, key, answer.get("VersionId"))
         if info is None:
-            raise ProviderError("Storage lost a copied object.")
+            raise ProviderError("Object storage lost a copied object.")
         return info
 
 
@@ -273,7 +261,7 @@ def _parts_side_by_side(
             )
             data: bytes = answer["Body"].read()
         if len(data) != end - start + 1:
-            raise ProviderError("Storage answered a part of the wrong size.")
+            raise ProviderError("Object storage answered a part of the wrong size.")
         return data
 
     starts = iter(range(DOWNLOAD_PART, total, DOWNLOAD_PART))
@@ -290,50 +278,16 @@ def _parts_side_by_side(
         pool.shutdown(wait=False, cancel_futures=True)
 
 
-#: Chunks a download reads ahead of what its client has taken (1 MiB each).
-READ_AHEAD = 4
-_END = object()
-
-
-def _read_ahead(body: Any) -> Iterator[bytes]:
-    """The body's chunks, read by a thread of their own up to :data:`READ_AHEAD` ahead,
-    so reading from storage and sending to the client overlap. A consumer that stops
-    early stops the thread (it never blocks for more than a second)."""
-    ahead: queue.Queue[object] = queue.Queue(maxsize=READ_AHEAD)
-    stop = threading.Event()
-
-    def put(item: object) -> bool:
-        while not stop.is_set():
-            try:
-                ahead.put(item, timeout=1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def pump() -> None:
-        try:
-            for chunk in body.iter_chunks(chunk_size=1024 * 1024):
-                if not put(chunk):
-                    return
-            put(_END)
-        except Exception as exc:  # handed to the consumer
-            put(ProviderError(f"Storage failed to read an object: {exc}"))
-        finally:
-            body.close()
-
-    threading.Thread(target=pump, name="balsam-read-ahead", daemon=True).start()
+def _chunks(body: Any) -> Iterator[bytes]:
+    """A response body in chunks of 1 MiB, closed when done (or given up)."""
     try:
-        while True:
-            item = ahead.get()
-            if item is _END:
-                return
-            if isinstance(item, ProviderError):
-                raise item
-            assert isinstance(item, bytes)
-            yield item
+        yield from body.iter_chunks(chunk_size=1024 * 1024)
+    except ProviderError:
+        raise
+    except Exception as exc:
+        raise ProviderError(f"Object storage failed to read an object: {exc}") from exc
     finally:
-        stop.set()
+        body.close()
 
 
 class Upload:
@@ -399,7 +353,7 @@ class Upload:
             )
         except Exception as exc:
             self.abort()
-            raise ProviderError(f"Storage failed to write an object: {exc}") from exc
+            raise ProviderError(f"Object storage failed to write an object: {exc}") from exc
         with self._lock:
             self._parts.append({"PartNumber": number, "ETag": sent["ETag"]})
 
@@ -428,7 +382,7 @@ class Upload:
             raise
         except Exception as exc:
             self.abort()
-            raise ProviderError(f"Storage failed to write an object: {exc}") from exc
+            raise ProviderError(f"Object storage failed to write an object: {exc}") from exc
         version = answer.get("VersionId")
         return None if version in (None, "null") else str(version)
 

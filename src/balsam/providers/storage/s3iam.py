@@ -30,15 +30,17 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Collection, Iterable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from typing import Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, ReadTimeoutError
+from botocore.exceptions import ClientError, ReadTimeoutError
 
 from balsam.errors import ProviderError
 from balsam.providers.storage.base import ObjectVersion, ScopedKey, StorageProvider
+from balsam.providers.storage.calls import backend as _backend
+from balsam.providers.storage.calls import error_code as _error_code
 from balsam.providers.storage.objects import S3ObjectStore
 
 POLICY_NAME = "balsam-bucket-access"
@@ -61,28 +63,6 @@ _NO_ENTITY = ("NoSuchEntity",)
 _NOT_SUPPORTED = ("NotImplemented", "501")
 _DELETE_BATCH = 1000
 _ENABLED = {"Status": "Enabled"}
-
-
-@contextmanager
-def _backend(operation: str) -> Iterator[None]:
-    """Turn every botocore error raised inside into a ProviderError."""
-    try:
-        yield
-    except ClientError as exc:
-        code = _error_code(exc)
-        raise ProviderError(
-            f"Object storage failed to {operation} ({code}).",
-            details={"operation": operation, "code": code},
-        ) from exc
-    except BotoCoreError as exc:
-        raise ProviderError(
-            f"Object storage failed to {operation} ({type(exc).__name__}).",
-            details={"operation": operation, "code": type(exc).__name__},
-        ) from exc
-
-
-def _error_code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", "")) or "unknown"
 
 
 def _is(exc: ClientError, codes: tuple[str, ...]) -> bool:
@@ -425,7 +405,7 @@ class S3IamStorage(StorageProvider):
             return self._owner_of(access_key) is not None
 
     def close(self) -> None:
-        self._objects._s3.close()
+        self._objects.close()
         self._s3.close()
         self._iam.close()
 

@@ -19,7 +19,6 @@ workspace's own user and never as root, and recorded on the workspace
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -30,7 +29,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from balsam.providers.workspaces.unix import as_user
+from balsam.providers.workspaces.unix import as_user, signal_group
 
 #: Where pip installs in a home (its prefix), and R packages.
 PREFIX = Path(".local")
@@ -192,8 +191,7 @@ def scan(
     try:
         output = _bounded_output(proc)
     finally:
-        with contextlib.suppress(OSError):
-            os.killpg(proc.pid, signal.SIGKILL)
+        signal_group(proc.pid, signal.SIGKILL)  # whatever it started goes too
         proc.wait()
     try:  # the user can tamper with the scan: any decoding failure means "unreadable"
         found = json.loads(output) if output is not None else None

@@ -1,7 +1,7 @@
 """A project's data (Balsam's extension): browse, download, upload, delete, versions,
 restore and usage of the objects in its bucket. Bodies stream both ways: an upload
-leaves in parts as it arrives (memory per upload: one part), a download is sent as the
-storage server sends it."""
+leaves in parts as it arrives, :data:`SENDING` side by side (memory per upload: that
+many parts and one more), a download is passed on in ranges fetched side by side."""
 
 from __future__ import annotations
 
