@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    false,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -150,6 +151,13 @@ class Project(Base):
         ForeignKey("users.id", ondelete="SET NULL"), nullable=True
     )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    #: Bytes the bucket may hold (current objects); None: the installation's default.
+    storage_quota_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    #: Set by the quota sweep while the bucket is over its quota: the project's keys
+    #: then read only, and writes through Balsam are refused.
+    storage_over_quota: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
 
     branches: Mapped[list[Branch]] = relationship(
         back_populates="project",
@@ -347,3 +355,25 @@ class DataObject(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     #: Temporary data (under tmp/): when the sweep deletes it.
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class DataUpload(Base):
+    """A resumable upload in progress: the storage server's multipart upload it
+    fills. Parts live on the storage server (invisible until completed); this row
+    lets any Balsam process, also after a restart, continue, finish or abort it."""
+
+    __tablename__ = "data_uploads"
+    __table_args__ = (Index("ix_data_uploads_project", "project_id"),)
+
+    #: Random, URL-safe; not a secret (the caller must be a member as well).
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    path: Mapped[str] = mapped_column(String(1024))
+    #: The storage server's multipart upload id.
+    upload_id: Mapped[str] = mapped_column(Text)
+    #: The size the client announced; parts must add up to it.
+    size: Mapped[int] = mapped_column(BigInteger)
+    part_size: Mapped[int] = mapped_column(Integer)
+    expires_in_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
