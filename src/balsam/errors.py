@@ -102,6 +102,14 @@ class PayloadTooLarge(BalsamError):
     title = "Payload too large"
 
 
+class QuotaExceeded(BalsamError):
+    """A write would take a project's data past its storage quota."""
+
+    status = 507
+    reason = "quota-exceeded"
+    title = "Storage quota exceeded"
+
+
 class RateLimited(BalsamError):
     status = 429
     reason = "rate-limited"

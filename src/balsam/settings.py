@@ -83,6 +83,27 @@ class StorageSettings(BaseModel):
     tmp_max_days: int = Field(
         30, ge=1, description="Most days an upload to tmp/ may ask to be kept."
     )
+    quota_bytes: int | None = Field(
+        None,
+        ge=0,
+        description="Bytes a project's bucket may hold (current objects) unless an admin "
+        "sets the project's own quota (PATCH /api/v1/projects/{id} storageQuotaBytes). "
+        "Unset: no quota. Writes through Balsam that would pass it are refused (507); "
+        "past it through S3 (a workspace's key), the quota sweep turns the project's keys "
+        "read-only until the bucket is under its quota again.",
+    )
+    quota_sweep_minutes: float = Field(
+        5,
+        gt=0,
+        description="Minutes between two quota sweeps (each lists the buckets of projects "
+        "with a quota).",
+    )
+    upload_hours: int = Field(
+        24,
+        ge=1,
+        description="Hours a resumable upload (POST /api/v1/projects/{id}/data/uploads) may "
+        "stay unfinished; after that its parts are dropped by the hourly sweep.",
+    )
     filer_grpc_port: int | None = Field(
         None,
         ge=1,

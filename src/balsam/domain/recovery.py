@@ -47,6 +47,7 @@ from balsam.db.models import Branch, Credential, PendingOperation, Project, Work
 from balsam.domain.audit.service import AuditRecord
 from balsam.domain.data.retention import purge_expired
 from balsam.domain.data.temporary import expire_temporary
+from balsam.domain.data.uploads import sweep_uploads
 from balsam.domain.journal import REPAIR_INTERVAL, gone
 from balsam.domain.workspaces.service import WorkspaceService
 from balsam.errors import BalsamError
@@ -158,6 +159,10 @@ class RecoveryWorker:
             expire_temporary(self.ctx)
         except Exception:  # as above
             log.exception("expiring temporary data failed")
+        try:
+            sweep_uploads(self.ctx)
+        except Exception:  # as above
+            log.exception("aborting abandoned uploads failed")
 
 
 # -- repairs -------------------------------------------------------------------------

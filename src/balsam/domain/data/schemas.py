@@ -103,3 +103,36 @@ class DataUsage(_Out):
     storage_quota_bytes: int | None = Field(
         None, alias="storageQuotaBytes", description="The project's quota; null: none."
     )
+
+
+class UploadStart(ApiModel):
+    path: str = Field(min_length=1, max_length=4096, description="Where the object goes.")
+    size: int = Field(ge=0, le=5 * 1024**4, description="The object's size in bytes.")
+    content_type: str | None = Field(None, alias="contentType", max_length=200)
+    expires_in_days: int | None = Field(
+        None, alias="expiresInDays", ge=1, le=3650, description="Only under tmp/."
+    )
+
+
+class UploadPart(_Out):
+    number: int
+    size: int
+
+
+class UploadState(_Out):
+    id: str
+    path: str
+    size: int
+    part_size: int = Field(
+        alias="partSize",
+        description="Every part but the last is this long; the last holds the rest.",
+    )
+    parts_total: int = Field(alias="partsTotal", description="Parts the object is cut into.")
+    parts: list[UploadPart] = Field(description="The parts received, by number.")
+    received: int = Field(description="Bytes received in those parts.")
+    created_at: datetime = Field(alias="createdAt")
+    expires_in_days: int | None = Field(None, alias="expiresInDays")
+
+
+class UploadList(_Out):
+    uploads: list[UploadState]

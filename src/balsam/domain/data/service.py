@@ -40,7 +40,7 @@ from balsam.domain.data.schemas import (
 )
 from balsam.domain.identity.service import Actor
 from balsam.domain.projects.access import require
-from balsam.errors import N_, InvalidInput, NotFound
+from balsam.errors import N_, InvalidInput, NotFound, QuotaExceeded
 from balsam.providers.storage.objects import ObjectInfo, S3ObjectStore, Upload
 
 MAX_PATH_BYTES = 1024
@@ -83,9 +83,13 @@ def _path_problem(path: str, *, folder: bool) -> str | None:
 
 
 @dataclass
-class _Project:
+class DataProject:
+    """A project as its data needs it (from :meth:`DataService.access`)."""
+
     id: str
     bucket: str
+    #: Bytes its bucket may hold (its own quota, else the default); None: no quota.
+    quota: int | None = None
 
 
 class DataWrite:
@@ -98,14 +102,18 @@ class DataWrite:
         self,
         service: DataService,
         actor: Actor,
-        project: _Project,
+        project: DataProject,
         upload: Upload,
         expires_at: datetime | None,
+        room: int | None,
     ) -> None:
         self._service, self._actor, self._project, self._upload = service, actor, project, upload
-        self._expires_at = expires_at
+        self._expires_at, self._room = expires_at, room
 
     def add(self, chunk: bytes) -> bool:
+        """Take ``chunk`` (QuotaExceeded once the body outgrows the project's room)."""
+        if self._room is not None and self._upload.size + len(chunk) > self._room:
+            raise quota_exceeded(self._project)
         return self._upload.add(chunk)
 
     def flush(self) -> None:
@@ -147,10 +155,28 @@ class DataService:
     def _objects(self) -> S3ObjectStore:
         return self.ctx.providers.storage.objects
 
-    def _project(self, actor: Actor, project_id: str, action: str) -> _Project:
+    def access(self, actor: Actor, project_id: str, action: str) -> DataProject:
+        """The project if ``actor`` is a member (or an admin); NotFound otherwise."""
         with self.ctx.sessions() as session:
             project = require(self.ctx, session, actor, project_id, "member", action)
-            return _Project(project.id, project.bucket)
+            quota = project.storage_quota_bytes
+            if quota is None:
+                quota = self.ctx.settings.storage.quota_bytes
+            return DataProject(project.id, project.bucket, quota)
+
+    def room(self, project: DataProject) -> int | None:
+        """Bytes the project may still write (None: no quota). Lists the bucket."""
+        if project.quota is None:
+            return None
+        used = sum(obj.size for obj in self._objects.walk(project.bucket))
+        return max(0, project.quota - used)
+
+    def require_room(self, project: DataProject, size: int) -> int | None:
+        """:meth:`room`, after checking that ``size`` more bytes fit (QuotaExceeded)."""
+        room = self.room(project)
+        if room is not None and size > room:
+            raise quota_exceeded(project)
+        return room
 
     # -- reading ------------------------------------------------------------------------
 
@@ -159,7 +185,7 @@ class DataService:
     ) -> DataListing:
         """Objects and folders directly under ``prefix`` ('' or a folder path)."""
         check_path(prefix, folder=True)
-        project = self._project(actor, project_id, "data.list")
+        project = self.access(actor, project_id, "data.list")
         listing = self._objects.list(project.bucket, prefix, limit=limit, after=after)
         rows = written_through_balsam(self.ctx, project.id, listing.objects)
         items = [
@@ -184,7 +210,7 @@ class DataService:
     ) -> tuple[ObjectInfo, Iterator[bytes]]:
         """The object (or one version of it) and its body; NotFound if missing."""
         check_path(path)
-        project = self._project(actor, project_id, "data.read")
+        project = self.access(actor, project_id, "data.read")
         opened = self._objects.open(project.bucket, path, version_id)
         if opened is None:
             raise _no_such(path)
@@ -195,7 +221,7 @@ class DataService:
     ) -> DataPreview:
         """Schema and first rows (or the beginning of a text), by ranged reads."""
         check_path(path)
-        project = self._project(actor, project_id, "data.read")
+        project = self.access(actor, project_id, "data.read")
         info = self._objects.head(project.bucket, path, version_id)
         if info is None:
             raise _no_such(path)
@@ -213,7 +239,7 @@ class DataService:
         self, actor: Actor, project_id: str, path: str, version_id: str | None = None
     ) -> Provenance:
         check_path(path)
-        project = self._project(actor, project_id, "data.read")
+        project = self.access(actor, project_id, "data.read")
         info = self._objects.head(project.bucket, path, version_id)
         if info is None:
             raise _no_such(path)
@@ -247,7 +273,7 @@ class DataService:
     def versions(self, actor: Actor, project_id: str, path: str) -> DataVersions:
         """Every version and deletion of ``path``, newest first; NotFound if none."""
         check_path(path)
-        project = self._project(actor, project_id, "data.read")
+        project = self.access(actor, project_id, "data.read")
         found = self._objects.versions(project.bucket, path)
         if not found:
             raise _no_such(path)
@@ -275,7 +301,7 @@ class DataService:
 
     def usage(self, actor: Actor, project_id: str) -> DataUsage:
         """Bytes and objects (current versions) per top-level folder."""
-        project = self._project(actor, project_id, "data.usage")
+        project = self.access(actor, project_id, "data.usage")
         totals: dict[str, list[int]] = {}
         for obj in self._objects.walk(project.bucket):
             top = obj.key.split("/", 1)[0] + "/" if "/" in obj.key else ""
@@ -290,6 +316,7 @@ class DataService:
             prefixes=prefixes,
             bytes=sum(p.bytes for p in prefixes),
             objects=sum(p.objects for p in prefixes),
+            storage_quota_bytes=project.quota,
         )
 
     # -- writing ------------------------------------------------------------------------
@@ -302,14 +329,17 @@ class DataService:
         content_type: str | None,
         *,
         expires_in_days: int | None = None,
+        size: int | None = None,
     ) -> DataWrite:
         """A streaming write of ``path`` (its earlier content stays as a version). In
         tmp/ it expires after ``expires_in_days`` (default storage.tmp_days, at most
-        storage.tmp_max_days); elsewhere nothing expires."""
+        storage.tmp_max_days); elsewhere nothing expires. ``size``, when known, is
+        checked against the project's quota first; the body is checked as it arrives."""
         check_path(path)
-        expires_at = self._expires_at(path, expires_in_days)
-        project = self._project(actor, project_id, "data.write")
-        metadata = _provenance_metadata(actor.username, "upload")
+        expires_at = self.expiry_for(path, expires_in_days)
+        project = self.access(actor, project_id, "data.write")
+        room = self.require_room(project, size or 0)
+        metadata = provenance_metadata(actor.username, "upload")
         if expires_at is not None:
             metadata["balsam-expires-at"] = expires_at.isoformat(timespec="seconds")
         upload = self._objects.upload(
@@ -318,9 +348,9 @@ class DataService:
             content_type=(content_type or "application/octet-stream")[:200],
             metadata=metadata,
         )
-        return DataWrite(self, actor, project, upload, expires_at)
+        return DataWrite(self, actor, project, upload, expires_at, room)
 
-    def _expires_at(self, path: str, days: int | None) -> datetime | None:
+    def expiry_for(self, path: str, days: int | None) -> datetime | None:
         storage = self.ctx.settings.storage
         if not path.startswith(TMP):
             if days is not None:
@@ -358,7 +388,7 @@ class DataService:
                     expires_at=expires_at,
                 )
             )
-        self._audit(
+        self.audit(
             actor, "data.write", project_id, path, versionId=version_id, size=size, source=source
         )
 
@@ -367,7 +397,7 @@ class DataService:
         recoverably; the number of objects deleted. NotFound when nothing is there."""
         folder = path.endswith("/")  # never '' (the whole bucket): that is no path
         check_path(path, folder=folder)
-        project = self._project(actor, project_id, "data.delete")
+        project = self.access(actor, project_id, "data.delete")
         if folder:
             count = self.ctx.providers.storage.retire_prefix(project.bucket, path)
         elif self._objects.head(project.bucket, path) is not None:
@@ -377,30 +407,31 @@ class DataService:
             count = 0
         if count == 0:
             raise _no_such(path)
-        self._audit(actor, "data.delete", project.id, path, objects=count)
+        self.audit(actor, "data.delete", project.id, path, objects=count)
         return count
 
     def restore(self, actor: Actor, project_id: str, path: str, version_id: str) -> DataWritten:
         """Make ``version_id`` of ``path`` current again (as a new version)."""
         check_path(path)
-        project = self._project(actor, project_id, "data.restore")
+        project = self.access(actor, project_id, "data.restore")
         old = self._objects.head(project.bucket, path, version_id)
         if old is None:
             raise NotFound(
                 N_("No version '%(version)s' of '%(path)s'."),
                 params={"version": version_id, "path": path},
             )
+        self.require_room(project, old.size)
         source = f"restore of {version_id}"
         new = self._objects.copy(
-            project.bucket, path, path, version_id, _provenance_metadata(actor.username, source)
+            project.bucket, path, path, version_id, provenance_metadata(actor.username, source)
         )
         earlier = self._row(project.id, path, version_id)
         sha256 = earlier.sha256 if earlier else ""
-        expires_at = self._expires_at(path, None)
+        expires_at = self.expiry_for(path, None)
         self.record(actor, project.id, path, new.version_id, new.size, sha256, source, expires_at)
         return DataWritten(path=path, version_id=new.version_id, size=new.size, sha256=sha256)
 
-    def _audit(
+    def audit(
         self, actor: Actor, action: str, project_id: str, path: str, **details: object
     ) -> None:
         self.ctx.audit.record(
@@ -447,7 +478,7 @@ def expiry(ctx: AppContext, obj: ObjectInfo, row: DataObject | None) -> datetime
     return obj.last_modified + timedelta(days=ctx.settings.storage.tmp_days)
 
 
-def _provenance_metadata(username: str, source: str) -> dict[str, str]:
+def provenance_metadata(username: str, source: str) -> dict[str, str]:
     """``x-amz-meta-balsam-*`` of a write now: S3 metadata is ASCII, so non-ASCII is
     %-escaped."""
     return {
@@ -455,6 +486,14 @@ def _provenance_metadata(username: str, source: str) -> dict[str, str]:
         "balsam-uploaded-at": datetime.now(UTC).isoformat(timespec="seconds"),
         "balsam-source": quote(source, safe=" @._-:/"),
     }
+
+
+def quota_exceeded(project: DataProject) -> QuotaExceeded:
+    return QuotaExceeded(
+        N_("This would take the project's data past its storage quota of %(quota)s bytes."),
+        params={"quota": project.quota},
+        details={"storageQuotaBytes": project.quota},
+    )
 
 
 def _no_such(path: str) -> NotFound:

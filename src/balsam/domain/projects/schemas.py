@@ -39,7 +39,17 @@ class ProjectCreate(ApiModel):
 
 
 class ProjectUpdate(ApiModel):
-    description: str = Field(max_length=10_000)
+    """Fields to change; those left out stay as they are."""
+
+    description: str | None = Field(None, max_length=10_000)
+    storage_quota_bytes: int | None = Field(
+        None,
+        alias="storageQuotaBytes",
+        ge=0,
+        le=2**62,
+        description="Administrators: bytes the project's bucket may hold; null: the "
+        "installation's default (storage.quota_bytes).",
+    )
 
 
 class BranchPublic(_Out):

@@ -22,13 +22,13 @@ from balsam.domain.identity.service import Actor
 from balsam.domain.journal import Journal, crash_point
 from balsam.domain.library.reuse import project_source
 from balsam.domain.projects import naming
-from balsam.domain.projects.access import require, role_of
+from balsam.domain.projects.access import deny, require, role_of
 from balsam.domain.projects.markers import marker_body, marker_key
 from balsam.domain.projects.schemas import ProjectCreate, ProjectUpdate
 from balsam.domain.projects.sources import check_public_source
 from balsam.domain.steps import Compensations
 from balsam.domain.workspaces.service import WorkspaceService
-from balsam.errors import N_, BalsamError, Conflict, InvalidInput, NotFound
+from balsam.errors import N_, BalsamError, Conflict, Forbidden, InvalidInput, NotFound
 from balsam.providers.git.base import Author
 from balsam.providers.storage.base import ScopedKey
 
@@ -330,10 +330,26 @@ class ProjectService:
 
     # -- update / delete -------------------------------------------------------
     def update(self, actor: Actor, project_id: str, data: ProjectUpdate) -> Project:
+        """Change what ``data`` names: the description (owners), the storage quota
+        (administrators; null sets it back to the installation's default)."""
+        fields = data.model_fields_set
+        if not fields:
+            raise InvalidInput(N_("Nothing to change."))
+        changed: dict[str, object] = {}
         with self.ctx.sessions() as session, session.begin():
             project = require(self.ctx, session, actor, project_id, "owner", "project.update")
-            project.description = data.description
-        self._audit(actor, "project.update", project_id, details={"description": True})
+            if "storage_quota_bytes" in fields:
+                if not actor.is_admin:
+                    deny(self.ctx, actor, project_id, "project.update", "quota: not an admin")
+                    raise Forbidden(N_("Only administrators set storage quotas."))
+                project.storage_quota_bytes = data.storage_quota_bytes
+                changed["storageQuotaBytes"] = data.storage_quota_bytes
+            if "description" in fields:
+                if data.description is None:
+                    raise InvalidInput(N_("The description cannot be null."))
+                project.description = data.description
+                changed["description"] = True
+        self._audit(actor, "project.update", project_id, details=changed)
         return self.get(actor, project_id)
 
     def delete(self, actor: Actor, project_id: str) -> None:

@@ -34,7 +34,7 @@ from balsam.providers.storage.calls import backend, error_code
 
 #: Size of each part of a multipart upload (S3's minimum is 5 MiB).
 PART_SIZE = 8 * 1024 * 1024
-_MISSING = ("NoSuchKey", "NoSuchBucket", "NoSuchVersion", "404", "NotFound")
+_MISSING = ("NoSuchKey", "NoSuchBucket", "NoSuchVersion", "NoSuchUpload", "404", "NotFound")
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,15 @@ class ObjectInfo:
     last_modified: datetime
     version_id: str | None = None
     content_type: str | None = None
+
+
+@dataclass(frozen=True)
+class Part:
+    """A part of a multipart upload, as the server holds it."""
+
+    number: int
+    size: int
+    etag: str
 
 
 @dataclass(frozen=True)
@@ -200,6 +209,74 @@ class S3ObjectStore:
         """A streaming upload of ``key``: :meth:`Upload.add` its chunks, then
         :meth:`Upload.finish` (or :meth:`Upload.abort`)."""
         return Upload(self._s3, bucket, key, content_type, metadata)
+
+    # -- resumable uploads: the parts live on the server until completed or aborted --
+
+    def begin_parts(
+        self, bucket: str, key: str, *, content_type: str, metadata: dict[str, str]
+    ) -> str:
+        """Start a multipart upload of ``key``; its upload id."""
+        with _storage("start an upload"):
+            answer = self._s3.create_multipart_upload(
+                Bucket=bucket, Key=key, ContentType=content_type, Metadata=metadata
+            )
+        return str(answer["UploadId"])
+
+    def put_part(self, bucket: str, key: str, upload_id: str, number: int, data: bytes) -> None:
+        """Store part ``number`` (replacing one sent before under that number)."""
+        with _storage("write a part"):
+            self._s3.upload_part(
+                Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=data
+            )
+
+    def parts(self, bucket: str, key: str, upload_id: str) -> dict[int, Part] | None:
+        """The parts the server holds, by number; None when the upload is gone."""
+        found: dict[int, Part] = {}
+        try:
+            with _storage("list parts"):
+                paginator = self._s3.get_paginator("list_parts")
+                for page in paginator.paginate(Bucket=bucket, Key=key, UploadId=upload_id):
+                    for item in page.get("Parts", []):
+                        number = int(item["PartNumber"])
+                        found[number] = Part(number, int(item["Size"]), str(item["ETag"]))
+        except _Missing:
+            return None
+        return found
+
+    def complete_parts(
+        self, bucket: str, key: str, upload_id: str, parts: builtins.list[Part]
+    ) -> str | None:
+        """Make the object of ``parts`` (in order) visible; its version id."""
+        with _storage("complete an upload"):
+            answer = self._s3.complete_multipart_upload(
+                Bucket=bucket,
+                Key=key,
+                UploadId=upload_id,
+                MultipartUpload={
+                    "Parts": [{"PartNumber": p.number, "ETag": p.etag} for p in parts]
+                },
+            )
+        version = answer.get("VersionId")
+        return None if version in (None, "null") else str(version)
+
+    def abort_parts(self, bucket: str, key: str, upload_id: str) -> None:
+        """Drop the upload and its parts (an upload already gone is no error)."""
+        try:
+            with _storage("abort an upload"):
+                self._s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+        except _Missing:
+            return
+
+    def put(
+        self, bucket: str, key: str, data: bytes, *, content_type: str, metadata: dict[str, str]
+    ) -> str | None:
+        """Write a small object in one request; its version id."""
+        with _storage("write an object"):
+            answer = self._s3.put_object(
+                Bucket=bucket, Key=key, Body=data, ContentType=content_type, Metadata=metadata
+            )
+        version = answer.get("VersionId")
+        return None if version in (None, "null") else str(version)
 
     def delete(self, bucket: str, key: str) -> None:
         """A delete marker over ``key`` (its versions are kept: recoverable)."""

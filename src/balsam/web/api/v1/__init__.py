@@ -14,6 +14,7 @@ from balsam.web.api.v1 import (
     members,
     projects,
     search,
+    uploads,
     users,
     workspaces,
 )
@@ -31,6 +32,7 @@ for module in (
     search,
     libraries,
     workspaces,
+    uploads,
     data,
 ):
     router.include_router(module.router)

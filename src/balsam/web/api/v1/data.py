@@ -36,8 +36,9 @@ from balsam.web.deps import Ctx, CurrentActor
 router = APIRouter(tags=["Data"])
 #: Parts of one upload sent to storage side by side.
 SENDING = 2
-#: Uploads stream to storage in parts: the API's body limit does not apply to them.
-STREAMED_UPLOADS = re.compile(r"^/api/v1/projects/[^/]+/data/.+")
+#: Uploads stream to storage in parts (and resumable uploads' parts are bounded by
+#: their own size): the API's body limit does not apply to these PUTs.
+STREAMED_UPLOADS = re.compile(r"^/api/v1/projects/[^/]+/(data/.+|uploads/[^/]+/parts/\d+)$")
 
 
 @router.get(
@@ -168,6 +169,7 @@ async def put_data(
             path,
             request.headers.get("content-type"),
             expires_in_days=expires_in_days,
+            size=_declared_length(request),
         )
     )
     # Parts go to storage while the next arrives: at most SENDING + 1 parts held.
@@ -188,6 +190,11 @@ async def put_data(
                 await future
         await run_in_threadpool(write.abort)
         raise
+
+
+def _declared_length(request: Request) -> int | None:
+    length = request.headers.get("content-length", "")
+    return int(length) if length.isdigit() else None
 
 
 @router.delete(

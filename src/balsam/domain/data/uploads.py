@@ -1,0 +1,309 @@
+"""Resumable uploads: a large object sent in numbered parts over as many requests (and
+connections, and Balsam restarts) as it takes, then completed.
+
+The parts live on the storage server, in its multipart upload, from the first part to
+completion: nothing is visible in the bucket before :meth:`UploadService.complete`,
+and Balsam holds one part per request in memory at most. A row per upload
+(:class:`~balsam.db.models.DataUpload`) lets any Balsam process continue it; only the
+member who started it may (anyone else is told there is no such upload). The client
+asks :meth:`UploadService.state` which parts arrived and sends the others again.
+
+An upload is cut into ``partsTotal`` parts of ``partSize`` bytes (the last holds the
+rest); each part must be exactly that long. Completing it reads the object back once
+for its SHA-256 (the parts may have arrived in any order, over any connections), then
+records its provenance as an upload through the data API does. Uploads left unfinished
+for ``storage.upload_hours`` are aborted by the hourly sweep (:func:`sweep_uploads`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import secrets
+from datetime import timedelta
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from balsam.context import AppContext
+from balsam.db.models import DataUpload, Project, utcnow
+from balsam.domain.data.schemas import (
+    DataWritten,
+    UploadList,
+    UploadPart,
+    UploadStart,
+    UploadState,
+)
+from balsam.domain.data.service import (
+    DataProject,
+    DataService,
+    check_path,
+    provenance_metadata,
+    quota_exceeded,
+)
+from balsam.domain.identity.service import Actor
+from balsam.errors import N_, Conflict, InvalidInput, NotFound, ProviderError
+from balsam.providers.storage.objects import PART_SIZE, Part, S3ObjectStore
+
+log = logging.getLogger(__name__)
+
+#: S3 allows at most this many parts in an upload.
+MAX_PARTS = 10_000
+#: Parts never grow beyond this (each is held in memory while it arrives): 640 GB.
+MAX_PART_SIZE = 64 * 1024 * 1024
+
+
+def part_size_for(size: int) -> int:
+    """The part size for an object of ``size`` bytes: 8 MiB, or more (in whole MiB) when
+    that would take more than :data:`MAX_PARTS` parts; InvalidInput past 640 GB."""
+    mib = 1024 * 1024
+    needed = max(PART_SIZE, math.ceil(size / MAX_PARTS / mib) * mib)
+    if needed > MAX_PART_SIZE:
+        raise InvalidInput(
+            N_("An upload holds at most %(most)s bytes."),
+            params={"most": MAX_PART_SIZE * MAX_PARTS},
+        )
+    return needed
+
+
+def expected_length(upload: DataUpload, number: int) -> int:
+    """How long part ``number`` of ``upload`` must be (InvalidInput if no such part)."""
+    total = _parts_total(upload)
+    if not 1 <= number <= total:
+        raise InvalidInput(
+            N_("This upload has parts 1 to %(total)s."), params={"total": total}
+        )
+    if number < total:
+        return upload.part_size
+    return upload.size - upload.part_size * (total - 1)
+
+
+def _parts_total(upload: DataUpload) -> int:
+    return math.ceil(upload.size / upload.part_size)
+
+
+class UploadService:
+    """Resumable uploads into a project's bucket (members; each their own uploads)."""
+
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+        self.data = DataService(ctx)
+
+    @property
+    def _objects(self) -> S3ObjectStore:
+        return self.ctx.providers.storage.objects
+
+    def begin(self, actor: Actor, project_id: str, start: UploadStart) -> UploadState:
+        """Start an upload of ``start.size`` bytes to ``start.path`` (checked against
+        the path rules, tmp/'s expiry and the project's quota)."""
+        path = check_path(start.path)
+        self.data.expiry_for(path, start.expires_in_days)  # refuses before anything exists
+        part_size = part_size_for(start.size)
+        project = self.data.access(actor, project_id, "data.write")
+        self.data.require_room(project, start.size)
+        upload_id = self._objects.begin_parts(
+            project.bucket,
+            path,
+            content_type=(start.content_type or "application/octet-stream")[:200],
+            metadata=provenance_metadata(actor.username, "upload"),
+        )
+        row = DataUpload(
+            id=secrets.token_urlsafe(16),
+            project_id=project.id,
+            path=path,
+            upload_id=upload_id,
+            size=start.size,
+            part_size=part_size,
+            expires_in_days=start.expires_in_days,
+            created_by=actor.username,
+            created_at=utcnow(),
+        )
+        try:
+            with self.ctx.sessions() as session, session.begin():
+                session.add(row)
+        except BaseException:
+            self._objects.abort_parts(project.bucket, path, upload_id)
+            raise
+        return _state(row, {})
+
+    def list(self, actor: Actor, project_id: str) -> UploadList:
+        """The caller's unfinished uploads into the project, oldest first."""
+        project = self.data.access(actor, project_id, "data.read")
+        with self.ctx.sessions() as session:
+            rows = list(
+                session.scalars(
+                    select(DataUpload)
+                    .where(
+                        DataUpload.project_id == project.id,
+                        DataUpload.created_by == actor.username,
+                    )
+                    .order_by(DataUpload.created_at)
+                )
+            )
+        return UploadList(uploads=[_state(row, None) for row in rows])
+
+    def state(self, actor: Actor, project_id: str, upload_id: str) -> UploadState:
+        """The upload and the parts the storage server holds."""
+        project, row = self._upload(actor, project_id, upload_id, "data.read")
+        return _state(row, self._parts(project, row))
+
+    def put_part(
+        self, actor: Actor, project_id: str, upload_id: str, number: int, data: bytes
+    ) -> UploadPart:
+        """Store part ``number`` (again, if it was sent before)."""
+        project, row = self._upload(actor, project_id, upload_id, "data.write")
+        expected = expected_length(row, number)
+        if len(data) != expected:
+            raise InvalidInput(
+                N_("Part %(number)s must be %(size)s bytes long."),
+                params={"number": number, "size": expected},
+            )
+        self._objects.put_part(project.bucket, row.path, row.upload_id, number, data)
+        return UploadPart(number=number, size=len(data))
+
+    def part_length(self, actor: Actor, project_id: str, upload_id: str, number: int) -> int:
+        """How long part ``number`` must be (checked before its body is read)."""
+        _, row = self._upload(actor, project_id, upload_id, "data.write")
+        return expected_length(row, number)
+
+    def complete(self, actor: Actor, project_id: str, upload_id: str) -> DataWritten:
+        """Make the object visible once every part is there (Conflict naming the
+        missing ones otherwise); its version, size and SHA-256."""
+        project, row = self._upload(actor, project_id, upload_id, "data.write")
+        held = self._parts(project, row)
+        total = _parts_total(row)
+        missing = [n for n in range(1, total + 1) if n not in held]
+        if missing:
+            raise Conflict(
+                N_("Parts are missing: %(parts)s."),
+                params={"parts": _ranges(missing)},
+                details={"missing": missing[:1000]},
+            )
+        # The quota again: others may have written while the parts arrived.
+        room = self.data.room(project)
+        if room is not None and row.size > room:
+            raise quota_exceeded(project)
+        version = self._finish(project, row, [held[n] for n in range(1, total + 1)])
+        sha256 = self._digest(project, row.path, version)
+        with self.ctx.sessions() as session, session.begin():
+            session.execute(delete(DataUpload).where(DataUpload.id == row.id))
+        expires_at = self.data.expiry_for(row.path, row.expires_in_days)
+        self.data.record(
+            actor, project.id, row.path, version, row.size, sha256, "upload", expires_at
+        )
+        return DataWritten(path=row.path, version_id=version, size=row.size, sha256=sha256)
+
+    def abort(self, actor: Actor, project_id: str, upload_id: str) -> None:
+        """Drop the upload and every part sent."""
+        project, row = self._upload(actor, project_id, upload_id, "data.write")
+        self._objects.abort_parts(project.bucket, row.path, row.upload_id)
+        with self.ctx.sessions() as session, session.begin():
+            session.execute(delete(DataUpload).where(DataUpload.id == row.id))
+
+    # -- helpers ---------------------------------------------------------------------
+
+    def _upload(
+        self, actor: Actor, project_id: str, upload_id: str, action: str
+    ) -> tuple[DataProject, DataUpload]:
+        project = self.data.access(actor, project_id, action)
+        with self.ctx.sessions() as session:
+            row = session.get(DataUpload, upload_id)
+        if row is None or row.project_id != project.id or row.created_by != actor.username:
+            raise NotFound(N_("No upload '%(upload)s'."), params={"upload": upload_id})
+        return project, row
+
+    def _parts(self, project: DataProject, row: DataUpload) -> dict[int, Part]:
+        held = self._objects.parts(project.bucket, row.path, row.upload_id)
+        if held is None:  # aborted by the sweep, or by the storage server itself
+            with self.ctx.sessions() as session, session.begin():
+                session.execute(delete(DataUpload).where(DataUpload.id == row.id))
+            raise NotFound(N_("No upload '%(upload)s'."), params={"upload": row.id})
+        # A part of the wrong size cannot come from put_part; drop it from the count.
+        return {n: p for n, p in held.items() if _fits(row, n, p.size)}
+
+    def _finish(self, project: DataProject, row: DataUpload, parts: list[Part]) -> str | None:
+        if row.size == 0:  # S3 wants at least one part: an empty object in one request
+            self._objects.abort_parts(project.bucket, row.path, row.upload_id)
+            return self._objects.put(
+                project.bucket,
+                row.path,
+                b"",
+                content_type="application/octet-stream",
+                metadata=provenance_metadata(row.created_by, "upload"),
+            )
+        return self._objects.complete_parts(project.bucket, row.path, row.upload_id, parts)
+
+    def _digest(self, project: DataProject, path: str, version: str | None) -> str:
+        opened = self._objects.open(project.bucket, path, version)
+        if opened is None:
+            raise ProviderError("Object storage lost an object just completed.")
+        digest = hashlib.sha256()
+        for chunk in opened[1]:
+            digest.update(chunk)
+        return digest.hexdigest()
+
+
+def _fits(row: DataUpload, number: int, size: int) -> bool:
+    try:
+        return expected_length(row, number) == size
+    except InvalidInput:
+        return False
+
+
+def _state(row: DataUpload, held: dict[int, Part] | None) -> UploadState:
+    parts = [UploadPart(number=n, size=p.size) for n, p in sorted((held or {}).items())]
+    return UploadState(
+        id=row.id,
+        path=row.path,
+        size=row.size,
+        part_size=row.part_size,
+        parts_total=_parts_total(row),
+        parts=parts,
+        received=sum(p.size for p in parts),
+        created_at=row.created_at,
+        expires_in_days=row.expires_in_days,
+    )
+
+
+def _ranges(numbers: list[int]) -> str:
+    """``[1, 2, 3, 7]`` as ``1-3, 7`` (at most 20 runs named)."""
+    runs: list[list[int]] = []
+    for n in numbers:
+        if runs and runs[-1][1] == n - 1:
+            runs[-1][1] = n
+        else:
+            runs.append([n, n])
+    named = [f"{a}-{b}" if a != b else str(a) for a, b in runs[:20]]
+    return ", ".join(named) + (", ..." if len(runs) > 20 else "")
+
+
+def sweep_uploads(ctx: AppContext) -> int:
+    """Abort every upload left unfinished for ``storage.upload_hours``; how many."""
+    cutoff = utcnow() - timedelta(hours=ctx.settings.storage.upload_hours)
+    with ctx.sessions() as session:
+        rows = list(session.scalars(select(DataUpload).where(DataUpload.created_at < cutoff)))
+        buckets = {
+            row.id: bucket
+            for row in rows
+            if (bucket := _bucket_of(session, row.project_id)) is not None
+        }
+    aborted = 0
+    for row in rows:
+        bucket = buckets.get(row.id)
+        try:
+            if bucket is not None:
+                ctx.providers.storage.objects.abort_parts(bucket, row.path, row.upload_id)
+        except ProviderError as exc:
+            log.warning("could not abort the abandoned upload %s: %s", row.id, exc)
+            continue
+        with ctx.sessions() as session, session.begin():
+            session.execute(delete(DataUpload).where(DataUpload.id == row.id))
+        log.info("aborted the abandoned upload of %s in project %s", row.path, row.project_id)
+        aborted += 1
+    return aborted
+
+
+def _bucket_of(session: Session, project_id: str) -> str | None:
+    project = session.get(Project, project_id)
+    return project.bucket if project is not None else None

@@ -1,0 +1,134 @@
+"""Resumable uploads (Balsam's extension): start one with ``POST …/data/uploads``, send
+its parts with ``PUT …/uploads/{id}/parts/{n}`` (in any order, again after a dropped
+connection), ask which arrived with ``GET …/uploads/{id}``, then ``POST …/complete``.
+Each part is read into memory (at most its part size) and then stored."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from balsam.domain.data.schemas import (
+    DataWritten,
+    UploadList,
+    UploadPart,
+    UploadStart,
+    UploadState,
+)
+from balsam.domain.data.uploads import UploadService
+from balsam.errors import N_, InvalidInput
+from balsam.web.api.v1.common import MEMBER, problems
+from balsam.web.api.v1.projects import ProjectId
+from balsam.web.deps import Ctx, CurrentActor
+
+router = APIRouter(tags=["Data"])
+UploadId = Annotated[str, Path(max_length=32, description="The upload's id.")]
+PartNumber = Annotated[int, Path(ge=1, le=10_000, description="The part's number, from 1.")]
+
+
+@router.post(
+    "/projects/{projectId}/data/uploads",
+    status_code=201,
+    response_model=UploadState,
+    operation_id="StartUpload",
+    responses=problems(400, 401, 403, 404, 422, 507),
+)
+def start_upload(
+    projectId: ProjectId, body: UploadStart, actor: CurrentActor, ctx: Ctx
+) -> UploadState:
+    """Start a resumable upload of ``size`` bytes to ``path``: the answer says how the
+    object is cut into parts (``partSize``, ``partsTotal``)."""
+    return UploadService(ctx).begin(actor, projectId, body)
+
+
+@router.get(
+    "/projects/{projectId}/uploads",
+    response_model=UploadList,
+    operation_id="ListUploads",
+    responses=MEMBER,
+)
+def list_uploads(projectId: ProjectId, actor: CurrentActor, ctx: Ctx) -> UploadList:
+    """The caller's unfinished uploads into the project (to resume after a reload)."""
+    return UploadService(ctx).list(actor, projectId)
+
+
+@router.get(
+    "/projects/{projectId}/uploads/{uploadId}",
+    response_model=UploadState,
+    operation_id="GetUpload",
+    responses=MEMBER,
+)
+def get_upload(
+    projectId: ProjectId, uploadId: UploadId, actor: CurrentActor, ctx: Ctx
+) -> UploadState:
+    """The upload with the parts received so far."""
+    return UploadService(ctx).state(actor, projectId, uploadId)
+
+
+@router.put(
+    "/projects/{projectId}/uploads/{uploadId}/parts/{number}",
+    response_model=UploadPart,
+    operation_id="PutUploadPart",
+    responses=problems(400, 401, 403, 404, 413, 422, 502),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/octet-stream": {"schema": {"type": "string"}}},
+        }
+    },
+)
+async def put_part(
+    projectId: ProjectId,
+    uploadId: UploadId,
+    number: PartNumber,
+    actor: CurrentActor,
+    ctx: Ctx,
+    request: Request,
+) -> UploadPart:
+    """Part ``number``'s bytes (exactly as long as the upload says); sending a part
+    again replaces it."""
+    service = UploadService(ctx)
+    expected = await run_in_threadpool(service.part_length, actor, projectId, uploadId, number)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > expected:  # stop reading: never hold more than one part
+            break
+    if len(body) != expected:
+        raise InvalidInput(
+            N_("Part %(number)s must be %(size)s bytes long."),
+            params={"number": number, "size": expected},
+        )
+    return await run_in_threadpool(
+        service.put_part, actor, projectId, uploadId, number, bytes(body)
+    )
+
+
+@router.post(
+    "/projects/{projectId}/uploads/{uploadId}/complete",
+    status_code=201,
+    response_model=DataWritten,
+    operation_id="CompleteUpload",
+    responses=problems(400, 401, 403, 404, 409, 422, 502, 507),
+)
+def complete_upload(
+    projectId: ProjectId, uploadId: UploadId, actor: CurrentActor, ctx: Ctx
+) -> DataWritten:
+    """Make the object visible (409 naming the parts still missing)."""
+    return UploadService(ctx).complete(actor, projectId, uploadId)
+
+
+@router.delete(
+    "/projects/{projectId}/uploads/{uploadId}",
+    status_code=204,
+    operation_id="AbortUpload",
+    responses=MEMBER,
+)
+def abort_upload(
+    projectId: ProjectId, uploadId: UploadId, actor: CurrentActor, ctx: Ctx
+) -> Response:
+    """Drop the upload and its parts."""
+    UploadService(ctx).abort(actor, projectId, uploadId)
+    return Response(status_code=204)

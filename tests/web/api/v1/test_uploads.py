@@ -1,0 +1,230 @@
+"""Resumable uploads against the real SeaweedFS: parts in any order, a dropped
+connection resumed, nothing visible before completion, abandoned uploads swept, and
+who may touch an upload."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import update
+
+from balsam.context import AppContext
+from balsam.db.models import DataUpload, utcnow
+from balsam.domain.data.uploads import part_size_for, sweep_uploads
+from balsam.providers.storage.objects import PART_SIZE
+from tests.fixtures.app import TestUser
+
+MIB = 1024 * 1024
+
+
+def _start(user: TestUser, project: dict[str, Any], path: str, size: int) -> dict[str, Any]:
+    answer = user.client.post(
+        f"/api/v1/projects/{project['id']}/data/uploads", json={"path": path, "size": size}
+    )
+    assert answer.status_code == 201, answer.text
+    started: dict[str, Any] = answer.json()
+    return started
+
+
+def _base(project: dict[str, Any], upload: dict[str, Any]) -> str:
+    return f"/api/v1/projects/{project['id']}/uploads/{upload['id']}"
+
+
+def _send(
+    user: TestUser, project: dict[str, Any], upload: dict[str, Any], n: int, data: bytes
+) -> httpx.Response:
+    return user.client.put(f"{_base(project, upload)}/parts/{n}", content=data)
+
+
+def test_parts_in_any_order_make_the_object_only_when_completed(
+    ctx: AppContext, alice: TestUser, project: dict[str, Any]
+) -> None:
+    body = os.urandom(2 * PART_SIZE + 4321)
+    upload = _start(alice, project, "main/stor/fil.bin", len(body))
+    assert upload["partSize"] == PART_SIZE and upload["partsTotal"] == 3
+    chunks = [body[i : i + PART_SIZE] for i in range(0, len(body), PART_SIZE)]
+    for number in (3, 1):
+        answer = _send(alice, project, upload, number, chunks[number - 1])
+        assert answer.status_code == 200, answer.text
+    state = alice.client.get(_base(project, upload)).json()
+    assert [p["number"] for p in state["parts"]] == [1, 3]
+    assert state["received"] == len(chunks[0]) + len(chunks[2])
+
+    early = alice.client.post(f"{_base(project, upload)}/complete")
+    assert early.status_code == 409 and early.json()["detail"] == "Parts are missing: 2."
+    # Nothing visible before completion.
+    assert ctx.providers.storage.objects.head(project["bucket"], "main/stor/fil.bin") is None
+
+    assert _send(alice, project, upload, 2, chunks[1]).status_code == 200
+    done = alice.client.post(f"{_base(project, upload)}/complete")
+    assert done.status_code == 201, done.text
+    assert done.json()["sha256"] == hashlib.sha256(body).hexdigest()
+    got = alice.client.get(f"/api/v1/projects/{project['id']}/data/main/stor/fil.bin")
+    assert got.content == body
+    provenance = alice.client.get(
+        f"/api/v1/projects/{project['id']}/data/main/stor/fil.bin", params={"provenance": "true"}
+    ).json()
+    assert provenance["uploadedBy"] == alice.username and provenance["source"] == "upload"
+    # The upload is gone once completed.
+    assert alice.client.get(_base(project, upload)).status_code == 404
+
+
+def test_a_part_of_the_wrong_length_or_number_is_refused(
+    alice: TestUser, project: dict[str, Any]
+) -> None:
+    upload = _start(alice, project, "main/x.bin", PART_SIZE + 10)
+    assert _send(alice, project, upload, 2, b"123456789").status_code == 422
+    assert _send(alice, project, upload, 1, b"short").status_code == 422
+    assert _send(alice, project, upload, 3, b"x" * 10).status_code == 422
+    assert _send(alice, project, upload, 2, b"x" * 11).status_code == 422
+    assert alice.client.get(_base(project, upload)).json()["parts"] == []
+
+
+def test_an_empty_object_and_an_aborted_upload(
+    ctx: AppContext, alice: TestUser, project: dict[str, Any]
+) -> None:
+    empty = _start(alice, project, "main/tom.txt", 0)
+    assert empty["partsTotal"] == 0
+    done = alice.client.post(f"{_base(project, empty)}/complete")
+    assert done.status_code == 201 and done.json()["size"] == 0
+
+    upload = _start(alice, project, "main/avbruten.bin", PART_SIZE + 1)
+    assert _send(alice, project, upload, 1, b"a" * PART_SIZE).status_code == 200
+    assert alice.client.delete(_base(project, upload)).status_code == 204
+    assert alice.client.get(_base(project, upload)).status_code == 404
+    s3 = ctx.providers.storage.objects._s3
+    assert not s3.list_multipart_uploads(Bucket=project["bucket"]).get("Uploads")
+
+
+def test_only_the_member_who_started_an_upload_reaches_it(
+    alice: TestUser, bob: TestUser, admin: TestUser, project: dict[str, Any]
+) -> None:
+    upload = _start(alice, project, "main/min.bin", 5)
+    # bob is no member (the project does not exist for him); an admin reaches the
+    # project's data but not alice's upload.
+    for user in (bob, admin):
+        assert user.client.get(_base(project, upload)).status_code == 404
+        assert _send(user, project, upload, 1, b"12345").status_code == 404
+        assert user.client.post(f"{_base(project, upload)}/complete").status_code == 404
+        assert user.client.delete(_base(project, upload)).status_code == 404
+    assert bob.client.post(
+        f"/api/v1/projects/{project['id']}/data/uploads", json={"path": "main/y", "size": 1}
+    ).status_code == 404
+    listed = alice.client.get(f"/api/v1/projects/{project['id']}/uploads").json()["uploads"]
+    assert [u["id"] for u in listed] == [upload["id"]]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"path": "main/../x", "size": 1},
+        {"path": "main/x", "size": -1},
+        {"path": "main/x", "size": 10**15},
+        {"path": "main/x"},
+        {"path": "main/x", "size": 1, "expiresInDays": 3},  # not under tmp/
+    ],
+)
+def test_bad_starts_are_refused(
+    alice: TestUser, project: dict[str, Any], body: dict[str, Any]
+) -> None:
+    answer = alice.client.post(f"/api/v1/projects/{project['id']}/data/uploads", json=body)
+    assert answer.status_code == 422, answer.text
+    assert answer.headers["content-type"].startswith("application/problem+json")
+
+
+def test_part_sizes_grow_for_huge_objects_only() -> None:
+    assert part_size_for(0) == PART_SIZE
+    assert part_size_for(10_000 * PART_SIZE) == PART_SIZE
+    assert part_size_for(10_000 * PART_SIZE + 1) == PART_SIZE + MIB
+
+
+def test_abandoned_uploads_are_aborted_by_the_sweep(
+    ctx: AppContext, alice: TestUser, project: dict[str, Any]
+) -> None:
+    upload = _start(alice, project, "main/glömd.bin", PART_SIZE + 1)
+    assert _send(alice, project, upload, 1, b"g" * PART_SIZE).status_code == 200
+    assert sweep_uploads(ctx) == 0  # young: kept
+    with ctx.sessions() as session, session.begin():
+        old = utcnow() - timedelta(hours=ctx.settings.storage.upload_hours + 1)
+        session.execute(update(DataUpload).where(DataUpload.id == upload["id"]).values(
+            created_at=old))  # fmt: skip
+    assert sweep_uploads(ctx) >= 1
+    assert alice.client.get(_base(project, upload)).status_code == 404
+    s3 = ctx.providers.storage.objects._s3
+    assert not s3.list_multipart_uploads(Bucket=project["bucket"]).get("Uploads")
+
+
+def _file_of(path: Path, size: int) -> str:
+    """``path`` filled with ``size`` random bytes; their SHA-256."""
+    digest = hashlib.sha256()
+    with path.open("wb") as out:
+        left = size
+        while left:
+            block = os.urandom(min(left, 16 * MIB))
+            digest.update(block)
+            out.write(block)
+            left -= len(block)
+    return digest.hexdigest()
+
+
+def _cut_off(data: bytes) -> Iterator[bytes]:
+    """Half a part, then the connection drops (as a closed laptop lid would)."""
+    yield data[: len(data) // 2]
+    raise ConnectionResetError("dropped")
+
+
+def test_a_gigabyte_round_trip_cut_half_way_and_resumed(
+    ctx: AppContext,
+    alice: TestUser,
+    project: dict[str, Any],
+    tmp_path: Path,
+    live_url: str,
+) -> None:
+    """The browser's way: parts from a file, the connection dropped half way through a
+    part, the upload state asked for, the rest sent, completed, downloaded."""
+    size = 1024 * MIB + 12345
+    source = tmp_path / "stor.bin"
+    expected = _file_of(source, size)
+    upload = _start(alice, project, "main/gigabyte.bin", size)
+    total, part = upload["partsTotal"], upload["partSize"]
+    client = httpx.Client(base_url=live_url, headers=alice.headers, timeout=120)
+    with source.open("rb") as file:
+
+        def read(number: int) -> bytes:
+            file.seek((number - 1) * part)
+            return file.read(part)
+
+        half = total // 2
+        for number in range(1, half):
+            assert client.put(f"{_base(project, upload)}/parts/{number}", content=read(number)).status_code == 200  # fmt: skip
+        with pytest.raises((httpx.TransportError, ConnectionResetError)):
+            client.put(
+                f"{_base(project, upload)}/parts/{half}",
+                content=_cut_off(read(half)),
+                headers={"Content-Length": str(part)},
+            )
+        # The client comes back (a new connection) and asks what arrived.
+        client.close()
+        client = httpx.Client(base_url=live_url, headers=alice.headers, timeout=120)
+        held = {p["number"] for p in client.get(_base(project, upload)).json()["parts"]}
+        assert held == set(range(1, half))
+        for number in range(1, total + 1):
+            if number not in held:
+                assert client.put(f"{_base(project, upload)}/parts/{number}", content=read(number)).status_code == 200  # fmt: skip
+    done = client.post(f"{_base(project, upload)}/complete")
+    assert done.status_code == 201, done.text
+    assert done.json()["sha256"] == expected
+    digest = hashlib.sha256()
+    with client.stream("GET", f"/api/v1/projects/{project['id']}/data/main/gigabyte.bin") as got:
+        assert got.status_code == 200
+        for chunk in got.iter_bytes():
+            digest.update(chunk)
+    assert digest.hexdigest() == expected
+    client.close()
