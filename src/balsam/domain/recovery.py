@@ -45,6 +45,7 @@ from sqlalchemy import delete, select
 from balsam.context import AppContext
 from balsam.db.models import Branch, Credential, PendingOperation, Project, Workspace
 from balsam.domain.audit.service import AuditRecord
+from balsam.domain.data.quotas import enforce_quotas
 from balsam.domain.data.retention import purge_expired
 from balsam.domain.data.temporary import expire_temporary
 from balsam.domain.data.uploads import sweep_uploads
@@ -118,13 +119,16 @@ class RecoveryWorker:
     operation that could not undo itself (storage was down) is repaired once the
     storage answers again, without a restart. On its first round and then at most
     every ``purge_interval`` seconds it also destroys deleted data past its
-    retention period (:func:`~balsam.domain.data.retention.purge_expired`)."""
+    retention period (:func:`~balsam.domain.data.retention.purge_expired`), and
+    every ``storage.quota_sweep_minutes`` applies storage quotas to keys
+    (:func:`~balsam.domain.data.quotas.enforce_quotas`)."""
 
     def __init__(
         self, ctx: AppContext, interval: float = INTERVAL, purge_interval: float = PURGE_INTERVAL
     ) -> None:
         self.ctx, self.interval, self.purge_interval = ctx, interval, purge_interval
         self._purged_at: float | None = None  # time.monotonic() of the last sweep
+        self._quotas_at: float | None = None  # ... and of the last quota sweep
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="recovery", daemon=True)
 
@@ -143,6 +147,18 @@ class RecoveryWorker:
             except Exception:  # never let the thread die; the next round retries
                 log.exception("periodic repair failed")
             self._purge_if_due()
+            self._enforce_quotas_if_due()
+
+    def _enforce_quotas_if_due(self) -> None:
+        now = time.monotonic()
+        every = self.ctx.settings.storage.quota_sweep_minutes * 60
+        if self._quotas_at is not None and now - self._quotas_at < every:
+            return
+        self._quotas_at = now
+        try:
+            enforce_quotas(self.ctx)
+        except Exception:  # never let the thread die; the next sweep retries
+            log.exception("applying storage quotas failed")
 
     def _purge_if_due(self) -> None:
         """Sweep unless the last sweep began under ``purge_interval`` seconds ago. A

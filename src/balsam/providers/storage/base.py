@@ -149,6 +149,13 @@ class StorageProvider(abc.ABC):
     def key_exists(self, access_key: str) -> bool:
         """Whether the storage server still knows the key."""
 
+    @abc.abstractmethod
+    def set_bucket_writable(self, bucket: str, writable: bool) -> int:
+        """Let every key scoped to ``bucket`` write and delete objects again, or
+        (``writable`` False, a project over its quota) only list, read and tag them;
+        return how many keys were changed. Idempotent. Keys minted afterwards can
+        write: the caller applies it again to them."""
+
     @property
     def objects(self) -> S3ObjectStore:
         """Reading and writing objects themselves (the data API); providers that move

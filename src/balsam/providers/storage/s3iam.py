@@ -69,8 +69,19 @@ def _is(exc: ClientError, codes: tuple[str, ...]) -> bool:
     return _error_code(exc) in codes
 
 
-def bucket_policy(bucket: str) -> str:
-    """The inline policy of a key scoped to ``bucket`` (JSON)."""
+#: What a key of a project over its quota may still do with objects (tags are
+#: metadata of bounded size, not data: left alone).
+READ_ONLY_OBJECT_ACTIONS = (
+    "s3:GetObject",
+    "s3:GetObjectTagging",
+    "s3:PutObjectTagging",
+    "s3:DeleteObjectTagging",
+)
+
+
+def bucket_policy(bucket: str, *, writable: bool = True) -> str:
+    """The inline policy of a key scoped to ``bucket`` (JSON); ``writable`` False:
+    the objects can be listed and read, not written or deleted."""
     return json.dumps(
         {
             "Version": "2012-10-17",
@@ -82,7 +93,7 @@ def bucket_policy(bucket: str) -> str:
                 },
                 {
                     "Effect": "Allow",
-                    "Action": list(OBJECT_ACTIONS),
+                    "Action": list(OBJECT_ACTIONS if writable else READ_ONLY_OBJECT_ACTIONS),
                     "Resource": [f"arn:aws:s3:::{bucket}/*"],
                 },
             ],
@@ -403,6 +414,20 @@ class S3IamStorage(StorageProvider):
     def key_exists(self, access_key: str) -> bool:
         with _backend("look up key"):
             return self._owner_of(access_key) is not None
+
+    def set_bucket_writable(self, bucket: str, writable: bool) -> int:
+        """Put the (read-only or full) bucket policy on every user scoped to ``bucket``."""
+        changed = 0
+        with _backend("change key rights"):
+            for user in self._users():
+                if self._scoped_bucket(user) == bucket:
+                    self._iam.put_user_policy(
+                        UserName=user,
+                        PolicyName=POLICY_NAME,
+                        PolicyDocument=bucket_policy(bucket, writable=writable),
+                    )
+                    changed += 1
+        return changed
 
     def close(self) -> None:
         self._objects.close()

@@ -44,6 +44,8 @@ from balsam.providers.storage.seaweed_iam_client import FilerIam
 
 #: What a scoped key may do on its bucket (SeaweedFS action names).
 KEY_ACTIONS = ("Read", "Write", "List", "Tagging")
+#: What a key of a project over its quota may do: no Write (put, delete, multipart).
+READ_ONLY_ACTIONS = ("Read", "List", "Tagging")
 _BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _ACCESS_KEY_ALPHABET = string.ascii_uppercase + string.digits
 _ACCESS_KEY_LENGTH = 20
@@ -194,6 +196,29 @@ class SeaweedIamStorage(S3IamStorage):
 
     def key_exists(self, access_key: str) -> bool:
         return self._identity_of(access_key) is not None
+
+    def set_bucket_writable(self, bucket: str, writable: bool) -> int:
+        """Give every identity scoped to ``bucket`` :data:`KEY_ACTIONS` or
+        :data:`READ_ONLY_ACTIONS` (UpdateUser; name and keys unchanged); identities
+        that have them already are left alone. Weed applies a change within
+        milliseconds (asynchronously)."""
+        actions = KEY_ACTIONS if writable else READ_ONLY_ACTIONS
+        wanted = [f"{action}:{bucket}" for action in actions]
+        changed = 0
+        with self._scan_lock:
+            names = self._names_scoped_to(bucket)
+        for name in names:
+            identity = self._identity(name)
+            if identity is None or scoped_bucket(identity) != bucket:
+                continue
+            if sorted(identity.actions) == sorted(wanted):
+                continue
+            del identity.actions[:]
+            identity.actions.extend(wanted)
+            self.iam.call("change key rights", lambda s: s.UpdateUser,
+                          iam_pb2.UpdateUserRequest(username=name, identity=identity))  # fmt: skip
+            changed += 1
+        return changed
 
     def close(self) -> None:
         super().close()

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)balsam/providers/storage/iam_pb/iam.proto\x12\x06iam_pb\"7\n\x11\x43reateUserRequest\x12\"\n\x08identity\x18\x01 \x01(\x0b\x32\x10.iam_pb.Identity\"\x14\n\x12\x43reateUserResponse\"\"\n\x0eGetUserRequest\x12\x10\n\x08username\x18\x01 \x01(\t\"5\n\x0fGetUserResponse\x12\"\n\x08identity\x18\x01 \x01(\x0b\x32\x10.iam_pb.Identity\"%\n\x11\x44\x65leteUserRequest\x12\x10\n\x08username\x18\x01 \x01(\t\"\x14\n\x12\x44\x65leteUserResponse\"\x12\n\x10ListUsersRequest\"&\n\x11ListUsersResponse\x12\x11\n\tusernames\x18\x01 \x03(\t\">\n\x16\x44\x65leteAccessKeyRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x12\n\naccess_key\x18\x02 \x01(\t\"\x19\n\x17\x44\x65leteAccessKeyResponse\"/\n\x19GetUserByAccessKeyRequest\x12\x12\n\naccess_key\x18\x01 \x01(\t\"@\n\x1aGetUserByAccessKeyResponse\x12\"\n\x08identity\x18\x01 \x01(\x0b\x32\x10.iam_pb.Identity\"\x86\x01\n\x08Identity\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\'\n\x0b\x63redentials\x18\x02 \x03(\x0b\x32\x12.iam_pb.Credential\x12\x0f\n\x07\x61\x63tions\x18\x03 \x03(\t\x12 \n\x07\x61\x63\x63ount\x18\x04 \x01(\x0b\x32\x0f.iam_pb.Account\x12\x10\n\x08\x64isabled\x18\x05 \x01(\x08\"D\n\nCredential\x12\x12\n\naccess_key\x18\x01 \x01(\t\x12\x12\n\nsecret_key\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\t\"B\n\x07\x41\x63\x63ount\x12\n\n\x02id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x15\n\remail_address\x18\x03 \x01(\t2\xda\x03\n\x1fSeaweedIdentityAccessManagement\x12\x43\n\nCreateUser\x12\x19.iam_pb.CreateUserRequest\x1a\x1a.iam_pb.CreateUserResponse\x12:\n\x07GetUser\x12\x16.iam_pb.GetUserRequest\x1a\x17.iam_pb.GetUserResponse\x12\x43\n\nDeleteUser\x12\x19.iam_pb.DeleteUserRequest\x1a\x1a.iam_pb.DeleteUserResponse\x12@\n\tListUsers\x12\x18.iam_pb.ListUsersRequest\x1a\x19.iam_pb.ListUsersResponse\x12R\n\x0f\x44\x65leteAccessKey\x12\x1e.iam_pb.DeleteAccessKeyRequest\x1a\x1f.iam_pb.DeleteAccessKeyResponse\x12[\n\x12GetUserByAccessKey\x12!.iam_pb.GetUserByAccessKeyRequest\x1a\".iam_pb.GetUserByAccessKeyResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)balsam/providers/storage/iam_pb/iam.proto\x12\x06iam_pb\"7\n\x11\x43reateUserRequest\x12\"\n\x08identity\x18\x01 \x01(\x0b\x32\x10.iam_pb.Identity\"\x14\n\x12\x43reateUserResponse\"\"\n\x0eGetUserRequest\x12\x10\n\x08username\x18\x01 \x01(\t\"5\n\x0fGetUserResponse\x12\"\n\x08identity\x18\x01 \x01(\x0b\x32\x10.iam_pb.Identity\"I\n\x11UpdateUserRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\"\n\x08identity\x18\x02 \x01(\x0b\x32\x10.iam_pb.Identity\"\x14\n\x12UpdateUserResponse\"%\n\x11\x44\x65leteUserRequest\x12\x10\n\x08username\x18\x01 \x01(\t\"\x14\n\x12\x44\x65leteUserResponse\"\x12\n\x10ListUsersRequest\"&\n\x11ListUsersResponse\x12\x11\n\tusernames\x18\x01 \x03(\t\">\n\x16\x44\x65leteAccessKeyRequest\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x12\n\naccess_key\x18\x02 \x01(\t\"\x19\n\x17\x44\x65leteAccessKeyResponse\"/\n\x19GetUserByAccessKeyRequest\x12\x12\n\naccess_key\x18\x01 \x01(\t\"@\n\x1aGetUserByAccessKeyResponse\x12\"\n\x08identity\x18\x01 \x01(\x0b\x32\x10.iam_pb.Identity\"\x86\x01\n\x08Identity\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\'\n\x0b\x63redentials\x18\x02 \x03(\x0b\x32\x12.iam_pb.Credential\x12\x0f\n\x07\x61\x63tions\x18\x03 \x03(\t\x12 \n\x07\x61\x63\x63ount\x18\x04 \x01(\x0b\x32\x0f.iam_pb.Account\x12\x10\n\x08\x64isabled\x18\x05 \x01(\x08\"D\n\nCredential\x12\x12\n\naccess_key\x18\x01 \x01(\t\x12\x12\n\nsecret_key\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\t\"B\n\x07\x41\x63\x63ount\x12\n\n\x02id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x15\n\remail_address\x18\x03 \x01(\t2\x9f\x04\n\x1fSeaweedIdentityAccessManagement\x12\x43\n\nCreateUser\x12\x19.iam_pb.CreateUserRequest\x1a\x1a.iam_pb.CreateUserResponse\x12:\n\x07GetUser\x12\x16.iam_pb.GetUserRequest\x1a\x17.iam_pb.GetUserResponse\x12\x43\n\nUpdateUser\x12\x19.iam_pb.UpdateUserRequest\x1a\x1a.iam_pb.UpdateUserResponse\x12\x43\n\nDeleteUser\x12\x19.iam_pb.DeleteUserRequest\x1a\x1a.iam_pb.DeleteUserResponse\x12@\n\tListUsers\x12\x18.iam_pb.ListUsersRequest\x1a\x19.iam_pb.ListUsersResponse\x12R\n\x0f\x44\x65leteAccessKey\x12\x1e.iam_pb.DeleteAccessKeyRequest\x1a\x1f.iam_pb.DeleteAccessKeyResponse\x12[\n\x12GetUserByAccessKey\x12!.iam_pb.GetUserByAccessKeyRequest\x1a\".iam_pb.GetUserByAccessKeyResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,28 +39,32 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETUSERREQUEST']._serialized_end=166
   _globals['_GETUSERRESPONSE']._serialized_start=168
   _globals['_GETUSERRESPONSE']._serialized_end=221
-  _globals['_DELETEUSERREQUEST']._serialized_start=223
-  _globals['_DELETEUSERREQUEST']._serialized_end=260
-  _globals['_DELETEUSERRESPONSE']._serialized_start=262
-  _globals['_DELETEUSERRESPONSE']._serialized_end=282
-  _globals['_LISTUSERSREQUEST']._serialized_start=284
-  _globals['_LISTUSERSREQUEST']._serialized_end=302
-  _globals['_LISTUSERSRESPONSE']._serialized_start=304
-  _globals['_LISTUSERSRESPONSE']._serialized_end=342
-  _globals['_DELETEACCESSKEYREQUEST']._serialized_start=344
-  _globals['_DELETEACCESSKEYREQUEST']._serialized_end=406
-  _globals['_DELETEACCESSKEYRESPONSE']._serialized_start=408
-  _globals['_DELETEACCESSKEYRESPONSE']._serialized_end=433
-  _globals['_GETUSERBYACCESSKEYREQUEST']._serialized_start=435
-  _globals['_GETUSERBYACCESSKEYREQUEST']._serialized_end=482
-  _globals['_GETUSERBYACCESSKEYRESPONSE']._serialized_start=484
-  _globals['_GETUSERBYACCESSKEYRESPONSE']._serialized_end=548
-  _globals['_IDENTITY']._serialized_start=551
-  _globals['_IDENTITY']._serialized_end=685
-  _globals['_CREDENTIAL']._serialized_start=687
-  _globals['_CREDENTIAL']._serialized_end=755
-  _globals['_ACCOUNT']._serialized_start=757
-  _globals['_ACCOUNT']._serialized_end=823
-  _globals['_SEAWEEDIDENTITYACCESSMANAGEMENT']._serialized_start=826
-  _globals['_SEAWEEDIDENTITYACCESSMANAGEMENT']._serialized_end=1300
+  _globals['_UPDATEUSERREQUEST']._serialized_start=223
+  _globals['_UPDATEUSERREQUEST']._serialized_end=296
+  _globals['_UPDATEUSERRESPONSE']._serialized_start=298
+  _globals['_UPDATEUSERRESPONSE']._serialized_end=318
+  _globals['_DELETEUSERREQUEST']._serialized_start=320
+  _globals['_DELETEUSERREQUEST']._serialized_end=357
+  _globals['_DELETEUSERRESPONSE']._serialized_start=359
+  _globals['_DELETEUSERRESPONSE']._serialized_end=379
+  _globals['_LISTUSERSREQUEST']._serialized_start=381
+  _globals['_LISTUSERSREQUEST']._serialized_end=399
+  _globals['_LISTUSERSRESPONSE']._serialized_start=401
+  _globals['_LISTUSERSRESPONSE']._serialized_end=439
+  _globals['_DELETEACCESSKEYREQUEST']._serialized_start=441
+  _globals['_DELETEACCESSKEYREQUEST']._serialized_end=503
+  _globals['_DELETEACCESSKEYRESPONSE']._serialized_start=505
+  _globals['_DELETEACCESSKEYRESPONSE']._serialized_end=530
+  _globals['_GETUSERBYACCESSKEYREQUEST']._serialized_start=532
+  _globals['_GETUSERBYACCESSKEYREQUEST']._serialized_end=579
+  _globals['_GETUSERBYACCESSKEYRESPONSE']._serialized_start=581
+  _globals['_GETUSERBYACCESSKEYRESPONSE']._serialized_end=645
+  _globals['_IDENTITY']._serialized_start=648
+  _globals['_IDENTITY']._serialized_end=782
+  _globals['_CREDENTIAL']._serialized_start=784
+  _globals['_CREDENTIAL']._serialized_end=852
+  _globals['_ACCOUNT']._serialized_start=854
+  _globals['_ACCOUNT']._serialized_end=920
+  _globals['_SEAWEEDIDENTITYACCESSMANAGEMENT']._serialized_start=923
+  _globals['_SEAWEEDIDENTITYACCESSMANAGEMENT']._serialized_end=1466
 # @@protoc_insertion_point(module_scope)

@@ -28,6 +28,18 @@ class GetUserResponse(_message.Message):
     identity: Identity
     def __init__(self, identity: _Optional[_Union[Identity, _Mapping]] = ...) -> None: ...
 
+class UpdateUserRequest(_message.Message):
+    __slots__ = ("username", "identity")
+    USERNAME_FIELD_NUMBER: _ClassVar[int]
+    IDENTITY_FIELD_NUMBER: _ClassVar[int]
+    username: str
+    identity: Identity
+    def __init__(self, username: _Optional[str] = ..., identity: _Optional[_Union[Identity, _Mapping]] = ...) -> None: ...
+
+class UpdateUserResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
 class DeleteUserRequest(_message.Message):
     __slots__ = ("username",)
     USERNAME_FIELD_NUMBER: _ClassVar[int]

@@ -44,6 +44,11 @@ class SeaweedIdentityAccessManagementStub:
                 request_serializer=balsam_dot_providers_dot_storage_dot_iam__pb_dot_iam__pb2.GetUserRequest.SerializeToString,
                 response_deserializer=balsam_dot_providers_dot_storage_dot_iam__pb_dot_iam__pb2.GetUserResponse.FromString,
                 _registered_method=True)
+        self.UpdateUser = channel.unary_unary(
+                '/iam_pb.SeaweedIdentityAccessManagement/UpdateUser',
+                request_serializer=balsam_dot_providers_dot_storage_dot_iam__pb_dot_iam__pb2.UpdateUserRequest.SerializeToString,
+                response_deserializer=balsam_dot_providers_dot_storage_dot_iam__pb_dot_iam__pb2.UpdateUserResponse.FromString,
+                _registered_method=True)
         self.DeleteUser = channel.unary_unary(
                 '/iam_pb.SeaweedIdentityAccessManagement/DeleteUser',
                 request_serializer=balsam_dot_providers_dot_storage_dot_iam__pb_dot_iam__pb2.DeleteUserRequest.SerializeToString,
@@ -76,6 +81,12 @@ class SeaweedIdentityAccessManagementServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetUser(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateUser(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -117,6 +128,11 @@ def add_SeaweedIdentityAccessManagementServicer_to_server(servicer, server):
                     servicer.GetUser,
                     request_deserializer=balsam_dot_providers_dot_storage_dot_iam__pb_dot_iam__pb2.GetUserRequest.FromString,
                     response_serializer=balsam_dot_providers_dot_storage_dot_iam__pb_dot_iam__pb2.GetUserResponse.SerializeToString,
+            ),
+            'UpdateUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateUser,
+                    request_deserializer=balsam_dot_providers_dot_storage_dot_iam__pb_dot_iam__pb2.UpdateUserRequest.FromString,
+                    response_serializer=balsam_dot_providers_dot_storage_dot_iam__pb_dot_iam__pb2.UpdateUserResponse.SerializeToString,
             ),
             'DeleteUser': grpc.unary_unary_rpc_method_handler(
                     servicer.DeleteUser,
@@ -193,6 +209,33 @@ class SeaweedIdentityAccessManagement:
             '/iam_pb.SeaweedIdentityAccessManagement/GetUser',
             balsam_dot_providers_dot_storage_dot_iam__pb_dot_iam__pb2.GetUserRequest.SerializeToString,
             balsam_dot_providers_dot_storage_dot_iam__pb_dot_iam__pb2.GetUserResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/iam_pb.SeaweedIdentityAccessManagement/UpdateUser',
+            balsam_dot_providers_dot_storage_dot_iam__pb_dot_iam__pb2.UpdateUserRequest.SerializeToString,
+            balsam_dot_providers_dot_storage_dot_iam__pb_dot_iam__pb2.UpdateUserResponse.FromString,
             options,
             channel_credentials,
             insecure,
