@@ -61,6 +61,7 @@ ACTIONS: Final[Mapping[str, str]] = {
     "data.delete": N_("Data deleted"),
     "data.restore": N_("Earlier version of data restored"),
     "data.expire": N_("Expired temporary data deleted"),
+    "data.quota": N_("Storage quota reached or left (keys made read-only or writable)"),
 }
 OUTCOMES: Final[Mapping[str, str]] = {
     "success": N_("done"),

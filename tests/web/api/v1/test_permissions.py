@@ -45,6 +45,15 @@ ROWS: list[tuple[str, str, Any, int, int]] = [
     ("PUT", "/api/v1/projects/{p}/data/main/readme.txt", {"any": "body"}, 201, 201),
     ("DELETE", "/api/v1/projects/{p}/data/main/readme.txt", None, 204, 204),
     ("POST", "/api/v1/projects/{p}/data/main/readme.txt/restore", {"versionId": "x"}, 404, 404),
+    # Resumable uploads: each member reaches only their own (none here: 404).
+    ("POST", "/api/v1/projects/{p}/data/uploads", {"path": "main/u", "size": 3}, 201, 201),
+    ("GET", "/api/v1/projects/{p}/uploads", None, 200, 200),
+    ("GET", "/api/v1/projects/{p}/uploads/nope", None, 404, 404),
+    ("PUT", "/api/v1/projects/{p}/uploads/nope/parts/1", {"any": "body"}, 404, 404),
+    ("POST", "/api/v1/projects/{p}/uploads/nope/complete", None, 404, 404),
+    ("DELETE", "/api/v1/projects/{p}/uploads/nope", None, 404, 404),
+    # Storage quotas: administrators only, owners too are refused.
+    ("PATCH", "/api/v1/projects/{p}", {"storageQuotaBytes": 5}, 403, 403),
 ]
 
 
@@ -153,7 +162,9 @@ def test_every_route_is_in_the_matrix(app: FastAPI) -> None:
             .replace("{bob}", "{username}")
             .replace("{key}", "{accessKey}")
             .replace("UkVBRE1FLm1k", "{fileId}")
-            .replace("main/readme.txt", "{path}"),
+            .replace("main/readme.txt", "{path}")
+            .replace("/uploads/nope", "/uploads/{uploadId}")
+            .replace("/parts/1", "/parts/{number}"),
         )
         for m, p, *_ in ROWS
     }
