@@ -35,8 +35,11 @@ import httpx
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from sqlalchemy import update
 
 from balsam.context import AppContext
+from balsam.db.models import Project
+from balsam.domain.data.quotas import enforce_quotas
 from balsam.embedded.seaweedfs import find_weed_binary
 from tests.fixtures.app import TestUser, _make_user
 from tests.fixtures.seaweed import SeaweedEndpoint
@@ -1130,7 +1133,8 @@ def test_the_data_api_gives_a_kernel_nothing_with_the_keys_it_holds(
         f"base = {live_url!r} + '/api/v1/projects/{victim.project['id']}'\n"
         f"calls = [('GET', '/data?prefix=main/', None), ('GET', '/data/{key}', None),\n"
         f"         ('PUT', '/data/main/planted.txt', b'x'), ('DELETE', '/data/{key}', None),\n"
-        "         ('GET', '/usage', None)]\n"
+        "         ('GET', '/usage', None), ('POST', '/data/uploads', b'{}'),\n"
+        "         ('GET', '/uploads', None), ('PUT', '/uploads/x/parts/1', b'x')]\n"
         "out = {}\n"
         "for name, auth in auths.items():\n"
         "    for method, path, body in calls:\n"
@@ -1146,3 +1150,65 @@ def test_the_data_api_gives_a_kernel_nothing_with_the_keys_it_holds(
         "print(json.dumps(out))"
     )
     assert set(got.values()) == {401}, got
+
+
+def test_a_kernel_over_its_projects_quota_can_no_longer_write_with_its_key(
+    ctx: AppContext, attacker: Attacker, workspaces: dict[str, dict[str, Any]]
+) -> None:
+    """The quota sweep closes the bucket to the workspace's own key: puts, deletes,
+    copies and multipart uploads are refused, reads still work; nothing the kernel
+    holds opens it again. Reopened afterwards for the module's other attacks."""
+    project_id = workspaces["alice"]["projectId"]
+    with ctx.sessions() as session, session.begin():
+        session.execute(update(Project).where(Project.id == project_id).values(
+            storage_quota_bytes=1))  # fmt: skip
+    try:
+        first = attacker.run(
+            "import boto3, os\n"
+            "s3 = boto3.client('s3', endpoint_url=os.environ['AWS_ENDPOINT_URL'])\n"
+            "bucket = os.environ['BALSAM_BUCKET']\n"
+            "s3.put_object(Bucket=bucket, Key='main/over.bin', Body=b'x' * 100)\n"
+            "print(json.dumps(True))"
+        )
+        assert first is True
+        assert enforce_quotas(ctx, project_id) == 1
+        deadline = time.monotonic() + 10
+        while True:
+            got = attacker.run(
+                "import boto3, botocore, os\n"
+                "s3 = boto3.client('s3', endpoint_url=os.environ['AWS_ENDPOINT_URL'])\n"
+                "bucket = os.environ['BALSAM_BUCKET']\n"
+                "def code(call):\n"
+                "    try:\n"
+                "        call()\n"
+                "        return 'ok'\n"
+                "    except botocore.exceptions.ClientError as e:\n"
+                "        return e.response['Error']['Code']\n"
+                "out = {\n"
+                "  'put': code(lambda: s3.put_object(Bucket=bucket, Key='main/more', Body=b'y')),\n"
+                "  'delete': code(lambda: s3.delete_object(Bucket=bucket, Key='main/over.bin')),\n"
+                "  'copy': code(lambda: s3.copy_object(Bucket=bucket, Key='main/copy',\n"
+                "      CopySource={'Bucket': bucket, 'Key': 'main/over.bin'})),\n"
+                "  'multipart': code(lambda: s3.create_multipart_upload(Bucket=bucket,\n"
+                "      Key='main/mp')),\n"
+                "  'read': code(lambda: s3.get_object(Bucket=bucket, Key='main/over.bin')),\n"
+                "  'list': code(lambda: s3.list_objects_v2(Bucket=bucket)),\n"
+                "}\n"
+                "print(json.dumps(out))"
+            )
+            if got["put"] != "ok" or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert got == {
+            "put": "AccessDenied",
+            "delete": "AccessDenied",
+            "copy": "AccessDenied",
+            "multipart": "AccessDenied",
+            "read": "ok",
+            "list": "ok",
+        }, got
+    finally:
+        with ctx.sessions() as session, session.begin():
+            session.execute(update(Project).where(Project.id == project_id).values(
+                storage_quota_bytes=None))  # fmt: skip
+        enforce_quotas(ctx, project_id)
