@@ -155,9 +155,7 @@ class Project(Base):
     storage_quota_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     #: Set by the quota sweep while the bucket is over its quota: the project's keys
     #: then read only, and writes through Balsam are refused.
-    storage_over_quota: Mapped[bool] = mapped_column(
-        Boolean, default=False, server_default=false()
-    )
+    storage_over_quota: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     branches: Mapped[list[Branch]] = relationship(
         back_populates="project",
@@ -377,3 +375,18 @@ class DataUpload(Base):
     expires_in_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_by: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class DataUploadPart(Base):
+    """A part of a resumable upload as last stored: the storage server may keep every
+    copy of a part sent twice (SeaweedFS does), and completing names the one meant by
+    its ETag."""
+
+    __tablename__ = "data_upload_parts"
+
+    upload_id: Mapped[str] = mapped_column(
+        ForeignKey("data_uploads.id", ondelete="CASCADE"), primary_key=True
+    )
+    number: Mapped[int] = mapped_column(Integer, primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    etag: Mapped[str] = mapped_column(String(128))

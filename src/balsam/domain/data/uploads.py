@@ -17,17 +17,20 @@ for ``storage.upload_hours`` are aborted by the hourly sweep (:func:`sweep_uploa
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import math
 import secrets
+import threading
+from collections.abc import Iterator
 from datetime import timedelta
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from balsam.context import AppContext
-from balsam.db.models import DataUpload, Project, utcnow
+from balsam.db.models import DataUpload, DataUploadPart, Project, utcnow
 from balsam.domain.data.schemas import (
     DataWritten,
     UploadList,
@@ -44,7 +47,7 @@ from balsam.domain.data.service import (
 )
 from balsam.domain.identity.service import Actor
 from balsam.errors import N_, Conflict, InvalidInput, NotFound, ProviderError
-from balsam.providers.storage.objects import PART_SIZE, Part, S3ObjectStore
+from balsam.providers.storage.objects import PART_SIZE, UPLOAD_GONE, Part, S3ObjectStore
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +74,7 @@ def expected_length(upload: DataUpload, number: int) -> int:
     """How long part ``number`` of ``upload`` must be (InvalidInput if no such part)."""
     total = _parts_total(upload)
     if not 1 <= number <= total:
-        raise InvalidInput(
-            N_("This upload has parts 1 to %(total)s."), params={"total": total}
-        )
+        raise InvalidInput(N_("This upload has parts 1 to %(total)s."), params={"total": total})
     if number < total:
         return upload.part_size
     return upload.size - upload.part_size * (total - 1)
@@ -81,6 +82,110 @@ def expected_length(upload: DataUpload, number: int) -> int:
 
 def _parts_total(upload: DataUpload) -> int:
     return math.ceil(upload.size / upload.part_size)
+
+
+class _Digest:
+    """The SHA-256 of an upload's first parts, fed in order as they are stored."""
+
+    def __init__(self) -> None:
+        self.hash = hashlib.sha256()
+        self.next = 1  # the part the hash waits for
+        self.offset = 0  # bytes hashed
+        self.receiving: set[int] = set()  # parts being received by this process
+        self.valid = True  # False once a hashed part was sent again
+
+
+class _Digests:
+    """Per upload, in this process: the whole object's SHA-256 as far as its parts
+    arrived in order, so completing rarely has to read the object back. A part whose
+    predecessor is still arriving here waits for it (at most :data:`WAIT` seconds);
+    one whose predecessor is not (another process has it, or it failed) is not
+    hashed, and completion reads the object back from where the hash stopped."""
+
+    WAIT = 10.0
+
+    def __init__(self) -> None:
+        self._lock = threading.Condition()
+        self._digests: dict[str, _Digest] = {}
+
+    def receiving(self, upload_id: str, number: int) -> None:
+        with self._lock:
+            self._digests.setdefault(upload_id, _Digest()).receiving.add(number)
+
+    def stored(self, upload_id: str, number: int, data: bytes | bytearray | None) -> None:
+        """Part ``number`` is stored (``data``) or failed (None): hash it in turn."""
+        with self._lock:
+            digest = self._digests.get(upload_id)
+            if digest is None:
+                return
+            if data is not None and number < digest.next:
+                digest.valid = False  # its bytes may differ from those hashed
+            if data is not None and digest.valid:
+                self._lock.wait_for(
+                    lambda: digest.next >= number or digest.next not in digest.receiving,
+                    timeout=self.WAIT,
+                )
+                if digest.next == number:
+                    digest.hash.update(data)
+                    digest.next += 1
+                    digest.offset += len(data)
+            digest.receiving.discard(number)
+            self._lock.notify_all()
+
+    def take(self, upload_id: str) -> _Digest | None:
+        with self._lock:
+            digest = self._digests.pop(upload_id, None)
+        return digest if digest is not None and digest.valid else None
+
+    def drop(self, upload_id: str) -> None:
+        with self._lock:
+            self._digests.pop(upload_id, None)
+
+
+_DIGESTS = _Digests()
+
+
+class PartReceipt:
+    """One part on its way in (from :meth:`UploadService.receive_part`)."""
+
+    def __init__(self, ctx: AppContext, bucket: str, row: DataUpload, number: int) -> None:
+        self._ctx, self._bucket, self._row, self.number = ctx, bucket, row, number
+        self._objects = ctx.providers.storage.objects
+        #: How long the part must be.
+        self.length = expected_length(row, number)
+
+    def store(self, data: bytes | bytearray) -> UploadPart:
+        """Store the part (InvalidInput unless it is :attr:`length` bytes long)."""
+        row = self._row
+        if len(data) != self.length:
+            self.give_up()
+            raise InvalidInput(
+                N_("Part %(number)s must be %(size)s bytes long."),
+                params={"number": self.number, "size": self.length},
+            )
+        try:
+            with _gone_as_not_found(self._ctx, row):
+                etag = self._objects.put_part(
+                    self._bucket, row.path, row.upload_id, self.number, data
+                )
+            with self._ctx.sessions() as session, session.begin():
+                session.execute(
+                    delete(DataUploadPart).where(
+                        DataUploadPart.upload_id == row.id, DataUploadPart.number == self.number
+                    )
+                )
+                session.add(
+                    DataUploadPart(upload_id=row.id, number=self.number, size=len(data), etag=etag)
+                )
+        except BaseException:
+            self.give_up()
+            raise
+        _DIGESTS.stored(row.id, self.number, data)
+        return UploadPart(number=self.number, size=len(data))
+
+    def give_up(self) -> None:
+        """The body did not arrive whole: nothing is stored."""
+        _DIGESTS.stored(self._row.id, self.number, None)
 
 
 class UploadService:
@@ -127,7 +232,7 @@ class UploadService:
             raise
         return _state(row, {})
 
-    def list(self, actor: Actor, project_id: str) -> UploadList:
+    def unfinished(self, actor: Actor, project_id: str) -> UploadList:
         """The caller's unfinished uploads into the project, oldest first."""
         project = self.data.access(actor, project_id, "data.read")
         with self.ctx.sessions() as session:
@@ -145,33 +250,25 @@ class UploadService:
 
     def state(self, actor: Actor, project_id: str, upload_id: str) -> UploadState:
         """The upload and the parts the storage server holds."""
-        project, row = self._upload(actor, project_id, upload_id, "data.read")
-        return _state(row, self._parts(project, row))
+        _, row = self._upload(actor, project_id, upload_id, "data.read")
+        return _state(row, self._parts(row))
 
-    def put_part(
-        self, actor: Actor, project_id: str, upload_id: str, number: int, data: bytes
-    ) -> UploadPart:
-        """Store part ``number`` (again, if it was sent before)."""
+    def receive_part(
+        self, actor: Actor, project_id: str, upload_id: str, number: int
+    ) -> PartReceipt:
+        """Before part ``number``'s body is read: how long it must be, and where it goes
+        (:meth:`PartReceipt.store`, or :meth:`PartReceipt.give_up` when the body did not
+        arrive whole)."""
         project, row = self._upload(actor, project_id, upload_id, "data.write")
-        expected = expected_length(row, number)
-        if len(data) != expected:
-            raise InvalidInput(
-                N_("Part %(number)s must be %(size)s bytes long."),
-                params={"number": number, "size": expected},
-            )
-        self._objects.put_part(project.bucket, row.path, row.upload_id, number, data)
-        return UploadPart(number=number, size=len(data))
-
-    def part_length(self, actor: Actor, project_id: str, upload_id: str, number: int) -> int:
-        """How long part ``number`` must be (checked before its body is read)."""
-        _, row = self._upload(actor, project_id, upload_id, "data.write")
-        return expected_length(row, number)
+        receipt = PartReceipt(self.ctx, project.bucket, row, number)
+        _DIGESTS.receiving(row.id, number)
+        return receipt
 
     def complete(self, actor: Actor, project_id: str, upload_id: str) -> DataWritten:
         """Make the object visible once every part is there (Conflict naming the
         missing ones otherwise); its version, size and SHA-256."""
         project, row = self._upload(actor, project_id, upload_id, "data.write")
-        held = self._parts(project, row)
+        held = self._parts(row)
         total = _parts_total(row)
         missing = [n for n in range(1, total + 1) if n not in held]
         if missing:
@@ -185,7 +282,7 @@ class UploadService:
         if room is not None and row.size > room:
             raise quota_exceeded(project)
         version = self._finish(project, row, [held[n] for n in range(1, total + 1)])
-        sha256 = self._digest(project, row.path, version)
+        sha256 = self._digest(project, row, version)
         with self.ctx.sessions() as session, session.begin():
             session.execute(delete(DataUpload).where(DataUpload.id == row.id))
         expires_at = self.data.expiry_for(row.path, row.expires_in_days)
@@ -198,6 +295,7 @@ class UploadService:
         """Drop the upload and every part sent."""
         project, row = self._upload(actor, project_id, upload_id, "data.write")
         self._objects.abort_parts(project.bucket, row.path, row.upload_id)
+        _DIGESTS.drop(row.id)
         with self.ctx.sessions() as session, session.begin():
             session.execute(delete(DataUpload).where(DataUpload.id == row.id))
 
@@ -213,14 +311,13 @@ class UploadService:
             raise NotFound(N_("No upload '%(upload)s'."), params={"upload": upload_id})
         return project, row
 
-    def _parts(self, project: DataProject, row: DataUpload) -> dict[int, Part]:
-        held = self._objects.parts(project.bucket, row.path, row.upload_id)
-        if held is None:  # aborted by the sweep, or by the storage server itself
-            with self.ctx.sessions() as session, session.begin():
-                session.execute(delete(DataUpload).where(DataUpload.id == row.id))
-            raise NotFound(N_("No upload '%(upload)s'."), params={"upload": row.id})
-        # A part of the wrong size cannot come from put_part; drop it from the count.
-        return {n: p for n, p in held.items() if _fits(row, n, p.size)}
+    def _parts(self, row: DataUpload) -> dict[int, Part]:
+        """The parts stored, as last sent."""
+        with self.ctx.sessions() as session:
+            stored = session.scalars(
+                select(DataUploadPart).where(DataUploadPart.upload_id == row.id)
+            )
+            return {p.number: Part(p.number, p.size, p.etag) for p in stored}
 
     def _finish(self, project: DataProject, row: DataUpload, parts: list[Part]) -> str | None:
         if row.size == 0:  # S3 wants at least one part: an empty object in one request
@@ -232,23 +329,38 @@ class UploadService:
                 content_type="application/octet-stream",
                 metadata=provenance_metadata(row.created_by, "upload"),
             )
-        return self._objects.complete_parts(project.bucket, row.path, row.upload_id, parts)
+        with _gone_as_not_found(self.ctx, row):
+            return self._objects.complete_parts(project.bucket, row.path, row.upload_id, parts)
 
-    def _digest(self, project: DataProject, path: str, version: str | None) -> str:
-        opened = self._objects.open(project.bucket, path, version)
-        if opened is None:
-            raise ProviderError("Object storage lost an object just completed.")
-        digest = hashlib.sha256()
-        for chunk in opened[1]:
-            digest.update(chunk)
+    def _digest(self, project: DataProject, row: DataUpload, version: str | None) -> str:
+        """The object's SHA-256: hashed as its parts arrived, the rest (all, after a
+        restart or parts out of order) read back from the object."""
+        known = _DIGESTS.take(row.id)
+        digest = known.hash if known is not None else hashlib.sha256()
+        offset = known.offset if known is not None else 0
+        if offset < row.size:
+            opened = self._objects.open(
+                project.bucket, row.path, version, byte_range=(offset, row.size - 1)
+            )
+            if opened is None:
+                raise ProviderError("Object storage lost an object just completed.")
+            for chunk in opened[1]:
+                digest.update(chunk)
         return digest.hexdigest()
 
 
-def _fits(row: DataUpload, number: int, size: int) -> bool:
+@contextlib.contextmanager
+def _gone_as_not_found(ctx: AppContext, row: DataUpload) -> Iterator[None]:
+    """An upload the storage server no longer has (aborted by the sweep, or by the
+    server itself) is forgotten and answered as NotFound."""
     try:
-        return expected_length(row, number) == size
-    except InvalidInput:
-        return False
+        yield
+    except ProviderError as exc:
+        if exc.details.get("code") != UPLOAD_GONE:
+            raise
+        with ctx.sessions() as session, session.begin():
+            session.execute(delete(DataUpload).where(DataUpload.id == row.id))
+        raise NotFound(N_("No upload '%(upload)s'."), params={"upload": row.id}) from exc
 
 
 def _state(row: DataUpload, held: dict[int, Part] | None) -> UploadState:

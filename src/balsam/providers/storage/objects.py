@@ -35,6 +35,8 @@ from balsam.providers.storage.calls import backend, error_code
 #: Size of each part of a multipart upload (S3's minimum is 5 MiB).
 PART_SIZE = 8 * 1024 * 1024
 _MISSING = ("NoSuchKey", "NoSuchBucket", "NoSuchVersion", "NoSuchUpload", "404", "NotFound")
+#: What a call on a multipart upload that is no more answers.
+UPLOAD_GONE = "NoSuchUpload"
 
 
 @dataclass(frozen=True)
@@ -222,32 +224,24 @@ class S3ObjectStore:
             )
         return str(answer["UploadId"])
 
-    def put_part(self, bucket: str, key: str, upload_id: str, number: int, data: bytes) -> None:
-        """Store part ``number`` (replacing one sent before under that number)."""
-        with _storage("write a part"):
-            self._s3.upload_part(
+    def put_part(
+        self, bucket: str, key: str, upload_id: str, number: int, data: bytes | bytearray
+    ) -> str:
+        """Store part ``number``; its ETag (name it to :meth:`complete_parts`: a part
+        sent twice may be kept twice). ProviderError with code ``NoSuchUpload`` when
+        the upload is gone."""
+        with backend("write a part"):
+            answer = self._s3.upload_part(
                 Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=data
             )
-
-    def parts(self, bucket: str, key: str, upload_id: str) -> dict[int, Part] | None:
-        """The parts the server holds, by number; None when the upload is gone."""
-        found: dict[int, Part] = {}
-        try:
-            with _storage("list parts"):
-                paginator = self._s3.get_paginator("list_parts")
-                for page in paginator.paginate(Bucket=bucket, Key=key, UploadId=upload_id):
-                    for item in page.get("Parts", []):
-                        number = int(item["PartNumber"])
-                        found[number] = Part(number, int(item["Size"]), str(item["ETag"]))
-        except _Missing:
-            return None
-        return found
+        return str(answer["ETag"])
 
     def complete_parts(
         self, bucket: str, key: str, upload_id: str, parts: builtins.list[Part]
     ) -> str | None:
-        """Make the object of ``parts`` (in order) visible; its version id."""
-        with _storage("complete an upload"):
+        """Make the object of ``parts`` (in order) visible; its version id.
+        ProviderError with code ``NoSuchUpload`` when the upload is gone."""
+        with backend("complete an upload"):
             answer = self._s3.complete_multipart_upload(
                 Bucket=bucket,
                 Key=key,

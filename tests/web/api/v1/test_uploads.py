@@ -76,6 +76,23 @@ def test_parts_in_any_order_make_the_object_only_when_completed(
     assert alice.client.get(_base(project, upload)).status_code == 404
 
 
+def test_a_part_sent_again_with_other_bytes_counts_with_those(
+    alice: TestUser, project: dict[str, Any]
+) -> None:
+    """The SHA-256 is hashed as parts arrive in order; a part replaced after it was
+    hashed must not leave the old bytes in it."""
+    first, second = os.urandom(PART_SIZE), os.urandom(100)
+    upload = _start(alice, project, "main/igen.bin", PART_SIZE + 100)
+    assert _send(alice, project, upload, 1, first).status_code == 200
+    assert _send(alice, project, upload, 2, second).status_code == 200
+    replaced = os.urandom(PART_SIZE)
+    assert _send(alice, project, upload, 1, replaced).status_code == 200
+    done = alice.client.post(f"{_base(project, upload)}/complete").json()
+    assert done["sha256"] == hashlib.sha256(replaced + second).hexdigest()
+    got = alice.client.get(f"/api/v1/projects/{project['id']}/data/main/igen.bin").content
+    assert got == replaced + second
+
+
 def test_a_part_of_the_wrong_length_or_number_is_refused(
     alice: TestUser, project: dict[str, Any]
 ) -> None:
@@ -114,9 +131,12 @@ def test_only_the_member_who_started_an_upload_reaches_it(
         assert _send(user, project, upload, 1, b"12345").status_code == 404
         assert user.client.post(f"{_base(project, upload)}/complete").status_code == 404
         assert user.client.delete(_base(project, upload)).status_code == 404
-    assert bob.client.post(
-        f"/api/v1/projects/{project['id']}/data/uploads", json={"path": "main/y", "size": 1}
-    ).status_code == 404
+    assert (
+        bob.client.post(
+            f"/api/v1/projects/{project['id']}/data/uploads", json={"path": "main/y", "size": 1}
+        ).status_code
+        == 404
+    )
     listed = alice.client.get(f"/api/v1/projects/{project['id']}/uploads").json()["uploads"]
     assert [u["id"] for u in listed] == [upload["id"]]
 
@@ -201,9 +221,13 @@ def test_a_gigabyte_round_trip_cut_half_way_and_resumed(
             file.seek((number - 1) * part)
             return file.read(part)
 
+        def send(number: int) -> None:
+            answer = client.put(f"{_base(project, upload)}/parts/{number}", content=read(number))
+            assert answer.status_code == 200, answer.text
+
         half = total // 2
         for number in range(1, half):
-            assert client.put(f"{_base(project, upload)}/parts/{number}", content=read(number)).status_code == 200  # fmt: skip
+            send(number)
         with pytest.raises((httpx.TransportError, ConnectionResetError)):
             client.put(
                 f"{_base(project, upload)}/parts/{half}",
@@ -217,7 +241,7 @@ def test_a_gigabyte_round_trip_cut_half_way_and_resumed(
         assert held == set(range(1, half))
         for number in range(1, total + 1):
             if number not in held:
-                assert client.put(f"{_base(project, upload)}/parts/{number}", content=read(number)).status_code == 200  # fmt: skip
+                send(number)
     done = client.post(f"{_base(project, upload)}/complete")
     assert done.status_code == 201, done.text
     assert done.json()["sha256"] == expected

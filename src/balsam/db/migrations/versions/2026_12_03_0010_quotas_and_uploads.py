@@ -44,9 +44,24 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_data_uploads")),
     )
     op.create_index("ix_data_uploads_project", "data_uploads", ["project_id"])
+    op.create_table(
+        "data_upload_parts",
+        sa.Column("upload_id", sa.String(length=32), nullable=False),
+        sa.Column("number", sa.Integer(), nullable=False),
+        sa.Column("size", sa.BigInteger(), nullable=False),
+        sa.Column("etag", sa.String(length=128), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["upload_id"],
+            ["data_uploads.id"],
+            name=op.f("fk_data_upload_parts_upload_id_data_uploads"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("upload_id", "number", name=op.f("pk_data_upload_parts")),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("data_upload_parts")
     op.drop_index("ix_data_uploads_project", table_name="data_uploads")
     op.drop_table("data_uploads")
     with op.batch_alter_table("projects") as batch:

@@ -1,7 +1,8 @@
 """Resumable uploads (Balsam's extension): start one with ``POST …/data/uploads``, send
 its parts with ``PUT …/uploads/{id}/parts/{n}`` (in any order, again after a dropped
 connection), ask which arrived with ``GET …/uploads/{id}``, then ``POST …/complete``.
-Each part is read into memory (at most its part size) and then stored."""
+Each part is read into memory (one buffer of its size, filled in place) and then
+stored."""
 
 from __future__ import annotations
 
@@ -18,7 +19,6 @@ from balsam.domain.data.schemas import (
     UploadState,
 )
 from balsam.domain.data.uploads import UploadService
-from balsam.errors import N_, InvalidInput
 from balsam.web.api.v1.common import MEMBER, problems
 from balsam.web.api.v1.projects import ProjectId
 from balsam.web.deps import Ctx, CurrentActor
@@ -51,7 +51,7 @@ def start_upload(
 )
 def list_uploads(projectId: ProjectId, actor: CurrentActor, ctx: Ctx) -> UploadList:
     """The caller's unfinished uploads into the project (to resume after a reload)."""
-    return UploadService(ctx).list(actor, projectId)
+    return UploadService(ctx).unfinished(actor, projectId)
 
 
 @router.get(
@@ -89,21 +89,25 @@ async def put_part(
 ) -> UploadPart:
     """Part ``number``'s bytes (exactly as long as the upload says); sending a part
     again replaces it."""
-    service = UploadService(ctx)
-    expected = await run_in_threadpool(service.part_length, actor, projectId, uploadId, number)
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > expected:  # stop reading: never hold more than one part
-            break
-    if len(body) != expected:
-        raise InvalidInput(
-            N_("Part %(number)s must be %(size)s bytes long."),
-            params={"number": number, "size": expected},
-        )
-    return await run_in_threadpool(
-        service.put_part, actor, projectId, uploadId, number, bytes(body)
+    receipt = await run_in_threadpool(
+        UploadService(ctx).receive_part, actor, projectId, uploadId, number
     )
+    # Filled in place: never more than one part held, and no copy of it.
+    body, filled = bytearray(receipt.length), 0
+    view = memoryview(body)
+    try:
+        async for chunk in request.stream():
+            if filled + len(chunk) > receipt.length:
+                filled = -1  # too long: stop reading
+                break
+            view[filled : filled + len(chunk)] = chunk
+            filled += len(chunk)
+    except BaseException:
+        await run_in_threadpool(receipt.give_up)
+        raise
+    finally:
+        view.release()
+    return await run_in_threadpool(receipt.store, body if filled == receipt.length else b"")
 
 
 @router.post(
