@@ -47,6 +47,7 @@ from balsam.domain.workspaces.templates import load_templates
 from balsam.embedded import EmbeddedServiceError, SeaweedServer, load_or_create_admin_credentials
 from balsam.embedded.supervisor import Supervisor
 from balsam.errors import InvalidInput
+from balsam.heap import keep_heap_small
 from balsam.hostuids import HostUidRegistry, UidRegistryError
 from balsam.ports import reclaim
 from balsam.settings import Settings
@@ -82,6 +83,7 @@ class Refused(click.ClickException):
 )
 def up(host: str | None, port: int | None, data_dir: Path | None) -> None:
     """Start Balsam: storage, database and web API, until Ctrl-C."""
+    keep_heap_small()
     settings = load_settings(host=host, port=port, data_dir=data_dir)
     check_admin_password(settings)
     check_templates(settings)
