@@ -61,7 +61,8 @@ def test_upload_with_progress_preview_delete_and_restore(
     with page.expect_navigation():
         page.locator("main button[type=submit]").click()
     page.get_by_role("navigation", name="Project").get_by_role("link", name="Data").click()
-    expect(page.get_by_role("button", name="Upload", exact=True)).to_be_visible()  # the script shows it
+    upload = page.get_by_role("button", name="Upload", exact=True)
+    expect(upload).to_be_visible()  # the script shows the form
     _accessible(page)
 
     # Upload: a progress bar for the file, then the folder again with the file in it.
@@ -72,7 +73,7 @@ def test_upload_with_progress_preview_delete_and_restore(
         {"name": "squares.csv", "mimeType": "text/csv", "buffer": BODY}
     )
     with page.expect_navigation():
-        page.get_by_role("button", name="Upload", exact=True).click()
+        upload.click()
     expect(page.get_by_role("status")).to_have_text("Uploaded.")
     assert seen and seen[-1] == (len(BODY), len(BODY)), seen[-3:]
     row = page.locator("tr", has=page.get_by_role("link", name="squares.csv", exact=True))

@@ -206,7 +206,9 @@ function armUploads() {
       try {
         await uploadFile(file, dest, (sent, total) => {
           bar.value = file.size ? sent : 1;
-          state.textContent = `${Math.floor((100 * sent) / (total || 1))} %`;
+          // Every byte sent: the server still puts the last part in place.
+          state.textContent = sent >= total ? list.dataset.finishing
+            : `${Math.floor((100 * sent) / (total || 1))} %`;
         });
         state.textContent = list.dataset.done;
       } catch (error) {
