@@ -5,6 +5,7 @@ Every data page has labelled controls and AA contrast; nothing loads from elsewh
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,13 @@ WATCH_PROGRESS = """() => {
 
 
 @pytest.fixture
+def shots(tmp_path: Path) -> Path:
+    folder = Path(os.environ.get("BALSAM_SCREENSHOTS", str(tmp_path)))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture
 def page(chromium: Browser, tmp_path: Path) -> Iterator[Page]:
     context = chromium.new_context(locale="en-GB", viewport={"width": 1280, "height": 860})
     opened = context.new_page()
@@ -43,12 +51,18 @@ def page(chromium: Browser, tmp_path: Path) -> Iterator[Page]:
 
 
 def _accessible(page: Page) -> None:
+    """AA contrast, a name for every control, and a tablet's width: nothing wider than
+    the window but what scrolls on its own."""
     assert page.evaluate(LOW_CONTRAST) == [], page.url
     assert page.evaluate(UNLABELLED) == [], page.url
+    page.set_viewport_size({"width": 800, "height": 900})
+    width = page.evaluate("document.documentElement.scrollWidth")
+    page.set_viewport_size({"width": 1280, "height": 860})
+    assert width <= 800, (page.url, width)
 
 
 def test_upload_with_progress_preview_delete_and_restore(
-    page: Page, live_url: str, alice: TestUser, project: dict[str, Any]
+    page: Page, live_url: str, alice: TestUser, project: dict[str, Any], shots: Path
 ) -> None:
     own = urlsplit(live_url).netloc
     elsewhere: list[str] = []
@@ -79,6 +93,7 @@ def test_upload_with_progress_preview_delete_and_restore(
     row = page.locator("tr", has=page.get_by_role("link", name="squares.csv", exact=True))
     expect(row).to_contain_text("MB")
     expect(row).to_contain_text(alice.username)
+    page.screenshot(path=str(shots / "project-data-en.png"), full_page=True)
     assert alice.client.get(f"/api/v1/projects/{pid}/data/main/squares.csv").content == BODY
 
     # Preview: the columns and the first rows.
@@ -86,6 +101,7 @@ def test_upload_with_progress_preview_delete_and_restore(
     expect(page.get_by_role("heading", name="squares.csv")).to_be_visible()
     expect(page.locator("table.preview th").nth(1)).to_have_text("square")
     expect(page.locator("table.preview tbody tr").nth(3)).to_contain_text("9")
+    page.screenshot(path=str(shots / "project-data-file-en.png"))
     expect(page.get_by_role("link", name="Download", exact=True)).to_have_attribute(
         "href", f"/api/v1/projects/{pid}/data/main/squares.csv"
     )
