@@ -250,3 +250,20 @@ def test_a_script_cannot_read_the_data_pages(
     with browser(app, alice) as client:
         answer = client.get(_tab(project), headers={"Sec-Fetch-Mode": "cors"})
     assert answer.status_code == 403 and 'name="csrf"' not in answer.text
+
+
+def test_the_pages_script_writes_with_the_session_and_its_csrf_token_only(
+    app: FastAPI, alice: TestUser, project: dict[str, Any]
+) -> None:
+    """What ``uploadFile`` does: a PUT to the data API with the session cookie and the
+    token the upload form carries; without the token the API refuses it."""
+    url = f"/api/v1/projects/{project['id']}/data/main/up.txt"
+    with browser(app, alice) as client:
+        page = client.get(_tab(project))
+        form = re.search(r'<form id="upload".*?name="csrf" value="([^"]+)"', page.text, re.S)
+        assert form is not None
+        refused = client.put(url, content=b"no token")
+        assert refused.status_code == 403
+        written = client.put(url, content=b"hello", headers={"X-CSRF-Token": form.group(1)})
+        assert written.status_code == 201, written.text
+    assert alice.client.get(url).content == b"hello"
