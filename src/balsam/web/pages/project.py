@@ -2,10 +2,12 @@
 
 ``/projects/<id>?branch=<b>&tab=<t>``: the branch and the tab are in the URL, so
 every view can be linked and reloaded. Tabs: *README* (the branch's README,
-rendered and sanitised), *Filer* (the branch's files), *Bearbetningsmiljöer* (the
-user's workspaces on the branch, and a form for a new one), *Medlemmar*
-(everyone sees the list; owners add, change and remove), *Nycklar* (the user's S3
-keys; owners see every key): create — the secret is shown once — and revoke.
+rendered and sanitised), *Filer* (the branch's files), *Data* (the branch's and
+``tmp/``'s data in the bucket, a folder at a time: :mod:`.data_folder`; its other
+pages are :mod:`.data`), *Bearbetningsmiljöer* (the user's workspaces on the branch,
+and a form for a new one), *Medlemmar* (everyone sees the list; owners add, change and
+remove), *Nycklar* (the user's S3 keys; owners see every key): create — the secret is
+shown once — and revoke.
 
 Every form posts under ``/projects/<id>/…`` and is answered with a redirect back
 to its tab (303), or with the page again showing the service's message (404,
