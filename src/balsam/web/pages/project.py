@@ -2,10 +2,12 @@
 
 ``/projects/<id>?branch=<b>&tab=<t>``: the branch and the tab are in the URL, so
 every view can be linked and reloaded. Tabs: *README* (the branch's README,
-rendered and sanitised), *Filer* (the branch's files), *Bearbetningsmiljöer* (the
-user's workspaces on the branch, and a form for a new one), *Medlemmar*
-(everyone sees the list; owners add, change and remove), *Nycklar* (the user's S3
-keys; owners see every key): create — the secret is shown once — and revoke.
+rendered and sanitised), *Filer* (the branch's files), *Data* (the branch's and
+``tmp/``'s data in the bucket, a folder at a time: :mod:`.data_folder`; its other
+pages are :mod:`.data`), *Bearbetningsmiljöer* (the user's workspaces on the branch,
+and a form for a new one), *Medlemmar* (everyone sees the list; owners add, change and
+remove), *Nycklar* (the user's S3 keys; owners see every key): create — the secret is
+shown once — and revoke.
 
 Every form posts under ``/projects/<id>/…`` and is answered with a redirect back
 to its tab (303), or with the page again showing the service's message (404,
@@ -50,8 +52,14 @@ from balsam.errors import BalsamError, InvalidInput, NotFound
 from balsam.providers.git.base import TreeEntry
 from balsam.web.deps import get_ctx
 from balsam.web.pages import i18n
+from balsam.web.pages.data_folder import (
+    DataFolder,
+    api_data_url,
+    data_page_url,
+    load_folder,
+)
 from balsam.web.pages.downloads import as_stream
-from balsam.web.pages.forms import PageSession, posted_form, require_session
+from balsam.web.pages.forms import PageSession, done_message, posted_form, require_session
 from balsam.web.pages.home import WorkspaceRow, workspace_row
 from balsam.web.pages.i18n import N_
 from balsam.web.pages.render import render
@@ -62,6 +70,15 @@ router = APIRouter(include_in_schema=False)
 TABS = ("readme", "files", "resources", "data", "workspaces", "members", "keys", "activity")
 ACTIVITY_PAGE = 50
 MAX_FOLDER_PATH = 4096
+#: What the *Data* tab says after a data page's form worked (``?done=``).
+DATA_DONE = {
+    "uploaded": N_("Uploaded."),
+    "deleted": N_("Deleted. It can be restored from its versions for the retention period."),
+    "folder-deleted": N_(
+        "The folder is deleted. Each file in it can be restored from its versions "
+        "for the retention period."
+    ),
+}
 
 
 @dataclass
@@ -79,8 +96,11 @@ class ProjectView:
     resources: list[TreeEntry] = field(default_factory=list)
     offered: list[OfferedResource] = field(default_factory=list)
     resource_query: str = ""
-    #: The S3 endpoint and region (the *Data* tab).
+    #: The S3 endpoint and region, and the folder shown (the *Data* tab).
     storage: dict[str, str] = field(default_factory=dict)
+    data: DataFolder | None = None
+    #: *Data*: the path the page starts after (the API's ``after``).
+    after: str = ""
     page: int = 1
     members: list[MemberPublic] = field(default_factory=list)
     keys: list[CredentialPublic] = field(default_factory=list)
@@ -101,15 +121,12 @@ def load(
     folder: str = "",
     page: int = 1,
     resource_query: str = "",
+    after: str = "",
 ) -> ProjectView:
     """The project (NotFound unless the actor may see it) and the tab's content
-    (``folder``: the folder the *Filer* tab shows)."""
-    service = ProjectService(ctx)
-    project = project_public(ctx, service.get(actor, project_id), service.role(actor, project_id))
-    default = next((b.id for b in project.branches if b.is_default), "")
-    chosen = branch or default
-    if chosen not in {b.id for b in project.branches}:
-        raise NotFound(N_("No such branch in this project."))
+    (``folder``: the folder the *Filer* or the *Data* tab shows; ``after``: where
+    *Data*'s page starts)."""
+    project, chosen = project_on_branch(ctx, actor, project_id, branch)
     view = ProjectView(
         project=project,
         branch=chosen,
@@ -117,9 +134,24 @@ def load(
         folder=folder,
         page=page,
         resource_query=resource_query,
+        after=after,
     )
     _fill(ctx, actor, view)
     return view
+
+
+def project_on_branch(
+    ctx: AppContext, actor: Actor, project_id: str, branch: str | None
+) -> tuple[ProjectPublic, str]:
+    """The project (NotFound unless the actor may see it) and the branch asked for
+    (its default one for None or ''; NotFound for one it does not have)."""
+    service = ProjectService(ctx)
+    project = project_public(ctx, service.get(actor, project_id), service.role(actor, project_id))
+    default = next((b.id for b in project.branches if b.is_default), "")
+    chosen = branch or default
+    if chosen not in {b.id for b in project.branches}:
+        raise NotFound(N_("No such branch in this project."))
+    return project, chosen
 
 
 def _fill(ctx: AppContext, actor: Actor, view: ProjectView) -> None:
@@ -137,6 +169,7 @@ def _fill(ctx: AppContext, actor: Actor, view: ProjectView) -> None:
     elif view.tab == "data":
         storage = ctx.providers.storage
         view.storage = {"endpoint": storage.endpoint_url, "region": storage.region}
+        view.data = load_folder(ctx, actor, pid, branch, view.folder, view.after)
     elif view.tab == "activity":
         offset = (view.page - 1) * ACTIVITY_PAGE
         view.activity = project_activity(ctx, actor, pid, limit=ACTIVITY_PAGE, offset=offset)
@@ -190,6 +223,11 @@ def _page(request: Request, view: ProjectView, *, status: int = 200, error: str 
         reason=lambda text: reason(gettext, text),
         tab_url=tab_url,
         file_url=file_url,
+        api_data_url=api_data_url,
+        data_page_url=data_page_url,
+        tmp_max_days=get_ctx(request).settings.storage.tmp_max_days,
+        done=done_message(request, DATA_DONE),
+        deleted=request.query_params.get("deleted", ""),
         error=error,
         in_form=in_form,
         filled=filled or {},
@@ -212,9 +250,10 @@ async def project_page(
     path: Annotated[str, Query(max_length=MAX_FOLDER_PATH)] = "",
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
     rq: Annotated[str, Query(max_length=200)] = "",
+    after: Annotated[str, Query(max_length=1024)] = "",
 ) -> HTMLResponse:
     """The project on a branch (the default one unless ``branch``), on one tab
-    (*Filer*: in the folder ``path``)."""
+    (*Filer* and *Data*: in the folder ``path``; *Data*: from ``after`` on)."""
     session = await require_session(request)
     view = await run_in_threadpool(
         load,
@@ -226,6 +265,7 @@ async def project_page(
         folder=path.strip("/"),
         page=page,
         resource_query=rq.strip(),
+        after=after,
     )
     return _page(request, view)
 

@@ -22,6 +22,7 @@ from starlette.requests import Request
 from balsam.domain.projects.naming import encode_file_id
 from balsam.web.origins import on_workspace_port, opening_link, portal_origin, workspace_origin
 from balsam.web.pages import activity, i18n, states
+from balsam.web.pages.sizes import human_size
 
 SECURITY_HEADERS: Mapping[str, str] = {
     "Content-Security-Policy": (
@@ -67,6 +68,7 @@ def environment(language: str) -> jinja2.Environment:
     env.globals["audit_labels"] = activity.labels(i18n.translations(language).gettext)
     env.globals["sync_labels"] = states.sync_labels(i18n.translations(language).gettext)
     env.filters["file_id"] = encode_file_id
+    env.filters["size"] = functools.partial(human_size, language)
     env.filters["key_name"] = functools.partial(
         states.key_name, i18n.translations(language).gettext
     )

@@ -136,6 +136,93 @@ function armLiveStates() {
   setTimeout(poll, 2000);
 }
 
+// Send one file to the project's data: a PUT of its bytes to the data API, with the
+// session's CSRF token (the API takes the session cookie only with it). ``dest``:
+// {projectId, path, csrf, expiresInDays (tmp/ only; optional)}; ``onProgress(sent,
+// total)`` as the bytes leave. Resolves with the API's answer ({path, versionId, size,
+// sha256}); rejects with an Error whose message is the API's detail.
+function uploadFile(file, dest, onProgress) {
+  const segments = dest.path.split("/").map(encodeURIComponent).join("/");
+  let url = `/api/v1/projects/${encodeURIComponent(dest.projectId)}/data/${segments}`;
+  if (dest.expiresInDays) url += `?expiresInDays=${encodeURIComponent(dest.expiresInDays)}`;
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open("PUT", url);
+    xhr.setRequestHeader("X-CSRF-Token", dest.csrf);
+    xhr.setRequestHeader("Content-Type", file.type || "application/octet-stream");
+    xhr.responseType = "json";
+    xhr.upload.addEventListener("progress", (event) => {
+      if (onProgress) onProgress(event.loaded, event.lengthComputable ? event.total : file.size);
+    });
+    xhr.addEventListener("load", () => {
+      if (xhr.status === 201) {
+        if (onProgress) onProgress(file.size, file.size);
+        resolve(xhr.response);
+      } else {
+        const detail = xhr.response && (xhr.response.detail || xhr.response.title);
+        reject(new Error(detail || `HTTP ${xhr.status}`));
+      }
+    });
+    xhr.addEventListener("error", () => reject(new Error(xhr.statusText || "network error")));
+    xhr.addEventListener("abort", () => reject(new Error("aborted")));
+    xhr.send(file);
+  });
+}
+
+// The Data tab's upload form (data-upload): each chosen file goes with uploadFile, one
+// after the other, a progress bar each; when all have arrived, the folder is shown
+// again. Without JavaScript the form stays hidden (the page says what to use instead).
+function armUploads() {
+  const form = document.querySelector("form[data-upload]");
+  if (!form) return;
+  form.hidden = false;
+  const list = form.querySelector(".uploads");
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const input = form.querySelector("input[type=file]");
+    const button = form.querySelector("button[type=submit]");
+    const expires = form.querySelector("input[name=expires]");
+    button.disabled = true;
+    list.replaceChildren();
+    let failed = false;
+    for (const file of input.files) {
+      const item = document.createElement("li");
+      const name = document.createElement("span");
+      name.textContent = file.name;
+      const bar = document.createElement("progress");
+      bar.max = file.size || 1;
+      bar.value = 0;
+      bar.setAttribute("aria-label", file.name);
+      const state = document.createElement("span");
+      state.className = "muted";
+      item.append(name, bar, state);
+      list.append(item);
+      const dest = {
+        projectId: form.dataset.project,
+        path: form.dataset.folder + file.name,
+        csrf: form.elements.csrf.value,
+        expiresInDays: expires ? expires.value : "",
+      };
+      try {
+        await uploadFile(file, dest, (sent, total) => {
+          bar.value = file.size ? sent : 1;
+          // Every byte sent: the server still puts the last part in place.
+          state.textContent = sent >= total ? list.dataset.finishing
+            : `${Math.floor((100 * sent) / (total || 1))} %`;
+        });
+        state.textContent = list.dataset.done;
+      } catch (error) {
+        failed = true;
+        state.className = "error";
+        state.setAttribute("role", "alert");
+        state.textContent = `${list.dataset.failed} ${error.message}`;
+      }
+    }
+    button.disabled = false;
+    if (!failed) window.location.assign(form.dataset.next);
+  });
+}
+
 // A form with data-autosubmit goes at once (the hand-over of the session to the
 // workspaces' host); without JavaScript the user presses its button.
 function submitAutomatically() {
@@ -148,4 +235,5 @@ armCopyButtons();
 armDialogs();
 armQuestions();
 armLiveStates();
+armUploads();
 submitAutomatically();
