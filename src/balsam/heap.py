@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 import logging
 
 log = logging.getLogger(__name__)
@@ -22,15 +23,34 @@ _M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD = 1024 * 1024
 
 
+def _libc() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return None
+    try:
+        return ctypes.CDLL(name)
+    except OSError:
+        return None
+
+
+def give_back_free_memory() -> None:
+    """Collect garbage, then hand the heap's free pages back to the kernel
+    (``malloc_trim``): after start-up, whose passing allocations (SeaweedFS's readiness
+    probes, the app's construction) would otherwise stay resident."""
+    gc.collect()
+    libc = _libc()
+    trim = getattr(libc, "malloc_trim", None) if libc is not None else None
+    if trim is not None:
+        trim.argtypes = [ctypes.c_size_t]
+        trim(0)
+
+
 def keep_heap_small() -> bool:
     """Fix glibc's mmap threshold at :data:`MMAP_THRESHOLD` for this process; False
     where the C library is not glibc (nothing changes there)."""
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
-    try:
-        mallopt = ctypes.CDLL(name).mallopt
-    except (OSError, AttributeError):
+    libc = _libc()
+    mallopt = getattr(libc, "mallopt", None) if libc is not None else None
+    if mallopt is None:
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int

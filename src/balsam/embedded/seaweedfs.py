@@ -83,6 +83,7 @@ from balsam.embedded.seaweed_confinement import (
 )
 from balsam.embedded.seaweed_pki import prepare_security
 from balsam.embedded.stale import stop_stale_processes
+from balsam.providers.storage.key_probe import KeyProbe
 
 if TYPE_CHECKING:
     from balsam.settings import StorageSettings
@@ -567,26 +568,37 @@ class SeaweedServer:
         """Until S3 (and its IAM API, when on) answers a signed request, the master
         knows the volume server (its data: until then a read answers InternalError)
         and every port accepts connections (the admin server binds last)."""
-        s3, iam = self._probe_client("s3"), self._probe_client("iam")
+        # A signed request by hand, not a boto3 client: a client's session parses
+        # service models of ~15 MB that would stay resident in `balsam up`.
+        s3 = KeyProbe(self.endpoint_url, "us-east-1", timeout=3)
+        iam = self._probe_client("iam") if self.s3_iam_api else None
         waiting = set(self.ports.as_dict().values())
         deadline = time.monotonic() + self.start_timeout
-        while True:
-            if (
-                self._answers(s3)
-                and (not self.s3_iam_api or self._iam_answers(iam))
-                and self._volume_server_joined()
-            ):
-                waiting = _not_listening(waiting)
-                if not waiting:
-                    return
-            self._raise_if_exited()
-            if time.monotonic() > deadline:
-                raise EmbeddedServiceError(
-                    f"SeaweedFS did not answer on {self.endpoint_url} (or its ports "
-                    f"{sorted(waiting)}) within {self.start_timeout:g} s; "
-                    f"end of {self.log_path}:\n{self._log_tail()}"
-                )
-            time.sleep(0.1)
+        try:
+            while True:
+                if (
+                    s3.serves(self.admin_access_key, self._admin_secret_key)
+                    and (iam is None or self._iam_answers(iam))
+                    and self._volume_server_joined()
+                ):
+                    waiting = _not_listening(waiting)
+                    if not waiting:
+                        return
+                self._wait_a_little(deadline, waiting)
+        finally:
+            s3.close()
+            if iam is not None:
+                iam.close()
+
+    def _wait_a_little(self, deadline: float, waiting: set[int]) -> None:
+        self._raise_if_exited()
+        if time.monotonic() > deadline:
+            raise EmbeddedServiceError(
+                f"SeaweedFS did not answer on {self.endpoint_url} (or its ports "
+                f"{sorted(waiting)}) within {self.start_timeout:g} s; "
+                f"end of {self.log_path}:\n{self._log_tail()}"
+            )
+        time.sleep(0.1)
 
     def _raise_if_exited(self) -> None:
         code = self._process.poll() if self._process else None
@@ -627,14 +639,6 @@ class SeaweedServer:
         except OSError:
             return False
         return address.encode() in page
-
-    @staticmethod
-    def _answers(probe: Any) -> bool:
-        try:
-            probe.list_buckets()
-        except (BotoCoreError, ClientError):
-            return False
-        return True
 
     @staticmethod
     def _iam_answers(probe: Any) -> bool:

@@ -119,11 +119,11 @@ class DataWrite:
     def flush(self) -> None:
         self._upload.flush()
 
-    def take(self) -> tuple[int, bytes]:
+    def take(self) -> tuple[int, bytearray]:
         """The next whole part and its number (see :meth:`Upload.take`)."""
         return self._upload.take()
 
-    def send(self, number: int, part: bytes) -> None:
+    def send(self, number: int, part: bytes | bytearray) -> None:
         self._upload.send(number, part)
 
     def abort(self) -> None:

@@ -48,6 +48,15 @@ class KeyProbe:
         status, code = self._list(access_key, _WRONG_SECRET, bucket)
         return not (status == 403 and code == UNKNOWN_KEY)
 
+    def serves(self, access_key: str, secret_key: str) -> bool:
+        """Whether the server answers a request signed with the key (a bucket listing,
+        or that the bucket is not there): S3 is up and the key known."""
+        try:
+            status, code = self._list(access_key, secret_key, "balsam-readiness-probe")
+        except ProviderError:
+            return False
+        return status == 200 or (status == 404 and code == "NoSuchBucket")
+
     def close(self) -> None:
         self._http.close()
 

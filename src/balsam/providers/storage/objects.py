@@ -395,11 +395,13 @@ class Upload:
         while len(self._buffer) >= PART_SIZE:
             self.send(*self.take())
 
-    def take(self) -> tuple[int, bytes]:
+    def take(self) -> tuple[int, bytearray]:
         """The next whole part and its number, out of the buffer (no I/O): :meth:`send`
         it while more of the body arrives; parts may be sent side by side."""
-        part = bytes(self._buffer[:PART_SIZE])
-        del self._buffer[:PART_SIZE]
+        # The buffer itself becomes the part (no copy of 8 MiB); what arrived past
+        # the part's end (less than a chunk) starts the next buffer.
+        part, self._buffer = self._buffer, bytearray(self._buffer[PART_SIZE:])
+        del part[PART_SIZE:]
         self._taken += 1
         return self._taken, part
 
@@ -412,7 +414,7 @@ class Upload:
                 self._upload_id = str(created["UploadId"])
             return self._upload_id
 
-    def send(self, number: int, part: bytes) -> None:
+    def send(self, number: int, part: bytes | bytearray) -> None:
         """Upload ``part`` as part ``number`` (blocking I/O)."""
         try:
             sent = self._s3.upload_part(

@@ -136,37 +136,101 @@ function armLiveStates() {
   setTimeout(poll, 2000);
 }
 
-// Send one file to the project's data: a PUT of its bytes to the data API, with the
-// session's CSRF token (the API takes the session cookie only with it). ``dest``:
-// {projectId, path, csrf, expiresInDays (tmp/ only; optional)}; ``onProgress(sent,
-// total)`` as the bytes leave. Resolves with the API's answer ({path, versionId, size,
-// sha256}); rejects with an Error whose message is the API's detail.
-function uploadFile(file, dest, onProgress) {
-  const segments = dest.path.split("/").map(encodeURIComponent).join("/");
-  let url = `/api/v1/projects/${encodeURIComponent(dest.projectId)}/data/${segments}`;
-  if (dest.expiresInDays) url += `?expiresInDays=${encodeURIComponent(dest.expiresInDays)}`;
+// Send one file to the project's data as a resumable upload (docs/data.md): start it
+// (or find the one begun for this file before: its id is kept in localStorage), send
+// the parts the server lacks, PARTS_AT_ONCE at a time, each tried again after a dropped
+// connection, then complete it. Every call carries the session's CSRF token (the API
+// takes the session cookie only with it). ``dest``: {projectId, path, csrf,
+// expiresInDays (tmp/ only; optional)}; ``onProgress(sent, total)`` as bytes leave.
+// Resolves with the API's answer ({path, versionId, size, sha256}); rejects with an
+// Error whose message is the API's detail. Picking the same file again after a
+// failure continues where it stopped.
+const PARTS_AT_ONCE = 3;
+const PART_TRIES = 5;
+
+function apiCall(method, url, csrf, body, onProgress) {
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
-    xhr.open("PUT", url);
-    xhr.setRequestHeader("X-CSRF-Token", dest.csrf);
-    xhr.setRequestHeader("Content-Type", file.type || "application/octet-stream");
+    xhr.open(method, url);
+    if (method !== "GET") xhr.setRequestHeader("X-CSRF-Token", csrf);
+    if (body && !(body instanceof Blob)) xhr.setRequestHeader("Content-Type", "application/json");
     xhr.responseType = "json";
-    xhr.upload.addEventListener("progress", (event) => {
-      if (onProgress) onProgress(event.loaded, event.lengthComputable ? event.total : file.size);
-    });
+    if (onProgress) xhr.upload.addEventListener("progress", (e) => onProgress(e.loaded));
     xhr.addEventListener("load", () => {
-      if (xhr.status === 201) {
-        if (onProgress) onProgress(file.size, file.size);
+      if (xhr.status >= 200 && xhr.status < 300) {
         resolve(xhr.response);
-      } else {
-        const detail = xhr.response && (xhr.response.detail || xhr.response.title);
-        reject(new Error(detail || `HTTP ${xhr.status}`));
+        return;
       }
+      const detail = xhr.response && (xhr.response.detail || xhr.response.title);
+      const error = new Error(detail || `HTTP ${xhr.status}`);
+      error.status = xhr.status;
+      reject(error);
     });
     xhr.addEventListener("error", () => reject(new Error(xhr.statusText || "network error")));
     xhr.addEventListener("abort", () => reject(new Error("aborted")));
-    xhr.send(file);
+    xhr.send(body && !(body instanceof Blob) ? JSON.stringify(body) : body || null);
   });
+}
+
+async function uploadFile(file, dest, onProgress) {
+  const project = `/api/v1/projects/${encodeURIComponent(dest.projectId)}`;
+  const remembered = `balsam-upload:${dest.projectId}:${dest.path}:${file.size}:${file.lastModified}`;
+  let upload = null;
+  const earlier = window.localStorage.getItem(remembered);
+  if (earlier) {
+    try {
+      upload = await apiCall("GET", `${project}/uploads/${encodeURIComponent(earlier)}`);
+    } catch (error) {
+      upload = null; // finished, aborted or swept: start afresh
+    }
+  }
+  if (!upload || upload.size !== file.size || upload.path !== dest.path) {
+    const start = { path: dest.path, size: file.size, contentType: file.type || null };
+    if (dest.expiresInDays) start.expiresInDays = Number(dest.expiresInDays);
+    upload = await apiCall("POST", `${project}/data/uploads`, dest.csrf, start);
+    window.localStorage.setItem(remembered, upload.id);
+  }
+  const base = `${project}/uploads/${encodeURIComponent(upload.id)}`;
+  const held = new Set(upload.parts.map((part) => part.number));
+  const sending = new Map(); // part number -> bytes of it sent so far
+  let done = upload.parts.reduce((sum, part) => sum + part.size, 0);
+  const report = () => {
+    let inFlight = 0;
+    for (const sent of sending.values()) inFlight += sent;
+    if (onProgress) onProgress(Math.min(done + inFlight, file.size), file.size);
+  };
+  report();
+  const waiting = [];
+  for (let n = 1; n <= upload.partsTotal; n += 1) if (!held.has(n)) waiting.push(n);
+  const sendPart = async (number) => {
+    const first = (number - 1) * upload.partSize;
+    const blob = file.slice(first, Math.min(first + upload.partSize, file.size));
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        await apiCall("PUT", `${base}/parts/${number}`, dest.csrf, blob, (sent) => {
+          sending.set(number, sent);
+          report();
+        });
+        sending.delete(number);
+        done += blob.size;
+        report();
+        return;
+      } catch (error) {
+        sending.delete(number);
+        const lasting = error.status && error.status < 500 && error.status !== 429;
+        if (lasting || attempt >= PART_TRIES) throw error;
+        await new Promise((wake) => window.setTimeout(wake, 1000 * 2 ** attempt));
+      }
+    }
+  };
+  const worker = async () => {
+    while (waiting.length) await sendPart(waiting.shift());
+  };
+  await Promise.all(Array.from({ length: PARTS_AT_ONCE }, worker));
+  const written = await apiCall("POST", `${base}/complete`, dest.csrf);
+  window.localStorage.removeItem(remembered);
+  if (onProgress) onProgress(file.size, file.size);
+  return written;
 }
 
 // The Data tab's upload form (data-upload): each chosen file goes with uploadFile, one
