@@ -7,6 +7,7 @@ from fastapi import APIRouter, Depends
 from balsam.web.api.v1 import (
     audit,
     auth,
+    connections,
     credentials,
     data,
     health,
@@ -32,5 +33,6 @@ for module in (
     libraries,
     workspaces,
     data,
+    connections,
 ):
     router.include_router(module.router)
