@@ -12,6 +12,8 @@ from fastapi import FastAPI
 
 from tests.fixtures.app import TestUser
 
+CONNECTION = {"name": "api", "kind": "http", "url": "https://example.org/", "token": "t0ken"}
+
 # (method, path template, body, status for member, status for owner)
 # The branch "feature" and member "bob" exist; each row runs on a fresh project.
 ROWS: list[tuple[str, str, Any, int, int]] = [
@@ -45,6 +47,11 @@ ROWS: list[tuple[str, str, Any, int, int]] = [
     ("PUT", "/api/v1/projects/{p}/data/main/readme.txt", {"any": "body"}, 201, 201),
     ("DELETE", "/api/v1/projects/{p}/data/main/readme.txt", None, 204, 204),
     ("POST", "/api/v1/projects/{p}/data/main/readme.txt/restore", {"versionId": "x"}, 404, 404),
+    # Data connections: owners manage them, members see and use them.
+    ("GET", "/api/v1/projects/{p}/connections", None, 200, 200),
+    ("POST", "/api/v1/projects/{p}/connections", CONNECTION, 403, 201),
+    ("GET", "/api/v1/projects/{p}/connections/{conn}", None, 200, 200),
+    ("DELETE", "/api/v1/projects/{p}/connections/{conn}", None, 403, 204),
 ]
 
 
@@ -82,7 +89,14 @@ def setup(
         == 201
     )
     carol = make_user("carol")
+    assert (
+        alice.client.post(
+            f"/api/v1/projects/{pid}/connections", json={**CONNECTION, "name": "warehouse"}
+        ).status_code
+        == 201
+    )
     return {
+        "conn": "WAREHOUSE",
         "p": pid,
         "b": "feature",
         "bob": bob.username,
@@ -152,6 +166,7 @@ def test_every_route_is_in_the_matrix(app: FastAPI) -> None:
             .replace("{b}", "{branchId}")
             .replace("{bob}", "{username}")
             .replace("{key}", "{accessKey}")
+            .replace("{conn}", "{name}")
             .replace("UkVBRE1FLm1k", "{fileId}")
             .replace("main/readme.txt", "{path}"),
         )
