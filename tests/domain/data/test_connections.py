@@ -6,6 +6,7 @@ this module's own)."""
 from __future__ import annotations
 
 import io
+import json
 import logging
 import stat
 from collections.abc import Iterator
@@ -38,6 +39,7 @@ from balsam.domain.data.connections.sealing import (
     unseal,
 )
 from balsam.domain.data.connections.service import ConnectionService
+from balsam.domain.identity.service import Actor
 from balsam.errors import InvalidInput, NotFound, PayloadTooLarge, ProviderError
 from balsam.settings import ConnectionSettings, Settings
 from balsam.wiring import derive
@@ -343,3 +345,53 @@ def test_workspaces_get_every_connection_and_never_one_sealed_with_another_key(
     )
     assert other.workspace_environment(pid) == {}
     assert "WAREHOUSE" in caplog.text and SECRET not in caplog.text
+
+
+def test_the_workspace_secret_store_never_keeps_connection_variables(tmp_path: Path) -> None:
+    from balsam.domain.workspaces.secrets import WorkspaceSecretStore
+    from balsam.providers.workspaces.base import WorkspaceSecrets
+
+    store = WorkspaceSecretStore(tmp_path / "ws")
+    store.save("w1", WorkspaceSecrets("a", "s", "u", "g", "t", {"BALSAM_CONN_X_TOKEN": SECRET}))
+    assert SECRET not in (tmp_path / "ws" / "w1.json").read_text()
+    loaded = store.load("w1")
+    assert loaded is not None and loaded.connection_env == {}
+
+
+def test_a_key_rotation_reseals_every_secret(fresh_database_url: str, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from balsam.cli import main
+    from balsam.cli.admin import database_context
+    from balsam.db.models import Project
+
+    old, new = new_key_text(), new_key_text()
+    settings = Settings(
+        data_dir=tmp_path,
+        database_url=fresh_database_url,
+        connections=ConnectionSettings(key=SecretStr(old)),
+    )
+    with database_context(settings) as ctx:
+        with ctx.sessions() as session, session.begin():
+            session.add(Project(id="p", name="P", name_key="p", default_branch="main", bucket="p"))
+        service = ConnectionService(ctx)
+        service.create(
+            Actor(user_id=0, username="cli:test", is_admin=True),
+            "p",
+            HttpCreate(name="api", kind="http", url="https://x.org/", token=SECRET),
+        )
+    env = {
+        "BALSAM_DATABASE_URL": fresh_database_url,
+        "BALSAM_DATA_DIR": str(tmp_path),
+        "BALSAM_CONNECTIONS__KEY": new,
+        "BALSAM_CONNECTIONS__PREVIOUS_KEYS": json.dumps([old]),
+    }
+    done = CliRunner().invoke(main, ["admin", "reseal-connections"], env=env)
+    assert done.exit_code == 0, done.output
+    assert "resealed 1 " in done.output and SECRET not in done.output
+    only_new = settings.model_copy(update={"connections": ConnectionSettings(key=SecretStr(new))})
+    with database_context(only_new) as ctx:
+        assert ConnectionService(ctx).workspace_environment("p") == {
+            "BALSAM_CONN_API_URL": "https://x.org/",
+            "BALSAM_CONN_API_TOKEN": SECRET,
+        }
