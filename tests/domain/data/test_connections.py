@@ -220,6 +220,15 @@ def test_an_empty_result_is_a_parquet_file_with_columns(source: PostgresTarget) 
     assert pq.read_table(io.BytesIO(sink.getvalue())).column_names == ["id", "label"]
 
 
+def test_repeated_column_names_are_made_unique(source: PostgresTarget) -> None:
+    sink = io.BytesIO()
+    query = "SELECT 1 AS x, 2 AS x, 3 AS x_1, '50%' AS y;"
+    assert run_query_to_parquet(source, query, sink).columns == ["x", "x_1", "x_1_1", "y"]
+    assert pq.read_table(io.BytesIO(sink.getvalue())).to_pylist() == [
+        {"x": 1, "x_1": 2, "x_1_1": 3, "y": "50%"}
+    ]
+
+
 @pytest.mark.parametrize(
     "query",
     [

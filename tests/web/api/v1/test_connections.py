@@ -162,3 +162,19 @@ def test_a_name_is_unique_in_its_project_whatever_its_case(
     assert again.headers["content-type"] == "application/problem+json"
     _no_secret(again.text)
     assert alice.client.get(f"{base}/api_2").json()["kind"] == "http"
+
+
+def test_connections_go_with_their_project(
+    ctx: AppContext, alice: TestUser, project: dict[str, Any]
+) -> None:
+    pid = project["id"]
+    base = f"/api/v1/projects/{pid}/connections"
+    assert alice.client.post(base, json={**HTTP, "name": "api_i"}).status_code == 201
+    assert alice.client.get(f"{base}/api_i").status_code == 200
+    assert alice.client.get(f"{base}/api_\u0131").status_code == 404  # dotless i
+    assert alice.client.delete(f"/api/v1/projects/{pid}").status_code == 204
+    with ctx.sessions() as session:
+        left = session.execute(
+            text("SELECT count(*) FROM data_connections WHERE project_id = :p"), {"p": pid}
+        ).scalar()
+    assert left == 0

@@ -199,12 +199,15 @@ def _decimal(value: decimal.Decimal) -> decimal.Decimal | None:
 
 def _unique(names: list[str]) -> list[str]:
     """Column names as given, with a suffix where one repeats (Parquet needs unique)."""
-    seen: dict[str, int] = {}
+    taken: set[str] = set()
     out = []
     for name in names:
-        n = seen.get(name, 0)
-        seen[name] = n + 1
-        out.append(name if n == 0 else f"{name}_{n}")
+        unique, n = name, 0
+        while unique in taken:
+            n += 1
+            unique = f"{name}_{n}"
+        taken.add(unique)
+        out.append(unique)
     return out
 
 

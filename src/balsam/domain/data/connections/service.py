@@ -131,7 +131,8 @@ class ConnectionService:
         row = session.scalar(
             select(DataConnection).where(
                 DataConnection.project_id == project_id,
-                DataConnection.name == name.upper(),
+                # ASCII only, as on creation (a dotless i upper-cases to 'I').
+                DataConnection.name == (name.upper() if name.isascii() else ""),
             )
         )
         if row is None:
