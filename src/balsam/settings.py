@@ -364,6 +364,35 @@ class WorkspaceSettings(BaseModel):
         return url
 
 
+class ConnectionSettings(BaseModel):
+    """Data connections: how their secrets are sealed, and limits of imports from them."""
+
+    key: SecretStr | None = Field(
+        None,
+        description="The key that seals connection secrets (passwords, secret keys, tokens) "
+        "in the database: 32 random bytes, URL-safe base64 (python -c 'import base64, os; "
+        "print(base64.urlsafe_b64encode(os.urandom(32)).decode())'). Set it, the same on "
+        "every replica, when several machines share the database. Unset: Balsam creates one "
+        "on first use in <data_dir>/secrets/connections.key (mode 0600). Never stored in "
+        "the database.",
+    )
+    previous_keys: list[SecretStr] = Field(
+        default_factory=list,
+        description="Earlier keys, still accepted for opening secrets sealed with them "
+        "(key rotation: set the new key, list the old one here, run `balsam admin "
+        "reseal-connections`, then drop it). A JSON list.",
+    )
+    query_timeout_seconds: int = Field(
+        300, ge=1, description="Longest an import's SQL query may run (statement timeout)."
+    )
+    query_max_rows: int = Field(
+        10_000_000, ge=1, description="Most rows an import may store; more is refused."
+    )
+    query_max_bytes: int = Field(
+        2 * 1024**3, ge=1024, description="Largest Parquet file an import may write (bytes)."
+    )
+
+
 class Settings(BaseSettings):
     """All of Balsam's settings."""
 
@@ -448,6 +477,7 @@ class Settings(BaseSettings):
     git: GitSettings = Field(default_factory=GitSettings)  # type: ignore[arg-type]
     auth: AuthSettings = Field(default_factory=AuthSettings)  # type: ignore[arg-type]
     workspaces: WorkspaceSettings = Field(default_factory=WorkspaceSettings)  # type: ignore[arg-type]
+    connections: ConnectionSettings = Field(default_factory=ConnectionSettings)  # type: ignore[arg-type]
     library_sync_interval_seconds: int = Field(
         600,
         ge=0,

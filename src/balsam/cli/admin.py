@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from balsam.cli.settings_cmd import load_settings
 from balsam.context import AppContext
 from balsam.db.models import User
+from balsam.domain.data.connections.service import ConnectionService
 from balsam.domain.identity.schemas import UserCreate, UserUpdate
 from balsam.domain.identity.service import Actor, IdentityService
 from balsam.errors import BalsamError
@@ -182,3 +183,14 @@ def _all_users(service: IdentityService, page: int = 500) -> Iterator[User]:
 
 def _yes(flag: bool) -> str:
     return "yes" if flag else "no"
+
+
+@admin.command("reseal-connections")
+@data_dir_option
+def reseal_connections(data_dir: Path | None) -> None:
+    """Seal every data connection's secret again with the current key
+    (connections.key, or the data directory's key file), after a key rotation: the
+    old key must still be listed in connections.previous_keys while this runs."""
+    with reported_errors(), database_context(load_settings(data_dir=data_dir)) as ctx:
+        count = ConnectionService(ctx).reseal()
+    click.echo(f"resealed {count} connection secret(s)")

@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    UniqueConstraint,
     false,
 )
 from sqlalchemy.engine import Dialect
@@ -390,3 +391,28 @@ class DataUploadPart(Base):
     number: Mapped[int] = mapped_column(Integer, primary_key=True)
     size: Mapped[int] = mapped_column(BigInteger)
     etag: Mapped[str] = mapped_column(String(128))
+
+
+class DataConnection(Base):
+    """A named connection of a project to an outside data source (a PostgreSQL
+    database, an S3 bucket, an HTTP API). ``settings`` holds what is not secret
+    (host, port, endpoint, URL, ...); the secret (password, secret access key, token)
+    is only ever stored sealed (AES-GCM, bound to project, name and kind) with a key
+    that is not in the database: :mod:`balsam.domain.data.connections.sealing`."""
+
+    __tablename__ = "data_connections"
+    __table_args__ = (
+        UniqueConstraint("project_id", "name", name="uq_data_connections_project_name"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    #: Upper-case, usable in an environment variable name (BALSAM_CONN_<NAME>_...).
+    name: Mapped[str] = mapped_column(String(40))
+    #: "postgresql" | "s3" | "http"
+    kind: Mapped[str] = mapped_column(String(16))
+    settings: Mapped[dict[str, str]] = mapped_column(JSON)
+    #: ``v1.<key id>.<base64 nonce+ciphertext>``; None: no secret was given.
+    secret_sealed: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -602,3 +602,27 @@ def test_environment_lock_comes_from_a_config_map() -> None:
         data={"pandas": "2.2.3"}
     )
     assert workspaces.environment_lock(env) == {"pandas": "2.2.3"}
+
+
+def test_data_connections_reach_the_pod_through_its_secret_only() -> None:
+    plain = make_spec()
+    connections = {
+        "BALSAM_CONN_PG_PASSWORD": "pg-SECRET-pw",
+        "BALSAM_CONN_PG_DSN": "postgresql://u:pg-SECRET-pw@db:5432/d",
+        "BALSAM_CONN_PG_HOST": "db",
+    }
+    spec = make_spec(secrets=dataclasses.replace(plain.secrets, connection_env=connections))
+    objects = render_workspace(spec, CONFIG)
+    env = {e.name: e for e in objects.pod.spec.containers[0].env}
+    for name, value in connections.items():
+        ref = env[name].value_from.secret_key_ref
+        assert env[name].value is None and ref.name == objects.secret.metadata.name
+        assert objects.secret.string_data[ref.key] == value
+    pod = json.dumps(k8s.ApiClient().sanitize_for_serialization(objects.pod))
+    assert "pg-SECRET-pw" not in pod
+    for container in objects.pod.spec.init_containers:
+        assert not {e.name for e in container.env} & set(connections)
+    for bad in ("jupyter-token", "BALSAM_PROJECT", "BALSAM_CONN_pg"):
+        hostile = dataclasses.replace(plain.secrets, connection_env={bad: "x"})
+        with pytest.raises(ValueError, match="connection"):
+            render_workspace(make_spec(secrets=hostile), CONFIG)

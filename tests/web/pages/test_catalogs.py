@@ -54,7 +54,7 @@ def test_swedish_uses_the_words_of_scbs_articles() -> None:
 #: An audit action's name as the services write it: ``<area>.<verb>``.
 _ACTION = re.compile(
     r'"((?:auth|user|token|project|branch|member|credential|workspace|git|library|data|'
-    r'request)\.[a-z_]+)"'
+    r'request|connection)\.[a-z_]+)"'
 )
 
 

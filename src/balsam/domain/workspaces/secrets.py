@@ -24,7 +24,8 @@ class WorkspaceSecretStore:
         self.root.chmod(0o700)
         fd = os.open(self._path(workspace_id), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as out:
-            json.dump(asdict(secrets), out)
+            # The connections' variables are read afresh at every start.
+            json.dump({**asdict(secrets), "connection_env": {}}, out)
 
     def load(self, workspace_id: str) -> WorkspaceSecrets | None:
         try:

@@ -12,6 +12,7 @@ idle timeout (the home is kept).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from sqlalchemy import select, update
 from balsam.context import AppContext
 from balsam.db.models import Project, Workspace
 from balsam.domain.audit.service import AuditRecord
+from balsam.domain.data.connections.service import ConnectionService
 from balsam.errors import BalsamError
 from balsam.providers.workspaces.base import Probe, WorkspaceSpec, WorkspaceStartError
 
@@ -151,6 +153,10 @@ class WorkspaceSupervisor:
             "BALSAM_WORKSPACE": workspace.id,
         }
         owner = workspace.owner
+        # The project's connections as they are now: a connection deleted since the
+        # last start is gone, one added since is there.
+        connections = ConnectionService(self.ctx).workspace_environment(workspace.project_id)
+        secrets = dataclasses.replace(secrets, connection_env=connections)
         return WorkspaceSpec(
             workspace_id=workspace.id,
             project_id=workspace.project_id,

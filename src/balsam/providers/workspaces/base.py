@@ -118,6 +118,9 @@ class WorkspaceSecrets:
     git_username: str
     git_token: str
     server_token: str
+    #: The project's data connections as ``BALSAM_CONN_*`` variables (secrets
+    #: included), filled in for each start; never kept in the secret store.
+    connection_env: Mapping[str, str] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         return f"WorkspaceSecrets(s3_access_key={self.s3_access_key!r})"

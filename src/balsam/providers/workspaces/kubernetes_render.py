@@ -66,6 +66,8 @@ _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
 _LABEL_PREFIX = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: Also a Secret key (and never one of the Secret's own, which are lower-case).
+_CONNECTION_ENV = re.compile(r"BALSAM_CONN_[A-Z0-9_]+")
 _MAX = 63
 
 
@@ -249,6 +251,8 @@ def render_secret(spec: WorkspaceSpec, config: KubernetesConfig) -> Any:
         ACCESS_KEY: spec.secrets.s3_access_key,
         SECRET_KEY: spec.secrets.s3_secret_key,
         GIT_KEY: git_credential_line(spec),
+        # The data connections' variables, each under its own name as the key.
+        **spec.secrets.connection_env,
     }
     return k8s.V1Secret(
         api_version="v1",
@@ -397,6 +401,9 @@ def _check_spec(spec: WorkspaceSpec) -> None:
     for name in spec.env:
         if not _ENV_NAME.fullmatch(name) or name in SECRET_ENV:
             raise ValueError(f"{name!r} cannot be a literal environment variable")
+    for name in spec.secrets.connection_env:
+        if not _CONNECTION_ENV.fullmatch(name) or name in spec.env:
+            raise ValueError(f"{name!r} cannot be a connection's environment variable")
 
 
 def _server_container(spec: WorkspaceSpec, config: KubernetesConfig) -> Any:
@@ -408,7 +415,7 @@ def _server_container(spec: WorkspaceSpec, config: KubernetesConfig) -> Any:
                 secret_key_ref=k8s.V1SecretKeySelector(name=secret_name(spec.workspace_id), key=key)
             ),
         )
-        for name, key in SECRET_ENV.items()
+        for name, key in [*SECRET_ENV.items(), *((n, n) for n in spec.secrets.connection_env)]
     ]
     env.append(k8s.V1EnvVar(name="HOME", value=config.home_path))
     # JupyterLab reads its token from JUPYTER_TOKEN, so it never appears in args.

@@ -251,6 +251,7 @@ class LocalWorkspaceProvider(WorkspaceProvider):
             "AWS_SECRET_ACCESS_KEY": secrets.s3_secret_key,
             "JUPYTERLAB_S3_ACCESS_KEY_ID": secrets.s3_access_key,
             "JUPYTERLAB_S3_SECRET_ACCESS_KEY": secrets.s3_secret_key,
+            **secrets.connection_env,
             **spec.env,
             # Connection files and kernel sockets: private, and short enough for
             # unix socket paths.

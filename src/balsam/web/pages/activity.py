@@ -62,6 +62,11 @@ ACTIONS: Final[Mapping[str, str]] = {
     "data.restore": N_("Earlier version of data restored"),
     "data.expire": N_("Expired temporary data deleted"),
     "data.quota": N_("Storage quota reached or left (keys made read-only or writable)"),
+    "connection.create": N_("Data connection created"),
+    "connection.delete": N_("Data connection deleted"),
+    "connection.list": N_("Data connections listed"),
+    "connection.read": N_("Data connection looked up"),
+    "connection.use": N_("Data connection used"),
 }
 OUTCOMES: Final[Mapping[str, str]] = {
     "success": N_("done"),

@@ -12,6 +12,8 @@ from fastapi import FastAPI
 
 from tests.fixtures.app import TestUser
 
+CONNECTION = {"name": "api", "kind": "http", "url": "https://example.org/", "token": "t0ken"}
+
 # (method, path template, body, status for member, status for owner)
 # The branch "feature" and member "bob" exist; each row runs on a fresh project.
 ROWS: list[tuple[str, str, Any, int, int]] = [
@@ -54,6 +56,11 @@ ROWS: list[tuple[str, str, Any, int, int]] = [
     ("DELETE", "/api/v1/projects/{p}/uploads/nope", None, 404, 404),
     # Storage quotas: administrators only, owners too are refused.
     ("PATCH", "/api/v1/projects/{p}", {"storageQuotaBytes": 5}, 403, 403),
+    # Data connections: owners manage them, members see and use them.
+    ("GET", "/api/v1/projects/{p}/connections", None, 200, 200),
+    ("POST", "/api/v1/projects/{p}/connections", CONNECTION, 403, 201),
+    ("GET", "/api/v1/projects/{p}/connections/{conn}", None, 200, 200),
+    ("DELETE", "/api/v1/projects/{p}/connections/{conn}", None, 403, 204),
 ]
 
 
@@ -91,7 +98,14 @@ def setup(
         == 201
     )
     carol = make_user("carol")
+    assert (
+        alice.client.post(
+            f"/api/v1/projects/{pid}/connections", json={**CONNECTION, "name": "warehouse"}
+        ).status_code
+        == 201
+    )
     return {
+        "conn": "WAREHOUSE",
         "p": pid,
         "b": "feature",
         "bob": bob.username,
@@ -161,6 +175,7 @@ def test_every_route_is_in_the_matrix(app: FastAPI) -> None:
             .replace("{b}", "{branchId}")
             .replace("{bob}", "{username}")
             .replace("{key}", "{accessKey}")
+            .replace("{conn}", "{name}")
             .replace("UkVBRE1FLm1k", "{fileId}")
             .replace("main/readme.txt", "{path}")
             .replace("/uploads/nope", "/uploads/{uploadId}")

@@ -112,6 +112,12 @@ NUL_CASES = [
     ("PATCH", "/api/v1/users/{me}", {"email": "a\x00b"}),
     ("POST", "/api/v1/users/me/tokens", {"name": "a\x00b"}),
     ("DELETE", "/api/v1/users/me/tokens/a%00b", None),
+    ("GET", "/api/v1/projects/{p}/connections/a%00b", None),
+    (
+        "POST",
+        "/api/v1/projects/{p}/connections",
+        {"name": "api", "kind": "http", "url": "https://x.org/", "token": "a\x00b"},
+    ),
 ]
 
 

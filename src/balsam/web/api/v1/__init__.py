@@ -7,6 +7,7 @@ from fastapi import APIRouter, Depends
 from balsam.web.api.v1 import (
     audit,
     auth,
+    connections,
     credentials,
     data,
     health,
@@ -34,5 +35,6 @@ for module in (
     workspaces,
     uploads,
     data,
+    connections,
 ):
     router.include_router(module.router)
