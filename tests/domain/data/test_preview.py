@@ -3,7 +3,8 @@ first pages (counted on the bytes of a real file)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import io
+from datetime import UTC, date, datetime
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -44,3 +45,43 @@ def test_a_text_preview_reads_its_head_only() -> None:
     read, read_range = _reader(data)
     shown = preview(_info("a.txt", len(data)), read_range)  # type: ignore[arg-type]
     assert sum(read) == HEAD_BYTES and shown.truncated
+
+
+def _workbook(rows: list[list[object]], sheets: int = 1) -> bytes:
+    import openpyxl
+
+    # Not write_only: that leaves out the sheet's <dimension>, which Excel always
+    # writes (without it openpyxl reads the whole sheet to find the size).
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.title = "Data"
+    for row in rows:
+        sheet.append(row)
+    for n in range(1, sheets):
+        book.create_sheet(f"Blad{n + 1}").append(["x"])
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+def test_excel_shows_the_first_sheet_with_types_reading_a_part_of_it() -> None:
+    rows: list[list[object]] = [["år", "värde", "andel", "datum", "namn"]]
+    rows += [[2000 + i, i * 10, i / 4, date(2024, 1, 1 + i % 28), f"namn {i % 50}"]
+             for i in range(40_000)]  # fmt: skip
+    data = _workbook(rows, sheets=2)
+    read, read_range = _reader(data)
+    got = preview(_info("data/tabell.xlsx", len(data)), read_range)  # type: ignore[arg-type]
+    assert got.kind == "excel" and got.sheets == ["Data", "Blad2"], got.error
+    assert [c.name for c in got.columns] == ["år", "värde", "andel", "datum", "namn"]
+    assert [c.type for c in got.columns] == ["integer", "integer", "double", "date", "string"]
+    assert len(got.rows) == 100 and got.truncated
+    assert got.rows[1] == ["2001", "10", "0.25", "2024-01-02T00:00:00", "namn 1"]
+    # The zip's directory, the workbook, the shared strings and the sheet's beginning.
+    assert sum(read) < len(data) / 4, (sum(read), len(data))
+
+
+def test_a_broken_workbook_is_an_error_not_a_failure() -> None:
+    data = b"PK\x03\x04 not really a zip"
+    read, read_range = _reader(data)
+    got = preview(_info("trasig.xlsx", len(data)), read_range)  # type: ignore[arg-type]
+    assert got.kind == "excel" and got.error and not got.rows

@@ -46,6 +46,7 @@ def _csv(path: Path) -> str:
 def _sha256(answer: Any) -> str:
     return hashlib.sha256(answer.content).hexdigest()
 
+
 #: Run in the page before the upload: every change of the upload list's text (the
 #: percentages, then "Uploaded") reports each progress bar's value and maximum.
 WATCH_PROGRESS = """() => {

@@ -1,5 +1,6 @@
-"""Previews of objects: the schema and first rows of CSV, JSON lines and Parquet, the
-beginning of text files; other types are download-only.
+"""Previews of objects: the schema and first rows of CSV, JSON lines, Parquet and Excel
+workbooks (.xlsx, the first sheet), the beginning of text files; other types are
+download-only.
 
 Only what is needed is read, by ranged reads of the storage server: the first
 :data:`HEAD_BYTES` of a CSV, JSON-lines or text object, and of a Parquet file its footer
@@ -12,8 +13,10 @@ concurrently, since one ranged GET after another per column is what took the tim
 from __future__ import annotations
 
 import csv
+import datetime
 import io
 import json
+import zipfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -34,6 +37,12 @@ MAX_ROW_GROUP_BYTES = 1024 * 1024 * 1024
 _CSV = (".csv", ".tsv")
 _JSONL = (".jsonl", ".ndjson")
 _PARQUET = (".parquet", ".pq")
+_EXCEL = (".xlsx", ".xlsm")
+#: An Excel file's shared strings (all of them are read) larger than this, uncompressed,
+#: are not previewed.
+MAX_SHARED_STRINGS_BYTES = 64 * 1024 * 1024
+#: Columns of an Excel sheet shown at most.
+MAX_EXCEL_COLUMNS = 200
 _TEXT = (
     ".txt", ".md", ".json", ".py", ".r", ".sql", ".xml", ".yaml", ".yml", ".toml", ".ini",
     ".log", ".sh", ".ipynb", ".html", ".js", ".css", ".tex", ".rmd", ".qmd", ".sas", ".do",
@@ -45,7 +54,11 @@ ReadRange = Callable[[int, int], bytes]
 
 def kind_of(path: str) -> str:
     name = path.lower()
-    for kind, endings in (("csv", _CSV), ("jsonl", _JSONL), ("parquet", _PARQUET), ("text", _TEXT)):
+    kinds = (
+        ("csv", _CSV), ("jsonl", _JSONL), ("parquet", _PARQUET), ("excel", _EXCEL),
+        ("text", _TEXT),
+    )  # fmt: skip
+    for kind, endings in kinds:
         if name.endswith(endings):
             return kind
     return "none"
@@ -58,6 +71,8 @@ def preview(info: ObjectInfo, read: ReadRange) -> DataPreview:
         return DataPreview(kind=kind, size=info.size)
     if kind == "parquet":
         return _parquet(info, read)
+    if kind == "excel":
+        return _excel(info, read)
     head = read(0, min(info.size, HEAD_BYTES) - 1)
     cut = info.size > len(head)
     text = _decode(head, cut)
@@ -275,3 +290,81 @@ def _first_pages(group: Any, columns: int) -> list[tuple[int, int]]:
             if first < end:
                 ranges.append((first, min(end, first + BUFFER_BYTES) - 1))
     return ranges
+
+
+def _excel(info: ObjectInfo, read: ReadRange) -> DataPreview:
+    """The first sheet's first rows (the first row as the header) of an Excel workbook
+    (.xlsx), read as a zip over ranged reads: its directory, the workbook, the shared
+    strings and the sheet's beginning only."""
+    import openpyxl
+
+    # Small buffers: a zip is read in many short reads at scattered places.
+    source = io.BufferedReader(_Ranged(info.size, read), buffer_size=64 * 1024)
+    try:
+        with zipfile.ZipFile(source) as archive:
+            names = set(archive.namelist())
+            strings = "xl/sharedStrings.xml"
+            if strings in names and archive.getinfo(strings).file_size > MAX_SHARED_STRINGS_BYTES:
+                return DataPreview(kind="excel", size=info.size, error="too many distinct texts")
+        book = openpyxl.load_workbook(source, read_only=True, data_only=True)
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
+        return DataPreview(kind="excel", size=info.size, error=f"not a readable workbook: {exc}")
+    try:
+        sheet = book.worksheets[0]
+        # Bounds given: without them openpyxl reads the whole sheet for its dimensions.
+        found = list(
+            sheet.iter_rows(
+                min_row=1, max_row=ROWS + 2, max_col=MAX_EXCEL_COLUMNS, values_only=True
+            )
+        )
+        sheets = book.sheetnames
+    finally:
+        book.close()
+    width = max(
+        (i + 1 for r in found[: ROWS + 1] for i, v in enumerate(r) if v is not None), default=0
+    )
+    if not width:
+        return DataPreview(kind="excel", size=info.size, sheets=sheets)
+    found = [r for r in found if any(v is not None for v in r)]
+    header, rows = found[0], found[1 : ROWS + 1]
+    names = [
+        _excel_cell(header[i]) if i < len(header) and header[i] is not None else f"column {i + 1}"
+        for i in range(width)
+    ]
+    columns = [
+        PreviewColumn(name=str(name), type=_excel_type([r[i] for r in rows if i < len(r)]))
+        for i, name in enumerate(names)
+    ]
+    return DataPreview(
+        kind="excel",
+        size=info.size,
+        columns=columns,
+        rows=[[_excel_cell(r[i]) if i < len(r) else None for i in range(width)] for r in rows],
+        truncated=len(found) > ROWS + 1 or len(sheets) > 1,
+        sheets=sheets,
+    )
+
+
+def _excel_cell(value: object) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, datetime.date):
+        return value.isoformat()
+    return str(value)
+
+
+def _excel_type(values: list[object]) -> str:
+    present = {type(v).__name__ for v in values if v is not None}
+    if not present:
+        return "string"
+    if present <= {"int"}:
+        return "integer"
+    if present <= {"int", "float"}:
+        return "double"
+    if present <= {"datetime", "date"}:
+        return "date"
+    if present == {"bool"}:
+        return "boolean"
+    return "string"

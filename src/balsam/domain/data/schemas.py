@@ -73,7 +73,7 @@ class PreviewColumn(_Out):
 
 
 class DataPreview(_Out):
-    kind: str = Field(description="csv, jsonl, parquet, text, or none (download only).")
+    kind: str = Field(description="csv, jsonl, parquet, excel, text, or none (download only).")
     size: int
     columns: list[PreviewColumn] = Field(default_factory=list)
     rows: list[list[str | None]] = Field(
@@ -84,6 +84,9 @@ class DataPreview(_Out):
     text: str | None = Field(None, description="Text files: the beginning.")
     delimiter: str | None = Field(None, description="CSV: the column separator found.")
     error: str | None = Field(None, description="Why no rows could be shown.")
+    sheets: list[str] | None = Field(
+        None, description="Excel: the workbook's sheets (the first is shown)."
+    )
 
 
 class RestoreRequest(ApiModel):
