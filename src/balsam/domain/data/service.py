@@ -101,9 +101,15 @@ class DataWrite:
         project: _Project,
         upload: Upload,
         expires_at: datetime | None,
+        source: str = "upload",
     ) -> None:
         self._service, self._actor, self._project, self._upload = service, actor, project, upload
-        self._expires_at = expires_at
+        self._expires_at, self._source = expires_at, source
+
+    @property
+    def upload_id(self) -> str | None:
+        """The storage server's multipart upload, once the first part has gone."""
+        return self._upload.upload_id
 
     def add(self, chunk: bytes) -> bool:
         return self._upload.add(chunk)
@@ -131,7 +137,7 @@ class DataWrite:
             version,
             upload.size,
             upload.sha256,
-            "upload",
+            self._source,
             self._expires_at,
         )
         return DataWritten(
@@ -302,14 +308,16 @@ class DataService:
         content_type: str | None,
         *,
         expires_in_days: int | None = None,
+        source: str = "upload",
     ) -> DataWrite:
         """A streaming write of ``path`` (its earlier content stays as a version). In
         tmp/ it expires after ``expires_in_days`` (default storage.tmp_days, at most
-        storage.tmp_max_days); elsewhere nothing expires."""
+        storage.tmp_max_days); elsewhere nothing expires. ``source``: where it comes
+        from, for its provenance ('upload', or an import's URL)."""
         check_path(path)
         expires_at = self._expires_at(path, expires_in_days)
         project = self._project(actor, project_id, "data.write")
-        metadata = _provenance_metadata(actor.username, "upload")
+        metadata = _provenance_metadata(actor.username, source)
         if expires_at is not None:
             metadata["balsam-expires-at"] = expires_at.isoformat(timespec="seconds")
         upload = self._objects.upload(
@@ -318,7 +326,11 @@ class DataService:
             content_type=(content_type or "application/octet-stream")[:200],
             metadata=metadata,
         )
-        return DataWrite(self, actor, project, upload, expires_at)
+        return DataWrite(self, actor, project, upload, expires_at, source)
+
+    def check_expiry(self, path: str, days: int | None) -> None:
+        """InvalidInput unless ``days`` may be asked for data at ``path``."""
+        self._expires_at(path, days)
 
     def _expires_at(self, path: str, days: int | None) -> datetime | None:
         storage = self.ctx.settings.storage
@@ -453,7 +465,8 @@ def _provenance_metadata(username: str, source: str) -> dict[str, str]:
     return {
         "balsam-uploaded-by": quote(username, safe="@._-"),
         "balsam-uploaded-at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "balsam-source": quote(source, safe=" @._-:/"),
+        # S3 keeps 2 KB of metadata: an import's long URL is cut (the record has it whole).
+        "balsam-source": quote(source, safe=" @._-:/")[:1024],
     }
 
 

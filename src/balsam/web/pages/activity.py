@@ -61,6 +61,7 @@ ACTIONS: Final[Mapping[str, str]] = {
     "data.delete": N_("Data deleted"),
     "data.restore": N_("Earlier version of data restored"),
     "data.expire": N_("Expired temporary data deleted"),
+    "data.import": N_("Data imported from a URL"),
 }
 OUTCOMES: Final[Mapping[str, str]] = {
     "success": N_("done"),

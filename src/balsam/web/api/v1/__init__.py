@@ -10,6 +10,7 @@ from balsam.web.api.v1 import (
     credentials,
     data,
     health,
+    imports,
     libraries,
     members,
     projects,
@@ -32,5 +33,6 @@ for module in (
     libraries,
     workspaces,
     data,
+    imports,
 ):
     router.include_router(module.router)
