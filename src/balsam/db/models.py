@@ -155,9 +155,7 @@ class Project(Base):
     storage_quota_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     #: Set by the quota sweep while the bucket is over its quota: the project's keys
     #: then read only, and writes through Balsam are refused.
-    storage_over_quota: Mapped[bool] = mapped_column(
-        Boolean, default=False, server_default=false()
-    )
+    storage_over_quota: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     branches: Mapped[list[Branch]] = relationship(
         back_populates="project",

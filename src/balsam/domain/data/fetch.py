@@ -96,7 +96,13 @@ def check_url(url: str, private_hosts: list[str], *, field: str = "url") -> None
 
 
 def _scheme(url: str, field: str) -> None:
-    if urlsplit(url).scheme.lower() not in ("http", "https"):
+    try:
+        scheme = urlsplit(url).scheme.lower()
+    except ValueError:
+        raise InvalidInput(
+            N_("%(field)s is not a valid URL."), params={"field": field}, details={"field": field}
+        ) from None
+    if scheme not in ("http", "https"):
         raise InvalidInput(
             N_("%(field)s must be an http or https URL."),
             params={"field": field},
@@ -163,7 +169,10 @@ def _next_hop(url: str, headers: list[tuple[bytes, bytes]]) -> str:
     location = _header(headers, b"location")
     if not location:
         raise FetchFailed("The source redirected without saying where to.")
-    return urljoin(url, location.strip()).split("#", 1)[0]
+    try:
+        return urljoin(url, location.strip()).split("#", 1)[0]
+    except ValueError:
+        raise FetchFailed("The source redirected to an address that is not a URL.") from None
 
 
 def _length(headers: list[tuple[bytes, bytes]], limits: FetchLimits) -> int | None:

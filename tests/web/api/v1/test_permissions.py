@@ -45,6 +45,16 @@ ROWS: list[tuple[str, str, Any, int, int]] = [
     ("PUT", "/api/v1/projects/{p}/data/main/readme.txt", {"any": "body"}, 201, 201),
     ("DELETE", "/api/v1/projects/{p}/data/main/readme.txt", None, 204, 204),
     ("POST", "/api/v1/projects/{p}/data/main/readme.txt/restore", {"versionId": "x"}, 404, 404),
+    # Imports: loopback is refused to everyone (tests/web/api/v1/test_imports.py imports).
+    ("GET", "/api/v1/projects/{p}/imports", None, 200, 200),
+    (
+        "POST",
+        "/api/v1/projects/{p}/imports",
+        {"url": "http://127.0.0.1:9/", "target": "main/i"},
+        422,
+        422,
+    ),
+    ("GET", "/api/v1/projects/{p}/imports/no-such-import", None, 404, 404),
 ]
 
 
@@ -153,7 +163,8 @@ def test_every_route_is_in_the_matrix(app: FastAPI) -> None:
             .replace("{bob}", "{username}")
             .replace("{key}", "{accessKey}")
             .replace("UkVBRE1FLm1k", "{fileId}")
-            .replace("main/readme.txt", "{path}"),
+            .replace("main/readme.txt", "{path}")
+            .replace("no-such-import", "{importId}"),
         )
         for m, p, *_ in ROWS
     }
