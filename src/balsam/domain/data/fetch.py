@@ -71,8 +71,11 @@ def fetch(url: str, limits: FetchLimits, *, field: str = "url") -> Iterator[Fetc
         target, host, addresses = _checked(url, limits, field)
         backend = _PinnedBackend(host, addresses)
         with httpcore.ConnectionPool(network_backend=backend, max_connections=1) as pool:
-            options = {"headers": _headers(), "extensions": {"timeout": _timeouts(limits)}}
-            with _failures(), pool.stream("GET", target, **options) as response:
+            timeouts = {"timeout": _timeouts(limits)}
+            with (
+                _failures(),
+                pool.stream("GET", target, headers=_headers(), extensions=timeouts) as response,
+            ):
                 if response.status in REDIRECTS:
                     url = _next_hop(url, response.headers)
                     continue
