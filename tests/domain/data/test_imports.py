@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import secrets
 import socket
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,6 +20,7 @@ from balsam.context import AppContext
 from balsam.db.models import AuditEvent, DataImport, utcnow
 from balsam.domain.data.import_runs import INTERRUPTED, claim, run_import
 from balsam.domain.data.import_schemas import ImportCreate, ImportPublic
+from balsam.domain.data.import_worker import ImportWorker
 from balsam.domain.data.imports import ImportService
 from balsam.domain.journal import this_process
 from balsam.domain.recovery import recover
@@ -94,6 +96,30 @@ def test_a_small_and_a_multi_part_import_arrive_whole(
         iter(()),
     )
     assert info is not None and b"".join(chunks) == body
+
+
+UNDER_WAY = ("queued", "running")
+
+
+def test_the_worker_runs_what_is_queued(
+    allowing: AppContext, alice: TestUser, project: dict[str, Any], source: Source
+) -> None:
+    source.answers["/w"] = Answer(body=b"queued")
+    body = ImportCreate(url=source.url("/w", "localhost"), target="main/w")
+    created = ImportService(allowing).create(alice.actor, project["id"], body)
+    worker = ImportWorker(allowing, poll=0.2)
+    worker.start()
+    try:
+        worker.wake()
+        deadline = time.monotonic() + 20
+        service = ImportService(allowing)
+        while (done := service.get(alice.actor, project["id"], created.id)).state in UNDER_WAY:
+            assert time.monotonic() < deadline, done
+            time.sleep(0.1)
+    finally:
+        worker.stop()
+    assert not worker.running
+    assert done.state == "succeeded" and done.size == len(b"queued"), done
 
 
 @pytest.mark.parametrize("status", [404, 500])

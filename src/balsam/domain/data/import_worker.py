@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from balsam.context import AppContext
 from balsam.domain.data.import_runs import claim_next, run_import
@@ -48,11 +49,15 @@ class ImportWorker:
         """An import was queued: a waiting thread takes it now."""
         self._wake.set()
 
-    def stop(self, timeout: float = 30.0) -> None:
+    def stop(self, timeout: float = 15.0) -> None:
+        """Stop within ``timeout`` seconds in all: an import waiting on a slow source
+        past that is left to its daemon thread (and, if the process ends, to the crash
+        recovery)."""
         self._stop.set()
         self._wake.set()
+        deadline = time.monotonic() + timeout
         for thread in self._threads:
-            thread.join(timeout)
+            thread.join(max(0.0, deadline - time.monotonic()))
         self._threads = []
 
     def _run(self) -> None:
