@@ -119,7 +119,7 @@ def _transfer(ctx: AppContext, row: DataImport, cancelled: Callable[[], bool]) -
                 if write.add(chunk):
                     write.flush()
                     _note_upload(ctx, row, write)
-            written = write.finish()
+        written = write.finish()  # the source's connection closed: only storage now
     except BaseException:
         if write is not None:
             write.abort()
