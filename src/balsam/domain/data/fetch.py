@@ -114,7 +114,8 @@ def _scheme(url: str, field: str) -> None:
 
 
 def _checked(url: str, limits: FetchLimits, field: str) -> tuple[httpcore.URL, str, list[str]]:
-    """The URL as httpcore takes it, its host and the addresses it may connect to."""
+    """The URL as httpcore takes it, its host as httpcore names it (IDNA), and the
+    addresses it may connect to."""
     _scheme(url, field)
     addresses = outbound_addresses(url, limits.private_hosts, field=field)
     parts = urlsplit(url)
@@ -135,7 +136,7 @@ def _checked(url: str, limits: FetchLimits, field: str) -> tuple[httpcore.URL, s
         port=parts.port,
         target=(path + query).encode(),
     )
-    return target, host, addresses
+    return target, wire_host.decode("ascii"), addresses
 
 
 def _is_address(host: str) -> bool:
