@@ -32,7 +32,7 @@ from balsam.domain.data.fetch import FetchFailed, FetchLimits, fetch
 from balsam.domain.data.imports import audit_import
 from balsam.domain.data.service import DataService, DataWrite
 from balsam.domain.identity.service import Actor
-from balsam.domain.journal import gone, this_process
+from balsam.domain.journal import crash_point, gone, this_process
 from balsam.errors import BalsamError
 
 log = logging.getLogger(__name__)
@@ -154,6 +154,7 @@ def _note_upload(ctx: AppContext, row: DataImport, write: DataWrite) -> None:
             session.execute(
                 update(DataImport).where(DataImport.id == row.id).values(upload_id=write.upload_id)
             )
+        crash_point("data.import", "part")  # fault injection: tests/cli/test_import_crash.py
 
 
 def _failed(ctx: AppContext, row: DataImport, error: str) -> None:
