@@ -23,6 +23,10 @@ kind                   repair
 ``workspace.delete``   finished: server, folder, key, rows, secrets
 ====================== =====================================================
 
+Imports are journaled in their own rows instead (state ``running`` and the process):
+:func:`~balsam.domain.data.import_runs.fail_interrupted` settles those of dead
+processes in the same rounds.
+
 Every repair is idempotent (the provider inverses are), so a crash during
 recovery is repaired by the next one. Each repaired operation is audited with
 the original actor, request id and start time (the attempt) and what was done
