@@ -18,6 +18,7 @@ answers other than 200 and failed connections. Refusals by the outbound rule rai
 from __future__ import annotations
 
 import ipaddress
+import ssl
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -64,13 +65,22 @@ class Fetched:
 
 
 @contextmanager
-def fetch(url: str, limits: FetchLimits, *, field: str = "url") -> Iterator[Fetched]:
+def fetch(
+    url: str,
+    limits: FetchLimits,
+    *,
+    field: str = "url",
+    ssl_context: ssl.SSLContext | None = None,
+) -> Iterator[Fetched]:
     """GET ``url`` (following redirects under the rule) and yield its body; the
-    connection is closed when the block ends."""
+    connection is closed when the block ends. ``ssl_context``: the certificates https
+    is verified against (default: httpcore's, certifi's authorities)."""
     for _ in range(limits.max_redirects + 1):
         target, host, addresses = _checked(url, limits, field)
         backend = _PinnedBackend(host, addresses)
-        with httpcore.ConnectionPool(network_backend=backend, max_connections=1) as pool:
+        with httpcore.ConnectionPool(
+            ssl_context=ssl_context, network_backend=backend, max_connections=1
+        ) as pool:
             timeouts = {"timeout": _timeouts(limits)}
             with (
                 _failures(),
