@@ -143,6 +143,39 @@ def test_a_body_over_the_limit_fails_and_leaves_nothing(
     assert _nothing_at(allowing, project, "main/huge")
 
 
+@pytest.mark.parametrize(
+    ("answer", "error"),
+    [
+        # Bytes keep coming, but the whole takes longer than total_seconds (3).
+        (Answer(body=b"x" * 40, chunked=True, chunk_size=1, pause=0.1), "took longer"),
+        # Nothing for longer than read_timeout_seconds (1).
+        (Answer(body=b"x", chunked=True, pause=2.5), "did not answer in time"),
+    ],
+)
+def test_a_slow_source_fails_and_leaves_nothing(
+    allowing: AppContext,
+    alice: TestUser,
+    project: dict[str, Any],
+    source: Source,
+    answer: Answer,
+    error: str,
+) -> None:
+    impatient = derive(
+        allowing,
+        settings=allowing.settings.model_copy(
+            update={
+                "imports": allowing.settings.imports.model_copy(
+                    update={"read_timeout_seconds": 1, "total_seconds": 3}
+                )
+            }
+        ),
+    )
+    source.answers["/slow"] = answer
+    done = _import(impatient, alice, project, source.url("/slow", "localhost"), "main/slow")
+    assert done.state == "failed" and error in (done.error or ""), done
+    assert _nothing_at(allowing, project, "main/slow")
+
+
 def test_a_redirect_to_a_private_address_is_not_followed(
     allowing: AppContext, alice: TestUser, project: dict[str, Any], source: Source
 ) -> None:
