@@ -24,7 +24,7 @@ kind                   repair
 ====================== =====================================================
 
 Imports are journaled in their own rows instead (state ``running`` and the process):
-:func:`~balsam.domain.data.import_runs.fail_interrupted` settles those of dead
+:func:`~balsam.domain.data.import_recovery.fail_interrupted` settles those of dead
 processes in the same rounds.
 
 Every repair is idempotent (the provider inverses are), so a crash during
@@ -49,7 +49,7 @@ from sqlalchemy import delete, select
 from balsam.context import AppContext
 from balsam.db.models import Branch, Credential, PendingOperation, Project, Workspace
 from balsam.domain.audit.service import AuditRecord
-from balsam.domain.data.import_runs import fail_interrupted
+from balsam.domain.data.import_recovery import fail_interrupted
 from balsam.domain.data.retention import purge_expired
 from balsam.domain.data.temporary import expire_temporary
 from balsam.domain.journal import REPAIR_INTERVAL, gone
@@ -68,7 +68,7 @@ def recover(ctx: AppContext) -> int:
     """Repair every operation that is over but journaled; return how many were
     repaired. A repair that fails stays journaled (and logged) for the next try.
     Also removes the scratch space of git operations whose process is gone, and
-    settles imports whose process is gone (:func:`.data.import_runs.fail_interrupted`:
+    settles imports whose process is gone (:func:`.data.import_recovery.fail_interrupted`:
     not counted)."""
     try:
         swept = ctx.providers.git.sweep()

@@ -22,6 +22,7 @@ from balsam.domain.data.import_runs import INTERRUPTED, claim, run_import
 from balsam.domain.data.import_schemas import ImportCreate, ImportPublic
 from balsam.domain.data.import_worker import ImportWorker
 from balsam.domain.data.imports import ImportService
+from balsam.domain.data.service import DataService
 from balsam.domain.journal import this_process
 from balsam.domain.recovery import recover
 from balsam.errors import InvalidInput
@@ -329,6 +330,23 @@ def test_an_import_a_crash_cut_short_is_failed_and_its_upload_aborted(
     assert audit is not None and audit.details["importId"] == import_id
     assert audit.details["interrupted"] is True
     assert _nothing_at(ctx, project, target)
+
+
+def test_an_import_cut_short_after_its_object_was_recorded_succeeded(
+    ctx: AppContext, alice: TestUser, project: dict[str, Any]
+) -> None:
+    import_id = _running_row(ctx, project, "main/whole.bin", None)
+    with ctx.sessions() as session:
+        row = session.get(DataImport, import_id)
+        assert row is not None
+        url = row.url
+    # As the write's finish left it, just before the process died.
+    DataService(ctx).record(alice.actor, project["id"], "main/whole.bin", "v1", 5, "ab" * 32, url)
+    recover(ctx)
+    with ctx.sessions() as session:
+        row = session.get(DataImport, import_id)
+        assert row is not None and row.state == "succeeded" and row.size == 5
+        assert row.sha256 == "ab" * 32 and row.version_id == "v1"
 
 
 def test_an_import_of_a_live_process_is_left_alone(
