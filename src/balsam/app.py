@@ -44,9 +44,10 @@ def _document(app: FastAPI) -> None:
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Crash recovery first (``domain/recovery.py``), then background work that lives as
-    long as the served app: knowledge-library sync,
+    long as the served app: knowledge-library sync, imports,
     the workspace supervisor, and loading the search index so the first search
     does not wait for it."""
+    from balsam.domain.data.import_worker import ImportWorker
     from balsam.domain.library.worker import LibrarySyncWorker
     from balsam.domain.recovery import RecoveryWorker, recover
     from balsam.domain.search.service import SearchService
@@ -62,6 +63,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # storage is back.
     repairs = RecoveryWorker(ctx)
     repairs.start()
+    imports = ImportWorker(ctx)
+    imports.start()
+    app.state.imports = imports
     await run_in_threadpool(ctx.supervisor.start)
     threading.Thread(
         target=SearchService(app.state.ctx).warm, name="search-warm", daemon=True
@@ -73,6 +77,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.library_sync = previous
         await run_in_threadpool(worker.stop)
         await run_in_threadpool(repairs.stop)
+        await run_in_threadpool(imports.stop)
         await run_in_threadpool(ctx.supervisor.shutdown)
         await close_client(app.state)
 

@@ -148,6 +148,34 @@ class GitSettings(BaseModel):
     )
 
 
+class ImportSettings(BaseModel):
+    """Imports of files from http(s) URLs into project buckets."""
+
+    max_bytes: int = Field(
+        10 * 1024**3,
+        ge=1,
+        description="Largest file an import may bring in (bytes); a larger one fails and "
+        "leaves nothing in the bucket.",
+    )
+    connect_timeout_seconds: float = Field(
+        10, gt=0, description="Longest an import waits for a connection to the source."
+    )
+    read_timeout_seconds: float = Field(
+        60, gt=0, description="Longest an import waits for the source's next bytes."
+    )
+    total_seconds: float = Field(
+        3600, gt=0, description="Longest one import may take from its first request to the end."
+    )
+    max_redirects: int = Field(
+        5,
+        ge=0,
+        le=20,
+        description="Redirects an import follows; each new address is checked as the first "
+        "(source_private_hosts).",
+    )
+    workers: int = Field(2, ge=1, le=16, description="Imports run at once by each Balsam process.")
+
+
 def url_host(url: str | None) -> str:
     """The host name of ``url`` as one compares it: lower case, no trailing dot
     ("Example.org." and "example.org" are one host); "" for none."""
@@ -461,7 +489,8 @@ class Settings(BaseSettings):
     source_private_hosts: list[str] = Field(
         default_factory=list,
         description="Host names or addresses that URLs the server fetches (http(s) "
-        "sourceLocation of projects, knowledge-library repositories) may name even though "
+        "sourceLocation of projects, knowledge-library repositories, data imports and their "
+        "redirects) may name even though "
         "they resolve to a loopback, private or link-local address (an internal GitLab, say). "
         "Every other such host must resolve to public addresses only, so users and admins "
         "cannot make the server fetch from its own network.",
@@ -478,6 +507,7 @@ class Settings(BaseSettings):
     auth: AuthSettings = Field(default_factory=AuthSettings)  # type: ignore[arg-type]
     workspaces: WorkspaceSettings = Field(default_factory=WorkspaceSettings)  # type: ignore[arg-type]
     connections: ConnectionSettings = Field(default_factory=ConnectionSettings)  # type: ignore[arg-type]
+    imports: ImportSettings = Field(default_factory=ImportSettings)  # type: ignore[arg-type]
     library_sync_interval_seconds: int = Field(
         600,
         ge=0,

@@ -416,3 +416,39 @@ class DataConnection(Base):
     secret_sealed: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_by: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class DataImport(Base):
+    """An import of a file from an http(s) URL into a project's bucket, run in the
+    background: ``queued`` → ``running`` → ``succeeded`` | ``failed``. While it runs,
+    ``process`` names the process doing it and ``upload_id`` the multipart upload it
+    fills, so one its process left behind (a crash) is failed and its upload aborted
+    at the next start (``domain/data/imports.py``)."""
+
+    __tablename__ = "data_imports"
+    __table_args__ = (
+        Index("ix_data_imports_project_created", "project_id", "created_at"),
+        Index("ix_data_imports_state", "state"),
+    )
+
+    #: Random, URL-safe; not a secret (the caller must be a member as well).
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    url: Mapped[str] = mapped_column(Text)
+    target: Mapped[str] = mapped_column(String(1024))
+    #: Under tmp/ only: days the imported object is kept (default storage.tmp_days).
+    expires_in_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    state: Mapped[str] = mapped_column(String(16), default="queued")
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    size: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    version_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    created_by: Mapped[str] = mapped_column(String(64))
+    request_id: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    #: ``host:pid:start-time`` of the process running it (balsam.domain.journal).
+    process: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    #: The storage server's multipart upload being filled, once there is one.
+    upload_id: Mapped[str | None] = mapped_column(Text, nullable=True)

@@ -10,9 +10,11 @@ credentials (they would be stored and appear in git's arguments), and fetches
 never follow redirects (``NO_REDIRECTS``), so a public host cannot bounce a
 fetch inward.
 
-Known limit: the name is resolved here and again by the fetching tool; a
+Known limit: for git fetches the name is resolved here and again by git; a
 hostile DNS server answering differently the second time (DNS rebinding) is not
-stopped. An egress proxy or firewall is the complete answer for deployments
+stopped there. Imports (:mod:`balsam.domain.data.fetch`) connect only to the
+addresses checked here (:func:`outbound_addresses`) and check every redirect the
+same way. An egress proxy or firewall is the complete answer for deployments
 that need it.
 """
 
@@ -24,7 +26,7 @@ from urllib.parse import urlsplit
 
 from balsam.errors import N_, InvalidInput
 
-__all__ = ["NO_REDIRECTS", "check_outbound_url"]
+__all__ = ["NO_REDIRECTS", "check_outbound_url", "outbound_addresses"]
 
 #: ``git -c`` options for every fetch from a URL a user or admin named.
 NO_REDIRECTS = ("-c", "http.followRedirects=false")
@@ -39,6 +41,30 @@ def check_outbound_url(
     so the answer never depends on what the fetch would reach, unless
     ``must_resolve`` is False (a registration that is fetched, and checked
     again, later)."""
+    host, port = _host_and_port(url, field)
+    if _listed(host, private_hosts):
+        return
+    try:
+        addresses = _resolve(host, port, field)
+    except InvalidInput:
+        if not must_resolve:
+            return
+        raise
+    _refuse_private(host, addresses, field)
+
+
+def outbound_addresses(url: str, private_hosts: list[str], *, field: str) -> list[str]:
+    """The addresses a fetch of ``url`` may connect to, resolved once, under the rule of
+    :func:`check_outbound_url` (all of them, for a host in ``private_hosts``). A fetch
+    that connects to these, and only these, leaves no window for DNS rebinding."""
+    host, port = _host_and_port(url, field)
+    addresses = _resolve(host, port, field)
+    if not _listed(host, private_hosts):
+        _refuse_private(host, addresses, field)
+    return [str(a) for a in addresses]
+
+
+def _host_and_port(url: str, field: str) -> tuple[str, int]:
     try:
         parts = urlsplit(url)
         host, port = parts.hostname, parts.port
@@ -56,21 +82,33 @@ def check_outbound_url(
         raise InvalidInput(
             N_("%(field)s names no host."), params={"field": field}, details={"field": field}
         )
-    if host.casefold() in {h.casefold() for h in private_hosts}:
-        return
+    return host, port or (80 if parts.scheme == "http" else 443)
+
+
+def _listed(host: str, private_hosts: list[str]) -> bool:
+    return host.casefold() in {h.casefold() for h in private_hosts}
+
+
+def _resolve(
+    host: str, port: int, field: str
+) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
     try:
-        infos = socket.getaddrinfo(host, port or 443, proto=socket.IPPROTO_TCP)
+        infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
     except (OSError, UnicodeError):
-        if not must_resolve:
-            return
         # The field in details, not in words: the portal shows it next to its own field.
         raise InvalidInput(
             N_("The host '%(host)s' cannot be resolved: is the address right?"),
             params={"host": host},
             details={"field": field, "host": host},
         ) from None
-    for info in infos:
-        address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
+    found = [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos]
+    return list(dict.fromkeys(found))  # once each, in the resolver's order
+
+
+def _refuse_private(
+    host: str, addresses: list[ipaddress.IPv4Address | ipaddress.IPv6Address], field: str
+) -> None:
+    for address in addresses:
         if not address.is_global:
             raise InvalidInput(
                 N_(

@@ -23,6 +23,10 @@ kind                   repair
 ``workspace.delete``   finished: server, folder, key, rows, secrets
 ====================== =====================================================
 
+Imports are journaled in their own rows instead (state ``running`` and the process):
+:func:`~balsam.domain.data.import_recovery.fail_interrupted` settles those of dead
+processes in the same rounds.
+
 Every repair is idempotent (the provider inverses are), so a crash during
 recovery is repaired by the next one. Each repaired operation is audited with
 the original actor, request id and start time (the attempt) and what was done
@@ -45,6 +49,7 @@ from sqlalchemy import delete, select
 from balsam.context import AppContext
 from balsam.db.models import Branch, Credential, PendingOperation, Project, Workspace
 from balsam.domain.audit.service import AuditRecord
+from balsam.domain.data.import_recovery import fail_interrupted
 from balsam.domain.data.quotas import enforce_quotas
 from balsam.domain.data.retention import purge_expired
 from balsam.domain.data.temporary import expire_temporary
@@ -64,7 +69,9 @@ PURGE_INTERVAL = 3600.0
 def recover(ctx: AppContext) -> int:
     """Repair every operation that is over but journaled; return how many were
     repaired. A repair that fails stays journaled (and logged) for the next try.
-    Also removes the scratch space of git operations whose process is gone."""
+    Also removes the scratch space of git operations whose process is gone, and
+    settles imports whose process is gone (:func:`.data.import_recovery.fail_interrupted`:
+    not counted)."""
     try:
         swept = ctx.providers.git.sweep()
     except OSError as exc:
@@ -72,6 +79,10 @@ def recover(ctx: AppContext) -> int:
     else:
         if swept:
             log.info("removed %d scratch folder(s) of interrupted git operations", swept)
+    try:
+        fail_interrupted(ctx)
+    except Exception:  # the journal's repairs must still run
+        log.exception("could not settle interrupted imports")
     with ctx.sessions() as session:
         rows = list(session.scalars(select(PendingOperation).order_by(PendingOperation.id)))
     busy = {r.project_id for r in rows if not gone(r.process)}

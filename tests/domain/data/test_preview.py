@@ -82,6 +82,6 @@ def test_excel_shows_the_first_sheet_with_types_reading_a_part_of_it() -> None:
 
 def test_a_broken_workbook_is_an_error_not_a_failure() -> None:
     data = b"PK\x03\x04 not really a zip"
-    read, read_range = _reader(data)
+    _, read_range = _reader(data)
     got = preview(_info("trasig.xlsx", len(data)), read_range)  # type: ignore[arg-type]
     assert got.kind == "excel" and got.error and not got.rows

@@ -302,9 +302,9 @@ def _excel(info: ObjectInfo, read: ReadRange) -> DataPreview:
     source = io.BufferedReader(_Ranged(info.size, read), buffer_size=64 * 1024)
     try:
         with zipfile.ZipFile(source) as archive:
-            names = set(archive.namelist())
+            members = set(archive.namelist())
             strings = "xl/sharedStrings.xml"
-            if strings in names and archive.getinfo(strings).file_size > MAX_SHARED_STRINGS_BYTES:
+            if strings in members and archive.getinfo(strings).file_size > MAX_SHARED_STRINGS_BYTES:
                 return DataPreview(kind="excel", size=info.size, error="too many distinct texts")
         book = openpyxl.load_workbook(source, read_only=True, data_only=True)
     except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:

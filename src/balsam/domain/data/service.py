@@ -106,9 +106,15 @@ class DataWrite:
         upload: Upload,
         expires_at: datetime | None,
         room: int | None,
+        source: str = "upload",
     ) -> None:
         self._service, self._actor, self._project, self._upload = service, actor, project, upload
-        self._expires_at, self._room = expires_at, room
+        self._expires_at, self._room, self._source = expires_at, room, source
+
+    @property
+    def upload_id(self) -> str | None:
+        """The storage server's multipart upload, once the first part has gone."""
+        return self._upload.upload_id
 
     def add(self, chunk: bytes) -> bool:
         """Take ``chunk`` (QuotaExceeded once the body outgrows the project's room)."""
@@ -139,7 +145,7 @@ class DataWrite:
             version,
             upload.size,
             upload.sha256,
-            "upload",
+            self._source,
             self._expires_at,
         )
         return DataWritten(
@@ -330,16 +336,19 @@ class DataService:
         *,
         expires_in_days: int | None = None,
         size: int | None = None,
+        source: str = "upload",
     ) -> DataWrite:
         """A streaming write of ``path`` (its earlier content stays as a version). In
         tmp/ it expires after ``expires_in_days`` (default storage.tmp_days, at most
         storage.tmp_max_days); elsewhere nothing expires. ``size``, when known, is
-        checked against the project's quota first; the body is checked as it arrives."""
+        checked against the project's quota first; the body is checked as it arrives.
+        ``source``: where it comes from, for its provenance ('upload', or an import's
+        URL)."""
         check_path(path)
         expires_at = self.expiry_for(path, expires_in_days)
         project = self.access(actor, project_id, "data.write")
         room = self.require_room(project, size or 0)
-        metadata = provenance_metadata(actor.username, "upload")
+        metadata = provenance_metadata(actor.username, source)
         if expires_at is not None:
             metadata["balsam-expires-at"] = expires_at.isoformat(timespec="seconds")
         upload = self._objects.upload(
@@ -348,7 +357,11 @@ class DataService:
             content_type=(content_type or "application/octet-stream")[:200],
             metadata=metadata,
         )
-        return DataWrite(self, actor, project, upload, expires_at, room)
+        return DataWrite(self, actor, project, upload, expires_at, room, source)
+
+    def check_expiry(self, path: str, days: int | None) -> None:
+        """InvalidInput unless ``days`` may be asked for data at ``path``."""
+        self.expiry_for(path, days)
 
     def expiry_for(self, path: str, days: int | None) -> datetime | None:
         storage = self.ctx.settings.storage
@@ -484,7 +497,8 @@ def provenance_metadata(username: str, source: str) -> dict[str, str]:
     return {
         "balsam-uploaded-by": quote(username, safe="@._-"),
         "balsam-uploaded-at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "balsam-source": quote(source, safe=" @._-:/"),
+        # S3 keeps 2 KB of metadata: an import's long URL is cut (the record has it whole).
+        "balsam-source": quote(source, safe=" @._-:/")[:1024],
     }
 
 

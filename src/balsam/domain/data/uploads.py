@@ -228,7 +228,7 @@ class UploadService:
             with self.ctx.sessions() as session, session.begin():
                 session.add(row)
         except BaseException:
-            self._objects.abort_parts(project.bucket, path, upload_id)
+            self._objects.abort_upload(project.bucket, path, upload_id)
             raise
         return _state(row, {})
 
@@ -294,7 +294,7 @@ class UploadService:
     def abort(self, actor: Actor, project_id: str, upload_id: str) -> None:
         """Drop the upload and every part sent."""
         project, row = self._upload(actor, project_id, upload_id, "data.write")
-        self._objects.abort_parts(project.bucket, row.path, row.upload_id)
+        self._objects.abort_upload(project.bucket, row.path, row.upload_id)
         _DIGESTS.drop(row.id)
         with self.ctx.sessions() as session, session.begin():
             session.execute(delete(DataUpload).where(DataUpload.id == row.id))
@@ -321,7 +321,7 @@ class UploadService:
 
     def _finish(self, project: DataProject, row: DataUpload, parts: list[Part]) -> str | None:
         if row.size == 0:  # S3 wants at least one part: an empty object in one request
-            self._objects.abort_parts(project.bucket, row.path, row.upload_id)
+            self._objects.abort_upload(project.bucket, row.path, row.upload_id)
             return self._objects.put(
                 project.bucket,
                 row.path,
@@ -405,7 +405,7 @@ def sweep_uploads(ctx: AppContext) -> int:
         bucket = buckets.get(row.id)
         try:
             if bucket is not None:
-                ctx.providers.storage.objects.abort_parts(bucket, row.path, row.upload_id)
+                ctx.providers.storage.objects.abort_upload(bucket, row.path, row.upload_id)
         except ProviderError as exc:
             log.warning("could not abort the abandoned upload %s: %s", row.id, exc)
             continue

@@ -253,8 +253,22 @@ class S3ObjectStore:
         version = answer.get("VersionId")
         return None if version in (None, "null") else str(version)
 
-    def abort_parts(self, bucket: str, key: str, upload_id: str) -> None:
-        """Drop the upload and its parts (an upload already gone is no error)."""
+    def uploads_in_progress(self, bucket: str, key: str) -> builtins.list[tuple[str, datetime]]:
+        """The multipart uploads of exactly ``key`` not yet completed or aborted: their
+        ids and when each began."""
+        try:
+            with _storage("list uploads"):
+                answer = self._s3.list_multipart_uploads(Bucket=bucket, Prefix=key)
+        except _Missing:
+            return []
+        return [
+            (str(u["UploadId"]), u["Initiated"])
+            for u in answer.get("Uploads", [])
+            if u.get("Key") == key
+        ]
+
+    def abort_upload(self, bucket: str, key: str, upload_id: str) -> None:
+        """Drop a multipart upload and its parts (one that is gone already is fine)."""
         try:
             with _storage("abort an upload"):
                 self._s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
@@ -382,6 +396,11 @@ class Upload:
     @property
     def sha256(self) -> str:
         return self._hash.hexdigest()
+
+    @property
+    def upload_id(self) -> str | None:
+        """The multipart upload on the server, once the first part has gone."""
+        return self._upload_id
 
     def add(self, chunk: bytes) -> bool:
         """Take ``chunk``; True when a part is ready for :meth:`flush` (no I/O here)."""

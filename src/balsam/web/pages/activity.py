@@ -67,6 +67,7 @@ ACTIONS: Final[Mapping[str, str]] = {
     "connection.list": N_("Data connections listed"),
     "connection.read": N_("Data connection looked up"),
     "connection.use": N_("Data connection used"),
+    "data.import": N_("Data imported from a URL"),
 }
 OUTCOMES: Final[Mapping[str, str]] = {
     "success": N_("done"),

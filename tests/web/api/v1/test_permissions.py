@@ -61,6 +61,16 @@ ROWS: list[tuple[str, str, Any, int, int]] = [
     ("POST", "/api/v1/projects/{p}/connections", CONNECTION, 403, 201),
     ("GET", "/api/v1/projects/{p}/connections/{conn}", None, 200, 200),
     ("DELETE", "/api/v1/projects/{p}/connections/{conn}", None, 403, 204),
+    # Imports: loopback is refused to everyone (tests/web/api/v1/test_imports.py imports).
+    ("GET", "/api/v1/projects/{p}/imports", None, 200, 200),
+    (
+        "POST",
+        "/api/v1/projects/{p}/imports",
+        {"url": "http://127.0.0.1:9/", "target": "main/i"},
+        422,
+        422,
+    ),
+    ("GET", "/api/v1/projects/{p}/imports/no-such-import", None, 404, 404),
 ]
 
 
@@ -179,7 +189,8 @@ def test_every_route_is_in_the_matrix(app: FastAPI) -> None:
             .replace("UkVBRE1FLm1k", "{fileId}")
             .replace("main/readme.txt", "{path}")
             .replace("/uploads/nope", "/uploads/{uploadId}")
-            .replace("/parts/1", "/parts/{number}"),
+            .replace("/parts/1", "/parts/{number}")
+            .replace("no-such-import", "{importId}"),
         )
         for m, p, *_ in ROWS
     }

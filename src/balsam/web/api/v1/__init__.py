@@ -11,6 +11,7 @@ from balsam.web.api.v1 import (
     credentials,
     data,
     health,
+    imports,
     libraries,
     members,
     projects,
@@ -36,5 +37,6 @@ for module in (
     uploads,
     data,
     connections,
+    imports,
 ):
     router.include_router(module.router)
