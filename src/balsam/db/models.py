@@ -419,11 +419,12 @@ class DataConnection(Base):
 
 
 class DataImport(Base):
-    """An import of a file from an http(s) URL into a project's bucket, run in the
-    background: ``queued`` → ``running`` → ``succeeded`` | ``failed``. While it runs,
-    ``process`` names the process doing it and ``upload_id`` the multipart upload it
-    fills, so one its process left behind (a crash) is failed and its upload aborted
-    at the next start (``domain/data/imports.py``)."""
+    """An import into a project's bucket of a file from an http(s) URL, or of a query's
+    result on a PostgreSQL data connection (as Parquet), run in the background:
+    ``queued`` → ``running`` → ``succeeded`` | ``failed``. While it runs, ``process``
+    names the process doing it and ``upload_id`` the multipart upload it fills, so one
+    its process left behind (a crash) is failed and its upload aborted at the next
+    start (``domain/data/import_recovery.py``)."""
 
     __tablename__ = "data_imports"
     __table_args__ = (
@@ -434,7 +435,12 @@ class DataImport(Base):
     #: Random, URL-safe; not a secret (the caller must be a member as well).
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
-    url: Mapped[str] = mapped_column(Text)
+    #: The http(s) URL fetched; None for a query on a data connection.
+    url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: A PostgreSQL data connection's name and the query run on it (its result is
+    #: stored as Parquet); None for a URL.
+    connection: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    query: Mapped[str | None] = mapped_column(Text, nullable=True)
     target: Mapped[str] = mapped_column(String(1024))
     #: Under tmp/ only: days the imported object is kept (default storage.tmp_days).
     expires_in_days: Mapped[int | None] = mapped_column(Integer, nullable=True)

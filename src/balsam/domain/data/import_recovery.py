@@ -16,7 +16,7 @@ from sqlalchemy import select
 from balsam.context import AppContext
 from balsam.db.models import DataImport, DataObject, DataUpload, Project
 from balsam.domain.data.import_runs import INTERRUPTED, finished
-from balsam.domain.data.imports import audit_import
+from balsam.domain.data.imports import audit_import, source_of
 from balsam.domain.journal import gone
 from balsam.errors import BalsamError
 
@@ -84,7 +84,7 @@ def _recorded(ctx: AppContext, row: DataImport) -> DataObject | None:
             .where(
                 DataObject.project_id == row.project_id,
                 DataObject.path == row.target,
-                DataObject.source == row.url,
+                DataObject.source == source_of(row),
                 DataObject.created_at >= (row.started_at or row.created_at),
             )
             .order_by(DataObject.id.desc())

@@ -16,16 +16,19 @@ that died.
 
 from __future__ import annotations
 
+import io
 import logging
 import time
 from collections.abc import Callable
+from typing import IO, Any, cast
 
 from sqlalchemy import select, update
 
 from balsam.context import AppContext
 from balsam.db.models import DataImport, User, utcnow
+from balsam.domain.data.connections.service import ConnectionService
 from balsam.domain.data.fetch import FetchFailed, FetchLimits, fetch
-from balsam.domain.data.imports import audit_import
+from balsam.domain.data.imports import audit_import, source_of
 from balsam.domain.data.service import DataService, DataWrite
 from balsam.domain.identity.service import Actor
 from balsam.domain.journal import crash_point, this_process
@@ -97,21 +100,22 @@ def _transfer(ctx: AppContext, row: DataImport, cancelled: Callable[[], bool]) -
     actor = _creator(ctx, row)
     write: DataWrite | None = None
     try:
-        with fetch(row.url, limits) as fetched:
-            write = DataService(ctx).begin_write(
-                actor,
-                row.project_id,
-                row.target,
-                fetched.content_type,
-                expires_in_days=row.expires_in_days,
-                source=row.url,
+        if row.connection is not None and row.query is not None:
+            write = _begin(ctx, actor, row, "application/vnd.apache.parquet")
+            # A raw stream: what pyarrow's writer needs of a file (write, tell).
+            sink = cast(IO[bytes], _IntoWrite(ctx, row, write, cancelled))
+            ConnectionService(ctx).query_to_parquet(
+                actor, row.project_id, row.connection, row.query, sink
             )
-            for chunk in fetched.chunks:
-                if cancelled():
-                    raise FetchFailed(INTERRUPTED)
-                if write.add(chunk):
-                    write.flush()
-                    _note_upload(ctx, row, write)
+        else:
+            with fetch(row.url or "", limits) as fetched:
+                write = _begin(ctx, actor, row, fetched.content_type)
+                for chunk in fetched.chunks:
+                    if cancelled():
+                        raise FetchFailed(INTERRUPTED)
+                    if write.add(chunk):
+                        write.flush()
+                        _note_upload(ctx, row, write)
         written = write.finish()  # the source's connection closed: only storage now
     except BaseException:
         if write is not None:
@@ -126,6 +130,44 @@ def _transfer(ctx: AppContext, row: DataImport, cancelled: Callable[[], bool]) -
         version_id=written.version_id,
     )
     audit_import(ctx, row, "success", state="succeeded", size=written.size, sha256=written.sha256)
+
+
+def _begin(ctx: AppContext, actor: Actor, row: DataImport, content_type: str | None) -> DataWrite:
+    return DataService(ctx).begin_write(
+        actor,
+        row.project_id,
+        row.target,
+        content_type,
+        expires_in_days=row.expires_in_days,
+        source=source_of(row),
+    )
+
+
+class _IntoWrite(io.RawIOBase):
+    """A write-only file whose bytes go into ``write`` as they come (a query's Parquet
+    is written into it), parts sent as they fill."""
+
+    def __init__(
+        self, ctx: AppContext, row: DataImport, write: DataWrite, cancelled: Callable[[], bool]
+    ) -> None:
+        self._ctx, self._row, self._write, self._cancelled = ctx, row, write, cancelled
+        self._at = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._at
+
+    def write(self, data: Any) -> int:
+        if self._cancelled():
+            raise FetchFailed(INTERRUPTED)
+        chunk = bytes(data)
+        if self._write.add(chunk):
+            self._write.flush()
+            _note_upload(self._ctx, self._row, self._write)
+        self._at += len(chunk)
+        return len(chunk)
 
 
 def _creator(ctx: AppContext, row: DataImport) -> Actor:

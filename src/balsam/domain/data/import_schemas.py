@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from balsam.domain.schemas import ApiModel
 
@@ -17,11 +17,27 @@ class _Out(BaseModel):
 
 
 class ImportCreate(ApiModel):
-    url: str = Field(
+    """Either ``url``, or ``connection`` and ``query``."""
+
+    url: str | None = Field(
+        None,
         min_length=1,
         max_length=2048,
         description="An http(s) URL without credentials, on a public address (or a host "
         "the installation allows in BALSAM_SOURCE_PRIVATE_HOSTS).",
+    )
+    connection: str | None = Field(
+        None,
+        min_length=1,
+        max_length=40,
+        description="The name of one of the project's PostgreSQL data connections.",
+    )
+    query: str | None = Field(
+        None,
+        min_length=1,
+        max_length=100_000,
+        description="One SQL query, run read-only on ``connection``; its result is stored "
+        "as Parquet.",
     )
     target: str = Field(
         min_length=1,
@@ -36,11 +52,21 @@ class ImportCreate(ApiModel):
         description="Only under tmp/: days until it expires (default storage.tmp_days).",
     )
 
+    @model_validator(mode="after")
+    def _one_source(self) -> ImportCreate:
+        partial = (self.connection is None) != (self.query is None)
+        by_query = self.connection is not None and self.query is not None
+        if partial or (self.url is not None) == by_query:
+            raise ValueError("give either url, or connection and query")
+        return self
+
 
 class ImportPublic(_Out):
     id: str
     state: ImportState = Field(description="queued, running, succeeded or failed.")
-    url: str
+    url: str | None = Field(None, description="The URL fetched (a URL import).")
+    connection: str | None = Field(None, description="The data connection (a query import).")
+    query: str | None = Field(None, description="The query run (a query import).")
     target: str
     error: str | None = Field(None, description="Why it failed (state failed).")
     size: int | None = Field(None, description="Bytes imported (state succeeded).")

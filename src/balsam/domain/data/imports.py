@@ -1,4 +1,5 @@
-"""Imports of files from http(s) URLs into a project's bucket: asking for one, and
+"""Imports into a project's bucket — of a file from an http(s) URL, or of a query's
+result on one of its PostgreSQL data connections (as Parquet): asking for one, and
 reading how it went. Members (and admins) may import; others are told the project does
 not exist. The work itself is done in the background (:mod:`.import_runs`, run by an
 :class:`~.import_worker.ImportWorker`).
@@ -20,6 +21,7 @@ from sqlalchemy import select
 from balsam.context import AppContext
 from balsam.db.models import DataImport
 from balsam.domain.audit.service import AuditRecord, Outcome
+from balsam.domain.data.connections.service import ConnectionService
 from balsam.domain.data.fetch import check_url
 from balsam.domain.data.import_schemas import ImportCreate, ImportList, ImportPublic
 from balsam.domain.data.service import DataService, check_path
@@ -45,11 +47,19 @@ class ImportService:
         self._member(actor, project_id, "data.import")
         check_path(body.target)
         DataService(self.ctx).check_expiry(body.target, body.expires_in_days)
-        check_url(body.url, self.ctx.settings.source_private_hosts)
+        connection = None
+        if body.url is not None:
+            check_url(body.url, self.ctx.settings.source_private_hosts)
+        elif body.connection is not None:
+            # There, a PostgreSQL connection, its host allowed (NotFound, InvalidInput).
+            ConnectionService(self.ctx).postgres_target(actor, project_id, body.connection)
+            connection = body.connection.upper()
         row = DataImport(
             id=secrets.token_urlsafe(16),
             project_id=project_id,
             url=body.url,
+            connection=connection,
+            query=body.query if connection else None,
             target=body.target,
             expires_in_days=body.expires_in_days,
             state="queued",
@@ -84,11 +94,21 @@ class ImportService:
             return ImportList(items=[to_public(r) for r in rows])
 
 
+def source_of(row: DataImport) -> str:
+    """Where an import's object comes from, as its provenance says: the URL, or the
+    data connection the query ran on."""
+    if row.url is not None:
+        return row.url
+    return f"query on connection {row.connection}"
+
+
 def to_public(row: DataImport) -> ImportPublic:
     return ImportPublic(
         id=row.id,
         state=row.state,  # type: ignore[arg-type]
         url=row.url,
+        connection=row.connection,
+        query=row.query,
         target=row.target,
         error=row.error,
         size=row.size,
@@ -111,6 +131,6 @@ def audit_import(ctx: AppContext, row: DataImport, outcome: Outcome, **details: 
             outcome=outcome,
             project_id=row.project_id,
             request_id=row.request_id,
-            details={"importId": row.id, "url": row.url, "path": row.target, **details},
+            details={"importId": row.id, "source": source_of(row), "path": row.target, **details},
         )
     )

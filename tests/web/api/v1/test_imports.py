@@ -5,11 +5,14 @@ visible and leave nothing; bad input is problem+json; only members reach it."""
 from __future__ import annotations
 
 import hashlib
+import io
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
+import psycopg
+import pyarrow.parquet as pq
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -22,6 +25,8 @@ from balsam.settings import ImportSettings
 from balsam.wiring import derive
 from tests.fixtures.app import TestUser
 from tests.fixtures.http_source import Answer, Source, http_source, import_worker_paused
+from tests.fixtures.postgres import PrivatePostgres, find_postgres_bin, postgres_selected
+from tests.fixtures.server import free_port
 
 
 @pytest.fixture(scope="module")
@@ -226,3 +231,95 @@ def test_only_members_and_admins_reach_imports(
     ).json()
     # An import of one project is not found under another, even by a member of both.
     assert other.client.get(f"{_imports(other_project)}/{done['id']}").status_code == 404
+
+
+# -- a query on a PostgreSQL data connection, stored as Parquet -----------------------
+
+
+@pytest.fixture(scope="module")
+def database(request: pytest.FixtureRequest) -> Iterator[tuple[int, str]]:
+    """A real PostgreSQL with a table t of 101 rows: its port and database."""
+    if postgres_selected():
+        server: PrivatePostgres = request.getfixturevalue("private_postgres")
+        yield from _with_table(server)
+        return
+    bindir = find_postgres_bin()
+    if bindir is None:
+        pytest.skip("no PostgreSQL server binaries (initdb) on this machine")
+    own = PrivatePostgres(bindir)
+    try:
+        own.start()
+        yield from _with_table(own)
+    finally:
+        own.stop()
+
+
+def _with_table(server: PrivatePostgres) -> Iterator[tuple[int, str]]:
+    name = f"imp_{free_port()}"
+    server.create_database(name)
+    with psycopg.connect(host="127.0.0.1", port=server.port, user="postgres", dbname=name,
+                         autocommit=True) as conn:  # fmt: skip
+        conn.execute("CREATE TABLE t (id int8, label text)")
+        conn.execute("INSERT INTO t SELECT i, 'rad ' || i FROM generate_series(0, 100) i")
+    yield server.port, name
+
+
+def test_a_query_on_a_connection_is_imported_as_parquet(
+    as_alice: httpx.Client, alice: TestUser, project: dict[str, Any], database: tuple[int, str]
+) -> None:
+    port, name = database
+    pid = project["id"]
+    made = as_alice.post(f"/api/v1/projects/{pid}/connections", json={
+        "name": "lager", "kind": "postgresql", "host": "localhost", "port": port,
+        "database": name, "user": "postgres", "password": "hemligt"})  # fmt: skip
+    assert made.status_code == 201, made.text
+    query = "SELECT id, label FROM t ORDER BY id"
+    answer = as_alice.post(_imports(project), json={
+        "connection": "lager", "query": query, "target": "main/db/t.parquet"})  # fmt: skip
+    assert answer.status_code == 202, answer.text
+    assert answer.json()["connection"] == "LAGER" and answer.json()["url"] is None
+    done = _ended(as_alice, project, answer.json()["id"])
+    assert done["state"] == "succeeded", done
+    assert done["query"] == query
+
+    data = f"/api/v1/projects/{pid}/data/main/db/t.parquet"
+    got = alice.client.get(data)
+    assert got.status_code == 200 and hashlib.sha256(got.content).hexdigest() == done["sha256"]
+    table = pq.read_table(io.BytesIO(got.content))
+    assert table.num_rows == 101 and table.column("label")[5].as_py() == "rad 5"
+    provenance = alice.client.get(data, params={"provenance": "true"}).json()
+    assert provenance["source"] == "query on connection LAGER"
+
+    # A query that writes fails (read-only), and leaves nothing.
+    bad = as_alice.post(
+        _imports(project),
+        json={"connection": "lager", "query": "DELETE FROM t", "target": "main/db/x.parquet"},
+    )
+    failed = _ended(as_alice, project, bad.json()["id"])  # fmt: skip
+    assert failed["state"] == "failed" and failed["error"]
+    assert alice.client.get(f"/api/v1/projects/{pid}/data/main/db/x.parquet").status_code == 404
+    # No such connection: 404 at once.
+    missing = as_alice.post(_imports(project), json={
+        "connection": "nej", "query": "SELECT 1", "target": "main/db/y.parquet"})  # fmt: skip
+    assert missing.status_code == 404, missing.text
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"connection": "x", "target": "main/a"},
+        {"query": "SELECT 1", "target": "main/a"},
+        {
+            "url": "https://example.org/a",
+            "connection": "x",
+            "query": "SELECT 1",
+            "target": "main/a",
+        },
+        {"target": "main/a"},
+    ],
+)
+def test_an_import_names_one_source(
+    as_alice: httpx.Client, project: dict[str, Any], body: dict[str, Any]
+) -> None:
+    answer = as_alice.post(_imports(project), json=body)
+    assert answer.status_code == 422, answer.text
