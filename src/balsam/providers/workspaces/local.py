@@ -12,6 +12,7 @@ server's token; the token never reaches the browser. Layout under ``root``
     <id>/server.log  0600, Balsam's: the server's output
     <id>/uid         the numeric user id the workspace runs as (root only)
     <id>/jupyter/    0755, Balsam's: the Python kernel spec (no TCP port, see .kernel_config)
+    <id>/bin/        0755, Balsam's: ``balsam`` (the data commands, see .cli_script)
 
 When Balsam runs as root, every workspace runs under its own numeric user id,
 so it can read neither other workspaces' homes nor Balsam's data. Otherwise
@@ -54,6 +55,7 @@ from balsam.providers.workspaces.base import (
     WorkspaceSpec,
     WorkspaceStartError,
 )
+from balsam.providers.workspaces.cli_script import write_cli
 from balsam.providers.workspaces.environments import EnvironmentBuilder
 from balsam.providers.workspaces.jupyter import (
     get_json,
@@ -237,8 +239,8 @@ class LocalWorkspaceProvider(WorkspaceProvider):
         user = re.sub(r"[^A-Za-z0-9._-]", "_", spec.owner_username) or "user"
         return {
             # The user's own scripts (pip's, in ~/.local/bin) after the environment's.
-            "PATH": f"{env_path / 'bin'}:{home / user_packages.PREFIX / 'bin'}:"
-            "/usr/local/bin:/usr/bin:/bin",
+            "PATH": f"{env_path / 'bin'}:{self._dir(spec.workspace_id) / 'bin'}:"
+            f"{home / user_packages.PREFIX / 'bin'}:/usr/local/bin:/usr/bin:/bin",
             "VIRTUAL_ENV": str(env_path),
             "HOME": str(home),
             "USER": user,
@@ -286,6 +288,7 @@ class LocalWorkspaceProvider(WorkspaceProvider):
         runtime.recreate(run_dir, uid)
         write_kernel_spec(env_path, folder / "jupyter")
         r_environment.write_kernel_spec(env_path, folder / "jupyter")
+        write_cli(env_path, folder)
         sock = run_dir / runtime.SERVER_SOCKET
         log_fd = os.open(folder / "server.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         limit = spec.limits.memory_mib * 1024 * 1024
