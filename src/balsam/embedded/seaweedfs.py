@@ -49,7 +49,6 @@ flag set, so the file never decides anything.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import logging
@@ -83,6 +82,7 @@ from balsam.embedded.seaweed_confinement import (
 )
 from balsam.embedded.seaweed_pki import prepare_security
 from balsam.embedded.stale import stop_stale_processes
+from balsam.private_files import create_once
 from balsam.providers.storage.key_probe import KeyProbe
 
 if TYPE_CHECKING:
@@ -234,20 +234,9 @@ def load_or_create_admin_credentials(path: Path) -> tuple[str, str]:
 
 
 def _create_credentials_file(path: Path) -> None:
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     access_key = "BALSAM" + "".join(secrets.choice(_ACCESS_KEY_ALPHABET) for _ in range(14))
     content = json.dumps({"access_key": access_key, "secret_key": secrets.token_urlsafe(30)})
-    scratch = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(content)
-            handle.flush()
-            os.fsync(handle.fileno())
-        with contextlib.suppress(FileExistsError):  # first writer wins
-            os.link(scratch, path)  # atomic, and never overwrites
-    finally:
-        scratch.unlink(missing_ok=True)
+    create_once(path, content)
 
 
 def port_is_free(port: int) -> bool:

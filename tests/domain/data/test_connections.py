@@ -9,7 +9,6 @@ import io
 import json
 import logging
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +43,7 @@ from balsam.errors import InvalidInput, NotFound, PayloadTooLarge, ProviderError
 from balsam.settings import ConnectionSettings, Settings
 from balsam.wiring import derive
 from tests.fixtures.app import TestUser
-from tests.fixtures.postgres import PrivatePostgres, find_postgres_bin, postgres_selected
+from tests.fixtures.postgres import PrivatePostgres
 from tests.fixtures.server import free_port
 
 SECRET = "pw-Hemlis-7f3a9c"
@@ -148,19 +147,8 @@ def test_http_urls_must_be_plain_http(url: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def pg(request: pytest.FixtureRequest) -> Iterator[PrivatePostgres]:
-    if postgres_selected():
-        yield request.getfixturevalue("private_postgres")
-        return
-    bindir = find_postgres_bin()
-    if bindir is None:
-        pytest.skip("no PostgreSQL server binaries (initdb) on this machine")
-    server = PrivatePostgres(bindir)
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
+def pg(source_postgres: PrivatePostgres) -> PrivatePostgres:
+    return source_postgres
 
 
 @pytest.fixture(scope="module")

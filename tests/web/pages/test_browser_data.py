@@ -84,6 +84,16 @@ def _accessible(page: Page) -> None:
     assert width <= 800, (page.url, width)
 
 
+def _data_tab(page: Page, live_url: str, user: TestUser, project_id: str) -> None:
+    """Sign in as ``user`` and open the project's Data tab."""
+    page.goto(f"{live_url}/login?next=/projects/{project_id}")
+    page.locator("#username").fill(user.username)
+    page.locator("#password").fill(PASSWORD)
+    with page.expect_navigation():
+        page.locator("main button[type=submit]").click()
+    page.get_by_role("navigation", name="Project").get_by_role("link", name="Data").click()
+
+
 def test_upload_with_progress_preview_restore_delete_and_quota(
     page: Page,
     live_url: str,
@@ -100,12 +110,7 @@ def test_upload_with_progress_preview_restore_delete_and_quota(
     parts: list[str] = []
     page.on("request", lambda r: parts.append(r.url) if "/parts/" in r.url else None)
     pid = project["id"]
-    page.goto(f"{live_url}/login?next=/projects/{pid}")
-    page.locator("#username").fill(alice.username)
-    page.locator("#password").fill(PASSWORD)
-    with page.expect_navigation():
-        page.locator("main button[type=submit]").click()
-    page.get_by_role("navigation", name="Project").get_by_role("link", name="Data").click()
+    _data_tab(page, live_url, alice, pid)
     upload = page.get_by_role("button", name="Upload", exact=True)
     expect(upload).to_be_visible()  # the script shows the form
     _accessible(page)
@@ -193,12 +198,7 @@ def test_a_part_whose_connection_drops_is_sent_again(
             route.continue_()
 
     page.route("**/parts/2", drop_once)
-    page.goto(f"{live_url}/login?next=/projects/{pid}")
-    page.locator("#username").fill(alice.username)
-    page.locator("#password").fill(PASSWORD)
-    with page.expect_navigation():
-        page.locator("main button[type=submit]").click()
-    page.get_by_role("navigation", name="Project").get_by_role("link", name="Data").click()
+    _data_tab(page, live_url, alice, pid)
     page.get_by_label("Files to upload into main/").set_input_files(str(source))
     with page.expect_navigation(timeout=120_000):
         page.get_by_role("button", name="Upload", exact=True).click()

@@ -25,7 +25,7 @@ from balsam.settings import ImportSettings
 from balsam.wiring import derive
 from tests.fixtures.app import TestUser
 from tests.fixtures.http_source import Answer, Source, http_source, import_worker_paused
-from tests.fixtures.postgres import PrivatePostgres, find_postgres_bin, postgres_selected
+from tests.fixtures.postgres import PrivatePostgres
 from tests.fixtures.server import free_port
 
 
@@ -237,31 +237,19 @@ def test_only_members_and_admins_reach_imports(
 
 
 @pytest.fixture(scope="module")
-def database(request: pytest.FixtureRequest) -> Iterator[tuple[int, str]]:
+def database(source_postgres: PrivatePostgres) -> tuple[int, str]:
     """A real PostgreSQL with a table t of 101 rows: its port and database."""
-    if postgres_selected():
-        server: PrivatePostgres = request.getfixturevalue("private_postgres")
-        yield from _with_table(server)
-        return
-    bindir = find_postgres_bin()
-    if bindir is None:
-        pytest.skip("no PostgreSQL server binaries (initdb) on this machine")
-    own = PrivatePostgres(bindir)
-    try:
-        own.start()
-        yield from _with_table(own)
-    finally:
-        own.stop()
+    return _with_table(source_postgres)
 
 
-def _with_table(server: PrivatePostgres) -> Iterator[tuple[int, str]]:
+def _with_table(server: PrivatePostgres) -> tuple[int, str]:
     name = f"imp_{free_port()}"
     server.create_database(name)
     with psycopg.connect(host="127.0.0.1", port=server.port, user="postgres", dbname=name,
                          autocommit=True) as conn:  # fmt: skip
         conn.execute("CREATE TABLE t (id int8, label text)")
         conn.execute("INSERT INTO t SELECT i, 'rad ' || i FROM generate_series(0, 100) i")
-    yield server.port, name
+    return server.port, name
 
 
 def test_a_query_on_a_connection_is_imported_as_parquet(

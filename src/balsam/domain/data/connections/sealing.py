@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import hashlib
-import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +26,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from balsam.errors import N_, BalsamError, Conflict
+from balsam.private_files import create_once
 from balsam.settings import Settings
 
 KEY_FILE = Path("secrets") / "connections.key"
@@ -92,18 +91,7 @@ def key_ring(settings: Settings) -> KeyRing:
 
 def _load_or_create(path: Path) -> str:
     if not path.exists():
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        scratch = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-        fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            with os.fdopen(fd, "w", encoding="ascii") as handle:
-                handle.write(new_key_text() + "\n")
-                handle.flush()
-                os.fsync(handle.fileno())
-            with contextlib.suppress(FileExistsError):  # first writer wins
-                os.link(scratch, path)  # atomic, and never overwrites
-        finally:
-            scratch.unlink(missing_ok=True)
+        create_once(path, new_key_text() + "\n")
     if path.stat().st_mode & 0o077:
         path.chmod(0o600)
     return path.read_text(encoding="ascii")
