@@ -51,10 +51,11 @@ test-sqlite: venv system-packages
 
 # The PostgreSQL pass runs what touches the database: providers, embedded servers,
 # live workspaces (JupyterLab, Chromium, attacks from a kernel), the portal's browser
-# test and the port take-back keep no state of their own there, and the SQLite pass
+# tests and the port take-back keep no state of their own there, and the SQLite pass
 # has already run them.
 PG_SKIP := --ignore=tests/embedded --ignore=tests/providers --ignore=tests/web/workspaces \
-	--ignore=tests/web/pages/test_browser_projects.py --ignore=tests/test_ports.py \
+	--ignore=tests/web/pages/test_browser_projects.py --ignore=tests/web/pages/test_browser_data.py \
+	--ignore=tests/test_ports.py \
 	--ignore=tests/cli/test_port_squatters.py --ignore=tests/cli/test_workspace_origin.py
 
 test-postgres: venv
