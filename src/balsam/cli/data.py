@@ -101,7 +101,7 @@ def login(url: str, username: str, days: int) -> None:
 
 @click.group()
 def data() -> None:
-    """A project's data: ls, cp, rm, preview (paths are PROJECT:PATH)."""
+    """A project's data: ls, cp, mv, rm, preview (paths are PROJECT:PATH)."""
 
 
 @data.command("ls")
@@ -168,6 +168,22 @@ def rm(location: str) -> None:
     project, path = _remote(location)
     with _client() as client:
         _fail(client.delete(_data_url(project, path)))
+
+
+@data.command("mv")
+@click.argument("source")
+@click.argument("target")
+def mv(source: str, target: str) -> None:
+    """Move (rename) PROJECT:PATH to PROJECT:NEWPATH within a project (folders: end both
+    in /); nothing is overwritten."""
+    project, path = _remote(source)
+    other, to = _remote(target)
+    if other != project:
+        raise click.UsageError("Both sides are in the same project.")
+    with _client() as client:
+        answer = client.post(f"{_data_url(project, path)}/move", json={"to": to})
+        _fail(answer)
+    click.echo(f"moved {answer.json()['objects']} object(s) to {to}")
 
 
 @data.command("preview")

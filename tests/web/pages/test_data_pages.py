@@ -267,3 +267,26 @@ def test_the_pages_script_writes_with_the_session_and_its_csrf_token_only(
         written = client.put(url, content=b"hello", headers={"X-CSRF-Token": form.group(1)})
         assert written.status_code == 201, written.text
     assert alice.client.get(url).content == b"hello"
+
+
+def test_a_file_is_moved_from_its_page_only_with_the_token_and_within_the_area(
+    app: FastAPI, alice: TestUser, project: dict[str, Any]
+) -> None:
+    _put(alice, project, "main/gammalt.csv", b"a,b\n1,2\n")
+    _put(alice, project, "main/upptagen.csv", b"x\n")
+    api = f"/api/v1/projects/{project['id']}/data"
+    with browser(app, alice) as client:
+        page = client.get(_file(project), params={"branch": "main", "path": "main/gammalt.csv"})
+        assert f'action="/projects/{project["id"]}/data/move"' in page.text
+        fields = {"path": "main/gammalt.csv", "to": "main/nytt/namn.csv", "branch": "main"}
+        forged = client.post(_file(project, "move"), data=fields, headers={"Origin": ORIGIN})
+        assert forged.status_code == 403
+        for to in ("main/upptagen.csv", "annan-gren/x.csv", "main/../x.csv"):
+            refused = post(client, _file(project, "move"), {**fields, "to": to})
+            assert refused.status_code in (404, 409, 422), (to, refused.status_code)
+        done = post(client, _file(project, "move"), fields)
+        assert done.status_code == 303 and "done=moved" in done.headers["location"]
+        assert "Moved here" in client.get(done.headers["location"]).text
+    assert alice.client.get(f"{api}/main/nytt/namn.csv").content == b"a,b\n1,2\n"
+    assert alice.client.get(f"{api}/main/gammalt.csv").status_code == 404
+    assert alice.client.get(f"{api}/main/upptagen.csv").content == b"x\n"

@@ -93,6 +93,20 @@ class RestoreRequest(ApiModel):
     version_id: str = Field(alias="versionId", min_length=1, max_length=128)
 
 
+class MoveRequest(ApiModel):
+    to: str = Field(
+        min_length=1,
+        max_length=4096,
+        description="The new path; a folder (ending in '/') moves to a folder path.",
+    )
+
+
+class Moved(_Out):
+    path: str
+    to: str
+    objects: int = Field(description="How many objects moved.")
+
+
 class PrefixUsage(_Out):
     prefix: str = Field(description="A top-level folder: a branch's ('main/'), 'tmp/', ...")
     bytes: int

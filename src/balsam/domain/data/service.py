@@ -15,6 +15,7 @@ is listed among its versions and can be restored until the retention sweep
 
 from __future__ import annotations
 
+import itertools
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -40,10 +41,12 @@ from balsam.domain.data.schemas import (
 )
 from balsam.domain.identity.service import Actor
 from balsam.domain.projects.access import require
-from balsam.errors import N_, InvalidInput, NotFound, QuotaExceeded
+from balsam.errors import N_, Conflict, InvalidInput, NotFound, QuotaExceeded
 from balsam.providers.storage.objects import ObjectInfo, S3ObjectStore, Upload
 
 MAX_PATH_BYTES = 1024
+#: Most objects one move of a folder takes.
+MAX_MOVE = 10_000
 #: The temporary area of every bucket: objects there expire (see :mod:`.temporary`).
 TMP = "tmp/"
 #: How far a listed object's time may be from a recorded write's for it to be that
@@ -436,13 +439,87 @@ class DataService:
         self.require_room(project, old.size)
         source = f"restore of {version_id}"
         new = self._objects.copy(
-            project.bucket, path, path, version_id, provenance_metadata(actor.username, source)
+            project.bucket,
+            path,
+            path,
+            version_id,
+            provenance_metadata(actor.username, source),
+            size=old.size,
         )
         earlier = self._row(project.id, path, version_id)
         sha256 = earlier.sha256 if earlier else ""
         expires_at = self.expiry_for(path, None)
         self.record(actor, project.id, path, new.version_id, new.size, sha256, source, expires_at)
         return DataWritten(path=path, version_id=new.version_id, size=new.size, sha256=sha256)
+
+    def move(self, actor: Actor, project_id: str, path: str, to: str) -> int:
+        """Move (rename) an object, or a folder and everything under it, to ``to``
+        within the project; how many objects moved. Each is copied on the storage server
+        (its provenance follows it: ``moved from <path>``), then deleted where it was,
+        recoverably. Conflict when something is at ``to`` already (nothing is
+        overwritten by a move); NotFound when nothing is at ``path``."""
+        folder = path.endswith("/")
+        check_path(path, folder=folder)
+        check_path(to, folder=folder)
+        if path == "" or to == path or (folder and to.startswith(path)):
+            raise InvalidInput(N_("A folder cannot be moved into itself."))
+        project = self.access(actor, project_id, "data.move")
+        objects = self._objects
+        if folder:
+            listed = objects.walk(project.bucket, path)
+            moving = [o.key for o in itertools.islice(listed, MAX_MOVE + 1)]
+            if len(moving) > MAX_MOVE:
+                raise InvalidInput(
+                    N_("A folder of more than %(most)s objects cannot be moved at once."),
+                    params={"most": MAX_MOVE},
+                )
+            taken = next(objects.walk(project.bucket, to), None) is not None
+        else:
+            moving = [path] if objects.head(project.bucket, path) is not None else []
+            taken = objects.head(project.bucket, to) is not None
+        if not moving:
+            raise _no_such(path)
+        if taken:
+            raise Conflict(N_("Something is at '%(path)s' already."), params={"path": to})
+        for key in moving:
+            current = objects.head(project.bucket, key)
+            if current is None:  # deleted meanwhile
+                continue
+            target = to + key[len(path) :] if folder else to
+            source = f"moved from {key}"
+            new = objects.copy(project.bucket, target, key, current.version_id,
+                               provenance_metadata(actor.username, source),
+                               size=current.size)  # fmt: skip
+            row = self._row(project.id, key, current.version_id)
+            self.record_quietly(actor, project.id, target, new, row.sha256 if row else "", source)
+            objects.delete(project.bucket, key)
+        self.audit(actor, "data.move", project.id, path, to=to, objects=len(moving))
+        return len(moving)
+
+    def record_quietly(
+        self,
+        actor: Actor,
+        project_id: str,
+        path: str,
+        info: ObjectInfo,
+        sha256: str,
+        source: str,
+    ) -> None:
+        """The provenance row of a version written as part of a larger change (audited
+        as that change)."""
+        with self.ctx.sessions() as session, session.begin():
+            session.add(
+                DataObject(
+                    project_id=project_id,
+                    path=path,
+                    version_id=info.version_id or "",
+                    size=info.size,
+                    sha256=sha256,
+                    uploaded_by=actor.username,
+                    source=source,
+                    expires_at=self.expiry_for(path, None),
+                )
+            )
 
     def audit(
         self, actor: Actor, action: str, project_id: str, path: str, **details: object

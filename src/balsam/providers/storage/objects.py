@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 
 from balsam.errors import ProviderError
@@ -35,6 +36,8 @@ from balsam.providers.storage.calls import backend, error_code
 #: Size of each part of a multipart upload (S3's minimum is 5 MiB).
 PART_SIZE = 8 * 1024 * 1024
 _MISSING = ("NoSuchKey", "NoSuchBucket", "NoSuchVersion", "NoSuchUpload", "404", "NotFound")
+#: The largest object S3 copies in one request (5 GB); larger ones go in parts.
+MAX_SINGLE_COPY = 5 * 1000**3
 #: What a call on a multipart upload that is no more answers.
 UPLOAD_GONE = "NoSuchUpload"
 
@@ -298,21 +301,24 @@ class S3ObjectStore:
         source_key: str,
         source_version: str | None,
         metadata: dict[str, str],
+        size: int | None = None,
     ) -> ObjectInfo:
         """A new current version of ``key``: the content of ``source_key`` (at
         ``source_version``), with ``metadata``."""
         source: dict[str, str] = {"Bucket": bucket, "Key": source_key}
         if source_version:
             source["VersionId"] = source_version
+        options = {"Metadata": metadata, "MetadataDirective": "REPLACE"}
         with _storage("copy an object"):
-            answer = self._s3.copy_object(
-                Bucket=bucket,
-                Key=key,
-                CopySource=source,
-                Metadata=metadata,
-                MetadataDirective="REPLACE",
-            )
-        info = self.head(bucket, key, answer.get("VersionId"))
+            if size is not None and size > MAX_SINGLE_COPY:
+                # S3 copies at most 5 GB in one request: boto3's multipart copy.
+                config = TransferConfig(multipart_threshold=MAX_SINGLE_COPY)
+                self._s3.copy(source, bucket, key, ExtraArgs=options, Config=config)
+                version = None
+            else:
+                answer = self._s3.copy_object(Bucket=bucket, Key=key, CopySource=source, **options)
+                version = answer.get("VersionId")
+        info = self.head(bucket, key, version)
         if info is None:
             raise ProviderError("Object storage lost a copied object.")
         return info

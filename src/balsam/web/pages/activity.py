@@ -60,6 +60,7 @@ ACTIONS: Final[Mapping[str, str]] = {
     "data.write": N_("Data written"),
     "data.delete": N_("Data deleted"),
     "data.restore": N_("Earlier version of data restored"),
+    "data.move": N_("Data moved"),
     "data.expire": N_("Expired temporary data deleted"),
     "data.quota": N_("Storage quota reached or left (keys made read-only or writable)"),
     "connection.create": N_("Data connection created"),

@@ -44,7 +44,10 @@ MAX_PATH = 1024
 Branch = Annotated[str, Query(max_length=200)]
 DataPath = Annotated[str, Query(max_length=MAX_PATH)]
 #: What a file's page says after its form worked (``?done=``).
-FILE_DONE = {"restored": N_("The version is restored: it is the current one now.")}
+FILE_DONE = {
+    "restored": N_("The version is restored: it is the current one now."),
+    "moved": N_("Moved here. Where it was, it can be restored from its versions."),
+}
 
 
 @dataclass
@@ -165,6 +168,21 @@ async def restore(request: Request, project_id: str) -> Response:
     version = form.get("version", "")[:128]
     await run_in_threadpool(DataService(ctx).restore, session.actor, project_id, path, version)
     return done_redirect(data_page_url(project_id, "file", chosen, path), "restored")
+
+
+@router.post("/projects/{project_id}/data/move")
+async def move(request: Request, project_id: str) -> Response:
+    """Move (rename) the posted ``path`` to ``to`` within the shown area; then the file
+    at its new place."""
+    session, form = await posted_form(request)
+    ctx = get_ctx(request)
+    path, to = form.get("path", ""), form.get("to", "").strip()
+    _, chosen = await run_in_threadpool(
+        _where, ctx, session.actor, project_id, form.get("branch", ""), path
+    )
+    await run_in_threadpool(_where, ctx, session.actor, project_id, chosen, to)
+    await run_in_threadpool(DataService(ctx).move, session.actor, project_id, path, to)
+    return done_redirect(data_page_url(project_id, "file", chosen, to), "moved")
 
 
 @router.get("/projects/{project_id}/data/usage")

@@ -338,3 +338,34 @@ def test_temporary_data_expires_when_asked_or_after_the_default(
             )
         ).all()
     assert len(audited) == 2
+
+
+def test_moving_renames_files_and_folders_keeping_provenance_and_nothing_overwritten(
+    alice: TestUser, project: dict[str, Any]
+) -> None:
+    written = _put(alice, project, "main/gammal/a.csv", b"a\n")
+    _put(alice, project, "main/gammal/under/b.csv", b"b\n")
+    _put(alice, project, "main/annan.csv", b"c\n")
+    url = f"{_url(project, 'main/gammal/a.csv')}/move"
+    assert alice.client.post(url, json={"to": "main/annan.csv"}).status_code == 409
+    moved = alice.client.post(url, json={"to": "main/ny/a.csv"})
+    assert moved.status_code == 200 and moved.json()["objects"] == 1, moved.text
+    assert alice.client.get(_url(project, "main/ny/a.csv")).content == b"a\n"
+    assert alice.client.get(_url(project, "main/gammal/a.csv")).status_code == 404
+    provenance = alice.client.get(_url(project, "main/ny/a.csv"), params={"provenance": "true"})
+    assert provenance.json()["source"] == "moved from main/gammal/a.csv"
+    assert provenance.json()["sha256"] == written["sha256"]
+    # The old place keeps the version: restorable there.
+    versions = alice.client.get(_url(project, "main/gammal/a.csv"), params={"versions": "true"})
+    assert [v["deleted"] for v in versions.json()["versions"]] == [True, False]
+
+    folder = alice.client.post(
+        f"{_url(project, 'main/gammal/')}/move", json={"to": "main/flyttad/"}
+    )
+    assert folder.status_code == 200 and folder.json()["objects"] == 1
+    assert alice.client.get(_url(project, "main/flyttad/under/b.csv")).content == b"b\n"
+    for bad in ({"to": "main/flyttad/inne/"}, {"to": "main/x.csv"}, {"to": "../x/"}):
+        answer = alice.client.post(f"{_url(project, 'main/flyttad/')}/move", json=bad)
+        assert answer.status_code == 422, (bad, answer.text)
+    missing = alice.client.post(f"{_url(project, 'main/saknas.csv')}/move", json={"to": "main/y"})
+    assert missing.status_code == 404

@@ -47,6 +47,7 @@ ROWS: list[tuple[str, str, Any, int, int]] = [
     ("PUT", "/api/v1/projects/{p}/data/main/readme.txt", {"any": "body"}, 201, 201),
     ("DELETE", "/api/v1/projects/{p}/data/main/readme.txt", None, 204, 204),
     ("POST", "/api/v1/projects/{p}/data/main/readme.txt/restore", {"versionId": "x"}, 404, 404),
+    ("POST", "/api/v1/projects/{p}/data/main/readme.txt/move", {"to": "main/ny.txt"}, 200, 200),
     # Resumable uploads: each member reaches only their own (none here: 404).
     ("POST", "/api/v1/projects/{p}/data/uploads", {"path": "main/u", "size": 3}, 201, 201),
     ("GET", "/api/v1/projects/{p}/uploads", None, 200, 200),

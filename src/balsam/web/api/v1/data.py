@@ -24,6 +24,8 @@ from balsam.domain.data.schemas import (
     DataUsage,
     DataVersions,
     DataWritten,
+    Moved,
+    MoveRequest,
     Provenance,
     RestoreRequest,
 )
@@ -226,3 +228,23 @@ def restore_data(
 ) -> DataWritten:
     """Make an earlier version (``versionId`` from ``?versions=true``) current again."""
     return DataService(ctx).restore(actor, projectId, path, body.version_id)
+
+
+@router.post(
+    "/projects/{projectId}/data/{path:path}/move",
+    response_model=Moved,
+    operation_id="MoveData",
+    responses={**MEMBER, **problems(409)},
+)
+def move_data(
+    projectId: ProjectId,
+    path: str,
+    body: Annotated[MoveRequest, Body()],
+    actor: CurrentActor,
+    ctx: Ctx,
+) -> Moved:
+    """Move (rename) an object, or a folder (ending in '/') with all under it, within the
+    project. Nothing is overwritten (409 when something is at ``to``); what moved stays
+    restorable where it was, and keeps its provenance."""
+    count = DataService(ctx).move(actor, projectId, path, body.to)
+    return Moved(path=path, to=body.to, objects=count)
