@@ -48,6 +48,9 @@ def test_login_then_upload_list_preview_download_and_remove(
     back = tmp_path / "tillbaka.csv"
     assert _run(env, "data", "cp", remote, str(back)).exit_code == 0
     assert back.read_bytes() == local.read_bytes()
+    moved = remote.replace(":main/", ":main/flyttad/")
+    assert _run(env, "data", "mv", remote, moved).exit_code == 0
+    assert _run(env, "data", "mv", moved, remote).exit_code == 0
     assert _run(env, "data", "rm", remote).exit_code == 0
     missing = _run(env, "data", "cp", remote, "-")
     assert missing.exit_code == 1 and "404" in missing.output
