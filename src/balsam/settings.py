@@ -98,6 +98,16 @@ class StorageSettings(BaseModel):
         description="Minutes between two quota sweeps (each lists the buckets of projects "
         "with a quota).",
     )
+    max_uploads: int = Field(
+        24,
+        ge=1,
+        description="Upload bodies (PUT …/data/{path}, resumable uploads' parts) received "
+        "at once, all users together; each holds up to a few parts in memory. More answer "
+        "429 with Retry-After (the portal tries again).",
+    )
+    max_uploads_per_user: int = Field(
+        6, ge=1, description="Upload bodies one user has received at once (as max_uploads)."
+    )
     upload_hours: int = Field(
         24,
         ge=1,

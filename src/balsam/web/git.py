@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections import Counter
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from balsam.errors import Forbidden, RateLimited, Unauthenticated
 from balsam.web.deps import basic_credentials, client_address, request_id
 from balsam.web.errors import problem
 from balsam.web.git_http import git_http_response, git_service_of
+from balsam.web.slots import Slots, app_slots
 
 router = APIRouter(include_in_schema=False)
 CHALLENGE = {"WWW-Authenticate": 'Basic realm="Balsam git", charset="UTF-8"'}
@@ -125,34 +125,9 @@ async def _serve(
     return response
 
 
-class _Slots:
-    """How many git requests run, in all and per user: each holds a git process (about
-    10 MB) for as long as its client takes, so a client opening hundreds would hold
-    gigabytes and starve everyone else. One event loop: plain counters suffice."""
-
-    def __init__(self, total: int, per_user: int) -> None:
-        self.total, self.per_user = total, per_user
-        self.running: Counter[str] = Counter()
-
-    def take(self, user: str) -> bool:
-        if self.running.total() >= self.total or self.running[user] >= self.per_user:
-            return False
-        self.running[user] += 1
-        return True
-
-    def give(self, user: str) -> None:
-        self.running[user] -= 1
-        if self.running[user] <= 0:
-            del self.running[user]
-
-
-def _slots(request: Request, ctx: AppContext) -> _Slots:
-    slots = getattr(request.app.state, "git_slots", None)
-    if slots is None:
-        git = ctx.settings.git
-        slots = request.app.state.git_slots = _Slots(git.max_requests, git.max_requests_per_user)
-    assert isinstance(slots, _Slots)
-    return slots
+def _slots(request: Request, ctx: AppContext) -> Slots:
+    git = ctx.settings.git
+    return app_slots(request, "git_slots", git.max_requests, git.max_requests_per_user)
 
 
 class _Releasing(Response):

@@ -103,6 +103,8 @@ class _Digests:
     hashed, and completion reads the object back from where the hash stopped."""
 
     WAIT = 10.0
+    #: Uploads followed at most (the oldest are forgotten: their completion reads back).
+    MOST = 10_000
 
     def __init__(self) -> None:
         self._lock = threading.Condition()
@@ -110,6 +112,8 @@ class _Digests:
 
     def receiving(self, upload_id: str, number: int) -> None:
         with self._lock:
+            if upload_id not in self._digests and len(self._digests) >= self.MOST:
+                del self._digests[next(iter(self._digests))]  # abandoned, most likely
             self._digests.setdefault(upload_id, _Digest()).receiving.add(number)
 
     def stored(self, upload_id: str, number: int, data: bytes | bytearray | None) -> None:

@@ -19,6 +19,7 @@ from balsam.context import AppContext
 from balsam.db.models import DataUpload, utcnow
 from balsam.domain.data.uploads import part_size_for, sweep_uploads
 from balsam.providers.storage.objects import PART_SIZE
+from balsam.web.slots import Slots
 from tests.fixtures.app import TestUser
 from tests.fixtures.postgres import postgres_selected
 
@@ -255,3 +256,31 @@ def test_a_gigabyte_round_trip_cut_half_way_and_resumed(
             digest.update(chunk)
     assert digest.hexdigest() == expected
     client.close()
+
+
+def test_a_user_with_too_many_uploads_at_once_is_asked_to_wait(
+    app: Any, ctx: AppContext, alice: TestUser, bob: TestUser, project: dict[str, Any]
+) -> None:
+    """Each upload body holds parts in memory: one user's bodies at once are bounded
+    (429 with Retry-After, which the portal's script waits out), others' are not."""
+    upload = _start(alice, project, "main/kö.bin", 5)
+    storage = ctx.settings.storage
+    if getattr(app.state, "upload_slots", None) is None:
+        app.state.upload_slots = Slots(storage.max_uploads, storage.max_uploads_per_user)
+    slots = app.state.upload_slots
+    for _ in range(storage.max_uploads_per_user):  # alice's uploads in flight
+        assert slots.take(alice.username)
+    try:
+        busy = _send(alice, project, upload, 1, b"12345")
+        assert busy.status_code == 429 and busy.headers["retry-after"] == "1", busy.text
+        put = alice.client.put(f"/api/v1/projects/{project['id']}/data/main/x", content=b"x")
+        assert put.status_code == 429
+        assert alice.client.post(
+            f"/api/v1/projects/{project['id']}/members", json={"username": bob.username}
+        ).is_success
+        other = bob.client.put(f"/api/v1/projects/{project['id']}/data/main/x", content=b"x")
+        assert other.status_code == 201, other.text
+    finally:
+        for _ in range(storage.max_uploads_per_user):
+            slots.give(alice.username)
+    assert _send(alice, project, upload, 1, b"12345").status_code == 200

@@ -18,6 +18,7 @@ from fastapi import APIRouter, Body, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import StreamingResponse
 
+from balsam.context import AppContext
 from balsam.domain.data.schemas import (
     DataListing,
     DataPreview,
@@ -30,14 +31,36 @@ from balsam.domain.data.schemas import (
     RestoreRequest,
 )
 from balsam.domain.data.service import DataService
+from balsam.domain.identity.service import Actor
+from balsam.errors import N_, RateLimited
 from balsam.providers.storage.objects import ObjectInfo
 from balsam.web.api.v1.common import MEMBER, problems
 from balsam.web.api.v1.projects import ProjectId
 from balsam.web.deps import Ctx, CurrentActor
+from balsam.web.slots import app_slots
 
 router = APIRouter(tags=["Data"])
 #: Parts of one upload sent to storage side by side.
 SENDING = 2
+
+
+@contextlib.contextmanager
+def upload_slot(request: Request, ctx: AppContext, user: str) -> Iterator[None]:
+    """A slot for one upload body (storage.max_uploads, max_uploads_per_user): each
+    holds parts in memory while it runs. 429 with Retry-After when none is free."""
+    storage = ctx.settings.storage
+    slots = app_slots(request, "upload_slots", storage.max_uploads, storage.max_uploads_per_user)
+    if not slots.take(user):
+        raise RateLimited(
+            N_("Too many uploads at once; try again in a moment."),
+            details={"retryAfterSeconds": 1},
+        )
+    try:
+        yield
+    finally:
+        slots.give(user)
+
+
 #: Uploads stream to storage in parts (and resumable uploads' parts are bounded by
 #: their own size): the API's body limit does not apply to these PUTs.
 STREAMED_UPLOADS = re.compile(r"^/api/v1/projects/[^/]+/(data/.+|uploads/[^/]+/parts/\d+)$")
@@ -135,7 +158,7 @@ def _download(info: ObjectInfo, chunks: Iterator[bytes]) -> Response:
     status_code=201,
     response_model=DataWritten,
     operation_id="PutData",
-    responses=problems(400, 401, 403, 404, 422),
+    responses=problems(400, 401, 403, 404, 422, 429, 507),
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -162,6 +185,18 @@ async def put_data(
 ) -> DataWritten:
     """Write the request body to ``path``; the content it replaces stays as a version.
     Nothing is visible until the whole body has arrived."""
+    with upload_slot(request, ctx, actor.username):
+        return await _put(projectId, path, actor, ctx, request, expires_in_days)
+
+
+async def _put(
+    projectId: str,
+    path: str,
+    actor: Actor,
+    ctx: AppContext,
+    request: Request,
+    expires_in_days: int | None,
+) -> DataWritten:
     service = DataService(ctx)
     write = await run_in_threadpool(
         functools.partial(

@@ -19,7 +19,9 @@ from balsam.domain.data.schemas import (
     UploadState,
 )
 from balsam.domain.data.uploads import UploadService
+from balsam.domain.identity.service import Actor
 from balsam.web.api.v1.common import MEMBER, problems
+from balsam.web.api.v1.data import upload_slot
 from balsam.web.api.v1.projects import ProjectId
 from balsam.web.deps import Ctx, CurrentActor
 
@@ -71,7 +73,7 @@ def get_upload(
     "/projects/{projectId}/uploads/{uploadId}/parts/{number}",
     response_model=UploadPart,
     operation_id="PutUploadPart",
-    responses=problems(400, 401, 403, 404, 413, 422, 502),
+    responses=problems(400, 401, 403, 404, 413, 422, 429, 502),
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -89,9 +91,19 @@ async def put_part(
 ) -> UploadPart:
     """Part ``number``'s bytes (exactly as long as the upload says); sending a part
     again replaces it."""
-    receipt = await run_in_threadpool(
-        UploadService(ctx).receive_part, actor, projectId, uploadId, number
-    )
+    with upload_slot(request, ctx, actor.username):
+        return await _receive(UploadService(ctx), projectId, uploadId, number, actor, request)
+
+
+async def _receive(
+    service: UploadService,
+    projectId: str,
+    uploadId: str,
+    number: int,
+    actor: Actor,
+    request: Request,
+) -> UploadPart:
+    receipt = await run_in_threadpool(service.receive_part, actor, projectId, uploadId, number)
     # Filled in place: never more than one part held, and no copy of it.
     body, filled = bytearray(receipt.length), 0
     view = memoryview(body)
