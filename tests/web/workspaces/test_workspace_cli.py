@@ -8,10 +8,13 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import time
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
+from websockets.sync.client import connect
 
 from balsam.context import AppContext
 from tests.fixtures.app import TestUser, _make_user
@@ -125,3 +128,28 @@ def test_the_script_is_the_platforms_and_ignores_planted_modules(
     assert got["script"].endswith("/bin/balsam") and "/home/" not in got["script"]
     assert not got["writable"] and not got["dir_writable"]
     assert got["listed"] == 0 and not got["planted_ran"], got
+
+
+def test_a_terminal_has_the_environments_python_and_balsam(
+    cli_user: TestUser, workspace: tuple[dict[str, Any], Kernel]
+) -> None:
+    """JupyterLab's terminal runs an interactive shell with the workspace's PATH (a login
+    shell would take the machine's from /etc/profile)."""
+    _, kernel = workspace
+    base = kernel.base
+    created = httpx.post(base + "api/terminals", headers=cli_user.headers)
+    assert created.status_code == 200, created.text
+    name = created.json()["name"]
+    url = base.replace("http://", "ws://") + f"terminals/websocket/{name}"
+    output = ""
+    try:
+        with connect(url, additional_headers=cli_user.headers, open_timeout=30) as terminal:
+            terminal.send(json.dumps(["stdin", "balsam data ls : && python -c 'print(6*7)'\r"]))
+            deadline = time.monotonic() + 60
+            while "\n42" not in output and time.monotonic() < deadline:
+                message = json.loads(terminal.recv(timeout=60))
+                if message[0] == "stdout":
+                    output += message[1]
+    finally:
+        httpx.delete(base + f"api/terminals/{name}", headers=cli_user.headers)
+    assert "main/" in output and "\n42" in output, output

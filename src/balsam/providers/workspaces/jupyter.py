@@ -105,6 +105,9 @@ def server_command(
         # None (not ""): no news fetched, and no prompt asking whether to fetch them.
         "--LabApp.news_url=None",
         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        # Terminals as an interactive shell, not a login shell: /etc/profile would put
+        # the machine's PATH back, without the environment's python or balsam.
+        "--ServerApp.terminado_settings=shell_command=/bin/bash",
     ]
     for name in kernels or ():
         command += ["--KernelSpecManager.allowed_kernelspecs", name]
