@@ -14,6 +14,7 @@ runs, every hop is checked again and connected to only at the addresses checked
 
 from __future__ import annotations
 
+import re
 import secrets
 
 from sqlalchemy import select
@@ -27,8 +28,13 @@ from balsam.domain.data.import_schemas import ImportCreate, ImportList, ImportPu
 from balsam.domain.data.service import DataService, check_path
 from balsam.domain.identity.service import Actor
 from balsam.domain.projects.access import require
-from balsam.errors import N_, NotFound
+from balsam.errors import N_, InvalidInput, NotFound
 
+#: A query that reads, after any leading comments (what else it may do is refused by
+#: its read-only transaction; this is for a clear answer before it is queued).
+_READING = re.compile(
+    r"\s*(?:(?:--[^\n]*\n|/\*.*?\*/)\s*)*(?:\(|(?:select|with|values|table)\b)", re.I | re.S
+)
 #: Most imports a listing shows.
 LIST_LIMIT = 100
 
@@ -51,6 +57,10 @@ class ImportService:
         if body.url is not None:
             check_url(body.url, self.ctx.settings.source_private_hosts)
         elif body.connection is not None:
+            if not _READING.match(body.query or ""):
+                raise InvalidInput(
+                    N_("An import runs a query that reads: SELECT, WITH, VALUES or TABLE.")
+                )
             # There, a PostgreSQL connection, its host allowed (NotFound, InvalidInput).
             ConnectionService(self.ctx).postgres_target(actor, project_id, body.connection)
             connection = body.connection.upper()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import datetime
+import decimal
 import io
 import json
 import zipfile
@@ -191,6 +192,24 @@ def _cell(value: object) -> str | None:
     return json.dumps(value, ensure_ascii=False, default=str)
 
 
+def _value(value: object) -> str | None:
+    """A typed value (Parquet's, Excel's) as text: numbers, decimals, dates and times as
+    themselves (a date-time at midnight as its date), lists and maps as JSON."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime.datetime):
+        if value.time() == datetime.time() and value.tzinfo is None:
+            return value.date().isoformat()
+        return value.isoformat(sep=" ")
+    if isinstance(value, (int, float, decimal.Decimal, datetime.date, datetime.time)):
+        return str(value)
+    if isinstance(value, bytes):
+        return value[:64].hex() + ("…" if len(value) > 64 else "")
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
 class _Ranged(io.RawIOBase):
     """A read-only, seekable file over ranged reads (what pyarrow needs). Ranges known
     to be needed can be fetched beforehand, at once (:meth:`prefetch`); a read inside
@@ -266,7 +285,7 @@ def _parquet(info: ObjectInfo, read: ReadRange) -> DataPreview:
         batch = next(file.iter_batches(batch_size=ROWS, row_groups=[0], columns=shown), None)
     except (pa.ArrowException, OSError, ValueError):
         return DataPreview(**common, error="its first rows could not be read")
-    rows = [] if batch is None else [[_cell(v) for v in row.values()] for row in batch.to_pylist()]
+    rows = [] if batch is None else [[_value(v) for v in row.values()] for row in batch.to_pylist()]
     if len(columns) > len(shown):
         common["truncated"] = True
     return DataPreview(**common, rows=rows)
@@ -328,7 +347,7 @@ def _excel(info: ObjectInfo, read: ReadRange) -> DataPreview:
     found = [r for r in found if any(v is not None for v in r)]
     header, rows = found[0], found[1 : ROWS + 1]
     names = [
-        _excel_cell(header[i]) if i < len(header) and header[i] is not None else f"column {i + 1}"
+        _value(header[i]) if i < len(header) and header[i] is not None else f"column {i + 1}"
         for i in range(width)
     ]
     columns = [
@@ -339,20 +358,10 @@ def _excel(info: ObjectInfo, read: ReadRange) -> DataPreview:
         kind="excel",
         size=info.size,
         columns=columns,
-        rows=[[_excel_cell(r[i]) if i < len(r) else None for i in range(width)] for r in rows],
+        rows=[[_value(r[i]) if i < len(r) else None for i in range(width)] for r in rows],
         truncated=len(found) > ROWS + 1 or len(sheets) > 1,
         sheets=sheets,
     )
-
-
-def _excel_cell(value: object) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "TRUE" if value else "FALSE"
-    if isinstance(value, datetime.date):
-        return value.isoformat()
-    return str(value)
 
 
 def _excel_type(values: list[object]) -> str:

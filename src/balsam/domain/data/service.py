@@ -445,6 +445,7 @@ class DataService:
             version_id,
             provenance_metadata(actor.username, source),
             size=old.size,
+            content_type=old.content_type,
         )
         earlier = self._row(project.id, path, version_id)
         sha256 = earlier.sha256 if earlier else ""
@@ -489,7 +490,7 @@ class DataService:
             source = f"moved from {key}"
             new = objects.copy(project.bucket, target, key, current.version_id,
                                provenance_metadata(actor.username, source),
-                               size=current.size)  # fmt: skip
+                               size=current.size, content_type=current.content_type)  # fmt: skip
             row = self._row(project.id, key, current.version_id)
             self.record_quietly(actor, project.id, target, new, row.sha256 if row else "", source)
             objects.delete(project.bucket, key)

@@ -250,7 +250,7 @@ class UploadService:
                     .order_by(DataUpload.created_at)
                 )
             )
-        return UploadList(uploads=[_state(row, None) for row in rows])
+        return UploadList(uploads=[_state(row, self._parts(row)) for row in rows])
 
     def state(self, actor: Actor, project_id: str, upload_id: str) -> UploadState:
         """The upload and the parts the storage server holds."""
@@ -367,8 +367,8 @@ def _gone_as_not_found(ctx: AppContext, row: DataUpload) -> Iterator[None]:
         raise NotFound(N_("No upload '%(upload)s'."), params={"upload": row.id}) from exc
 
 
-def _state(row: DataUpload, held: dict[int, Part] | None) -> UploadState:
-    parts = [UploadPart(number=n, size=p.size) for n, p in sorted((held or {}).items())]
+def _state(row: DataUpload, held: dict[int, Part]) -> UploadState:
+    parts = [UploadPart(number=n, size=p.size) for n, p in sorted(held.items())]
     return UploadState(
         id=row.id,
         path=row.path,

@@ -302,6 +302,7 @@ class S3ObjectStore:
         source_version: str | None,
         metadata: dict[str, str],
         size: int | None = None,
+        content_type: str | None = None,
     ) -> ObjectInfo:
         """A new current version of ``key``: the content of ``source_key`` (at
         ``source_version``), with ``metadata``."""
@@ -309,6 +310,8 @@ class S3ObjectStore:
         if source_version:
             source["VersionId"] = source_version
         options = {"Metadata": metadata, "MetadataDirective": "REPLACE"}
+        if content_type:  # REPLACE drops the source's own
+            options["ContentType"] = content_type
         with _storage("copy an object"):
             if size is not None and size > MAX_SINGLE_COPY:
                 # S3 copies at most 5 GB in one request: boto3's multipart copy.

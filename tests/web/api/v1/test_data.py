@@ -111,6 +111,7 @@ def test_overwrite_delete_and_restore_keep_every_version(
     provenance = alice.client.get(_url(project, "main/x.csv"), params={"provenance": "true"}).json()
     assert provenance["source"] == f"restore of {first['versionId']}"
     assert provenance["sha256"] == first["sha256"]
+    assert provenance["contentType"] == "text/csv"  # kept, not the server's default
 
     missing = alice.client.post(
         f"{_url(project, 'main/x.csv')}/restore", json={"versionId": "nope"}

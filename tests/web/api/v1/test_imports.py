@@ -278,13 +278,19 @@ def test_a_query_on_a_connection_is_imported_as_parquet(
     provenance = alice.client.get(data, params={"provenance": "true"}).json()
     assert provenance["source"] == "query on connection LAGER"
 
-    # A query that writes fails (read-only), and leaves nothing.
-    bad = as_alice.post(
+    # A query that writes is refused at once, or by its read-only transaction.
+    refused = as_alice.post(
         _imports(project),
         json={"connection": "lager", "query": "DELETE FROM t", "target": "main/db/x.parquet"},
     )
-    failed = _ended(as_alice, project, bad.json()["id"])  # fmt: skip
-    assert failed["state"] == "failed" and failed["error"]
+    assert refused.status_code == 422 and "reads" in refused.json()["detail"]
+    sneaky = "-- rensa\nWITH d AS (DELETE FROM t RETURNING id) SELECT * FROM d"
+    bad = as_alice.post(
+        _imports(project),
+        json={"connection": "lager", "query": sneaky, "target": "main/db/x.parquet"},
+    )
+    failed = _ended(as_alice, project, bad.json()["id"])
+    assert failed["state"] == "failed" and "refused" in failed["error"], failed
     assert alice.client.get(f"/api/v1/projects/{pid}/data/main/db/x.parquet").status_code == 404
     # No such connection: 404 at once.
     missing = as_alice.post(_imports(project), json={
