@@ -51,9 +51,13 @@ def test_login_then_upload_list_preview_download_and_remove(
     moved = remote.replace(":main/", ":main/flyttad/")
     assert _run(env, "data", "mv", remote, moved).exit_code == 0
     assert _run(env, "data", "mv", moved, remote).exit_code == 0
-    assert _run(env, "data", "rm", remote).exit_code == 0
+    removed = _run(env, "data", "rm", remote)
+    assert removed.exit_code == 0 and "restorable" in removed.output
     missing = _run(env, "data", "cp", remote, "-")
     assert missing.exit_code == 1 and "404" in missing.output
+    scratch = f"{project['id']}:tmp/kladd.csv"
+    assert _run(env, "data", "cp", "--expires-in-days", "2", str(local), scratch).exit_code == 0
+    assert "(expires " in _run(env, "data", "ls", f"{project['id']}:tmp/").output
 
 
 def test_without_login_or_with_a_wrong_password_it_says_so(

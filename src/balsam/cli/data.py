@@ -119,7 +119,9 @@ def ls(location: str) -> None:
                 click.echo(f"{'':>12}  {'':20}  {folder}")
             for item in page["items"]:
                 when = item["modifiedAt"][:19].replace("T", " ")
-                click.echo(f"{item['size']:>12}  {when:20}  {item['path']}")
+                expires = item.get("expiresAt")
+                until = f"  (expires {expires[:10]})" if expires else ""
+                click.echo(f"{item['size']:>12}  {when:20}  {item['path']}{until}")
             after = page.get("nextAfter") or ""
             if not after:
                 return
@@ -134,7 +136,13 @@ def _file_chunks(path: Path) -> Iterator[bytes]:
 @data.command("cp")
 @click.argument("source")
 @click.argument("target")
-def cp(source: str, target: str) -> None:
+@click.option(
+    "--expires-in-days",
+    type=click.IntRange(1, 3650),
+    default=None,
+    help="An upload into tmp/: days until it expires (default: the installation's).",
+)
+def cp(source: str, target: str, expires_in_days: int | None) -> None:
     """Upload (cp FILE PROJECT:PATH) or download (cp PROJECT:PATH FILE; - for stdout)."""
     upload = ":" in target and Path(source).is_file()
     if not upload and ":" not in source:
@@ -142,7 +150,10 @@ def cp(source: str, target: str) -> None:
     with _client() as client:
         if upload:
             project, path = _remote(target)
-            answer = client.put(_data_url(project, path), content=_file_chunks(Path(source)))
+            days = {"expiresInDays": str(expires_in_days)} if expires_in_days else {}
+            answer = client.put(
+                _data_url(project, path), content=_file_chunks(Path(source)), params=days
+            )
             _fail(answer)
             written: dict[str, Any] = answer.json()
             click.echo(f"{written['path']}: {written['size']} bytes, sha256 {written['sha256']}")
@@ -168,6 +179,7 @@ def rm(location: str) -> None:
     project, path = _remote(location)
     with _client() as client:
         _fail(client.delete(_data_url(project, path)))
+    click.echo(f"deleted {path}; restorable from its versions for the retention period")
 
 
 @data.command("mv")

@@ -37,6 +37,7 @@ _TITLES = {
     500: N_("Internal error"),
     502: N_("Backend failure"),
     503: N_("Service unavailable"),
+    507: N_("Storage quota exceeded"),
 }
 _GENERIC_TITLE = N_("Error")
 

@@ -17,7 +17,7 @@ from balsam.domain.identity.service import Actor
 from balsam.domain.journal import Journal, crash_point
 from balsam.domain.projects import naming
 from balsam.domain.projects.access import require
-from balsam.domain.projects.markers import marker_body, marker_key
+from balsam.domain.projects.markers import marker_body, marker_key, marker_provenance
 from balsam.domain.projects.schemas import BranchCreate
 from balsam.domain.steps import Compensations
 from balsam.errors import N_, Conflict, InvalidInput, NotFound
@@ -65,10 +65,15 @@ class BranchService:
                 ),
             )
             branch = Branch(project_id=project_id, id=name, description=data.description)
+            body = marker_body(project.name, name)
+            marker = marker_provenance(self.ctx, project_id, project.bucket, name, body,
+                                       actor.username)  # fmt: skip
             with self.ctx.sessions() as session, session.begin():
                 if session.get(Branch, (project_id, name)) is not None:
                     raise Conflict(BRANCH_EXISTS, params={"name": name})
                 session.add(branch)
+                if marker is not None:
+                    session.add(marker)
         self._audit(actor, "branch.create", project_id, name, {"from": source})
         return branch
 

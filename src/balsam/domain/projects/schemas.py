@@ -91,6 +91,12 @@ class ProjectPublic(_Out):
     role: Role | None = Field(
         None, description="The caller's role; null for admins who are not members."
     )
+    storage_quota_bytes: int | None = Field(
+        None,
+        alias="storageQuotaBytes",
+        description="Balsam's extension: the project's own storage quota; null: the "
+        "installation's default (see GET …/usage for the quota in force).",
+    )
 
 
 class ProjectList(_Out):

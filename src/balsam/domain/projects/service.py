@@ -23,7 +23,7 @@ from balsam.domain.journal import Journal, crash_point
 from balsam.domain.library.reuse import project_source
 from balsam.domain.projects import naming
 from balsam.domain.projects.access import deny, require, role_of
-from balsam.domain.projects.markers import marker_body, marker_key
+from balsam.domain.projects.markers import marker_body, marker_key, marker_provenance
 from balsam.domain.projects.schemas import ProjectCreate, ProjectUpdate
 from balsam.domain.projects.sources import check_public_source
 from balsam.domain.steps import Compensations
@@ -212,6 +212,11 @@ class ProjectService:
                 session.add(Branch(project_id=project_id, id=branch, is_default=True))
                 session.flush()
                 session.add(Membership(project_id=project_id, user_id=actor.user_id, role="owner"))
+                body = marker_body(name, branch)
+                marker = marker_provenance(self.ctx, project_id, project_id, branch, body,
+                                           actor.username)  # fmt: skip
+                if marker is not None:
+                    session.add(marker)
                 session.add(
                     Credential(
                         access_key=key.access_key,

@@ -39,6 +39,7 @@ def project_public(ctx: AppContext, project: Project, role: str | None) -> Proje
         source_location=project.source_location,
         created_at=project.created_at,
         role=role,  # type: ignore[arg-type]
+        storage_quota_bytes=project.storage_quota_bytes,
     )
 
 

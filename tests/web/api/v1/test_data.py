@@ -65,6 +65,10 @@ def test_an_upload_reads_back_as_written_and_is_listed_with_its_uploader(
     assert provenance["uploadedBy"] == alice.username and provenance["source"] == "upload"
     assert provenance["sha256"] == written["sha256"]
     assert provenance["contentType"] == "text/csv"
+    # The branch's marker is Balsam's own, and says so.
+    marker = alice.client.get(_url(project, "main/readme.txt"), params={"provenance": "true"})
+    assert marker.json()["source"] == "branch created"
+    assert marker.json()["uploadedBy"] == alice.username
 
 
 def test_a_large_upload_goes_in_parts_and_arrives_whole(

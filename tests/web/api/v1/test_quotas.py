@@ -46,6 +46,7 @@ def test_only_admins_set_a_quota_and_usage_shows_it(
     assert _used(alice, project)["storageQuotaBytes"] is None
     _quota(admin, project, 12345)
     assert _used(alice, project)["storageQuotaBytes"] == 12345
+    assert alice.client.get(url).json()["storageQuotaBytes"] == 12345
     # The owner may still change the description alone.
     assert alice.client.patch(url, json={"description": "ny"}).status_code == 200
     _quota(admin, project, None)
@@ -62,6 +63,7 @@ def test_writes_through_balsam_past_the_quota_are_refused(
     assert refused.status_code == 507, refused.text
     assert refused.headers["content-type"].startswith("application/problem+json")
     assert "quota" in refused.json()["detail"]
+    assert refused.json()["title"] == "Storage quota exceeded"
 
     def body() -> Iterator[bytes]:  # no Content-Length: refused as it arrives
         yield b"c" * 300

@@ -279,7 +279,9 @@ function armUploads() {
         failed = true;
         state.className = "error";
         state.setAttribute("role", "alert");
-        state.textContent = `${list.dataset.failed} ${error.message}`;
+        // The API answers in English: the page's own words for what it can name.
+        const known = { 507: list.dataset.quota, 429: list.dataset.busy };
+        state.textContent = `${list.dataset.failed} ${known[error.status] || error.message}`;
       }
     }
     button.disabled = false;
