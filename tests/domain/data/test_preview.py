@@ -105,3 +105,64 @@ def test_parquet_values_show_as_themselves_not_as_json() -> None:
     _, read_range = _reader(data)
     got = preview(_info("t.parquet", len(data)), read_range)  # type: ignore[arg-type]
     assert got.rows == [["8.00", "2024-01-25", "2026-12-03 10:10:14+00:00", "[1, 2]", "hej"]]
+
+
+def test_a_column_that_unpacks_far_beyond_its_size_is_left_out() -> None:
+    """A few KB holding a string of tens of MB (a preview bomb) is not decoded."""
+    table = pa.table({"n": [1], "bomb": pa.array(["a" * (40 * 2**20)], pa.large_string())})
+    out = pa.BufferOutputStream()
+    pq.write_table(table, out, compression="zstd", use_dictionary=False)
+    data = out.getvalue().to_pybytes()
+    assert len(data) < 100_000
+    _, read_range = _reader(data)
+    got = preview(_info("bomb.parquet", len(data)), read_range)  # type: ignore[arg-type]
+    assert got.rows == [["1", None]] and got.error and "bomb" in got.error
+
+
+def test_long_values_are_cut_and_deep_json_is_not_a_failure() -> None:
+    table = pa.table({"lång": ["x" * 5000]})
+    out = pa.BufferOutputStream()
+    pq.write_table(table, out)
+    data = out.getvalue().to_pybytes()
+    _, read_range = _reader(data)
+    got = preview(_info("l.parquet", len(data)), read_range)  # type: ignore[arg-type]
+    assert got.rows[0][0] is not None and len(got.rows[0][0]) == 1001
+    deep = ("[" * 200_000 + "\n").encode()
+    _, read_range = _reader(deep)
+    shown = preview(_info("d.jsonl", len(deep)), read_range)  # type: ignore[arg-type]
+    assert shown.kind == "jsonl" and shown.rows
+
+
+def _zipped(members: dict[str, bytes]) -> bytes:
+    import zipfile
+
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, body in members.items():
+            archive.writestr(name, body)
+    return out.getvalue()
+
+
+def test_workbooks_openpyxl_would_parse_far_beyond_a_preview_are_refused() -> None:
+    good = _workbook([["a"], [1]])
+    sheet = "xl/worksheets/sheet1.xml"
+    head = b'<?xml version="1.0"?><worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
+    wide = head + b'<dimension ref="A1"/><sheetData><row r="1">'
+    wide += b'<c t="inlineStr"><is><t>x</t></is></c>' * 150_000 + b"</row></sheetData></worksheet>"
+    undimensioned = head + b"<sheetData>" + b'<row><c t="n"><v>1</v></c></row>' * 5000
+    undimensioned += b"</sheetData></worksheet>"
+    doctype = b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaa">]>' + head[21:]
+    doctype += b"</worksheet>"
+    import zipfile
+
+    with zipfile.ZipFile(io.BytesIO(good)) as archive:
+        base = {n: archive.read(n) for n in archive.namelist()}
+    for body, why in ((wide, "too many cells"), (undimensioned, "size"), (doctype, "type")):
+        data = _zipped({**base, sheet: body})
+        _, read_range = _reader(data)
+        got = preview(_info("x.xlsx", len(data)), read_range)  # type: ignore[arg-type]
+        assert got.kind == "excel" and got.error and why in got.error, got.error
+    styles = _zipped({**base, "xl/styles.xml": b"<x>" + b" " * (9 * 2**20) + b"</x>"})
+    _, read_range = _reader(styles)
+    got = preview(_info("s.xlsx", len(styles)), read_range)  # type: ignore[arg-type]
+    assert got.error and "styles" in got.error

@@ -20,7 +20,8 @@ import json
 import zipfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import IO, Any
+from xml.parsers import expat
 
 from balsam.domain.data.schemas import DataPreview, PreviewColumn
 from balsam.providers.storage.objects import ObjectInfo
@@ -35,6 +36,14 @@ MAX_PREFETCH_BYTES = 64 * 1024 * 1024
 BUFFER_BYTES = 1024 * 1024
 #: A first row group larger than this (uncompressed) is not decoded for a preview.
 MAX_ROW_GROUP_BYTES = 1024 * 1024 * 1024
+#: A column chunk larger than this (uncompressed) is not decoded (nor one over 16 MiB
+#: that unpacks to 100 times its size).
+MAX_COLUMN_BYTES = 256 * 1024 * 1024
+#: Bytes read on demand that a ranged file keeps for reading again (Excel's first
+#: rows are scanned before openpyxl reads them).
+KEEP_BYTES = 16 * 1024 * 1024
+#: Characters of one value shown at most.
+MAX_CELL_CHARS = 1000
 _CSV = (".csv", ".tsv")
 _JSONL = (".jsonl", ".ndjson")
 _PARQUET = (".parquet", ".pq")
@@ -44,6 +53,9 @@ _EXCEL = (".xlsx", ".xlsm")
 MAX_SHARED_STRINGS_BYTES = 64 * 1024 * 1024
 #: Columns of an Excel sheet shown at most.
 MAX_EXCEL_COLUMNS = 200
+#: A sheet's first rows may hold this many cells, in this many bytes (uncompressed).
+MAX_EXCEL_SCAN_CELLS = 100_000
+MAX_EXCEL_SCAN_BYTES = 32 * 2**20
 _TEXT = (
     ".txt", ".md", ".json", ".py", ".r", ".sql", ".xml", ".yaml", ".yml", ".toml", ".ini",
     ".log", ".sh", ".ipynb", ".html", ".js", ".css", ".tex", ".rmd", ".qmd", ".sas", ".do",
@@ -155,7 +167,7 @@ def _jsonl(info: ObjectInfo, lines: list[str], cut: bool) -> DataPreview:
             continue
         try:
             value = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # nested too deep for Python's parser
             value = {"(not JSON)": line[:200]}
         records.append(value if isinstance(value, dict) else {"value": value})
     names: dict[str, str] = {}
@@ -193,8 +205,16 @@ def _cell(value: object) -> str | None:
 
 
 def _value(value: object) -> str | None:
-    """A typed value (Parquet's, Excel's) as text: numbers, decimals, dates and times as
-    themselves (a date-time at midnight as its date), lists and maps as JSON."""
+    """A typed value (Parquet's, Excel's) as text, at most :data:`MAX_CELL_CHARS`:
+    numbers, decimals, dates and times as themselves (a date-time at midnight as its
+    date), lists and maps as JSON."""
+    text = _text(value)
+    if text is not None and len(text) > MAX_CELL_CHARS:
+        return text[:MAX_CELL_CHARS] + "…"
+    return text
+
+
+def _text(value: object) -> str | None:
     if value is None or isinstance(value, str):
         return value
     if isinstance(value, bool):
@@ -218,6 +238,7 @@ class _Ranged(io.RawIOBase):
     def __init__(self, size: int, read: ReadRange) -> None:
         self.size, self._read, self._at = size, read, 0
         self._blocks: list[tuple[int, bytes]] = []
+        self._kept = 0
 
     def prefetch(self, ranges: list[tuple[int, int]], workers: int = 8) -> None:
         """Fetch ``ranges`` (first, last byte) concurrently and keep them."""
@@ -250,7 +271,12 @@ class _Ranged(io.RawIOBase):
         want = min(len(buffer), self.size - self._at)
         if want <= 0:
             return 0
-        data = self._cached(self._at, want) or self._read(self._at, self._at + want - 1)
+        data = self._cached(self._at, want)
+        if data is None:
+            data = self._read(self._at, self._at + want - 1)
+            if self._kept + len(data) <= KEEP_BYTES:  # read again by a second pass
+                self._blocks.append((self._at, data))
+                self._kept += len(data)
         buffer[: len(data)] = data
         self._at += len(data)
         return len(data)
@@ -277,18 +303,42 @@ def _parquet(info: ObjectInfo, read: ReadRange) -> DataPreview:
     }
     if meta.num_row_groups == 0:
         return DataPreview(**common)
-    if meta.row_group(0).total_byte_size > MAX_ROW_GROUP_BYTES:
+    group = meta.row_group(0)
+    if group.total_byte_size > MAX_ROW_GROUP_BYTES:
         return DataPreview(**common, error="its first row group is too large to preview")
-    shown = [f.name for f in file.schema_arrow][:MAX_COLUMNS]
+    names = [f.name for f in file.schema_arrow][:MAX_COLUMNS]
+    # Pages are decoded whole: a column whose chunk would unpack far beyond its size
+    # (a few KB holding a string of hundreds of MB) is left out.
+    shown = [
+        name
+        for j, name in enumerate(names)
+        if j < group.num_columns and not _unpacks_too_far(group.column(j))
+    ]
+    if len(shown) < len(names):
+        common["error"] = (
+            "some columns unpack too far to preview: "
+            + ", ".join(n for n in names if n not in shown)[:500]
+        )
     ranged.prefetch(_first_pages(meta.row_group(0), len(shown)))
     try:
         batch = next(file.iter_batches(batch_size=ROWS, row_groups=[0], columns=shown), None)
     except (pa.ArrowException, OSError, ValueError):
         return DataPreview(**common, error="its first rows could not be read")
-    rows = [] if batch is None else [[_value(v) for v in row.values()] for row in batch.to_pylist()]
-    if len(columns) > len(shown):
+    if batch is None:
+        return DataPreview(**common)
+    values = {name: batch.column(name).to_pylist() for name in shown}
+    rows = [
+        [_value(values[name][i]) if name in values else None for name in names]
+        for i in range(batch.num_rows)
+    ]
+    if len(columns) > len(names):
         common["truncated"] = True
     return DataPreview(**common, rows=rows)
+
+
+def _unpacks_too_far(column: Any) -> bool:
+    unpacked, packed = column.total_uncompressed_size, max(column.total_compressed_size, 1)
+    return bool(unpacked > MAX_COLUMN_BYTES or (unpacked > 16 * 2**20 and unpacked > 100 * packed))
 
 
 def _first_pages(group: Any, columns: int) -> list[tuple[int, int]]:
@@ -321,12 +371,11 @@ def _excel(info: ObjectInfo, read: ReadRange) -> DataPreview:
     source = io.BufferedReader(_Ranged(info.size, read), buffer_size=64 * 1024)
     try:
         with zipfile.ZipFile(source) as archive:
-            members = set(archive.namelist())
-            strings = "xl/sharedStrings.xml"
-            if strings in members and archive.getinfo(strings).file_size > MAX_SHARED_STRINGS_BYTES:
-                return DataPreview(kind="excel", size=info.size, error="too many distinct texts")
+            refusal = _excel_refusal(archive)
+        if refusal:
+            return DataPreview(kind="excel", size=info.size, error=refusal)
         book = openpyxl.load_workbook(source, read_only=True, data_only=True)
-    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
+    except Exception as exc:
         return DataPreview(kind="excel", size=info.size, error=f"not a readable workbook: {exc}")
     try:
         sheet = book.worksheets[0]
@@ -362,6 +411,80 @@ def _excel(info: ObjectInfo, read: ReadRange) -> DataPreview:
         truncated=len(found) > ROWS + 1 or len(sheets) > 1,
         sheets=sheets,
     )
+
+
+def _excel_refusal(archive: zipfile.ZipFile) -> str:
+    """Why the workbook is not opened for a preview ('' when it may be): what openpyxl
+    reads whole (shared strings, styles, the workbook) must be small, and every sheet
+    must say its size (<dimension>, which Excel writes first) and have its first rows in
+    few cells and bytes — else openpyxl would parse far more than a preview shows."""
+    limits = {
+        "xl/sharedStrings.xml": MAX_SHARED_STRINGS_BYTES,
+        "xl/styles.xml": 8 * 2**20,
+        "xl/workbook.xml": 4 * 2**20,
+        "[Content_Types].xml": 2**20,
+    }
+    members = {i.filename: i for i in archive.infolist()}
+    for name, most in limits.items():
+        if name in members and members[name].file_size > most:
+            return f"{name} is too large to preview"
+    sheets = [n for n in members if n.startswith("xl/worksheets/") and n.endswith(".xml")]
+    if len(sheets) > 50:
+        return "too many sheets to preview"
+    for name in sheets:
+        with archive.open(name) as stream:
+            problem = _sheet_problem(stream)
+        if problem:
+            return f"{name}: {problem}"
+    return ""
+
+
+def _sheet_problem(stream: IO[bytes]) -> str:
+    """'' if the sheet's first rows end within :data:`MAX_EXCEL_SCAN_CELLS` cells and
+    :data:`MAX_EXCEL_SCAN_BYTES` bytes and, when it goes on, it says its size first
+    (``<dimension>``: openpyxl reads a sheet without one whole to find it)."""
+    seen = {"rows": 0, "cells": 0, "dimension": False}
+
+    def start(name: str, _: object) -> None:
+        local = name.rsplit("}", 1)[-1]
+        if local == "dimension":
+            seen["dimension"] = True
+        elif local == "c":
+            seen["cells"] += 1
+            if seen["cells"] > MAX_EXCEL_SCAN_CELLS:
+                raise _Enough("too many cells in its first rows")
+
+    def end(name: str) -> None:
+        if name.rsplit("}", 1)[-1] == "row":
+            seen["rows"] += 1
+            if seen["rows"] > ROWS + 1:
+                raise _Enough("")
+
+    def doctype(*_: object) -> None:
+        raise _Enough("it declares a document type")
+
+    parser = expat.ParserCreate(namespace_separator="}")
+    parser.StartElementHandler, parser.EndElementHandler = start, end
+    parser.StartDoctypeDeclHandler = doctype
+    read = 0
+    try:
+        while chunk := stream.read(64 * 1024):
+            read += len(chunk)
+            parser.Parse(chunk, False)
+            if read > MAX_EXCEL_SCAN_BYTES:
+                return "its first rows are too large"
+        parser.Parse(b"", True)
+    except _Enough as enough:  # <dimension> comes before the rows, when there is one
+        if str(enough) or seen["dimension"]:
+            return str(enough)
+        return "it does not say its size (no <dimension>)"
+    except expat.ExpatError as exc:
+        return f"not readable XML ({exc})"
+    return ""  # the whole sheet is within the limits: openpyxl may read all of it
+
+
+class _Enough(Exception):
+    """The sheet's scan has seen what it needs (its message: why it refuses, or '')."""
 
 
 def _excel_type(values: list[object]) -> str:

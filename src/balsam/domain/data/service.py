@@ -16,6 +16,7 @@ is listed among its versions and can be restored until the retention sweep
 from __future__ import annotations
 
 import itertools
+import threading
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -41,10 +42,13 @@ from balsam.domain.data.schemas import (
 )
 from balsam.domain.identity.service import Actor
 from balsam.domain.projects.access import require
-from balsam.errors import N_, Conflict, InvalidInput, NotFound, QuotaExceeded
+from balsam.errors import N_, Conflict, InvalidInput, NotFound, QuotaExceeded, RateLimited
 from balsam.providers.storage.objects import ObjectInfo, S3ObjectStore, Upload
 
 MAX_PATH_BYTES = 1024
+#: Previews decoded at once in this process, and how long one waits for its turn.
+_PREVIEWS = threading.BoundedSemaphore(4)
+PREVIEW_WAIT_SECONDS = 20.0
 #: Most objects one move of a folder takes.
 MAX_MOVE = 10_000
 #: The temporary area of every bucket: objects there expire (see :mod:`.temporary`).
@@ -242,7 +246,16 @@ class DataService:
                 raise _no_such(path)
             return b"".join(opened[1])
 
-        return preview(info, read)
+        # Decoding holds memory and a thread: a few at once, others wait a little.
+        if not _PREVIEWS.acquire(timeout=PREVIEW_WAIT_SECONDS):
+            raise RateLimited(
+                N_("Too many previews at once; try again in a moment."),
+                details={"retryAfterSeconds": 2},
+            )
+        try:
+            return preview(info, read)
+        finally:
+            _PREVIEWS.release()
 
     def provenance(
         self, actor: Actor, project_id: str, path: str, version_id: str | None = None
