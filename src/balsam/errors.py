@@ -90,6 +90,12 @@ class NotFound(BalsamError):
     title = "Not found"
 
 
+class RequestTimeout(BalsamError):
+    status = 408
+    reason = "request-timeout"
+    title = "Request timeout"
+
+
 class Conflict(BalsamError):
     status = 409
     reason = "conflict"

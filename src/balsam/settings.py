@@ -108,6 +108,12 @@ class StorageSettings(BaseModel):
     max_uploads_per_user: int = Field(
         6, ge=1, description="Upload bodies one user has received at once (as max_uploads)."
     )
+    body_idle_seconds: float = Field(
+        60,
+        gt=0,
+        description="Longest an upload's body may pause before the request is ended (408): "
+        "a body that stops would hold its upload slot and buffered parts.",
+    )
     upload_hours: int = Field(
         24,
         ge=1,

@@ -53,13 +53,14 @@ log = logging.getLogger(__name__)
 
 #: S3 allows at most this many parts in an upload.
 MAX_PARTS = 10_000
-#: Parts never grow beyond this (each is held in memory while it arrives): 640 GB.
-MAX_PART_SIZE = 64 * 1024 * 1024
+#: Parts never grow beyond this (each is held in memory while it arrives): objects of
+#: up to 335 GB.
+MAX_PART_SIZE = 32 * 1024 * 1024
 
 
 def part_size_for(size: int) -> int:
     """The part size for an object of ``size`` bytes: 8 MiB, or more (in whole MiB) when
-    that would take more than :data:`MAX_PARTS` parts; InvalidInput past 640 GB."""
+    that would take more than :data:`MAX_PARTS` parts; InvalidInput past 335 GB."""
     mib = 1024 * 1024
     needed = max(PART_SIZE, math.ceil(size / MAX_PARTS / mib) * mib)
     if needed > MAX_PART_SIZE:

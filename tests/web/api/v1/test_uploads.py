@@ -284,3 +284,32 @@ def test_a_user_with_too_many_uploads_at_once_is_asked_to_wait(
         for _ in range(storage.max_uploads_per_user):
             slots.give(alice.username)
     assert _send(alice, project, upload, 1, b"12345").status_code == 200
+
+
+def test_a_body_that_stops_arriving_ends_its_request(
+    ctx: AppContext, alice: TestUser, project: dict[str, Any], live_url: str
+) -> None:
+    """A part whose body pauses past storage.body_idle_seconds is ended (408) and gives
+    its slot back, so stalled bodies cannot hold every slot."""
+    import socket
+    from urllib.parse import urlsplit
+
+    from balsam.settings import StorageSettings
+
+    upload = _start(alice, project, "main/trög.bin", PART_SIZE + 1)
+    storage = ctx.settings.storage
+    quick = StorageSettings.model_validate({**storage.model_dump(), "body_idle_seconds": 1})
+    ctx.settings.__dict__["storage"] = quick  # this test's app context only, restored below
+    try:
+        where = urlsplit(live_url)
+        with socket.create_connection((where.hostname, where.port), timeout=30) as conn:
+            head = (
+                f"PUT {_base(project, upload)}/parts/1 HTTP/1.1\r\nHost: x\r\n"
+                f"Authorization: Bearer {alice.token}\r\nContent-Length: {PART_SIZE}\r\n\r\n"
+            )
+            conn.sendall(head.encode() + b"x" * 1000)
+            answer = conn.recv(4096).decode(errors="replace")
+        assert answer.startswith("HTTP/1.1 408"), answer
+    finally:
+        ctx.settings.__dict__["storage"] = storage
+    assert alice.client.get(_base(project, upload)).json()["parts"] == []

@@ -10,12 +10,13 @@ import collections
 import contextlib
 import functools
 import re
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Annotated
 from urllib.parse import quote
 
 from fastapi import APIRouter, Body, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 from starlette.responses import StreamingResponse
 
 from balsam.context import AppContext
@@ -32,7 +33,7 @@ from balsam.domain.data.schemas import (
 )
 from balsam.domain.data.service import DataService
 from balsam.domain.identity.service import Actor
-from balsam.errors import N_, RateLimited
+from balsam.errors import N_, RateLimited, RequestTimeout
 from balsam.providers.storage.objects import ObjectInfo
 from balsam.web.api.v1.common import MEMBER, problems
 from balsam.web.api.v1.projects import ProjectId
@@ -42,6 +43,28 @@ from balsam.web.slots import app_slots
 router = APIRouter(tags=["Data"])
 #: Parts of one upload sent to storage side by side.
 SENDING = 2
+
+
+async def body_chunks(request: Request, ctx: AppContext) -> AsyncIterator[bytes]:
+    """The request's body as it arrives; RequestTimeout (408) when it pauses longer than
+    storage.body_idle_seconds (a body that stops would hold its slot and buffers), and
+    ClientGone when the client went away (nothing to answer, nothing to log)."""
+    idle = ctx.settings.storage.body_idle_seconds
+    chunks = request.stream().__aiter__()
+    while True:
+        try:
+            chunk = await asyncio.wait_for(chunks.__anext__(), timeout=idle)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise RequestTimeout(N_("The upload stopped arriving.")) from None
+        except ClientDisconnect:
+            raise ClientGone from None
+        yield chunk
+
+
+class ClientGone(Exception):
+    """The client went away in the middle of its body (answered quietly)."""
 
 
 @contextlib.contextmanager
@@ -182,11 +205,14 @@ async def put_data(
             "the installation's storage.tmp_days and tmp_max_days).",
         ),
     ] = None,
-) -> DataWritten:
+) -> DataWritten | Response:
     """Write the request body to ``path``; the content it replaces stays as a version.
     Nothing is visible until the whole body has arrived."""
     with upload_slot(request, ctx, actor.username):
-        return await _put(projectId, path, actor, ctx, request, expires_in_days)
+        try:
+            return await _put(projectId, path, actor, ctx, request, expires_in_days)
+        except ClientGone:
+            return Response(status_code=400)  # nobody is listening for an answer
 
 
 async def _put(
@@ -212,7 +238,7 @@ async def _put(
     # Parts go to storage while the next arrives: at most SENDING + 1 parts held.
     sending: collections.deque[asyncio.Future[None]] = collections.deque()
     try:
-        async for chunk in request.stream():
+        async for chunk in body_chunks(request, ctx):
             if write.add(chunk):
                 number, part = write.take()
                 if len(sending) >= SENDING:

@@ -11,6 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from balsam.context import AppContext
 from balsam.domain.data.schemas import (
     DataWritten,
     UploadList,
@@ -21,7 +22,7 @@ from balsam.domain.data.schemas import (
 from balsam.domain.data.uploads import UploadService
 from balsam.domain.identity.service import Actor
 from balsam.web.api.v1.common import MEMBER, problems
-from balsam.web.api.v1.data import upload_slot
+from balsam.web.api.v1.data import ClientGone, body_chunks, upload_slot
 from balsam.web.api.v1.projects import ProjectId
 from balsam.web.deps import Ctx, CurrentActor
 
@@ -88,27 +89,31 @@ async def put_part(
     actor: CurrentActor,
     ctx: Ctx,
     request: Request,
-) -> UploadPart:
+) -> UploadPart | Response:
     """Part ``number``'s bytes (exactly as long as the upload says); sending a part
     again replaces it."""
     with upload_slot(request, ctx, actor.username):
-        return await _receive(UploadService(ctx), projectId, uploadId, number, actor, request)
+        try:
+            return await _receive(ctx, projectId, uploadId, number, actor, request)
+        except ClientGone:
+            return Response(status_code=400)  # nobody is listening for an answer
 
 
 async def _receive(
-    service: UploadService,
+    ctx: AppContext,
     projectId: str,
     uploadId: str,
     number: int,
     actor: Actor,
     request: Request,
 ) -> UploadPart:
+    service = UploadService(ctx)
     receipt = await run_in_threadpool(service.receive_part, actor, projectId, uploadId, number)
     # Filled in place: never more than one part held, and no copy of it.
     body, filled = bytearray(receipt.length), 0
     view = memoryview(body)
     try:
-        async for chunk in request.stream():
+        async for chunk in body_chunks(request, ctx):
             if filled + len(chunk) > receipt.length:
                 filled = -1  # too long: stop reading
                 break
