@@ -53,7 +53,7 @@ from balsam.domain.data.import_recovery import fail_interrupted
 from balsam.domain.data.quotas import enforce_quotas
 from balsam.domain.data.retention import purge_expired
 from balsam.domain.data.temporary import expire_temporary
-from balsam.domain.data.uploads import sweep_uploads
+from balsam.domain.data.uploads import sweep_stale_multipart, sweep_uploads
 from balsam.domain.journal import REPAIR_INTERVAL, gone
 from balsam.domain.workspaces.service import WorkspaceService
 from balsam.errors import BalsamError
@@ -188,6 +188,7 @@ class RecoveryWorker:
             log.exception("expiring temporary data failed")
         try:
             sweep_uploads(self.ctx)
+            sweep_stale_multipart(self.ctx)
         except Exception:  # as above
             log.exception("aborting abandoned uploads failed")
 

@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from balsam.context import AppContext
-from balsam.db.models import DataObject
+from balsam.db.models import DataObject, DataUpload
 from balsam.domain.audit.service import AuditRecord
 from balsam.domain.data.preview import preview
 from balsam.domain.data.schemas import (
@@ -177,12 +177,22 @@ class DataService:
                 quota = self.ctx.settings.storage.quota_bytes
             return DataProject(project.id, project.bucket, quota)
 
-    def room(self, project: DataProject) -> int | None:
-        """Bytes the project may still write (None: no quota). Lists the bucket."""
+    def room(self, project: DataProject, *, besides: str | None = None) -> int | None:
+        """Bytes the project may still write (None: no quota): its quota less its current
+        objects (a listing of the bucket) and the sizes its unfinished resumable uploads
+        announced (but ``besides``, the one being completed): parts take room as they
+        wait."""
         if project.quota is None:
             return None
         used = sum(obj.size for obj in self._objects.walk(project.bucket))
-        return max(0, project.quota - used)
+        with self.ctx.sessions() as session:
+            pending = session.scalar(
+                select(func.coalesce(func.sum(DataUpload.size), 0)).where(
+                    DataUpload.project_id == project.id,
+                    DataUpload.id != (besides or ""),
+                )
+            )
+        return max(0, project.quota - used - int(pending or 0))
 
     def require_room(self, project: DataProject, size: int) -> int | None:
         """:meth:`room`, after checking that ``size`` more bytes fit (QuotaExceeded)."""

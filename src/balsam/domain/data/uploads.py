@@ -30,7 +30,8 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from balsam.context import AppContext
-from balsam.db.models import DataUpload, DataUploadPart, Project, utcnow
+from balsam.db.models import DataImport, DataUpload, DataUploadPart, Project, utcnow
+from balsam.domain.data.retention import sweep_buckets
 from balsam.domain.data.schemas import (
     DataWritten,
     UploadList,
@@ -283,7 +284,7 @@ class UploadService:
                 details={"missing": missing[:1000]},
             )
         # The quota again: others may have written while the parts arrived.
-        room = self.data.room(project)
+        room = self.data.room(project, besides=row.id)
         if room is not None and row.size > room:
             raise quota_exceeded(project)
         version = self._finish(project, row, [held[n] for n in range(1, total + 1)])
@@ -419,6 +420,31 @@ def sweep_uploads(ctx: AppContext) -> int:
         log.info("aborted the abandoned upload of %s in project %s", row.path, row.project_id)
         aborted += 1
     return aborted
+
+
+def sweep_stale_multipart(ctx: AppContext) -> int:
+    """Abort the multipart uploads begun over ``storage.upload_hours`` ago straight
+    through S3 (a workspace's key) and never completed: their parts take room that no
+    listing or quota shows. Uploads Balsam itself follows (resumable uploads, imports)
+    are left to their own rules."""
+    cutoff = utcnow() - timedelta(hours=ctx.settings.storage.upload_hours)
+    with ctx.sessions() as session:
+        known = set(session.scalars(select(DataUpload.upload_id)))
+        known |= {u for u in session.scalars(select(DataImport.upload_id)) if u}
+    objects = ctx.providers.storage.objects
+
+    def sweep(project_id: str, bucket: str) -> int:
+        stale = [
+            (key, upload_id)
+            for key, upload_id, began in objects.all_uploads(bucket)
+            if began < cutoff and upload_id not in known
+        ]
+        for key, upload_id in stale:
+            objects.abort_upload(bucket, key, upload_id)
+            log.info("aborted a stale multipart upload of %s in project %s", key, project_id)
+        return len(stale)
+
+    return sweep_buckets(ctx, "abort stale multipart uploads", sweep)
 
 
 def _bucket_of(session: Session, project_id: str) -> str | None:

@@ -270,6 +270,18 @@ class S3ObjectStore:
             if u.get("Key") == key
         ]
 
+    def all_uploads(self, bucket: str) -> Iterator[tuple[str, str, datetime]]:
+        """Every multipart upload in ``bucket`` not yet completed or aborted: key, upload
+        id, when it began."""
+        try:
+            with _storage("list uploads"):
+                pages = self._s3.get_paginator("list_multipart_uploads").paginate(Bucket=bucket)
+                for page in pages:
+                    for u in page.get("Uploads", []):
+                        yield str(u["Key"]), str(u["UploadId"]), u["Initiated"]
+        except _Missing:
+            return
+
     def abort_upload(self, bucket: str, key: str, upload_id: str) -> None:
         """Drop a multipart upload and its parts (one that is gone already is fine)."""
         try:

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
+from unittest.mock import patch
 
 import boto3
 import pytest
@@ -15,7 +17,9 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from balsam.context import AppContext
+from balsam.db.models import utcnow
 from balsam.domain.data.quotas import enforce_quotas
+from balsam.domain.data.uploads import sweep_stale_multipart
 from tests.fixtures.app import TestUser
 
 
@@ -136,3 +140,32 @@ def test_direct_writes_with_a_project_key_are_stopped_by_the_quota_sweep(
     assert enforce_quotas(ctx, pid) == 1
     _eventually(lambda: _can_write(s3, bucket))
     _eventually(lambda: _can_write(late_s3, bucket))
+
+
+def test_unfinished_uploads_take_room_and_stale_direct_ones_are_aborted(
+    ctx: AppContext, alice: TestUser, admin: TestUser, project: dict[str, Any]
+) -> None:
+    """Parts waiting on the storage server take room: resumable uploads count what they
+    announced, and multipart uploads begun straight through S3 and left are aborted."""
+    pid, bucket = project["id"], project["bucket"]
+    _quota(admin, project, _used(alice, project)["bytes"] + 10_000)
+    start = f"/api/v1/projects/{pid}/data/uploads"
+    first = alice.client.post(start, json={"path": "main/a.bin", "size": 6000})
+    assert first.status_code == 201, first.text
+    second = alice.client.post(start, json={"path": "main/b.bin", "size": 6000})
+    assert second.status_code == 507, second.text  # the first one's 6000 are taken
+    assert _put(alice, project, "main/c.bin", b"c" * 5000).status_code == 507
+
+    minted = alice.client.post(f"/api/v1/projects/{pid}/credentials", json={"name": "mp"})
+    s3 = _s3(minted.json())
+    left = s3.create_multipart_upload(Bucket=bucket, Key="main/lämnad.bin")["UploadId"]
+    assert sweep_stale_multipart(ctx) == 0  # young: kept
+    hours = ctx.settings.storage.upload_hours
+    later = utcnow() + timedelta(hours=hours + 1)
+    with patch("balsam.domain.data.uploads.utcnow", return_value=later):
+        assert sweep_stale_multipart(ctx) >= 1
+    remaining = ctx.providers.storage.objects._s3.list_multipart_uploads(Bucket=bucket)
+    ids = {u["UploadId"] for u in remaining.get("Uploads", [])}
+    assert left not in ids and ids  # the resumable upload's own is kept
+    # Balsam's own resumable upload is its own sweep's: still there.
+    assert alice.client.get(f"/api/v1/projects/{pid}/uploads/{first.json()['id']}").is_success
