@@ -105,11 +105,39 @@ def _resolve(
     return list(dict.fromkeys(found))  # once each, in the resolver's order
 
 
+#: NAT64's well-known prefix (RFC 6052): the IPv4 address is the last 32 bits. Python
+#: counts it as global whatever the address inside.
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+#: NAT64 for local use (RFC 8215): never a public destination.
+_LOCAL_NAT64 = ipaddress.IPv6Network("64:ff9b:1::/48")
+
+
+def is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Whether ``address`` is global, and so is any IPv4 address it carries (IPv4-mapped,
+    NAT64, 6to4, Teredo's server and client)."""
+    if not address.is_global:
+        return False
+    if isinstance(address, ipaddress.IPv4Address):
+        return True
+    if address in _LOCAL_NAT64:
+        return False
+    inner: list[ipaddress.IPv4Address] = []
+    if address.ipv4_mapped is not None:
+        inner.append(address.ipv4_mapped)
+    if address.sixtofour is not None:
+        inner.append(address.sixtofour)
+    if address.teredo is not None:
+        inner.extend(address.teredo)
+    if address in _NAT64:
+        inner.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+    return all(a.is_global for a in inner)
+
+
 def _refuse_private(
     host: str, addresses: list[ipaddress.IPv4Address | ipaddress.IPv6Address], field: str
 ) -> None:
     for address in addresses:
-        if not address.is_global:
+        if not is_public(address):
             raise InvalidInput(
                 N_(
                     "The host '%(host)s' is on a private or local network address; an "

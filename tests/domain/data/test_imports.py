@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from balsam.context import AppContext
 from balsam.db.models import AuditEvent, DataImport, utcnow
-from balsam.domain.data.import_runs import INTERRUPTED, claim, run_import
+from balsam.domain.data.import_runs import INTERRUPTED, claim, claim_next, run_import
 from balsam.domain.data.import_schemas import ImportCreate, ImportPublic
 from balsam.domain.data.import_worker import ImportWorker
 from balsam.domain.data.imports import ImportService
@@ -361,3 +361,32 @@ def test_an_import_of_a_live_process_is_left_alone(
     with ctx.sessions() as session:
         row = session.get(DataImport, import_id)
         assert row is not None and row.state == "running"
+
+
+def test_a_user_with_an_import_running_waits_while_others_go_first(
+    allowing: AppContext, alice: TestUser, bob: TestUser, make_user: Any, unique: Any,
+    source: Source,
+) -> None:  # fmt: skip
+    """One member's slow imports must not hold every worker: a user with an import
+    running has the next one wait, and another user's is taken first."""
+    source.answers["/f"] = Answer(body=b"f")
+    projects = {}
+    for user in (alice, bob):
+        made = user.client.post(
+            "/api/v1/projects", json={"name": unique("Rättvisa "), "branchName": "main"}
+        )
+        projects[user.username] = made.json()["id"]
+    url = source.url("/f", "localhost")
+
+    def queue(user: TestUser, target: str) -> str:
+        body = ImportCreate(url=url, target=target)
+        return ImportService(allowing).create(user.actor, projects[user.username], body).id
+
+    first, second, other = queue(alice, "main/1"), queue(alice, "main/2"), queue(bob, "main/3")
+    assert claim_next(allowing) == first  # oldest first
+    assert claim_next(allowing) == other  # alice has one running: bob's goes first
+    assert claim_next(allowing) is None  # alice's second waits for her first
+    run_import(allowing, first)
+    assert claim_next(allowing) == second
+    for done in (second, other):
+        run_import(allowing, done)

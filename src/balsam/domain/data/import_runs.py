@@ -41,12 +41,14 @@ INTERRUPTED = "Balsam stopped while this import ran; start it again."
 
 
 def claim_next(ctx: AppContext) -> str | None:
-    """Take the oldest queued import for this process; its id, or None."""
+    """Take the oldest queued import for this process whose user has none running (one
+    user's slow imports must not hold every worker); its id, or None."""
+    busy = select(DataImport.created_by).where(DataImport.state == "running")
     while True:
         with ctx.sessions() as session:
             import_id = session.scalar(
                 select(DataImport.id)
-                .where(DataImport.state == "queued")
+                .where(DataImport.state == "queued", DataImport.created_by.not_in(busy))
                 .order_by(DataImport.created_at, DataImport.id)
                 .limit(1)
             )
