@@ -290,3 +290,22 @@ def test_a_file_is_moved_from_its_page_only_with_the_token_and_within_the_area(
     assert alice.client.get(f"{api}/main/nytt/namn.csv").content == b"a,b\n1,2\n"
     assert alice.client.get(f"{api}/main/gammalt.csv").status_code == 404
     assert alice.client.get(f"{api}/main/upptagen.csv").content == b"x\n"
+
+
+def test_a_deleted_folders_files_are_found_from_its_parent(
+    app: FastAPI, alice: TestUser, project: dict[str, Any]
+) -> None:
+    _put(alice, project, "main/bort/<b>a</b>.csv", b"a\n")
+    assert alice.client.delete(f"/api/v1/projects/{project['id']}/data/main/bort/").is_success
+    with browser(app, alice) as client:
+        folder = client.get(_tab(project, "main"))
+        link = f"/projects/{project['id']}/data/deleted?" + urlencode(
+            {"branch": "main", "path": "main/"}
+        )
+        assert link.replace("&", "&amp;") in folder.text
+        page = client.get(link)
+        assert page.status_code == 200
+        assert "main/bort/&lt;b&gt;a&lt;/b&gt;.csv" in page.text  # escaped
+        assert _file(project) + "?" in page.text
+        outside = client.get(_file(project, "deleted"), params={"branch": "main", "path": "annan/"})
+        assert outside.status_code == 404

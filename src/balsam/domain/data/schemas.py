@@ -40,6 +40,18 @@ class DataWritten(_Out):
     sha256: str
 
 
+class DeletedItem(_Out):
+    path: str
+    deleted_at: datetime = Field(alias="deletedAt")
+    version_id: str = Field(alias="versionId", description="The version to restore.")
+    size: int = Field(description="That version's size.")
+
+
+class DeletedListing(_Out):
+    items: list[DeletedItem] = Field(description="Deleted objects under the prefix, by path.")
+    truncated: bool = Field(False, description="There are more than shown.")
+
+
 class DataVersion(_Out):
     version_id: str = Field(alias="versionId")
     size: int

@@ -37,18 +37,23 @@ from balsam.domain.data.schemas import (
     DataVersion,
     DataVersions,
     DataWritten,
+    DeletedItem,
+    DeletedListing,
     PrefixUsage,
     Provenance,
 )
 from balsam.domain.identity.service import Actor
 from balsam.domain.projects.access import require
 from balsam.errors import N_, Conflict, InvalidInput, NotFound, QuotaExceeded, RateLimited
+from balsam.providers.storage.base import ObjectVersion
 from balsam.providers.storage.objects import ObjectInfo, S3ObjectStore, Upload
 
 MAX_PATH_BYTES = 1024
 #: Previews decoded at once in this process, and how long one waits for its turn.
 _PREVIEWS = threading.BoundedSemaphore(4)
 PREVIEW_WAIT_SECONDS = 20.0
+#: Deleted objects one listing shows at most.
+MAX_DELETED = 1000
 #: Most objects one move of a folder takes.
 MAX_MOVE = 10_000
 #: The temporary area of every bucket: objects there expire (see :mod:`.temporary`).
@@ -330,6 +335,34 @@ class DataService:
                 for v in found
             ]
         )
+
+    def deleted(self, actor: Actor, project_id: str, prefix: str) -> DeletedListing:
+        """Objects under ``prefix`` (at any depth) whose current entry is a deletion and
+        that have a version to restore (the newest), at most :data:`MAX_DELETED`."""
+        check_path(prefix, folder=True)
+        project = self.access(actor, project_id, "data.list")
+        found: list[DeletedItem] = []
+        current: ObjectVersion | None = None  # the key's current entry, if a deletion
+        for version in self.ctx.providers.storage.list_versions(project.bucket, prefix):
+            if version.is_latest:
+                current = version if version.is_delete_marker else None
+            elif (
+                current is not None
+                and current.key == version.key
+                and not (version.is_delete_marker)
+            ):
+                found.append(
+                    DeletedItem(
+                        path=version.key,
+                        deleted_at=current.last_modified,
+                        version_id=version.version_id,
+                        size=version.size,
+                    )
+                )
+                current = None  # the newest only
+            if len(found) > MAX_DELETED:
+                break
+        return DeletedListing(items=found[:MAX_DELETED], truncated=len(found) > MAX_DELETED)
 
     def usage(self, actor: Actor, project_id: str) -> DataUsage:
         """Bytes and objects (current versions) per top-level folder."""

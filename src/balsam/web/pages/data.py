@@ -21,7 +21,13 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
 from balsam.context import AppContext
-from balsam.domain.data.schemas import DataPreview, DataUsage, DataVersion, Provenance
+from balsam.domain.data.schemas import (
+    DataPreview,
+    DataUsage,
+    DataVersion,
+    DeletedListing,
+    Provenance,
+)
 from balsam.domain.data.service import DataService, check_path
 from balsam.domain.identity.service import Actor
 from balsam.domain.projects.schemas import ProjectPublic
@@ -202,6 +208,36 @@ async def usage_page(request: Request, project_id: str, branch: Branch = "") -> 
         branch=chosen,
         usage=usage,
         data_url=tab_url(project_id, chosen, "data"),
+    )
+
+
+@router.get("/projects/{project_id}/data/deleted")
+async def deleted_page(
+    request: Request, project_id: str, branch: Branch = "", path: DataPath = ""
+) -> HTMLResponse:
+    """The deleted files under a folder (``path``), each linked to its page, where its
+    versions are restored."""
+    session = await require_session(request)
+    ctx = get_ctx(request)
+    folder = path if path.endswith("/") or not path else path + "/"
+    project, chosen = await run_in_threadpool(
+        _where, ctx, session.actor, project_id, branch, folder or f"{branch or 'main'}/"
+    )
+    folder = folder or f"{chosen}/"
+    listing: DeletedListing = await run_in_threadpool(
+        DataService(ctx).deleted, session.actor, project_id, folder
+    )
+    return render(
+        request,
+        "project/data_deleted.html",
+        nav="projects",
+        project=project,
+        branch=chosen,
+        folder=folder,
+        listing=listing,
+        data_page_url=data_page_url,
+        retention_days=ctx.settings.storage.retention_days,
+        data_url=tab_url(project_id, chosen, "data", folder.rstrip("/")),
     )
 
 

@@ -374,3 +374,27 @@ def test_moving_renames_files_and_folders_keeping_provenance_and_nothing_overwri
         assert answer.status_code == 422, (bad, answer.text)
     missing = alice.client.post(f"{_url(project, 'main/saknas.csv')}/move", json={"to": "main/y"})
     assert missing.status_code == 404
+
+
+def test_a_deleted_folders_files_are_listed_for_restoring(
+    alice: TestUser, project: dict[str, Any]
+) -> None:
+    for name in ("a.csv", "under/b.csv"):
+        _put(alice, project, f"main/bort/{name}", f"{name}\n".encode())
+    newest = _put(alice, project, "main/bort/a.csv", b"a2\n")
+    _put(alice, project, "main/kvar.csv", b"k\n")
+    assert alice.client.delete(_url(project, "main/bort/")).status_code == 204
+    listed = alice.client.get(
+        f"/api/v1/projects/{project['id']}/deleted", params={"prefix": "main/"}
+    ).json()
+    assert [i["path"] for i in listed["items"]] == ["main/bort/a.csv", "main/bort/under/b.csv"]
+    first = listed["items"][0]
+    assert first["versionId"] == newest["versionId"] and first["size"] == 3
+    back = alice.client.post(
+        f"{_url(project, 'main/bort/a.csv')}/restore", json={"versionId": first["versionId"]}
+    )
+    assert back.status_code == 201
+    again = alice.client.get(
+        f"/api/v1/projects/{project['id']}/deleted", params={"prefix": "main/bort/"}
+    ).json()
+    assert [i["path"] for i in again["items"]] == ["main/bort/under/b.csv"]

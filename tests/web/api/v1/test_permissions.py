@@ -43,6 +43,7 @@ ROWS: list[tuple[str, str, Any, int, int]] = [
     # Data: members and owners alike (main/readme.txt is the branch's marker).
     ("GET", "/api/v1/projects/{p}/data?prefix=main/", None, 200, 200),
     ("GET", "/api/v1/projects/{p}/usage", None, 200, 200),
+    ("GET", "/api/v1/projects/{p}/deleted?prefix=main/", None, 200, 200),
     ("GET", "/api/v1/projects/{p}/data/main/readme.txt", None, 200, 200),
     ("PUT", "/api/v1/projects/{p}/data/main/readme.txt", {"any": "body"}, 201, 201),
     ("DELETE", "/api/v1/projects/{p}/data/main/readme.txt", None, 204, 204),

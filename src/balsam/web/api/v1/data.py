@@ -26,6 +26,7 @@ from balsam.domain.data.schemas import (
     DataUsage,
     DataVersions,
     DataWritten,
+    DeletedListing,
     Moved,
     MoveRequest,
     Provenance,
@@ -105,6 +106,23 @@ def list_data(
 ) -> DataListing:
     """Objects and folders directly under ``prefix`` ('' or a folder such as 'main/')."""
     return DataService(ctx).list(actor, projectId, prefix, after=after, limit=limit)
+
+
+@router.get(
+    "/projects/{projectId}/deleted",
+    response_model=DeletedListing,
+    operation_id="ListDeletedData",
+    responses=MEMBER,
+)
+def list_deleted(
+    projectId: ProjectId,
+    actor: CurrentActor,
+    ctx: Ctx,
+    prefix: Annotated[str, Query(max_length=1024)] = "",
+) -> DeletedListing:
+    """Deleted objects under ``prefix`` (a folder, at any depth) that can be restored,
+    each with its newest version (``POST …/data/{path}/restore``)."""
+    return DataService(ctx).deleted(actor, projectId, prefix)
 
 
 @router.get(
