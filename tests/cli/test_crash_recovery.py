@@ -10,6 +10,7 @@ import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import boto3
 import httpx
@@ -68,9 +69,11 @@ def kill_orphans(data_dir: Path) -> None:
         time.sleep(0.1)
 
 
-def buckets(data_dir: Path, s3_port: str) -> set[str]:
+def admin_s3(data_dir: Path, s3_port: str) -> Any:
+    """A boto3 client of the embedded storage of the `balsam up` in ``data_dir``, with
+    its admin key."""
     admin = json.loads((data_dir / "storage" / "admin.json").read_text())
-    s3 = boto3.client(
+    return boto3.client(
         "s3",
         endpoint_url=f"http://127.0.0.1:{s3_port}",
         region_name="us-east-1",
@@ -78,6 +81,10 @@ def buckets(data_dir: Path, s3_port: str) -> set[str]:
         aws_secret_access_key=admin["secret_key"],
         config=Config(s3={"addressing_style": "path"}),
     )
+
+
+def buckets(data_dir: Path, s3_port: str) -> set[str]:
+    s3 = admin_s3(data_dir, s3_port)
     return {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
 
 

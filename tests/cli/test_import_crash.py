@@ -4,37 +4,22 @@ upload and audits the repair; nothing of the file is left in the bucket."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 from pathlib import Path
 from typing import Any
 
-import boto3
 import httpx
 import pytest
-from botocore.config import Config
 
 import balsam
 from balsam.domain.data.import_runs import INTERRUPTED
 from balsam.providers.storage.objects import PART_SIZE
 from tests.cli.test_cli import up_env, weed_pids  # noqa: F401 - up_env: a fixture
-from tests.cli.test_crash_recovery import kill_orphans, post_patiently, start, token
+from tests.cli.test_crash_recovery import admin_s3, kill_orphans, post_patiently, start, token
 from tests.fixtures.http_source import Answer, http_source
 
 PASSWORD = "Crash-recovery-password-7"
-
-
-def _s3(data_dir: Path, s3_port: str) -> Any:
-    admin = json.loads((data_dir / "storage" / "admin.json").read_text())
-    return boto3.client(
-        "s3",
-        endpoint_url=f"http://127.0.0.1:{s3_port}",
-        region_name="us-east-1",
-        aws_access_key_id=admin["access_key"],
-        aws_secret_access_key=admin["secret_key"],
-        config=Config(s3={"addressing_style": "path"}),
-    )
 
 
 def _api(url: str, bearer: str) -> httpx.Client:
@@ -83,7 +68,7 @@ def test_an_import_killed_mid_transfer_is_failed_and_cleaned_at_the_next_start(
             kill_orphans(data_dir)
         assert source.requests == ["/big.bin"]
 
-    s3 = _s3(data_dir, env["BALSAM_STORAGE__S3_PORT"])
+    s3 = admin_s3(data_dir, env["BALSAM_STORAGE__S3_PORT"])
     server = start(env, data_dir, "after", None)
     try:
         api = _api(server.url, token(server))

@@ -10,8 +10,8 @@ import collections
 import contextlib
 import functools
 import re
-from collections.abc import AsyncIterator, Iterator
-from typing import Annotated
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Annotated, TypeVar
 from urllib.parse import quote
 
 from fastapi import APIRouter, Body, Query, Request, Response
@@ -42,6 +42,7 @@ from balsam.web.deps import Ctx, CurrentActor
 from balsam.web.slots import app_slots
 
 router = APIRouter(tags=["Data"])
+T = TypeVar("T")
 #: Parts of one upload sent to storage side by side.
 SENDING = 2
 
@@ -68,10 +69,13 @@ class ClientGone(Exception):
     """The client went away in the middle of its body (answered quietly)."""
 
 
-@contextlib.contextmanager
-def upload_slot(request: Request, ctx: AppContext, user: str) -> Iterator[None]:
-    """A slot for one upload body (storage.max_uploads, max_uploads_per_user): each
-    holds parts in memory while it runs. 429 with Retry-After when none is free."""
+async def receiving(
+    request: Request, ctx: AppContext, user: str, work: Callable[[], Awaitable[T]]
+) -> T | Response:
+    """``work()``, which reads the request's body, in a slot for one upload body
+    (storage.max_uploads, max_uploads_per_user: each holds parts in memory while it
+    runs; 429 with Retry-After when none is free). A client that went away is answered
+    quietly."""
     storage = ctx.settings.storage
     slots = app_slots(request, "upload_slots", storage.max_uploads, storage.max_uploads_per_user)
     if not slots.take(user):
@@ -80,7 +84,9 @@ def upload_slot(request: Request, ctx: AppContext, user: str) -> Iterator[None]:
             details={"retryAfterSeconds": 1},
         )
     try:
-        yield
+        return await work()
+    except ClientGone:
+        return Response(status_code=400)  # nobody is listening for an answer
     finally:
         slots.give(user)
 
@@ -226,11 +232,12 @@ async def put_data(
 ) -> DataWritten | Response:
     """Write the request body to ``path``; the content it replaces stays as a version.
     Nothing is visible until the whole body has arrived."""
-    with upload_slot(request, ctx, actor.username):
-        try:
-            return await _put(projectId, path, actor, ctx, request, expires_in_days)
-        except ClientGone:
-            return Response(status_code=400)  # nobody is listening for an answer
+    return await receiving(
+        request,
+        ctx,
+        actor.username,
+        lambda: _put(projectId, path, actor, ctx, request, expires_in_days),
+    )
 
 
 async def _put(

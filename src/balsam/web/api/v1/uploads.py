@@ -22,7 +22,7 @@ from balsam.domain.data.schemas import (
 from balsam.domain.data.uploads import UploadService
 from balsam.domain.identity.service import Actor
 from balsam.web.api.v1.common import MEMBER, problems
-from balsam.web.api.v1.data import ClientGone, body_chunks, upload_slot
+from balsam.web.api.v1.data import body_chunks, receiving
 from balsam.web.api.v1.projects import ProjectId
 from balsam.web.deps import Ctx, CurrentActor
 
@@ -92,11 +92,12 @@ async def put_part(
 ) -> UploadPart | Response:
     """Part ``number``'s bytes (exactly as long as the upload says); sending a part
     again replaces it."""
-    with upload_slot(request, ctx, actor.username):
-        try:
-            return await _receive(ctx, projectId, uploadId, number, actor, request)
-        except ClientGone:
-            return Response(status_code=400)  # nobody is listening for an answer
+    return await receiving(
+        request,
+        ctx,
+        actor.username,
+        lambda: _receive(ctx, projectId, uploadId, number, actor, request),
+    )
 
 
 async def _receive(
