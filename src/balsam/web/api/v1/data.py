@@ -55,7 +55,8 @@ async def body_chunks(request: Request, ctx: AppContext) -> AsyncIterator[bytes]
     chunks = request.stream().__aiter__()
     while True:
         try:
-            chunk = await asyncio.wait_for(chunks.__anext__(), timeout=idle)
+            async with asyncio.timeout(idle):  # not wait_for: no task per chunk
+                chunk = await chunks.__anext__()
         except StopAsyncIteration:
             return
         except TimeoutError:
