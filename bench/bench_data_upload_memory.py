@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import statistics
 import subprocess
 import sys
@@ -41,7 +42,8 @@ from tests.cli.test_cli import BalsamUp, up_environment  # noqa: E402
 from tests.fixtures.server import free_port  # noqa: E402
 
 TARGET_RSS_MB = 200
-PASSWORD = "Bench-upload-memory-1"
+#: The admin password of the `balsam up` the bench starts (random each run).
+PASSWORD = "Bench-" + secrets.token_urlsafe(18)
 SENDING = 3
 
 

@@ -222,14 +222,15 @@ def test_non_members_are_told_nothing_and_strangers_go_to_log_in(
     gets = [(_tab(project), {}), (_file(project), {"branch": "main", "path": "main/secret.csv"}),
             (_file(project, "delete"), {"branch": "main", "path": "main/secret.csv"}),
             (_file(project, "usage"), {"branch": "main"}),
-            (_file(project, "folder"), {"branch": "main", "in": "main/", "name": "n"})]  # fmt: skip
+            (_file(project, "folder"), {"branch": "main", "in": "main/", "name": "n"}),
+            (_file(project, "deleted"), {"branch": "main", "path": "main/"})]  # fmt: skip
     with browser(app, bob) as other:
         for url, params in gets:
             answer = other.get(url, params=params)
             assert answer.status_code == 404, (url, answer.status_code)
             assert "secret.csv" not in answer.text.split('<main id="main">', 1)[1]
-        for page in ("delete", "restore"):
-            fields = {"path": "main/secret.csv", "branch": "main", "version": "x"}
+        for page in ("delete", "restore", "move"):
+            fields = {"path": "main/secret.csv", "branch": "main", "version": "x", "to": "main/y"}
             assert post(other, f"/projects/{pid}/data/{page}", fields).status_code == 404
     assert alice.client.get(f"/api/v1/projects/{pid}/data/main/secret.csv").status_code == 200
     with browser(app) as anonymous:

@@ -398,3 +398,9 @@ def test_a_deleted_folders_files_are_listed_for_restoring(
         f"/api/v1/projects/{project['id']}/deleted", params={"prefix": "main/bort/"}
     ).json()
     assert [i["path"] for i in again["items"]] == ["main/bort/under/b.csv"]
+    for bad in ("main", "main/../", "/main/"):
+        refused = alice.client.get(
+            f"/api/v1/projects/{project['id']}/deleted", params={"prefix": bad}
+        )
+        assert refused.status_code == 422, (bad, refused.text)
+        assert refused.headers["content-type"].startswith("application/problem+json")
