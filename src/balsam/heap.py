@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import gc
 import logging
 
 log = logging.getLogger(__name__)
@@ -31,18 +30,6 @@ def _libc() -> ctypes.CDLL | None:
         return ctypes.CDLL(name)
     except OSError:
         return None
-
-
-def give_back_free_memory() -> None:
-    """Collect garbage, then hand the heap's free pages back to the kernel
-    (``malloc_trim``): after start-up, whose passing allocations (SeaweedFS's readiness
-    probes, the app's construction) would otherwise stay resident."""
-    gc.collect()
-    libc = _libc()
-    trim = getattr(libc, "malloc_trim", None) if libc is not None else None
-    if trim is not None:
-        trim.argtypes = [ctypes.c_size_t]
-        trim(0)
 
 
 def keep_heap_small() -> bool:

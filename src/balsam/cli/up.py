@@ -47,7 +47,7 @@ from balsam.domain.workspaces.templates import load_templates
 from balsam.embedded import EmbeddedServiceError, SeaweedServer, load_or_create_admin_credentials
 from balsam.embedded.supervisor import Supervisor
 from balsam.errors import InvalidInput
-from balsam.heap import give_back_free_memory, keep_heap_small
+from balsam.heap import keep_heap_small
 from balsam.hostuids import HostUidRegistry, UidRegistryError
 from balsam.ports import reclaim
 from balsam.settings import Settings
@@ -102,7 +102,6 @@ def up(host: str | None, port: int | None, data_dir: Path | None) -> None:
             stack.callback(app.state.ctx.engine.dispose)
             announce(settings, ensure_admin(app.state.ctx, settings))
             restart.app = app
-            give_back_free_memory()
             serve(app, settings, listeners, restart)
     except KeyboardInterrupt:
         pass

@@ -447,19 +447,7 @@ class DataService:
         expires_at: datetime | None = None,
     ) -> None:
         """The provenance row of a version just written, and the audit record."""
-        with self.ctx.sessions() as session, session.begin():
-            session.add(
-                DataObject(
-                    project_id=project_id,
-                    path=path,
-                    version_id=version_id or "",
-                    size=size,
-                    sha256=sha256,
-                    uploaded_by=actor.username,
-                    source=source,
-                    expires_at=expires_at,
-                )
-            )
+        self._add_row(actor, project_id, path, version_id, size, sha256, source, expires_at)
         self.audit(
             actor, "data.write", project_id, path, versionId=version_id, size=size, source=source
         )
@@ -564,17 +552,32 @@ class DataService:
     ) -> None:
         """The provenance row of a version written as part of a larger change (audited
         as that change)."""
+        expires_at = self.expiry_for(path, None)
+        self._add_row(actor, project_id, path, info.version_id, info.size, sha256, source,
+                      expires_at)  # fmt: skip
+
+    def _add_row(
+        self,
+        actor: Actor,
+        project_id: str,
+        path: str,
+        version_id: str | None,
+        size: int,
+        sha256: str,
+        source: str,
+        expires_at: datetime | None,
+    ) -> None:
         with self.ctx.sessions() as session, session.begin():
             session.add(
                 DataObject(
                     project_id=project_id,
                     path=path,
-                    version_id=info.version_id or "",
-                    size=info.size,
+                    version_id=version_id or "",
+                    size=size,
                     sha256=sha256,
                     uploaded_by=actor.username,
                     source=source,
-                    expires_at=self.expiry_for(path, None),
+                    expires_at=expires_at,
                 )
             )
 

@@ -27,11 +27,10 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 from sqlalchemy import delete, select
-from sqlalchemy.orm import Session
 
 from balsam.context import AppContext
-from balsam.db.models import DataImport, DataUpload, DataUploadPart, Project, utcnow
-from balsam.domain.data.retention import sweep_buckets
+from balsam.db.models import DataImport, DataUpload, DataUploadPart, utcnow
+from balsam.domain.data.retention import project_buckets, sweep_buckets
 from balsam.domain.data.schemas import (
     DataWritten,
     UploadList,
@@ -401,14 +400,10 @@ def sweep_uploads(ctx: AppContext) -> int:
     cutoff = utcnow() - timedelta(hours=ctx.settings.storage.upload_hours)
     with ctx.sessions() as session:
         rows = list(session.scalars(select(DataUpload).where(DataUpload.created_at < cutoff)))
-        buckets = {
-            row.id: bucket
-            for row in rows
-            if (bucket := _bucket_of(session, row.project_id)) is not None
-        }
+    buckets = dict(project_buckets(ctx))
     aborted = 0
     for row in rows:
-        bucket = buckets.get(row.id)
+        bucket = buckets.get(row.project_id)
         try:
             if bucket is not None:
                 ctx.providers.storage.objects.abort_upload(bucket, row.path, row.upload_id)
@@ -445,8 +440,3 @@ def sweep_stale_multipart(ctx: AppContext) -> int:
         return len(stale)
 
     return sweep_buckets(ctx, "abort stale multipart uploads", sweep)
-
-
-def _bucket_of(session: Session, project_id: str) -> str | None:
-    project = session.get(Project, project_id)
-    return project.bucket if project is not None else None
