@@ -46,6 +46,13 @@ class _Servers:
             start_new_session=True,
         )  # fmt: skip
         self.started[workspace_id] = process
+        # Popen returns once the exec has begun, before the kernel has put the new
+        # command line in place: /proc/<pid>/cmdline can still show the parent's for
+        # a moment, and the stand-in would not look like a server yet.
+        deadline = time.monotonic() + 10
+        while not runs_server(process.pid, workspace_id) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert runs_server(process.pid, workspace_id), self.describe(workspace_id)
         run = {"pid": process.pid, "socket": str(folder / "s.sock"), "uid": None, "token": "t"}
         (folder / "run.json").write_text(json.dumps(run))
         return process.pid
