@@ -10,6 +10,8 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -117,3 +119,20 @@ def test_no_web_module_imports_the_database_models() -> None:
     graph = _graph()
     wrong = sorted(m for m in _packages_of(graph, "balsam.web") if "balsam.db.models" in graph[m])
     assert wrong == []
+
+
+#: Libraries only some requests need, loaded on first use: the control plane's
+#: memory is measured (bench/bench_data_upload_memory.py), and each costs 10-40 MB
+#: for as long as it runs. Alembic: ``balsam up`` migrates in a child process.
+LOADED_ON_DEMAND = ("alembic", "mako", "pyarrow", "psycopg", "openpyxl", "duckdb")
+
+
+def test_the_control_plane_starts_without_the_libraries_of_rare_requests() -> None:
+    check = (
+        "import sys, balsam.cli.up, balsam.app; "
+        "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))"
+    )
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, check=True)
+    loaded = set(done.stdout.split())
+    assert "balsam" in loaded
+    assert loaded.isdisjoint(LOADED_ON_DEMAND), sorted(loaded & set(LOADED_ON_DEMAND))

@@ -41,6 +41,7 @@ from balsam.app import create_app
 from balsam.cli.settings_cmd import load_settings
 from balsam.context import AppContext
 from balsam.db.engine import make_engine
+from balsam.db.migrate import MigrationFailed, upgrade_in_child
 from balsam.domain.identity.passwords import check_password_policy
 from balsam.domain.identity.service import IdentityService
 from balsam.domain.workspaces.templates import load_templates
@@ -98,6 +99,7 @@ def up(host: str | None, port: int | None, data_dir: Path | None) -> None:
             listeners = stack.enter_context(listen_taking_back(settings))
             settings = with_storage_credentials(settings)
             stack.enter_context(embedded_storage(settings))
+            migrate(settings)
             app = create_app(settings)
             stack.callback(app.state.ctx.engine.dispose)
             announce(settings, ensure_admin(app.state.ctx, settings))
@@ -242,6 +244,15 @@ def check_database(settings: Settings) -> None:
     finally:
         if engine is not None:
             engine.dispose()
+
+
+def migrate(settings: Settings) -> None:
+    """Bring the database to this release's schema in a child process: the server's
+    own process then never loads Alembic (its memory is measured, see bench/)."""
+    try:
+        upgrade_in_child(settings.resolved_database_url)
+    except MigrationFailed as exc:
+        raise Refused(f"the database could not be migrated: {exc}") from None
 
 
 def prepare_data_dir(path: Path) -> Path:

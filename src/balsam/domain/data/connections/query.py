@@ -17,54 +17,27 @@ import os
 import secrets
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import IO, Any
 
 import psycopg
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from balsam.errors import N_, BadRequest, PayloadTooLarge, ProviderError
+from balsam.domain.data.connections.query_types import (
+    PostgresTarget,
+    QueryFailed,
+    QueryLimits,
+    QueryResult,
+)
+from balsam.errors import N_, PayloadTooLarge, ProviderError
 
+__all__ = ["PostgresTarget", "QueryFailed", "QueryLimits", "QueryResult", "run_query_to_parquet"]
 
-@dataclass(frozen=True)
-class PostgresTarget:
-    """Where to connect; ``repr`` never shows the password."""
-
-    host: str
-    port: int
-    database: str
-    user: str
-    password: str
-
-    def __repr__(self) -> str:
-        return f"PostgresTarget({self.user}@{self.host}:{self.port}/{self.database})"
-
-
-@dataclass(frozen=True)
-class QueryLimits:
-    timeout_seconds: float = 300
-    max_rows: int = 10_000_000
-    max_bytes: int = 2 * 1024**3
-    batch_rows: int = 10_000
-
-
-@dataclass(frozen=True)
-class QueryResult:
-    rows: int
-    bytes: int
-    columns: list[str]
-
-
-class QueryFailed(BadRequest):
-    """PostgreSQL refused or failed the query (syntax, permissions, a write in a
-    read-only transaction, the statement timeout); the message is PostgreSQL's."""
-
-    reason = "query-failed"
+_DEFAULT_LIMITS = QueryLimits()
 
 
 def run_query_to_parquet(
-    target: PostgresTarget, query: str, sink: IO[bytes], limits: QueryLimits = QueryLimits()
+    target: PostgresTarget, query: str, sink: IO[bytes], limits: QueryLimits = _DEFAULT_LIMITS
 ) -> QueryResult:
     """Run ``query`` read-only on ``target`` and write the rows to ``sink`` as one
     Parquet file. Raises :class:`QueryFailed` (400) when PostgreSQL refuses the

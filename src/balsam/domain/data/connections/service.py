@@ -22,12 +22,7 @@ from balsam.context import AppContext
 from balsam.db.models import DataConnection
 from balsam.domain.audit.service import AuditRecord
 from balsam.domain.data.connections import kinds
-from balsam.domain.data.connections.query import (
-    PostgresTarget,
-    QueryLimits,
-    QueryResult,
-    run_query_to_parquet,
-)
+from balsam.domain.data.connections.query_types import PostgresTarget, QueryLimits, QueryResult
 from balsam.domain.data.connections.schemas import ConnectionPublic
 from balsam.domain.data.connections.sealing import (
     KeyRing,
@@ -214,6 +209,10 @@ class ConnectionService:
             max_rows=conf.query_max_rows,
             max_bytes=conf.query_max_bytes,
         )
+        # Loaded on the first query: psycopg and pyarrow are large, most installations
+        # run few queries, and the control plane's memory is measured (bench/).
+        from balsam.domain.data.connections.query import run_query_to_parquet
+
         result = run_query_to_parquet(target, query, sink, limits)
         self._audit(
             actor, "connection.use", project_id, name.upper(), rows=result.rows, bytes=result.bytes
