@@ -400,3 +400,24 @@ def test_secrets_never_in_repr(
     assert seaweed.admin_secret_key not in repr(storage)
     assert seaweed.admin_secret_key not in repr(seaweed)
     assert seaweed.admin_secret_key not in repr(seaweed.server)
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "signed"),
+    [
+        ("http://127.0.0.1:8333", False),  # the embedded server: loopback
+        ("http://[::1]:8333", False),
+        ("http://localhost:9000", False),
+        ("https://s3.example.org", False),  # TLS keeps the body as sent
+        ("http://s3.internal.example:9000", True),  # anyone on the way could change it
+        ("http://10.0.0.5:9000", True),
+    ],
+)
+def test_bodies_are_signed_unless_the_channel_keeps_them(endpoint: str, signed: bool) -> None:
+    storage = S3IamStorage(endpoint, "us-east-1", "AKEXAMPLE", "not-a-secret")
+    try:
+        config = storage.objects._s3.meta.config
+        assert config.s3["payload_signing_enabled"] is signed
+        assert config.s3["addressing_style"] == "path"
+    finally:
+        storage.close()

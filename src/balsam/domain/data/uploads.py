@@ -94,6 +94,7 @@ class _Digest:
         self.offset = 0  # bytes hashed
         self.receiving: set[int] = set()  # parts being received by this process
         self.valid = True  # False once a hashed part was sent again
+        self.hashing: int | None = None  # the part being hashed now (without the lock)
 
 
 class _Digests:
@@ -123,17 +124,31 @@ class _Digests:
             digest = self._digests.get(upload_id)
             if digest is None:
                 return
-            if data is not None and number < digest.next:
-                digest.valid = False  # its bytes may differ from those hashed
+            turn = False
             if data is not None and digest.valid:
                 self._lock.wait_for(
-                    lambda: digest.next >= number or digest.next not in digest.receiving,
+                    lambda: (
+                        digest.hashing is None
+                        and (digest.next >= number or digest.next not in digest.receiving)
+                    ),
                     timeout=self.WAIT,
                 )
-                if digest.next == number:
-                    digest.hash.update(data)
-                    digest.next += 1
-                    digest.offset += len(data)
+                if number < digest.next:
+                    digest.valid = False  # sent again: its bytes may differ from those hashed
+                turn = digest.valid and digest.next == number and digest.hashing is None
+            if not turn:
+                digest.receiving.discard(number)
+                self._lock.notify_all()
+                return
+            digest.hashing = number
+        # Hashed without the lock (milliseconds per part): only the part whose turn it
+        # is touches the hash, and the others' parts come and go meanwhile.
+        assert data is not None
+        digest.hash.update(data)
+        with self._lock:
+            digest.next += 1
+            digest.offset += len(data)
+            digest.hashing = None
             digest.receiving.discard(number)
             self._lock.notify_all()
 

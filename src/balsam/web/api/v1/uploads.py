@@ -24,6 +24,7 @@ from balsam.domain.identity.service import Actor
 from balsam.web.api.v1.common import MEMBER, problems
 from balsam.web.api.v1.data import body_chunks, receiving
 from balsam.web.api.v1.projects import ProjectId
+from balsam.web.buffers import PartBuffers
 from balsam.web.deps import Ctx, CurrentActor
 
 router = APIRouter(tags=["Data"])
@@ -111,21 +112,32 @@ async def _receive(
     service = UploadService(ctx)
     receipt = await run_in_threadpool(service.receive_part, actor, projectId, uploadId, number)
     # Filled in place: never more than one part held, and no copy of it.
-    body, filled = bytearray(receipt.length), 0
-    view = memoryview(body)
+    buffers = _part_buffers(request)
+    body, filled = await buffers.take(receipt.length), 0
     try:
-        async for chunk in body_chunks(request, ctx):
-            if filled + len(chunk) > receipt.length:
-                filled = -1  # too long: stop reading
-                break
-            view[filled : filled + len(chunk)] = chunk
-            filled += len(chunk)
+        with memoryview(body) as view:
+            async for chunk in body_chunks(request, ctx):
+                if filled + len(chunk) > receipt.length:
+                    filled = -1  # too long: stop reading
+                    break
+                view[filled : filled + len(chunk)] = chunk
+                filled += len(chunk)
     except BaseException:
+        buffers.give(body)
         await run_in_threadpool(receipt.give_up)
         raise
+    try:
+        return await run_in_threadpool(receipt.store, body if filled == receipt.length else b"")
     finally:
-        view.release()
-    return await run_in_threadpool(receipt.store, body if filled == receipt.length else b"")
+        buffers.give(body)
+
+
+def _part_buffers(request: Request) -> PartBuffers:
+    buffers = getattr(request.app.state, "part_buffers", None)
+    if buffers is None:
+        buffers = request.app.state.part_buffers = PartBuffers()
+    assert isinstance(buffers, PartBuffers)
+    return buffers
 
 
 @router.post(
