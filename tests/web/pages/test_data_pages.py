@@ -229,8 +229,9 @@ def test_non_members_are_told_nothing_and_strangers_go_to_log_in(
             answer = other.get(url, params=params)
             assert answer.status_code == 404, (url, answer.status_code)
             assert "secret.csv" not in answer.text.split('<main id="main">', 1)[1]
-        for page in ("delete", "restore", "move"):
-            fields = {"path": "main/secret.csv", "branch": "main", "version": "x", "to": "main/y"}
+        for page in ("delete", "restore", "move", "uploads/discard"):
+            fields = {"path": "main/secret.csv", "branch": "main", "version": "x", "to": "main/y",
+                      "upload": "x"}  # fmt: skip
             assert post(other, f"/projects/{pid}/data/{page}", fields).status_code == 404
     assert alice.client.get(f"/api/v1/projects/{pid}/data/main/secret.csv").status_code == 200
     with browser(app) as anonymous:
@@ -310,3 +311,49 @@ def test_a_deleted_folders_files_are_found_from_its_parent(
         assert _file(project) + "?" in page.text
         outside = client.get(_file(project, "deleted"), params={"branch": "main", "path": "annan/"})
         assert outside.status_code == 404
+
+
+def _start_upload(user: TestUser, project: dict[str, Any], path: str) -> dict[str, Any]:
+    started = user.client.post(
+        f"/api/v1/projects/{project['id']}/data/uploads", json={"path": path, "size": 100}
+    )
+    assert started.status_code == 201, started.text
+    upload: dict[str, Any] = started.json()
+    return upload
+
+
+def test_unfinished_uploads_are_shown_where_they_go_and_discarded_by_their_owner_only(
+    app: FastAPI, alice: TestUser, bob: TestUser, admin: TestUser, project: dict[str, Any]
+) -> None:
+    pid = project["id"]
+    upload = _start_upload(alice, project, f"main/in/{XSS}")
+    sent = alice.client.put(f"/api/v1/projects/{pid}/uploads/{upload['id']}/parts/1",
+                            content=b"x" * 100)  # fmt: skip
+    assert sent.status_code == 200, sent.text
+    fields = {"upload": upload["id"], "branch": "main"}
+    discard = f"/projects/{pid}/data/uploads/discard"
+    with browser(app, alice) as client:
+        page = client.get(_tab(project, "main/in"))
+        assert "Your unfinished uploads here" in page.text
+        assert "100 B of 100 B received" in page.text
+        assert XSS not in page.text and "&lt;img src=x onerror=alert(1)&gt;.csv" in page.text
+        assert f'value="{upload["id"]}"' in page.text
+        assert "unfinished uploads" not in client.get(_tab(project, "main/elsewhere")).text
+        forged = client.post(discard, data=fields, headers={"Origin": ORIGIN})
+        assert forged.status_code == 403
+    # Another user's upload is nobody else's to discard: not a member (bob), nor an
+    # admin who reaches the project's data.
+    with browser(app, bob) as other:
+        assert post(other, discard, fields).status_code == 404
+    with browser(app, admin) as other:
+        assert post(other, discard, fields).status_code == 404
+        assert post(other, discard, {"upload": "../../x", "branch": "main"}).status_code == 404
+    assert alice.client.get(f"/api/v1/projects/{pid}/uploads/{upload['id']}").status_code == 200
+    with browser(app, alice) as client:
+        done = post(client, discard, fields)
+        assert done.status_code == 303 and "done=upload-discarded" in done.headers["location"]
+        assert "path=main%2Fin" in done.headers["location"]
+        after = client.get(done.headers["location"])
+        assert "The unfinished upload is discarded." in after.text
+        assert "Your unfinished uploads here" not in after.text
+    assert alice.client.get(f"/api/v1/projects/{pid}/uploads/{upload['id']}").status_code == 404

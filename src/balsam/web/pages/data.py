@@ -29,6 +29,7 @@ from balsam.domain.data.schemas import (
     Provenance,
 )
 from balsam.domain.data.service import DataService, check_path
+from balsam.domain.data.uploads import UploadService
 from balsam.domain.identity.service import Actor
 from balsam.domain.projects.schemas import ProjectPublic
 from balsam.errors import N_, NotFound
@@ -189,6 +190,24 @@ async def move(request: Request, project_id: str) -> Response:
     await run_in_threadpool(_where, ctx, session.actor, project_id, chosen, to)
     await run_in_threadpool(DataService(ctx).move, session.actor, project_id, path, to)
     return done_redirect(data_page_url(project_id, "file", chosen, to), "moved")
+
+
+@router.post("/projects/{project_id}/data/uploads/discard")
+async def discard_upload(request: Request, project_id: str) -> Response:
+    """Drop the posted ``upload`` (the caller's own unfinished one) and its parts;
+    back to the folder it was going into."""
+    session, form = await posted_form(request)
+    ctx = get_ctx(request)
+    uploads = UploadService(ctx)
+    upload_id = form.get("upload", "")[:64]
+    state = await run_in_threadpool(uploads.state, session.actor, project_id, upload_id)
+    _, chosen = await run_in_threadpool(
+        _where, ctx, session.actor, project_id, form.get("branch", ""), state.path
+    )
+    await run_in_threadpool(uploads.abort, session.actor, project_id, upload_id)
+    return done_redirect(
+        tab_url(project_id, chosen, "data", parent_folder(state.path)), "upload-discarded"
+    )
 
 
 @router.get("/projects/{project_id}/data/usage")

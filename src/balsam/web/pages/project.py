@@ -33,6 +33,8 @@ from balsam.domain.audit.activity import project_activity
 from balsam.domain.audit.views import AuditPage
 from balsam.domain.credentials.service import CredentialService
 from balsam.domain.credentials.views import credential_created, credential_public
+from balsam.domain.data.schemas import UploadState
+from balsam.domain.data.uploads import UploadService
 from balsam.domain.identity.service import Actor
 from balsam.domain.library.starting_points import OfferedResource, every_resource
 from balsam.domain.projects.branches import BranchService
@@ -78,6 +80,7 @@ DATA_DONE = {
         "The folder is deleted. Each file in it can be restored from its versions "
         "for the retention period."
     ),
+    "upload-discarded": N_("The unfinished upload is discarded."),
 }
 
 
@@ -99,6 +102,8 @@ class ProjectView:
     #: The S3 endpoint and region, and the folder shown (the *Data* tab).
     storage: dict[str, str] = field(default_factory=dict)
     data: DataFolder | None = None
+    #: *Data*: the user's own unfinished uploads into the folder shown.
+    unfinished: list[UploadState] = field(default_factory=list)
     #: *Data*: the path the page starts after (the API's ``after``).
     after: str = ""
     page: int = 1
@@ -170,6 +175,9 @@ def _fill(ctx: AppContext, actor: Actor, view: ProjectView) -> None:
         storage = ctx.providers.storage
         view.storage = {"endpoint": storage.endpoint_url, "region": storage.region}
         view.data = load_folder(ctx, actor, pid, branch, view.folder, view.after)
+        prefix = view.data.prefix
+        uploads = UploadService(ctx).unfinished(actor, pid).uploads
+        view.unfinished = [u for u in uploads if u.path.startswith(prefix)]
     elif view.tab == "activity":
         offset = (view.page - 1) * ACTIVITY_PAGE
         view.activity = project_activity(ctx, actor, pid, limit=ACTIVITY_PAGE, offset=offset)
@@ -226,6 +234,7 @@ def _page(request: Request, view: ProjectView, *, status: int = 200, error: str 
         api_data_url=api_data_url,
         data_page_url=data_page_url,
         tmp_max_days=get_ctx(request).settings.storage.tmp_max_days,
+        upload_hours=get_ctx(request).settings.storage.upload_hours,
         done=done_message(request, DATA_DONE),
         deleted=request.query_params.get("deleted", ""),
         error=error,
