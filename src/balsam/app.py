@@ -20,6 +20,7 @@ from balsam.context import AppContext
 from balsam.providers.bundle import Providers
 from balsam.settings import Settings
 from balsam.web.api.v1.data import STREAMED_UPLOADS
+from balsam.web.cors import ApiCors
 from balsam.web.errors import document_problems, document_security, install_error_handlers
 from balsam.web.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from balsam.web.origin_split import OriginSplit
@@ -123,6 +124,8 @@ def create_app(
     app.add_middleware(
         BodyLimitMiddleware, limit=settings.max_body_bytes, streamed=STREAMED_UPLOADS
     )
+    if settings.cors_origins:
+        app.add_middleware(ApiCors, settings=settings)
     app.add_middleware(OriginSplit, settings=settings)
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -192,6 +192,32 @@ class ImportSettings(BaseModel):
     workers: int = Field(2, ge=1, le=16, description="Imports run at once by each Balsam process.")
 
 
+def _origin(value: str) -> str:
+    """``value`` as a browser's ``Origin`` header writes it; ValueError for anything
+    that is not one origin (a wildcard, ``null``, a path, credentials, a query)."""
+    parts = urlsplit(value.strip().rstrip("/"))
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or "*" in value
+        or parts.path
+        or parts.query
+        or parts.fragment
+        or parts.username is not None
+        or port == -1
+    ):
+        raise ValueError(
+            f"cors_origins: {value!r} is not an origin (scheme://host[:port], no wildcard, no path)"
+        )
+    default = {"http": 80, "https": 443}[parts.scheme]
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return f"{parts.scheme}://{host}" + (f":{port}" if port and port != default else "")
+
+
 def url_host(url: str | None) -> str:
     """The host name of ``url`` as one compares it: lower case, no trailing dot
     ("Example.org." and "example.org" are one host); "" for none."""
@@ -485,6 +511,22 @@ class Settings(BaseSettings):
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 raise ValueError("public_url is an http(s) URL with a host name")
         return url
+
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="Web origins (scheme://host[:port], e.g. https://ui.example.org) whose "
+        "pages may call the API from the browser (CORS): another web client, such as "
+        "upstream's UI served apart from Balsam. Their calls authenticate with a bearer "
+        "token; Balsam's session cookie counts on its own pages only. Preflights from them "
+        "are answered, with credentials allowed; other origins get no CORS headers. A JSON "
+        "list: '[\"https://ui.example.org\"]'. Empty: none (the portal needs none).",
+    )
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, origins: list[str]) -> list[str]:
+        """Each an exact origin as browsers send it (lower case, no default port)."""
+        return [_origin(origin) for origin in origins]
 
     admin_username: str = Field("admin", description="Username of the first admin account.")
     admin_password: SecretStr | None = Field(

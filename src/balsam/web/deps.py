@@ -148,6 +148,12 @@ def authenticate(request: Request, ctx: AppContext, *, allow_basic: bool = False
         return _actor(request, user.id, user.username, user.is_admin)
     cookie = session_cookie(request, ctx.settings.auth.cookie_name)
     if cookie:
+        if request.headers.get("origin") is not None and not same_origin_request(
+            request, ctx.settings.resolved_public_url
+        ):
+            # Another origin's script (even one CORS lets in): the cookie is for
+            # Balsam's own pages. Links followed from elsewhere send no Origin.
+            raise Forbidden("From another origin, send a bearer token.")
         user, session = identity.authenticate_session(cookie, client_address(request))
         if request.method not in SAFE_METHODS:
             sent = request.headers.get("x-csrf-token", "")
