@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import socket
@@ -21,6 +22,7 @@ from botocore.exceptions import ClientError
 
 from balsam.errors import ProviderError
 from balsam.providers.storage.base import ScopedKey
+from balsam.providers.storage.objects import Part, multipart_etag
 from balsam.providers.storage.s3iam import (
     POLICY_NAME,
     S3IamStorage,
@@ -421,3 +423,13 @@ def test_bodies_are_signed_unless_the_channel_keeps_them(endpoint: str, signed: 
         assert config.s3["addressing_style"] == "path"
     finally:
         storage.close()
+
+
+def test_a_multipart_objects_etag_is_foretold_from_md5_parts_only() -> None:
+    def md5(data: bytes) -> Any:
+        return hashlib.md5(data, usedforsecurity=False)  # S3's ETags, not a protection
+
+    parts = [Part(1, 5, f'"{md5(b"hello").hexdigest()}"'), Part(2, 5, md5(b"world").hexdigest())]
+    joined = md5(md5(b"hello").digest() + md5(b"world").digest()).hexdigest()
+    assert multipart_etag(parts) == f"{joined}-2"
+    assert multipart_etag([Part(1, 5, "not-an-md5-but-a-kms-tag")]) is None

@@ -25,6 +25,7 @@ import secrets
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
+from typing import NoReturn
 
 from sqlalchemy import delete, select
 
@@ -47,7 +48,13 @@ from balsam.domain.data.service import (
 )
 from balsam.domain.identity.service import Actor
 from balsam.errors import N_, Conflict, InvalidInput, NotFound, ProviderError
-from balsam.providers.storage.objects import PART_SIZE, UPLOAD_GONE, Part, S3ObjectStore
+from balsam.providers.storage.objects import (
+    PART_SIZE,
+    UPLOAD_GONE,
+    Part,
+    S3ObjectStore,
+    multipart_etag,
+)
 
 log = logging.getLogger(__name__)
 
@@ -301,7 +308,13 @@ class UploadService:
         room = self.data.room(project, besides=row.id)
         if room is not None and row.size > room:
             raise quota_exceeded(project)
-        version = self._finish(project, row, [held[n] for n in range(1, total + 1)])
+        parts = [held[n] for n in range(1, total + 1)]
+        version, etag = self._finish(project, row, parts)
+        expected = multipart_etag(parts) if row.size else etag
+        if expected is None:  # no way to tell which parts it holds: hash what it holds
+            _DIGESTS.drop(row.id)
+        elif etag != expected:
+            self._completed_elsewhere(actor, project, row, version)
         sha256 = self._digest(project, row, version)
         with self.ctx.sessions() as session, session.begin():
             session.execute(delete(DataUpload).where(DataUpload.id == row.id))
@@ -310,6 +323,32 @@ class UploadService:
             actor, project.id, row.path, version, row.size, sha256, "upload", expires_at
         )
         return DataWritten(path=row.path, version_id=version, size=row.size, sha256=sha256)
+
+    def _completed_elsewhere(
+        self, actor: Actor, project: DataProject, row: DataUpload, version: str | None
+    ) -> NoReturn:
+        """Someone with an S3 key for the bucket completed this upload first, with parts
+        of their own (the storage server answers a second completion with their
+        object): it is not recorded as the caller's, nor with their bytes' hash."""
+        _DIGESTS.drop(row.id)
+        with self.ctx.sessions() as session, session.begin():
+            session.execute(delete(DataUpload).where(DataUpload.id == row.id))
+        log.warning(
+            "upload %s of %s by %s was completed outside Balsam with other parts "
+            "(version %s): not recorded",
+            row.id,
+            row.path,
+            actor.username,
+            version,
+        )
+        raise Conflict(
+            N_(
+                "The upload was completed outside Balsam, with other parts than those "
+                "sent here: what is stored at %(path)s is not recorded as yours. Upload "
+                "the file again."
+            ),
+            params={"path": row.path},
+        )
 
     def abort(self, actor: Actor, project_id: str, upload_id: str) -> None:
         """Drop the upload and every part sent."""
@@ -339,18 +378,23 @@ class UploadService:
             )
             return {p.number: Part(p.number, p.size, p.etag) for p in stored}
 
-    def _finish(self, project: DataProject, row: DataUpload, parts: list[Part]) -> str | None:
+    def _finish(
+        self, project: DataProject, row: DataUpload, parts: list[Part]
+    ) -> tuple[str | None, str]:
+        """The object made visible: its version id and ETag ("" for an empty one)."""
         if row.size == 0:  # S3 wants at least one part: an empty object in one request
             self._objects.abort_upload(project.bucket, row.path, row.upload_id)
-            return self._objects.put(
+            version = self._objects.put(
                 project.bucket,
                 row.path,
                 b"",
                 content_type="application/octet-stream",
                 metadata=provenance_metadata(row.created_by, "upload"),
             )
+            return version, ""
         with _gone_as_not_found(self.ctx, row):
-            return self._objects.complete_parts(project.bucket, row.path, row.upload_id, parts)
+            done = self._objects.complete_parts(project.bucket, row.path, row.upload_id, parts)
+        return done.version, done.etag
 
     def _digest(self, project: DataProject, row: DataUpload, version: str | None) -> str:
         """The object's SHA-256: hashed as its parts arrived, the rest (all, after a

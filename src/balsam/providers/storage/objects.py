@@ -20,6 +20,7 @@ import contextlib
 import dataclasses
 import hashlib
 import itertools
+import re
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -58,6 +59,31 @@ class Part:
     number: int
     size: int
     etag: str
+
+
+@dataclass(frozen=True)
+class Completed:
+    """A multipart upload made visible: the object's version id and ETag."""
+
+    version: str | None
+    etag: str
+
+
+_MD5_HEX = re.compile(r"^[0-9a-f]{32}$")
+
+
+def multipart_etag(parts: builtins.list[Part]) -> str | None:
+    """The ETag S3 gives the object completed from ``parts``: the MD5 of their MD5s,
+    then ``-<count>``. None when a part's ETag is no MD5 (some servers' encryption at
+    rest): the object's ETag then says nothing about which parts it holds."""
+    digests = []
+    for part in parts:
+        tag = part.etag.strip('"').lower()
+        if not _MD5_HEX.match(tag):
+            return None
+        digests.append(bytes.fromhex(tag))
+    joined = hashlib.md5(b"".join(digests), usedforsecurity=False).hexdigest()
+    return f"{joined}-{len(parts)}"
 
 
 @dataclass(frozen=True)
@@ -241,9 +267,11 @@ class S3ObjectStore:
 
     def complete_parts(
         self, bucket: str, key: str, upload_id: str, parts: builtins.list[Part]
-    ) -> str | None:
-        """Make the object of ``parts`` (in order) visible; its version id.
-        ProviderError with code ``NoSuchUpload`` when the upload is gone."""
+    ) -> Completed:
+        """Make the object of ``parts`` (in order) visible; its version id and ETag.
+        ProviderError with code ``NoSuchUpload`` when the upload is gone. (An upload
+        someone else completed already is answered with the object *they* made: compare
+        the ETag with :func:`multipart_etag`.)"""
         with backend("complete an upload"):
             answer = self._s3.complete_multipart_upload(
                 Bucket=bucket,
@@ -254,7 +282,10 @@ class S3ObjectStore:
                 },
             )
         version = answer.get("VersionId")
-        return None if version in (None, "null") else str(version)
+        return Completed(
+            version=None if version in (None, "null") else str(version),
+            etag=str(answer.get("ETag", "")).strip('"'),
+        )
 
     def uploads_in_progress(self, bucket: str, key: str) -> builtins.list[tuple[str, datetime]]:
         """The multipart uploads of exactly ``key`` not yet completed or aborted: their

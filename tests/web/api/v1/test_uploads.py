@@ -11,8 +11,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import boto3
 import httpx
 import pytest
+from botocore.config import Config
 from sqlalchemy import update
 
 from balsam.context import AppContext
@@ -313,3 +315,42 @@ def test_a_body_that_stops_arriving_ends_its_request(
     finally:
         ctx.settings.__dict__["storage"] = storage
     assert alice.client.get(_base(project, upload)).json()["parts"] == []
+
+
+def test_an_upload_completed_through_s3_with_other_parts_is_not_recorded_as_its_owners(
+    alice: TestUser, bob: TestUser, project: dict[str, Any]
+) -> None:
+    """A member with an S3 key may complete another's upload first, with a part of their
+    own; the storage server then answers the owner's completion with that object. It
+    must not be recorded as the owner's, nor with the hash of the owner's bytes."""
+    pid = project["id"]
+    added = alice.client.post(f"/api/v1/projects/{pid}/members", json={"username": bob.username})
+    assert added.status_code in (200, 201), added.text
+    key = bob.client.post(f"/api/v1/projects/{pid}/credentials", json={"name": "s3"}).json()
+    s3 = boto3.client("s3", endpoint_url=key["endpoint"], region_name="us-east-1",
+                      aws_access_key_id=key["accessKey"], aws_secret_access_key=key["secretKey"],
+                      config=Config(s3={"addressing_style": "path"}))  # fmt: skip
+    first, second = os.urandom(PART_SIZE), os.urandom(100)
+    upload = _start(alice, project, "main/swap.bin", PART_SIZE + 100)
+    assert _send(alice, project, upload, 1, first).status_code == 200
+    assert _send(alice, project, upload, 2, second).status_code == 200
+
+    bucket = project["bucket"]
+    found = s3.list_multipart_uploads(Bucket=bucket, Prefix="main/swap.bin")["Uploads"]
+    s3_id = found[0]["UploadId"]
+    parts = s3.list_parts(Bucket=bucket, Key="main/swap.bin", UploadId=s3_id)["Parts"]
+    swapped = s3.upload_part(Bucket=bucket, Key="main/swap.bin", UploadId=s3_id, PartNumber=2,
+                             Body=b"bob's bytes!" + os.urandom(88))["ETag"]  # fmt: skip
+    s3.complete_multipart_upload(Bucket=bucket, Key="main/swap.bin", UploadId=s3_id,
+                                 MultipartUpload={"Parts": [
+                                     {"PartNumber": 1, "ETag": parts[0]["ETag"]},
+                                     {"PartNumber": 2, "ETag": swapped}]})  # fmt: skip
+
+    done = alice.client.post(f"{_base(project, upload)}/complete")
+    assert done.status_code == 409, done.text
+    assert "completed outside Balsam" in done.json()["detail"]
+    assert alice.client.get(_base(project, upload)).status_code == 404
+    facts = alice.client.get(f"/api/v1/projects/{pid}/data/main/swap.bin",
+                             params={"provenance": "true"}).json()  # fmt: skip
+    assert facts.get("uploadedBy") != alice.username
+    assert facts.get("sha256") != hashlib.sha256(first + second).hexdigest()
