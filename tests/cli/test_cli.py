@@ -367,6 +367,7 @@ def test_balsam_up_serves_and_prints_the_admin_password_once(
     password = match.group(1)
     assert running.stdout.count(password) == 1
     assert password not in running.stderr
+    assert "HTTP Request:" not in running.stderr  # start-up's probes are not news
     # The README's name for this machine, one name throughout (cookies follow the name).
     local = running.url.replace("127.0.0.1", "localhost")
     assert f"Balsam is starting at {local}\n" in running.stdout

@@ -31,6 +31,9 @@ def main(ctx: click.Context) -> None:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # httpx logs every request at INFO: start-up's readiness probes (404 until the
+    # storage server is ready) read as errors, and requests are not the server's news.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 main.add_command(up)
