@@ -550,6 +550,9 @@ class Settings(BaseSettings):
         "sourceLocation of projects, knowledge-library repositories, data imports and their "
         "redirects) may name even though "
         "they resolve to a loopback, private or link-local address (an internal GitLab, say). "
+        "An entry 'host:port' ('[address]:port' for IPv6) allows that port only: prefer it, "
+        "since a bare host allows every port on it (for 127.0.0.1, Balsam's own storage "
+        "server's status pages too). "
         "Every other such host must resolve to public addresses only, so users and admins "
         "cannot make the server fetch from its own network.",
     )

@@ -42,7 +42,7 @@ def check_outbound_url(
     ``must_resolve`` is False (a registration that is fetched, and checked
     again, later)."""
     host, port = _host_and_port(url, field)
-    if _listed(host, private_hosts):
+    if _listed(host, port, private_hosts):
         return
     try:
         addresses = _resolve(host, port, field)
@@ -59,7 +59,7 @@ def outbound_addresses(url: str, private_hosts: list[str], *, field: str) -> lis
     that connects to these, and only these, leaves no window for DNS rebinding."""
     host, port = _host_and_port(url, field)
     addresses = _resolve(host, port, field)
-    if not _listed(host, private_hosts):
+    if not _listed(host, port, private_hosts):
         _refuse_private(host, addresses, field)
     return [str(a) for a in addresses]
 
@@ -85,8 +85,25 @@ def _host_and_port(url: str, field: str) -> tuple[str, int]:
     return host, port or (80 if parts.scheme == "http" else 443)
 
 
-def _listed(host: str, private_hosts: list[str]) -> bool:
-    return host.casefold() in {h.casefold() for h in private_hosts}
+def _listed(host: str, port: int, private_hosts: list[str]) -> bool:
+    """Whether an entry names ``host`` (any port) or ``host:port`` (that port only;
+    ``[address]:port`` for IPv6)."""
+    host = host.casefold()
+    return any(_entry(entry) in ((host, None), (host, port)) for entry in private_hosts)
+
+
+def _entry(entry: str) -> tuple[str, int | None]:
+    """``(host, port or None)`` of an allow-list entry: ``host``, ``host:port``,
+    ``[v6]``, ``[v6]:port`` or a bare IPv6 address (any port)."""
+    entry = entry.strip().casefold()
+    if entry.startswith("["):
+        address, _, rest = entry[1:].partition("]")
+        port = rest.removeprefix(":")
+        return address, int(port) if port.isdigit() else None
+    if entry.count(":") == 1:
+        name, _, port = entry.partition(":")
+        return name, int(port) if port.isdigit() else -1  # a bad port matches nothing
+    return entry, None
 
 
 def _resolve(
