@@ -10,9 +10,15 @@ from urllib.parse import quote, urlencode
 
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import delete
 
+from balsam.app import create_app
+from balsam.context import AppContext
+from balsam.db.models import DataImport
 from balsam.web.pages import data_folder
+from balsam.wiring import derive
 from tests.fixtures.app import TestUser
+from tests.fixtures.http_source import import_worker_paused
 from tests.web.pages.browsing import ORIGIN, browser, post
 from tests.web.test_pages import assert_only_balsams_scripts
 
@@ -357,3 +363,47 @@ def test_unfinished_uploads_are_shown_where_they_go_and_discarded_by_their_owner
         assert "The unfinished upload is discarded." in after.text
         assert "Your unfinished uploads here" not in after.text
     assert alice.client.get(f"/api/v1/projects/{pid}/uploads/{upload['id']}").status_code == 404
+
+
+def test_a_file_is_fetched_from_a_web_address_into_the_folder_shown(
+    app: FastAPI, ctx: AppContext, alice: TestUser, bob: TestUser, project: dict[str, Any]
+) -> None:
+    settings = ctx.settings.model_copy(update={"source_private_hosts": ["127.0.0.1:8999"]})
+    pid, form = project["id"], f"/projects/{project['id']}/data/imports"
+    fields = {"branch": "main", "folder": "main/raw/", "name": "",
+              "url": "http://127.0.0.1:8999/tabell.csv?x=1&y=2"}  # fmt: skip
+    # Queued only: this app is not served with its lifespan, and the session app's
+    # worker waits meanwhile (it would fetch with other settings).
+    with import_worker_paused(app):
+        allowing = create_app(settings, ctx=derive(ctx, settings=settings))
+        try:
+            with browser(allowing, alice) as client:
+                forged = client.post(form, data=fields, headers={"Origin": ORIGIN})
+                assert forged.status_code == 403
+                done = post(client, form, fields)
+                assert done.status_code == 303 and "done=import-queued" in done.headers["location"]
+                assert "path=main%2Fraw" in done.headers["location"]
+                page = client.get(done.headers["location"]).text
+                assert (
+                    "The import has started" in page and "Latest imports into this folder" in page
+                )
+                assert ">tabell.csv</th>" in page and "Waiting" in page
+                assert "http://127.0.0.1:8999/tabell.csv?x=1&amp;y=2" in page
+                named = post(client, form, {**fields, "name": XSS})
+                assert named.status_code == 303
+                page = client.get(named.headers["location"]).text
+                assert XSS not in page and "&lt;img src=x onerror=alert(1)&gt;.csv" in page
+                # Another port of the allowed host (the storage server's, say), or no address.
+                other_port = {**fields, "url": "http://127.0.0.1:9340/status"}
+                assert post(client, form, other_port).status_code == 422
+                assert post(client, form, {**fields, "url": ""}).status_code == 422
+                outside = {**fields, "folder": "other-branch/"}
+                assert post(client, form, outside).status_code == 404
+            with browser(allowing, bob) as stranger:
+                assert post(stranger, form, fields).status_code == 404
+            items = alice.client.get(f"/api/v1/projects/{pid}/imports").json()["items"]
+            assert {i["target"] for i in items} == {"main/raw/tabell.csv", f"main/raw/{XSS}"}
+            assert {i["createdBy"] for i in items} == {alice.username}
+        finally:
+            with ctx.sessions() as session, session.begin():
+                session.execute(delete(DataImport).where(DataImport.project_id == pid))

@@ -18,9 +18,12 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
+from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from balsam.context import AppContext
+from balsam.domain.data.import_schemas import ImportCreate
+from balsam.domain.data.imports import ImportService
 from balsam.domain.data.schemas import (
     DataPreview,
     DataUsage,
@@ -32,7 +35,7 @@ from balsam.domain.data.service import DataService, check_path
 from balsam.domain.data.uploads import UploadService
 from balsam.domain.identity.service import Actor
 from balsam.domain.projects.schemas import ProjectPublic
-from balsam.errors import N_, NotFound
+from balsam.errors import N_, InvalidInput, NotFound
 from balsam.web.deps import get_ctx
 from balsam.web.pages.data_folder import (
     api_data_url,
@@ -208,6 +211,29 @@ async def discard_upload(request: Request, project_id: str) -> Response:
     return done_redirect(
         tab_url(project_id, chosen, "data", parent_folder(state.path)), "upload-discarded"
     )
+
+
+@router.post("/projects/{project_id}/data/imports")
+async def import_url(request: Request, project_id: str) -> Response:
+    """Queue an import of the posted ``url`` as ``name`` in the posted ``folder`` (the
+    import service's rules: public addresses only, unless allowed); back to the folder,
+    which lists its imports."""
+    session, form = await posted_form(request)
+    ctx = get_ctx(request)
+    folder, name = form.get("folder", ""), form.get("name", "").strip().strip("/")
+    url = form.get("url", "").strip()
+    if not name:
+        name = url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+    target = f"{folder}{name}"
+    _, chosen = await run_in_threadpool(
+        _where, ctx, session.actor, project_id, form.get("branch", ""), target
+    )
+    try:
+        body = ImportCreate(url=url[:2048] or None, target=target[:MAX_PATH])
+    except ValidationError:
+        raise InvalidInput(N_("Give the address of a file to fetch.")) from None
+    await run_in_threadpool(ImportService(ctx).create, session.actor, project_id, body)
+    return done_redirect(tab_url(project_id, chosen, "data", folder.rstrip("/")), "import-queued")
 
 
 @router.get("/projects/{project_id}/data/usage")

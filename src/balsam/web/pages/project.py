@@ -33,6 +33,8 @@ from balsam.domain.audit.activity import project_activity
 from balsam.domain.audit.views import AuditPage
 from balsam.domain.credentials.service import CredentialService
 from balsam.domain.credentials.views import credential_created, credential_public
+from balsam.domain.data.import_schemas import ImportPublic
+from balsam.domain.data.imports import ImportService
 from balsam.domain.data.schemas import UploadState
 from balsam.domain.data.uploads import UploadService
 from balsam.domain.identity.service import Actor
@@ -71,6 +73,7 @@ router = APIRouter(include_in_schema=False)
 
 TABS = ("readme", "files", "resources", "data", "workspaces", "members", "keys", "activity")
 ACTIVITY_PAGE = 50
+IMPORTS_SHOWN = 10
 MAX_FOLDER_PATH = 4096
 #: What the *Data* tab says after a data page's form worked (``?done=``).
 DATA_DONE = {
@@ -81,6 +84,10 @@ DATA_DONE = {
         "for the retention period."
     ),
     "upload-discarded": N_("The unfinished upload is discarded."),
+    "import-queued": N_(
+        "The import has started: the file appears here when it is fetched. Reload to "
+        "see how it goes."
+    ),
 }
 
 
@@ -104,6 +111,8 @@ class ProjectView:
     data: DataFolder | None = None
     #: *Data*: the user's own unfinished uploads into the folder shown.
     unfinished: list[UploadState] = field(default_factory=list)
+    #: *Data*: the project's latest imports into the folder shown (newest first).
+    imports: list[ImportPublic] = field(default_factory=list)
     #: *Data*: the path the page starts after (the API's ``after``).
     after: str = ""
     page: int = 1
@@ -178,6 +187,8 @@ def _fill(ctx: AppContext, actor: Actor, view: ProjectView) -> None:
         prefix = view.data.prefix
         uploads = UploadService(ctx).unfinished(actor, pid).uploads
         view.unfinished = [u for u in uploads if u.path.startswith(prefix)]
+        imports = ImportService(ctx).list(actor, pid).items
+        view.imports = [i for i in imports if i.target.startswith(prefix)][:IMPORTS_SHOWN]
     elif view.tab == "activity":
         offset = (view.page - 1) * ACTIVITY_PAGE
         view.activity = project_activity(ctx, actor, pid, limit=ACTIVITY_PAGE, offset=offset)
