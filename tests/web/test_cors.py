@@ -59,25 +59,29 @@ def test_a_listed_origins_preflight_is_answered(client: httpx.Client) -> None:
     }
     assert answer.headers["access-control-allow-headers"] == "authorization, content-type"
     assert "Origin" in answer.headers["vary"]
+    shouted = _preflight(client, UI.upper())
+    assert shouted.headers["access-control-allow-origin"] == UI  # as listed, not as sent
     local = _preflight(client, "http://127.0.0.1:5173", "/api/v1/projects/x/data/main/a.csv", "PUT")
     assert local.headers["access-control-allow-origin"] == "http://127.0.0.1:5173"
 
 
 @pytest.mark.parametrize(
-    ("origin", "headers"),
+    ("origin", "headers", "method"),
     [
-        (OTHER, "authorization"),
-        ("https://ui.example.org.evil.example.net", "authorization"),
-        ("http://ui.example.org", "authorization"),  # another scheme is another origin
-        ("null", "authorization"),
-        (UI, "authorization, x-csrf-token"),  # the cookie session's header: not theirs
-        (UI, "cookie"),
+        (OTHER, "authorization", "POST"),
+        ("https://ui.example.org.evil.example.net", "authorization", "POST"),
+        ("http://ui.example.org", "authorization", "POST"),  # another scheme is another origin
+        ("null", "authorization", "POST"),
+        (UI, "authorization, x-csrf-token", "POST"),  # the cookie session's header: not theirs
+        (UI, "cookie", "POST"),
+        (UI, "authorization", "TRACE"),
+        (UI, "authorization", "CONNECT"),
     ],
 )
-def test_other_origins_and_other_headers_get_no_cors(
-    client: httpx.Client, origin: str, headers: str
+def test_other_origins_headers_and_methods_get_no_cors(
+    client: httpx.Client, origin: str, headers: str, method: str
 ) -> None:
-    answer = _preflight(client, origin, headers=headers)
+    answer = _preflight(client, origin, method=method, headers=headers)
     assert answer.status_code == 403
     assert answer.headers["content-type"] == "application/problem+json"
     assert not [h for h in answer.headers if h.startswith("access-control-")]

@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/"
 METHODS = "GET, HEAD, POST, PUT, PATCH, DELETE"
+_METHOD_SET = frozenset(METHODS.split(", "))
 #: Request headers a listed origin's scripts may send (lower case).
 HEADERS = frozenset(
     {"authorization", "content-type", "content-range", "range", "if-match", "x-request-id"}
@@ -58,11 +59,12 @@ class ApiCors:
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
-        origin = headers.get("origin")
-        listed = origin is not None and origin.lower() in self.origins
+        sent = headers.get("origin")
+        # The listed spelling is echoed: browsers send origins in lower case anyway.
+        origin = sent.lower() if sent is not None and sent.lower() in self.origins else None
         if scope["method"] == "OPTIONS" and "access-control-request-method" in headers:
-            await self._preflight(scope, receive, send, headers, origin if listed else None)
-        elif listed and origin is not None:
+            await self._preflight(scope, receive, send, headers, origin)
+        elif origin is not None:
             await self.app(scope, receive, _with_cors(send, origin))
         else:
             await self.app(scope, receive, _vary(send))
@@ -71,10 +73,11 @@ class ApiCors:
         self, scope: Scope, receive: Receive, send: Send, headers: Headers, origin: str | None
     ) -> None:
         asked = _tokens(headers.get("access-control-request-headers", ""))
-        if origin is None or not asked <= HEADERS:
+        method = headers.get("access-control-request-method", "").strip().upper()
+        if origin is None or not asked <= HEADERS or method not in _METHOD_SET:
             answer = problem(
                 403,
-                "This origin may not call the API from a browser, or not with these headers.",
+                "This origin may not call the API from a browser, or not this way.",
                 reason="cors-refused",
                 headers={"Vary": "Origin"},
             )
