@@ -1,6 +1,7 @@
 """The *Data* tab's own pages: a file (its preview, facts and versions, each
 restorable), deleting a file or a folder (a confirmation page, then a form post),
-the project's usage, and the way into a new folder.
+the project's usage, the way into a new folder, and the tab's forms that discard an
+unfinished upload and queue an import from a web address.
 
 The tab itself is a tab of the project page (:mod:`balsam.web.pages.project`, the
 folder from :mod:`balsam.web.pages.data_folder`); uploads go from the browser
