@@ -27,7 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from balsam.settings import Settings
 from balsam.web.errors import problem
-from balsam.web.origins import workspace_hosts
+from balsam.web.origins import is_workspace_host
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +49,11 @@ class ApiCors:
 
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
-        pattern = workspace_hosts(settings)
-        self.origins = frozenset(o for o in settings.cors_origins if not _matches(o, pattern))
+        self.origins = frozenset(
+            o
+            for o in settings.cors_origins
+            if not is_workspace_host(settings, (urlsplit(o).hostname or "").lower())
+        )
         for origin in sorted(set(settings.cors_origins) - self.origins):
             log.warning("cors_origins: %s is a workspace's origin and is not allowed", origin)
 
@@ -126,14 +129,3 @@ def _vary(send: Send) -> Send:
 
 def _tokens(value: str) -> frozenset[str]:
     return frozenset(t.strip().lower() for t in value.split(",") if t.strip())
-
-
-def _matches(origin: str, pattern: str | None) -> bool:
-    """Whether ``origin``'s host is a workspace's (``pattern`` as from
-    :func:`workspace_hosts`: ``*.<domain>`` or one shared name)."""
-    host = (urlsplit(origin).hostname or "").lower()
-    if pattern is None:
-        return False
-    if pattern.startswith("*."):
-        return host.endswith(pattern[1:])
-    return host == pattern
