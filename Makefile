@@ -7,8 +7,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PG_INITDB := $(firstword $(wildcard /usr/lib/postgresql/*/bin/initdb))
 BENCHES := $(sort $(filter-out bench/_%,$(wildcard bench/*.py)))
+OIDC_DIR := tests/fixtures/oidc_provider
+OIDC_STAMP := $(OIDC_DIR)/node_modules/.installed
 
-.PHONY: venv system-packages run test test-sqlite test-postgres lint format bench docs messages
+.PHONY: venv system-packages oidc-provider run test test-sqlite test-postgres lint format bench docs messages
 
 ## venv: the virtual environment, with Balsam installed editable plus test tools
 venv: $(STAMP)
@@ -39,6 +41,21 @@ system-packages:
 	  echo "  sudo apt-get install --no-install-recommends $$missing"; \
 	fi
 
+## oidc-provider: the test OpenID Provider's npm packages (npm ci in tests/fixtures/oidc_provider,
+## when node_modules is missing or older than package-lock.json); without npm the OpenID
+## Connect tests are skipped, except in CI (CI=true), where this fails
+oidc-provider:
+	@if ! command -v npm >/dev/null 2>&1; then \
+	  if [ "$${CI:-}" = "true" ]; then \
+	    echo "error: npm is missing; CI must install Node.js >= 20 with npm for the OpenID Connect tests ($(OIDC_DIR))" >&2; \
+	    exit 1; fi; \
+	  echo "warning: npm is missing: the OpenID Connect tests will be skipped (install Node.js >= 20 with npm)"; \
+	elif [ ! -f $(OIDC_STAMP) ] || [ $(OIDC_DIR)/package-lock.json -nt $(OIDC_STAMP) ] \
+	     || [ $(OIDC_DIR)/package.json -nt $(OIDC_STAMP) ]; then \
+	  echo "Installing the test OpenID Provider: npm ci in $(OIDC_DIR)"; \
+	  (cd $(OIDC_DIR) && npm ci --no-audit --no-fund --loglevel=error >/dev/null) && touch $(OIDC_STAMP); \
+	fi
+
 ## run: start Balsam on http://localhost:8080, each workspace on http://<id>.localhost:8081 (data in .balsam/)
 run: venv system-packages
 	$(BIN)/balsam up
@@ -46,19 +63,19 @@ run: venv system-packages
 ## test: the whole suite on SQLite, then what touches the database again on a private PostgreSQL
 test: test-sqlite test-postgres
 
-test-sqlite: venv system-packages
+test-sqlite: venv system-packages oidc-provider
 	$(BIN)/pytest
 
 # The PostgreSQL pass runs what touches the database: providers, embedded servers,
 # live workspaces (JupyterLab, Chromium, attacks from a kernel), the portal's browser
-# tests and the port take-back keep no state of their own there, and the SQLite pass
-# has already run them.
+# tests, the port take-back and the OpenID Provider harness keep no state of their own
+# there, and the SQLite pass has already run them.
 PG_SKIP := --ignore=tests/embedded --ignore=tests/providers --ignore=tests/web/workspaces \
 	--ignore=tests/web/pages/test_browser_projects.py --ignore=tests/web/pages/test_browser_data.py \
-	--ignore=tests/test_ports.py \
+	--ignore=tests/test_ports.py --ignore=tests/test_oidc_harness.py \
 	--ignore=tests/cli/test_port_squatters.py --ignore=tests/cli/test_workspace_origin.py
 
-test-postgres: venv
+test-postgres: venv oidc-provider
 ifneq ($(PG_INITDB),)
 	BALSAM_TEST_DATABASE=postgres $(BIN)/pytest $(PG_SKIP)
 else

@@ -8,4 +8,6 @@ pytest_plugins = [
     "tests.fixtures.library",
     "tests.fixtures.workspaces",
     "tests.fixtures.chromium",
+    "tests.fixtures.oidc",
+    "tests.fixtures.oidc_app",
 ]

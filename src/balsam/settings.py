@@ -272,6 +272,124 @@ class AuthSettings(BaseModel):
     )
 
 
+#: Prefix of the groups Balsam names for its projects (``authGroup``); never an admin group.
+PROJECT_GROUP_PREFIX = "balsam-grp_"
+_LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+class OidcSettings(BaseModel):
+    """Sign-in with the organisation's identity provider (OpenID Connect). Off while
+    ``issuer`` is unset."""
+
+    issuer: str | None = Field(
+        None,
+        description="The identity provider's issuer URL, exactly as its tokens name it "
+        "(discovery at <issuer>/.well-known/openid-configuration), e.g. "
+        "https://login.example.org/realms/balsam. https, except on this machine's loopback "
+        "(tests). Unset: OpenID Connect is off.",
+    )
+    client_id: str = Field(
+        "",
+        description="Balsam's client id at the provider (authorization code flow with PKCE; "
+        "redirect URI <public_url>/login/oidc/callback, post-logout redirect URI "
+        "<public_url>/logged-out).",
+    )
+    client_secret: SecretStr | None = Field(
+        None,
+        description="The client's secret (client_secret_basic); unset for a public client.",
+    )
+    audiences: list[str] = Field(
+        default_factory=list,
+        description="Accepted 'aud' values of the provider's access tokens sent to the API as "
+        "bearer tokens (e.g. '[\"balsam-api\"]'). Empty: the API accepts no provider "
+        "tokens (sign-in to the portal still works).",
+    )
+    authorized_parties: list[str] = Field(
+        default_factory=list,
+        description="When set, the clients (a token's 'azp', or 'client_id') whose access "
+        "tokens the API accepts, e.g. upstream's UI's client id. Empty: any client of the "
+        "provider whose tokens carry an accepted audience.",
+    )
+    admin_groups: list[str] = Field(
+        default_factory=list,
+        description="Groups (in the 'groups' claim) whose members are Balsam administrators. "
+        "Applied at every sign-in, and whenever an access token carries the claim: "
+        "membership grants admin rights, its absence takes them away. Empty: admin rights "
+        "of provider accounts are managed in Balsam. A project's group (balsam-grp_…) never "
+        "counts.",
+    )
+    groups_claim: str = Field("groups", description="The claim that lists a user's groups.")
+    username_claim: str = Field(
+        "preferred_username",
+        description="The claim Balsam's user name is made from at first sign-in.",
+    )
+    scopes: list[str] = Field(
+        default_factory=lambda: ["openid", "profile", "email"],
+        description="Scopes asked for at sign-in ('openid' always). Add the provider's scope "
+        "for the groups claim if it has one.",
+    )
+    groups_clients: list[str] = Field(
+        default_factory=list,
+        description="Client ids of the provider's service accounts that may read any user's "
+        "project groups (GET /api/v1/users/{username}/groups) with a client-credentials "
+        "token, for the provider to put Balsam's project groups into its tokens.",
+    )
+    password_login: bool = Field(
+        True,
+        description="Whether local accounts may sign in with a password (portal, API basic "
+        "authentication, git). False: the provider only; personal API tokens keep working.",
+    )
+    label: str = Field(
+        "",
+        description="The provider's name on the sign-in button ('Sign in with <label>'). "
+        "Default: the issuer's host name.",
+    )
+    clock_skew_seconds: int = Field(
+        60, ge=0, le=300, description="Tolerated clock difference when checking token times."
+    )
+
+    @field_validator("issuer")
+    @classmethod
+    def _issuer(cls, value: str | None) -> str | None:
+        """https, or http on loopback; no query or fragment; no trailing slash."""
+        if value is None or not value.strip():
+            return None
+        parts = urlsplit(value.strip())
+        loopback = parts.scheme == "http" and (parts.hostname or "") in _LOOPBACK_NAMES
+        if not (parts.scheme == "https" or loopback) or not parts.hostname:
+            raise ValueError("oidc.issuer is an https URL (http only on loopback)")
+        if parts.query or parts.fragment or parts.username is not None:
+            raise ValueError("oidc.issuer has no query, fragment or credentials")
+        return value.strip().rstrip("/")
+
+    @field_validator("admin_groups")
+    @classmethod
+    def _not_project_groups(cls, groups: list[str]) -> list[str]:
+        """A project's group must never make anyone an administrator."""
+        for group in groups:
+            if group.startswith(PROJECT_GROUP_PREFIX):
+                raise ValueError(f"oidc.admin_groups: {group!r} is a project's group")
+        return groups
+
+    @model_validator(mode="after")
+    def _complete(self) -> OidcSettings:
+        if self.issuer and not self.client_id:
+            raise ValueError("BALSAM_OIDC__CLIENT_ID is required with BALSAM_OIDC__ISSUER")
+        if not self.issuer and not self.password_login:
+            raise ValueError(
+                "BALSAM_OIDC__PASSWORD_LOGIN=false needs BALSAM_OIDC__ISSUER: nobody could sign in"
+            )
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return self.issuer is not None
+
+    @property
+    def button_label(self) -> str:
+        return self.label or url_host(self.issuer)
+
+
 class WorkspaceSettings(BaseModel):
     """Processing environments (JupyterLab workspaces)."""
 
@@ -569,6 +687,7 @@ class Settings(BaseSettings):
     workspaces: WorkspaceSettings = Field(default_factory=WorkspaceSettings)  # type: ignore[arg-type]
     connections: ConnectionSettings = Field(default_factory=ConnectionSettings)  # type: ignore[arg-type]
     imports: ImportSettings = Field(default_factory=ImportSettings)  # type: ignore[arg-type]
+    oidc: OidcSettings = Field(default_factory=OidcSettings)  # type: ignore[arg-type]
     library_sync_interval_seconds: int = Field(
         600,
         ge=0,
@@ -618,6 +737,10 @@ class Settings(BaseSettings):
                     "BALSAM_PUBLIC_URL must be an https:// URL",
                 ),
                 (not self.auth.cookie_secure, "BALSAM_AUTH__COOKIE_SECURE must be true"),
+                (
+                    bool(self.oidc.issuer) and not str(self.oidc.issuer).startswith("https://"),
+                    "BALSAM_OIDC__ISSUER must be an https:// URL",
+                ),
                 (
                     self.workspaces.single_uid_for_all_users,
                     "BALSAM_WORKSPACES__SINGLE_UID_FOR_ALL_USERS must be false",

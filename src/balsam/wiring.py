@@ -24,6 +24,7 @@ from balsam.providers.workspaces.base import WorkspaceProvider
 from balsam.settings import Settings
 
 if TYPE_CHECKING:
+    from balsam.providers.identity.base import IdentityProvider
     from balsam.providers.workspaces.environments import EnvironmentBuilder
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,26 @@ def build_providers(settings: Settings) -> Providers:
                 timeout=settings.workspaces.build_timeout_seconds,
             ),
         ),
+        identity=build_identity_provider(settings),
+    )
+
+
+def build_identity_provider(settings: Settings) -> IdentityProvider | None:
+    """The OpenID Provider of ``oidc.issuer``; None when none is configured. Nothing is
+    fetched here: discovery and keys come at first use, so Balsam starts while the
+    provider is down."""
+    oidc = settings.oidc
+    if oidc.issuer is None:
+        return None
+    from balsam.providers.identity.oidc import OidcProvider
+
+    secret = oidc.client_secret.get_secret_value() if oidc.client_secret else None
+    return OidcProvider(
+        oidc.issuer,
+        oidc.client_id,
+        secret,
+        scopes=oidc.scopes,
+        clock_skew=oidc.clock_skew_seconds,
     )
 
 

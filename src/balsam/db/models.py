@@ -93,6 +93,21 @@ class ApiToken(Base):
     user: Mapped[User] = relationship()
 
 
+class ExternalIdentity(Base):
+    """A user's account at the identity provider: (issuer, subject) is who signs in,
+    for ever; the user name made from it at first sign-in may change in Balsam."""
+
+    __tablename__ = "external_identities"
+    __table_args__ = (UniqueConstraint("issuer", "subject"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    issuer: Mapped[str] = mapped_column(String(255))
+    subject: Mapped[str] = mapped_column(String(255))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class LoginSession(Base):
     """A browser session; the cookie holds a random value, the row its SHA-256."""
 
@@ -106,6 +121,9 @@ class LoginSession(Base):
     #: The uid of the local process (a browser of another user of this machine) that
     #: logged in, when the socket said; the session is refused to any other.
     local_uid: Mapped[int | None] = mapped_column(Integer, nullable=True, default=None)
+    #: How the user signed in: "password", or "oidc" (the identity provider; signing
+    #: out of Balsam then signs out there too).
+    via: Mapped[str] = mapped_column(String(16), default="password", server_default="password")
 
     user: Mapped[User] = relationship()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from balsam.providers.git.base import GitProvider
+from balsam.providers.identity.base import IdentityProvider
 from balsam.providers.storage.base import StorageProvider
 from balsam.providers.workspaces.base import WorkspaceProvider
 
@@ -16,3 +17,5 @@ class Providers:
     git: GitProvider
     storage: StorageProvider
     workspaces: WorkspaceProvider
+    #: The organisation's identity provider (OpenID Connect); None when not configured.
+    identity: IdentityProvider | None = None

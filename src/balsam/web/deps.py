@@ -20,6 +20,7 @@ from starlette.requests import HTTPConnection
 
 from balsam.context import AppContext
 from balsam.domain.health.service import CheckRunner
+from balsam.domain.identity.external import ExternalIdentityService, GroupsReader
 from balsam.domain.identity.service import Actor, IdentityService
 from balsam.domain.library.sync import LibrarySyncer
 from balsam.domain.library.worker import LibrarySyncWorker
@@ -134,7 +135,12 @@ def authenticate(request: Request, ctx: AppContext, *, allow_basic: bool = False
     identity = IdentityService(ctx)
     token = _bearer(request)
     if token is not None:
-        user = identity.authenticate_token(token)
+        if is_provider_token(token, ctx):
+            service = ExternalIdentityService(ctx)
+            claims = service.token_claims(token)
+            user = service.user_for_token(token, claims, request_id=request_id(request))
+        else:
+            user = identity.authenticate_token(token)
         return _actor(request, user.id, user.username, user.is_admin)
     if _scheme(request) == "basic":
         if not allow_basic:
@@ -161,6 +167,26 @@ def authenticate(request: Request, ctx: AppContext, *, allow_basic: bool = False
                 raise Forbidden("Missing or wrong X-CSRF-Token header.")
         return _actor(request, user.id, user.username, user.is_admin)
     raise Unauthenticated("Authentication required.")
+
+
+def is_provider_token(token: str, ctx: AppContext) -> bool:
+    """Whether a bearer token is for the identity provider to vouch for: a JWT (three
+    dot-separated parts) while OpenID Connect is configured. Balsam's own tokens
+    (``blsm_…``) never are."""
+    return ctx.settings.oidc.enabled and token.count(".") == 2 and token.startswith("eyJ")
+
+
+def provider_groups_reader(request: Request, ctx: Ctx) -> GroupsReader:
+    """Who asks for a user's project groups: the provider's service account (its
+    client-credentials token, its client in ``oidc.groups_clients``), or a user."""
+    token = _bearer(request)
+    if token is not None and is_provider_token(token, ctx):
+        service = ExternalIdentityService(ctx)
+        claims = service.token_claims(token)
+        client = service.service_client(claims)
+        if client is not None:
+            return GroupsReader(service_client=client)
+    return GroupsReader(actor=current_actor(request, ctx))
 
 
 def same_origin_request(conn: HTTPConnection, public_url: str, *, script_ok: bool = True) -> bool:

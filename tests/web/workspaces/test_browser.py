@@ -28,7 +28,7 @@ from playwright.sync_api import (
 from balsam.context import AppContext
 from tests.fixtures.app import PASSWORD, TestUser, _make_user
 from tests.fixtures.chromium import skip_without_chromium
-from tests.fixtures.workspaces import wait_state
+from tests.fixtures.workspaces import wait_state, ws_path
 
 #: JupyterLab's first load through the proxy fetches a few MB of scripts.
 LOAD_MS = 90_000
@@ -196,11 +196,11 @@ def log_out_from_home(page: Page, live_url: str, workspace: dict[str, Any]) -> N
     is closed to the browser from then on."""
     page.goto(f"{live_url}/")
     link = page.get_by_role("link", name=workspace["name"], exact=True)
-    expect(link).to_have_attribute("href", workspace["url"])
+    expect(link).to_have_attribute("href", ws_path(workspace))
     with page.expect_navigation():
         page.get_by_role("button", name="Log out").click()
     assert page.url == f"{live_url}/login"
-    page.goto(f"{live_url}{workspace['url']}lab")
+    page.goto(f"{live_url}{ws_path(workspace)}lab")
     assert page.url.startswith(f"{live_url}/login?next=")  # sent to log in again
     assert page.locator(LAB).count() == 0
 
@@ -222,11 +222,11 @@ def test_owner_runs_a_notebook(
     failed: list[str] = []
     page.on("response", lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 400 else None)
     with screenshot_on_failure(page, shots / "failure.png"):
-        lab = log_in(page, live_url, owner, f"{workspace['url']}lab")
+        lab = log_in(page, live_url, owner, f"{ws_path(workspace)}lab")
         assert lab is not None and lab.status == 200
-        assert page.url == f"{live_url}{workspace['url']}lab"
+        assert page.url == f"{live_url}{ws_path(workspace)}lab"
         expect(page.locator(".jp-Launcher")).to_be_visible(timeout=LOAD_MS)
-        base = f"{live_url}{workspace['url']}"
+        base = f"{live_url}{ws_path(workspace)}"
         create_notebook(page, base, "browser.ipynb", live_url)
         open_notebook(page, f"{base}lab/tree/browser.ipynb")
         expect(run_first_cell(page, "print(6*7)")).to_have_text("42", timeout=LOAD_MS)
@@ -236,7 +236,7 @@ def test_owner_runs_a_notebook(
         assert token not in page.content()
         assert token not in page.url
         assert {url for url, _ in received} == {
-            f"{live_url}/login?next={workspace['url']}lab",
+            f"{live_url}/login?next={ws_path(workspace)}lab",
             f"{base}lab",
             f"{base}lab/tree/browser.ipynb",
         }
@@ -253,7 +253,7 @@ def test_a_colleague_is_forbidden(
 ) -> None:
     context = chromium.new_context()
     page = context.new_page()
-    response = log_in(page, live_url, colleague, f"{workspace['url']}lab")
+    response = log_in(page, live_url, colleague, f"{ws_path(workspace)}lab")
     assert any(c["name"] == "balsam_session" for c in context.cookies())
     assert response is not None and response.status == 403
     # A person reads why, on the portal's error page (a script gets problem+json).
@@ -268,9 +268,9 @@ def test_a_stranger_must_log_in(
 ) -> None:
     context = chromium.new_context()
     page = context.new_page()
-    response = page.goto(f"{live_url}{workspace['url']}lab")
+    response = page.goto(f"{live_url}{ws_path(workspace)}lab")
     assert response is not None and response.status == 200  # the login form
-    assert page.url == f"{live_url}/login?next=" + quote(f"{workspace['url']}lab", safe="")
+    assert page.url == f"{live_url}/login?next=" + quote(f"{ws_path(workspace)}lab", safe="")
     assert page.locator("input[name=password]").count() == 1
     assert page.locator(LAB).count() == 0
     context.close()
@@ -380,14 +380,14 @@ def test_a_new_user_works_from_the_home_page(
             assert page.url == f"{live_url}/"
             (listed,) = user.client.get("/api/v1/workspaces", params={"all": "false"}).json()
             created.append(listed["id"])
-            wid, base = listed["id"], f"{live_url}{listed['url']}"
+            wid, base = listed["id"], f"{live_url}{ws_path(listed)}"
             expect(page.locator("tbody")).to_contain_text("Från hemsidan")
             opener = page.get_by_role("link", name="Open")
             reload_home_until(page, live_url, opener)
-            expect(opener).to_have_attribute("href", f"{listed['url']}lab")
+            expect(opener).to_have_attribute("href", f"{ws_path(listed)}lab")
 
             # Another user (a member of the project) may not open it.
-            refused = log_in(stranger_page, live_url, other, f"{listed['url']}lab")
+            refused = log_in(stranger_page, live_url, other, f"{ws_path(listed)}lab")
             assert refused is not None and refused.status == 403
             assert stranger_page.locator(LAB).count() == 0
 
@@ -454,7 +454,7 @@ def test_a_script_in_a_workspace_page_cannot_read_portal_pages(
     context = chromium.new_context()
     page = context.new_page()
     try:
-        log_in(page, live_url, owner, f"{workspace['url']}lab")
+        log_in(page, live_url, owner, f"{ws_path(workspace)}lab")
         # (the Launcher may be closed: an earlier test left a notebook open)
         expect(page.locator(LAB)).to_be_visible(timeout=LOAD_MS)
         for path in ("/projects", "/account", "/", "/admin/users"):

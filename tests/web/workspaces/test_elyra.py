@@ -14,7 +14,7 @@ import pytest
 
 from balsam.context import AppContext
 from tests.fixtures.app import TestUser
-from tests.fixtures.workspaces import Kernel, wait_state
+from tests.fixtures.workspaces import Kernel, wait_state, ws_path
 from tests.web.api.v1.test_library_reuse import copy_url
 
 RESOURCE = "Resources/Produktionsflöden"
@@ -58,7 +58,7 @@ def test_the_pipeline_editor_is_installed(
     live_url: str, elyra_user: TestUser, elyra_ws: dict[str, Any]
 ) -> None:
     page = httpx.get(
-        f"{live_url}{elyra_ws['url']}lab", headers=elyra_user.headers, follow_redirects=True
+        f"{live_url}{ws_path(elyra_ws)}lab", headers=elyra_user.headers, follow_redirects=True
     )
     assert page.status_code == 200
     assert re.search(r"@elyra/pipeline-editor-extension", page.text), "no Elyra extension"

@@ -29,7 +29,7 @@ from balsam.providers.workspaces import runtime
 from balsam.providers.workspaces.jupyter import get_json
 from balsam.providers.workspaces.local import LocalWorkspaceProvider
 from tests.fixtures.app import TestUser
-from tests.fixtures.workspaces import Kernel, wait_state
+from tests.fixtures.workspaces import Kernel, wait_state, ws_path
 from tests.web.api.v1.test_library_reuse import copy_url
 
 
@@ -66,7 +66,8 @@ def workspace(owner: TestUser, ws_project: dict[str, Any], supervisor: Any) -> d
     assert response.status_code == 201, response.text
     created: dict[str, Any] = response.json()
     assert created["state"] == "pending"
-    assert created["url"] == f"/workspaces/{created['id']}/"
+    # Absolute: a client on another origin opens it, not a page of its own.
+    assert re.fullmatch(rf"http://testserver:\d+/workspaces/{created['id']}/", created["url"])
     return wait_state(owner, created["id"], "running")
 
 
@@ -80,7 +81,7 @@ def kernel(live_url: str, owner: TestUser, workspace: dict[str, Any]) -> Iterato
 def test_status_through_the_proxy(
     live_url: str, owner: TestUser, workspace: dict[str, Any]
 ) -> None:
-    response = httpx.get(f"{live_url}{workspace['url']}api/status", headers=owner.headers)
+    response = httpx.get(f"{live_url}{ws_path(workspace)}api/status", headers=owner.headers)
     assert response.status_code == 200, response.text
     assert "started" in response.json()
 
@@ -96,7 +97,7 @@ def test_the_server_token_never_reaches_the_browser(
 ) -> None:
     token = ctx.workspace_secrets.load(workspace["id"]).server_token  # type: ignore[union-attr]
     page = httpx.get(
-        f"{live_url}{workspace['url']}lab", headers=owner.headers, follow_redirects=True
+        f"{live_url}{ws_path(workspace)}lab", headers=owner.headers, follow_redirects=True
     )
     assert page.status_code == 200
     assert "jupyter-config-data" in page.text
@@ -110,7 +111,7 @@ def test_jupyterlab_opens_in_the_projects_clone(
     """The file browser starts in the repository, not the home above it (where the
     git panel has nothing to show)."""
     page = httpx.get(
-        f"{live_url}{workspace['url']}lab", headers=owner.headers, follow_redirects=True
+        f"{live_url}{ws_path(workspace)}lab", headers=owner.headers, follow_redirects=True
     )
     found = re.search(r'"preferredPath": "([^"]*)"', page.text)
     assert found is not None, page.text[:2000]
@@ -200,7 +201,7 @@ def test_git_pull_and_push_from_a_terminal(
     ws_project: dict[str, Any],
 ) -> None:
     """A JupyterLab terminal, over its WebSocket through the proxy."""
-    base = f"{live_url}{workspace['url']}"
+    base = f"{live_url}{ws_path(workspace)}"
     created = httpx.post(base + "api/terminals", headers=owner.headers)
     assert created.status_code == 200, created.text
     name = created.json()["name"]
@@ -251,7 +252,7 @@ def test_memory_limit_fails_the_allocation_not_the_platform(
     assert result.error is not None and "MemoryError" in result.error
     assert kernel.execute("print('still here')").stdout.strip() == "still here"
     assert (
-        httpx.get(f"{live_url}{workspace['url']}api/status", headers=owner.headers).status_code
+        httpx.get(f"{live_url}{ws_path(workspace)}api/status", headers=owner.headers).status_code
         == 200
     )
 
@@ -286,7 +287,7 @@ def test_no_tcp_listener_with_a_kernel_and_a_terminal(
     """The server is on a unix socket, the kernel's channels are IPC, and so is
     ipykernel's pipe for output of forked subprocesses (TCP by default, whatever the
     transport), which still carries a child's output to the notebook."""
-    base = f"{live_url}{workspace['url']}"
+    base = f"{live_url}{ws_path(workspace)}"
     terminal = httpx.post(base + "api/terminals", headers=owner.headers)
     assert terminal.status_code == 200, terminal.text
     try:
@@ -370,11 +371,11 @@ def test_clients_refuse_a_socket_swapped_for_one_of_roots(
         with pytest.raises(runtime.UnexpectedPeer):  # readiness and activity checks
             get_json(endpoint, "api/status")
         app.state.proxy_clients = None  # no kept-alive connection to the real server
-        response = httpx.get(f"{live_url}{workspace['url']}api/status", headers=owner.headers)
+        response = httpx.get(f"{live_url}{ws_path(workspace)}api/status", headers=owner.headers)
         assert response.status_code == 502, response.text
         with pytest.raises(InvalidHandshake):  # a WebSocket always opens a new connection
             connect(
-                f"{live_url.replace('http', 'ws')}{workspace['url']}api/kernels/"
+                f"{live_url.replace('http', 'ws')}{ws_path(workspace)}api/kernels/"
                 f"{kernel.id}/channels",
                 additional_headers=owner.headers,
                 open_timeout=10,
@@ -390,7 +391,7 @@ def test_clients_refuse_a_socket_swapped_for_one_of_roots(
         os.rename(moved, endpoint.socket)
         roots.close()
     assert (
-        httpx.get(f"{live_url}{workspace['url']}api/status", headers=owner.headers).status_code
+        httpx.get(f"{live_url}{ws_path(workspace)}api/status", headers=owner.headers).status_code
         == 200
     )
 

@@ -20,7 +20,7 @@ import pytest
 from balsam.context import AppContext
 from balsam.providers.workspaces.unix import kill_user, processes_of
 from tests.fixtures.app import TestUser, _make_user
-from tests.fixtures.workspaces import Kernel, wait_state
+from tests.fixtures.workspaces import Kernel, wait_state, ws_path
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0, reason="workspaces run under their own uid only as root"
@@ -143,7 +143,7 @@ def test_a_fork_bomb_stops_at_the_limit_and_the_kernel_survives(
         assert kernel.execute("print('still here')").stdout.strip() == "still here"
     finally:
         kernel.close()
-    base = f"{live_url}{workspace['url']}"
+    base = f"{live_url}{ws_path(workspace)}"
     terminal = httpx.post(base + "api/terminals", headers=owner.headers)  # JupyterLab forks
     assert terminal.status_code == 200, terminal.text
     httpx.delete(base + f"api/terminals/{terminal.json()['name']}", headers=owner.headers)

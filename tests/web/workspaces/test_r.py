@@ -13,7 +13,7 @@ import pytest
 
 from balsam.context import AppContext
 from tests.fixtures.app import TestUser
-from tests.fixtures.workspaces import Kernel, wait_state
+from tests.fixtures.workspaces import Kernel, wait_state, ws_path
 from tests.web.workspaces.test_live import _tcp_listeners
 
 
@@ -67,7 +67,7 @@ def test_an_r_kernel_runs_in_the_r_workspace(
     import httpx
 
     specs = httpx.get(
-        f"{live_url}{r_ws['url']}api/kernelspecs", headers=r_user.headers, timeout=30
+        f"{live_url}{ws_path(r_ws)}api/kernelspecs", headers=r_user.headers, timeout=30
     ).json()
     assert {"python3", "ir"} <= set(specs["kernelspecs"]), specs
     out = _r(r_kernel, 'cat(R.version$major, Sys.getenv("BALSAM_BUCKET"), sep = "|")')
@@ -313,7 +313,7 @@ def test_scbs_r_chart_notebooks_run_unmodified(
     assert len(notebooks) == 40 and all((folder / name).is_file() for name in CHARTS_NOT_RUN), (
         "SCB's chart examples changed"
     )
-    contents = f"{live_url}{r_ws['url']}api/contents/charts"
+    contents = f"{live_url}{ws_path(r_ws)}api/contents/charts"
     with httpx.Client(headers=r_user.headers, timeout=60) as client:
         assert client.put(contents, json={"type": "directory"}).status_code in (200, 201)
         for notebook in notebooks:

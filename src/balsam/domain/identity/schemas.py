@@ -78,3 +78,10 @@ class LoginResponse(BaseModel):
     username: str
     csrf_token: str = Field(alias="csrfToken", description="Send as X-CSRF-Token on writes.")
     expires_at: datetime = Field(alias="expiresAt")
+
+
+class UserGroups(BaseModel):
+    """A user's project groups (each project's ``authGroup``), for an identity
+    provider to put into its tokens."""
+
+    groups: list[str]

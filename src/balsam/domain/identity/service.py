@@ -236,7 +236,12 @@ class IdentityService:
     def login_password(
         self, username: str, password: str, *, address: str, request_id: str = ""
     ) -> User:
-        """Check a password under the rate limit; audit the outcome."""
+        """Check a password under the rate limit; audit the outcome. Unauthenticated
+        when password sign-in is turned off (``oidc.password_login``)."""
+        if not self.ctx.settings.oidc.password_login:
+            raise Unauthenticated(
+                N_("Password sign-in is turned off: sign in with the identity provider.")
+            )
         wait = self._lock_seconds_left(username, address)
         if wait:
             raise RateLimited(
@@ -334,9 +339,12 @@ class IdentityService:
                 N_("A workspace cannot use or start a browser's session: scripts use an API token.")
             )
 
-    def start_session(self, user: User, *, address: str = "") -> tuple[str, LoginSession]:
-        """Create a login session; return the cookie value (shown once) and the row.
-        Refused to a workspace's address (:meth:`check_browser_peer`)."""
+    def start_session(
+        self, user: User, *, address: str = "", via: str = "password"
+    ) -> tuple[str, LoginSession]:
+        """Create a login session (``via``: "password" or "oidc"); return the cookie
+        value (shown once) and the row. Refused to a workspace's address
+        (:meth:`check_browser_peer`)."""
         self.check_browser_peer(address)
         value = secrets.token_urlsafe(32)
         row = LoginSession(
@@ -345,6 +353,7 @@ class IdentityService:
             csrf_token=secrets.token_urlsafe(24),
             expires_at=utcnow() + timedelta(hours=self.auth.session_ttl_hours),
             local_uid=local_uid(address),
+            via=via,
         )
         with self.ctx.sessions() as session, session.begin():
             session.add(row)

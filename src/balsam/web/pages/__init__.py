@@ -21,6 +21,7 @@ from balsam.web.pages import (
     handover,
     home,
     library,
+    oidc,
     project,
     projects,
     search,
@@ -52,6 +53,7 @@ def install(app: FastAPI) -> None:
     """Mount the pages, their static files, and the redirect to the login form."""
     for module in (
         auth,
+        oidc,
         handover,
         home,
         projects,

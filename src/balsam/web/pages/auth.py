@@ -6,6 +6,8 @@ log the browser into another account); logout also needs the session's CSRF toke
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import ValidationError
@@ -15,6 +17,7 @@ from balsam.context import AppContext
 from balsam.domain.identity.schemas import LoginRequest
 from balsam.domain.identity.service import IdentityService
 from balsam.errors import BalsamError, RateLimited
+from balsam.providers.identity.base import ProviderUnavailable
 from balsam.web.deps import (
     clear_session_cookie,
     client_address,
@@ -23,6 +26,7 @@ from balsam.web.deps import (
     request_id,
     set_session_cookie,
 )
+from balsam.web.origins import portal_origin
 from balsam.web.pages import i18n
 from balsam.web.pages.forms import (
     NextQuery,
@@ -33,6 +37,7 @@ from balsam.web.pages.forms import (
     safe_next,
     session_form,
 )
+from balsam.web.pages.oidc import LOGGED_OUT_PATH
 from balsam.web.pages.render import render
 
 router = APIRouter(include_in_schema=False)
@@ -52,6 +57,7 @@ def _login_page(
         username=username[:64],
         # A workspace link brought the person here: say so, they expected JupyterLab.
         opens_workspace=next_path.startswith("/workspace-session"),
+        oidc=get_ctx(request).settings.oidc,
     )
 
 
@@ -71,9 +77,18 @@ def _start_session(request: Request, ctx: AppContext, credentials: LoginRequest)
 
 
 @router.get("/login")
-def login_form(request: Request, next_path: NextQuery = None) -> HTMLResponse:
-    """The login form; ``next`` is where to go afterwards."""
+def login_form(request: Request, next_path: NextQuery = None) -> Response:
+    """The login form; ``next`` is where to go afterwards. With password sign-in
+    turned off, straight on to the identity provider."""
+    oidc = get_ctx(request).settings.oidc
+    if oidc.enabled and not oidc.password_login:
+        return RedirectResponse(oidc_login_url(safe_next(next_path)), status_code=303)
     return _login_page(request, safe_next(next_path))
+
+
+def oidc_login_url(next_path: str) -> str:
+    """Where a sign-in with the identity provider that ends at ``next_path`` begins."""
+    return "/login/oidc" if next_path == "/" else f"/login/oidc?next={quote(next_path, safe='/')}"
 
 
 @router.post("/login")
@@ -86,6 +101,13 @@ async def login(request: Request) -> Response:
     form = await read_form(request)
     next_path, username = safe_next(form.get("next")), form.get("username", "")
     _ = i18n.gettext(request)
+    if not ctx.settings.oidc.password_login:
+        return _login_page(
+            request,
+            next_path,
+            status=403,
+            error=_("Password sign-in is turned off: sign in with the identity provider."),
+        )
     try:
         credentials = LoginRequest(username=username, password=form.get("password", ""))
     except ValidationError:
@@ -129,15 +151,34 @@ async def logout(request: Request) -> Response:
     refuse_scripts(request)
     refuse_cross_site(request, ctx)
     session = await page_session(request) if cookie else None
+    target = "/login"
     if cookie and session is not None:
         await session_form(request, session)  # a live session's logout carries its token
+        target = await run_in_threadpool(_sign_out_target, request, ctx, cookie)
         username = await run_in_threadpool(
             IdentityService(ctx).end_session, cookie, client_address(request)
         )
         forget_session(request, cookie, username)
-    response = RedirectResponse("/login", status_code=303)
+    response = RedirectResponse(target, status_code=303)
     clear_session_cookie(response, auth)
     return response
+
+
+def _sign_out_target(request: Request, ctx: AppContext, cookie: str) -> str:
+    """Where the browser goes after logging out: for a session begun at the identity
+    provider, the provider's own sign-out (RP-initiated logout: it comes back to
+    /logged-out), so the next sign-in asks again; otherwise the login form."""
+    if ctx.providers.identity is None:
+        return "/login"
+    try:
+        _user, row = IdentityService(ctx).authenticate_session(cookie, client_address(request))
+        if row.via != "oidc":
+            return "/login"
+        back = portal_origin(request, ctx.settings) + LOGGED_OUT_PATH
+        url = ctx.providers.identity.end_session_url(post_logout_redirect_uri=back)
+    except (BalsamError, ProviderUnavailable):
+        return "/login"  # Balsam's session ends anyway
+    return url or LOGGED_OUT_PATH
 
 
 @router.get("/language")

@@ -204,6 +204,7 @@ def test_every_route_is_in_the_matrix(app: FastAPI) -> None:
         "/api/v1/users/me/tokens",
         "/api/v1/users/me/tokens/{token_id}",
         "/api/v1/users/{username}",
+        "/api/v1/users/{username}/groups",  # tests/web/test_oidc.py
         "/api/v1/auth/login",
         "/api/v1/auth/logout",
         "/api/v1/health",

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
+from balsam.domain.identity.external import GroupsReader, project_groups
 from balsam.domain.identity.schemas import (
     TokenCreate,
     TokenCreated,
     TokenPublic,
     UserCreate,
+    UserGroups,
     UserList,
     UserPublic,
     UserUpdate,
@@ -18,7 +20,13 @@ from balsam.domain.identity.schemas import (
 from balsam.domain.identity.service import IdentityService
 from balsam.domain.identity.views import token_public, user_public
 from balsam.web.api.v1.common import AUTH, Limit, Offset, problems
-from balsam.web.deps import AdminActor, BasicOrActor, Ctx, CurrentActor
+from balsam.web.deps import (
+    AdminActor,
+    BasicOrActor,
+    Ctx,
+    CurrentActor,
+    provider_groups_reader,
+)
 
 router = APIRouter(prefix="/users", tags=["Users"])
 Username = Annotated[str, Path(max_length=64)]
@@ -106,3 +114,22 @@ def revoke_token(
     """Revoke one of the caller's tokens."""
     IdentityService(ctx).revoke_token(actor, token_id)
     return Response(status_code=204)
+
+
+@router.get(
+    "/{username}/groups",
+    response_model=UserGroups,
+    operation_id="GetUserGroups",
+    responses=problems(401, 403, 404, 422),
+)
+def user_groups(
+    username: Username,
+    reader: Annotated[GroupsReader, Depends(provider_groups_reader)],
+    ctx: Ctx,
+) -> UserGroups:
+    """The user's project groups (each project's ``authGroup``), for the identity
+    provider to put into its tokens' ``groups`` claim: read by its service account (a
+    client-credentials token of a client in ``BALSAM_OIDC__GROUPS_CLIENTS``), an
+    administrator, or the user themself. Balsam's own decisions never rest on that
+    claim."""
+    return UserGroups(groups=project_groups(ctx, reader, username))

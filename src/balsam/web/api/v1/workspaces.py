@@ -11,15 +11,20 @@ from balsam.domain.workspaces.schemas import TemplatePublic, WorkspaceCreate, Wo
 from balsam.domain.workspaces.service import WorkspaceService
 from balsam.web.api.v1.common import AUTH, MEMBER, problems
 from balsam.web.deps import Ctx, CurrentActor
-from balsam.web.origins import workspace_link
+from balsam.web.origins import portal_origin, workspace_link
 
 router = APIRouter(tags=["Workspace"])
 MANAGE = problems(400, 401, 403, 404, 409, 422)
 
 
 def _linked(request: Request, ctx: Ctx, ws: WorkspacePublic) -> WorkspacePublic:
-    """``ws`` with its ``url`` where the browser opens it (its own origin, if any)."""
-    return ws.model_copy(update={"url": workspace_link(request, ctx.settings, ws.url)})
+    """``ws`` with its ``url`` absolute, where the browser opens it: its own origin, or
+    the portal's when workspaces share it. Absolute, so that a client on another origin
+    (upstream's UI) opens the workspace, not a page of its own."""
+    url = workspace_link(request, ctx.settings, ws.url)
+    if url.startswith("/"):
+        url = portal_origin(request, ctx.settings) + url
+    return ws.model_copy(update={"url": url})
 
 
 @router.get(

@@ -1,0 +1,311 @@
+"""Users of the organisation's identity provider (OpenID Connect): who a sign-in or a
+provider's token is, who is an administrator, and whose project groups the provider
+may read.
+
+Contract:
+* A provider account is (issuer, ``sub``), linked to one Balsam user at its first
+  sign-in or first API call, for good. Its user name is made then from the
+  ``oidc.username_claim`` (``preferred_username``): Swedish and other letters written
+  in ASCII (å, ä → a; ö → o; é → e), lower case, any other character '-', at most 64;
+  a name that is taken — a local account's, or another provider account's — gets
+  ``-2``, ``-3``, … An existing account is never taken over by its name.
+* Display name and e-mail follow the provider's claims at every sign-in.
+* With ``oidc.admin_groups`` set, admin rights of provider users follow the groups
+  claim at every sign-in, and on every API call whose token carries the claim (a token
+  without it changes nothing). Project groups (``balsam-grp_…``) never count, so a
+  project's name can never make its owner an administrator. Local accounts are left
+  alone.
+* Project access is decided by Balsam's memberships only; a ``groups`` claim that
+  lists a project's group grants nothing.
+* A deactivated user cannot sign in, nor use a provider token.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from unidecode import unidecode
+
+from balsam.context import AppContext
+from balsam.db.models import ExternalIdentity, Membership, User, utcnow
+from balsam.domain.audit.service import AuditRecord
+from balsam.domain.identity.service import USERNAME_RE, Actor
+from balsam.domain.identity.values import check_display_name, check_email
+from balsam.domain.projects.service import auth_group
+from balsam.errors import N_, Forbidden, NotFound, Unauthenticated
+from balsam.providers.identity.base import (
+    Claims,
+    IdentityProvider,
+    ProviderUnavailable,
+    TokenRefused,
+    client_of,
+)
+from balsam.settings import PROJECT_GROUP_PREFIX, OidcSettings
+
+_NOT_NAME = re.compile(r"[^a-z0-9._-]+")
+
+
+def username_from(value: str) -> str:
+    """A Balsam user name made from a provider's user name (the module's rule), before
+    collisions: "Åsa.Öberg" → "asa.oberg"; "" when nothing usable is left."""
+    name = _NOT_NAME.sub("-", unidecode(value).lower())
+    return name.lstrip("._-")[:64].rstrip("-")
+
+
+@dataclass(frozen=True)
+class ProviderAccount:
+    """What a token says of its user."""
+
+    subject: str
+    username: str
+    display_name: str
+    email: str
+    #: None when the token has no groups claim (nothing to decide from).
+    groups: tuple[str, ...] | None
+
+
+@dataclass(frozen=True)
+class GroupsReader:
+    """Who asks for a user's project groups: a signed-in user, or the provider's
+    service account (a client listed in ``oidc.groups_clients``)."""
+
+    actor: Actor | None = None
+    service_client: str | None = None
+
+
+def account_of(claims: Claims, settings: OidcSettings) -> ProviderAccount:
+    """The account a token's claims describe (Unauthenticated without ``sub``)."""
+    subject = claims.get("sub")
+    if not isinstance(subject, str) or not subject or len(subject) > 255:
+        raise Unauthenticated(N_("The identity provider's token names no user."))
+    groups = claims.get(settings.groups_claim)
+    return ProviderAccount(
+        subject=subject,
+        username=_string(claims.get(settings.username_claim)),
+        display_name=_checked(check_display_name, _string(claims.get("name"))),
+        email=(
+            ""
+            if claims.get("email_verified") is False
+            else _checked(check_email, _string(claims.get("email")))
+        ),
+        groups=(
+            tuple(g for g in groups if isinstance(g, str)) if isinstance(groups, list) else None
+        ),
+    )
+
+
+def _string(value: object) -> str:
+    return value.strip() if isinstance(value, str) else ""
+
+
+def _checked(check: object, value: str) -> str:
+    """``value`` if ``check`` accepts it, else "" (a provider's odd name is dropped,
+    not an error: the sign-in goes on)."""
+    try:
+        return str(check(value))  # type: ignore[operator]
+    except ValueError:
+        return ""
+
+
+class ExternalIdentityService:
+    """Provider accounts ↔ Balsam users (see the module's contract)."""
+
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+        self.settings = ctx.settings.oidc
+        provider = ctx.providers.identity
+        if provider is None or not self.settings.enabled:
+            raise NotFound(N_("Sign-in with an identity provider is not configured."))
+        self.provider: IdentityProvider = provider
+
+    # -- sign-in -----------------------------------------------------------------------
+
+    def sign_in(self, account: ProviderAccount, *, address: str, request_id: str) -> User:
+        """The user of a verified sign-in (created at the first), with name, e-mail and
+        admin rights brought up to date; the login is audited."""
+        user = self._user(account, update_profile=True, request_id=request_id)
+        self.ctx.audit.record(
+            AuditRecord(
+                actor=user.username,
+                action="auth.login",
+                target=f"user:{user.username}",
+                request_id=request_id,
+                details={"address": address, "via": "oidc"},
+            )
+        )
+        return user
+
+    def refuse_sign_in(self, why: str, *, address: str, request_id: str) -> None:
+        """Audit a sign-in the provider's answer did not prove (the reason, never a token)."""
+        self.ctx.audit.record(
+            AuditRecord(
+                actor="anonymous",
+                action="auth.login",
+                target="oidc",
+                outcome="failure",
+                request_id=request_id,
+                details={"address": address, "via": "oidc", "reason": why[:200]},
+            )
+        )
+
+    # -- bearer tokens ------------------------------------------------------------------
+
+    def token_claims(self, token: str) -> Claims:
+        """A provider access token's claims, checked (signature, issuer, audience,
+        times, client); Unauthenticated naming the failed check otherwise."""
+        try:
+            return self.provider.verify_access_token(
+                token,
+                audiences=self.settings.audiences,
+                parties=self.settings.authorized_parties,
+            )
+        except TokenRefused as refused:
+            raise Unauthenticated(
+                N_("The identity provider's token was refused: %(why)s."),
+                params={"why": str(refused)},
+            ) from None
+        except ProviderUnavailable:
+            raise Unauthenticated(
+                N_("The identity provider cannot be reached to check the token.")
+            ) from None
+
+    def user_for_token(self, token: str, claims: Claims, *, request_id: str) -> User:
+        """The user a checked access token is of (created at its first use; the
+        provider's userinfo is asked when the token lacks the user name)."""
+        account = account_of(claims, self.settings)
+        if not account.username and self._linked(account.subject) is None:
+            try:
+                info = dict(self.provider.userinfo(token))
+            except ProviderUnavailable:
+                info = {}
+            if info.get("sub") == account.subject:
+                account = account_of({**info, **claims}, self.settings)
+        return self._user(account, update_profile=False, request_id=request_id)
+
+    # -- users ------------------------------------------------------------------------
+
+    def _linked(self, subject: str) -> int | None:
+        with self.ctx.sessions() as session:
+            return session.scalar(
+                select(ExternalIdentity.user_id).where(
+                    ExternalIdentity.issuer == self.provider.issuer,
+                    ExternalIdentity.subject == subject,
+                )
+            )
+
+    def _user(self, account: ProviderAccount, *, update_profile: bool, request_id: str) -> User:
+        for _attempt in range(3):  # a concurrent first sign-in took the name or the link
+            try:
+                return self._user_once(account, update_profile, request_id)
+            except IntegrityError:
+                continue
+        raise Unauthenticated(N_("Signing in failed; try again."))
+
+    def _user_once(self, account: ProviderAccount, update_profile: bool, request_id: str) -> User:
+        created = False
+        changes: dict[str, object] = {}
+        with self.ctx.sessions() as session, session.begin():
+            link = session.scalar(
+                select(ExternalIdentity).where(
+                    ExternalIdentity.issuer == self.provider.issuer,
+                    ExternalIdentity.subject == account.subject,
+                )
+            )
+            if link is None:
+                user = User(
+                    username=_free_username(session, account),
+                    display_name=account.display_name or account.username or "",
+                    email=account.email,
+                    password_hash=None,
+                    is_admin=False,
+                )
+                session.add(user)
+                session.flush()
+                session.add(
+                    ExternalIdentity(
+                        issuer=self.provider.issuer, subject=account.subject, user_id=user.id
+                    )
+                )
+                created = True
+            else:
+                user = session.get_one(User, link.user_id)
+                link.last_seen_at = utcnow()
+                if update_profile:
+                    if account.display_name and user.display_name != account.display_name:
+                        user.display_name = account.display_name
+                    if account.email and user.email != account.email:
+                        user.email = account.email
+            if not user.is_active:
+                raise Unauthenticated("The account is deactivated.")
+            admin = self._admin_by_groups(account.groups)
+            if admin is not None and admin != user.is_admin:
+                user.is_admin = admin
+                changes["isAdmin"] = admin
+            session.flush()
+            session.expunge(user)
+        if created:
+            self._audit(user, "user.create", request_id, {"via": "oidc", "isAdmin": user.is_admin})
+        elif changes:
+            self._audit(user, "user.update", request_id, {**changes, "by": "provider groups"})
+        return user
+
+    def _admin_by_groups(self, groups: tuple[str, ...] | None) -> bool | None:
+        """Admin rights by ``oidc.admin_groups``; None when they decide nothing."""
+        if not self.settings.admin_groups or groups is None:
+            return None
+        wanted = set(self.settings.admin_groups)
+        return any(g in wanted for g in groups if not g.startswith(PROJECT_GROUP_PREFIX))
+
+    def _audit(self, user: User, action: str, request_id: str, details: dict[str, object]) -> None:
+        self.ctx.audit.record(
+            AuditRecord(
+                actor="identity-provider",
+                action=action,
+                target=f"user:{user.username}",
+                request_id=request_id,
+                details=details,
+            )
+        )
+
+    # -- project groups for the provider -------------------------------------------------
+
+    def service_client(self, claims: Claims) -> str | None:
+        """The client id when a checked token is the provider's service account listed
+        in ``oidc.groups_clients``; None for any other token."""
+        client = client_of(claims)
+        return client if client in self.settings.groups_clients else None
+
+
+def project_groups(ctx: AppContext, reader: GroupsReader, username: str) -> list[str]:
+    """The ``authGroup`` of every project ``username`` is a member of, sorted. Read by
+    the provider's service account, an administrator, or the user themself; Forbidden
+    for anyone else (who does not even learn whether the user exists)."""
+    actor = reader.actor
+    allowed = reader.service_client is not None or (
+        actor is not None and (actor.is_admin or actor.username == username)
+    )
+    if not allowed:
+        raise Forbidden(N_("Only the identity provider's service account reads this."))
+    with ctx.sessions() as session:
+        user_id = session.scalar(select(User.id).where(User.username == username))
+        if user_id is None:
+            raise NotFound(N_("No user '%(name)s'."), params={"name": username})
+        ids = session.scalars(select(Membership.project_id).where(Membership.user_id == user_id))
+        return sorted(auth_group(project_id) for project_id in ids)
+
+
+def _free_username(session: Session, account: ProviderAccount) -> str:
+    """The first free name of ``base``, ``base-2``, ``base-3``, … (the module's rule)."""
+    base = username_from(account.username) or "user"
+    for number in range(1, 10_000):
+        suffix = "" if number == 1 else f"-{number}"
+        name = base[: 64 - len(suffix)] + suffix
+        if not USERNAME_RE.fullmatch(name):
+            continue
+        if session.scalar(select(User.id).where(User.username == name)) is None:
+            return name
+    raise Unauthenticated(N_("No free user name for this account; ask an administrator."))

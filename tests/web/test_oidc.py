@@ -1,0 +1,625 @@
+"""Sign-in with the organisation's identity provider, against a real, certified OpenID
+Provider (npm's oidc-provider, started with node by :mod:`tests.fixtures.oidc`):
+the portal's sign-in (authorization code with PKCE), the API's provider bearer tokens,
+admin rights from groups, sign-out, the groups endpoint for the provider's service
+account, and a client written the way upstream's UI is."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from collections.abc import Iterator
+from html.parser import HTMLParser
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+from sqlalchemy import select
+
+from balsam.db.models import AuditEvent, LoginSession, User
+from balsam.domain.identity.schemas import UserUpdate
+from balsam.domain.identity.service import Actor, IdentityService
+from balsam.settings import OidcSettings
+from tests.fixtures.app import PASSWORD, TestUser
+from tests.fixtures.oidc import OidcProvider
+from tests.fixtures.oidc_app import (
+    ADMIN_GROUP,
+    GROUPS_CLIENT,
+    GROUPS_SECRET,
+    UI_ORIGIN,
+    OidcApp,
+    balsam_client,
+    derived_app,
+    oidc_settings,
+)
+from tests.fixtures.server import free_port, serve
+
+AUDIENCE = "balsam-api"
+
+
+# -- accounts at the provider ---------------------------------------------------------------
+
+_ACCOUNTS: dict[str, dict[str, Any]] = {}
+
+
+def account(
+    provider: OidcProvider,
+    stem: str,
+    *,
+    groups: list[str] | None = None,
+    username: str | None = None,
+    name: str = "",
+) -> str:
+    """A new account at the provider (id and user name unique to this test); its id."""
+    account_id = f"{stem}-{secrets.token_hex(3)}"
+    _ACCOUNTS[account_id] = {
+        "preferred_username": username or account_id,
+        "name": name or account_id.title(),
+        "email": f"{account_id}@example.org",
+        "groups": groups or [],
+        "password": PASSWORD,
+    }
+    provider.set_accounts(dict(_ACCOUNTS))
+    return account_id
+
+
+def set_groups(provider: OidcProvider, account_id: str, groups: list[str]) -> None:
+    _ACCOUNTS[account_id]["groups"] = groups
+    provider.set_accounts(dict(_ACCOUNTS))
+
+
+class _Forms(HTMLParser):
+    """The first form of a page: its action and fields."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.action: str | None = None
+        self.fields: dict[str, str] = {}
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = {k: v or "" for k, v in attrs}
+        if tag == "form" and self.action is None:
+            self.action = values.get("action", "")
+        elif tag == "input" and values.get("name"):
+            self.fields[values["name"]] = values.get("value", "")
+
+
+def sign_in(site: OidcApp, account_id: str, next_path: str = "/") -> httpx.Client:
+    """A browser-like client signed in to ``site`` through the provider."""
+    browser = httpx.Client(timeout=30)
+    begun = browser.get(f"{site.url}/login/oidc", params={"next": next_path})
+    assert begun.status_code == 303, begun.text
+    back = site.provider.sign_in(browser, begun.headers["location"], account_id)
+    assert back.headers["location"].startswith(f"{site.url}/login/oidc/callback"), back.headers
+    done = browser.get(back.headers["location"])
+    assert done.status_code == 303, done.text
+    assert done.headers["location"] == next_path
+    return browser
+
+
+def me(site: OidcApp, browser: httpx.Client) -> dict[str, Any]:
+    answer = browser.get(f"{site.url}/api/v1/users/me")
+    assert answer.status_code == 200, answer.text
+    body: dict[str, Any] = answer.json()
+    return body
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+# -- the portal's sign-in -------------------------------------------------------------------
+
+
+def test_a_first_sign_in_makes_a_user_without_a_password(oidc_app: OidcApp) -> None:
+    who = account(oidc_app.provider, "nora", name="Nora Nilsson")
+    browser = sign_in(oidc_app, who, "/projects")
+    user = me(oidc_app, browser)
+    assert user["username"] == who
+    assert user["displayName"] == "Nora Nilsson"
+    assert user["email"] == f"{who}@example.org"
+    assert user["isAdmin"] is False
+    with oidc_app.ctx.sessions() as session:
+        row = session.scalar(select(User).where(User.username == who))
+        assert row is not None and row.password_hash is None
+        via = session.scalars(select(LoginSession.via).where(LoginSession.user_id == row.id))
+        assert list(via) == ["oidc"]
+    # The second sign-in is the same user, not a new one.
+    again = sign_in(oidc_app, who)
+    assert me(oidc_app, again)["username"] == who
+
+
+def test_swedish_names_and_collisions_follow_the_rule(oidc_app: OidcApp, alice: TestUser) -> None:
+    stem = secrets.token_hex(2)
+    first = account(oidc_app.provider, "a1", username=f"Åsa.Öberg{stem}")
+    second = account(oidc_app.provider, "a2", username=f"åsa.öberg{stem}")
+    assert me(oidc_app, sign_in(oidc_app, first))["username"] == f"asa.oberg{stem}"
+    assert me(oidc_app, sign_in(oidc_app, second))["username"] == f"asa.oberg{stem}-2"
+    # A local account's name is never taken over by a provider account of that name.
+    namesake = account(oidc_app.provider, "n", username=alice.username)
+    assert me(oidc_app, sign_in(oidc_app, namesake))["username"] == f"{alice.username}-2"
+
+
+def test_the_login_page_offers_the_provider(oidc_app: OidcApp) -> None:
+    page = httpx.get(f"{oidc_app.url}/login", params={"next": "/projects"})
+    assert page.status_code == 200
+    assert 'href="/login/oidc?next=/projects"' in page.text
+    assert 'name="password"' in page.text  # password sign-in is still on here
+
+
+def test_the_callback_needs_the_browser_that_began(oidc_app: OidcApp) -> None:
+    who = account(oidc_app.provider, "cb")
+    browser = httpx.Client(timeout=30)
+    begun = browser.get(f"{oidc_app.url}/login/oidc")
+    back = oidc_app.provider.sign_in(browser, begun.headers["location"], who)
+    callback = back.headers["location"]
+    # Another browser (no pending cookie) cannot finish it: login CSRF, a stolen code.
+    assert httpx.get(callback).status_code == 400
+    # Nor with another state.
+    forged = re.sub(r"state=[^&]+", "state=forged", callback)
+    assert browser.get(forged).status_code == 400
+    # A refused callback ends the sign-in: the right state no longer finishes it.
+    assert browser.get(callback).status_code == 400
+    # A state and cookie alone, without a code the provider issued, sign nobody in.
+    begun = browser.get(f"{oidc_app.url}/login/oidc")
+    state = parse_qs(urlsplit(begun.headers["location"]).query)["state"][0]
+    made_up = browser.get(f"{oidc_app.url}/login/oidc/callback?code=made-up&state={state}")
+    assert made_up.status_code == 401
+    assert browser.cookies.get("balsam_session") is None
+
+
+def test_a_code_is_redeemed_once(oidc_app: OidcApp) -> None:
+    who = account(oidc_app.provider, "replay")
+    browser = httpx.Client(timeout=30)
+    begun = browser.get(f"{oidc_app.url}/login/oidc")
+    pending = browser.cookies.get("balsam_session_oidc")
+    callback = oidc_app.provider.sign_in(browser, begun.headers["location"], who).headers[
+        "location"
+    ]
+    assert browser.get(callback).status_code == 303
+    replay = httpx.Client(timeout=30)
+    replay.cookies.set("balsam_session_oidc", pending or "")
+    assert replay.get(callback).status_code == 401
+
+
+def test_the_provider_saying_no_signs_nobody_in_and_is_audited(oidc_app: OidcApp) -> None:
+    browser = httpx.Client(timeout=30)
+    begun = browser.get(f"{oidc_app.url}/login/oidc")
+    state = parse_qs(urlsplit(begun.headers["location"]).query)["state"][0]
+    refused = browser.get(
+        f"{oidc_app.url}/login/oidc/callback", params={"error": "access_denied", "state": state}
+    )
+    assert refused.status_code == 401
+    assert "did not sign you in" in refused.text
+    with oidc_app.ctx.sessions() as session:
+        last = session.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.action == "auth.login")
+            .order_by(AuditEvent.id.desc())
+        ).first()
+    assert last is not None and last.outcome == "failure"
+    assert "access_denied" in str(last.details)
+
+
+def test_group_rules_grant_and_take_away_admin_rights(oidc_app: OidcApp) -> None:
+    who = account(oidc_app.provider, "boss", groups=[ADMIN_GROUP])
+    assert me(oidc_app, sign_in(oidc_app, who))["isAdmin"] is True
+    set_groups(oidc_app.provider, who, ["staff"])
+    assert me(oidc_app, sign_in(oidc_app, who))["isAdmin"] is False
+    # Also from an access token that carries the claim.
+    set_groups(oidc_app.provider, who, [ADMIN_GROUP])
+    token = oidc_app.provider.user_access_token(who)
+    answer = httpx.get(f"{oidc_app.url}/api/v1/users/me", headers=bearer(token))
+    assert answer.json()["isAdmin"] is True
+
+
+def test_a_project_group_never_makes_an_admin(oidc_app: OidcApp) -> None:
+    with pytest.raises(ValueError, match="project's group"):
+        OidcSettings(issuer="https://idp.example.org", client_id="b", admin_groups=["balsam-grp_x"])
+    who = account(oidc_app.provider, "sneaky", groups=["balsam-grp_" + ADMIN_GROUP])
+    assert me(oidc_app, sign_in(oidc_app, who))["isAdmin"] is False
+
+
+def test_a_deactivated_user_cannot_sign_in(oidc_app: OidcApp, admin: TestUser) -> None:
+    who = account(oidc_app.provider, "gone")
+    me(oidc_app, sign_in(oidc_app, who))
+    actor = Actor(user_id=0, username=admin.username, is_admin=True)
+    IdentityService(oidc_app.ctx).update_user(actor, who, UserUpdate(isActive=False))
+    browser = httpx.Client(timeout=30)
+    begun = browser.get(f"{oidc_app.url}/login/oidc")
+    back = oidc_app.provider.sign_in(browser, begun.headers["location"], who)
+    assert browser.get(back.headers["location"]).status_code == 403
+    token = oidc_app.provider.user_access_token(who)
+    assert httpx.get(f"{oidc_app.url}/api/v1/users/me", headers=bearer(token)).status_code == 401
+
+
+# -- signing out ------------------------------------------------------------------------------
+
+
+def _follow_logout(browser: httpx.Client, url: str) -> httpx.Response:
+    """Follow the provider's sign-out (its confirmation form posts itself in a
+    browser) to where it sends the browser back."""
+    answer = browser.get(url)
+    provider = urlsplit(url).netloc
+    for _ in range(5):
+        if urlsplit(str(answer.url)).netloc != provider:
+            return answer  # back at Balsam
+        if answer.status_code in (302, 303):
+            answer = browser.get(httpx.URL(str(answer.url)).join(answer.headers["location"]))
+            continue
+        form = _Forms()
+        form.feed(answer.text)
+        if form.action is None:
+            return answer
+        action = httpx.URL(str(answer.url)).join(form.action)
+        answer = browser.post(action, data=form.fields)
+    return answer
+
+
+def test_signing_out_ends_the_session_here_and_at_the_provider(oidc_app: OidcApp) -> None:
+    who = account(oidc_app.provider, "bye")
+    browser = sign_in(oidc_app, who)
+    page = browser.get(f"{oidc_app.url}/")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert csrf, page.text[:500]
+    out = browser.post(
+        f"{oidc_app.url}/logout", data={"csrf": csrf.group(1)}, headers={"Origin": oidc_app.url}
+    )
+    assert out.status_code == 303
+    target = out.headers["location"]
+    assert target.startswith(oidc_app.provider.issuer), target
+    assert f"post_logout_redirect_uri={oidc_app.url}" in target.replace("%3A", ":").replace(
+        "%2F", "/"
+    )
+    assert browser.get(f"{oidc_app.url}/api/v1/users/me").status_code == 401
+    landed = _follow_logout(browser, target)
+    assert str(landed.url) == f"{oidc_app.url}/logged-out", landed.text[:300]
+    assert landed.status_code == 200
+    # The provider's session is gone too: signing in again asks for the password.
+    again = browser.get(f"{oidc_app.url}/login/oidc", follow_redirects=False)
+    asked = browser.get(again.headers["location"], follow_redirects=True)
+    assert 'name="password"' in asked.text
+
+
+# -- provider tokens for the API -----------------------------------------------------------
+
+
+def test_the_providers_access_token_works_for_the_api(oidc_app: OidcApp) -> None:
+    who = account(oidc_app.provider, "api")
+    signed_in = me(oidc_app, sign_in(oidc_app, who))
+    token = oidc_app.provider.user_access_token(who)
+    with httpx.Client(base_url=oidc_app.url, headers=bearer(token), timeout=30) as api:
+        assert api.get("/api/v1/users/me").json()["username"] == signed_in["username"]
+        created = api.post(
+            "/api/v1/projects",
+            json={"name": f"OIDC {who}", "description": "", "branchName": "main"},
+        )
+        assert created.status_code == 201, created.text
+        listed = api.get("/api/v1/projects").json()
+        assert created.json()["id"] in [p["id"] for p in listed["projects"]]
+
+
+def test_a_first_api_call_makes_the_user_too(oidc_app: OidcApp) -> None:
+    who = account(oidc_app.provider, "tokenfirst")
+    token = oidc_app.provider.user_access_token(who)
+    answer = httpx.get(f"{oidc_app.url}/api/v1/users/me", headers=bearer(token))
+    assert answer.status_code == 200 and answer.json()["username"] == who
+    assert me(oidc_app, sign_in(oidc_app, who))["username"] == who
+
+
+def _claims(provider: OidcProvider, who: str, **changes: Any) -> dict[str, Any]:
+    now = int(time.time())
+    claims: dict[str, Any] = {
+        "iss": provider.issuer,
+        "sub": who,
+        "aud": AUDIENCE,
+        "iat": now,
+        "exp": now + 300,
+        "preferred_username": who,
+        "azp": "api-client",
+    }
+    claims.update(changes)
+    return {k: v for k, v in claims.items() if v is not None}
+
+
+@pytest.fixture
+def known(oidc_app: OidcApp) -> str:
+    """An account that has signed in once."""
+    who = account(oidc_app.provider, "forge")
+    me(oidc_app, sign_in(oidc_app, who))
+    return who
+
+
+def _status(site: OidcApp, token: str) -> int:
+    return httpx.get(f"{site.url}/api/v1/users/me", headers=bearer(token)).status_code
+
+
+def test_a_token_signed_with_the_providers_key_and_right_claims_passes(
+    oidc_app: OidcApp, known: str
+) -> None:
+    # The forgeries below fail for their one wrong part, not for being made here.
+    assert _status(oidc_app, oidc_app.provider.sign(_claims(oidc_app.provider, known))) == 200
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"iss": "http://127.0.0.1:1/realms/other"},
+        {"aud": "another-api"},
+        {"aud": None},
+        {"exp": int(time.time()) - 120},
+        {"exp": None},
+        {"nbf": int(time.time()) + 600},
+        {"typ": "ID"},
+        {"typ": "Refresh"},
+    ],
+    ids=["issuer", "audience", "no-audience", "expired", "no-expiry", "not-yet", "id", "refresh"],
+)
+def test_tokens_with_a_wrong_part_get_401(
+    oidc_app: OidcApp, known: str, change: dict[str, Any]
+) -> None:
+    assert (
+        _status(oidc_app, oidc_app.provider.sign(_claims(oidc_app.provider, known, **change)))
+        == 401
+    )
+
+
+def test_a_token_signed_by_a_stranger_gets_401(oidc_app: OidcApp, known: str) -> None:
+    stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    kid = oidc_app.provider.keys[0].kid
+    token = oidc_app.provider.sign(_claims(oidc_app.provider, known), key=stranger, kid=kid)
+    answer = httpx.get(f"{oidc_app.url}/api/v1/users/me", headers=bearer(token))
+    assert answer.status_code == 401
+    assert "bad signature" in answer.json()["detail"]
+    other_kid = oidc_app.provider.sign(_claims(oidc_app.provider, known), key=stranger, kid="x1")
+    assert _status(oidc_app, other_kid) == 401
+
+
+def test_unsigned_and_hmac_tokens_get_401(oidc_app: OidcApp, known: str) -> None:
+    claims = _claims(oidc_app.provider, known)
+    unsigned = jwt.encode(claims, key=None, algorithm="none")  # type: ignore[arg-type]
+    assert _status(oidc_app, unsigned) == 401
+    # "Algorithm confusion": HS256 keyed with the provider's public key.
+    public = oidc_app.provider.keys[0].public_key
+    from cryptography.hazmat.primitives import serialization
+
+    pem = public.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    header = {"kid": oidc_app.provider.keys[0].kid}
+    hmac_token = _hs256(claims, pem, header)
+    assert _status(oidc_app, hmac_token) == 401
+
+
+def _hs256(claims: dict[str, Any], key: bytes, header: dict[str, str]) -> str:
+    """An HS256 token keyed with ``key`` (PyJWT refuses PEM keys for HMAC: sign by hand)."""
+    import base64
+    import hashlib
+    import hmac
+    import json
+
+    def part(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    head = part(json.dumps({"alg": "HS256", "typ": "JWT", **header}).encode())
+    body = part(json.dumps(claims).encode())
+    mac = hmac.new(key, f"{head}.{body}".encode(), hashlib.sha256).digest()
+    return f"{head}.{body}.{part(mac)}"
+
+
+def test_the_id_token_is_no_api_token(oidc_app: OidcApp) -> None:
+    who = account(oidc_app.provider, "idtok")
+    tokens = oidc_app.provider.user_tokens(who)
+    assert _status(oidc_app, tokens["id_token"]) == 401
+    assert _status(oidc_app, tokens["access_token"]) == 200
+
+
+def test_keys_rotate(oidc_app: OidcApp, known: str) -> None:
+    provider = oidc_app.provider
+    identity = oidc_app.ctx.providers.identity
+    assert identity is not None
+    old = provider.sign(_claims(provider, known))
+    assert _status(oidc_app, old) == 200
+    provider.rotate_keys(keep_old=False)
+    identity.refresh_seconds = 0.2  # type: ignore[attr-defined]
+    time.sleep(0.3)
+    try:
+        # A token of the new key makes Balsam fetch the keys again; the old key,
+        # no longer published, stops counting.
+        assert _status(oidc_app, provider.user_access_token(known)) == 200
+        assert _status(oidc_app, old) == 401
+    finally:
+        identity.refresh_seconds = 10.0  # type: ignore[attr-defined]
+
+
+def test_personal_tokens_keep_working(oidc_app: OidcApp, alice: TestUser) -> None:
+    answer = httpx.get(f"{oidc_app.url}/api/v1/users/me", headers=alice.headers)
+    assert answer.status_code == 200 and answer.json()["username"] == alice.username
+
+
+# -- project groups for the provider ---------------------------------------------------------
+
+
+@pytest.fixture
+def member_project(oidc_app: OidcApp) -> Iterator[tuple[str, dict[str, Any]]]:
+    who = account(oidc_app.provider, "grp")
+    token = oidc_app.provider.user_access_token(who)
+    created = httpx.post(
+        f"{oidc_app.url}/api/v1/projects",
+        headers=bearer(token),
+        json={"name": f"Grupper {who}", "description": "", "branchName": "main"},
+    )
+    assert created.status_code == 201, created.text
+    yield who, created.json()
+
+
+def test_the_service_account_reads_a_users_project_groups(
+    oidc_app: OidcApp, member_project: tuple[str, dict[str, Any]], alice: TestUser
+) -> None:
+    who, project = member_project
+    service = oidc_app.provider.client_credentials_token(GROUPS_CLIENT, GROUPS_SECRET)
+    url = f"{oidc_app.url}/api/v1/users/{who}/groups"
+    answer = httpx.get(url, headers=bearer(service))
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"groups": [project["authGroup"]]}
+    assert httpx.get(url).status_code == 401
+    # Other users may not; the user themself may.
+    assert httpx.get(url, headers=alice.headers).status_code == 403
+    own = oidc_app.provider.user_access_token(who)
+    assert httpx.get(url, headers=bearer(own)).json()["groups"] == [project["authGroup"]]
+    missing = httpx.get(f"{oidc_app.url}/api/v1/users/nobody-{who}/groups", headers=bearer(service))
+    assert missing.status_code == 404
+
+
+def test_another_clients_service_token_reads_no_groups(
+    oidc_app: OidcApp, member_project: tuple[str, dict[str, Any]]
+) -> None:
+    who, _project = member_project
+    other = oidc_app.provider.sign(
+        _claims(oidc_app.provider, "svc", sub=None, preferred_username=None, azp=None)
+        | {"client_id": "someone-else"}
+    )
+    answer = httpx.get(f"{oidc_app.url}/api/v1/users/{who}/groups", headers=bearer(other))
+    assert answer.status_code in (401, 403)
+
+
+def test_the_provider_puts_project_groups_into_its_tokens(
+    oidc_app: OidcApp, member_project: tuple[str, dict[str, Any]]
+) -> None:
+    who, project = member_project
+    provider = oidc_app.provider
+    provider.set_groups_url(
+        f"{oidc_app.url}/api/v1/users/{{username}}/groups", GROUPS_CLIENT, GROUPS_SECRET
+    )
+    try:
+        token = provider.user_access_token(who)
+    finally:
+        provider.set_groups_url(None, None, None)
+    claims = jwt.decode(token, options={"verify_signature": False})
+    assert project["authGroup"] in claims["groups"]
+
+
+def test_a_groups_claim_grants_no_project(
+    oidc_app: OidcApp, member_project: tuple[str, dict[str, Any]], known: str
+) -> None:
+    _who, project = member_project
+    claims = _claims(oidc_app.provider, known, groups=[project["authGroup"]])
+    token = oidc_app.provider.sign(claims)
+    answer = httpx.get(f"{oidc_app.url}/api/v1/projects/{project['id']}", headers=bearer(token))
+    assert answer.status_code == 404
+
+
+# -- a client like upstream's UI: another origin, the provider's token --------------------
+
+
+def test_a_client_on_another_origin_creates_a_project_a_branch_and_a_workspace(
+    oidc_app: OidcApp,
+) -> None:
+    who = account(oidc_app.provider, "ui")
+    token = oidc_app.provider.user_access_token(who)
+    headers = {"Origin": UI_ORIGIN, **bearer(token)}
+
+    def preflight(path: str, method: str) -> None:
+        answer = httpx.options(
+            f"{oidc_app.url}{path}",
+            headers={
+                "Origin": UI_ORIGIN,
+                "Access-Control-Request-Method": method,
+                "Access-Control-Request-Headers": "authorization,content-type",
+            },
+        )
+        assert answer.status_code == 204, answer.text
+        assert answer.headers["access-control-allow-origin"] == UI_ORIGIN
+
+    with httpx.Client(base_url=oidc_app.url, headers=headers, timeout=30) as ui:
+        preflight("/api/v1/projects", "POST")
+        project = ui.post(
+            "/api/v1/projects",
+            json={"name": f"Från UI {who}", "description": "", "branchName": "main"},
+        )
+        assert project.status_code == 201, project.text
+        assert project.headers["access-control-allow-origin"] == UI_ORIGIN
+        pid = project.json()["id"]
+        preflight(f"/api/v1/projects/{pid}/branches", "POST")
+        branch = ui.post(f"/api/v1/projects/{pid}/branches", json={"name": "analys"})
+        assert branch.status_code == 201, branch.text
+        preflight("/api/v1/workspaces", "POST")
+        workspace = ui.post(
+            "/api/v1/workspaces",
+            json={"name": "ui", "templateId": "python", "projectId": pid, "branchId": "main"},
+        )
+        assert workspace.status_code == 201, workspace.text
+        assert workspace.json()["url"] == f"{oidc_app.url}/workspaces/{workspace.json()['id']}/"
+        assert workspace.json()["owner"] == who
+        assert ui.delete(f"/api/v1/workspaces/{workspace.json()['id']}").status_code in (
+            200,
+            202,
+            204,
+        )
+    # Another origin's preflight is refused.
+    refused = httpx.options(
+        f"{oidc_app.url}/api/v1/projects",
+        headers={"Origin": "http://127.0.0.1:6666", "Access-Control-Request-Method": "POST"},
+    )
+    assert refused.status_code == 403
+    assert "access-control-allow-origin" not in refused.headers
+
+
+# -- password sign-in turned off -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def provider_only(oidc_app: OidcApp) -> Iterator[OidcApp]:
+    """An app where only the provider signs people in."""
+    port = free_port()
+    oidc_app.provider.register_client(balsam_client(port) | {"client_id": "balsam-only"})
+    settings = oidc_settings(
+        oidc_app.ctx.settings,
+        port,
+        oidc_app.provider.issuer,
+        client_id="balsam-only",
+        password_login=False,
+    )
+    app, ctx = derived_app(oidc_app.ctx, settings)
+    with serve(app, port=port) as url:
+        yield OidcApp(url=url, app=app, ctx=ctx, provider=oidc_app.provider)
+
+
+def test_without_password_sign_in_only_the_provider_signs_in(
+    provider_only: OidcApp, alice: TestUser
+) -> None:
+    url = provider_only.url
+    login = httpx.get(f"{url}/login", params={"next": "/projects"})
+    assert login.status_code == 303
+    assert login.headers["location"] == "/login/oidc?next=/projects"
+    form = httpx.post(
+        f"{url}/login",
+        data={"username": alice.username, "password": PASSWORD},
+        headers={"Origin": url},
+    )
+    assert form.status_code == 403
+    assert form.cookies.get("balsam_session") is None
+    basic = httpx.post(
+        f"{url}/api/v1/users/me/tokens", auth=(alice.username, PASSWORD), json={"name": "x"}
+    )
+    assert basic.status_code == 401, basic.text
+    # Personal tokens keep working; the provider's sign-in works.
+    assert httpx.get(f"{url}/api/v1/users/me", headers=alice.headers).status_code == 200
+    who = account(provider_only.provider, "only")
+    assert me(provider_only, sign_in(provider_only, who))["username"] == who
+
+
+def test_git_refuses_passwords_when_they_are_off(
+    provider_only: OidcApp, alice: TestUser, project: dict[str, Any]
+) -> None:
+    refs = f"{urlsplit(project['gitUrl']).path}/info/refs?service=git-upload-pack"
+    assert (
+        httpx.get(f"{provider_only.url}{refs}", auth=(alice.username, PASSWORD)).status_code == 401
+    )
+    # The same request with a personal token is served.
+    token = alice.headers["Authorization"].split()[1]
+    assert httpx.get(f"{provider_only.url}{refs}", auth=(alice.username, token)).status_code == 200
