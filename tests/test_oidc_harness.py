@@ -1,6 +1,7 @@
 """The OpenID Provider harness (tests/fixtures/oidc.py) works: Keycloak's layout, JWT
 access tokens that verify with the published keys, sign-in, client credentials, logout,
-key rotation, account changes and groups from a groups URL."""
+key rotation, account changes, groups from a groups URL, and Keycloak's ways for
+keycloak-js clients (no PKCE, JWT-shaped refresh tokens, redirects under an origin)."""
 
 from __future__ import annotations
 
@@ -22,9 +23,12 @@ from tests.fixtures.oidc import (
     AUDIENCE,
     GROUPS_CLIENT_ID,
     OidcProvider,
+    ProviderStartError,
     generate_signing_key,
+    keycloak_js_client,
     pkce_pair,
     redirect_params,
+    refresh_token_claims,
     running_oidc_provider,
 )
 
@@ -44,6 +48,8 @@ POST_CLIENT = {
     "redirect_uris": [],
     "response_types": [],
 }
+UI_ORIGIN = "http://127.0.0.1:3"
+UI_CLIENT = keycloak_js_client("harness-ui", [UI_ORIGIN])
 
 
 def verify(provider: OidcProvider, token: str, audience: str = AUDIENCE) -> dict[str, Any]:
@@ -58,7 +64,7 @@ def verify(provider: OidcProvider, token: str, audience: str = AUDIENCE) -> dict
 @pytest.fixture(scope="module")
 def own_provider() -> Iterator[OidcProvider]:
     """A provider of this module's own, for the tests that change it."""
-    with running_oidc_provider([WEB_CLIENT, POST_CLIENT]) as provider:
+    with running_oidc_provider([WEB_CLIENT, POST_CLIENT, UI_CLIENT]) as provider:
         yield provider
 
 
@@ -310,3 +316,101 @@ def test_groups_from_groups_url(own_provider: OidcProvider, groups_server: Group
     assert scheme == "Bearer"
     service_claims = verify(own_provider, service_token)
     assert service_claims["sub"] == service_claims["client_id"] == GROUPS_CLIENT_ID
+
+
+def test_keycloak_js_client(own_provider: OidcProvider) -> None:
+    """A ``keycloak_js`` client, as keycloak-js 18 uses Keycloak: no PKCE, the page's own
+    address as redirect URI, a JWT-shaped refresh token with the nonce that refreshes
+    (and is spent doing so), CORS with credentials, logout back to any page, and the
+    refresh token dead with the session."""
+    page = f"{UI_ORIGIN}/projects/42?tab=2"
+    url = own_provider.authorize_url(
+        "harness-ui", page, state="s", nonce="n-kc", response_mode="fragment"
+    )
+    cors = {"Origin": UI_ORIGIN}
+    with httpx.Client() as http:
+        signed_in = own_provider.sign_in(http, url, "bertil")
+        assert signed_in.headers["location"].startswith(f"{page}#")
+        params = redirect_params(signed_in)
+        assert set(params) == {"code", "state", "tab"}  # tab: the page's own query
+        response = http.post(
+            own_provider.token_endpoint,
+            data={
+                "grant_type": "authorization_code",
+                "code": params["code"],
+                "redirect_uri": page,
+                "client_id": "harness-ui",
+            },
+            headers=cors,
+        )
+        assert response.status_code == 200, response.text
+        assert response.headers["access-control-allow-origin"] == UI_ORIGIN
+        assert response.headers["access-control-allow-credentials"] == "true"
+        tokens = response.json()
+        assert verify(own_provider, tokens["access_token"])["nonce"] == "n-kc"
+        claims = refresh_token_claims(tokens["refresh_token"])
+        assert claims["typ"] == "Refresh"
+        assert claims["nonce"] == "n-kc"
+        assert claims["azp"] == "harness-ui"
+        assert claims["sub"] == "bertil"
+        assert claims["exp"] > claims["iat"]
+
+        refreshed = own_provider.refresh_tokens(tokens["refresh_token"], client_id="harness-ui")
+        access = verify(own_provider, refreshed["access_token"])
+        assert access["nonce"] == "n-kc"
+        assert access["preferred_username"] == "bertil"
+        assert "groups" in access
+        assert refresh_token_claims(refreshed["refresh_token"])["nonce"] == "n-kc"
+        assert refreshed["refresh_token"] != tokens["refresh_token"]
+        with pytest.raises(AssertionError, match="invalid_grant"):  # spent by the refresh
+            own_provider.refresh_tokens(tokens["refresh_token"], client_id="harness-ui")
+        preflight = http.options(
+            own_provider.token_endpoint,
+            headers={**cors, "Access-Control-Request-Method": "POST"},
+        )
+        assert preflight.headers["access-control-allow-origin"] == UI_ORIGIN
+
+        bye = http.get(
+            own_provider.end_session_endpoint,
+            params={
+                "client_id": "harness-ui",
+                "id_token_hint": refreshed["id_token"],
+                "post_logout_redirect_uri": f"{UI_ORIGIN}/my-page",
+            },
+        )
+        assert bye.status_code == 200, bye.text
+        action = re.search(r'action="([^"]+)"', bye.text)
+        assert action is not None
+        fields = dict(re.findall(r'name="([^"]+)" value="([^"]*)"', bye.text))
+        done = http.post(action.group(1), data=fields)
+        assert done.headers["location"] == f"{UI_ORIGIN}/my-page"
+    with pytest.raises(AssertionError, match="invalid_grant"):  # ended with the session
+        own_provider.refresh_tokens(refreshed["refresh_token"], client_id="harness-ui")
+
+
+def test_keycloak_js_flags_are_opt_in(own_provider: OidcProvider) -> None:
+    """Redirects stay under the client's own origins; other clients keep PKCE and get no
+    refresh token; malformed flags stop the provider from starting (and roll back)."""
+    for elsewhere in (
+        "http://127.0.0.1:4/",
+        "http://127.0.0.1:3@evil.example/",
+        "http://127.0.0.1:30/",
+    ):
+        url = own_provider.authorize_url("harness-ui", elsewhere, state="s")
+        response = httpx.get(url)
+        assert response.status_code == 400, elsewhere
+        assert "redirect_uri" in response.text
+    tokens = own_provider.user_tokens(
+        "bertil",
+        client_id="harness-web",
+        client_secret="harness-web-secret",
+        redirect_uri="http://127.0.0.1:2/callback",
+    )
+    assert "refresh_token" not in tokens
+    assert "refresh_token" not in own_provider.user_tokens("anna")
+    url = own_provider.authorize_url(API_CLIENT_ID, API_CLIENT_REDIRECT_URI, state="s")
+    assert redirect_params(httpx.get(url))["error"] == "invalid_request"  # PKCE required
+    for bad in ({"redirect_origins": ["http://127.0.0.1:3/app"]}, {"keycloak_js": "yes"}):
+        with pytest.raises(ProviderStartError, match=r"redirect_origins|keycloak_js"):
+            own_provider.register_client({**UI_CLIENT, "client_id": "harness-bad", **bad})
+    assert "harness-bad" not in own_provider.clients

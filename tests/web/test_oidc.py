@@ -25,11 +25,9 @@ from balsam.domain.identity.schemas import UserUpdate
 from balsam.domain.identity.service import Actor, IdentityService
 from balsam.settings import OidcSettings
 from tests.fixtures.app import PASSWORD, TestUser
-from tests.fixtures.oidc import OidcProvider
+from tests.fixtures.oidc import GROUPS_CLIENT_ID, GROUPS_CLIENT_SECRET, OidcProvider
 from tests.fixtures.oidc_app import (
     ADMIN_GROUP,
-    GROUPS_CLIENT,
-    GROUPS_SECRET,
     UI_ORIGIN,
     OidcApp,
     balsam_client,
@@ -461,7 +459,7 @@ def test_the_service_account_reads_a_users_project_groups(
     oidc_app: OidcApp, member_project: tuple[str, dict[str, Any]], alice: TestUser
 ) -> None:
     who, project = member_project
-    service = oidc_app.provider.client_credentials_token(GROUPS_CLIENT, GROUPS_SECRET)
+    service = oidc_app.provider.client_credentials_token(GROUPS_CLIENT_ID, GROUPS_CLIENT_SECRET)
     url = f"{oidc_app.url}/api/v1/users/{who}/groups"
     answer = httpx.get(url, headers=bearer(service))
     assert answer.status_code == 200, answer.text
@@ -493,12 +491,12 @@ def test_the_provider_puts_project_groups_into_its_tokens(
     who, project = member_project
     provider = oidc_app.provider
     provider.set_groups_url(
-        f"{oidc_app.url}/api/v1/users/{{username}}/groups", GROUPS_CLIENT, GROUPS_SECRET
+        f"{oidc_app.url}/api/v1/users/{{username}}/groups", GROUPS_CLIENT_ID, GROUPS_CLIENT_SECRET
     )
     try:
         token = provider.user_access_token(who)
     finally:
-        provider.set_groups_url(None, None, None)
+        provider.set_groups_url(None)
     claims = jwt.decode(token, options={"verify_signature": False})
     assert project["authGroup"] in claims["groups"]
 

@@ -135,13 +135,8 @@ def authenticate(request: Request, ctx: AppContext, *, allow_basic: bool = False
     identity = IdentityService(ctx)
     token = _bearer(request)
     if token is not None:
-        if is_provider_token(token, ctx):
-            service = ExternalIdentityService(ctx)
-            claims = service.token_claims(token)
-            user = service.user_for_token(token, claims, request_id=request_id(request))
-        else:
-            user = identity.authenticate_token(token)
-        return _actor(request, user.id, user.username, user.is_admin)
+        found = bearer_actor(ctx, token, request_id=request_id(request))
+        return _actor(request, found.user_id, found.username, found.is_admin)
     if _scheme(request) == "basic":
         if not allow_basic:
             raise Unauthenticated("Use a bearer token for this call.")
@@ -174,6 +169,18 @@ def is_provider_token(token: str, ctx: AppContext) -> bool:
     dot-separated parts) while OpenID Connect is configured. Balsam's own tokens
     (``blsm_…``) never are."""
     return ctx.settings.oidc.enabled and token.count(".") == 2 and token.startswith("eyJ")
+
+
+def bearer_actor(ctx: AppContext, token: str, *, request_id: str = "") -> Actor:
+    """The user of a bearer token: a personal token (``blsm_…``), or the identity
+    provider's access token (:func:`is_provider_token`); Unauthenticated otherwise."""
+    if is_provider_token(token, ctx):
+        service = ExternalIdentityService(ctx)
+        claims = service.token_claims(token)
+        user = service.user_for_token(token, claims, request_id=request_id)
+    else:
+        user = IdentityService(ctx).authenticate_token(token)
+    return Actor(user_id=user.id, username=user.username, is_admin=user.is_admin)
 
 
 def provider_groups_reader(request: Request, ctx: Ctx) -> GroupsReader:

@@ -98,7 +98,8 @@ class OidcProvider:
         self.clock_skew = clock_skew
         self.refresh_seconds = refresh_seconds
         self._http = httpx.Client(timeout=timeout, transport=transport, follow_redirects=False)
-        self._lock = threading.Lock()
+        # Reentrant: a key fetch asks for the discovery document under the same lock.
+        self._lock = threading.RLock()
         self._meta: tuple[float, Metadata] | None = None
         self._keys: dict[str, tuple[jwt.PyJWK, str | None]] = {}
         self._keys_at = 0.0

@@ -153,6 +153,10 @@ async def callback(
     auth = ctx.settings.auth
     pending = Pending.decode(request.cookies.get(pending_cookie(auth), ""))
     address, rid = client_address(request), request_id(request)
+    try:  # a workspace cannot finish one either (with a code and cookie it got hold of)
+        IdentityService(ctx).check_browser_peer(address)
+    except BalsamError:
+        return _failed(request, _("A workspace cannot sign in to the portal."), status=403)
     if pending is None or not hmac.compare_digest(state.encode(), pending.state.encode()):
         return _failed(
             request,

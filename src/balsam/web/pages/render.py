@@ -20,7 +20,13 @@ from fastapi.responses import HTMLResponse
 from starlette.requests import Request
 
 from balsam.domain.projects.naming import encode_file_id
-from balsam.web.origins import on_workspace_port, opening_link, portal_origin, workspace_origin
+from balsam.web.origins import (
+    on_workspace_port,
+    opening_link,
+    portal_origin,
+    url_origin,
+    workspace_origin,
+)
 from balsam.web.pages import activity, i18n, states
 from balsam.web.pages.sizes import human_size
 
@@ -121,12 +127,21 @@ def render(
 
 def security_headers(request: Request) -> dict[str, str]:
     """:data:`SECURITY_HEADERS`, with forms also allowed to end on the workspaces'
-    origin: the log-in form's redirect chain leads there when it was asked for a
-    workspace (``form-action`` covers redirects too)."""
-    origin = workspace_origin(request, request.app.state.ctx.settings, "*")  # all of them
-    if origin is None:
+    origin (the log-in form's redirect chain leads there when it was asked for a
+    workspace) and on the identity provider's (logging out goes on to sign out there):
+    ``form-action`` covers redirects too."""
+    settings = request.app.state.ctx.settings
+    origins = [
+        origin
+        for origin in (
+            workspace_origin(request, settings, "*"),  # all of them
+            url_origin(settings.oidc.issuer) if settings.oidc.issuer else None,
+        )
+        if origin
+    ]
+    if not origins:
         return dict(SECURITY_HEADERS)
     csp = SECURITY_HEADERS["Content-Security-Policy"].replace(
-        "form-action 'self'", f"form-action 'self' {origin}"
+        "form-action 'self'", "form-action 'self' " + " ".join(origins)
     )
     return {**SECURITY_HEADERS, "Content-Security-Policy": csp}

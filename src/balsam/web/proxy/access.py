@@ -1,6 +1,7 @@
 """Who may pass the workspace proxy, and where their requests go.
 
-The proxy accepts ``Authorization: Bearer <personal token>`` or a session cookie:
+The proxy accepts ``Authorization: Bearer <token>`` (a personal token, or the identity
+provider's access token) or a session cookie:
 on the workspaces' own port the workspace host's cookie (handed over from the
 portal, :mod:`balsam.domain.identity.handover`), on a shared origin the portal's
 session cookie. Who passes is the domain's decision
@@ -37,7 +38,7 @@ from balsam.domain.workspaces.access import WorkspaceAccess, WorkspaceNotRunning
 from balsam.errors import BalsamError, Forbidden, Unauthenticated
 from balsam.providers.workspaces.base import Endpoint
 from balsam.web.cookies import session_cookie
-from balsam.web.deps import client_address, same_origin_request
+from balsam.web.deps import bearer_actor, client_address, same_origin_request
 from balsam.web.origins import on_workspace_port
 
 CACHE_SECONDS = 5.0
@@ -165,14 +166,16 @@ class ProxyAccess:
 
     def _decide(self, secret: str, kind: Kind, workspace_id: str, address: str) -> Passage:
         identity = IdentityService(self.ctx)
-        if kind == "workspace":
-            user = WorkspaceSessions(self.ctx).authenticate(secret, address)
-        elif kind == "session":
-            user = identity.authenticate_session(secret, address)[0]
+        if kind == "token":
+            actor = bearer_actor(self.ctx, secret)
         else:
-            user = identity.authenticate_token(secret)
-        actor = Actor(user_id=user.id, username=user.username, is_admin=user.is_admin)
-        return Passage(user.username, WorkspaceAccess(self.ctx).open(actor, workspace_id))
+            user = (
+                WorkspaceSessions(self.ctx).authenticate(secret, address)
+                if kind == "workspace"
+                else identity.authenticate_session(secret, address)[0]
+            )
+            actor = Actor(user_id=user.id, username=user.username, is_admin=user.is_admin)
+        return Passage(actor.username, WorkspaceAccess(self.ctx).open(actor, workspace_id))
 
 
 def refusal(exc: BalsamError) -> tuple[int, str, dict[str, str]]:
