@@ -44,9 +44,17 @@ ENVIRONMENTS_DIR = ROOT / ".cache" / "environments"
 
 @contextmanager
 def platform(
-    database_url: str | None = None, *, workspaces: bool = False, s3_iam_api: bool = False
+    database_url: str | None = None,
+    *,
+    workspaces: bool = False,
+    s3_iam_api: bool = False,
+    port: int | None = None,
+    **settings_overrides: Any,
 ) -> Iterator[Platform]:
     """Start everything in a temp dir; yield a user with a token; clean up.
+
+    ``port`` and ``settings_overrides`` (more :class:`Settings` fields, e.g. ``oidc``)
+    shape the app.
 
     ``s3_iam_api=True`` mints keys through the IAM API on weed's S3 port (provider
     's3-iam', as before issue 8) instead of the filer's IAM gRPC service.
@@ -81,7 +89,7 @@ def platform(
             s3_iam_api=s3_iam_api,
         )
         with seaweed:
-            port = free_port()
+            port = port or free_port()
             storage: dict[str, Any] = {
                 "endpoint_url": seaweed.endpoint_url,
                 "admin_access_key": access,
@@ -97,6 +105,7 @@ def platform(
                 storage=storage,
                 # One socket serves all: the proxy's cost is what is measured.
                 workspaces={"port": 0},
+                **settings_overrides,
             )  # type: ignore[arg-type]
             ctx = build_context(settings)
             app = create_app(settings, ctx=ctx)

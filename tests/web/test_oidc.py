@@ -25,7 +25,12 @@ from balsam.domain.identity.schemas import UserUpdate
 from balsam.domain.identity.service import Actor, IdentityService
 from balsam.settings import OidcSettings
 from tests.fixtures.app import PASSWORD, TestUser
-from tests.fixtures.oidc import GROUPS_CLIENT_ID, GROUPS_CLIENT_SECRET, OidcProvider
+from tests.fixtures.oidc import (
+    DEFAULT_ACCOUNTS,
+    GROUPS_CLIENT_ID,
+    GROUPS_CLIENT_SECRET,
+    OidcProvider,
+)
 from tests.fixtures.oidc_app import (
     ADMIN_GROUP,
     UI_ORIGIN,
@@ -61,13 +66,13 @@ def account(
         "groups": groups or [],
         "password": PASSWORD,
     }
-    provider.set_accounts(dict(_ACCOUNTS))
+    provider.set_accounts({**DEFAULT_ACCOUNTS, **_ACCOUNTS})  # others' tests use those
     return account_id
 
 
 def set_groups(provider: OidcProvider, account_id: str, groups: list[str]) -> None:
     _ACCOUNTS[account_id]["groups"] = groups
-    provider.set_accounts(dict(_ACCOUNTS))
+    provider.set_accounts({**DEFAULT_ACCOUNTS, **_ACCOUNTS})  # others' tests use those
 
 
 class _Forms(HTMLParser):
@@ -469,8 +474,10 @@ def test_the_service_account_reads_a_users_project_groups(
     assert httpx.get(url, headers=alice.headers).status_code == 403
     own = oidc_app.provider.user_access_token(who)
     assert httpx.get(url, headers=bearer(own)).json()["groups"] == [project["authGroup"]]
-    missing = httpx.get(f"{oidc_app.url}/api/v1/users/nobody-{who}/groups", headers=bearer(service))
-    assert missing.status_code == 404
+    # A person Balsam has not met yet (the provider asks at their first sign-in): none.
+    unknown = f"{oidc_app.url}/api/v1/users/nobody-{who}/groups"
+    assert httpx.get(unknown, headers=bearer(service)).json() == {"groups": []}
+    assert httpx.get(unknown, headers=alice.headers).status_code == 403
 
 
 def test_another_clients_service_token_reads_no_groups(
@@ -621,3 +628,65 @@ def test_git_refuses_passwords_when_they_are_off(
     # The same request with a personal token is served.
     token = alice.headers["Authorization"].split()[1]
     assert httpx.get(f"{provider_only.url}{refs}", auth=(alice.username, token)).status_code == 200
+
+
+# -- signing out elsewhere: the provider's back-channel logout ----------------------------
+
+
+def test_signing_out_at_the_provider_ends_the_balsam_session(oidc_app: OidcApp) -> None:
+    """A person signs out at the provider (from another application): the provider
+    tells Balsam over the back channel, and the Balsam session begun through it ends."""
+    who = account(oidc_app.provider, "single")
+    browser = sign_in(oidc_app, who)
+    assert browser.get(f"{oidc_app.url}/api/v1/users/me").status_code == 200
+    other = sign_in(oidc_app, account(oidc_app.provider, "bystander"))
+    # The provider's own sign-out page, in the same browser (its session cookie).
+    ended = browser.get(
+        f"{oidc_app.provider.end_session_endpoint}?client_id=api-client", follow_redirects=True
+    )
+    form = _Forms()
+    form.feed(ended.text)
+    if form.action is not None:  # its confirmation posts itself in a browser
+        browser.post(httpx.URL(str(ended.url)).join(form.action), data=form.fields)
+    told = browser.get(f"{oidc_app.url}/api/v1/users/me").status_code
+    assert told == 401, oidc_app.provider.logs()[-1500:]
+    assert other.get(f"{oidc_app.url}/api/v1/users/me").status_code == 200
+    with oidc_app.ctx.sessions() as session:
+        logged = session.scalars(
+            select(AuditEvent).where(
+                AuditEvent.action == "auth.logout", AuditEvent.target == f"user:{who}"
+            )
+        ).all()
+    assert logged and logged[-1].actor == "identity-provider"
+
+
+def test_a_forged_logout_token_ends_nothing(oidc_app: OidcApp) -> None:
+    who = account(oidc_app.provider, "stays")
+    browser = sign_in(oidc_app, who)
+    provider = oidc_app.provider
+    now = int(time.time())
+    claims = {
+        "iss": provider.issuer,
+        "aud": "balsam",
+        "iat": now,
+        "jti": secrets.token_hex(8),
+        "sub": who,
+        "events": {"http://schemas.openid.net/event/backchannel-logout": {}},
+    }
+    url = f"{oidc_app.url}/login/oidc/backchannel-logout"
+    stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    forged = [
+        provider.sign(claims, key=stranger, kid=provider.keys[0].kid, typ="logout+jwt"),
+        provider.sign(claims | {"aud": "another-client"}, typ="logout+jwt"),
+        provider.sign({k: v for k, v in claims.items() if k != "events"}, typ="logout+jwt"),
+        provider.sign(claims | {"nonce": "n"}, typ="logout+jwt"),
+        "not-a-token",
+    ]
+    for token in forged:
+        answer = httpx.post(url, data={"logout_token": token})
+        assert answer.status_code == 400, answer.text
+    assert browser.get(f"{oidc_app.url}/api/v1/users/me").status_code == 200
+    # The genuine article (signed by the provider, for Balsam) does end it.
+    real = httpx.post(url, data={"logout_token": provider.sign(claims, typ="logout+jwt")})
+    assert real.status_code == 200
+    assert browser.get(f"{oidc_app.url}/api/v1/users/me").status_code == 401

@@ -124,6 +124,8 @@ class LoginSession(Base):
     #: How the user signed in: "password", or "oidc" (the identity provider; signing
     #: out of Balsam then signs out there too).
     via: Mapped[str] = mapped_column(String(16), default="password", server_default="password")
+    #: The identity provider's session (its ``sid`` claim), for its back-channel logout.
+    provider_sid: Mapped[str | None] = mapped_column(String(255), nullable=True, default=None)
 
     user: Mapped[User] = relationship()
 

@@ -28,6 +28,12 @@ class _Counting(httpx.HTTPTransport):
         return super().handle_request(request)
 
 
+def _claims(provider: TestProvider) -> dict[str, object]:
+    """A user access token's claims, valid now (whatever accounts the provider has)."""
+    now = int(time.time())
+    return {"iss": provider.issuer, "aud": AUDIENCE, "sub": "anna", "iat": now, "exp": now + 300}
+
+
 def _fresh(provider: TestProvider, **kwargs: object) -> tuple[OidcProvider, _Counting]:
     transport = _Counting()
     client = OidcProvider(provider.issuer, "balsam", transport=transport, **kwargs)  # type: ignore[arg-type]
@@ -38,7 +44,7 @@ def test_a_token_can_be_the_first_thing_checked(oidc_provider: TestProvider) -> 
     """A bearer token before any sign-in: discovery and keys are fetched under one
     lock (once this deadlocked)."""
     client, _ = _fresh(oidc_provider)
-    token = oidc_provider.sign(oidc_provider.token_claims("anna"))
+    token = oidc_provider.sign(_claims(oidc_provider))
     result: list[object] = []
     worker = threading.Thread(
         target=lambda: result.append(
@@ -56,10 +62,10 @@ def test_unknown_key_ids_fetch_the_keys_at_most_once_per_window(
     oidc_provider: TestProvider,
 ) -> None:
     client, transport = _fresh(oidc_provider, refresh_seconds=30.0)
-    good = oidc_provider.sign(oidc_provider.token_claims("anna"))
+    good = oidc_provider.sign(_claims(oidc_provider))
     client.verify_access_token(good, audiences=[AUDIENCE], parties=[])
     for number in range(20):
-        made_up = oidc_provider.sign(oidc_provider.token_claims("anna"), kid=f"nope-{number}")
+        made_up = oidc_provider.sign(_claims(oidc_provider), kid=f"nope-{number}")
         with pytest.raises(TokenRefused, match="does not publish"):
             client.verify_access_token(made_up, audiences=[AUDIENCE], parties=[])
     assert sum(path.endswith("/certs") for path in transport.paths) == 1

@@ -24,14 +24,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from unidecode import unidecode
 
 from balsam.context import AppContext
-from balsam.db.models import ExternalIdentity, Membership, User, utcnow
+from balsam.db.models import ExternalIdentity, LoginSession, Membership, User, utcnow
 from balsam.domain.audit.service import AuditRecord
 from balsam.domain.identity.service import USERNAME_RE, Actor
 from balsam.domain.identity.values import check_display_name, check_email
@@ -47,6 +48,8 @@ from balsam.providers.identity.base import (
 from balsam.settings import PROJECT_GROUP_PREFIX, OidcSettings
 
 _NOT_NAME = re.compile(r"[^a-z0-9._-]+")
+#: How often an account's last use is written down.
+LAST_SEEN_EVERY = timedelta(minutes=1)
 
 
 def username_from(value: str) -> str:
@@ -152,6 +155,47 @@ class ExternalIdentityService:
             )
         )
 
+    def log_out(self, logout_token: str, *, request_id: str) -> list[str]:
+        """End the login sessions begun through the provider that its back-channel
+        logout token names (its ``sub``'s, or its session ``sid``'s, or both: those of
+        that user in that session); the user names whose sessions ended (for the proxy
+        to forget them at once). TokenRefused for a token that does not prove it."""
+        claims = self.provider.verify_logout_token(logout_token)
+        sub, sid = claims.get("sub"), claims.get("sid")
+        where = [LoginSession.via == "oidc"]
+        with self.ctx.sessions() as session, session.begin():
+            if isinstance(sub, str):
+                user_id = session.scalar(
+                    select(ExternalIdentity.user_id).where(
+                        ExternalIdentity.issuer == self.provider.issuer,
+                        ExternalIdentity.subject == sub,
+                    )
+                )
+                if user_id is None:
+                    return []
+                where.append(LoginSession.user_id == user_id)
+            if isinstance(sid, str):
+                where.append(LoginSession.provider_sid == sid)
+            ended = session.execute(
+                select(LoginSession.id_hash, User.username).join(User).where(*where)
+            ).all()
+            if ended:
+                session.execute(
+                    delete(LoginSession).where(LoginSession.id_hash.in_([e[0] for e in ended]))
+                )
+        names = sorted({username for _hash, username in ended})
+        for username in names:
+            self.ctx.audit.record(
+                AuditRecord(
+                    actor="identity-provider",
+                    action="auth.logout",
+                    target=f"user:{username}",
+                    request_id=request_id,
+                    details={"via": "oidc back-channel"},
+                )
+            )
+        return names
+
     # -- bearer tokens ------------------------------------------------------------------
 
     def token_claims(self, token: str) -> Claims:
@@ -233,7 +277,9 @@ class ExternalIdentityService:
                 created = True
             else:
                 user = session.get_one(User, link.user_id)
-                link.last_seen_at = utcnow()
+                now = utcnow()
+                if now - link.last_seen_at > LAST_SEEN_EVERY:  # not a write per API call
+                    link.last_seen_at = now
                 if update_profile:
                     if account.display_name and user.display_name != account.display_name:
                         user.display_name = account.display_name
@@ -283,7 +329,9 @@ class ExternalIdentityService:
 def project_groups(ctx: AppContext, reader: GroupsReader, username: str) -> list[str]:
     """The ``authGroup`` of every project ``username`` is a member of, sorted. Read by
     the provider's service account, an administrator, or the user themself; Forbidden
-    for anyone else (who does not even learn whether the user exists)."""
+    for anyone else (who does not even learn whether the user exists). The service
+    account gets no groups for a name Balsam does not know yet: the provider asks at a
+    person's very first sign-in, before Balsam has made their user."""
     actor = reader.actor
     allowed = reader.service_client is not None or (
         actor is not None and (actor.is_admin or actor.username == username)
@@ -293,6 +341,8 @@ def project_groups(ctx: AppContext, reader: GroupsReader, username: str) -> list
     with ctx.sessions() as session:
         user_id = session.scalar(select(User.id).where(User.username == username))
         if user_id is None:
+            if reader.service_client is not None:
+                return []
             raise NotFound(N_("No user '%(name)s'."), params={"name": username})
         ids = session.scalars(select(Membership.project_id).where(Membership.user_id == user_id))
         return sorted(auth_group(project_id) for project_id in ids)

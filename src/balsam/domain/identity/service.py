@@ -340,11 +340,16 @@ class IdentityService:
             )
 
     def start_session(
-        self, user: User, *, address: str = "", via: str = "password"
+        self,
+        user: User,
+        *,
+        address: str = "",
+        via: str = "password",
+        provider_sid: str | None = None,
     ) -> tuple[str, LoginSession]:
-        """Create a login session (``via``: "password" or "oidc"); return the cookie
-        value (shown once) and the row. Refused to a workspace's address
-        (:meth:`check_browser_peer`)."""
+        """Create a login session (``via``: "password" or "oidc", with the identity
+        provider's session id when it gave one); return the cookie value (shown once)
+        and the row. Refused to a workspace's address (:meth:`check_browser_peer`)."""
         self.check_browser_peer(address)
         value = secrets.token_urlsafe(32)
         row = LoginSession(
@@ -354,6 +359,7 @@ class IdentityService:
             expires_at=utcnow() + timedelta(hours=self.auth.session_ttl_hours),
             local_uid=local_uid(address),
             via=via,
+            provider_sid=provider_sid,
         )
         with self.ctx.sessions() as session, session.begin():
             session.add(row)

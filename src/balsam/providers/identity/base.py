@@ -62,6 +62,11 @@ class IdentityProvider(Protocol):
         ``parties`` is not empty, issued to one of those clients)."""
         ...
 
+    def verify_logout_token(self, token: str) -> Claims:
+        """The claims of a back-channel logout token the provider sent this client
+        (OpenID Connect Back-Channel Logout 1.0): ``sub`` and/or ``sid``."""
+        ...
+
     def userinfo(self, access_token: str) -> Claims:
         """The provider's userinfo for an access token."""
         ...

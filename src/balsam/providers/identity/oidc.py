@@ -42,6 +42,7 @@ ASYMMETRIC = frozenset(
 )
 #: Keycloak's ``typ`` claim of tokens that are not access tokens.
 NOT_ACCESS_TOKENS = frozenset({"id", "refresh", "logout", "offline"})
+BACKCHANNEL_LOGOUT = "http://schemas.openid.net/event/backchannel-logout"
 DISCOVERY_TTL = 3600.0
 JWKS_TTL = 3600.0
 
@@ -231,6 +232,19 @@ class OidcProvider:
             raise TokenRefused("not an access token")
         if parties and client_of(claims) not in parties:
             raise TokenRefused("issued to a client the API does not accept (azp)")
+        return claims
+
+    def verify_logout_token(self, token: str) -> Claims:
+        claims = self._decode(
+            token, audience=[self.client_id], require=["iat", "iss", "aud", "jti"]
+        )
+        events = claims.get("events")
+        if not isinstance(events, dict) or BACKCHANNEL_LOGOUT not in events:
+            raise TokenRefused("not a logout token (events)")
+        if "nonce" in claims:
+            raise TokenRefused("a logout token has no nonce")
+        if not isinstance(claims.get("sub"), str) and not isinstance(claims.get("sid"), str):
+            raise TokenRefused("a logout token names a user (sub) or a session (sid)")
         return claims
 
     # -- the authorization code flow -------------------------------------------------------

@@ -19,10 +19,11 @@ import hmac
 import json
 import secrets
 from dataclasses import dataclass
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
 from balsam.domain.identity.external import ExternalIdentityService, ProviderAccount, account_of
@@ -33,13 +34,14 @@ from balsam.settings import AuthSettings
 from balsam.web.deps import client_address, get_ctx, request_id, set_session_cookie
 from balsam.web.origins import portal_origin
 from balsam.web.pages import i18n
-from balsam.web.pages.forms import NextQuery, refuse_scripts, safe_next
+from balsam.web.pages.forms import NextQuery, read_form, refuse_scripts, safe_next
 from balsam.web.pages.render import render
 
 router = APIRouter(include_in_schema=False)
 
 CALLBACK_PATH = "/login/oidc/callback"
 LOGGED_OUT_PATH = "/logged-out"
+BACKCHANNEL_PATH = "/login/oidc/backchannel-logout"
 #: How long a sign-in at the provider may take.
 PENDING_SECONDS = 600
 _PARAM = Annotated[str, Query(max_length=4096)]
@@ -170,10 +172,13 @@ async def callback(
         )  # fmt: skip
         return _failed(request, _("The identity provider did not sign you in."), status=401)
     try:
-        account = await run_in_threadpool(_account, service, pending, code)
+        account, sid = await run_in_threadpool(_account, service, pending, code)
         user = await run_in_threadpool(service.sign_in, account, address=address, request_id=rid)
         value, _row = await run_in_threadpool(
-            IdentityService(ctx).start_session, user, address=address, via="oidc"
+            partial(IdentityService(ctx).start_session, provider_sid=sid),
+            user,
+            address=address,
+            via="oidc",
         )
     except (TokenRefused, ProviderUnavailable) as refused:
         await run_in_threadpool(
@@ -191,9 +196,12 @@ async def callback(
     return response
 
 
-def _account(service: ExternalIdentityService, pending: Pending, code: str) -> ProviderAccount:
-    """The account of a redeemed code: the ID token's claims, completed from the
-    userinfo endpoint when they lack the user name or the groups."""
+def _account(
+    service: ExternalIdentityService, pending: Pending, code: str
+) -> tuple[ProviderAccount, str | None]:
+    """The account of a redeemed code — the ID token's claims, completed from the
+    userinfo endpoint when they lack the user name or the groups — and the provider's
+    session id (``sid``), if it gave one."""
     provider = service.provider
     tokens = provider.redeem(
         code=code, redirect_uri=pending.redirect_uri, code_verifier=pending.verifier
@@ -204,7 +212,30 @@ def _account(service: ExternalIdentityService, pending: Pending, code: str) -> P
         info = provider.userinfo(tokens.access_token)
         if info.get("sub") == claims["sub"]:
             account = account_of({**info, **claims}, service.settings)
-    return account
+    sid = claims.get("sid")
+    return account, sid if isinstance(sid, str) and len(sid) <= 255 else None
+
+
+@router.post(BACKCHANNEL_PATH)
+async def backchannel_logout(request: Request) -> Response:
+    """The provider's back-channel logout (OpenID Connect Back-Channel Logout 1.0): a
+    signed logout token, posted by the provider's server when a person signs out there
+    (from another application, say), ends their Balsam sessions begun through it, and
+    the workspaces' access with them. No cookie, no CSRF token: the token is the proof."""
+    ctx = get_ctx(request)
+    service = ExternalIdentityService(ctx)
+    form = await read_form(request)
+    headers = {"Cache-Control": "no-store"}
+    try:
+        names = await run_in_threadpool(
+            service.log_out, form.get("logout_token", ""), request_id=request_id(request)
+        )
+    except (TokenRefused, ProviderUnavailable) as refused:
+        body = {"error": "invalid_request", "error_description": str(refused)}
+        return JSONResponse(body, status_code=400, headers=headers)
+    for username in names:
+        request.app.state.proxy_access.forget_user(username)
+    return Response(status_code=200, headers=headers)
 
 
 @router.get(LOGGED_OUT_PATH)

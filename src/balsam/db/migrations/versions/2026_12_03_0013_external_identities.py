@@ -43,10 +43,12 @@ def upgrade() -> None:
         batch.add_column(
             sa.Column("via", sa.String(length=16), server_default="password", nullable=False)
         )
+        batch.add_column(sa.Column("provider_sid", sa.String(length=255), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("login_sessions") as batch:
+        batch.drop_column("provider_sid")
         batch.drop_column("via")
     op.drop_index(op.f("ix_external_identities_user_id"), table_name="external_identities")
     op.drop_table("external_identities")
