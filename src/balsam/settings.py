@@ -277,6 +277,21 @@ PROJECT_GROUP_PREFIX = "balsam-grp_"
 _LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
+class ProjectRoleRule(BaseModel):
+    """A group of the identity provider whose members have a role in a project."""
+
+    group: str = Field(min_length=1, max_length=255)
+    project: str = Field(min_length=1, max_length=63, description="The project's id.")
+    role: Literal["member", "owner"] = "member"
+
+    @field_validator("group")
+    @classmethod
+    def _not_a_project_group(cls, group: str) -> str:
+        if group.startswith(PROJECT_GROUP_PREFIX):
+            raise ValueError(f"oidc.project_roles: {group!r} is a project's group")
+        return group
+
+
 class OidcSettings(BaseModel):
     """Sign-in with the organisation's identity provider (OpenID Connect). Off while
     ``issuer`` is unset."""
@@ -317,6 +332,16 @@ class OidcSettings(BaseModel):
         "membership grants admin rights, its absence takes them away. Empty: admin rights "
         "of provider accounts are managed in Balsam. A project's group (balsam-grp_…) never "
         "counts.",
+    )
+    project_roles: list[ProjectRoleRule] = Field(
+        default_factory=list,
+        description="Rules that give members of a provider's group a role in a project, "
+        "e.g. '[{\"group\": \"team-lfs\", \"project\": \"<project id>\", \"role\": "
+        "\"member\"}]'. Applied at every sign-in, and at most once a minute on API calls "
+        "whose token carries the groups claim: a member of the group becomes a member (or "
+        "owner) of the project; leaving the group ends a membership a rule made (keys "
+        "revoked, workspaces locked, as when an owner removes someone). Memberships people "
+        "made are never changed. A project's group (balsam-grp_…) cannot be a rule's group.",
     )
     groups_claim: str = Field("groups", description="The claim that lists a user's groups.")
     username_claim: str = Field(

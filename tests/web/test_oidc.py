@@ -690,3 +690,89 @@ def test_a_forged_logout_token_ends_nothing(oidc_app: OidcApp) -> None:
     real = httpx.post(url, data={"logout_token": provider.sign(claims, typ="logout+jwt")})
     assert real.status_code == 200
     assert browser.get(f"{oidc_app.url}/api/v1/users/me").status_code == 401
+
+
+# -- project roles from groups ---------------------------------------------------------------
+
+
+@pytest.fixture
+def ruled(
+    oidc_app: OidcApp, alice: TestUser
+) -> Iterator[tuple[OidcApp, dict[str, Any], dict[str, Any]]]:
+    """An app whose rules make group 'team-lfs' members of one of alice's projects and
+    'lfs-leads' owners of it; a rule for a project that does not exist too."""
+    projects = []
+    for name in ("Regler", "Manuellt"):
+        created = alice.client.post(
+            "/api/v1/projects",
+            json={
+                "name": f"{name} {secrets.token_hex(3)}",
+                "description": "",
+                "branchName": "main",
+            },
+        )
+        assert created.status_code == 201, created.text
+        projects.append(created.json())
+    port = free_port()
+    oidc_app.provider.register_client(balsam_client(port) | {"client_id": "balsam-rules"})
+    rules = [
+        {"group": "team-lfs", "project": projects[0]["id"], "role": "member"},
+        {"group": "lfs-leads", "project": projects[0]["id"], "role": "owner"},
+        {"group": "team-lfs", "project": "no-such-project"},
+    ]
+    settings = oidc_settings(
+        oidc_app.ctx.settings,
+        port,
+        oidc_app.provider.issuer,
+        client_id="balsam-rules",
+        project_roles=rules,
+    )
+    app, ctx = derived_app(oidc_app.ctx, settings)
+    with serve(app, port=port) as url:
+        yield OidcApp(url=url, app=app, ctx=ctx, provider=oidc_app.provider), *projects
+
+
+def _role(site: OidcApp, project: dict[str, Any], owner: TestUser, who: str) -> str | None:
+    members = owner.client.get(f"/api/v1/projects/{project['id']}/members").json()
+    listed = members if isinstance(members, list) else members["members"]
+    return next((m["role"] for m in listed if m["username"] == who), None)
+
+
+def test_group_rules_give_and_take_project_roles(
+    ruled: tuple[OidcApp, dict[str, Any], dict[str, Any]], alice: TestUser
+) -> None:
+    site, project, manual = ruled
+    who = account(site.provider, "lfs", groups=["team-lfs"])
+    sign_in(site, who)
+    assert _role(site, project, alice, who) == "member"
+    # A membership a person made is not the rules' to change.
+    added = alice.client.post(
+        f"/api/v1/projects/{manual['id']}/members", json={"username": who, "role": "member"}
+    )
+    assert added.status_code == 201, added.text
+    set_groups(site.provider, who, ["team-lfs", "lfs-leads"])
+    sign_in(site, who)
+    assert _role(site, project, alice, who) == "owner"
+    set_groups(site.provider, who, ["staff"])
+    sign_in(site, who)
+    assert _role(site, project, alice, who) is None
+    assert _role(site, manual, alice, who) == "member"
+    with site.ctx.sessions() as session:
+        actions = [
+            (e.action, e.actor)
+            for e in session.scalars(
+                select(AuditEvent).where(AuditEvent.project_id == project["id"])
+            )
+            if e.target.endswith(who)
+        ]
+    assert ("member.add", "identity-provider") in actions
+    assert ("member.remove", "identity-provider") in actions
+
+
+def test_a_rule_cannot_name_a_project_group() -> None:
+    with pytest.raises(ValueError, match="project's group"):
+        OidcSettings(
+            issuer="https://idp.example.org",
+            client_id="b",
+            project_roles=[{"group": "balsam-grp_x", "project": "p"}],  # type: ignore[list-item]
+        )

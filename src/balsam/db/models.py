@@ -214,6 +214,9 @@ class Membership(Base):
     )
     role: Mapped[str] = mapped_column(String(16))  # "owner" | "member"
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: The identity provider's group whose rule (``oidc.project_roles``) made this
+    #: membership; it ends when the user leaves the group. None: added by a person.
+    via_group: Mapped[str | None] = mapped_column(String(255), nullable=True, default=None)
 
     project: Mapped[Project] = relationship(back_populates="members")
     user: Mapped[User] = relationship(lazy="joined")

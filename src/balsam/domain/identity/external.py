@@ -22,6 +22,7 @@ Contract:
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from datetime import timedelta
@@ -36,8 +37,10 @@ from balsam.db.models import ExternalIdentity, LoginSession, Membership, User, u
 from balsam.domain.audit.service import AuditRecord
 from balsam.domain.identity.service import USERNAME_RE, Actor
 from balsam.domain.identity.values import check_display_name, check_email
+from balsam.domain.projects.members import MemberService
+from balsam.domain.projects.schemas import MemberAdd, Role
 from balsam.domain.projects.service import auth_group
-from balsam.errors import N_, Forbidden, NotFound, Unauthenticated
+from balsam.errors import N_, BalsamError, Forbidden, NotFound, Unauthenticated
 from balsam.providers.identity.base import (
     Claims,
     IdentityProvider,
@@ -47,6 +50,7 @@ from balsam.providers.identity.base import (
 )
 from balsam.settings import PROJECT_GROUP_PREFIX, OidcSettings
 
+log = logging.getLogger(__name__)
 _NOT_NAME = re.compile(r"[^a-z0-9._-]+")
 #: How often an account's last use is written down.
 LAST_SEEN_EVERY = timedelta(minutes=1)
@@ -244,13 +248,21 @@ class ExternalIdentityService:
     def _user(self, account: ProviderAccount, *, update_profile: bool, request_id: str) -> User:
         for _attempt in range(3):  # a concurrent first sign-in took the name or the link
             try:
-                return self._user_once(account, update_profile, request_id)
+                user, fresh = self._user_once(account, update_profile, request_id)
             except IntegrityError:
                 continue
+            if fresh and account.groups is not None and self.settings.project_roles:
+                ProjectRoleRules(self.ctx, self.settings).apply(user.username, account.groups)
+            return user
         raise Unauthenticated(N_("Signing in failed; try again."))
 
-    def _user_once(self, account: ProviderAccount, update_profile: bool, request_id: str) -> User:
+    def _user_once(
+        self, account: ProviderAccount, update_profile: bool, request_id: str
+    ) -> tuple[User, bool]:
+        """The account's user, and whether its project roles are due (a sign-in, a
+        first use, or a last use noted more than a minute ago)."""
         created = False
+        fresh = update_profile
         changes: dict[str, object] = {}
         with self.ctx.sessions() as session, session.begin():
             link = session.scalar(
@@ -280,6 +292,7 @@ class ExternalIdentityService:
                 now = utcnow()
                 if now - link.last_seen_at > LAST_SEEN_EVERY:  # not a write per API call
                     link.last_seen_at = now
+                    fresh = True
                 if update_profile:
                     if account.display_name and user.display_name != account.display_name:
                         user.display_name = account.display_name
@@ -297,7 +310,7 @@ class ExternalIdentityService:
             self._audit(user, "user.create", request_id, {"via": "oidc", "isAdmin": user.is_admin})
         elif changes:
             self._audit(user, "user.update", request_id, {**changes, "by": "provider groups"})
-        return user
+        return user, fresh or created
 
     def _admin_by_groups(self, groups: tuple[str, ...] | None) -> bool | None:
         """Admin rights by ``oidc.admin_groups``; None when they decide nothing."""
@@ -359,3 +372,64 @@ def _free_username(session: Session, account: ProviderAccount) -> str:
         if session.scalar(select(User.id).where(User.username == name)) is None:
             return name
     raise Unauthenticated(N_("No free user name for this account; ask an administrator."))
+
+
+#: Who changes memberships by the rules (an administrator for the project rules; the
+#: audit trail names it).
+RULES_ACTOR = Actor(user_id=0, username="identity-provider", is_admin=True)
+_RANK = {"member": 1, "owner": 2}
+
+
+class ProjectRoleRules:
+    """``oidc.project_roles``: project roles from the provider's groups (see the setting).
+
+    Memberships a rule made carry its group (``via_group``); only those change: they end
+    when the user is in none of the rule's groups any more (through the member service:
+    keys revoked, workspaces locked, never the project's last owner), and follow the
+    rule's role. A failure on one project (a rule naming a deleted project, the last
+    owner) is logged and does not stop the sign-in."""
+
+    def __init__(self, ctx: AppContext, settings: OidcSettings) -> None:
+        self.ctx = ctx
+        self.rules = settings.project_roles
+
+    def wanted(self, groups: tuple[str, ...]) -> dict[str, tuple[Role, str]]:
+        """Project id → (role, group) the user's groups give (the highest role)."""
+        mine = {g for g in groups if not g.startswith(PROJECT_GROUP_PREFIX)}
+        wanted: dict[str, tuple[Role, str]] = {}
+        for rule in self.rules:
+            if rule.group in mine:
+                held = wanted.get(rule.project)
+                if held is None or _RANK[rule.role] > _RANK[held[0]]:
+                    wanted[rule.project] = (rule.role, rule.group)
+        return wanted
+
+    def apply(self, username: str, groups: tuple[str, ...]) -> None:
+        """Bring the memberships rules made for ``username`` in line with ``groups``."""
+        wanted = self.wanted(groups)
+        with self.ctx.sessions() as session:
+            held = {
+                m.project_id: (m.role, m.via_group)
+                for m in session.scalars(
+                    select(Membership).join(User).where(User.username == username)
+                )
+            }
+        members = MemberService(self.ctx)
+        for project_id, (role, group) in wanted.items():
+            current = held.get(project_id)
+            try:
+                if current is None:
+                    data = MemberAdd(username=username, role=role)
+                    members.add(RULES_ACTOR, project_id, data, via_group=group)
+                elif current[1] is not None and current[0] != role:
+                    members.change_role(RULES_ACTOR, project_id, username, role)
+            except BalsamError as refused:
+                log.warning("project role rule for %s in %s: %s", username, project_id, refused)
+        for project_id, (_role, via_group) in held.items():
+            if via_group is not None and project_id not in wanted:
+                try:
+                    members.remove(RULES_ACTOR, project_id, username)
+                except BalsamError as refused:
+                    log.warning(
+                        "ending %s's rule membership of %s: %s", username, project_id, refused
+                    )

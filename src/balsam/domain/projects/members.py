@@ -36,7 +36,11 @@ class MemberService:
                 ).all()
             )
 
-    def add(self, actor: Actor, project_id: str, data: MemberAdd) -> Membership:
+    def add(
+        self, actor: Actor, project_id: str, data: MemberAdd, *, via_group: str | None = None
+    ) -> Membership:
+        """Add a member (``via_group``: the identity provider's group whose rule adds
+        them; the membership then ends with the user's membership of that group)."""
         with self.ctx.sessions() as session, session.begin():
             require(self.ctx, session, actor, project_id, "owner", "member.add")
             user = session.scalar(select(User).where(User.username == data.username))
@@ -46,11 +50,16 @@ class MemberService:
                 )
             if session.get(Membership, (project_id, user.id)) is not None:
                 raise Conflict(f"'{data.username}' is already a member.")
-            membership = Membership(project_id=project_id, user_id=user.id, role=data.role)
+            membership = Membership(
+                project_id=project_id, user_id=user.id, role=data.role, via_group=via_group
+            )
             session.add(membership)
             session.flush()
             session.refresh(membership)
-        self._audit(actor, "member.add", project_id, data.username, {"role": data.role})
+        details: dict[str, object] = {"role": data.role}
+        if via_group:
+            details["viaGroup"] = via_group
+        self._audit(actor, "member.add", project_id, data.username, details)
         return membership
 
     def change_role(self, actor: Actor, project_id: str, username: str, role: Role) -> Membership:

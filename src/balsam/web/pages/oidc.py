@@ -166,10 +166,8 @@ async def callback(
             status=400,
         )
     if error or not code:
-        await run_in_threadpool(
-            service.refuse_sign_in, f"provider: {error or 'no code'}", address=address,
-            request_id=rid,
-        )  # fmt: skip
+        why = f"provider: {error or 'no code'}"
+        await run_in_threadpool(service.refuse_sign_in, why, address=address, request_id=rid)
         return _failed(request, _("The identity provider did not sign you in."), status=401)
     try:
         account, sid = await run_in_threadpool(_account, service, pending, code)

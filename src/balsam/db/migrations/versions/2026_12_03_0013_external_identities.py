@@ -1,4 +1,5 @@
-"""accounts at the identity provider (OpenID Connect); how a login session began
+"""accounts at the identity provider (OpenID Connect); how a login session began;
+memberships made by the provider's group rules
 
 Revision ID: 0013
 Revises: 0012
@@ -44,9 +45,13 @@ def upgrade() -> None:
             sa.Column("via", sa.String(length=16), server_default="password", nullable=False)
         )
         batch.add_column(sa.Column("provider_sid", sa.String(length=255), nullable=True))
+    with op.batch_alter_table("memberships") as batch:
+        batch.add_column(sa.Column("via_group", sa.String(length=255), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("memberships") as batch:
+        batch.drop_column("via_group")
     with op.batch_alter_table("login_sessions") as batch:
         batch.drop_column("provider_sid")
         batch.drop_column("via")
