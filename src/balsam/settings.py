@@ -253,6 +253,11 @@ class AuthSettings(BaseModel):
         """The workspaces' host's session cookie (handed over from the portal's)."""
         return f"{self.cookie_name}_workspace"
 
+    @property
+    def sign_in_cookie_name(self) -> str:
+        """The cookie of sign-ins with the identity provider under way."""
+        return f"{self.cookie_name}_oidc"
+
     token_max_days: int = Field(365, ge=1, description="Longest allowed API token lifetime.")
     password_min_length: int = Field(12, ge=8, description="Minimum password length.")
     login_max_failures: int = Field(
@@ -293,8 +298,7 @@ class ProjectRoleRule(BaseModel):
 
 
 class OidcSettings(BaseModel):
-    """Sign-in with the organisation's identity provider (OpenID Connect). Off while
-    ``issuer`` is unset."""
+    """Sign-in with the organisation's identity provider (OpenID Connect; off without issuer)."""
 
     issuer: str | None = Field(
         None,

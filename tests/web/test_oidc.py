@@ -6,6 +6,9 @@ account, and a client written the way upstream's UI is."""
 
 from __future__ import annotations
 
+import base64
+import dataclasses
+import json
 import re
 import secrets
 import time
@@ -162,17 +165,62 @@ def test_the_callback_needs_the_browser_that_began(oidc_app: OidcApp) -> None:
     callback = back.headers["location"]
     # Another browser (no pending cookie) cannot finish it: login CSRF, a stolen code.
     assert httpx.get(callback).status_code == 400
-    # Nor with another state.
+    # Nor with another state; the sign-in under way is not spent by that.
     forged = re.sub(r"state=[^&]+", "state=forged", callback)
     assert browser.get(forged).status_code == 400
-    # A refused callback ends the sign-in: the right state no longer finishes it.
-    assert browser.get(callback).status_code == 400
+    assert browser.get(callback).status_code == 303
+    assert browser.cookies.get("balsam_session") is not None
     # A state and cookie alone, without a code the provider issued, sign nobody in.
-    begun = browser.get(f"{oidc_app.url}/login/oidc")
+    fresh = httpx.Client(timeout=30)
+    begun = fresh.get(f"{oidc_app.url}/login/oidc")
     state = parse_qs(urlsplit(begun.headers["location"]).query)["state"][0]
-    made_up = browser.get(f"{oidc_app.url}/login/oidc/callback?code=made-up&state={state}")
+    made_up = fresh.get(f"{oidc_app.url}/login/oidc/callback?code=made-up&state={state}")
     assert made_up.status_code == 401
-    assert browser.cookies.get("balsam_session") is None
+    assert fresh.cookies.get("balsam_session") is None
+
+
+def _planted(site: OidcApp, browser: httpx.Client, **changes: Any) -> str:
+    """The browser's sign-in cookie, re-made with ``changes``; the state it names."""
+    from balsam.web.pages.oidc import decode_pending, encode_pending, sign_in_key
+
+    key = sign_in_key(site.ctx)
+    (mine,) = decode_pending(browser.cookies["balsam_session_oidc"], key)
+    changed = dataclasses.replace(mine, **changes)
+    browser.cookies.set("balsam_session_oidc", encode_pending([changed], key))
+    return mine.state
+
+
+def test_a_planted_sign_in_cookie_finishes_nothing(oidc_app: OidcApp) -> None:
+    """Someone else's sign-in, its cookie planted in this browser (a server on another
+    port of the portal's host name can set it): refused, whether the cookie is Balsam's
+    own (it names the address that began it) or made up (no valid signature)."""
+    who = account(oidc_app.provider, "planted")
+    for change in ({"address": "uid:12345"}, {"next_path": "https://evil.example/"}):
+        browser = httpx.Client(timeout=30)
+        begun = browser.get(f"{oidc_app.url}/login/oidc")
+        back = oidc_app.provider.sign_in(browser, begun.headers["location"], who)
+        if "address" in change:
+            _planted(oidc_app, browser, **change)  # Balsam's, of another browser
+        else:  # made up: the next page changed without the key
+            value = browser.cookies["balsam_session_oidc"]
+            body, _, mac = value.rpartition(".")
+            rows = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+            rows[0][3] = change["next_path"]
+            made = base64.urlsafe_b64encode(json.dumps(rows).encode()).rstrip(b"=").decode()
+            browser.cookies.set("balsam_session_oidc", f"{made}.{mac}")
+        answer = browser.get(back.headers["location"])
+        assert answer.status_code == 400, (change, answer.text[:200])
+        assert browser.cookies.get("balsam_session") is None
+
+
+def test_several_tabs_sign_in_at_once(oidc_app: OidcApp) -> None:
+    who = account(oidc_app.provider, "tabs")
+    browser = httpx.Client(timeout=30)
+    starts = [browser.get(f"{oidc_app.url}/login/oidc", params={"next": f"/{n}"}) for n in "ab"]
+    backs = [oidc_app.provider.sign_in(browser, s.headers["location"], who) for s in starts]
+    for back, path in zip(backs, ("/a", "/b"), strict=True):
+        done = browser.get(back.headers["location"])
+        assert done.status_code == 303 and done.headers["location"] == path
 
 
 def test_a_code_is_redeemed_once(oidc_app: OidcApp) -> None:

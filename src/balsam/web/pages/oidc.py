@@ -4,10 +4,14 @@ and, through the portal's hand-over, the workspaces.
 ``GET /login/oidc?next=…`` sends the browser to the provider (authorization code flow
 with PKCE S256, a ``state`` and a ``nonce``); ``GET /login/oidc/callback`` redeems the
 code, checks the ID token, and starts a Balsam session. What the callback needs (state,
-nonce, PKCE verifier, where to go next) travels in a short-lived HttpOnly cookie of
-this browser, never on the server or in a URL: only the browser that started a sign-in
-can finish it (a code and state carried to another browser find no cookie there), and
-a restart or another replica of Balsam finishes it too.
+nonce, PKCE verifier, where to go next, the client address that began it) travels in a
+short-lived HttpOnly cookie of this browser, signed with a key of Balsam's (HMAC), never
+in a URL and never in the database: only the browser that began a sign-in finishes it —
+a code and state carried elsewhere find no cookie there, and a cookie planted from
+elsewhere (a server on another port of the portal's host name receives and sets the
+same cookies) is either not Balsam's or names another address. A restart, or another
+replica sharing the data directory, finishes it too. Up to three sign-ins may be under
+way in one browser (tabs).
 """
 
 from __future__ import annotations
@@ -18,19 +22,22 @@ import hashlib
 import hmac
 import json
 import secrets
-from dataclasses import dataclass
+import time
+from dataclasses import astuple, dataclass
 from functools import partial
+from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
+from balsam.context import AppContext
 from balsam.domain.identity.external import ExternalIdentityService, ProviderAccount, account_of
 from balsam.domain.identity.service import IdentityService
 from balsam.errors import BalsamError
+from balsam.private_files import create_once
 from balsam.providers.identity.base import ProviderUnavailable, TokenRefused
-from balsam.settings import AuthSettings
 from balsam.web.deps import client_address, get_ctx, request_id, set_session_cookie
 from balsam.web.origins import portal_origin
 from balsam.web.pages import i18n
@@ -42,42 +49,65 @@ router = APIRouter(include_in_schema=False)
 CALLBACK_PATH = "/login/oidc/callback"
 LOGGED_OUT_PATH = "/logged-out"
 BACKCHANNEL_PATH = "/login/oidc/backchannel-logout"
-#: How long a sign-in at the provider may take.
+#: How long a sign-in at the provider may take, and how many may be under way at once
+#: in one browser (tabs).
 PENDING_SECONDS = 600
+MAX_PENDING = 3
 _PARAM = Annotated[str, Query(max_length=4096)]
 
 
 @dataclass(frozen=True)
 class Pending:
-    """A sign-in begun in this browser."""
+    """A sign-in begun in this browser, from ``address`` (:func:`client_address`), at
+    ``began`` (seconds since the epoch)."""
 
     state: str
     nonce: str
     verifier: str
     next_path: str
     redirect_uri: str
+    address: str
+    began: int
 
-    def encode(self) -> str:
-        fields = [self.state, self.nonce, self.verifier, self.next_path, self.redirect_uri]
-        return base64.urlsafe_b64encode(json.dumps(fields).encode()).decode()
-
-    @classmethod
-    def decode(cls, value: str) -> Pending | None:
-        try:
-            fields = json.loads(base64.urlsafe_b64decode(value.encode()))
-        except (binascii.Error, ValueError, UnicodeDecodeError):
-            return None
-        if not isinstance(fields, list) or len(fields) != 5:
-            return None
-        if not all(isinstance(field, str) for field in fields):
-            return None
-        return cls(*fields)
+    @property
+    def live(self) -> bool:
+        return 0 <= time.time() - self.began < PENDING_SECONDS
 
 
-def pending_cookie(auth: AuthSettings) -> str:
-    """The cookie of a sign-in under way (``__Host-`` when cookies are Secure, so no
-    other host — a workspace's neither — can plant one)."""
-    return f"{auth.cookie_name}_oidc"
+def sign_in_key(ctx: AppContext) -> bytes:
+    """The key that signs the sign-in cookie (``secrets/sign-in.key`` in the data
+    directory, made at first use; replicas that share the directory share it)."""
+    path = ctx.settings.data_dir.resolve() / "secrets" / "sign-in.key"
+    key = _KEYS.get(path)
+    if key is None:
+        create_once(path, secrets.token_hex(32))
+        key = _KEYS[path] = path.read_text(encoding="utf-8").strip().encode()
+    return key
+
+
+_KEYS: dict[Path, bytes] = {}
+
+
+def encode_pending(items: list[Pending], key: bytes) -> str:
+    """The cookie's value: the sign-ins as JSON, base64url, and their HMAC-SHA256."""
+    data = json.dumps([astuple(p) for p in items]).encode()
+    body = base64.urlsafe_b64encode(data).rstrip(b"=").decode()  # nothing a cookie quotes
+    return f"{body}.{hmac.new(key, body.encode(), hashlib.sha256).hexdigest()}"
+
+
+def decode_pending(value: str, key: bytes) -> list[Pending]:
+    """The live sign-ins of a cookie Balsam made; none for anything else (a cookie
+    planted by someone else cannot name where a sign-in goes, nor whose it is)."""
+    body, _, mac = value.rpartition(".")
+    expected = hmac.new(key, body.encode(), hashlib.sha256).hexdigest()
+    if not body or not hmac.compare_digest(mac.encode(), expected.encode()):
+        return []
+    try:
+        rows = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+        items = [Pending(*row) for row in rows]
+    except (binascii.Error, ValueError, TypeError):
+        return []
+    return [item for item in items if item.live]
 
 
 def _challenge(verifier: str) -> str:
@@ -86,9 +116,8 @@ def _challenge(verifier: str) -> str:
 
 
 def _failed(request: Request, error: str, *, status: int) -> HTMLResponse:
-    """The login page with ``error``; the pending sign-in is forgotten."""
-    ctx = get_ctx(request)
-    response = render(
+    """The login page with ``error``."""
+    return render(
         request,
         "login.html",
         status=status,
@@ -96,11 +125,19 @@ def _failed(request: Request, error: str, *, status: int) -> HTMLResponse:
         error=error,
         username="",
         opens_workspace=False,
-        oidc=ctx.settings.oidc,
+        oidc=get_ctx(request).settings.oidc,
     )
-    response.delete_cookie(
-        pending_cookie(ctx.settings.auth), path="/", secure=ctx.settings.auth.cookie_secure
-    )
+
+
+def _keep(response: Response, ctx: AppContext, items: list[Pending]) -> Response:
+    """``response`` with the sign-in cookie holding ``items`` (deleted when none)."""
+    auth = ctx.settings.auth
+    name = auth.sign_in_cookie_name
+    if items:
+        value = encode_pending(items, sign_in_key(ctx))
+        set_session_cookie(response, auth, name, value, PENDING_SECONDS)
+    else:
+        response.delete_cookie(name, path="/", secure=auth.cookie_secure)
     return response
 
 
@@ -122,7 +159,12 @@ async def begin(request: Request, next_path: NextQuery = None) -> Response:
         verifier=secrets.token_urlsafe(48),
         next_path=safe_next(next_path),
         redirect_uri=portal_origin(request, ctx.settings) + CALLBACK_PATH,
+        address=address,
+        began=int(time.time()),
     )
+    # Other sign-ins begun in this browser go on (several workspace tabs at once).
+    cookie = request.cookies.get(ctx.settings.auth.sign_in_cookie_name, "")
+    under_way = decode_pending(cookie, sign_in_key(ctx))[-(MAX_PENDING - 1) :]
     try:
         url = await run_in_threadpool(
             service.provider.authorization_url,
@@ -133,10 +175,7 @@ async def begin(request: Request, next_path: NextQuery = None) -> Response:
         )
     except ProviderUnavailable:
         return _failed(request, _("The identity provider cannot be reached."), status=502)
-    response = RedirectResponse(url, status_code=303)
-    auth = ctx.settings.auth
-    set_session_cookie(response, auth, pending_cookie(auth), pending.encode(), PENDING_SECONDS)
-    return response
+    return _keep(RedirectResponse(url, status_code=303), ctx, [*under_way, pending])
 
 
 @router.get(CALLBACK_PATH)
@@ -153,22 +192,28 @@ async def callback(
     service = ExternalIdentityService(ctx)
     _ = i18n.gettext(request)
     auth = ctx.settings.auth
-    pending = Pending.decode(request.cookies.get(pending_cookie(auth), ""))
+    under_way = decode_pending(request.cookies.get(auth.sign_in_cookie_name, ""), sign_in_key(ctx))
     address, rid = client_address(request), request_id(request)
     try:  # a workspace cannot finish one either (with a code and cookie it got hold of)
         IdentityService(ctx).check_browser_peer(address)
     except BalsamError:
         return _failed(request, _("A workspace cannot sign in to the portal."), status=403)
-    if pending is None or not hmac.compare_digest(state.encode(), pending.state.encode()):
+    found = [p for p in under_way if hmac.compare_digest(state.encode(), p.state.encode())]
+    # Begun by this browser: from the address that began it (a cookie of someone
+    # else's sign-in, planted here, finishes nothing).
+    pending = found[0] if found and found[0].address == address else None
+    if pending is None:
         return _failed(
             request,
             _("The sign-in expired or was begun in another browser; sign in again."),
             status=400,
         )
+    rest = [p for p in under_way if p is not pending]
     if error or not code:
         why = f"provider: {error or 'no code'}"
         await run_in_threadpool(service.refuse_sign_in, why, address=address, request_id=rid)
-        return _failed(request, _("The identity provider did not sign you in."), status=401)
+        failed = _failed(request, _("The identity provider did not sign you in."), status=401)
+        return _keep(failed, ctx, rest)
     try:
         account, sid = await run_in_threadpool(_account, service, pending, code)
         user = await run_in_threadpool(service.sign_in, account, address=address, request_id=rid)
@@ -182,16 +227,16 @@ async def callback(
         await run_in_threadpool(
             service.refuse_sign_in, str(refused), address=address, request_id=rid
         )
-        return _failed(request, _("The identity provider's answer was refused."), status=401)
+        failed = _failed(request, _("The identity provider's answer was refused."), status=401)
+        return _keep(failed, ctx, rest)
     except BalsamError as refused:
         await run_in_threadpool(
             service.refuse_sign_in, refused.message, address=address, request_id=rid
         )
-        return _failed(request, i18n.message_of(request, refused), status=403)
-    response = RedirectResponse(pending.next_path, status_code=303)
-    response.delete_cookie(pending_cookie(auth), path="/", secure=auth.cookie_secure)
+        return _keep(_failed(request, i18n.message_of(request, refused), status=403), ctx, rest)
+    response = RedirectResponse(safe_next(pending.next_path), status_code=303)
     set_session_cookie(response, auth, auth.cookie_name, value, auth.session_ttl_hours * 3600)
-    return response
+    return _keep(response, ctx, rest)
 
 
 def _account(

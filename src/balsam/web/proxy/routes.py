@@ -163,7 +163,9 @@ def _names_own_cookie(header: str, own_cookies: frozenset[str]) -> bool:
 
 def _own_cookies(conn: HTTPConnection) -> frozenset[str]:
     auth = _access(conn).ctx.settings.auth
-    return frozenset({auth.cookie_name, auth.workspace_cookie_name, LANGUAGE_COOKIE})
+    return frozenset(
+        {auth.cookie_name, auth.workspace_cookie_name, auth.sign_in_cookie_name, LANGUAGE_COOKIE}
+    )
 
 
 #: Headers a workspace's server may not set on Balsam's origin: a Cross-Origin-Opener-
