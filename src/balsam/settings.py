@@ -340,8 +340,8 @@ class OidcSettings(BaseModel):
     project_roles: list[ProjectRoleRule] = Field(
         default_factory=list,
         description="Rules that give members of a provider's group a role in a project, "
-        "e.g. '[{\"group\": \"team-lfs\", \"project\": \"<project id>\", \"role\": "
-        "\"member\"}]'. Applied at every sign-in, and at most once a minute on API calls "
+        'e.g. \'[{"group": "team-lfs", "project": "<project id>", "role": '
+        '"member"}]\'. Applied at every sign-in, and at most once a minute on API calls '
         "whose token carries the groups claim: a member of the group becomes a member (or "
         "owner) of the project; leaving the group ends a membership a rule made (keys "
         "revoked, workspaces locked, as when an owner removes someone). Memberships people "

@@ -21,7 +21,7 @@ import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from balsam.db.models import AuditEvent, LoginSession, User
 from balsam.domain.identity.schemas import UserUpdate
@@ -396,27 +396,28 @@ def test_a_token_signed_with_the_providers_key_and_right_claims_passes(
     assert _status(oidc_app, oidc_app.provider.sign(_claims(oidc_app.provider, known))) == 200
 
 
-@pytest.mark.parametrize(
-    "change",
-    [
-        {"iss": "http://127.0.0.1:1/realms/other"},
-        {"aud": "another-api"},
-        {"aud": None},
-        {"exp": int(time.time()) - 120},
-        {"exp": None},
-        {"nbf": int(time.time()) + 600},
-        {"typ": "ID"},
-        {"typ": "Refresh"},
-    ],
-    ids=["issuer", "audience", "no-audience", "expired", "no-expiry", "not-yet", "id", "refresh"],
-)
-def test_tokens_with_a_wrong_part_get_401(
-    oidc_app: OidcApp, known: str, change: dict[str, Any]
-) -> None:
-    assert (
-        _status(oidc_app, oidc_app.provider.sign(_claims(oidc_app.provider, known, **change)))
-        == 401
-    )
+#: One wrong part each; times relative to when the test runs (not when it was collected).
+WRONG_PARTS: dict[str, dict[str, Any]] = {
+    "issuer": {"iss": "http://127.0.0.1:1/realms/other"},
+    "audience": {"aud": "another-api"},
+    "no-audience": {"aud": None},
+    "expired": {"exp": -120},
+    "no-expiry": {"exp": None},
+    "not-yet": {"nbf": 600},
+    "id": {"typ": "ID"},
+    "refresh": {"typ": "Refresh"},
+}
+
+
+@pytest.mark.parametrize("part", list(WRONG_PARTS))
+def test_tokens_with_a_wrong_part_get_401(oidc_app: OidcApp, known: str, part: str) -> None:
+    now = int(time.time())
+    change = {
+        k: now + v if k in ("exp", "nbf") and isinstance(v, int) else v
+        for k, v in WRONG_PARTS[part].items()
+    }
+    token = oidc_app.provider.sign(_claims(oidc_app.provider, known, **change))
+    assert _status(oidc_app, token) == 401
 
 
 def test_a_token_signed_by_a_stranger_gets_401(oidc_app: OidcApp, known: str) -> None:
@@ -824,3 +825,79 @@ def test_a_rule_cannot_name_a_project_group() -> None:
             client_id="b",
             project_roles=[{"group": "balsam-grp_x", "project": "p"}],  # type: ignore[list-item]
         )
+
+
+def test_a_client_credentials_token_is_no_user(oidc_app: OidcApp) -> None:
+    service = oidc_app.provider.client_credentials_token(GROUPS_CLIENT_ID, GROUPS_CLIENT_SECRET)
+    with oidc_app.ctx.sessions() as session:
+        before = session.scalar(select(func.count()).select_from(User))
+    for path in ("/api/v1/users/me", "/api/v1/projects"):
+        answer = httpx.get(f"{oidc_app.url}{path}", headers=bearer(service))
+        assert answer.status_code == 401, answer.text
+    created = httpx.post(
+        f"{oidc_app.url}/api/v1/projects",
+        headers=bearer(service),
+        json={"name": "Tjänstekonto", "description": "", "branchName": "main"},
+    )
+    assert created.status_code == 401
+    # Keycloak's service accounts are users named service-account-<client> there.
+    keycloak_like = oidc_app.provider.sign(
+        _claims(oidc_app.provider, "3f1c", preferred_username="service-account-reports")
+    )
+    assert _status(oidc_app, keycloak_like) == 401
+    with oidc_app.ctx.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(User)) == before
+
+
+def test_the_provider_asks_for_groups_with_its_own_user_name(oidc_app: OidcApp) -> None:
+    """The provider knows its accounts by its own names: Balsam answers for the account
+    of that name (whatever Balsam called its user), and for a name two of its accounts
+    claim, or Balsam's name of another account, nothing."""
+    stem = secrets.token_hex(2)
+    provider_name = f"Åsa.Lind{stem}"
+    who = account(oidc_app.provider, "lind", username=provider_name)
+    token = oidc_app.provider.user_access_token(who)
+    created = httpx.post(
+        f"{oidc_app.url}/api/v1/projects",
+        headers=bearer(token),
+        json={"name": f"Lind {stem}", "description": "", "branchName": "main"},
+    )
+    assert created.status_code == 201, created.text
+    service = bearer(
+        oidc_app.provider.client_credentials_token(GROUPS_CLIENT_ID, GROUPS_CLIENT_SECRET)
+    )
+
+    def groups(name: str) -> list[str]:
+        answer = httpx.get(f"{oidc_app.url}/api/v1/users/{name}/groups", headers=service)
+        assert answer.status_code == 200, answer.text
+        found: list[str] = answer.json()["groups"]
+        return found
+
+    assert groups(provider_name) == [created.json()["authGroup"]]
+    assert groups(f"asa.lind{stem}") == []  # Balsam's name: no account of the provider's
+    # Another account claiming the same name (the provider let it): whose? Nobody's.
+    twin = account(oidc_app.provider, "twin", username=provider_name)
+    assert me(oidc_app, sign_in(oidc_app, twin))["username"] == f"asa.lind{stem}-2"
+    assert groups(provider_name) == []
+
+
+def test_listed_clients_still_let_the_service_account_read_groups(oidc_app: OidcApp) -> None:
+    port = free_port()
+    oidc_app.provider.register_client(balsam_client(port) | {"client_id": "balsam-parties"})
+    settings = oidc_settings(
+        oidc_app.ctx.settings,
+        port,
+        oidc_app.provider.issuer,
+        client_id="balsam-parties",
+        authorized_parties=["api-client"],
+    )
+    app, _ctx = derived_app(oidc_app.ctx, settings)
+    who = account(oidc_app.provider, "parties")
+    with serve(app, port=port) as url:
+        token = oidc_app.provider.user_access_token(who)  # issued to api-client
+        assert httpx.get(f"{url}/api/v1/users/me", headers=bearer(token)).status_code == 200
+        other = oidc_app.provider.sign(_claims(oidc_app.provider, who, azp="someone-else"))
+        assert httpx.get(f"{url}/api/v1/users/me", headers=bearer(other)).status_code == 401
+        service = oidc_app.provider.client_credentials_token(GROUPS_CLIENT_ID, GROUPS_CLIENT_SECRET)
+        answer = httpx.get(f"{url}/api/v1/users/{who}/groups", headers=bearer(service))
+        assert answer.status_code == 200, answer.text

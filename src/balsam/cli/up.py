@@ -498,15 +498,39 @@ def announce(settings: Settings, generated_password: str | None) -> None:
             f"  admin password: {generated_password}   "
             "(generated now and shown only this once: keep it)"
         )
+    oidc = settings.oidc
+    if oidc.enabled:
+        lines.append(f"  sign in:        with {oidc.button_label} ({oidc.issuer})")
+    if oidc.password_login:
+        lines += [
+            "  get an API token:",
+            f"    curl -u {user} -X POST {url}/api/v1/users/me/tokens \\",
+            "         -H 'Content-Type: application/json' -d '{\"name\": \"cli\"}'",
+        ]
+    else:
+        lines.append(
+            "  get an API token: sign in, then My account (password sign-in is off; "
+            "the admin account is for the command line)"
+        )
     lines += [
-        "  get an API token:",
-        f"    curl -u {user} -X POST {url}/api/v1/users/me/tokens \\",
-        "         -H 'Content-Type: application/json' -d '{\"name\": \"cli\"}'",
         f"  API docs:       {url}/api/v1/docs",
         f"  workspaces:     {workspaces}" if workspaces else "  workspaces:     on this origin",
         "",
     ]
     click.echo("\n".join(lines))
+
+
+class HideSignInCodes(logging.Filter):
+    """Keeps the identity provider's authorization codes (and states) out of the access
+    log: the callback's query is logged as ``?…``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):
+            path, sep, _query = args[2].partition("?")
+            if sep and path.startswith("/login/oidc/"):
+                record.args = (*args[:2], f"{path}?…", *args[3:])
+        return True
 
 
 def serve(
@@ -516,6 +540,8 @@ def serve(
     shutdown, which unwinds :func:`up`'s cleanups) or a restart (SIGHUP)."""
     log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
     log_config["handlers"]["access"]["stream"] = "ext://sys.stderr"  # stdout: the banner only
+    log_config.setdefault("filters", {})["sign_in"] = {"()": HideSignInCodes}
+    log_config["handlers"]["access"]["filters"] = ["sign_in"]
     config = uvicorn.Config(
         app=app,
         host=settings.host,

@@ -103,6 +103,11 @@ class ExternalIdentity(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     issuer: Mapped[str] = mapped_column(String(255))
     subject: Mapped[str] = mapped_column(String(255))
+    #: The provider's user name for it (``preferred_username``), as last seen: the name
+    #: the provider asks the groups endpoint with.
+    provider_username: Mapped[str | None] = mapped_column(
+        String(255), nullable=True, index=True, default=None
+    )
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

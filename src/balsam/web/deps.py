@@ -189,7 +189,7 @@ def provider_groups_reader(request: Request, ctx: Ctx) -> GroupsReader:
     token = _bearer(request)
     if token is not None and is_provider_token(token, ctx):
         service = ExternalIdentityService(ctx)
-        claims = service.token_claims(token)
+        claims = service.token_claims(token, service=True)
         client = service.service_client(claims)
         if client is not None:
             return GroupsReader(service_client=client)

@@ -105,6 +105,16 @@ def account_of(claims: Claims, settings: OidcSettings) -> ProviderAccount:
     )
 
 
+def is_service_account(claims: Claims, account: ProviderAccount) -> bool:
+    """Whether a token is a client's own (client credentials), not a person's: its
+    subject is its client (oidc-provider), or its user is Keycloak's service account
+    of the client (``service-account-<client>``). Such tokens are no Balsam user."""
+    client = client_of(claims)
+    return (client is not None and account.subject == client) or account.username.startswith(
+        "service-account-"
+    )
+
+
 def _string(value: object) -> str:
     return value.strip() if isinstance(value, str) else ""
 
@@ -202,14 +212,17 @@ class ExternalIdentityService:
 
     # -- bearer tokens ------------------------------------------------------------------
 
-    def token_claims(self, token: str) -> Claims:
+    def token_claims(self, token: str, *, service: bool = False) -> Claims:
         """A provider access token's claims, checked (signature, issuer, audience,
-        times, client); Unauthenticated naming the failed check otherwise."""
+        times, client: ``oidc.authorized_parties``, and for the groups endpoint
+        (``service``) the ``oidc.groups_clients`` too); Unauthenticated naming the
+        failed check otherwise."""
+        parties = self.settings.authorized_parties
+        if parties and service:
+            parties = [*parties, *self.settings.groups_clients]
         try:
             return self.provider.verify_access_token(
-                token,
-                audiences=self.settings.audiences,
-                parties=self.settings.authorized_parties,
+                token, audiences=self.settings.audiences, parties=parties
             )
         except TokenRefused as refused:
             raise Unauthenticated(
@@ -225,6 +238,8 @@ class ExternalIdentityService:
         """The user a checked access token is of (created at its first use; the
         provider's userinfo is asked when the token lacks the user name)."""
         account = account_of(claims, self.settings)
+        if is_service_account(claims, account):
+            raise Unauthenticated(N_("The token is a service account's, not a person's."))
         if not account.username and self._linked(account.subject) is None:
             try:
                 info = dict(self.provider.userinfo(token))
@@ -232,6 +247,8 @@ class ExternalIdentityService:
                 info = {}
             if info.get("sub") == account.subject:
                 account = account_of({**info, **claims}, self.settings)
+            if not account.username:  # nothing says who: no user is made for it
+                raise Unauthenticated(N_("The identity provider's token names no user."))
         return self._user(account, update_profile=False, request_id=request_id)
 
     # -- users ------------------------------------------------------------------------
@@ -283,7 +300,10 @@ class ExternalIdentityService:
                 session.flush()
                 session.add(
                     ExternalIdentity(
-                        issuer=self.provider.issuer, subject=account.subject, user_id=user.id
+                        issuer=self.provider.issuer,
+                        subject=account.subject,
+                        provider_username=account.username[:255] or None,
+                        user_id=user.id,
                     )
                 )
                 created = True
@@ -293,13 +313,15 @@ class ExternalIdentityService:
                 if now - link.last_seen_at > LAST_SEEN_EVERY:  # not a write per API call
                     link.last_seen_at = now
                     fresh = True
+                if account.username and link.provider_username != account.username[:255]:
+                    link.provider_username = account.username[:255]
                 if update_profile:
                     if account.display_name and user.display_name != account.display_name:
                         user.display_name = account.display_name
                     if account.email and user.email != account.email:
                         user.email = account.email
             if not user.is_active:
-                raise Unauthenticated("The account is deactivated.")
+                raise Unauthenticated(N_("The account is deactivated."))
             admin = self._admin_by_groups(account.groups)
             if admin is not None and admin != user.is_admin:
                 user.is_admin = admin
@@ -352,10 +374,22 @@ def project_groups(ctx: AppContext, reader: GroupsReader, username: str) -> list
     if not allowed:
         raise Forbidden(N_("Only the identity provider's service account reads this."))
     with ctx.sessions() as session:
-        user_id = session.scalar(select(User.id).where(User.username == username))
-        if user_id is None:
-            if reader.service_client is not None:
+        if reader.service_client is not None:
+            # The provider asks with its own user name: its account's user, whatever
+            # Balsam named them. A name two of its accounts claim, or none (a person
+            # Balsam has not met yet), has no groups.
+            users = session.scalars(
+                select(ExternalIdentity.user_id).where(
+                    ExternalIdentity.issuer == ctx.settings.oidc.issuer,
+                    ExternalIdentity.provider_username == username,
+                )
+            ).all()
+            if len(users) != 1:
                 return []
+            user_id: int | None = users[0]
+        else:
+            user_id = session.scalar(select(User.id).where(User.username == username))
+        if user_id is None:
             raise NotFound(N_("No user '%(name)s'."), params={"name": username})
         ids = session.scalars(select(Membership.project_id).where(Membership.user_id == user_id))
         return sorted(auth_group(project_id) for project_id in ids)

@@ -51,6 +51,7 @@ ACTIONS: Final[Mapping[str, str]] = {
     "token.create": N_("API token created"),
     "token.revoke": N_("API token revoked"),
     "auth.login": N_("Logged in"),
+    "auth.logout": N_("Logged out"),
     "auth.workspace_session": N_("Signed in to the workspaces"),
     "request.denied": N_("Request refused"),
     "data.purge": N_("Deleted data purged"),

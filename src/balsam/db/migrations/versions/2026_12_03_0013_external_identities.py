@@ -25,6 +25,7 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("issuer", sa.String(length=255), nullable=False),
         sa.Column("subject", sa.String(length=255), nullable=False),
+        sa.Column("provider_username", sa.String(length=255), nullable=True),
         sa.Column("user_id", sa.Integer(), nullable=False),
         sa.Column("created_at", UTCDateTime(), nullable=False),
         sa.Column("last_seen_at", UTCDateTime(), nullable=False),
@@ -39,6 +40,12 @@ def upgrade() -> None:
     )
     op.create_index(
         op.f("ix_external_identities_user_id"), "external_identities", ["user_id"], unique=False
+    )
+    op.create_index(
+        op.f("ix_external_identities_provider_username"),
+        "external_identities",
+        ["provider_username"],
+        unique=False,
     )
     with op.batch_alter_table("login_sessions") as batch:
         batch.add_column(
@@ -55,5 +62,8 @@ def downgrade() -> None:
     with op.batch_alter_table("login_sessions") as batch:
         batch.drop_column("provider_sid")
         batch.drop_column("via")
+    op.drop_index(
+        op.f("ix_external_identities_provider_username"), table_name="external_identities"
+    )
     op.drop_index(op.f("ix_external_identities_user_id"), table_name="external_identities")
     op.drop_table("external_identities")
