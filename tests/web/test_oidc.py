@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import hashlib
 import json
 import re
 import secrets
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -21,9 +23,9 @@ import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
-from balsam.db.models import AuditEvent, LoginSession, User
+from balsam.db.models import AuditEvent, ExternalIdentity, LoginSession, User
 from balsam.domain.identity.schemas import UserUpdate
 from balsam.domain.identity.service import Actor, IdentityService
 from balsam.settings import OidcSettings
@@ -205,12 +207,53 @@ def test_a_planted_sign_in_cookie_finishes_nothing(oidc_app: OidcApp) -> None:
             value = browser.cookies["balsam_session_oidc"]
             body, _, mac = value.rpartition(".")
             rows = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
-            rows[0][3] = change["next_path"]
+            rows[0][1] = change["next_path"]
             made = base64.urlsafe_b64encode(json.dumps(rows).encode()).rstrip(b"=").decode()
             browser.cookies.set("balsam_session_oidc", f"{made}.{mac}")
         answer = browser.get(back.headers["location"])
         assert answer.status_code == 400, (change, answer.text[:200])
         assert browser.cookies.get("balsam_session") is None
+
+
+def test_a_read_sign_in_cookie_finishes_nothing(oidc_app: OidcApp) -> None:
+    """A server on another port of the portal's host name receives the browser's
+    cookies, the sign-in's among them: knowing its state, it gets a code for its own
+    account and sends the victim's browser to the callback with it. The nonce and the
+    PKCE verifier are in no cookie, so the code redeems to nothing."""
+    from tests.fixtures.oidc import pkce_pair, redirect_params
+
+    victim = httpx.Client(timeout=30)
+    begun = victim.get(f"{oidc_app.url}/login/oidc", params={"next": "/account"})
+    cookie = victim.cookies["balsam_session_oidc"]
+    sent = parse_qs(urlsplit(begun.headers["location"]).query)
+    state = sent["state"][0]
+    # What the cookie holds (anyone receiving it reads it): not the nonce, and nothing
+    # whose S256 is the code challenge (the verifier).
+    body = cookie.split(".")[0]
+    fields = [f for row in json.loads(base64.urlsafe_b64decode(body + "==")) for f in row]
+    assert "/account" in fields and state in fields
+    for field in map(str, fields):
+        assert field != sent["nonce"][0]
+        digest = hashlib.sha256(field.encode()).digest()
+        assert base64.urlsafe_b64encode(digest).rstrip(b"=").decode() != sent["code_challenge"][0]
+    mallory = account(oidc_app.provider, "mallory")
+    attacker = httpx.Client(timeout=30)
+    _verifier, challenge = pkce_pair()
+    url = oidc_app.provider.authorize_url(
+        "balsam",
+        f"{oidc_app.url}/login/oidc/callback",
+        state=state,
+        nonce="chosen-by-the-attacker",
+        code_challenge=challenge,
+    )
+    code = redirect_params(oidc_app.provider.sign_in(attacker, url, mallory))["code"]
+    answer = victim.get(
+        f"{oidc_app.url}/login/oidc/callback", params={"code": code, "state": state}
+    )
+    assert answer.status_code == 401, answer.text[:300]
+    assert victim.cookies.get("balsam_session") is None
+    # And the failed page's language switch does not carry the code on.
+    assert code not in answer.text
 
 
 def test_several_tabs_sign_in_at_once(oidc_app: OidcApp) -> None:
@@ -718,6 +761,7 @@ def test_a_forged_logout_token_ends_nothing(oidc_app: OidcApp) -> None:
         "iss": provider.issuer,
         "aud": "balsam",
         "iat": now,
+        "exp": now + 120,
         "jti": secrets.token_hex(8),
         "sub": who,
         "events": {"http://schemas.openid.net/event/backchannel-logout": {}},
@@ -729,6 +773,8 @@ def test_a_forged_logout_token_ends_nothing(oidc_app: OidcApp) -> None:
         provider.sign(claims | {"aud": "another-client"}, typ="logout+jwt"),
         provider.sign({k: v for k, v in claims.items() if k != "events"}, typ="logout+jwt"),
         provider.sign(claims | {"nonce": "n"}, typ="logout+jwt"),
+        provider.sign({k: v for k, v in claims.items() if k != "exp"}, typ="logout+jwt"),
+        provider.sign(claims | {"iat": now - 3600}, typ="logout+jwt"),  # old
         "not-a-token",
     ]
     for token in forged:
@@ -736,9 +782,13 @@ def test_a_forged_logout_token_ends_nothing(oidc_app: OidcApp) -> None:
         assert answer.status_code == 400, answer.text
     assert browser.get(f"{oidc_app.url}/api/v1/users/me").status_code == 200
     # The genuine article (signed by the provider, for Balsam) does end it.
-    real = httpx.post(url, data={"logout_token": provider.sign(claims, typ="logout+jwt")})
-    assert real.status_code == 200
+    genuine = provider.sign(claims, typ="logout+jwt")
+    assert httpx.post(url, data={"logout_token": genuine}).status_code == 200
     assert browser.get(f"{oidc_app.url}/api/v1/users/me").status_code == 401
+    # Used once: the same token replayed does not end the next session.
+    again = sign_in(oidc_app, who)
+    assert httpx.post(url, data={"logout_token": genuine}).status_code == 400
+    assert again.get(f"{oidc_app.url}/api/v1/users/me").status_code == 200
 
 
 # -- project roles from groups ---------------------------------------------------------------
@@ -802,10 +852,20 @@ def test_group_rules_give_and_take_project_roles(
     set_groups(site.provider, who, ["team-lfs", "lfs-leads"])
     sign_in(site, who)
     assert _role(site, project, alice, who) == "owner"
+    stale = site.provider.sign(_claims(site.provider, who, groups=["team-lfs", "lfs-leads"]))
     set_groups(site.provider, who, ["staff"])
     sign_in(site, who)
     assert _role(site, project, alice, who) is None
     assert _role(site, manual, alice, who) == "member"
+    # A token from before, still valid, used a minute later: it gives nothing back.
+    with site.ctx.sessions() as session, session.begin():
+        session.execute(
+            update(ExternalIdentity)
+            .where(ExternalIdentity.subject == who)
+            .values(last_seen_at=datetime.now(UTC) - timedelta(minutes=2))
+        )
+    assert httpx.get(f"{site.url}/api/v1/users/me", headers=bearer(stale)).status_code == 200
+    assert _role(site, project, alice, who) is None
     with site.ctx.sessions() as session:
         actions = [
             (e.action, e.actor)

@@ -500,7 +500,12 @@ def announce(settings: Settings, generated_password: str | None) -> None:
         )
     oidc = settings.oidc
     if oidc.enabled:
-        lines.append(f"  sign in:        with {oidc.button_label} ({oidc.issuer})")
+        lines += [
+            f"  sign in:        with {oidc.button_label} ({oidc.issuer}); register there:",
+            f"    redirect URI            {url}/login/oidc/callback",
+            f"    post-logout redirect    {url}/logged-out",
+            f"    back-channel logout     {url}/login/oidc/backchannel-logout",
+        ]
     if oidc.password_login:
         lines += [
             "  get an API token:",

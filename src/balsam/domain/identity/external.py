@@ -269,7 +269,10 @@ class ExternalIdentityService:
             except IntegrityError:
                 continue
             if fresh and account.groups is not None and self.settings.project_roles:
-                ProjectRoleRules(self.ctx, self.settings).apply(user.username, account.groups)
+                rules = ProjectRoleRules(self.ctx, self.settings)
+                # Tokens only take away: one still valid from before a group was left
+                # must not give back what a sign-in took.
+                rules.apply(user.username, account.groups, grant=update_profile)
             return user
         raise Unauthenticated(N_("Signing in failed; try again."))
 
@@ -438,8 +441,9 @@ class ProjectRoleRules:
                     wanted[rule.project] = (rule.role, rule.group)
         return wanted
 
-    def apply(self, username: str, groups: tuple[str, ...]) -> None:
-        """Bring the memberships rules made for ``username`` in line with ``groups``."""
+    def apply(self, username: str, groups: tuple[str, ...], *, grant: bool = True) -> None:
+        """Bring the memberships rules made for ``username`` in line with ``groups``
+        (only ending and lowering them unless ``grant``)."""
         wanted = self.wanted(groups)
         with self.ctx.sessions() as session:
             held = {
@@ -451,6 +455,8 @@ class ProjectRoleRules:
         members = MemberService(self.ctx)
         for project_id, (role, group) in wanted.items():
             current = held.get(project_id)
+            if not grant and (current is None or _RANK[role] > _RANK[current[0]]):
+                continue
             try:
                 if current is None:
                     data = MemberAdd(username=username, role=role)

@@ -43,6 +43,8 @@ ASYMMETRIC = frozenset(
 #: Keycloak's ``typ`` claim of tokens that are not access tokens.
 NOT_ACCESS_TOKENS = frozenset({"id", "refresh", "logout", "offline"})
 BACKCHANNEL_LOGOUT = "http://schemas.openid.net/event/backchannel-logout"
+#: The oldest a back-channel logout token may be (by its ``iat``).
+LOGOUT_TOKEN_AGE = 600.0
 DISCOVERY_TTL = 3600.0
 JWKS_TTL = 3600.0
 
@@ -104,6 +106,7 @@ class OidcProvider:
         self._meta: tuple[float, Metadata] | None = None
         self._keys: dict[str, tuple[jwt.PyJWK, str | None]] = {}
         self._keys_at = 0.0
+        self._jtis: dict[str, float] = {}
 
     @property
     def issuer(self) -> str:
@@ -236,8 +239,12 @@ class OidcProvider:
 
     def verify_logout_token(self, token: str) -> Claims:
         claims = self._decode(
-            token, audience=[self.client_id], require=["iat", "iss", "aud", "jti"]
+            token, audience=[self.client_id], require=["iat", "exp", "iss", "aud", "jti"]
         )
+        if not isinstance(claims["iat"], int | float) or (
+            time.time() - claims["iat"] > LOGOUT_TOKEN_AGE + self.clock_skew
+        ):
+            raise TokenRefused("an old logout token")
         events = claims.get("events")
         if not isinstance(events, dict) or BACKCHANNEL_LOGOUT not in events:
             raise TokenRefused("not a logout token (events)")
@@ -245,7 +252,21 @@ class OidcProvider:
             raise TokenRefused("a logout token has no nonce")
         if not isinstance(claims.get("sub"), str) and not isinstance(claims.get("sid"), str):
             raise TokenRefused("a logout token names a user (sub) or a session (sid)")
+        if not self._first_use(str(claims["jti"]), float(claims["exp"])):  # last: all else held
+            raise TokenRefused("a logout token used before (jti)")
         return claims
+
+    def _first_use(self, jti: str, expires: float) -> bool:
+        """Whether a logout token's ``jti`` is new (remembered until it expires, in
+        this process: a replayed token cannot end a later session)."""
+        now = time.time()
+        with self._lock:
+            for old in [j for j, until in self._jtis.items() if until < now]:
+                del self._jtis[old]
+            if jti in self._jtis:
+                return False
+            self._jtis[jti] = min(expires, now + LOGOUT_TOKEN_AGE) + self.clock_skew
+            return True
 
     # -- the authorization code flow -------------------------------------------------------
 

@@ -4,9 +4,11 @@ and, through the portal's hand-over, the workspaces.
 ``GET /login/oidc?next=…`` sends the browser to the provider (authorization code flow
 with PKCE S256, a ``state`` and a ``nonce``); ``GET /login/oidc/callback`` redeems the
 code, checks the ID token, and starts a Balsam session. What the callback needs (state,
-nonce, PKCE verifier, where to go next, the client address that began it) travels in a
-short-lived HttpOnly cookie of this browser, signed with a key of Balsam's (HMAC), never
-in a URL and never in the database: only the browser that began a sign-in finishes it —
+where to go next, the client address that began it) travels in a short-lived HttpOnly
+cookie of this browser, signed with a key of Balsam's (HMAC), never in a URL and never
+in the database; the nonce and the PKCE verifier are made from the state with that key
+and are in no cookie (a server on another port of the portal's host name receives the
+browser's cookies): only the browser that began a sign-in finishes it —
 a code and state carried elsewhere find no cookie there, and a cookie planted from
 elsewhere (a server on another port of the portal's host name receives and sets the
 same cookies) is either not Balsam's or names another address. A restart, or another
@@ -62,8 +64,6 @@ class Pending:
     ``began`` (seconds since the epoch)."""
 
     state: str
-    nonce: str
-    verifier: str
     next_path: str
     redirect_uri: str
     address: str
@@ -72,6 +72,13 @@ class Pending:
     @property
     def live(self) -> bool:
         return 0 <= time.time() - self.began < PENDING_SECONDS
+
+
+def derived(key: bytes, purpose: str, state: str) -> str:
+    """The sign-in's nonce or PKCE verifier (``purpose``): made from its state with
+    Balsam's key, never written into the cookie — a server on another port of the
+    portal's host name receives the browser's cookies and could read them there."""
+    return hmac.new(key, f"{purpose}\0{state}".encode(), hashlib.sha256).hexdigest()
 
 
 def sign_in_key(ctx: AppContext) -> bytes:
@@ -126,6 +133,7 @@ def _failed(request: Request, error: str, *, status: int) -> HTMLResponse:
         username="",
         opens_workspace=False,
         oidc=get_ctx(request).settings.oidc,
+        here="/login",  # the language switch's next: never the callback's code
     )
 
 
@@ -153,10 +161,9 @@ async def begin(request: Request, next_path: NextQuery = None) -> Response:
         IdentityService(ctx).check_browser_peer(address)
     except BalsamError:
         return _failed(request, _("A workspace cannot sign in to the portal."), status=403)
+    key = sign_in_key(ctx)
     pending = Pending(
         state=secrets.token_urlsafe(24),
-        nonce=secrets.token_urlsafe(24),
-        verifier=secrets.token_urlsafe(48),
         next_path=safe_next(next_path),
         redirect_uri=portal_origin(request, ctx.settings) + CALLBACK_PATH,
         address=address,
@@ -164,14 +171,14 @@ async def begin(request: Request, next_path: NextQuery = None) -> Response:
     )
     # Other sign-ins begun in this browser go on (several workspace tabs at once).
     cookie = request.cookies.get(ctx.settings.auth.sign_in_cookie_name, "")
-    under_way = decode_pending(cookie, sign_in_key(ctx))[-(MAX_PENDING - 1) :]
+    under_way = decode_pending(cookie, key)[-(MAX_PENDING - 1) :]
     try:
         url = await run_in_threadpool(
             service.provider.authorization_url,
             redirect_uri=pending.redirect_uri,
             state=pending.state,
-            nonce=pending.nonce,
-            code_challenge=_challenge(pending.verifier),
+            nonce=derived(key, "nonce", pending.state),
+            code_challenge=_challenge(derived(key, "pkce", pending.state)),
         )
     except ProviderUnavailable:
         return _failed(request, _("The identity provider cannot be reached."), status=502)
@@ -215,7 +222,7 @@ async def callback(
         failed = _failed(request, _("The identity provider did not sign you in."), status=401)
         return _keep(failed, ctx, rest)
     try:
-        account, sid = await run_in_threadpool(_account, service, pending, code)
+        account, sid = await run_in_threadpool(_account, service, pending, code, sign_in_key(ctx))
         user = await run_in_threadpool(service.sign_in, account, address=address, request_id=rid)
         value, _row = await run_in_threadpool(
             partial(IdentityService(ctx).start_session, provider_sid=sid),
@@ -240,16 +247,17 @@ async def callback(
 
 
 def _account(
-    service: ExternalIdentityService, pending: Pending, code: str
+    service: ExternalIdentityService, pending: Pending, code: str, key: bytes
 ) -> tuple[ProviderAccount, str | None]:
     """The account of a redeemed code — the ID token's claims, completed from the
     userinfo endpoint when they lack the user name or the groups — and the provider's
     session id (``sid``), if it gave one."""
     provider = service.provider
-    tokens = provider.redeem(
-        code=code, redirect_uri=pending.redirect_uri, code_verifier=pending.verifier
+    verifier = derived(key, "pkce", pending.state)
+    tokens = provider.redeem(code=code, redirect_uri=pending.redirect_uri, code_verifier=verifier)
+    claims = dict(
+        provider.verify_id_token(tokens.id_token, nonce=derived(key, "nonce", pending.state))
     )
-    claims = dict(provider.verify_id_token(tokens.id_token, nonce=pending.nonce))
     account = account_of(claims, service.settings)
     if not account.username or account.groups is None:
         info = provider.userinfo(tokens.access_token)
