@@ -40,11 +40,8 @@ from tests.fixtures.oidc_app import (
     ADMIN_GROUP,
     UI_ORIGIN,
     OidcApp,
-    balsam_client,
-    derived_app,
-    oidc_settings,
+    another_app,
 )
-from tests.fixtures.server import free_port, serve
 
 AUDIENCE = "balsam-api"
 
@@ -672,18 +669,8 @@ def test_a_client_on_another_origin_creates_a_project_a_branch_and_a_workspace(
 @pytest.fixture(scope="module")
 def provider_only(oidc_app: OidcApp) -> Iterator[OidcApp]:
     """An app where only the provider signs people in."""
-    port = free_port()
-    oidc_app.provider.register_client(balsam_client(port) | {"client_id": "balsam-only"})
-    settings = oidc_settings(
-        oidc_app.ctx.settings,
-        port,
-        oidc_app.provider.issuer,
-        client_id="balsam-only",
-        password_login=False,
-    )
-    app, ctx = derived_app(oidc_app.ctx, settings)
-    with serve(app, port=port) as url:
-        yield OidcApp(url=url, app=app, ctx=ctx, provider=oidc_app.provider)
+    with another_app(oidc_app, "balsam-only", password_login=False) as site:
+        yield site
 
 
 def test_without_password_sign_in_only_the_provider_signs_in(
@@ -812,23 +799,13 @@ def ruled(
         )
         assert created.status_code == 201, created.text
         projects.append(created.json())
-    port = free_port()
-    oidc_app.provider.register_client(balsam_client(port) | {"client_id": "balsam-rules"})
     rules = [
         {"group": "team-lfs", "project": projects[0]["id"], "role": "member"},
         {"group": "lfs-leads", "project": projects[0]["id"], "role": "owner"},
         {"group": "team-lfs", "project": "no-such-project"},
     ]
-    settings = oidc_settings(
-        oidc_app.ctx.settings,
-        port,
-        oidc_app.provider.issuer,
-        client_id="balsam-rules",
-        project_roles=rules,
-    )
-    app, ctx = derived_app(oidc_app.ctx, settings)
-    with serve(app, port=port) as url:
-        yield OidcApp(url=url, app=app, ctx=ctx, provider=oidc_app.provider), *projects
+    with another_app(oidc_app, "balsam-rules", project_roles=rules) as site:
+        yield site, *projects
 
 
 def _role(site: OidcApp, project: dict[str, Any], owner: TestUser, who: str) -> str | None:
@@ -942,18 +919,9 @@ def test_the_provider_asks_for_groups_with_its_own_user_name(oidc_app: OidcApp) 
 
 
 def test_listed_clients_still_let_the_service_account_read_groups(oidc_app: OidcApp) -> None:
-    port = free_port()
-    oidc_app.provider.register_client(balsam_client(port) | {"client_id": "balsam-parties"})
-    settings = oidc_settings(
-        oidc_app.ctx.settings,
-        port,
-        oidc_app.provider.issuer,
-        client_id="balsam-parties",
-        authorized_parties=["api-client"],
-    )
-    app, _ctx = derived_app(oidc_app.ctx, settings)
     who = account(oidc_app.provider, "parties")
-    with serve(app, port=port) as url:
+    with another_app(oidc_app, "balsam-parties", authorized_parties=["api-client"]) as site:
+        url = site.url
         token = oidc_app.provider.user_access_token(who)  # issued to api-client
         assert httpx.get(f"{url}/api/v1/users/me", headers=bearer(token)).status_code == 200
         other = oidc_app.provider.sign(_claims(oidc_app.provider, who, azp="someone-else"))

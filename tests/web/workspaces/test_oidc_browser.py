@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -18,6 +19,7 @@ from balsam.domain.identity.service import sha256
 from tests.fixtures.app import PASSWORD
 from tests.fixtures.chromium import skip_without_chromium
 from tests.fixtures.oidc_app import OidcApp
+from tests.fixtures.workspaces import wait_state
 from tests.web.test_oidc import account
 from tests.web.workspaces.test_browser import LAB, LOAD_MS, screenshot_on_failure
 
@@ -30,19 +32,6 @@ def running(oidc_app: OidcApp) -> Iterator[OidcApp]:
     oidc_app.ctx.supervisor.start()
     yield oidc_app
     oidc_app.ctx.supervisor.shutdown()
-
-
-def _wait_running(api: httpx.Client, workspace_id: str) -> dict[str, Any]:
-    import time
-
-    deadline = time.monotonic() + 900
-    while True:
-        body: dict[str, Any] = api.get(f"/api/v1/workspaces/{workspace_id}").json()
-        if body["state"] == "running":
-            return body
-        assert body["state"] != "failed", body
-        assert time.monotonic() < deadline, body
-        time.sleep(0.25)
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +58,7 @@ def person(running: OidcApp) -> Iterator[tuple[str, dict[str, Any]]]:
             },
         )
         assert created.status_code == 201, created.text
-        workspace = _wait_running(api, created.json()["id"])
+        workspace = wait_state(SimpleNamespace(client=api), created.json()["id"], "running")  # type: ignore[arg-type]
         yield who, workspace
         api.delete(f"/api/v1/workspaces/{workspace['id']}")
 
