@@ -762,6 +762,7 @@ def test_a_forged_logout_token_ends_nothing(oidc_app: OidcApp) -> None:
         provider.sign(claims | {"nonce": "n"}, typ="logout+jwt"),
         provider.sign({k: v for k, v in claims.items() if k != "exp"}, typ="logout+jwt"),
         provider.sign(claims | {"iat": now - 3600}, typ="logout+jwt"),  # old
+        provider.sign(claims | {"aud": ["balsam", "other"]}, typ="logout+jwt"),  # no azp
         "not-a-token",
     ]
     for token in forged:

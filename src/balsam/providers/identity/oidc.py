@@ -245,6 +245,9 @@ class OidcProvider:
             time.time() - claims["iat"] > LOGOUT_TOKEN_AGE + self.clock_skew
         ):
             raise TokenRefused("an old logout token")
+        audiences = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
+        if len(audiences) > 1 and claims.get("azp") != self.client_id:
+            raise TokenRefused("issued to another client (azp)")
         events = claims.get("events")
         if not isinstance(events, dict) or BACKCHANNEL_LOGOUT not in events:
             raise TokenRefused("not a logout token (events)")
