@@ -930,3 +930,27 @@ def test_listed_clients_still_let_the_service_account_read_groups(oidc_app: Oidc
         service = oidc_app.provider.client_credentials_token(GROUPS_CLIENT_ID, GROUPS_CLIENT_SECRET)
         answer = httpx.get(f"{url}/api/v1/users/{who}/groups", headers=bearer(service))
         assert answer.status_code == 200, answer.text
+
+
+# -- bad input: problem+json or the login page, never a 500 -------------------------------
+
+
+def test_bad_input_to_the_new_endpoints_gets_no_500(oidc_app: OidcApp, alice: TestUser) -> None:
+    url = oidc_app.url
+    for name in ("x" * 65, "a%00b"):
+        answer = httpx.get(f"{url}/api/v1/users/{name}/groups", headers=alice.headers)
+        assert answer.status_code == 422, answer.text
+        assert answer.headers["content-type"].startswith("application/problem+json")
+    huge = httpx.get(f"{url}/login/oidc/callback", params={"code": "c" * 5000, "state": "s"})
+    assert huge.status_code == 422, huge.text[:200]
+    odd = httpx.get(f"{url}/login/oidc/callback", params={"code": "\x00", "state": "\u2603"})
+    assert odd.status_code in (400, 422), odd.text[:200]
+    begun = httpx.get(f"{url}/login/oidc", params={"next": "/" + "x" * 5000})
+    assert begun.status_code in (303, 422)
+    for body in (b"logout_token=%ff%fe", b"\x00" * 10, b"logout_token=" + b"a" * 20_000):
+        answer = httpx.post(
+            f"{url}/login/oidc/backchannel-logout",
+            content=body,
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        assert 400 <= answer.status_code < 500, answer.text[:200]

@@ -169,6 +169,22 @@ def test_a_kernel_can_neither_begin_nor_finish_a_sign_in(
         )
         assert stolen["status"] == 403, stolen
         assert not any(c.startswith("balsam_session=") for c in stolen["cookies"])
+        # Nor read its owner's project groups without a credential, nor end sessions
+        # with a made-up logout token.
+        groups = run(
+            f"print(json.dumps(fetch({running.url + '/api/v1/users/' + who + '/groups'!r})))"
+        )
+        assert groups["status"] == 401
+        backchannel = running.url + "/login/oidc/backchannel-logout"
+        forged = run(
+            "import urllib.parse\n"
+            "body = urllib.parse.urlencode({'logout_token': 'eyJ.x.y'}).encode()\n"
+            f"request = urllib.request.Request({backchannel!r}, data=body)\n"
+            "try:\n    status = urllib.request.urlopen(request, timeout=20).status\n"
+            "except urllib.error.HTTPError as error:\n    status = error.status\n"
+            "print(json.dumps(status))"
+        )
+        assert forged == 400
         # Nothing of the provider's configuration is in the kernel's environment.
         environment = run("import os; print(json.dumps(dict(os.environ)))")
         assert not [k for k in environment if "OIDC" in k.upper()]
