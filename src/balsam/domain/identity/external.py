@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import ColumnElement, delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from unidecode import unidecode
@@ -119,11 +120,11 @@ def _string(value: object) -> str:
     return value.strip() if isinstance(value, str) else ""
 
 
-def _checked(check: object, value: str) -> str:
+def _checked(check: Callable[[str], str], value: str) -> str:
     """``value`` if ``check`` accepts it, else "" (a provider's odd name is dropped,
     not an error: the sign-in goes on)."""
     try:
-        return str(check(value))  # type: ignore[operator]
+        return check(value)
     except ValueError:
         return ""
 
@@ -180,10 +181,7 @@ class ExternalIdentityService:
         with self.ctx.sessions() as session, session.begin():
             if isinstance(sub, str):
                 user_id = session.scalar(
-                    select(ExternalIdentity.user_id).where(
-                        ExternalIdentity.issuer == self.provider.issuer,
-                        ExternalIdentity.subject == sub,
-                    )
+                    select(ExternalIdentity.user_id).where(*self._link_of(sub))
                 )
                 if user_id is None:
                     return []
@@ -253,14 +251,16 @@ class ExternalIdentityService:
 
     # -- users ------------------------------------------------------------------------
 
+    def _link_of(self, subject: str) -> tuple[ColumnElement[bool], ...]:
+        """Where the account link of the provider's ``subject`` is."""
+        return (
+            ExternalIdentity.issuer == self.provider.issuer,
+            ExternalIdentity.subject == subject,
+        )
+
     def _linked(self, subject: str) -> int | None:
         with self.ctx.sessions() as session:
-            return session.scalar(
-                select(ExternalIdentity.user_id).where(
-                    ExternalIdentity.issuer == self.provider.issuer,
-                    ExternalIdentity.subject == subject,
-                )
-            )
+            return session.scalar(select(ExternalIdentity.user_id).where(*self._link_of(subject)))
 
     def _user(self, account: ProviderAccount, *, update_profile: bool, request_id: str) -> User:
         for _attempt in range(3):  # a concurrent first sign-in took the name or the link
@@ -285,12 +285,7 @@ class ExternalIdentityService:
         fresh = update_profile
         changes: dict[str, object] = {}
         with self.ctx.sessions() as session, session.begin():
-            link = session.scalar(
-                select(ExternalIdentity).where(
-                    ExternalIdentity.issuer == self.provider.issuer,
-                    ExternalIdentity.subject == account.subject,
-                )
-            )
+            link = session.scalar(select(ExternalIdentity).where(*self._link_of(account.subject)))
             if link is None:
                 user = User(
                     username=_free_username(session, account),

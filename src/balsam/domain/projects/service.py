@@ -31,6 +31,7 @@ from balsam.domain.workspaces.service import WorkspaceService
 from balsam.errors import N_, BalsamError, Conflict, Forbidden, InvalidInput, NotFound
 from balsam.providers.git.base import Author
 from balsam.providers.storage.base import ScopedKey
+from balsam.settings import PROJECT_GROUP_PREFIX
 
 GITIGNORE = """\
 # Python
@@ -60,7 +61,7 @@ GITATTRIBUTES = """\
 
 
 def auth_group(project_id: str) -> str:
-    return f"balsam-grp_{project_id}"
+    return f"{PROJECT_GROUP_PREFIX}{project_id}"
 
 
 def initial_files(name: str, description: str) -> dict[str, bytes]:

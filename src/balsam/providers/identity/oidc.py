@@ -216,7 +216,7 @@ class OidcProvider:
         claims = self._decode(
             token, audience=[self.client_id], require=["exp", "iat", "iss", "aud", "sub"]
         )
-        audiences = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
+        audiences = _audiences(claims)
         azp = claims.get("azp")
         if (azp is not None or len(audiences) > 1) and azp != self.client_id:
             raise TokenRefused("issued to another client (azp)")
@@ -245,7 +245,7 @@ class OidcProvider:
             time.time() - claims["iat"] > LOGOUT_TOKEN_AGE + self.clock_skew
         ):
             raise TokenRefused("an old logout token")
-        audiences = claims["aud"] if isinstance(claims["aud"], list) else [claims["aud"]]
+        audiences = _audiences(claims)
         if len(audiences) > 1 and claims.get("azp") != self.client_id:
             raise TokenRefused("issued to another client (azp)")
         events = claims.get("events")
@@ -331,3 +331,9 @@ class OidcProvider:
             {"client_id": self.client_id, "post_logout_redirect_uri": post_logout_redirect_uri}
         )
         return f"{endpoint}{'&' if '?' in endpoint else '?'}{query}"
+
+
+def _audiences(claims: Claims) -> list[str]:
+    """A checked token's ``aud``, a list (it may be one string)."""
+    aud = claims["aud"]
+    return list(aud) if isinstance(aud, list) else [aud]

@@ -6,7 +6,7 @@ log the browser into another account); logout also needs the session's CSRF toke
 
 from __future__ import annotations
 
-from urllib.parse import quote
+from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -29,7 +29,10 @@ from balsam.web.deps import (
 from balsam.web.origins import portal_origin
 from balsam.web.pages import i18n
 from balsam.web.pages.forms import (
+    LOGGED_OUT_PATH,
+    OIDC_LOGIN_PATH,
     NextQuery,
+    login_url,
     page_session,
     read_form,
     refuse_cross_site,
@@ -37,7 +40,6 @@ from balsam.web.pages.forms import (
     safe_next,
     session_form,
 )
-from balsam.web.pages.oidc import LOGGED_OUT_PATH
 from balsam.web.pages.render import render
 
 router = APIRouter(include_in_schema=False)
@@ -45,9 +47,19 @@ router = APIRouter(include_in_schema=False)
 LANGUAGE_COOKIE_AGE = 365 * 24 * 3600
 
 
-def _login_page(
-    request: Request, next_path: str, *, error: str = "", username: str = "", status: int = 200
+def login_page(
+    request: Request,
+    next_path: str,
+    *,
+    error: str = "",
+    username: str = "",
+    status: int = 200,
+    here: str | None = None,
 ) -> HTMLResponse:
+    """The login page (the password form, the identity provider's button, or both),
+    going on to ``next_path``; ``here`` replaces the page's own address where the
+    language switch must not carry it on (a callback's code)."""
+    own_address: dict[str, Any] = {"here": here} if here else {}
     return render(
         request,
         "login.html",
@@ -58,6 +70,8 @@ def _login_page(
         # A workspace link brought the person here: say so, they expected JupyterLab.
         opens_workspace=next_path.startswith("/workspace-session"),
         oidc=get_ctx(request).settings.oidc,
+        oidc_href=login_url(next_path, OIDC_LOGIN_PATH),
+        **own_address,
     )
 
 
@@ -82,13 +96,8 @@ def login_form(request: Request, next_path: NextQuery = None) -> Response:
     turned off, straight on to the identity provider."""
     oidc = get_ctx(request).settings.oidc
     if oidc.enabled and not oidc.password_login:
-        return RedirectResponse(oidc_login_url(safe_next(next_path)), status_code=303)
-    return _login_page(request, safe_next(next_path))
-
-
-def oidc_login_url(next_path: str) -> str:
-    """Where a sign-in with the identity provider that ends at ``next_path`` begins."""
-    return "/login/oidc" if next_path == "/" else f"/login/oidc?next={quote(next_path, safe='/')}"
+        return RedirectResponse(login_url(next_path, OIDC_LOGIN_PATH), status_code=303)
+    return login_page(request, safe_next(next_path))
 
 
 @router.post("/login")
@@ -102,7 +111,7 @@ async def login(request: Request) -> Response:
     next_path, username = safe_next(form.get("next")), form.get("username", "")
     _ = i18n.gettext(request)
     if not ctx.settings.oidc.password_login:
-        return _login_page(
+        return login_page(
             request,
             next_path,
             status=403,
@@ -111,7 +120,7 @@ async def login(request: Request) -> Response:
     try:
         credentials = LoginRequest(username=username, password=form.get("password", ""))
     except ValidationError:
-        return _login_page(
+        return login_page(
             request,
             next_path,
             username=username,
@@ -121,7 +130,7 @@ async def login(request: Request) -> Response:
     try:
         value = await run_in_threadpool(_start_session, request, ctx, credentials)
     except RateLimited:
-        return _login_page(
+        return login_page(
             request,
             next_path,
             username=username,
@@ -129,7 +138,7 @@ async def login(request: Request) -> Response:
             error=_("Too many failed logins; try again later."),
         )
     except BalsamError:
-        return _login_page(
+        return login_page(
             request,
             next_path,
             username=username,

@@ -72,9 +72,15 @@ def safe_next(value: str | None) -> str:
     return "/" if parts.scheme or parts.netloc else value
 
 
-def login_url(next_path: str) -> str:
+#: Where a sign-in with the identity provider begins, and where it ends after signing out.
+OIDC_LOGIN_PATH = "/login/oidc"
+LOGGED_OUT_PATH = "/logged-out"
+
+
+def login_url(next_path: str | None, start: str = "/login") -> str:
+    """``start`` (the login form, or :data:`OIDC_LOGIN_PATH`) that goes on to ``next``."""
     safe = safe_next(next_path)
-    return "/login" if safe == "/" else f"/login?next={quote(safe, safe='/')}"
+    return start if safe == "/" else f"{start}?next={quote(safe, safe='/')}"
 
 
 def refuse_cross_site(request: Request, ctx: AppContext) -> None:

@@ -43,14 +43,21 @@ from balsam.providers.identity.base import ProviderUnavailable, TokenRefused
 from balsam.web.deps import client_address, get_ctx, request_id, set_session_cookie
 from balsam.web.origins import portal_origin
 from balsam.web.pages import i18n
-from balsam.web.pages.forms import NextQuery, read_form, refuse_scripts, safe_next
+from balsam.web.pages.auth import login_page
+from balsam.web.pages.forms import (
+    LOGGED_OUT_PATH,
+    OIDC_LOGIN_PATH,
+    NextQuery,
+    read_form,
+    refuse_scripts,
+    safe_next,
+)
 from balsam.web.pages.render import render
 
 router = APIRouter(include_in_schema=False)
 
-CALLBACK_PATH = "/login/oidc/callback"
-LOGGED_OUT_PATH = "/logged-out"
-BACKCHANNEL_PATH = "/login/oidc/backchannel-logout"
+CALLBACK_PATH = f"{OIDC_LOGIN_PATH}/callback"
+BACKCHANNEL_PATH = f"{OIDC_LOGIN_PATH}/backchannel-logout"
 #: How long a sign-in at the provider may take, and how many may be under way at once
 #: in one browser (tabs).
 PENDING_SECONDS = 600
@@ -74,11 +81,15 @@ class Pending:
         return 0 <= time.time() - self.began < PENDING_SECONDS
 
 
+def _mac(key: bytes, text: str) -> str:
+    return hmac.new(key, text.encode(), hashlib.sha256).hexdigest()
+
+
 def derived(key: bytes, purpose: str, state: str) -> str:
     """The sign-in's nonce or PKCE verifier (``purpose``): made from its state with
     Balsam's key, never written into the cookie — a server on another port of the
     portal's host name receives the browser's cookies and could read them there."""
-    return hmac.new(key, f"{purpose}\0{state}".encode(), hashlib.sha256).hexdigest()
+    return _mac(key, f"{purpose}\0{state}")
 
 
 def sign_in_key(ctx: AppContext) -> bytes:
@@ -99,14 +110,14 @@ def encode_pending(items: list[Pending], key: bytes) -> str:
     """The cookie's value: the sign-ins as JSON, base64url, and their HMAC-SHA256."""
     data = json.dumps([astuple(p) for p in items]).encode()
     body = base64.urlsafe_b64encode(data).rstrip(b"=").decode()  # nothing a cookie quotes
-    return f"{body}.{hmac.new(key, body.encode(), hashlib.sha256).hexdigest()}"
+    return f"{body}.{_mac(key, body)}"
 
 
 def decode_pending(value: str, key: bytes) -> list[Pending]:
     """The live sign-ins of a cookie Balsam made; none for anything else (a cookie
     planted by someone else cannot name where a sign-in goes, nor whose it is)."""
     body, _, mac = value.rpartition(".")
-    expected = hmac.new(key, body.encode(), hashlib.sha256).hexdigest()
+    expected = _mac(key, body)
     if not body or not hmac.compare_digest(mac.encode(), expected.encode()):
         return []
     try:
@@ -123,18 +134,9 @@ def _challenge(verifier: str) -> str:
 
 
 def _failed(request: Request, error: str, *, status: int) -> HTMLResponse:
-    """The login page with ``error``."""
-    return render(
-        request,
-        "login.html",
-        status=status,
-        next_path="/",
-        error=error,
-        username="",
-        opens_workspace=False,
-        oidc=get_ctx(request).settings.oidc,
-        here="/login",  # the language switch's next: never the callback's code
-    )
+    """The login page with ``error`` (its language switch does not carry the callback's
+    code on)."""
+    return login_page(request, "/", error=error, status=status, here="/login")
 
 
 def _keep(response: Response, ctx: AppContext, items: list[Pending]) -> Response:
@@ -149,7 +151,7 @@ def _keep(response: Response, ctx: AppContext, items: list[Pending]) -> Response
     return response
 
 
-@router.get("/login/oidc")
+@router.get(OIDC_LOGIN_PATH)
 async def begin(request: Request, next_path: NextQuery = None) -> Response:
     """Send the browser to the identity provider to sign in, then to ``next``."""
     ctx = get_ctx(request)
