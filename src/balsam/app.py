@@ -45,12 +45,13 @@ def _document(app: FastAPI) -> None:
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Crash recovery first (``domain/recovery.py``), then background work that lives as
-    long as the served app: knowledge-library sync, imports,
+    long as the served app: knowledge-library sync, imports, runs,
     the workspace supervisor, and loading the search index so the first search
     does not wait for it."""
     from balsam.domain.data.import_worker import ImportWorker
     from balsam.domain.library.worker import LibrarySyncWorker
     from balsam.domain.recovery import RecoveryWorker, recover
+    from balsam.domain.runs.worker import RunWorker
     from balsam.domain.search.service import SearchService
     from balsam.web.proxy.routes import close_client
 
@@ -67,6 +68,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     imports = ImportWorker(ctx)
     imports.start()
     app.state.imports = imports
+    runs = RunWorker(ctx)
+    runs.start()
+    app.state.runs = runs
     await run_in_threadpool(ctx.supervisor.start)
     threading.Thread(
         target=SearchService(app.state.ctx).warm, name="search-warm", daemon=True
@@ -79,6 +83,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(worker.stop)
         await run_in_threadpool(repairs.stop)
         await run_in_threadpool(imports.stop)
+        await run_in_threadpool(runs.stop)
         await run_in_threadpool(ctx.supervisor.shutdown)
         await close_client(app.state)
 

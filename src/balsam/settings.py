@@ -192,6 +192,28 @@ class ImportSettings(BaseModel):
     workers: int = Field(2, ge=1, le=16, description="Imports run at once by each Balsam process.")
 
 
+class RunSettings(BaseModel):
+    """Recorded runs of pipelines, notebooks and scripts (``/api/v1/projects/{id}/runs``)."""
+
+    workers: int = Field(
+        2, ge=1, le=16, description="Runs run at once by each Balsam process (more wait queued)."
+    )
+    node_concurrency: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description="Nodes of one run that run side by side at most; 0: the machine's cores.",
+    )
+    default_template: str = Field(
+        "elyra",
+        description="The workspace template whose environment a run uses when it names none "
+        "(its locked packages, Python and R).",
+    )
+    max_parameters_bytes: int = Field(
+        65536, ge=2, description="Largest parameters object a run may have (canonical JSON)."
+    )
+
+
 def _origin(value: str) -> str:
     """``value`` as a browser's ``Origin`` header writes it; ValueError for anything
     that is not one origin (a wildcard, ``null``, a path, credentials, a query)."""
@@ -716,6 +738,7 @@ class Settings(BaseSettings):
     workspaces: WorkspaceSettings = Field(default_factory=WorkspaceSettings)  # type: ignore[arg-type]
     connections: ConnectionSettings = Field(default_factory=ConnectionSettings)  # type: ignore[arg-type]
     imports: ImportSettings = Field(default_factory=ImportSettings)  # type: ignore[arg-type]
+    runs: RunSettings = Field(default_factory=RunSettings)  # type: ignore[arg-type]
     oidc: OidcSettings = Field(default_factory=OidcSettings)  # type: ignore[arg-type]
     library_sync_interval_seconds: int = Field(
         600,

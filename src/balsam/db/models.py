@@ -486,3 +486,95 @@ class DataImport(Base):
     process: Mapped[str | None] = mapped_column(String(200), nullable=True)
     #: The storage server's multipart upload being filled, once there is one.
     upload_id: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class Run(Base):
+    """A recorded run of a pipeline, notebook or script of the project's repository at
+    one commit: ``queued`` → ``running`` → ``succeeded`` | ``failed`` | ``cancelled``.
+
+    While it runs, ``process`` names the Balsam process running it and ``access_key``
+    the storage key minted for it (the id only; the secret is never stored), so one a
+    crash left behind is failed and its key revoked at the next start
+    (:mod:`balsam.domain.runs.recovery`). ``record`` is the run's record (canonical
+    JSON), written once when it ends, with its SHA-256 (also in the audit chain)."""
+
+    __tablename__ = "runs"
+    __table_args__ = (
+        Index("ix_runs_project_created", "project_id", "created_at"),
+        Index("ix_runs_state", "state"),
+    )
+
+    #: Random, URL-safe; not a secret (the caller must be a member as well).
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    branch: Mapped[str] = mapped_column(String(100))
+    path: Mapped[str] = mapped_column(String(1024))
+    #: "pipeline" | "notebook" | "script"
+    kind: Mapped[str] = mapped_column(String(16))
+    commit: Mapped[str] = mapped_column(String(64))
+    #: Whether ``commit`` is a snapshot of a workspace's uncommitted changes.
+    dirty: Mapped[bool] = mapped_column(Boolean, default=False)
+    parameters: Mapped[dict[str, object]] = mapped_column(JSON, default=dict)
+    template_id: Mapped[str] = mapped_column(String(63))
+    #: ``<template>-<version>``: the environment it ran in.
+    environment: Mapped[str] = mapped_column(String(100))
+    state: Mapped[str] = mapped_column(String(16), default="queued")
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    rerun_of: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    created_by: Mapped[str] = mapped_column(String(64))
+    request_id: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    #: ``host:pid:start-time`` of the process running it (balsam.domain.journal).
+    process: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    #: The run's storage key while it runs (its id only).
+    access_key: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    record: Mapped[str | None] = mapped_column(Text, nullable=True)
+    record_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+    nodes: Mapped[list[RunNode]] = relationship(
+        cascade="all, delete-orphan", order_by="RunNode.position", lazy="selectin"
+    )
+
+
+class RunNode(Base):
+    """One node of a run, with its own state, times and error."""
+
+    __tablename__ = "run_nodes"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    #: The node's folder of results: ``runs/<run>/<key>/``.
+    key: Mapped[str] = mapped_column(String(80))
+    label: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(16))
+    filename: Mapped[str] = mapped_column(String(1024))
+    position: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16), default="queued")
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class RunArtifact(Base):
+    """An object version a run's node read (``input``) or wrote (``output``), by key,
+    S3 version id and SHA-256: the lineage of the project's data."""
+
+    __tablename__ = "run_artifacts"
+    __table_args__ = (
+        Index("ix_run_artifacts_object", "project_id", "path", "version_id"),
+        Index("ix_run_artifacts_run", "run_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    node_id: Mapped[str] = mapped_column(String(100))
+    #: "input" | "output" (kept with the run) | "published" (its stable path)
+    role: Mapped[str] = mapped_column(String(16))
+    path: Mapped[str] = mapped_column(String(1024))
+    version_id: Mapped[str] = mapped_column(String(128), default="")
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger)

@@ -55,6 +55,7 @@ from balsam.domain.data.retention import purge_expired
 from balsam.domain.data.temporary import expire_temporary
 from balsam.domain.data.uploads import sweep_stale_multipart, sweep_uploads
 from balsam.domain.journal import REPAIR_INTERVAL, gone
+from balsam.domain.runs.recovery import fail_interrupted as fail_interrupted_runs
 from balsam.domain.workspaces.service import WorkspaceService
 from balsam.errors import BalsamError
 
@@ -70,7 +71,8 @@ def recover(ctx: AppContext) -> int:
     """Repair every operation that is over but journaled; return how many were
     repaired. A repair that fails stays journaled (and logged) for the next try.
     Also removes the scratch space of git operations whose process is gone, and
-    settles imports whose process is gone (:func:`.data.import_recovery.fail_interrupted`:
+    settles imports and runs whose process is gone
+    (:func:`.data.import_recovery.fail_interrupted`, :func:`.runs.recovery.fail_interrupted`:
     not counted)."""
     try:
         swept = ctx.providers.git.sweep()
@@ -83,6 +85,10 @@ def recover(ctx: AppContext) -> int:
         fail_interrupted(ctx)
     except Exception:  # the journal's repairs must still run
         log.exception("could not settle interrupted imports")
+    try:
+        fail_interrupted_runs(ctx)
+    except Exception:  # the journal's repairs must still run
+        log.exception("could not settle interrupted runs")
     with ctx.sessions() as session:
         rows = list(session.scalars(select(PendingOperation).order_by(PendingOperation.id)))
     busy = {r.project_id for r in rows if not gone(r.process)}

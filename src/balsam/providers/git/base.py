@@ -116,6 +116,21 @@ class GitProvider(abc.ABC):
         path is not a file in that tree."""
 
     @abc.abstractmethod
+    def resolve_commit(self, repo_id: str, branch: str, commit: str | None = None) -> str:
+        """The full id of ``commit`` (the branch head when None). NotFound unless the
+        branch exists and ``commit`` (hex, 7 to 64 digits) is on it (the head or an
+        ancestor)."""
+
+    @abc.abstractmethod
+    def read_file_at(self, repo_id: str, commit: str, path: str) -> bytes:
+        """Content of the file at ``path`` in ``commit`` (a full id from
+        :meth:`resolve_commit`). NotFound if the path is not a file there."""
+
+    @abc.abstractmethod
+    def archive(self, repo_id: str, commit: str) -> bytes:
+        """The tree of ``commit`` as a tar archive (``git archive``)."""
+
+    @abc.abstractmethod
     def commit_files(
         self,
         repo_id: str,

@@ -47,6 +47,9 @@ from balsam.providers.git.plumbing import (
     to_tree_entry,
 )
 
+#: A commit id as users give it: 7 to 64 hex digits (never an option or a ref name).
+_COMMIT = re.compile(r"[0-9a-f]{7,64}")
+
 __all__ = ["LocalGitProvider", "git_environment", "is_safe_path", "is_valid_branch_name", "redact"]
 
 #: Scratch folders of operations in flight: ``.create-<pid>-<random>`` (older
@@ -384,12 +387,43 @@ class LocalGitProvider(GitProvider):
         repo, sha, size = self._file_blob(repo_id, branch, path)
         return size, stream_blob(repo, sha)
 
+    def resolve_commit(self, repo_id: str, branch: str, commit: str | None = None) -> str:
+        repo = self.repository_path(repo_id)
+        head = self._head_commit(repo, branch)
+        if commit is None:
+            return head
+        if not _COMMIT.fullmatch(commit):
+            raise NotFound(f"no commit {commit[:80]!r} on branch {branch!r}")
+        full = self._ref_value(repo, commit)
+        if full is None:
+            raise NotFound(f"no commit {commit!r} on branch {branch!r}")
+        on_branch = self._run(["merge-base", "--is-ancestor", full, head], git_dir=repo)
+        if on_branch.returncode != 0:
+            raise NotFound(f"no commit {commit!r} on branch {branch!r}")
+        return full
+
+    def read_file_at(self, repo_id: str, commit: str, path: str) -> bytes:
+        repo = self.repository_path(repo_id)
+        if not _COMMIT.fullmatch(commit):
+            raise NotFound(f"no commit {commit[:80]!r}")
+        _repo, sha, _size = self._blob_in(repo, commit, path)
+        return self._git(["cat-file", "blob", sha], git_dir=repo)
+
+    def archive(self, repo_id: str, commit: str) -> bytes:
+        repo = self.repository_path(repo_id)
+        if not _COMMIT.fullmatch(commit):
+            raise NotFound(f"no commit {commit[:80]!r}")
+        return self._git(["archive", "--format=tar", commit], git_dir=repo)
+
     def _file_blob(self, repo_id: str, branch: str, path: str) -> tuple[Path, str, int]:
         """The repository, blob id and size of the file at ``path`` (NotFound else)."""
         repo = self.repository_path(repo_id)
+        return self._blob_in(repo, self._head_commit(repo, branch), path)
+
+    def _blob_in(self, repo: Path, head: str, path: str) -> tuple[Path, str, int]:
+        """The repository, blob id and size of the file at ``path`` in commit ``head``."""
         if not is_safe_path(path):
             raise NotFound(f"no file at {path!r}")
-        head = self._head_commit(repo, branch)
         listing = self._git(["ls-tree", "-z", "-l", "--full-tree", head, "--", path], git_dir=repo)
         match = [entry for entry in parse_ls_tree(listing) if entry.path == path]
         if not match or match[0].kind != "blob" or match[0].mode not in FILE_MODES:

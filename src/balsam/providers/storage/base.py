@@ -30,12 +30,24 @@ never stored by Balsam; only the storage server keeps it.
 from __future__ import annotations
 
 import abc
+import re
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
 from balsam.errors import ProviderError
 from balsam.providers.storage.objects import S3ObjectStore
+
+_WRITE_PREFIX = re.compile(r"(?:[A-Za-z0-9._-]+/)+")
+
+
+def check_write_prefix(prefix: str | None) -> None:
+    """ProviderError unless ``prefix`` is None or plain folders ending in ``/`` (it goes
+    into a policy: no wildcards, no ``..``)."""
+    if prefix is not None and (
+        not _WRITE_PREFIX.fullmatch(prefix) or any(p in (".", "..") for p in prefix.split("/")[:-1])
+    ):
+        raise ProviderError(f"Invalid key prefix {prefix!r}.")
 
 
 @dataclass(frozen=True)
@@ -126,10 +138,15 @@ class StorageProvider(abc.ABC):
         tests)."""
 
     @abc.abstractmethod
-    def create_key(self, bucket: str, *, label: str) -> ScopedKey:
+    def create_key(self, bucket: str, *, label: str, write_prefix: str | None = None) -> ScopedKey:
         """Mint a new access key allowed to list, read, write, delete and tag
         objects in ``bucket`` only. ``label`` names the key's owner on the
-        storage server (e.g. ``user@project``); it must not be secret."""
+        storage server (e.g. ``user@project``); it must not be secret.
+
+        ``write_prefix`` (a run's key, ``runs/<id>/``): the key lists and reads the
+        whole bucket but writes, deletes and tags only keys under that prefix.
+        ``set_bucket_writable`` leaves such keys as they are (they live as long as
+        one run)."""
 
     @abc.abstractmethod
     def revoke_key(self, access_key: str) -> None:

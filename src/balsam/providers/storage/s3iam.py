@@ -39,7 +39,12 @@ from botocore.config import Config
 from botocore.exceptions import ClientError, ReadTimeoutError
 
 from balsam.errors import ProviderError
-from balsam.providers.storage.base import ObjectVersion, ScopedKey, StorageProvider
+from balsam.providers.storage.base import (
+    ObjectVersion,
+    ScopedKey,
+    StorageProvider,
+    check_write_prefix,
+)
 from balsam.providers.storage.calls import backend as _backend
 from balsam.providers.storage.calls import error_code as _error_code
 from balsam.providers.storage.objects import S3ObjectStore
@@ -80,26 +85,43 @@ READ_ONLY_OBJECT_ACTIONS = (
 )
 
 
-def bucket_policy(bucket: str, *, writable: bool = True) -> str:
+def bucket_policy(bucket: str, *, writable: bool = True, write_prefix: str | None = None) -> str:
     """The inline policy of a key scoped to ``bucket`` (JSON); ``writable`` False:
-    the objects can be listed and read, not written or deleted."""
-    return json.dumps(
-        {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Effect": "Allow",
-                    "Action": list(BUCKET_ACTIONS),
-                    "Resource": [f"arn:aws:s3:::{bucket}"],
-                },
-                {
-                    "Effect": "Allow",
-                    "Action": list(OBJECT_ACTIONS if writable else READ_ONLY_OBJECT_ACTIONS),
-                    "Resource": [f"arn:aws:s3:::{bucket}/*"],
-                },
-            ],
+    the objects can be listed and read, not written or deleted; ``write_prefix``: read
+    everywhere in the bucket, write only under the prefix."""
+    objects = {
+        "Effect": "Allow",
+        "Action": list(OBJECT_ACTIONS if writable else READ_ONLY_OBJECT_ACTIONS),
+        "Resource": [f"arn:aws:s3:::{bucket}/*"],
+    }
+    if write_prefix is not None:
+        objects = {"Effect": "Allow", "Action": ["s3:GetObject", "s3:GetObjectTagging"],
+                   "Resource": [f"arn:aws:s3:::{bucket}/*"]}  # fmt: skip
+        prefixed = {
+            "Effect": "Allow",
+            "Action": list(OBJECT_ACTIONS),
+            "Resource": [f"arn:aws:s3:::{bucket}/{write_prefix}*"],
         }
-    )
+    statements = [
+        {"Effect": "Allow", "Action": list(BUCKET_ACTIONS), "Resource": [f"arn:aws:s3:::{bucket}"]},
+        objects,
+        *([prefixed] if write_prefix is not None else []),
+    ]
+    return json.dumps({"Version": "2012-10-17", "Statement": statements})
+
+
+def on_a_prefix(document: Any) -> bool:
+    """Whether a Balsam policy document writes only under a prefix (a run's key)."""
+    if isinstance(document, str):
+        document = json.loads(urllib.parse.unquote(document))
+    statements = document.get("Statement", [])
+    for statement in [statements] if isinstance(statements, dict) else statements:
+        resources = statement.get("Resource", [])
+        for resource in [resources] if isinstance(resources, str) else resources:
+            path = resource[len(_S3_ARN) :].partition("/")[2]
+            if resource.startswith(_S3_ARN) and path not in ("", "*"):
+                return True
+    return False
 
 
 def policy_buckets(document: Any) -> set[str]:
@@ -395,14 +417,15 @@ class S3IamStorage(StorageProvider):
 
     # -- scoped keys -----------------------------------------------------------
 
-    def create_key(self, bucket: str, *, label: str) -> ScopedKey:
+    def create_key(self, bucket: str, *, label: str, write_prefix: str | None = None) -> ScopedKey:
         if not _BUCKET_NAME.fullmatch(bucket):  # it goes into a policy ARN
             raise ProviderError(f"Invalid bucket name {bucket!r}.")
+        check_write_prefix(write_prefix)
         user = user_name_for(label)
         try:
             with _backend("create key"):
                 self._iam.create_user(UserName=user)
-                return self._mint_key(user, bucket)
+                return self._mint_key(user, bucket, write_prefix)
         except BaseException as exc:
             try:
                 with _backend("undo create key"):
@@ -439,11 +462,12 @@ class S3IamStorage(StorageProvider):
             return self._owner_of(access_key) is not None
 
     def set_bucket_writable(self, bucket: str, writable: bool) -> int:
-        """Put the (read-only or full) bucket policy on every user scoped to ``bucket``."""
+        """Put the (read-only or full) bucket policy on every user scoped to ``bucket``
+        (a run's key, writing under its prefix only, is left as it is)."""
         changed = 0
         with _backend("change key rights"):
             for user in self._users():
-                if self._scoped_bucket(user) == bucket:
+                if self._scoped_bucket(user) == bucket and not self._on_a_prefix(user):
                     self._iam.put_user_policy(
                         UserName=user,
                         PolicyName=POLICY_NAME,
@@ -474,12 +498,11 @@ class S3IamStorage(StorageProvider):
                 config=config or self._config,
             )
 
-    def _mint_key(self, user: str, bucket: str) -> ScopedKey:
+    def _mint_key(self, user: str, bucket: str, write_prefix: str | None = None) -> ScopedKey:
         """Give ``user`` the bucket policy, then (so the key is never usable
         without it) a key; return once the server accepts the key."""
-        self._iam.put_user_policy(
-            UserName=user, PolicyName=POLICY_NAME, PolicyDocument=bucket_policy(bucket)
-        )
+        policy = bucket_policy(bucket, write_prefix=write_prefix)
+        self._iam.put_user_policy(UserName=user, PolicyName=POLICY_NAME, PolicyDocument=policy)
         created = self._iam.create_access_key(UserName=user)["AccessKey"]
         key = ScopedKey(str(created["AccessKeyId"]), str(created["SecretAccessKey"]), bucket)
         with self._cache_lock:
@@ -533,6 +556,10 @@ class S3IamStorage(StorageProvider):
             if access_key in keys:
                 found = user
         return found
+
+    def _on_a_prefix(self, user: str) -> bool:
+        reply = self._iam.get_user_policy(UserName=user, PolicyName=POLICY_NAME)
+        return on_a_prefix(reply["PolicyDocument"])
 
     def _scoped_bucket(self, user: str) -> str | None:
         """The one bucket ``user``'s Balsam policy names, if it names one.

@@ -36,7 +36,7 @@ from functools import partial
 from pathlib import Path
 
 from balsam.errors import ProviderError
-from balsam.providers.storage.base import ScopedKey
+from balsam.providers.storage.base import ScopedKey, check_write_prefix
 from balsam.providers.storage.iam_pb import iam_pb2
 from balsam.providers.storage.key_probe import KeyProbe
 from balsam.providers.storage.s3iam import S3IamStorage, user_name_for
@@ -57,6 +57,21 @@ def new_key_pair() -> tuple[str, str]:
     """A fresh access key (20 characters, ``BK`` + A-Z0-9) and secret (40 URL-safe)."""
     body = "".join(secrets.choice(_ACCESS_KEY_ALPHABET) for _ in range(_ACCESS_KEY_LENGTH - 2))
     return f"BK{body}", secrets.token_urlsafe(30)
+
+
+def key_actions(bucket: str, write_prefix: str | None) -> list[str]:
+    """The actions of a key scoped to ``bucket``; with ``write_prefix`` it reads and
+    lists the bucket and writes and tags only under the prefix (weed matches an
+    action's ``bucket/path*`` as a key prefix)."""
+    if write_prefix is None:
+        return [f"{action}:{bucket}" for action in KEY_ACTIONS]
+    return [f"Read:{bucket}", f"List:{bucket}",
+            f"Write:{bucket}/{write_prefix}*", f"Tagging:{bucket}/{write_prefix}*"]  # fmt: skip
+
+
+def _on_a_prefix(identity: iam_pb2.Identity) -> bool:
+    """Whether the identity writes only under a prefix (a run's key)."""
+    return any("/" in action.partition(":")[2] for action in identity.actions)
 
 
 def scoped_bucket(identity: iam_pb2.Identity) -> str | None:
@@ -120,16 +135,17 @@ class SeaweedIamStorage(S3IamStorage):
 
     # -- scoped keys -----------------------------------------------------------
 
-    def create_key(self, bucket: str, *, label: str) -> ScopedKey:
+    def create_key(self, bucket: str, *, label: str, write_prefix: str | None = None) -> ScopedKey:
         if not _BUCKET_NAME.fullmatch(bucket):
             raise ProviderError(f"Invalid bucket name {bucket!r}.")
+        check_write_prefix(write_prefix)
         name = user_name_for(label)
         access_key, secret_key = new_key_pair()
         identity = iam_pb2.Identity(
             name=name,
             credentials=[iam_pb2.Credential(access_key=access_key, secret_key=secret_key,
                                             status="Active")],
-            actions=[f"{action}:{bucket}" for action in KEY_ACTIONS],
+            actions=key_actions(bucket, write_prefix),
         )  # fmt: skip
         key = ScopedKey(access_key, secret_key, bucket)
         made = False
@@ -186,7 +202,7 @@ class SeaweedIamStorage(S3IamStorage):
             if index:
                 time.sleep(self.bulk_pause)
             identity = self._identity(name)
-            if identity is None or scoped_bucket(identity) != bucket:
+            if identity is None or scoped_bucket(identity) != bucket or _on_a_prefix(identity):
                 continue
             held = _keys_of(identity)
             if not set(held) & set(keep):
@@ -209,7 +225,7 @@ class SeaweedIamStorage(S3IamStorage):
             names = self._names_scoped_to(bucket)
         for name in names:
             identity = self._identity(name)
-            if identity is None or scoped_bucket(identity) != bucket:
+            if identity is None or scoped_bucket(identity) != bucket or _on_a_prefix(identity):
                 continue
             if sorted(identity.actions) == sorted(wanted):
                 continue

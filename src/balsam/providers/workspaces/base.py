@@ -182,6 +182,36 @@ class Probe:
 Progress = Callable[[str], None]
 
 
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything a provider needs to run one recorded run (``execute_run``)."""
+
+    run_id: str
+    project_id: str
+    environment: EnvironmentSpec
+    limits: ResourceLimits
+    #: The commit's tree as a tar archive (``git archive``): the scratch checkout.
+    archive: bytes
+    #: The plan the runner reads (``balsam/data/workspace/balsam_runner.py``).
+    plan: Mapping[str, object]
+    #: Non-secret environment variables (BALSAM_*, AWS_ENDPOINT_URL, ...).
+    env: Mapping[str, str]
+    #: The run's storage key (it writes only under the run's prefix).
+    s3_access_key: str
+    s3_secret_key: str = field(repr=False)
+
+
+#: What a run's runner tells as it goes (one decoded JSON object per event).
+RunEvents = Callable[[Mapping[str, object]], None]
+
+
+class RunsUnsupported(WorkspaceStartError):
+    """The workspace provider cannot run recorded runs."""
+
+    status = 501
+    reason = "runs-unsupported"
+
+
 class WorkspaceProvider(abc.ABC):
     """Runs JupyterLab servers for workspaces."""
 
@@ -235,6 +265,13 @@ class WorkspaceProvider(abc.ABC):
         beside its environment (named ``environment``); None where the provider cannot
         tell (the default)."""
         return None
+
+    def execute_run(self, spec: RunSpec, events: RunEvents, cancelled: Callable[[], bool]) -> int:
+        """Run ``spec``'s runner to its end, with the same isolation as a workspace,
+        calling ``events`` with what it tells; block until it has ended and everything
+        it started is gone; its exit status. When ``cancelled()`` turns true, stop it.
+        Providers that cannot raise :class:`RunsUnsupported`."""
+        raise RunsUnsupported("This installation's workspace provider does not run runs yet.")
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources; does not stop servers."""

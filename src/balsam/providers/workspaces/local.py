@@ -38,6 +38,7 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from urllib.parse import quote, urlsplit
@@ -45,12 +46,14 @@ from urllib.parse import quote, urlsplit
 from balsam import hostuids
 from balsam.children import group_dying_with_parent
 from balsam.hostuids import HostUidRegistry
-from balsam.providers.workspaces import r_environment, runtime, user_packages
+from balsam.providers.workspaces import local_runs, r_environment, runtime, user_packages
 from balsam.providers.workspaces.base import (
     Endpoint,
     EnvironmentSpec,
     Probe,
     Progress,
+    RunEvents,
+    RunSpec,
     WorkspaceProvider,
     WorkspaceSpec,
     WorkspaceStartError,
@@ -456,6 +459,24 @@ class LocalWorkspaceProvider(WorkspaceProvider):
             return None
         env_path = self.environments.root / environment
         return user_packages.scan(self.environments.python, env_path, home, uid)
+
+    # -- recorded runs (see :mod:`.local_runs`) ---------------------------------------
+
+    def execute_run(self, spec: RunSpec, events: RunEvents, cancelled: Callable[[], bool]) -> int:
+        if self.as_root:
+            share_with_workspaces(self.root, self.environments.root)
+        return local_runs.execute(self, spec, events, cancelled)
+
+    def uid_for(self, folder_id: str, home: Path) -> int | None:
+        """The uid a run (or workspace) folder's processes run as; None unless root."""
+        return self._uid(folder_id) if self.as_root else None
+
+    def runtime_folder(self, folder_id: str) -> Path:
+        return self._runtime(folder_id)
+
+    def release_uid(self, folder_id: str) -> None:
+        """Hand a finished run's uid back to the registry (its processes and files gone)."""
+        self.uids.registry.release(self.uids.owner(folder_id))
 
     def close(self) -> None:
         self._procs.clear()

@@ -15,6 +15,7 @@ from balsam.web.api.v1 import (
     libraries,
     members,
     projects,
+    runs,
     search,
     uploads,
     users,
@@ -38,5 +39,6 @@ for module in (
     data,
     connections,
     imports,
+    runs,
 ):
     router.include_router(module.router)

@@ -1,0 +1,1 @@
+"""Recorded runs: pipelines, notebooks and scripts run by Balsam, each with a record."""

@@ -1,0 +1,478 @@
+"""Running a queued run, and writing its record.
+
+One run goes: claim (``queued`` → ``running`` with this process's name, in one
+conditional update) → a storage key that reads the project's bucket and writes only
+under ``runs/<run>/`` (its id recorded on the row at once, so a crash leaves nothing
+unrevoked: :mod:`.recovery`) → the workspace provider runs the runner in a scratch
+checkout of the commit, isolated as a workspace (:meth:`execute_run`), while its events
+move the nodes' states → the key is revoked → every object the run wrote is hashed by
+Balsam itself (never trusting the runner's word) → after success only, each declared
+output is published to its stable path ``<branch>/<path>`` as a new object version with
+``balsam-run-id`` metadata and provenance → the record is written (canonical JSON, its
+SHA-256 on the row and in the audit chain) → ``succeeded`` | ``failed`` | ``cancelled``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from sqlalchemy import select, update
+
+from balsam.context import AppContext
+from balsam.db.models import DataObject, Project, Run, RunArtifact, RunNode, utcnow
+from balsam.domain.audit.service import AuditRecord
+from balsam.domain.data.service import provenance_metadata
+from balsam.domain.journal import this_process
+from balsam.domain.runs import plan as plans
+from balsam.domain.runs.service import canonical
+from balsam.errors import BalsamError
+from balsam.providers.workspaces.base import RunSpec
+
+log = logging.getLogger(__name__)
+
+#: The record's schema; bumped when its shape changes.
+RECORD_SCHEMA = "https://balsam.example/schemas/run-record/1"
+NODE_STATES = ("running", "succeeded", "failed", "cancelled")
+#: The error of a run its process did not live to finish.
+INTERRUPTED = "Balsam stopped while this run ran; start it again."
+
+
+def prefix_of(run_id: str) -> str:
+    return f"runs/{run_id}/"
+
+
+def claim_next(ctx: AppContext) -> str | None:
+    """Take the oldest queued run for this process; its id, or None."""
+    while True:
+        with ctx.sessions() as session:
+            run_id = session.scalar(
+                select(Run.id)
+                .where(Run.state == "queued")
+                .order_by(Run.created_at, Run.id)
+                .limit(1)
+            )
+        if run_id is None:
+            return None
+        if claim(ctx, run_id):
+            return run_id
+
+
+def claim(ctx: AppContext, run_id: str) -> bool:
+    with ctx.sessions() as session, session.begin():
+        taken = session.execute(
+            update(Run)
+            .where(Run.id == run_id, Run.state == "queued")
+            .values(state="running", process=this_process(), started_at=utcnow())
+        )
+    return bool(taken.rowcount == 1)  # type: ignore[attr-defined]
+
+
+class _Cancel:
+    """Whether the run should stop: Balsam is stopping, or someone cancelled it (the
+    row is read at most once a second)."""
+
+    def __init__(self, ctx: AppContext, run_id: str, stopping: Callable[[], bool]) -> None:
+        self.ctx, self.run_id, self.stopping = ctx, run_id, stopping
+        self._seen, self._at = False, 0.0
+
+    def __call__(self) -> bool:
+        if self.stopping():
+            return True
+        if not self._seen and time.monotonic() - self._at >= 1.0:
+            self._at = time.monotonic()
+            with self.ctx.sessions() as session:
+                self._seen = bool(session.scalar(select(Run.cancel_requested).where(
+                    Run.id == self.run_id)))  # fmt: skip
+        return self._seen
+
+
+def run_run(ctx: AppContext, run_id: str, stopping: Callable[[], bool] = lambda: False) -> None:
+    """Run a claimed run to its end; never raises for what the code, the storage or the
+    rules refuse (the run fails with the reason)."""
+    with ctx.sessions() as session:
+        run = session.get(Run, run_id)
+        project = session.get(Project, run.project_id) if run is not None else None
+        if run is None or project is None:
+            return
+        bucket = project.bucket
+    cancel = _Cancel(ctx, run_id, stopping)
+    error: str | None = None
+    key = None
+    plan: plans.Plan | None = None
+    try:
+        plan = _plan(ctx, run)
+        if cancel():
+            raise _Cancelled
+        key = ctx.providers.storage.create_key(
+            bucket, label=f"run-{run_id}@{run.project_id}", write_prefix=prefix_of(run_id)
+        )
+        _set(ctx, run_id, access_key=key.access_key)
+        spec = _spec(ctx, run, bucket, plan, key.access_key, key.secret_key)
+        status = ctx.providers.workspaces.execute_run(spec, _NodeEvents(ctx, run, plan), cancel)
+        if status != 0 and not cancel():
+            error = "The run failed: see its nodes."
+    except _Cancelled:
+        pass
+    except BalsamError as exc:
+        error = exc.message
+    except Exception as exc:  # the run fails with the reason; Balsam goes on
+        log.exception("run %s failed", run_id)
+        error = f"The run could not be carried out: {exc}"[:2000]
+    finally:
+        if key is not None:
+            revoke(ctx, key.access_key)
+    finish(ctx, run_id, bucket, plan, error, cancelled=cancel())
+
+
+class _Cancelled(Exception):
+    pass
+
+
+def _plan(ctx: AppContext, run: Run) -> plans.Plan:
+    """The run's plan, read again from its commit (it was checked when queued)."""
+    return plans.parse(run.path, ctx.providers.git.read_file_at(run.project_id, run.commit,
+                                                                run.path))  # fmt: skip
+
+
+def _spec(
+    ctx: AppContext, run: Run, bucket: str, plan: plans.Plan, access_key: str, secret_key: str
+) -> RunSpec:
+    template = ctx.templates.get(run.template_id)
+    if template is None:
+        raise BalsamError(f"The template {run.template_id!r} is no longer offered.")
+    storage = ctx.providers.storage
+    concurrency = ctx.settings.runs.node_concurrency or _cores()
+    document = {
+        "runId": run.id,
+        "bucket": bucket,
+        "prefix": prefix_of(run.id),
+        "endpoint": storage.endpoint_url,
+        "region": storage.region,
+        "concurrency": concurrency,
+        "parameters": run.parameters,
+        "nodes": [
+            {
+                "id": n.id,
+                "key": n.key,
+                "label": n.label,
+                "kind": n.kind,
+                "filename": n.filename,
+                "parents": list(n.parents),
+                "env": dict(n.env),
+                "outputs": list(n.outputs),
+            }
+            for n in plan.order()
+        ],
+    }
+    return RunSpec(
+        run_id=run.id,
+        project_id=run.project_id,
+        environment=template.environment,
+        limits=template.limits,
+        archive=ctx.providers.git.archive(run.project_id, run.commit),
+        plan=document,
+        env={
+            "BALSAM_RUN_ID": run.id,
+            "BALSAM_PROJECT": run.project_id,
+            "BALSAM_BRANCH": run.branch,
+            "BALSAM_BUCKET": bucket,
+            "AWS_ENDPOINT_URL": storage.endpoint_url,
+            "AWS_S3_ENDPOINT": storage.endpoint_url,
+            "JUPYTERLAB_S3_ENDPOINT": storage.endpoint_url,
+            "AWS_DEFAULT_REGION": storage.region,
+        },
+        s3_access_key=access_key,
+        s3_secret_key=secret_key,
+    )
+
+
+def _cores() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) or 1
+
+
+class _NodeEvents:
+    """Moves node rows as the runner tells; what it tells is checked (node ids of the
+    plan, known states, bounded text): it runs the user's code's uid."""
+
+    def __init__(self, ctx: AppContext, run: Run, plan: plans.Plan) -> None:
+        self.ctx, self.run_id = ctx, run.id
+        self.ids = {n.id for n in plan.nodes}
+        self.lock = threading.Lock()
+
+    def __call__(self, event: Mapping[str, object]) -> None:
+        node_id, state = event.get("id"), event.get("state")
+        if event.get("event") != "node" or node_id not in self.ids or state not in NODE_STATES:
+            return
+        values: dict[str, Any] = {"state": state}
+        now = utcnow()
+        if state == "running":
+            values["started_at"] = now
+        else:
+            values["ended_at"] = now
+            error, cell = event.get("error"), event.get("cell")
+            if isinstance(error, str):
+                where = f" (cell {cell + 1})" if isinstance(cell, int) and cell >= 0 else ""
+                values["error"] = f"{error}{where}"[:2000]
+        with self.lock, self.ctx.sessions() as session, session.begin():
+            session.execute(
+                update(RunNode)
+                .where(RunNode.run_id == self.run_id, RunNode.id == node_id)
+                .values(**values)
+            )
+
+
+def _set(ctx: AppContext, run_id: str, **values: Any) -> None:
+    with ctx.sessions() as session, session.begin():
+        session.execute(update(Run).where(Run.id == run_id).values(**values))
+
+
+def revoke(ctx: AppContext, access_key: str) -> bool:
+    """Revoke a run's key and forget its id; False (logged) when storage refused, and
+    the row keeps the id for the repair."""
+    try:
+        ctx.providers.storage.revoke_key(access_key)
+    except BalsamError:
+        log.warning("a run's key could not be revoked now; the repair will", exc_info=True)
+        return False
+    with ctx.sessions() as session, session.begin():
+        session.execute(update(Run).where(Run.access_key == access_key).values(access_key=None))
+    return True
+
+
+# -- the end: results, publishing, the record ---------------------------------------------
+
+
+def finish(
+    ctx: AppContext,
+    run_id: str,
+    bucket: str,
+    plan: plans.Plan | None,
+    error: str | None,
+    *,
+    cancelled: bool,
+    publish: bool = True,
+) -> None:
+    """End the run: nodes the runner never reached are settled, results hashed,
+    declared outputs published (after success, with ``publish``), the record written."""
+    with ctx.sessions() as session, session.begin():
+        run = session.get(Run, run_id)
+        if run is None:
+            return
+        for node in run.nodes:  # what the runner never reached
+            if node.state in ("queued", "running"):
+                node.state = "cancelled" if cancelled or node.state == "queued" else "failed"
+                node.error = node.error or (
+                    "The run was cancelled." if cancelled else "The runner stopped before its end."
+                )
+                node.ended_at = utcnow()
+        ok = error is None and not cancelled and all(n.state == "succeeded" for n in run.nodes)
+        state = "cancelled" if cancelled else ("succeeded" if ok else "failed")
+        if state == "failed" and error is None:
+            error = "The run failed: see its nodes."
+    try:
+        outputs = _outputs(ctx, run_id, bucket, plan)
+        published = (
+            _publish(ctx, run_id, bucket, plan, outputs) if state == "succeeded" and publish else []
+        )
+    except BalsamError as exc:
+        state, error = "failed", f"The run's results could not be kept: {exc.message}"
+        outputs, published = [], []
+    record = _record(ctx, run_id, state, error, plan, outputs, published)
+    text = canonical(record)
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    with ctx.sessions() as session, session.begin():
+        run = session.get(Run, run_id)
+        if run is None:
+            return
+        run.state, run.error, run.ended_at = state, error, utcnow()
+        run.record, run.record_sha256, run.process = text, digest, None
+        for artifact in outputs + published:
+            session.add(RunArtifact(project_id=run.project_id, run_id=run_id, **artifact))
+        for artifact in published:
+            session.add(
+                DataObject(
+                    project_id=run.project_id,
+                    path=artifact["path"],
+                    version_id=artifact["version_id"],
+                    size=artifact["size"],
+                    sha256=artifact["sha256"],
+                    uploaded_by=run.created_by,
+                    source=f"run {run_id}",
+                )
+            )
+        project_id, actor, request_id = run.project_id, run.created_by, run.request_id
+    ctx.audit.record(
+        AuditRecord(
+            actor=actor,
+            action="run.end",
+            target=f"project:{project_id}/run:{run_id}",
+            outcome="success" if state == "succeeded" else "failure",
+            project_id=project_id,
+            request_id=request_id,
+            details={"runId": run_id, "state": state, "recordSha256": digest},
+        )
+    )
+
+
+def _outputs(
+    ctx: AppContext, run_id: str, bucket: str, plan: plans.Plan | None
+) -> list[dict[str, Any]]:
+    """Every object under the run's prefix, hashed by Balsam."""
+    objects = ctx.providers.storage.objects
+    node_of = {n.key: n.id for n in plan.nodes} if plan else {}
+    found: list[dict[str, Any]] = []
+    for info in objects.walk(bucket, prefix_of(run_id)):
+        opened = objects.open(bucket, info.key)
+        if opened is None:
+            continue
+        head, chunks = opened
+        digest = hashlib.sha256()
+        size = 0
+        for chunk in chunks:
+            digest.update(chunk)
+            size += len(chunk)
+        node_key = info.key[len(prefix_of(run_id)) :].split("/", 1)[0]
+        found.append(
+            {
+                "node_id": node_of.get(node_key, ""),
+                "role": "output",
+                "path": info.key,
+                "version_id": head.version_id or "",
+                "sha256": digest.hexdigest(),
+                "size": size,
+            }
+        )
+    return found
+
+
+def _publish(
+    ctx: AppContext,
+    run_id: str,
+    bucket: str,
+    plan: plans.Plan | None,
+    outputs: list[dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """Each declared output, copied from the run's folder to ``<branch>/<path>``."""
+    if plan is None:
+        return []
+    with ctx.sessions() as session:
+        run = session.get(Run, run_id)
+        assert run is not None
+        branch, user = run.branch, run.created_by
+    by_path = {o["path"]: o for o in outputs}
+    objects = ctx.providers.storage.objects
+    published: list[dict[str, Any]] = []
+    for node in plan.nodes:
+        for output in node.outputs:
+            source = by_path.get(f"{prefix_of(run_id)}{node.key}/outputs/{output}")
+            if source is None:
+                continue
+            metadata = {**provenance_metadata(user, f"run {run_id}"), "balsam-run-id": run_id}
+            info = objects.copy(
+                bucket, f"{branch}/{output}", source["path"], source["version_id"] or None,
+                metadata, size=source["size"],
+            )  # fmt: skip
+            published.append({**source, "role": "published", "path": info.key,
+                              "version_id": info.version_id or ""})  # fmt: skip
+    return published
+
+
+def _record(
+    ctx: AppContext,
+    run_id: str,
+    state: str,
+    error: str | None,
+    plan: plans.Plan | None,
+    outputs: list[dict[str, Any]],
+    published: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """The run's record: who, what code, which environment, which parameters, what each
+    node did with which objects; never a secret (the key's id and scope only)."""
+    with ctx.sessions() as session:
+        run = session.get(Run, run_id)
+        assert run is not None
+        template = ctx.templates.get(run.template_id)
+        lock = ctx.providers.workspaces.environment_lock(template.environment) if template else None
+        git = ctx.providers.git
+        files = {run.path} | {n.filename for n in (plan.nodes if plan else ())}
+        code: dict[str, str | None] = {}
+        for path in sorted(files):
+            try:
+                code[path] = hashlib.sha256(git.read_file_at(run.project_id, run.commit,
+                                                             path)).hexdigest()  # fmt: skip
+            except BalsamError:
+                code[path] = None
+        nodes = []
+        for node in run.nodes:
+            planned = next((n for n in (plan.nodes if plan else ()) if n.id == node.id), None)
+            nodes.append(
+                {
+                    "id": node.id,
+                    "label": node.label,
+                    "kind": node.kind,
+                    "file": node.filename,
+                    "codeSha256": code.get(node.filename),
+                    "parents": list(planned.parents) if planned else [],
+                    "declaredOutputs": list(planned.outputs) if planned else [],
+                    "state": node.state,
+                    "error": node.error,
+                    "startedAt": _iso(node.started_at),
+                    "endedAt": _iso(node.ended_at),
+                    "outputs": [_artifact(a) for a in outputs if a["node_id"] == node.id],
+                    "published": [_artifact(a) for a in published if a["node_id"] == node.id],
+                }
+            )
+        return {
+            "schema": RECORD_SCHEMA,
+            "run": {
+                "id": run.id,
+                "project": run.project_id,
+                "branch": run.branch,
+                "path": run.path,
+                "kind": run.kind,
+                "state": state,
+                "error": error,
+                "rerunOf": run.rerun_of,
+                "createdAt": _iso(run.created_at),
+                "startedAt": _iso(run.started_at),
+                "endedAt": _iso(utcnow()),
+            },
+            "startedBy": {"user": run.created_by, "requestId": run.request_id},
+            "code": {"commit": run.commit, "dirty": run.dirty, "files": code},
+            "environment": {
+                "template": run.template_id,
+                "name": run.environment,
+                "packages": lock,
+                "lockSha256": hashlib.sha256(canonical(lock).encode()).hexdigest()
+                if lock
+                else None,
+            },
+            "parameters": run.parameters,
+            "parametersSha256": _sha256(canonical(run.parameters)),
+            "credentials": {
+                "scope": "read the project's bucket; write only under the run's prefix",
+                "bucketPrefix": prefix_of(run.id),
+            },
+            "nodes": nodes,
+        }
+
+
+def _artifact(artifact: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: artifact[k] for k in ("path", "sha256", "size")} | {
+        "versionId": artifact["version_id"]
+    }
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None

@@ -1,0 +1,81 @@
+"""Shapes of the runs API (``/api/v1/projects/{id}/runs``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from balsam.domain.schemas import ApiModel
+
+RunState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
+
+
+class RunCreate(ApiModel):
+    branch_id: str = Field(alias="branchId", min_length=1, max_length=100)
+    path: str = Field(
+        min_length=1,
+        max_length=1024,
+        description="The file to run, from the repository root: a .pipeline, a notebook "
+        "(.ipynb) or a script (.py, .R).",
+    )
+    parameters: dict[str, Any] | None = Field(
+        None,
+        description="Values for the notebooks' parameters (injected after the cell tagged "
+        "'parameters'; scripts read them as JSON from BALSAM_PARAMETERS).",
+    )
+    commit: str | None = Field(
+        None,
+        min_length=7,
+        max_length=64,
+        description="A commit on the branch (hex); default: the branch's head.",
+    )
+    template: str | None = Field(
+        None,
+        max_length=63,
+        description="The workspace template whose environment runs it (Balsam's extension; "
+        "default: the installation's runs.default_template).",
+    )
+
+
+class RunNodePublic(_Out):
+    id: str
+    label: str
+    kind: str
+    filename: str
+    state: RunState
+    error: str | None = None
+    started_at: datetime | None = Field(None, alias="startedAt")
+    ended_at: datetime | None = Field(None, alias="endedAt")
+
+
+class RunPublic(_Out):
+    id: str
+    project_id: str = Field(alias="projectId")
+    branch: str
+    state: RunState
+    path: str
+    kind: str
+    commit: str
+    dirty: bool
+    parameters: dict[str, Any]
+    template: str
+    environment: str
+    error: str | None = None
+    created_by: str = Field(alias="createdBy")
+    created_at: datetime = Field(alias="createdAt")
+    started_at: datetime | None = Field(None, alias="startedAt")
+    ended_at: datetime | None = Field(None, alias="endedAt")
+    rerun_of: str | None = Field(None, alias="rerunOf")
+    record_sha256: str | None = Field(None, alias="recordSha256")
+    nodes: list[RunNodePublic]
+
+
+class RunList(_Out):
+    items: list[RunPublic]
+    total: int

@@ -1,0 +1,244 @@
+"""Recorded runs end to end: a real runner in the template's environment, real kernels,
+the real SeaweedFS; and what a run's own code can reach (attacks from inside a node)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from balsam.context import AppContext
+from balsam.db.models import Run
+from balsam.providers.git.base import Author
+from tests.domain.runs.test_plan import node, pipeline
+from tests.fixtures.app import TestUser
+from tests.fixtures.workspaces import START_TIMEOUT
+
+AUTHOR = Author("Test", "test@example.org")
+TEMPLATE = "python"
+
+
+def notebook(*cells: str, parameters: str | None = None) -> bytes:
+    """A Python notebook; ``parameters`` becomes a cell tagged 'parameters'."""
+    made = [{"cell_type": "code", "metadata": {}, "source": c, "outputs": [],
+             "execution_count": None} for c in cells]  # fmt: skip
+    if parameters is not None:
+        made.insert(0, {"cell_type": "code", "metadata": {"tags": ["parameters"]},
+                        "source": parameters, "outputs": [], "execution_count": None})  # fmt: skip
+    meta = {"kernelspec": {"name": "python3", "language": "python", "display_name": "Python 3"}}
+    return json.dumps({"cells": made, "metadata": meta, "nbformat": 4,
+                       "nbformat_minor": 5}).encode()  # fmt: skip
+
+
+def commit(ctx: AppContext, project: dict[str, Any], files: dict[str, bytes]) -> str:
+    return ctx.providers.git.commit_files(project["id"], "main", files, message="code",
+                                          author=AUTHOR)  # fmt: skip
+
+
+def start(user: TestUser, project: dict[str, Any], path: str, **extra: Any) -> dict[str, Any]:
+    body = {"branchId": "main", "path": path, "template": TEMPLATE, **extra}
+    answer = user.client.post(f"/api/v1/projects/{project['id']}/runs", json=body)
+    assert answer.status_code == 202, answer.text
+    created: dict[str, Any] = answer.json()
+    assert created["state"] in ("queued", "running")
+    return created
+
+
+def wait_ended(user: TestUser, project: dict[str, Any], run_id: str) -> dict[str, Any]:
+    deadline = time.monotonic() + START_TIMEOUT
+    while True:
+        body: dict[str, Any] = user.client.get(
+            f"/api/v1/projects/{project['id']}/runs/{run_id}"
+        ).json()
+        if body["state"] in ("succeeded", "failed", "cancelled"):
+            return body
+        assert time.monotonic() < deadline, body
+        time.sleep(0.3)
+
+
+def read(ctx: AppContext, project: dict[str, Any], key: str) -> bytes | None:
+    opened = ctx.providers.storage.objects.open(project["bucket"], key)
+    return None if opened is None else b"".join(opened[1])
+
+
+ATTACK = """
+import boto3, os, json
+s3 = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
+bucket, run = os.environ["BALSAM_BUCKET"], os.environ["BALSAM_RUN_ID"]
+seen = {}
+def attempt(name, call):
+    try:
+        call(); seen[name] = "ok"
+    except Exception as exc:
+        seen[name] = type(exc).__name__ + ":" + str(getattr(exc, "response", {}).get("Error", {}).get("Code"))
+attempt("own prefix", lambda: s3.put_object(Bucket=bucket, Key=f"runs/{run}/x.txt", Body=b"x"))
+attempt("main", lambda: s3.put_object(Bucket=bucket, Key="main/evil.txt", Body=b"x"))
+attempt("other run", lambda: s3.put_object(Bucket=bucket, Key="runs/other/x.txt", Body=b"x"))
+attempt("delete", lambda: s3.delete_object(Bucket=bucket, Key="main/keep.txt"))
+attempt("read", lambda: s3.get_object(Bucket=bucket, Key="main/keep.txt"))
+attempt("other project", lambda: s3.list_objects_v2(Bucket=os.environ["OTHER_BUCKET"]))
+attempt("balsam data", lambda: open(os.environ["DATA_DIR"] + "/balsam.db", "rb").read(1))
+os.makedirs("out", exist_ok=True)
+json.dump(seen, open("out/c.json", "w"))
+"""
+
+
+@pytest.fixture
+def other(make_user: Callable[..., TestUser], unique: Callable[[str], str]) -> dict[str, Any]:
+    answer = make_user("other").client.post(
+        "/api/v1/projects", json={"name": unique("Other "), "branchName": "main"}
+    )
+    assert answer.status_code == 201
+    body: dict[str, Any] = answer.json()
+    return body
+
+
+def test_a_pipeline_runs_recorded_and_publishes_its_outputs(
+    alice: TestUser, project: dict[str, Any], other: dict[str, Any], ctx: AppContext
+) -> None:
+    ctx.providers.storage.objects.put(project["bucket"], "main/keep.txt", b"keep",
+                                      content_type="text/plain", metadata={})  # fmt: skip
+    attack = ATTACK.replace('os.environ["OTHER_BUCKET"]', repr(other["bucket"])).replace(
+        'os.environ["DATA_DIR"]', repr(str(ctx.settings.data_dir))
+    )
+    files = {
+        "flow/a.ipynb": notebook(
+            "import os\nos.makedirs('out', exist_ok=True)\n"
+            "open('out/a.txt', 'w').write(str(n * 2))",
+            parameters="n = 1",
+        ),
+        "flow/b.py": b"import json, os\nn = json.loads(os.environ['BALSAM_PARAMETERS'])['n']\n"
+        b"open('out/b.txt', 'w').write(open('out/a.txt').read() + '+b' + str(n))\n",
+        "flow/c.ipynb": notebook(attack),
+        "flow/p.pipeline": pipeline(
+            node("a", "a.ipynb", outputs=("out/a.txt",)),
+            node("b", "b.py", after=("a",), op="execute-python-node", outputs=("out/b.txt",)),
+            node("c", "c.ipynb", outputs=("out/c.json",)),
+        ),
+    }
+    sha = commit(ctx, project, files)
+    run = wait_ended(alice, project, start(alice, project, "flow/p.pipeline",
+                                           parameters={"n": 7})["id"])  # fmt: skip
+    assert run["state"] == "succeeded", run
+    assert run["commit"] == sha and run["dirty"] is False
+    assert [n["state"] for n in run["nodes"]] == ["succeeded"] * 3
+    # Published at their stable paths, as new versions carrying the run's id.
+    assert read(ctx, project, "main/flow/out/a.txt") == b"14"
+    assert read(ctx, project, "main/flow/out/b.txt") == b"14+b7"
+    head = ctx.providers.storage.objects._s3.head_object(
+        Bucket=project["bucket"], Key="main/flow/out/b.txt"
+    )
+    assert head["Metadata"]["balsam-run-id"] == run["id"]
+    # What the run's own code could do with its key.
+    seen = json.loads(read(ctx, project, "main/flow/out/c.json") or b"{}")
+    assert seen["own prefix"] == "ok" and seen["read"] == "ok", seen
+    for refused in ("main", "other run", "delete", "other project"):
+        assert "AccessDenied" in seen[refused], (refused, seen)
+    assert seen["balsam data"].startswith(("PermissionError", "FileNotFoundError")), seen
+    assert read(ctx, project, "main/keep.txt") == b"keep"
+    # The record: its hash, code digests, parameters, every output hashed by Balsam.
+    answer = alice.client.get(f"/api/v1/projects/{project['id']}/runs/{run['id']}/record")
+    assert answer.status_code == 200
+    assert hashlib.sha256(answer.content).hexdigest() == run["recordSha256"]
+    record = answer.json()
+    assert record["code"]["commit"] == sha
+    assert record["code"]["files"]["flow/b.py"] == hashlib.sha256(files["flow/b.py"]).hexdigest()
+    assert record["parameters"] == {"n": 7}
+    assert record["environment"]["template"] == TEMPLATE
+    assert record["environment"]["packages"]["nbclient"]
+    by_id = {n["id"]: n for n in record["nodes"]}
+    (published,) = by_id["b"]["published"]
+    assert published["path"] == "main/flow/out/b.txt"
+    assert published["sha256"] == hashlib.sha256(b"14+b7").hexdigest() and published["versionId"]
+    kept = {o["path"].rsplit("/", 1)[1] for o in by_id["a"]["outputs"]}
+    assert {"a.txt", "a.ipynb"} <= kept  # the output and the executed notebook
+    executed = read(ctx, project, f"runs/{run['id']}/{_key(run, 'a')}/a.ipynb") or b""
+    assert b"injected-parameters" in executed and b"n = 7" in executed
+    # No secret anywhere, the key is revoked, the repository untouched.
+    with ctx.sessions() as session:
+        row = session.get(Run, run["id"])
+        assert row is not None and row.access_key is None
+    for text in (answer.text, executed.decode()):
+        assert "AWS_SECRET" not in text and "secretKey" not in text
+    assert ctx.providers.git.resolve_commit(project["id"], "main") == sha
+
+
+def _key(run: dict[str, Any], node_id: str) -> str:
+    position = [n["id"] for n in run["nodes"]].index(node_id)
+    return f"{position + 1:02d}-{run['nodes'][position]['filename'].rsplit('/', 1)[1]}"
+
+
+def test_a_failing_node_stops_its_descendants_and_publishes_nothing(
+    alice: TestUser, project: dict[str, Any], ctx: AppContext
+) -> None:
+    commit(
+        ctx,
+        project,
+        {
+            "f/bad.ipynb": notebook("x = 1", "raise ValueError('broken on purpose')"),
+            "f/after.ipynb": notebook("open('after.txt', 'w').write('no')"),
+            "f/ok.ipynb": notebook("open('ok.txt', 'w').write('ok')"),
+            "f/p.pipeline": pipeline(
+                node("bad", "bad.ipynb"),
+                node("after", "after.ipynb", after=("bad",), outputs=("after.txt",)),
+                node("ok", "ok.ipynb", outputs=("ok.txt",)),
+            ),
+        },
+    )
+    run = wait_ended(alice, project, start(alice, project, "f/p.pipeline")["id"])
+    assert run["state"] == "failed"
+    states = {n["id"]: n for n in run["nodes"]}
+    assert states["bad"]["state"] == "failed"
+    assert "ValueError: broken on purpose" in states["bad"]["error"]
+    assert "(cell 2)" in states["bad"]["error"]
+    assert states["after"]["state"] == "cancelled" and states["ok"]["state"] == "succeeded"
+    assert read(ctx, project, "main/f/ok.txt") is None  # a failed run publishes nothing
+    assert read(ctx, project, "main/f/after.txt") is None
+    record = alice.client.get(f"/api/v1/projects/{project['id']}/runs/{run['id']}/record").json()
+    assert record["run"]["state"] == "failed"
+
+
+def test_only_members_run_and_see_runs(
+    alice: TestUser, bob: TestUser, project: dict[str, Any], ctx: AppContext
+) -> None:
+    commit(ctx, project, {"s.py": b"print(1)"})
+    base = f"/api/v1/projects/{project['id']}/runs"
+    body = {"branchId": "main", "path": "s.py", "template": TEMPLATE}
+    assert bob.client.post(base, json=body).status_code == 404
+    assert bob.client.get(base).status_code == 404
+    run = start(alice, project, "s.py")
+    assert bob.client.get(f"{base}/{run['id']}").status_code == 404
+    assert bob.client.post(f"{base}/{run['id']}/cancel").status_code == 404
+    assert bob.client.get(f"{base}/{run['id']}/record").status_code == 404
+    listed = alice.client.get(base).json()
+    assert listed["total"] >= 1 and listed["items"][0]["id"] == run["id"]
+    assert wait_ended(alice, project, run["id"])["state"] == "succeeded"
+
+
+@pytest.mark.parametrize(
+    ("change", "status"),
+    [
+        ({"path": "missing.py"}, 422),
+        ({"path": "notes.txt"}, 422),
+        ({"commit": "0" * 40}, 422),
+        ({"commit": "--upload-pack=x"}, 422),
+        ({"branchId": "nope"}, 404),
+        ({"parameters": {"not-a-name": 1}}, 422),
+        ({"parameters": {"x": "y" * 70_000}}, 422),
+        ({"template": "nope"}, 422),
+        ({"extra": 1}, 422),
+    ],
+)
+def test_bad_requests_are_refused_before_anything_runs(
+    alice: TestUser, project: dict[str, Any], ctx: AppContext, change: dict[str, Any], status: int
+) -> None:
+    commit(ctx, project, {"s.py": b"print(1)", "notes.txt": b"x"})
+    body = {"branchId": "main", "path": "s.py", "template": TEMPLATE, **change}
+    answer = alice.client.post(f"/api/v1/projects/{project['id']}/runs", json=body)
+    assert answer.status_code == status, answer.text
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert alice.client.get(f"/api/v1/projects/{project['id']}/runs").json()["total"] == 0
