@@ -74,7 +74,8 @@ def attempt(name, call):
     try:
         call(); seen[name] = "ok"
     except Exception as exc:
-        seen[name] = type(exc).__name__ + ":" + str(getattr(exc, "response", {}).get("Error", {}).get("Code"))
+        code = getattr(exc, "response", {}).get("Error", {}).get("Code")
+        seen[name] = type(exc).__name__ + ":" + str(code)
 attempt("own prefix", lambda: s3.put_object(Bucket=bucket, Key=f"runs/{run}/x.txt", Body=b"x"))
 attempt("main", lambda: s3.put_object(Bucket=bucket, Key="main/evil.txt", Body=b"x"))
 attempt("other run", lambda: s3.put_object(Bucket=bucket, Key="runs/other/x.txt", Body=b"x"))

@@ -70,6 +70,11 @@ ACTIONS: Final[Mapping[str, str]] = {
     "connection.read": N_("Data connection looked up"),
     "connection.use": N_("Data connection used"),
     "data.import": N_("Data imported from a URL"),
+    "run.create": N_("Run started"),
+    "run.cancel": N_("Run cancelled"),
+    "run.end": N_("Run ended (its record written)"),
+    "run.read": N_("Run looked up"),
+    "run.list": N_("Runs listed"),
 }
 OUTCOMES: Final[Mapping[str, str]] = {
     "success": N_("done"),

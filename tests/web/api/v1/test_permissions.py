@@ -73,6 +73,12 @@ ROWS: list[tuple[str, str, Any, int, int]] = [
         422,
     ),
     ("GET", "/api/v1/projects/{p}/imports/no-such-import", None, 404, 404),
+    # Runs: members and owners alike (tests/web/runs runs real ones; a missing file: 422).
+    ("GET", "/api/v1/projects/{p}/runs", None, 200, 200),
+    ("POST", "/api/v1/projects/{p}/runs", {"branchId": "main", "path": "none.py"}, 422, 422),
+    ("GET", "/api/v1/projects/{p}/runs/nope", None, 404, 404),
+    ("POST", "/api/v1/projects/{p}/runs/nope/cancel", None, 404, 404),
+    ("GET", "/api/v1/projects/{p}/runs/nope/record", None, 404, 404),
 ]
 
 
@@ -192,7 +198,8 @@ def test_every_route_is_in_the_matrix(app: FastAPI) -> None:
             .replace("main/readme.txt", "{path}")
             .replace("/uploads/nope", "/uploads/{uploadId}")
             .replace("/parts/1", "/parts/{number}")
-            .replace("no-such-import", "{importId}"),
+            .replace("no-such-import", "{importId}")
+            .replace("/runs/nope", "/runs/{runId}"),
         )
         for m, p, *_ in ROWS
     }
