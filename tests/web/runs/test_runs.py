@@ -6,13 +6,15 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
 
 from balsam.context import AppContext
 from balsam.db.models import Run
+from balsam.domain.runs.worker import RunWorker
 from balsam.providers.git.base import Author
 from tests.domain.runs.test_plan import node, pipeline
 from tests.fixtures.app import TestUser
@@ -20,6 +22,18 @@ from tests.fixtures.workspaces import START_TIMEOUT
 
 AUTHOR = Author("Test", "test@example.org")
 TEMPLATE = "python"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def run_worker(app: FastAPI, ctx: AppContext) -> Iterator[None]:
+    """The app's RunWorker, as its lifespan starts it: runs go on in the background
+    (without it, a run is carried out inside the request that asked for it)."""
+    worker = RunWorker(ctx, poll=0.5)
+    worker.start()
+    app.state.runs = worker
+    yield
+    worker.stop()
+    app.state.runs = None
 
 
 def notebook(*cells: str, parameters: str | None = None) -> bytes:
@@ -243,3 +257,23 @@ def test_bad_requests_are_refused_before_anything_runs(
     assert answer.status_code == status, answer.text
     assert answer.headers["content-type"] == "application/problem+json"
     assert alice.client.get(f"/api/v1/projects/{project['id']}/runs").json()["total"] == 0
+
+
+def test_a_cancelled_run_stops_within_seconds_and_publishes_nothing(
+    alice: TestUser, project: dict[str, Any], ctx: AppContext
+) -> None:
+    slow = b"import time\nopen('slow.txt', 'w').write('x')\ntime.sleep(120)\n"
+    commit(ctx, project, {"slow.py": slow, "p.pipeline": pipeline(
+        node("s", "slow.py", op="execute-python-node", outputs=("slow.txt",)))})  # fmt: skip
+    run = start(alice, project, "p.pipeline")
+    base = f"/api/v1/projects/{project['id']}/runs/{run['id']}"
+    deadline = time.monotonic() + START_TIMEOUT
+    while alice.client.get(base).json()["nodes"][0]["state"] != "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    asked = time.monotonic()
+    assert alice.client.post(f"{base}/cancel").status_code == 200
+    ended = wait_ended(alice, project, run["id"])
+    assert ended["state"] == "cancelled" and ended["nodes"][0]["state"] in ("cancelled", "failed")
+    assert time.monotonic() - asked < 15
+    assert read(ctx, project, "main/slow.txt") is None
