@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import Query
+from fastapi import BackgroundTasks, Query, Request
 from pydantic import BaseModel, Field
+
+from balsam.context import AppContext
+from balsam.domain.queue_worker import ClaimNext, QueueWorker, RunOne
 
 
 class Problem(BaseModel):
@@ -38,3 +41,26 @@ MEMBER = problems(400, 401, 403, 404, 422)
 
 Limit = Annotated[int, Query(ge=1, le=1000, description="Page size.")]
 Offset = Annotated[int, Query(ge=0, le=10_000_000, description="Items to skip.")]
+
+
+def wake_worker(
+    request: Request,
+    background: BackgroundTasks,
+    name: str,
+    claim_next: ClaimNext,
+    run_one: RunOne,
+    ctx: AppContext,
+) -> None:
+    """Tell the app's queue worker ``app.state.<name>`` that work was queued; an app
+    served without its lifespan (tests) has none: the work then runs after the
+    response, in the request's background tasks."""
+    worker = getattr(request.app.state, name, None)
+    if isinstance(worker, QueueWorker) and worker.running:
+        worker.wake()
+        return
+
+    def run_queued() -> None:
+        while (item := claim_next(ctx)) is not None:
+            run_one(ctx, item, lambda: False)
+
+    background.add_task(run_queued)

@@ -8,12 +8,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Path, Request
 
-from balsam.context import AppContext
 from balsam.domain.data.import_runs import claim_next, run_import
 from balsam.domain.data.import_schemas import ImportCreate, ImportList, ImportPublic
-from balsam.domain.data.import_worker import ImportWorker
 from balsam.domain.data.imports import ImportService
-from balsam.web.api.v1.common import MEMBER
+from balsam.web.api.v1.common import MEMBER, wake_worker
 from balsam.web.api.v1.projects import ProjectId
 from balsam.web.deps import Ctx, CurrentActor
 
@@ -42,17 +40,8 @@ def create_import(
     without credentials, on public addresses (unless the installation allows its host);
     so must every redirect."""
     created = ImportService(ctx).create(actor, projectId, body)
-    worker = getattr(request.app.state, "imports", None)
-    if isinstance(worker, ImportWorker) and worker.running:
-        worker.wake()
-    else:  # an app served without its lifespan (tests): run it after the response
-        background.add_task(_run_queued, ctx)
+    wake_worker(request, background, "imports", claim_next, run_import, ctx)
     return created
-
-
-def _run_queued(ctx: AppContext) -> None:
-    while (import_id := claim_next(ctx)) is not None:
-        run_import(ctx, import_id)
 
 
 @router.get(

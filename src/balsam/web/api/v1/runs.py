@@ -8,12 +8,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Path, Request, Response
 
-from balsam.context import AppContext
 from balsam.domain.runs.execution import claim_next, run_run
 from balsam.domain.runs.schemas import RunCreate, RunList, RunPublic
 from balsam.domain.runs.service import RunService
-from balsam.domain.runs.worker import RunWorker
-from balsam.web.api.v1.common import MEMBER, Limit, Offset, problems
+from balsam.web.api.v1.common import MEMBER, Limit, Offset, problems, wake_worker
 from balsam.web.api.v1.projects import ProjectId
 from balsam.web.deps import Ctx, CurrentActor
 
@@ -41,17 +39,8 @@ def create_run(
     background; follow it with GET .../runs/{runId}. Everything is checked first: a
     file that cannot run is a 422 naming why."""
     created = RunService(ctx).create(actor, projectId, body)
-    worker = getattr(request.app.state, "runs", None)
-    if isinstance(worker, RunWorker) and worker.running:
-        worker.wake()
-    else:  # an app served without its lifespan (tests): run it after the response
-        background.add_task(_run_queued, ctx)
+    wake_worker(request, background, "runs", claim_next, run_run, ctx)
     return created
-
-
-def _run_queued(ctx: AppContext) -> None:
-    while (run_id := claim_next(ctx)) is not None:
-        run_run(ctx, run_id)
 
 
 @router.get(
