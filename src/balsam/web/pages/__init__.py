@@ -24,6 +24,7 @@ from balsam.web.pages import (
     oidc,
     project,
     projects,
+    runs,
     search,
 )
 from balsam.web.pages.forms import LoginRequired, login_url
@@ -58,6 +59,7 @@ def install(app: FastAPI) -> None:
         home,
         projects,
         project,
+        runs,
         data,
         library,
         account,

@@ -51,6 +51,8 @@ from balsam.domain.projects.schemas import (
 )
 from balsam.domain.projects.service import ProjectService
 from balsam.domain.projects.views import member_public, project_public
+from balsam.domain.runs.schemas import RunPublic
+from balsam.domain.runs.service import RunService
 from balsam.domain.workspaces.service import WorkspaceService
 from balsam.errors import BalsamError, InvalidInput, NotFound
 from balsam.providers.git.base import TreeEntry
@@ -67,11 +69,15 @@ from balsam.web.pages.forms import PageSession, done_message, posted_form, requi
 from balsam.web.pages.home import WorkspaceRow, workspace_row
 from balsam.web.pages.i18n import N_
 from balsam.web.pages.render import render
+from balsam.web.pages.runs import run_labels, run_url, runnable
 from balsam.web.pages.states import reason, state_labels
 
 router = APIRouter(include_in_schema=False)
 
-TABS = ("readme", "files", "resources", "data", "workspaces", "members", "keys", "activity")
+TABS = (
+    "readme", "files", "resources", "data", "workspaces", "runs", "members", "keys", "activity"
+)  # fmt: skip
+RUNS_SHOWN = 50
 ACTIVITY_PAGE = 50
 IMPORTS_SHOWN = 10
 MAX_FOLDER_PATH = 4096
@@ -120,6 +126,8 @@ class ProjectView:
     keys: list[CredentialPublic] = field(default_factory=list)
     workspaces: list[WorkspaceRow] = field(default_factory=list)
     templates: list[tuple[str, str]] = field(default_factory=list)
+    #: *Körningar*: the project's latest runs (newest first).
+    runs: list[RunPublic] = field(default_factory=list)
 
     @property
     def is_owner(self) -> bool:
@@ -199,6 +207,9 @@ def _fill(ctx: AppContext, actor: Actor, view: ProjectView) -> None:
             credential_public(ctx, c, owner, pid)
             for c, owner in CredentialService(ctx).list(actor, pid)
         ]
+    elif view.tab == "runs":
+        view.runs = RunService(ctx).list(actor, pid, limit=RUNS_SHOWN, offset=0).items
+        view.templates = [(t.id, t.name) for t in WorkspaceService(ctx).templates()]
     elif view.tab == "workspaces":
         service = WorkspaceService(ctx)
         view.workspaces = [
@@ -214,7 +225,7 @@ def tab_url(project_id: str, branch: str, tab: str, path: str = "") -> str:
     return f"/projects/{project_id}?" + urlencode(query)
 
 
-def _page(request: Request, view: ProjectView, *, status: int = 200, error: str = "",
+def tab_page(request: Request, view: ProjectView, *, status: int = 200, error: str = "",
           created_key: Any = None, in_form: str = "",
           filled: dict[str, str] | None = None) -> HTMLResponse:  # fmt: skip
     gettext = i18n.gettext(request)
@@ -224,6 +235,7 @@ def _page(request: Request, view: ProjectView, *, status: int = 200, error: str 
         "resources": gettext("Resources"),
         "data": gettext("Data"),
         "workspaces": gettext("Workspaces"),
+        "runs": gettext("Runs"),
         "members": gettext("Members"),
         "keys": gettext("Keys"),
         "activity": gettext("Activity"),
@@ -239,6 +251,9 @@ def _page(request: Request, view: ProjectView, *, status: int = 200, error: str 
         project=view.project,
         tabs=tabs,
         states=state_labels(gettext),
+        run_states=run_labels(request),
+        run_url=run_url,
+        default_template=get_ctx(request).settings.runs.default_template,
         reason=lambda text: reason(gettext, text),
         tab_url=tab_url,
         file_url=file_url,
@@ -287,7 +302,7 @@ async def project_page(
         resource_query=rq.strip(),
         after=after,
     )
-    return _page(request, view)
+    return tab_page(request, view)
 
 
 def file_url(project_id: str, branch: str, path: str, *, download: bool = False) -> str:
@@ -324,6 +339,12 @@ async def file_page(
         branch=branch,
         file=rendered,
         folder_url=tab_url(project_id, branch, "files", folder),
+        runnable=runnable(path),
+        templates=[(t.id, t.name) for t in WorkspaceService(ctx).templates()],
+        default_template=ctx.settings.runs.default_template,
+        filled={},
+        in_form="",
+        error="",
     )
 
 
@@ -350,7 +371,9 @@ async def _act(
     except BalsamError as exc:
         view = await run_in_threadpool(load, ctx, session.actor, project_id, branch, tab)
         message = i18n.message_of(request, exc)
-        return _page(request, view, status=exc.status, error=message, in_form=in_form, filled=form)
+        return tab_page(
+            request, view, status=exc.status, error=message, in_form=in_form, filled=form
+        )
     view_branch = branch or ""
     return RedirectResponse(tab_url(project_id, view_branch, tab), status_code=303)
 
@@ -445,10 +468,10 @@ async def create_key(request: Request, project_id: str) -> Response:
         )
     except BalsamError as exc:
         view = await run_in_threadpool(load, ctx, session.actor, project_id, None, "keys")
-        return _page(request, view, status=exc.status, error=i18n.message_of(request, exc))
+        return tab_page(request, view, status=exc.status, error=i18n.message_of(request, exc))
     created = credential_created(ctx, row, key, session.actor.username)
     view = await run_in_threadpool(load, ctx, session.actor, project_id, None, "keys")
-    return _page(request, view, status=201, created_key=created)
+    return tab_page(request, view, status=201, created_key=created)
 
 
 @router.post("/projects/{project_id}/keys/{access_key}/revoke")
