@@ -37,6 +37,12 @@ notebook warms caches first.
    by position, the gaps between one node's end and the next one's start, and the
    run's fixed cost (its wall time less its nodes' span). Targets: overhead p50 <=
    150 ms, p95 <= 300 ms per node.
+3. Informational, to explain part 2: what a node's own process pays before it runs
+   anything, ``--imports`` (5) times: ``python -I`` of the environment importing what
+   ``balsam_runner.py --node`` imports for a notebook (nbformat, nbclient,
+   jupyter_client's KernelManager), and of that ``rfc3987_syntax`` alone (jsonschema
+   imports it for its format checkers when it is installed; it builds a parser when
+   imported). The baseline pays these imports once, untimed; a run, once per node.
 
 No timed assertion; a JSON line at the end. Numbers are noisy on a small, shared
 machine: run it alone where possible, and read the per-round figures, not just the
@@ -48,10 +54,10 @@ medians.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from datetime import datetime
@@ -59,7 +65,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from _platform import Platform, median, percentile, platform
+from _platform import median, percentile, platform
 
 from balsam.providers.git.base import Author
 from tests.domain.runs.test_plan import node, pipeline
@@ -90,6 +96,18 @@ for name in names:
     nbformat.write(nb, os.path.join(folder, "executed-" + name))
     times.append(time.perf_counter() - start)
 print(json.dumps({"total": time.perf_counter() - t0, "notebooks": times}))
+"""
+
+#: Run by the environment's Python (``-I``, as a node's process): its imports, timed.
+IMPORTS = """
+import json, time
+t0 = time.perf_counter()
+import rfc3987_syntax  # noqa: F401
+t1 = time.perf_counter()
+import nbformat  # noqa: F401
+from jupyter_client.manager import KernelManager  # noqa: F401
+from nbclient import NotebookClient  # noqa: F401
+print(json.dumps({"rfc3987_syntax": t1 - t0, "all": time.perf_counter() - t0}))
 """
 
 
@@ -133,24 +151,28 @@ def node_times(run: dict[str, Any]) -> dict[str, Any]:
     (a chain), and the span from the first node's start to the last node's end."""
     nodes = sorted(run["nodes"], key=lambda n: n["startedAt"])
     durations = [_s(n["startedAt"], n["endedAt"]) for n in run["nodes"]]
-    gaps = [_s(a["endedAt"], b["startedAt"]) for a, b in zip(nodes, nodes[1:], strict=False)]
+    gaps = [_s(a["endedAt"], b["startedAt"]) for a, b in itertools.pairwise(nodes)]
     span = _s(nodes[0]["startedAt"], max(n["endedAt"] for n in nodes))
     return {"durations": durations, "gaps": gaps, "span": span}
 
 
-def baseline(python: Path, folder: Path, names: list[str]) -> dict[str, Any]:
-    env = {
+def environ(python: Path, folder: Path) -> dict[str, str]:
+    return {
         "PATH": f"{python.parent}:/usr/local/bin:/usr/bin:/bin",
         "VIRTUAL_ENV": str(python.parent.parent),
         "HOME": str(folder),
         "LANG": "C.UTF-8",
         "LC_ALL": "C.UTF-8",
         "JUPYTER_RUNTIME_DIR": str(folder / "runtime"),
+        "PYTHONDONTWRITEBYTECODE": "1",  # the shared environment is left as it is
     }
+
+
+def baseline(python: Path, folder: Path, names: list[str]) -> dict[str, Any]:
     start = time.perf_counter()
     done = subprocess.run(
         [str(python), "-c", BASELINE, str(folder), *names],
-        env=env,
+        env=environ(python, folder),
         cwd=folder,
         capture_output=True,
         text=True,
@@ -161,6 +183,22 @@ def baseline(python: Path, folder: Path, names: list[str]) -> dict[str, Any]:
         raise RuntimeError(f"the baseline failed:\n{done.stderr[-3000:]}")
     found: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     found["process_s"] = time.perf_counter() - start
+    return found
+
+
+def imports(python: Path, folder: Path) -> dict[str, float]:
+    done = subprocess.run(
+        [str(python), "-I", "-c", IMPORTS],
+        env=environ(python, folder),
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"the imports failed:\n{done.stderr[-3000:]}")
+    found: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
     return found
 
 
@@ -180,6 +218,7 @@ def main() -> None:
     parser.add_argument("--chain-rounds", type=int, default=3, help="chain runs and baselines")
     parser.add_argument("--nodes", type=int, default=8, help="independent notebooks")
     parser.add_argument("--chain", type=int, default=20, help="notebooks in the chain")
+    parser.add_argument("--imports", type=int, default=5, help="timings of a node's imports")
     args = parser.parse_args()
 
     par = {f"par/n{i:02d}.ipynb": notebook(CELL) for i in range(1, args.nodes + 1)}
@@ -199,9 +238,11 @@ def main() -> None:
     }
     print(f"cores: {os.cpu_count()}, load average at start: {load()}", flush=True)
 
-    with platform(workspaces=True) as p, httpx.Client(
-        base_url=p.url, headers=p.headers, timeout=60
-    ) as client, tempfile.TemporaryDirectory(prefix="bench-runs-baseline-") as scratch:
+    with (
+        platform(workspaces=True) as p,
+        httpx.Client(base_url=p.url, headers=p.headers, timeout=60) as client,
+        tempfile.TemporaryDirectory(prefix="bench-runs-baseline-") as scratch,
+    ):
         t0 = time.perf_counter()
         env_path = p.ctx.providers.workspaces.environments.ensure(  # type: ignore[attr-defined]
             p.ctx.templates[TEMPLATE].environment, lambda m: print(m, flush=True)
@@ -253,6 +294,9 @@ def main() -> None:
                 f"(process {bases[-1]['process_s']:.2f} s); load {load()}",
                 flush=True,
             )
+
+        # -- 3. a node process's imports ---------------------------------------------------
+        imported = [imports(python, folder) for _ in range(args.imports)]
 
     # -- results ------------------------------------------------------------------------
     walls = {n: [wall(r) for r in runs] for n, runs in conc.items()}
@@ -307,6 +351,13 @@ def main() -> None:
           f"p95 {ms(percentile(gaps, 95))}")  # fmt: skip
     print(f"   run's fixed cost (wall - span)   median {median(fixed):.2f} s   "
           + " ".join(f"{v:.2f}" for v in fixed))  # fmt: skip
+    import_all = [i["all"] for i in imported]
+    import_rfc = [i["rfc3987_syntax"] for i in imported]
+    print()
+    print(f"3. a node process's imports         median {ms(median(import_all))}   "
+          + " ".join(ms(v) for v in import_all))  # fmt: skip
+    print(f"   of which rfc3987_syntax          median {ms(median(import_rfc))}   "
+          + " ".join(ms(v) for v in import_rfc))  # fmt: skip
     print(f"   load average at end: {load()}")
     result = {
         "bench": "runs",
@@ -334,9 +385,11 @@ def main() -> None:
         "gap_p95_ms": round(percentile(gaps, 95) * 1000),
         "fixed_cost_median_s": round(median(fixed), 2),
         "target_overhead_ms": f"p50 <= {TARGET_P50_MS}, p95 <= {TARGET_P95_MS}",
+        "node_imports_median_ms": round(median(import_all) * 1000),
+        "rfc3987_syntax_import_median_ms": round(median(import_rfc) * 1000),
     }
     print(json.dumps(result))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -16,6 +16,7 @@ from balsam.cli.admin import admin
 from balsam.cli.audit import audit
 from balsam.cli.data import data, login
 from balsam.cli.library import library
+from balsam.cli.run_cmd import run
 from balsam.cli.settings_cmd import settings
 from balsam.cli.up import restart, up
 
@@ -44,5 +45,6 @@ main.add_command(library)
 main.add_command(settings)
 main.add_command(login)
 main.add_command(data)
+main.add_command(run)
 
 __all__ = ["main"]

@@ -40,7 +40,8 @@ def _saved() -> dict[str, str]:
     return {k: str(v) for k, v in data.items()} if isinstance(data, dict) else {}
 
 
-def _client() -> httpx.Client:
+def client_for() -> httpx.Client:
+    """An API client with the saved (or environment's) address and token."""
     saved = _saved()
     url = os.environ.get("BALSAM_URL") or saved.get("url")
     token = os.environ.get("BALSAM_TOKEN") or saved.get("token")
@@ -51,7 +52,8 @@ def _client() -> httpx.Client:
     )
 
 
-def _fail(answer: httpx.Response) -> None:
+def fail(answer: httpx.Response) -> None:
+    """A ClickException with the problem's detail unless ``answer`` succeeded."""
     if answer.is_success:
         return
     try:
@@ -89,7 +91,7 @@ def login(url: str, username: str, days: int) -> None:
         auth=(username, password),
         timeout=_TIMEOUT,
     )
-    _fail(answer)
+    fail(answer)
     target = _credentials_file()
     target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
@@ -109,11 +111,11 @@ def data() -> None:
 def ls(location: str) -> None:
     """Folders and objects under PROJECT:FOLDER/ (PROJECT: for the top)."""
     project, prefix = _remote(location)
-    with _client() as client:
+    with client_for() as client:
         after = ""
         while True:
             answer = client.get(_data_url(project), params={"prefix": prefix, "after": after})
-            _fail(answer)
+            fail(answer)
             page = answer.json()
             for folder in page["prefixes"]:
                 click.echo(f"{'':>12}  {'':20}  {folder}")
@@ -147,14 +149,14 @@ def cp(source: str, target: str, expires_in_days: int | None) -> None:
     upload = ":" in target and Path(source).is_file()
     if not upload and ":" not in source:
         raise click.UsageError("One side is PROJECT:PATH, the other a file (or - to print).")
-    with _client() as client:
+    with client_for() as client:
         if upload:
             project, path = _remote(target)
             days = {"expiresInDays": str(expires_in_days)} if expires_in_days else {}
             answer = client.put(
                 _data_url(project, path), content=_file_chunks(Path(source)), params=days
             )
-            _fail(answer)
+            fail(answer)
             written: dict[str, Any] = answer.json()
             click.echo(f"{written['path']}: {written['size']} bytes, sha256 {written['sha256']}")
             return
@@ -162,7 +164,7 @@ def cp(source: str, target: str, expires_in_days: int | None) -> None:
         with client.stream("GET", _data_url(project, path)) as answer:
             if not answer.is_success:
                 answer.read()
-                _fail(answer)
+                fail(answer)
             out = sys.stdout.buffer if target == "-" else open(target, "wb")  # noqa: SIM115
             try:
                 for chunk in answer.iter_bytes(1 << 20):
@@ -177,8 +179,8 @@ def cp(source: str, target: str, expires_in_days: int | None) -> None:
 def rm(location: str) -> None:
     """Delete PROJECT:PATH (a folder: PROJECT:FOLDER/); restorable for the retention period."""
     project, path = _remote(location)
-    with _client() as client:
-        _fail(client.delete(_data_url(project, path)))
+    with client_for() as client:
+        fail(client.delete(_data_url(project, path)))
     click.echo(f"deleted {path}; restorable from its versions for the retention period")
 
 
@@ -192,9 +194,9 @@ def mv(source: str, target: str) -> None:
     other, to = _remote(target)
     if other != project:
         raise click.UsageError("Both sides are in the same project.")
-    with _client() as client:
+    with client_for() as client:
         answer = client.post(f"{_data_url(project, path)}/move", json={"to": to})
-        _fail(answer)
+        fail(answer)
     click.echo(f"moved {answer.json()['objects']} object(s) to {to}")
 
 
@@ -203,9 +205,9 @@ def mv(source: str, target: str) -> None:
 def preview(location: str) -> None:
     """Schema and first rows of PROJECT:PATH (CSV, JSON lines, Parquet, text)."""
     project, path = _remote(location)
-    with _client() as client:
+    with client_for() as client:
         answer = client.get(_data_url(project, path), params={"preview": "true"})
-        _fail(answer)
+        fail(answer)
     shown = answer.json()
     if shown.get("text") is not None:
         click.echo(shown["text"])
