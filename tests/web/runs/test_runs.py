@@ -113,7 +113,11 @@ def other(make_user: Callable[..., TestUser], unique: Callable[[str], str]) -> d
 
 
 def test_a_pipeline_runs_recorded_and_publishes_its_outputs(
-    alice: TestUser, project: dict[str, Any], other: dict[str, Any], ctx: AppContext
+    alice: TestUser,
+    bob: TestUser,
+    project: dict[str, Any],
+    other: dict[str, Any],
+    ctx: AppContext,
 ) -> None:
     ctx.providers.storage.objects.put(project["bucket"], "main/keep.txt", b"keep",
                                       content_type="text/plain", metadata={})  # fmt: skip
@@ -136,8 +140,9 @@ def test_a_pipeline_runs_recorded_and_publishes_its_outputs(
         ),
     }
     sha = commit(ctx, project, files)
+    parameters = {"n": 7, "source": "main/keep.txt"}
     run = wait_ended(alice, project, start(alice, project, "flow/p.pipeline",
-                                           parameters={"n": 7})["id"])  # fmt: skip
+                                           parameters=parameters)["id"])  # fmt: skip
     assert run["state"] == "succeeded", run
     assert run["commit"] == sha and run["dirty"] is False
     assert [n["state"] for n in run["nodes"]] == ["succeeded"] * 3
@@ -162,7 +167,10 @@ def test_a_pipeline_runs_recorded_and_publishes_its_outputs(
     record = answer.json()
     assert record["code"]["commit"] == sha
     assert record["code"]["files"]["flow/b.py"] == hashlib.sha256(files["flow/b.py"]).hexdigest()
-    assert record["parameters"] == {"n": 7}
+    assert record["parameters"] == parameters
+    (declared,) = record["inputs"]  # the object a parameter names, pinned by version
+    assert declared["path"] == "main/keep.txt" and declared["versionId"]
+    assert declared["sha256"] == hashlib.sha256(b"keep").hexdigest()
     assert record["environment"]["template"] == TEMPLATE
     assert record["environment"]["packages"]["nbclient"]
     by_id = {n["id"]: n for n in record["nodes"]}
@@ -180,6 +188,24 @@ def test_a_pipeline_runs_recorded_and_publishes_its_outputs(
     for text in (answer.text, executed.decode()):
         assert "AWS_SECRET" not in text and "secretKey" not in text
     assert ctx.providers.git.resolve_commit(project["id"], "main") == sha
+    # Lineage: b.txt back to node b, its inputs (a's output, back to node a) and the
+    # declared input; and the input's users.
+    lineage = alice.client.get(f"/api/v1/projects/{project['id']}/data/main/flow/out/b.txt",
+                               params={"lineage": "true"}).json()  # fmt: skip
+    produced = lineage["producedBy"]
+    assert (produced["runId"], produced["node"], produced["commit"]) == (run["id"], "b", sha)
+    by_path = {i["path"]: i for i in lineage["inputs"]}
+    assert by_path["main/keep.txt"]["versionId"] == declared["versionId"]
+    upstream = by_path[f"runs/{run['id']}/{_key(run, 'a')}/outputs/flow/out/a.txt"]
+    assert upstream["producedBy"]["node"] == "a"
+    assert upstream["sha256"] == hashlib.sha256(b"14").hexdigest()
+    assert [i["path"] for i in upstream["producedBy"]["inputs"]] == ["main/keep.txt"]
+    used = alice.client.get(f"/api/v1/projects/{project['id']}/data/main/keep.txt",
+                            params={"lineage": "true"}).json()  # fmt: skip
+    assert used["producedBy"] is None and {"runId": run["id"], "node": ""} in used["usedBy"]
+    refused = bob.client.get(f"/api/v1/projects/{project['id']}/data/main/keep.txt",
+                             params={"lineage": "true"})  # fmt: skip
+    assert refused.status_code == 404
 
 
 def _key(run: dict[str, Any], node_id: str) -> str:

@@ -106,6 +106,7 @@ def run_run(ctx: AppContext, run_id: str, stopping: Callable[[], bool] = lambda:
     plan: plans.Plan | None = None
     try:
         plan = _plan(ctx, run)
+        _record_inputs(ctx, run, bucket)
         if cancel():
             raise _Cancelled
         key = ctx.providers.storage.create_key(
@@ -131,6 +132,46 @@ def run_run(ctx: AppContext, run_id: str, stopping: Callable[[], bool] = lambda:
 
 class _Cancelled(Exception):
     pass
+
+
+def _record_inputs(ctx: AppContext, run: Run, bucket: str) -> None:
+    """The objects the run's parameters name (a text value that is a key in the
+    bucket), pinned as they are when it starts: key, version id, SHA-256. They are the
+    run's declared inputs (every node's), in its record and its lineage."""
+    objects = ctx.providers.storage.objects
+    found = []
+    for value in sorted({v for v in run.parameters.values() if isinstance(v, str)}):
+        if not value or len(value) > 1024 or value.endswith("/"):
+            continue
+        info = objects.head(bucket, value)
+        if info is None:
+            continue
+        found.append({"node_id": "", "role": "input", "path": value,
+                      "version_id": info.version_id or "", "size": info.size,
+                      "sha256": _sha256_of(ctx, run.project_id, bucket, info)})  # fmt: skip
+    if found:
+        with ctx.sessions() as session, session.begin():
+            for artifact in found:
+                session.add(RunArtifact(project_id=run.project_id, run_id=run.id, **artifact))
+
+
+def _sha256_of(ctx: AppContext, project_id: str, bucket: str, info: Any) -> str:
+    """The version's SHA-256: Balsam's provenance record of it, else read and hashed."""
+    with ctx.sessions() as session:
+        known = session.scalar(
+            select(DataObject.sha256).where(
+                DataObject.project_id == project_id,
+                DataObject.path == info.key,
+                DataObject.version_id == (info.version_id or ""),
+            )
+        )
+    if known:
+        return str(known)
+    opened = ctx.providers.storage.objects.open(bucket, info.key, info.version_id)
+    digest = hashlib.sha256()
+    for chunk in opened[1] if opened else ():
+        digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _plan(ctx: AppContext, run: Run) -> plans.Plan:
@@ -454,6 +495,7 @@ def _record(
                 if lock
                 else None,
             },
+            "inputs": [_artifact(a) for a in _inputs(session, run.id)],
             "parameters": run.parameters,
             "parametersSha256": _sha256(canonical(run.parameters)),
             "credentials": {
@@ -462,6 +504,14 @@ def _record(
             },
             "nodes": nodes,
         }
+
+
+def _inputs(session: Any, run_id: str) -> list[dict[str, Any]]:
+    rows = session.scalars(
+        select(RunArtifact).where(RunArtifact.run_id == run_id, RunArtifact.role == "input")
+    ).all()
+    return [{"path": r.path, "sha256": r.sha256, "size": r.size, "version_id": r.version_id}
+            for r in rows]  # fmt: skip
 
 
 def _artifact(artifact: Mapping[str, Any]) -> dict[str, Any]:

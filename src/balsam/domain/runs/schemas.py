@@ -79,3 +79,39 @@ class RunPublic(_Out):
 class RunList(_Out):
     items: list[RunPublic]
     total: int
+
+
+class LineageInput(_Out):
+    path: str
+    version_id: str = Field(alias="versionId")
+    sha256: str
+    produced_by: ProducedBy | None = Field(None, alias="producedBy")
+
+
+class ProducedBy(_Out):
+    run_id: str = Field(alias="runId")
+    node: str
+    path: str = Field(description="The file the run ran.")
+    commit: str
+    environment: str
+    inputs: list[LineageInput] = Field(
+        default_factory=list, description="What the node read, each with its own producer."
+    )
+
+
+class UsedBy(_Out):
+    run_id: str = Field(alias="runId")
+    node: str = Field(description="The node; '' for every node of the run.")
+
+
+class Lineage(_Out):
+    """Where an object version came from and where it went (recorded runs)."""
+
+    path: str
+    version_id: str = Field(alias="versionId")
+    produced_by: ProducedBy | None = Field(None, alias="producedBy")
+    inputs: list[LineageInput]
+    used_by: list[UsedBy] = Field(alias="usedBy")
+
+
+LineageInput.model_rebuild()

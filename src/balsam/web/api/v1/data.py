@@ -34,6 +34,8 @@ from balsam.domain.data.schemas import (
 )
 from balsam.domain.data.service import DataService
 from balsam.domain.identity.service import Actor
+from balsam.domain.runs.lineage import LineageService
+from balsam.domain.runs.schemas import Lineage
 from balsam.errors import N_, RateLimited, RequestTimeout
 from balsam.providers.storage.objects import ObjectInfo
 from balsam.web.api.v1.common import MEMBER, problems
@@ -150,7 +152,8 @@ def get_usage(projectId: ProjectId, actor: CurrentActor, ctx: Ctx) -> DataUsage:
         200: {
             "description": "The object's content; with versions=true its versions "
             "(DataVersions), with provenance=true where it came from (Provenance), with "
-            "preview=true its schema and first rows (DataPreview).",
+            "preview=true its schema and first rows (DataPreview), with lineage=true the "
+            "run that produced it, from which inputs, and the runs that used it (Lineage).",
             "content": {"application/octet-stream": {}},
         },
         **problems(400, 401, 403, 404, 422),
@@ -164,6 +167,7 @@ def get_data(
     versions: bool = False,
     provenance: bool = False,
     preview: bool = False,
+    lineage: bool = False,
     version_id: Annotated[str | None, Query(alias="versionId", max_length=128)] = None,
 ) -> Response:
     """The object at ``path`` (a version of it with ``versionId``), always as a download
@@ -175,11 +179,13 @@ def get_data(
         return _json(service.provenance(actor, projectId, path, version_id))
     if preview:
         return _json(service.preview(actor, projectId, path, version_id))
+    if lineage:
+        return _json(LineageService(ctx).lineage(actor, projectId, path, version_id))
     info, chunks = service.read(actor, projectId, path, version_id=version_id)
     return _download(info, chunks)
 
 
-def _json(model: DataVersions | Provenance | DataPreview) -> Response:
+def _json(model: DataVersions | Provenance | DataPreview | Lineage) -> Response:
     return Response(model.model_dump_json(by_alias=True), media_type="application/json")
 
 
