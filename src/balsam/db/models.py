@@ -521,6 +521,8 @@ class Run(Base):
     state: Mapped[str] = mapped_column(String(16), default="queued")
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     rerun_of: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    #: How a re-run was asked for: "exact" | "latest-inputs" | "new-parameters" | "head".
+    rerun_mode: Mapped[str | None] = mapped_column(String(16), nullable=True)
     created_by: Mapped[str] = mapped_column(String(64))
     request_id: Mapped[str] = mapped_column(String(64), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -186,7 +186,8 @@ async def _balsam_error(request: Request, exc: Exception) -> Response:
         )
     if exc.status in (401, 403) and not exc.details.get("audited"):
         await run_in_threadpool(_audit_denial, request, exc)
-    extra = {"errors": exc.details["errors"]} if "errors" in exc.details else {}
+    # Details meant for the client: validation errors; the precondition a re-run lacks.
+    extra = {k: exc.details[k] for k in ("errors", "precondition") if k in exc.details}
     retry = exc.details.get("retryAfterSeconds")
     if wants_page(request):
         await known_session(request)  # the error page shows the menu

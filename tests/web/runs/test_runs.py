@@ -303,3 +303,81 @@ def test_a_cancelled_run_stops_within_seconds_and_publishes_nothing(
     assert ended["state"] == "cancelled" and ended["nodes"][0]["state"] in ("cancelled", "failed")
     assert time.monotonic() - asked < 15
     assert read(ctx, project, "main/slow.txt") is None
+
+
+READ_SOURCE = b"""import boto3, json, os
+source = json.loads(os.environ["BALSAM_PARAMETERS"])["source"]
+s3 = boto3.client("s3", endpoint_url=os.environ["AWS_ENDPOINT_URL"])
+text = s3.get_object(Bucket=os.environ["BALSAM_BUCKET"], Key=source)["Body"].read().decode()
+os.makedirs("out", exist_ok=True)
+open("out/one.txt", "w").write(text.upper())
+"""
+
+
+def _rerun(user: TestUser, project: dict[str, Any], run_id: str, **body: Any) -> Any:
+    return user.client.post(f"/api/v1/projects/{project['id']}/runs/{run_id}/rerun", json=body)
+
+
+def _verdicts(user: TestUser, project: dict[str, Any], run_id: str) -> dict[str, str]:
+    answer = user.client.get(f"/api/v1/projects/{project['id']}/runs/{run_id}/comparison")
+    assert answer.status_code == 200, answer.text
+    return {o["path"]: o["verdict"] for o in answer.json()["outputs"]}
+
+
+def test_an_exact_rerun_reproduces_every_output_and_latest_inputs_says_what_differs(
+    alice: TestUser, project: dict[str, Any], ctx: AppContext
+) -> None:
+    objects = ctx.providers.storage.objects
+    objects.put(project["bucket"], "main/in.txt", b"abc", content_type="text/plain", metadata={})
+    commit(ctx, project, {
+        "d/one.py": READ_SOURCE,
+        "d/two.py": b"open('out/two.txt', 'w').write(open('out/one.txt').read() + '!')\n",
+        "d/three.py": b"import os\nos.makedirs('out', exist_ok=True)\n"
+                      b"open('out/three.txt', 'w').write('constant')\n",
+        "d/p.pipeline": pipeline(
+            node("one", "one.py", op="execute-python-node", outputs=("out/one.txt",)),
+            node("two", "two.py", op="execute-python-node", after=("one",),
+                 outputs=("out/two.txt",)),
+            node("three", "three.py", op="execute-python-node", outputs=("out/three.txt",)),
+        ),
+    })  # fmt: skip
+    source = {"source": "main/in.txt"}
+    first = wait_ended(
+        alice, project, start(alice, project, "d/p.pipeline", parameters=source)["id"]
+    )
+    assert first["state"] == "succeeded", first
+    assert read(ctx, project, "main/d/out/two.txt") == b"ABC!"
+    comparison = alice.client.get(f"/api/v1/projects/{project['id']}/runs/{first['id']}/comparison")
+    assert comparison.status_code == 409  # not a re-run
+    objects.put(project["bucket"], "main/in.txt", b"xyz", content_type="text/plain", metadata={})
+
+    exact = _rerun(alice, project, first["id"], mode="exact")
+    assert exact.status_code == 202, exact.text
+    assert exact.json()["rerunOf"] == first["id"] and exact.json()["commit"] == first["commit"]
+    assert wait_ended(alice, project, exact.json()["id"])["state"] == "succeeded"
+    assert _verdicts(alice, project, exact.json()["id"]) == {
+        "d/out/one.txt": "identical", "d/out/two.txt": "identical", "d/out/three.txt": "identical"
+    }  # fmt: skip
+    assert read(ctx, project, "main/d/out/two.txt") == b"ABC!"  # the old input's result again
+
+    latest = _rerun(alice, project, first["id"], mode="latest-inputs")
+    assert latest.status_code == 202, latest.text
+    assert wait_ended(alice, project, latest.json()["id"])["state"] == "succeeded"
+    assert _verdicts(alice, project, latest.json()["id"]) == {
+        "d/out/one.txt": "differs", "d/out/two.txt": "differs", "d/out/three.txt": "identical"
+    }  # fmt: skip
+    assert read(ctx, project, "main/d/out/two.txt") == b"XYZ!"
+
+    # Preconditions: an input version purged for good is named; other refusals.
+    storage = ctx.providers.storage
+    old = [v for v in storage.list_versions(project["bucket"], "main/in.txt") if not v.is_latest]
+    storage.purge_versions(project["bucket"], old)
+    refused = _rerun(alice, project, first["id"], mode="exact")
+    assert refused.status_code == 409 and refused.json()["precondition"] == "input", refused.text
+    assert "main/in.txt" in refused.json()["detail"]
+    assert _rerun(alice, project, first["id"], mode="new-parameters").status_code == 422
+    assert _rerun(alice, project, first["id"], mode="sideways").status_code == 422
+    changed = _rerun(alice, project, first["id"], mode="new-parameters",
+                     parameters={"source": "main/in.txt"})  # fmt: skip
+    assert changed.status_code == 202
+    wait_ended(alice, project, changed.json()["id"])

@@ -31,6 +31,7 @@ from balsam.domain.journal import this_process
 from balsam.domain.runs import plan as plans
 from balsam.domain.runs.service import canonical
 from balsam.errors import BalsamError
+from balsam.providers.storage.base import ScopedKey
 from balsam.providers.workspaces.base import RunSpec
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,8 @@ log = logging.getLogger(__name__)
 #: The record's schema; bumped when its shape changes.
 RECORD_SCHEMA = "https://balsam.example/schemas/run-record/1"
 NODE_STATES = ("running", "succeeded", "failed", "cancelled")
+#: Where a run's pinned inputs are copied, under its prefix.
+INPUTS = "inputs/"
 #: The error of a run its process did not live to finish.
 INTERRUPTED = "Balsam stopped while this run ran; start it again."
 
@@ -106,14 +109,14 @@ def run_run(ctx: AppContext, run_id: str, stopping: Callable[[], bool] = lambda:
     plan: plans.Plan | None = None
     try:
         plan = _plan(ctx, run)
-        _record_inputs(ctx, run, bucket)
+        copies = _pin_inputs(ctx, run, bucket)
         if cancel():
             raise _Cancelled
         key = ctx.providers.storage.create_key(
             bucket, label=f"run-{run_id}@{run.project_id}", write_prefix=prefix_of(run_id)
         )
         _set(ctx, run_id, access_key=key.access_key)
-        spec = _spec(ctx, run, bucket, plan, key.access_key, key.secret_key)
+        spec = _spec(ctx, run, bucket, plan, copies, key)
         status = ctx.providers.workspaces.execute_run(spec, _NodeEvents(ctx, run, plan), cancel)
         if status != 0 and not cancel():
             error = "The run failed: see its nodes."
@@ -134,14 +137,33 @@ class _Cancelled(Exception):
     pass
 
 
-def _record_inputs(ctx: AppContext, run: Run, bucket: str) -> None:
-    """The objects the run's parameters name (a text value that is a key in the
-    bucket), pinned as they are when it starts: key, version id, SHA-256. They are the
-    run's declared inputs (every node's), in its record and its lineage."""
+def _pin_inputs(ctx: AppContext, run: Run, bucket: str) -> dict[str, str]:
+    """The run's inputs, pinned: those an exact re-run was given, else the objects its
+    parameters name (a text value that is a key in the bucket) as they are now. Each
+    version is recorded (key, version id, SHA-256) and copied to
+    ``runs/<run>/inputs/<key>``; the run's parameters name the copies (returned: key →
+    copy), so the run reads exactly the versions its record names."""
     objects = ctx.providers.storage.objects
-    found = []
+    with ctx.sessions() as session:
+        rows = session.scalars(
+            select(RunArtifact).where(RunArtifact.run_id == run.id, RunArtifact.role == "input")
+        ).all()
+        pinned = [(r.path, r.version_id, r.size) for r in rows]
+    if not pinned:
+        pinned = _discover_inputs(ctx, run, bucket)
+    copies = {}
+    for path, version_id, size in pinned:
+        copy = f"{prefix_of(run.id)}{INPUTS}{path}"
+        objects.copy(bucket, copy, path, version_id or None, {"balsam-run-id": run.id}, size=size)
+        copies[path] = copy
+    return copies
+
+
+def _discover_inputs(ctx: AppContext, run: Run, bucket: str) -> list[tuple[str, str, int]]:
+    objects = ctx.providers.storage.objects
+    found: list[dict[str, Any]] = []
     for value in sorted({v for v in run.parameters.values() if isinstance(v, str)}):
-        if not value or len(value) > 1024 or value.endswith("/"):
+        if not value or len(value) > 1024 or value.endswith("/") or value.startswith("runs/"):
             continue
         info = objects.head(bucket, value)
         if info is None:
@@ -149,10 +171,10 @@ def _record_inputs(ctx: AppContext, run: Run, bucket: str) -> None:
         found.append({"node_id": "", "role": "input", "path": value,
                       "version_id": info.version_id or "", "size": info.size,
                       "sha256": _sha256_of(ctx, run.project_id, bucket, info)})  # fmt: skip
-    if found:
-        with ctx.sessions() as session, session.begin():
-            for artifact in found:
-                session.add(RunArtifact(project_id=run.project_id, run_id=run.id, **artifact))
+    with ctx.sessions() as session, session.begin():
+        for artifact in found:
+            session.add(RunArtifact(project_id=run.project_id, run_id=run.id, **artifact))
+    return [(a["path"], a["version_id"], a["size"]) for a in found]
 
 
 def _sha256_of(ctx: AppContext, project_id: str, bucket: str, info: Any) -> str:
@@ -181,7 +203,12 @@ def _plan(ctx: AppContext, run: Run) -> plans.Plan:
 
 
 def _spec(
-    ctx: AppContext, run: Run, bucket: str, plan: plans.Plan, access_key: str, secret_key: str
+    ctx: AppContext,
+    run: Run,
+    bucket: str,
+    plan: plans.Plan,
+    copies: Mapping[str, str],
+    key: ScopedKey,
 ) -> RunSpec:
     template = ctx.templates.get(run.template_id)
     if template is None:
@@ -195,7 +222,10 @@ def _spec(
         "endpoint": storage.endpoint_url,
         "region": storage.region,
         "concurrency": concurrency,
-        "parameters": run.parameters,
+        # Parameters naming an input name its pinned copy.
+        "parameters": {
+            k: copies.get(v, v) if isinstance(v, str) else v for k, v in run.parameters.items()
+        },
         "nodes": [
             {
                 "id": n.id,
@@ -227,8 +257,8 @@ def _spec(
             "JUPYTERLAB_S3_ENDPOINT": storage.endpoint_url,
             "AWS_DEFAULT_REGION": storage.region,
         },
-        s3_access_key=access_key,
-        s3_secret_key=secret_key,
+        s3_access_key=key.access_key,
+        s3_secret_key=key.secret_key,
     )
 
 
@@ -370,6 +400,8 @@ def _outputs(
     node_of = {n.key: n.id for n in plan.nodes} if plan else {}
     found: list[dict[str, Any]] = []
     for info in objects.walk(bucket, prefix_of(run_id)):
+        if info.key.startswith(f"{prefix_of(run_id)}{INPUTS}"):
+            continue  # the pinned inputs: recorded as inputs
         opened = objects.open(bucket, info.key)
         if opened is None:
             continue
@@ -510,14 +542,13 @@ def _inputs(session: Any, run_id: str) -> list[dict[str, Any]]:
     rows = session.scalars(
         select(RunArtifact).where(RunArtifact.run_id == run_id, RunArtifact.role == "input")
     ).all()
-    return [{"path": r.path, "sha256": r.sha256, "size": r.size, "version_id": r.version_id}
-            for r in rows]  # fmt: skip
+    return [{"path": r.path, "sha256": r.sha256, "size": r.size, "version_id": r.version_id,
+             "pinnedAs": f"{prefix_of(run_id)}{INPUTS}{r.path}"} for r in rows]  # fmt: skip
 
 
 def _artifact(artifact: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: artifact[k] for k in ("path", "sha256", "size")} | {
-        "versionId": artifact["version_id"]
-    }
+    shown = {k: artifact[k] for k in ("path", "sha256", "size", "pinnedAs") if k in artifact}
+    return shown | {"versionId": artifact["version_id"]}
 
 
 def _sha256(text: str) -> str:

@@ -43,6 +43,35 @@ class RunCreate(ApiModel):
     )
 
 
+RerunMode = Literal["exact", "latest-inputs", "new-parameters", "head"]
+
+
+class RerunCreate(ApiModel):
+    mode: RerunMode = Field(
+        description="exact: the same commit, environment, parameters and input versions; "
+        "latest-inputs: the same, with the inputs' current versions; new-parameters: the "
+        "same commit with 'parameters'; head: the branch's head now."
+    )
+    parameters: dict[str, Any] | None = Field(None, description="For new-parameters.")
+
+
+Verdict = Literal["identical", "differs", "missing"]
+
+
+class OutputComparison(_Out):
+    node: str
+    path: str = Field(description="The declared output, from the repository root.")
+    original: str | None = Field(description="SHA-256 in the original run (None: missing).")
+    rerun: str | None = Field(description="SHA-256 in the re-run (None: missing).")
+    verdict: Verdict
+
+
+class Comparison(_Out):
+    rerun_of: str = Field(alias="rerunOf")
+    mode: str | None
+    outputs: list[OutputComparison]
+
+
 class RunNodePublic(_Out):
     id: str
     label: str
@@ -72,6 +101,7 @@ class RunPublic(_Out):
     started_at: datetime | None = Field(None, alias="startedAt")
     ended_at: datetime | None = Field(None, alias="endedAt")
     rerun_of: str | None = Field(None, alias="rerunOf")
+    rerun_mode: str | None = Field(None, alias="rerunMode")
     record_sha256: str | None = Field(None, alias="recordSha256")
     nodes: list[RunNodePublic]
 

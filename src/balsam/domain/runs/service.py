@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import json
 import secrets
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from balsam.context import AppContext
-from balsam.db.models import Branch, Run, RunNode
+from balsam.db.models import Branch, Run, RunArtifact, RunNode
 from balsam.domain.audit.service import AuditRecord
 from balsam.domain.identity.service import Actor
 from balsam.domain.projects.access import require
@@ -28,6 +29,22 @@ from balsam.errors import N_, Conflict, InvalidInput, NotFound
 
 #: Ends a run may have.
 ENDED = ("succeeded", "failed", "cancelled")
+
+
+@dataclass(frozen=True)
+class Queued:
+    """A run checked and ready to queue."""
+
+    branch: str
+    path: str
+    commit: str
+    plan: plans.Plan
+    parameters: dict[str, Any]
+    template: WorkspaceTemplate
+    rerun_of: str | None = None
+    rerun_mode: str | None = None
+    #: Inputs pinned in advance (an exact re-run): (path, version id, SHA-256, size).
+    inputs: tuple[tuple[str, str, str, int], ...] = ()
 
 
 def canonical(value: Any) -> str:
@@ -52,7 +69,7 @@ class RunService:
                     params={"branch": data.branch_id, "project": project_id},
                 )
         template = self._template(data.template)
-        parameters = self._parameters(data.parameters)
+        parameters = self.checked_parameters(data.parameters)
         try:
             commit = git.resolve_commit(project_id, data.branch_id, data.commit)
         except NotFound as exc:
@@ -70,27 +87,34 @@ class RunService:
             ) from exc
         plan = plans.parse(path, content)
         self._check_files(project_id, commit, plan)
+        queued = Queued(data.branch_id, path, commit, plan, parameters, template)
+        return self.get(actor, project_id, self.queue(actor, project_id, queued))
+
+    def queue(self, actor: Actor, project_id: str, queued: Queued) -> str:
+        """Add the checked run (and its pinned inputs) in one transaction; its id."""
         run_id = secrets.token_hex(8)
         with self.ctx.sessions() as session, session.begin():
             session.add(
                 Run(
                     id=run_id,
                     project_id=project_id,
-                    branch=data.branch_id,
-                    path=path,
-                    kind=plan.kind,
-                    commit=commit,
+                    branch=queued.branch,
+                    path=queued.path,
+                    kind=queued.plan.kind,
+                    commit=queued.commit,
                     dirty=False,
-                    parameters=parameters,
-                    template_id=template.id,
-                    environment=template.environment.name,
+                    parameters=queued.parameters,
+                    template_id=queued.template.id,
+                    environment=queued.template.environment.name,
                     state="queued",
+                    rerun_of=queued.rerun_of,
+                    rerun_mode=queued.rerun_mode,
                     created_by=actor.username,
                     request_id=actor.request_id[:64],
                     cancel_requested=False,
                 )
             )
-            for position, node in enumerate(plan.order()):
+            for position, node in enumerate(queued.plan.order()):
                 session.add(
                     RunNode(
                         run_id=run_id,
@@ -103,8 +127,15 @@ class RunService:
                         state="queued",
                     )
                 )
-        self._audit(actor, "run.create", project_id, run_id, {"path": path, "commit": commit})
-        return self.get(actor, project_id, run_id)
+            for path, version_id, sha256, size in queued.inputs:
+                session.add(RunArtifact(project_id=project_id, run_id=run_id, node_id="",
+                                        role="input", path=path, version_id=version_id,
+                                        sha256=sha256, size=size))  # fmt: skip
+        details: dict[str, object] = {"path": queued.path, "commit": queued.commit}
+        if queued.rerun_of:
+            details |= {"rerunOf": queued.rerun_of, "mode": queued.rerun_mode or ""}
+        self._audit(actor, "run.create", project_id, run_id, details)
+        return run_id
 
     def _template(self, template_id: str | None) -> WorkspaceTemplate:
         wanted = template_id or self.ctx.settings.runs.default_template
@@ -113,7 +144,7 @@ class RunService:
             raise InvalidInput(N_("No template '%(template)s'."), params={"template": wanted})
         return template
 
-    def _parameters(self, parameters: dict[str, Any] | None) -> dict[str, Any]:
+    def checked_parameters(self, parameters: dict[str, Any] | None) -> dict[str, Any]:
         value = parameters or {}
         if len(canonical(value).encode()) > self.ctx.settings.runs.max_parameters_bytes:
             raise InvalidInput(N_("The parameters are too large."))
@@ -142,6 +173,13 @@ class RunService:
     def get(self, actor: Actor, project_id: str, run_id: str) -> RunPublic:
         with self.ctx.sessions() as session:
             return public(self._run(session, actor, project_id, run_id, "run.read"))
+
+    def row(self, actor: Actor, project_id: str, run_id: str, action: str) -> Run:
+        """The run's row (detached) if ``actor`` may do ``action`` on the project's runs."""
+        with self.ctx.sessions() as session:
+            run = self._run(session, actor, project_id, run_id, action)
+            session.expunge(run)
+            return run
 
     def list(self, actor: Actor, project_id: str, *, limit: int, offset: int) -> RunList:
         with self.ctx.sessions() as session:
@@ -219,6 +257,7 @@ def public(run: Run) -> RunPublic:
         started_at=run.started_at,
         ended_at=run.ended_at,
         rerun_of=run.rerun_of,
+        rerun_mode=run.rerun_mode,
         record_sha256=run.record_sha256,
         nodes=[
             RunNodePublic(

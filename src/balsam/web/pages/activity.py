@@ -75,6 +75,7 @@ ACTIONS: Final[Mapping[str, str]] = {
     "run.end": N_("Run ended (its record written)"),
     "run.read": N_("Run looked up"),
     "run.list": N_("Runs listed"),
+    "run.rerun": N_("Run asked to run again"),
 }
 OUTCOMES: Final[Mapping[str, str]] = {
     "success": N_("done"),

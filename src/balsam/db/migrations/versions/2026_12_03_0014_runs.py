@@ -34,6 +34,7 @@ def upgrade() -> None:
         sa.Column("state", sa.String(length=16), nullable=False),
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("rerun_of", sa.String(length=32), nullable=True),
+        sa.Column("rerun_mode", sa.String(length=16), nullable=True),
         sa.Column("created_by", sa.String(length=64), nullable=False),
         sa.Column("request_id", sa.String(length=64), nullable=False),
         sa.Column("created_at", UTCDateTime(), nullable=False),

@@ -9,7 +9,8 @@ from typing import Annotated
 from fastapi import APIRouter, BackgroundTasks, Path, Request, Response
 
 from balsam.domain.runs.execution import claim_next, run_run
-from balsam.domain.runs.schemas import RunCreate, RunList, RunPublic
+from balsam.domain.runs.reruns import RerunService
+from balsam.domain.runs.schemas import Comparison, RerunCreate, RunCreate, RunList, RunPublic
 from balsam.domain.runs.service import RunService
 from balsam.web.api.v1.common import MEMBER, Limit, Offset, problems, wake_worker
 from balsam.web.api.v1.projects import ProjectId
@@ -76,6 +77,42 @@ def get_run(projectId: ProjectId, runId: RunId, actor: CurrentActor, ctx: Ctx) -
 def cancel_run(projectId: ProjectId, runId: RunId, actor: CurrentActor, ctx: Ctx) -> RunPublic:
     """Stop the run (within seconds); nothing of it is published. Idempotent."""
     return RunService(ctx).cancel(actor, projectId, runId)
+
+
+@router.post(
+    "/projects/{projectId}/runs/{runId}/rerun",
+    status_code=202,
+    response_model=RunPublic,
+    operation_id="RerunRun",
+    responses=problems(400, 401, 403, 404, 409, 422),
+)
+def rerun(
+    projectId: ProjectId,
+    runId: RunId,
+    body: RerunCreate,
+    actor: CurrentActor,
+    ctx: Ctx,
+    request: Request,
+    background: BackgroundTasks,
+) -> RunPublic:
+    """Run it again (``mode``: exact, latest-inputs, new-parameters, head): 202 with the
+    new run (``rerunOf`` set), or 409 naming the precondition that no longer holds
+    (``precondition``: commit, environment, input, branch, file)."""
+    created = RerunService(ctx).rerun(actor, projectId, runId, body)
+    wake_worker(request, background, "runs", claim_next, run_run, ctx)
+    return created
+
+
+@router.get(
+    "/projects/{projectId}/runs/{runId}/comparison",
+    response_model=Comparison,
+    operation_id="CompareRerun",
+    responses=problems(401, 404, 409),
+)
+def comparison(projectId: ProjectId, runId: RunId, actor: CurrentActor, ctx: Ctx) -> Comparison:
+    """A re-run's declared outputs against the original's, by node and path:
+    identical, differs or missing."""
+    return RerunService(ctx).comparison(actor, projectId, runId)
 
 
 @router.get(
