@@ -212,6 +212,12 @@ class RunSettings(BaseModel):
     max_parameters_bytes: int = Field(
         65536, ge=2, description="Largest parameters object a run may have (canonical JSON)."
     )
+    openlineage_url: str | None = Field(
+        None,
+        description="Where each run's OpenLineage events are also sent (POST, one event "
+        "per request, as OpenLineage's HTTP transport does: e.g. Marquez's "
+        "http://marquez:5000/api/v1/lineage). Unset: they are only kept with the run.",
+    )
 
 
 def _origin(value: str) -> str:

@@ -535,6 +535,8 @@ class Run(Base):
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     record: Mapped[str | None] = mapped_column(Text, nullable=True)
     record_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    #: The run's OpenLineage events (JSON lines), written when it ends.
+    openlineage: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     nodes: Mapped[list[RunNode]] = relationship(
         cascade="all, delete-orphan", order_by="RunNode.position", lazy="selectin"

@@ -381,3 +381,82 @@ def test_an_exact_rerun_reproduces_every_output_and_latest_inputs_says_what_diff
                      parameters={"source": "main/in.txt"})  # fmt: skip
     assert changed.status_code == 202
     wait_ended(alice, project, changed.json()["id"])
+
+
+@pytest.fixture
+def lineage_receiver() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """An HTTP server on loopback that keeps what is POSTed to it (JSON)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    received: list[dict[str, Any]] = []
+
+    class Keep(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append(json.loads(body))
+            self.send_response(201)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Keep)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/api/v1/lineage", received
+    server.shutdown()
+
+
+def test_openlineage_events_are_kept_with_the_run_and_sent(
+    alice: TestUser,
+    project: dict[str, Any],
+    ctx: AppContext,
+    monkeypatch: pytest.MonkeyPatch,
+    lineage_receiver: tuple[str, list[dict[str, Any]]],
+) -> None:
+    import uuid
+
+    from openlineage.client.event_v2 import RunState
+
+    url, received = lineage_receiver
+    monkeypatch.setattr(ctx.settings.runs, "openlineage_url", url)
+    ctx.providers.storage.objects.put(project["bucket"], "main/src.txt", b"s",
+                                      content_type="text/plain", metadata={})  # fmt: skip
+    commit(ctx, project, {
+        "ol/w.py": b"import os\nos.makedirs('o', exist_ok=True)\nopen('o/w.txt', 'w').write('w')\n",
+        "ol/bad.py": b"raise SystemExit(2)\n",
+        "ol/p.pipeline": pipeline(
+            node("w", "w.py", op="execute-python-node", outputs=("o/w.txt",)),
+            node("bad", "bad.py", op="execute-python-node", after=("w",)),
+        ),
+    })  # fmt: skip
+    run = wait_ended(alice, project, start(alice, project, "ol/p.pipeline",
+                                           parameters={"src": "main/src.txt"})["id"])  # fmt: skip
+    assert run["state"] == "failed"
+    answer = alice.client.get(f"/api/v1/projects/{project['id']}/runs/{run['id']}/openlineage")
+    assert answer.status_code == 200 and answer.headers["content-type"] == "application/x-ndjson"
+    kept = [json.loads(line) for line in answer.text.splitlines()]
+    assert kept == received  # the same events, sent one by one
+    kinds = [(e["job"]["name"], e["eventType"]) for e in kept]
+    assert kinds == [
+        ("ol/p.pipeline", "START"), ("ol/p.pipeline/w", "START"), ("ol/p.pipeline/w", "COMPLETE"),
+        ("ol/p.pipeline/bad", "START"), ("ol/p.pipeline/bad", "FAIL"), ("ol/p.pipeline", "FAIL"),
+    ]  # fmt: skip
+    states = {s.value for s in RunState}
+    for event in kept:  # what the 2-0-2 spec requires of every run event
+        assert event["schemaURL"].startswith("https://openlineage.io/spec/2-0-2/OpenLineage.json")
+        assert event["eventType"] in states and event["producer"] and event["eventTime"]
+        assert (
+            uuid.UUID(event["run"]["runId"])
+            and event["job"]["namespace"] == f"balsam:{project['id']}"
+        )
+    (declared,) = kept[0]["inputs"]
+    assert (
+        declared["namespace"] == f"s3://{project['bucket']}" and declared["name"] == "main/src.txt"
+    )
+    assert declared["facets"]["version"]["datasetVersion"]
+    parent = kept[1]["run"]["facets"]["parent"]
+    assert parent["run"]["runId"] == kept[0]["run"]["runId"]
+    written = [o["name"] for o in kept[2]["outputs"]]
+    assert any(name.endswith("/outputs/ol/o/w.txt") for name in written), written
+    assert "exited with status 2" in kept[4]["run"]["facets"]["errorMessage"]["message"]

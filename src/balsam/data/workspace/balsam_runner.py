@@ -1,6 +1,6 @@
 """Balsam's runner: runs one recorded run's nodes, inside the run's environment.
 
-Started by Balsam (``balsam.providers.runs.local``) with the template environment's
+Started by Balsam (``balsam.providers.workspaces.local_runs``) with the template environment's
 Python, as the run's own user, in a scratch checkout of the run's commit; never by
 hand. It reads the plan Balsam wrote (``plan.json``) and:
 
@@ -30,7 +30,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 import traceback
 import uuid
 from pathlib import Path
@@ -270,5 +269,9 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    started_at = time.monotonic()
+    # jsonschema (under nbformat) imports rfc3987_syntax for its URI format checks when
+    # it is installed (jupyter-events wants it), and that builds a parser at import: ~1 s
+    # of CPU in every node's process. Notebook validation checks no URI formats, and
+    # jsonschema goes on without it.
+    sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
     sys.exit(main())

@@ -28,6 +28,7 @@ from balsam.db.models import DataObject, Project, Run, RunArtifact, RunNode, utc
 from balsam.domain.audit.service import AuditRecord
 from balsam.domain.data.service import provenance_metadata
 from balsam.domain.journal import this_process
+from balsam.domain.runs import openlineage
 from balsam.domain.runs import plan as plans
 from balsam.domain.runs.service import canonical
 from balsam.errors import BalsamError
@@ -358,12 +359,14 @@ def finish(
     record = _record(ctx, run_id, state, error, plan, outputs, published)
     text = canonical(record)
     digest = hashlib.sha256(text.encode()).hexdigest()
+    lineage_events = openlineage.events(record, bucket)
     with ctx.sessions() as session, session.begin():
         run = session.get(Run, run_id)
         if run is None:
             return
         run.state, run.error, run.ended_at = state, error, utcnow()
         run.record, run.record_sha256, run.process = text, digest, None
+        run.openlineage = "\n".join(lineage_events) + "\n"
         for artifact in outputs + published:
             session.add(RunArtifact(project_id=run.project_id, run_id=run_id, **artifact))
         for artifact in published:
@@ -379,6 +382,8 @@ def finish(
                 )
             )
         project_id, actor, request_id = run.project_id, run.created_by, run.request_id
+    if ctx.settings.runs.openlineage_url:
+        openlineage.send(ctx.settings.runs.openlineage_url, lineage_events)
     ctx.audit.record(
         AuditRecord(
             actor=actor,

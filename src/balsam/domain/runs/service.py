@@ -203,6 +203,14 @@ class RunService:
                 raise Conflict(N_("The run has not ended yet: its record is written when it ends."))
             return run.record
 
+    def openlineage(self, actor: Actor, project_id: str, run_id: str) -> str:
+        """The run's OpenLineage events (JSON lines); Conflict while it has not ended."""
+        with self.ctx.sessions() as session:
+            run = self._run(session, actor, project_id, run_id, "run.read")
+            if run.openlineage is None:
+                raise Conflict(N_("The run has not ended yet: its record is written when it ends."))
+            return run.openlineage
+
     def cancel(self, actor: Actor, project_id: str, run_id: str) -> RunPublic:
         """Ask the run to stop: a queued run is cancelled at once, a running one within
         seconds (its runner is killed; nothing of it is published). Idempotent."""

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, BackgroundTasks, Query, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
@@ -51,11 +51,13 @@ from balsam.domain.projects.schemas import (
 )
 from balsam.domain.projects.service import ProjectService
 from balsam.domain.projects.views import member_public, project_public
+from balsam.domain.runs.execution import claim_next, run_run
 from balsam.domain.runs.schemas import RunPublic
 from balsam.domain.runs.service import RunService
 from balsam.domain.workspaces.service import WorkspaceService
 from balsam.errors import BalsamError, InvalidInput, NotFound
 from balsam.providers.git.base import TreeEntry
+from balsam.web.api.v1.common import wake_worker
 from balsam.web.deps import get_ctx
 from balsam.web.pages import i18n
 from balsam.web.pages.data_folder import (
@@ -69,7 +71,7 @@ from balsam.web.pages.forms import PageSession, done_message, posted_form, requi
 from balsam.web.pages.home import WorkspaceRow, workspace_row
 from balsam.web.pages.i18n import N_
 from balsam.web.pages.render import render
-from balsam.web.pages.runs import run_labels, run_url, runnable
+from balsam.web.pages.runs import run_create, run_labels, run_url, runnable
 from balsam.web.pages.states import reason, state_labels
 
 router = APIRouter(include_in_schema=False)
@@ -483,3 +485,24 @@ async def revoke_key(request: Request, project_id: str, access_key: str) -> Resp
         return None
 
     return await _act(request, session, project_id, form, "keys", revoke)
+
+
+@router.post("/projects/{project_id}/runs")
+async def start_run(request: Request, project_id: str) -> Response:
+    """*Kör*: start a run of the posted ``path`` on ``branch`` (``parameters``: a JSON
+    object, optional); then the run's page. A refusal shows the *Körningar* tab with
+    the form and why."""
+    session, form = await posted_form(request)
+    ctx = get_ctx(request)
+    try:
+        data = run_create(form)
+        created = await run_in_threadpool(RunService(ctx).create, session.actor, project_id, data)
+    except BalsamError as exc:
+        branch = form.get("branch") or None
+        view = await run_in_threadpool(load, ctx, session.actor, project_id, branch, "runs")
+        message = i18n.message_of(request, exc)
+        return tab_page(request, view, status=exc.status, error=message, in_form="run",
+                        filled=form)  # fmt: skip
+    background = BackgroundTasks()
+    wake_worker(request, background, "runs", claim_next, run_run, ctx)
+    return RedirectResponse(run_url(project_id, created.id), status_code=303, background=background)

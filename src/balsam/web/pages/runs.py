@@ -11,17 +11,15 @@ from __future__ import annotations
 import json
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from balsam.domain.runs.execution import claim_next, run_run
 from balsam.domain.runs.plan import kind_of_file
 from balsam.domain.runs.schemas import RunCreate, RunPublic
 from balsam.domain.runs.service import ENDED, RunService
-from balsam.errors import BalsamError, InvalidInput
-from balsam.web.api.v1.common import wake_worker
+from balsam.errors import InvalidInput
 from balsam.web.deps import get_ctx
 from balsam.web.pages import i18n
 from balsam.web.pages.forms import posted_form, require_session
@@ -57,23 +55,8 @@ def run_labels(request: Request) -> dict[str, str]:
     return {state: gettext(label) for state, label in RUN_STATES.items()}
 
 
-@router.post("/projects/{project_id}/runs")
-async def start_run(request: Request, project_id: str) -> Response:
-    """Start a run of the posted ``path`` on ``branch`` (``parameters``: a JSON object,
-    optional); then the run's page. A refusal shows the run form again with why."""
-    session, form = await posted_form(request)
-    ctx = get_ctx(request)
-    try:
-        data = _create(form)
-        created = await run_in_threadpool(RunService(ctx).create, session.actor, project_id, data)
-    except BalsamError as exc:
-        return await _form_again(request, project_id, form, exc)
-    background = BackgroundTasks()
-    wake_worker(request, background, "runs", claim_next, run_run, ctx)
-    return RedirectResponse(run_url(project_id, created.id), status_code=303, background=background)
-
-
-def _create(form: dict[str, str]) -> RunCreate:
+def run_create(form: dict[str, str]) -> RunCreate:
+    """The run a posted *Kör* form asks for; InvalidInput naming what is wrong."""
     text = form.get("parameters", "").strip()
     try:
         parameters = json.loads(text) if text else None
@@ -94,20 +77,6 @@ def _create(form: dict[str, str]) -> RunCreate:
         )
     except ValidationError as exc:
         raise InvalidInput(N_("Give the branch and the path of the file to run.")) from exc
-
-
-async def _form_again(
-    request: Request, project_id: str, form: dict[str, str], exc: BalsamError
-) -> HTMLResponse:
-    from balsam.web.pages.project import load, tab_page
-
-    ctx = get_ctx(request)
-    session = request.state.page_session
-    view = await run_in_threadpool(
-        load, ctx, session.actor, project_id, form.get("branch") or None, "runs"
-    )
-    return tab_page(request, view, status=exc.status, error=i18n.message_of(request, exc),
-                in_form="run", filled=form)  # fmt: skip
 
 
 @router.get("/projects/{project_id}/runs/{run_id}")

@@ -81,6 +81,7 @@ ROWS: list[tuple[str, str, Any, int, int]] = [
     ("GET", "/api/v1/projects/{p}/runs/nope/record", None, 404, 404),
     ("POST", "/api/v1/projects/{p}/runs/nope/rerun", {"mode": "exact"}, 404, 404),
     ("GET", "/api/v1/projects/{p}/runs/nope/comparison", None, 404, 404),
+    ("GET", "/api/v1/projects/{p}/runs/nope/openlineage", None, 404, 404),
 ]
 
 

@@ -45,6 +45,7 @@ def upgrade() -> None:
         sa.Column("cancel_requested", sa.Boolean(), nullable=False),
         sa.Column("record", sa.Text(), nullable=True),
         sa.Column("record_sha256", sa.String(length=64), nullable=True),
+        sa.Column("openlineage", sa.Text(), nullable=True),
         sa.ForeignKeyConstraint(
             ["project_id"],
             ["projects.id"],

@@ -125,3 +125,15 @@ def get_record(projectId: ProjectId, runId: RunId, actor: CurrentActor, ctx: Ctx
     ``recordSha256`` and is in the audit trail): who ran which code, in which
     environment, with which parameters, and every object each node wrote."""
     return Response(RunService(ctx).record(actor, projectId, runId), media_type="application/json")
+
+
+@router.get(
+    "/projects/{projectId}/runs/{runId}/openlineage",
+    operation_id="GetRunOpenLineage",
+    responses={200: {"content": {"application/x-ndjson": {}}}, **problems(401, 404, 409)},
+)
+def get_openlineage(projectId: ProjectId, runId: RunId, actor: CurrentActor, ctx: Ctx) -> Response:
+    """The run's OpenLineage events (spec 2-0-2), one JSON document per line: START and
+    COMPLETE, FAIL or ABORT for the run and each node that started."""
+    lines = RunService(ctx).openlineage(actor, projectId, runId)
+    return Response(lines, media_type="application/x-ndjson")
