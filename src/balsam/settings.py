@@ -212,6 +212,11 @@ class RunSettings(BaseModel):
     max_parameters_bytes: int = Field(
         65536, ge=2, description="Largest parameters object a run may have (canonical JSON)."
     )
+    max_seconds: int = Field(
+        86400,
+        ge=10,
+        description="Longest one run may take; a run still going then is stopped and fails.",
+    )
     openlineage_url: str | None = Field(
         None,
         description="Where each run's OpenLineage events are also sent (POST, one event "

@@ -140,10 +140,10 @@ def test_members_cannot_delete_branches_through_the_api_either(
     alice: TestUser, bob: TestUser, shared: str
 ) -> None:
     api = f"/api/v1/projects/{shared}/branches"
-    assert alice.client.post(api, json={"name": "tmp"}).status_code == 201
-    r = bob.client.delete(f"{api}/tmp")
+    assert alice.client.post(api, json={"name": "scratch"}).status_code == 201
+    r = bob.client.delete(f"{api}/scratch")
     assert r.status_code == 403 and r.headers["content-type"] == "application/problem+json"
-    assert alice.client.delete(f"{api}/tmp").status_code == 204
+    assert alice.client.delete(f"{api}/scratch").status_code == 204
 
 
 def test_members_create_tags_and_only_owners_move_or_delete_them(

@@ -7,6 +7,8 @@ import json
 import socket
 from typing import Any
 
+import pytest
+
 from balsam.context import AppContext
 from balsam.db.models import Run, RunNode
 from balsam.domain.runs.execution import INTERRUPTED, prefix_of
@@ -49,3 +51,31 @@ def test_a_run_whose_process_died_fails_and_loses_its_key(
     assert not ctx.providers.storage.key_exists(dead_key)
     assert ctx.providers.storage.key_exists(live_key)
     ctx.providers.storage.revoke_key(live_key)
+
+
+def test_what_a_dead_balsams_run_left_running_or_on_disk_is_removed(
+    ctx: AppContext, project: dict[str, Any]
+) -> None:
+    import os
+    import subprocess
+
+    from balsam.providers.workspaces.local import LocalWorkspaceProvider
+    from balsam.providers.workspaces.local_runs import folder_id
+
+    provider = ctx.providers.workspaces
+    if not isinstance(provider, LocalWorkspaceProvider) or os.geteuid() != 0:
+        pytest.skip("runs get a uid of their own only when Balsam is root")
+    run_id = "deadbeef00000003"
+    home = provider.root / folder_id(run_id) / "home"
+    home.mkdir(parents=True)
+    uid = provider.uid_for(folder_id(run_id), home)
+    assert uid is not None
+    os.chown(home, uid, uid)
+    # What the run's code detached before its Balsam died.
+    left = subprocess.Popen(["sleep", "600"], user=uid, group=uid, extra_groups=[],
+                            start_new_session=True)  # fmt: skip
+    _running(ctx, project, run_id, f"{socket.gethostname()}:999999999:1")
+    assert fail_interrupted(ctx) >= 1
+    assert left.wait(timeout=10) != 0  # killed
+    assert not (provider.root / folder_id(run_id)).exists()
+    assert provider.uids.ours(folder_id(run_id)) is None  # the uid is released

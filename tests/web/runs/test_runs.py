@@ -7,6 +7,8 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -88,7 +90,7 @@ def attempt(name, call):
     try:
         call(); seen[name] = "ok"
     except Exception as exc:
-        code = getattr(exc, "response", {}).get("Error", {}).get("Code")
+        code = getattr(exc, "response", {}).get("Error", {}).get("Code") or str(exc)
         seen[name] = type(exc).__name__ + ":" + str(code)
 attempt("own prefix", lambda: s3.put_object(Bucket=bucket, Key=f"runs/{run}/x.txt", Body=b"x"))
 attempt("main", lambda: s3.put_object(Bucket=bucket, Key="main/evil.txt", Body=b"x"))
@@ -97,6 +99,23 @@ attempt("delete", lambda: s3.delete_object(Bucket=bucket, Key="main/keep.txt"))
 attempt("read", lambda: s3.get_object(Bucket=bucket, Key="main/keep.txt"))
 attempt("other project", lambda: s3.list_objects_v2(Bucket=os.environ["OTHER_BUCKET"]))
 attempt("balsam data", lambda: open(os.environ["DATA_DIR"] + "/balsam.db", "rb").read(1))
+node = os.getppid()  # the kernel's parent: the node's process; its parent: the runner
+runner = int(open(f"/proc/{node}/stat").read().rsplit(")", 1)[1].split()[1])
+attempt("runner events", lambda: open(f"/proc/{runner}/fd/1", "w").write('{"event":"x"}\\n'))
+pid = os.fork()
+if pid == 0:  # a daemon that would outlive the run: double fork, new session
+    os.setsid()
+    if os.fork() == 0:
+        import time
+        open("out/daemon.txt", "w").write(str(os.getpid()))
+        time.sleep(100000)
+    os._exit(0)
+os.waitpid(pid, 0)
+import time
+while not os.path.exists("out/daemon.txt"):
+    time.sleep(0.05)
+import ipykernel
+seen["transport"] = json.load(open(ipykernel.get_connection_file()))["transport"]
 os.makedirs("out", exist_ok=True)
 json.dump(seen, open("out/c.json", "w"))
 """
@@ -136,7 +155,7 @@ def test_a_pipeline_runs_recorded_and_publishes_its_outputs(
         "flow/p.pipeline": pipeline(
             node("a", "a.ipynb", outputs=("out/a.txt",)),
             node("b", "b.py", after=("a",), op="execute-python-node", outputs=("out/b.txt",)),
-            node("c", "c.ipynb", outputs=("out/c.json",)),
+            node("c", "c.ipynb", outputs=("out/c.json", "out/daemon.txt")),
         ),
     }
     sha = commit(ctx, project, files)
@@ -159,6 +178,10 @@ def test_a_pipeline_runs_recorded_and_publishes_its_outputs(
     for refused in ("main", "other run", "delete", "other project"):
         assert "AccessDenied" in seen[refused], (refused, seen)
     assert seen["balsam data"].startswith(("PermissionError", "FileNotFoundError")), seen
+    assert seen["transport"] == "ipc"  # the kernel's channels: no TCP port
+    assert seen["runner events"].startswith("PermissionError"), seen  # not dumpable
+    daemon = int(read(ctx, project, "main/flow/out/daemon.txt") or b"0")
+    assert daemon and not alive(daemon)  # nothing outlives its run
     assert read(ctx, project, "main/keep.txt") == b"keep"
     # The record: its hash, code digests, parameters, every output hashed by Balsam.
     answer = alice.client.get(f"/api/v1/projects/{project['id']}/runs/{run['id']}/record")
@@ -206,6 +229,15 @@ def test_a_pipeline_runs_recorded_and_publishes_its_outputs(
     refused = bob.client.get(f"/api/v1/projects/{project['id']}/data/main/keep.txt",
                              params={"lineage": "true"})  # fmt: skip
     assert refused.status_code == 404
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting for init to reap it does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
 
 
 def _key(run: dict[str, Any], node_id: str) -> str:
@@ -460,3 +492,73 @@ def test_openlineage_events_are_kept_with_the_run_and_sent(
     written = [o["name"] for o in kept[2]["outputs"]]
     assert any(name.endswith("/outputs/ol/o/w.txt") for name in written), written
     assert "exited with status 2" in kept[4]["run"]["facets"]["errorMessage"]["message"]
+
+
+def test_a_killed_kernel_fails_its_node_within_seconds(
+    alice: TestUser, project: dict[str, Any], ctx: AppContext
+) -> None:
+    cells = ("import os, signal", "os.kill(os.getpid(), signal.SIGKILL)", "print('never')")
+    commit(ctx, project, {"k.ipynb": notebook(*cells)})
+    run = wait_ended(alice, project, start(alice, project, "k.ipynb")["id"])
+    (only,) = run["nodes"]
+    assert run["state"] == "failed" and only["state"] == "failed"
+    assert "kernel died" in only["error"].lower(), only["error"]
+    took = datetime.fromisoformat(only["endedAt"]) - datetime.fromisoformat(only["startedAt"])
+    assert took.total_seconds() < 10, took
+
+
+def test_runs_results_are_read_only_and_runs_is_no_branch_name(
+    alice: TestUser, project: dict[str, Any], ctx: AppContext
+) -> None:
+    pid = project["id"]
+    ctx.providers.storage.objects.put(project["bucket"], "runs/x/kept.txt", b"k",
+                                      content_type="text/plain", metadata={})  # fmt: skip
+    assert (
+        alice.client.put(f"/api/v1/projects/{pid}/data/runs/x/new.txt", content=b"n").status_code
+        == 422
+    )
+    assert alice.client.delete(f"/api/v1/projects/{pid}/data/runs/x/kept.txt").status_code == 422
+    moved = alice.client.post(
+        f"/api/v1/projects/{pid}/data/main/readme.txt/move", json={"to": "runs/y.txt"}
+    )
+    assert moved.status_code == 422
+    started = alice.client.post(
+        f"/api/v1/projects/{pid}/data/uploads", json={"path": "runs/u", "size": 3}
+    )
+    assert started.status_code == 422
+    assert read(ctx, project, "runs/x/kept.txt") == b"k"
+    for name in ("runs", "tmp"):
+        branch = alice.client.post(f"/api/v1/projects/{pid}/branches", json={"name": name})
+        assert branch.status_code == 422 and "reserved" in branch.json()["detail"], branch.text
+
+
+def test_parameters_must_be_json_and_runs_end_at_their_time_limit(
+    alice: TestUser, project: dict[str, Any], ctx: AppContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    commit(ctx, project, {"slow.py": b"import time\ntime.sleep(300)\n"})
+    base = f"/api/v1/projects/{project['id']}/runs"
+    for raw in ('{"a": NaN}', '{"a": Infinity}', '{"a": "\\ud800"}'):
+        body = f'{{"branchId": "main", "path": "slow.py", "parameters": {raw}}}'
+        answer = alice.client.post(base, content=body, headers={"Content-Type": "application/json"})
+        assert answer.status_code == 422, (raw, answer.text)
+    monkeypatch.setattr(ctx.settings.runs, "max_seconds", 10)
+    run = wait_ended(alice, project, start(alice, project, "slow.py")["id"])
+    assert run["state"] == "failed" and "took longer than 10 s" in run["error"], run
+
+
+def test_publishing_keeps_to_the_storage_quota(
+    alice: TestUser, admin: TestUser, project: dict[str, Any], ctx: AppContext
+) -> None:
+    answer = admin.client.patch(
+        f"/api/v1/projects/{project['id']}", json={"storageQuotaBytes": 100_000}
+    )
+    assert answer.status_code == 200, answer.text
+    big = (
+        b"import os\nos.makedirs('o', exist_ok=True)\n"
+        + b"open('o/big.bin', 'wb').write(b'x' * 200_000)\n"
+    )
+    flow = pipeline(node("b", "big.py", op="execute-python-node", outputs=("o/big.bin",)))
+    commit(ctx, project, {"big.py": big, "q.pipeline": flow})
+    run = wait_ended(alice, project, start(alice, project, "q.pipeline")["id"])
+    assert run["state"] == "failed" and "quota" in run["error"], run
+    assert read(ctx, project, "main/o/big.bin") is None  # nothing published

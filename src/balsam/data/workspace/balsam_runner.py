@@ -14,8 +14,9 @@ hand. It reads the plan Balsam wrote (``plan.json``) and:
   executed notebook or log and, after success, its declared outputs to
   ``runs/<run>/<node key>/``;
 * tells Balsam what happens as JSON lines on its standard output (one object per
-  event). Nothing the user's code prints reaches that stream: each node's output goes
-  to its log file.
+  event). Nothing the user's code runs can write to that stream: each node's process
+  (and its kernel) writes to the node's log file, and this process is not dumpable, so
+  code of the same user cannot open its descriptors through /proc or trace it.
 
 Only the standard library, nbclient/nbformat (notebooks) and boto3 (uploads) are used:
 every template has them.
@@ -24,7 +25,6 @@ every template has them.
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import json
 import os
 import subprocess
@@ -120,9 +120,10 @@ def run_node(plan: dict[str, Any], node: dict[str, Any]) -> int:
 
 def _notebook(plan: dict[str, Any], node: dict[str, Any], source: Path, out: Path) -> int:
     import nbformat
-    from jupyter_client.manager import KernelManager
+    from jupyter_client.manager import AsyncKernelManager
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, DeadKernelError
+    from traitlets.config import Config
 
     nb = nbformat.read(source, as_version=4)
     spec = nb.metadata.get("kernelspec") or {}
@@ -131,14 +132,22 @@ def _notebook(plan: dict[str, Any], node: dict[str, Any], source: Path, out: Pat
     inject(nb, plan.get("parameters") or {}, "r" if kernel == "ir" else "python")
     runtime = Path(os.environ["JUPYTER_RUNTIME_DIR"])
     name = f"kernel-{uuid.uuid4()}"
-    km = KernelManager(
+    # The kernel's channels are unix sockets in the run's private runtime folder: no
+    # TCP port on the host.
+    config = Config()
+    config.KernelManager.transport = "ipc"
+    config.KernelManager.connection_file = str(runtime / f"{name}.json")
+    config.KernelManager.ip = str(runtime / f"{name}-ipc")
+    os.environ.update(node.get("env", {}))
+    client = NotebookClient(
+        nb,
         kernel_name=kernel,
-        transport="ipc",
-        connection_file=str(runtime / f"{name}.json"),
-        ip=str(runtime / f"{name}-ipc"),
+        kernel_manager_class=AsyncKernelManager,
+        config=config,
+        timeout=None,
+        allow_errors=False,
+        resources={"metadata": {"path": str(source.parent.resolve())}},
     )
-    km.start_kernel(cwd=str(source.parent), env={**os.environ, **node.get("env", {})})
-    client = NotebookClient(nb, km=km, timeout=None, kernel_name=kernel, allow_errors=False)
     code = 0
     try:
         client.execute()
@@ -147,12 +156,17 @@ def _notebook(plan: dict[str, Any], node: dict[str, Any], source: Path, out: Pat
         _fail(out, f"{exc.ename}: {exc.evalue}", _failing_cell(nb))
     except DeadKernelError as exc:
         code = 1
-        _fail(out, f"The kernel died: {exc}", _failing_cell(nb))
+        _fail(out, f"The kernel died: {exc}", _running_cell(nb))
     finally:
         nbformat.write(nb, out / source.name)
-        with contextlib.suppress(Exception):  # it is gone already
-            km.shutdown_kernel(now=True)
     return code
+
+
+def _running_cell(nb: Any) -> int | None:
+    """The cell the kernel was running when it died: the last one it began."""
+    began = [i for i, c in enumerate(nb.cells) if c.get("cell_type") == "code"
+             and c.get("execution_count") is not None]  # fmt: skip
+    return began[-1] if began else None
 
 
 def _failing_cell(nb: Any) -> int | None:
@@ -199,10 +213,15 @@ def run(plan_file: str) -> int:
     def node_process(node_id: str) -> int:
         node = nodes[node_id]
         emit(event="node", id=node_id, state="running")
-        proc = subprocess.run(
-            [sys.executable, "-I", __file__, "--node", plan_file, node_id], check=False
-        )
         out = RESULTS / node["key"]
+        out.mkdir(parents=True, exist_ok=True)
+        # The node (and its kernel, and whatever they start) writes to its own log, never
+        # to this process's standard output: that is the event stream Balsam reads.
+        with open(out / "node.log", "wb") as log:
+            proc = subprocess.run(
+                [sys.executable, "-I", __file__, "--node", plan_file, node_id],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, check=False,
+            )  # fmt: skip
         ok = proc.returncode == 0
         error = None
         if not ok:
@@ -256,12 +275,24 @@ def run(plan_file: str) -> int:
     return 1 if failed else 0
 
 
+def not_dumpable() -> None:
+    """Make this process's /proc entries root's (PR_SET_DUMPABLE 0): the nodes' code runs
+    as the same user and must not reach its standard output (the events) through
+    /proc/<pid>/fd, nor trace it."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(4, 0, 0, 0, 0) != 0:  # PR_SET_DUMPABLE
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE) failed")
+
+
 def main() -> int:
     try:
         if sys.argv[1] == "--node":
             plan = json.loads(Path(sys.argv[2]).read_text())
             node = next(n for n in plan["nodes"] if n["id"] == sys.argv[3])
             return run_node(plan, node)
+        not_dumpable()
         return run(sys.argv[1])
     except Exception:
         emit(event="crash", error=traceback.format_exc()[-2000:])

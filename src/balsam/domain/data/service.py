@@ -94,6 +94,17 @@ def _path_problem(path: str, *, folder: bool) -> str | None:
     return None
 
 
+#: Where recorded runs keep their results: written by runs and Balsam only.
+RUNS = "runs/"
+
+
+def check_writable(path: str) -> None:
+    """InvalidInput for a path under ``runs/``: a run's results are its record's
+    evidence; nobody changes them through the data API."""
+    if path.startswith(RUNS) or path.rstrip("/") == RUNS.rstrip("/"):
+        raise InvalidInput(N_("runs/ holds recorded runs' results: it is read-only here."))
+
+
 @dataclass
 class DataProject:
     """A project as its data needs it (from :meth:`DataService.access`)."""
@@ -404,6 +415,7 @@ class DataService:
         ``source``: where it comes from, for its provenance ('upload', or an import's
         URL)."""
         check_path(path)
+        check_writable(path)
         expires_at = self.expiry_for(path, expires_in_days)
         project = self.access(actor, project_id, "data.write")
         room = self.require_room(project, size or 0)
@@ -457,6 +469,7 @@ class DataService:
         recoverably; the number of objects deleted. NotFound when nothing is there."""
         folder = path.endswith("/")  # never '' (the whole bucket): that is no path
         check_path(path, folder=folder)
+        check_writable(path)
         project = self.access(actor, project_id, "data.delete")
         if folder:
             count = self.ctx.providers.storage.retire_prefix(project.bucket, path)
@@ -473,6 +486,7 @@ class DataService:
     def restore(self, actor: Actor, project_id: str, path: str, version_id: str) -> DataWritten:
         """Make ``version_id`` of ``path`` current again (as a new version)."""
         check_path(path)
+        check_writable(path)
         project = self.access(actor, project_id, "data.restore")
         old = self._objects.head(project.bucket, path, version_id)
         if old is None:
@@ -506,6 +520,8 @@ class DataService:
         folder = path.endswith("/")
         check_path(path, folder=folder)
         check_path(to, folder=folder)
+        check_writable(path)
+        check_writable(to)
         if path == "" or to == path or (folder and to.startswith(path)):
             raise InvalidInput(N_("A folder cannot be moved into itself."))
         project = self.access(actor, project_id, "data.move")

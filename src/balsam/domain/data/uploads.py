@@ -43,6 +43,7 @@ from balsam.domain.data.service import (
     DataProject,
     DataService,
     check_path,
+    check_writable,
     provenance_metadata,
     quota_exceeded,
 )
@@ -230,6 +231,7 @@ class UploadService:
         """Start an upload of ``start.size`` bytes to ``start.path`` (checked against
         the path rules, tmp/'s expiry and the project's quota)."""
         path = check_path(start.path)
+        check_writable(path)
         self.data.expiry_for(path, start.expires_in_days)  # refuses before anything exists
         part_size = part_size_for(start.size)
         project = self.data.access(actor, project_id, "data.write")

@@ -98,7 +98,19 @@ def validate_branch_name(name: str) -> str:
             ),
             details={"field": "branch"},
         )
+    if name in RESERVED_BRANCHES:
+        # A branch's data is <branch>/ in the bucket: these folders are Balsam's own.
+        raise InvalidInput(
+            N_("'%(name)s' is reserved: the bucket's %(name)s/ folder is Balsam's."),
+            params={"name": name},
+            details={"field": "branch"},
+        )
     return name
+
+
+#: Folders at the top of every bucket that are not a branch's: recorded runs' results
+#: (``runs/<id>/``) and temporary data (``tmp/``).
+RESERVED_BRANCHES = frozenset({"runs", "tmp"})
 
 
 def encode_file_id(path: str) -> str:

@@ -26,12 +26,17 @@ from sqlalchemy import select, update
 from balsam.context import AppContext
 from balsam.db.models import DataObject, Project, Run, RunArtifact, RunNode, utcnow
 from balsam.domain.audit.service import AuditRecord
-from balsam.domain.data.service import provenance_metadata
+from balsam.domain.data.service import (
+    DataProject,
+    DataService,
+    provenance_metadata,
+    quota_exceeded,
+)
 from balsam.domain.journal import this_process
 from balsam.domain.runs import openlineage
 from balsam.domain.runs import plan as plans
 from balsam.domain.runs.service import canonical
-from balsam.errors import BalsamError
+from balsam.errors import BalsamError, QuotaExceeded
 from balsam.providers.storage.base import ScopedKey
 from balsam.providers.workspaces.base import RunSpec
 
@@ -51,12 +56,14 @@ def prefix_of(run_id: str) -> str:
 
 
 def claim_next(ctx: AppContext) -> str | None:
-    """Take the oldest queued run for this process; its id, or None."""
+    """Take the oldest queued run for this process whose user has none running (one
+    person's long runs must not hold every worker); its id, or None."""
+    busy = select(Run.created_by).where(Run.state == "running")
     while True:
         with ctx.sessions() as session:
             run_id = session.scalar(
                 select(Run.id)
-                .where(Run.state == "queued")
+                .where(Run.state == "queued", Run.created_by.not_in(busy))
                 .order_by(Run.created_at, Run.id)
                 .limit(1)
             )
@@ -83,9 +90,14 @@ class _Cancel:
     def __init__(self, ctx: AppContext, run_id: str, stopping: Callable[[], bool]) -> None:
         self.ctx, self.run_id, self.stopping = ctx, run_id, stopping
         self._seen, self._at = False, 0.0
+        self.deadline = time.monotonic() + ctx.settings.runs.max_seconds
+        self.timed_out = False
 
     def __call__(self) -> bool:
         if self.stopping():
+            return True
+        if time.monotonic() > self.deadline:
+            self.timed_out = True
             return True
         if not self._seen and time.monotonic() - self._at >= 1.0:
             self._at = time.monotonic()
@@ -119,7 +131,9 @@ def run_run(ctx: AppContext, run_id: str, stopping: Callable[[], bool] = lambda:
         _set(ctx, run_id, access_key=key.access_key)
         spec = _spec(ctx, run, bucket, plan, copies, key)
         status = ctx.providers.workspaces.execute_run(spec, _NodeEvents(ctx, run, plan), cancel)
-        if status != 0 and not cancel():
+        if cancel.timed_out:
+            error = f"The run took longer than {ctx.settings.runs.max_seconds} s and was stopped."
+        elif status != 0 and not cancel():
             error = "The run failed: see its nodes."
     except _Cancelled:
         pass
@@ -131,7 +145,7 @@ def run_run(ctx: AppContext, run_id: str, stopping: Callable[[], bool] = lambda:
     finally:
         if key is not None:
             revoke(ctx, key.access_key)
-    finish(ctx, run_id, bucket, plan, error, cancelled=cancel())
+    finish(ctx, run_id, bucket, plan, error, cancelled=cancel() and not cancel.timed_out)
 
 
 class _Cancelled(Exception):
@@ -282,6 +296,8 @@ class _NodeEvents:
         node_id, state = event.get("id"), event.get("state")
         if event.get("event") != "node" or node_id not in self.ids or state not in NODE_STATES:
             return
+        # Forward only: queued → running → an end; an ended node stays as it ended.
+        allowed = ("queued",) if state == "running" else ("queued", "running")
         values: dict[str, Any] = {"state": state}
         now = utcnow()
         if state == "running":
@@ -295,7 +311,11 @@ class _NodeEvents:
         with self.lock, self.ctx.sessions() as session, session.begin():
             session.execute(
                 update(RunNode)
-                .where(RunNode.run_id == self.run_id, RunNode.id == node_id)
+                .where(
+                    RunNode.run_id == self.run_id,
+                    RunNode.id == node_id,
+                    RunNode.state.in_(allowed),
+                )
                 .values(**values)
             )
 
@@ -353,6 +373,9 @@ def finish(
         published = (
             _publish(ctx, run_id, bucket, plan, outputs) if state == "succeeded" and publish else []
         )
+    except QuotaExceeded as exc:
+        state, published = "failed", []
+        error = f"Its outputs were not published: {exc.message % exc.params}"
     except BalsamError as exc:
         state, error = "failed", f"The run's results could not be kept: {exc.message}"
         outputs, published = [], []
@@ -445,6 +468,13 @@ def _publish(
         assert run is not None
         branch, user = run.branch, run.created_by
     by_path = {o["path"]: o for o in outputs}
+    wanted = [
+        (output, by_path[f"{prefix_of(run_id)}{node.key}/outputs/{output}"])
+        for node in plan.nodes
+        for output in node.outputs
+        if f"{prefix_of(run_id)}{node.key}/outputs/{output}" in by_path
+    ]
+    _check_room(ctx, run_id, bucket, sum(source["size"] for _, source in wanted))
     objects = ctx.providers.storage.objects
     published: list[dict[str, Any]] = []
     for node in plan.nodes:
@@ -460,6 +490,23 @@ def _publish(
             published.append({**source, "role": "published", "path": info.key,
                               "version_id": info.version_id or ""})  # fmt: skip
     return published
+
+
+def _check_room(ctx: AppContext, run_id: str, bucket: str, size: int) -> None:
+    """QuotaExceeded when publishing ``size`` bytes would take the project past its
+    storage quota (then nothing is published)."""
+    with ctx.sessions() as session:
+        run = session.get(Run, run_id)
+        project = session.get(Project, run.project_id) if run else None
+        if project is None:
+            return
+        quota = project.storage_quota_bytes
+        if quota is None:
+            quota = ctx.settings.storage.quota_bytes
+        target = DataProject(project.id, bucket, quota)
+    room = DataService(ctx).room(target)
+    if room is not None and size > room:
+        raise quota_exceeded(target)
 
 
 def _record(

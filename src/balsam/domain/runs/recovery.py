@@ -1,6 +1,8 @@
 """Settling runs a crash interrupted: a ``running`` run whose process is gone
 (:func:`~balsam.domain.journal.gone`) gets its storage key revoked (the row keeps the
-key's id until then) and ends ``failed`` with its record, by :func:`fail_interrupted`,
+key's id until then), whatever its code left running or on disk removed (its uid's
+processes, its folder, its uid), and ends ``failed`` with its record, by
+:func:`fail_interrupted`,
 run by :func:`~balsam.domain.recovery.recover` at every start and periodically. Its
 runner died with Balsam (the runner's process group has Balsam's death signal), and
 nothing of it was published: publishing is the last step of a run that ended.
@@ -34,6 +36,7 @@ def fail_interrupted(ctx: AppContext) -> int:
         if process is not None and not gone(process):
             continue
         try:
+            ctx.providers.workspaces.clean_up_run(run_id)
             if access_key is not None and not revoke(ctx, access_key):
                 continue  # storage down: the next round retries
             finish(ctx, run_id, bucket, None, INTERRUPTED, cancelled=False, publish=False)

@@ -146,7 +146,13 @@ class RunService:
 
     def checked_parameters(self, parameters: dict[str, Any] | None) -> dict[str, Any]:
         value = parameters or {}
-        if len(canonical(value).encode()) > self.ctx.settings.runs.max_parameters_bytes:
+        try:  # NaN and infinities are not JSON; lone surrogates are not UTF-8
+            size = len(json.dumps(value, allow_nan=False, ensure_ascii=False).encode())
+        except (ValueError, UnicodeEncodeError) as exc:
+            raise InvalidInput(
+                N_("The parameters must be JSON: no NaN, infinities or lone surrogates.")
+            ) from exc
+        if size > self.ctx.settings.runs.max_parameters_bytes:
             raise InvalidInput(N_("The parameters are too large."))
         bad = [name for name in value if not plans.is_parameter_name(name)]
         if bad:

@@ -273,5 +273,9 @@ class WorkspaceProvider(abc.ABC):
         Providers that cannot raise :class:`RunsUnsupported`."""
         raise RunsUnsupported("This installation's workspace provider does not run runs yet.")
 
+    def clean_up_run(self, run_id: str) -> None:  # noqa: B027 - optional hook
+        """Remove whatever of the run is left (processes, files, its user id) after its
+        Balsam died while it ran. Idempotent."""
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources; does not stop servers."""

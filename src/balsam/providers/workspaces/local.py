@@ -467,6 +467,9 @@ class LocalWorkspaceProvider(WorkspaceProvider):
             share_with_workspaces(self.root, self.environments.root)
         return local_runs.execute(self, spec, events, cancelled)
 
+    def clean_up_run(self, run_id: str) -> None:
+        local_runs.clean_up(self, run_id)
+
     def uid_for(self, folder_id: str, home: Path) -> int | None:
         """The uid a run (or workspace) folder's processes run as; None unless root."""
         return self._uid(folder_id) if self.as_root else None

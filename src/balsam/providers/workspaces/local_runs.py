@@ -29,7 +29,7 @@ import shutil
 import signal
 import subprocess
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -87,13 +87,23 @@ def execute(
         env = _environment(spec, env_path, home, run_dir, folder)
         return _run(provider, spec, script, env, home, uid, folder, events, cancelled)
     finally:
-        if uid is not None:
-            kill_user(uid)
-            remove_leftovers(uid)
-        runtime.remove(run_dir)
-        shutil.rmtree(folder, ignore_errors=True)
-        if uid is not None:
-            provider.release_uid(name)
+        clean_up(provider, spec.run_id)
+
+
+def clean_up(provider: LocalWorkspaceProvider, run_id: str) -> None:
+    """Remove everything of the run: every process of its uid (a uid the registry still
+    holds for it), its leftovers in shared folders, its runtime folder and its folder;
+    then release the uid. Idempotent; also what the repair does for a run whose Balsam
+    died (its runner died with Balsam, not what the run's code detached)."""
+    name = folder_id(run_id)
+    uid = provider.uids.ours(name) if provider.as_root else None
+    if uid is not None:
+        kill_user(uid)
+        remove_leftovers(uid)
+    runtime.remove(provider.runtime_folder(name))
+    shutil.rmtree(provider.root / name, ignore_errors=True)
+    if uid is not None:
+        provider.release_uid(name)
 
 
 def _unpack(archive: bytes, home: Path, uid: int | None) -> None:
@@ -197,20 +207,36 @@ def _run(
     watcher.start()
     try:
         assert proc.stdout is not None
-        for line in proc.stdout:
+        for line in bounded_lines(proc.stdout.fileno()):
             _event(line, events)
         return int(proc.wait())
     finally:
         stop.set()
         watcher.join()
         tail = (folder / "runner.log").read_text(errors="replace")[-2000:]
-        if tail.strip():
-            log.info("run %s: runner wrote: %s", spec.run_id, tail)
+        if tail.strip():  # quoted: the runner's output must not forge log lines
+            log.info("run %s: the runner wrote: %r", spec.run_id, tail)
+
+
+def bounded_lines(fd: int, limit: int = MAX_EVENT_BYTES) -> Iterator[bytes]:
+    """Lines read from ``fd`` until end of file; a line longer than ``limit`` is
+    dropped as it arrives, so memory stays bounded whatever is written."""
+    pending = bytearray()
+    dropping = False
+    while chunk := os.read(fd, 65536):
+        pending += chunk
+        while (end := pending.find(b"\n")) >= 0:
+            line = bytes(pending[:end])
+            del pending[: end + 1]
+            if not dropping:
+                yield line
+            dropping = False
+        if len(pending) > limit:
+            pending.clear()
+            dropping = True
 
 
 def _event(line: bytes, events: RunEvents) -> None:
-    if len(line) > MAX_EVENT_BYTES:
-        return
     with contextlib.suppress(ValueError, UnicodeDecodeError):
         event = json.loads(line)
         if isinstance(event, dict):
