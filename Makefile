@@ -68,15 +68,16 @@ test-sqlite: venv system-packages oidc-provider
 
 # The PostgreSQL pass runs what touches the database: providers, embedded servers,
 # live workspaces (JupyterLab, Chromium, attacks from a kernel), the portal's browser
-# tests, the port take-back, the OpenID Provider harness, recorded runs' runners (their
-# rows are tested in tests/domain/runs), weed orphans, restarts in place and the uids of
-# two installations keep no state of their own there, and the SQLite pass has already
-# run them.
+# tests, the port take-back, the OpenID Provider harness, the portal's and the CLI's
+# runs (the same services as tests/web/runs, which runs here), weed orphans, restarts in
+# place and the uids of two installations keep no state of their own there, and the
+# SQLite pass has already run them.
 PG_SKIP := --ignore=tests/embedded --ignore=tests/providers --ignore=tests/web/workspaces \
 	--ignore=tests/web/pages/test_browser_projects.py --ignore=tests/web/pages/test_browser_data.py \
 	--ignore=tests/test_ports.py --ignore=tests/test_oidc_harness.py \
 	--ignore=tests/cli/test_port_squatters.py --ignore=tests/cli/test_workspace_origin.py \
-	--ignore=tests/web/runs --ignore=tests/cli/test_up_orphans.py \
+	--ignore=tests/web/pages/test_run_pages.py --ignore=tests/cli/test_run_cli.py \
+	--ignore=tests/cli/test_up_orphans.py \
 	--ignore=tests/cli/test_restart.py --ignore=tests/cli/test_two_installations.py
 
 test-postgres: venv oidc-provider
