@@ -16,11 +16,51 @@ import threading
 import time
 from collections.abc import Callable
 
+from sqlalchemy import select, update
+
 from balsam.context import AppContext
+from balsam.db.models import DataImport, Run, utcnow
+from balsam.domain.journal import this_process
 
 log = logging.getLogger(__name__)
 
 ClaimNext = Callable[[AppContext], "str | None"]
+#: Queued work: rows with id, state (queued → running), created_by, created_at,
+#: process and started_at.
+Queued = type[DataImport] | type[Run]
+
+
+def claim_oldest(ctx: AppContext, model: Queued) -> str | None:
+    """Take the oldest queued row of ``model`` whose creator has none running (one
+    person's slow work must not hold every worker) for this process: ``running``, with
+    the process's name, in one conditional update, so no two take the same. Its id, or
+    None."""
+    busy = select(model.created_by).where(model.state == "running")
+    while True:
+        with ctx.sessions() as session:
+            item = session.scalar(
+                select(model.id)
+                .where(model.state == "queued", model.created_by.not_in(busy))
+                .order_by(model.created_at, model.id)
+                .limit(1)
+            )
+        if item is None:
+            return None
+        if claim_row(ctx, model, item):
+            return str(item)
+
+
+def claim_row(ctx: AppContext, model: Queued, item: str) -> bool:
+    """Take ``item`` for this process if it is still queued."""
+    with ctx.sessions() as session, session.begin():
+        taken = session.execute(
+            update(model)
+            .where(model.id == item, model.state == "queued")
+            .values(state="running", process=this_process(), started_at=utcnow())
+        )
+    return bool(taken.rowcount == 1)  # type: ignore[attr-defined]
+
+
 RunOne = Callable[[AppContext, str, Callable[[], bool]], None]
 
 

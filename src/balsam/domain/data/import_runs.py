@@ -31,7 +31,8 @@ from balsam.domain.data.fetch import FetchFailed, FetchLimits, fetch
 from balsam.domain.data.imports import audit_import, source_of
 from balsam.domain.data.service import DataService, DataWrite
 from balsam.domain.identity.service import Actor
-from balsam.domain.journal import crash_point, this_process
+from balsam.domain.journal import crash_point
+from balsam.domain.queue_worker import claim_oldest, claim_row
 from balsam.errors import BalsamError
 
 log = logging.getLogger(__name__)
@@ -41,32 +42,14 @@ INTERRUPTED = "Balsam stopped while this import ran; start it again."
 
 
 def claim_next(ctx: AppContext) -> str | None:
-    """Take the oldest queued import for this process whose user has none running (one
-    user's slow imports must not hold every worker); its id, or None."""
-    busy = select(DataImport.created_by).where(DataImport.state == "running")
-    while True:
-        with ctx.sessions() as session:
-            import_id = session.scalar(
-                select(DataImport.id)
-                .where(DataImport.state == "queued", DataImport.created_by.not_in(busy))
-                .order_by(DataImport.created_at, DataImport.id)
-                .limit(1)
-            )
-        if import_id is None:
-            return None
-        if claim(ctx, import_id):
-            return import_id
+    """Take the oldest queued import whose user has none running (one user's slow
+    imports must not hold every worker); its id, or None."""
+    return claim_oldest(ctx, DataImport)
 
 
 def claim(ctx: AppContext, import_id: str) -> bool:
     """Take ``import_id`` for this process if it is still queued."""
-    with ctx.sessions() as session, session.begin():
-        taken = session.execute(
-            update(DataImport)
-            .where(DataImport.id == import_id, DataImport.state == "queued")
-            .values(state="running", process=this_process(), started_at=utcnow())
-        )
-    return bool(taken.rowcount == 1)  # type: ignore[attr-defined]
+    return claim_row(ctx, DataImport, import_id)
 
 
 def run_import(

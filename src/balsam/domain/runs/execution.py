@@ -32,7 +32,7 @@ from balsam.domain.data.service import (
     provenance_metadata,
     quota_exceeded,
 )
-from balsam.domain.journal import this_process
+from balsam.domain.queue_worker import claim_oldest
 from balsam.domain.runs import openlineage
 from balsam.domain.runs import plan as plans
 from balsam.domain.runs.service import canonical
@@ -56,31 +56,8 @@ def prefix_of(run_id: str) -> str:
 
 
 def claim_next(ctx: AppContext) -> str | None:
-    """Take the oldest queued run for this process whose user has none running (one
-    person's long runs must not hold every worker); its id, or None."""
-    busy = select(Run.created_by).where(Run.state == "running")
-    while True:
-        with ctx.sessions() as session:
-            run_id = session.scalar(
-                select(Run.id)
-                .where(Run.state == "queued", Run.created_by.not_in(busy))
-                .order_by(Run.created_at, Run.id)
-                .limit(1)
-            )
-        if run_id is None:
-            return None
-        if claim(ctx, run_id):
-            return run_id
-
-
-def claim(ctx: AppContext, run_id: str) -> bool:
-    with ctx.sessions() as session, session.begin():
-        taken = session.execute(
-            update(Run)
-            .where(Run.id == run_id, Run.state == "queued")
-            .values(state="running", process=this_process(), started_at=utcnow())
-        )
-    return bool(taken.rowcount == 1)  # type: ignore[attr-defined]
+    """Take the oldest queued run whose creator has none running; its id, or None."""
+    return claim_oldest(ctx, Run)
 
 
 class _Cancel:

@@ -203,19 +203,19 @@ class RunService:
 
     def record(self, actor: Actor, project_id: str, run_id: str) -> str:
         """The run's record (canonical JSON); Conflict while it has not ended."""
-        with self.ctx.sessions() as session:
-            run = self._run(session, actor, project_id, run_id, "run.read")
-            if run.record is None:
-                raise Conflict(N_("The run has not ended yet: its record is written when it ends."))
-            return run.record
+        return self._written_at_end(actor, project_id, run_id, "record")
 
     def openlineage(self, actor: Actor, project_id: str, run_id: str) -> str:
         """The run's OpenLineage events (JSON lines); Conflict while it has not ended."""
+        return self._written_at_end(actor, project_id, run_id, "openlineage")
+
+    def _written_at_end(self, actor: Actor, project_id: str, run_id: str, what: str) -> str:
         with self.ctx.sessions() as session:
             run = self._run(session, actor, project_id, run_id, "run.read")
-            if run.openlineage is None:
+            text: str | None = getattr(run, what)
+            if text is None:
                 raise Conflict(N_("The run has not ended yet: its record is written when it ends."))
-            return run.openlineage
+            return text
 
     def cancel(self, actor: Actor, project_id: str, run_id: str) -> RunPublic:
         """Ask the run to stop: a queued run is cancelled at once, a running one within
