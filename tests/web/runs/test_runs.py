@@ -468,6 +468,9 @@ def test_openlineage_events_are_kept_with_the_run_and_sent(
     answer = alice.client.get(f"/api/v1/projects/{project['id']}/runs/{run['id']}/openlineage")
     assert answer.status_code == 200 and answer.headers["content-type"] == "application/x-ndjson"
     kept = [json.loads(line) for line in answer.text.splitlines()]
+    deadline = time.monotonic() + 30  # sent once the run has ended and its record is kept
+    while len(received) < len(kept) and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert kept == received  # the same events, sent one by one
     kinds = [(e["job"]["name"], e["eventType"]) for e in kept]
     assert kinds == [
