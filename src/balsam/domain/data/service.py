@@ -26,7 +26,7 @@ from urllib.parse import quote
 from sqlalchemy import func, select
 
 from balsam.context import AppContext
-from balsam.db.models import DataObject, DataUpload
+from balsam.db.models import DataObject, DataUpload, Project
 from balsam.domain.audit.service import AuditRecord
 from balsam.domain.data.preview import preview
 from balsam.domain.data.schemas import (
@@ -187,11 +187,15 @@ class DataService:
     def access(self, actor: Actor, project_id: str, action: str) -> DataProject:
         """The project if ``actor`` is a member (or an admin); NotFound otherwise."""
         with self.ctx.sessions() as session:
-            project = require(self.ctx, session, actor, project_id, "member", action)
-            quota = project.storage_quota_bytes
-            if quota is None:
-                quota = self.ctx.settings.storage.quota_bytes
-            return DataProject(project.id, project.bucket, quota)
+            return self.data_project(require(self.ctx, session, actor, project_id, "member",
+                                             action))  # fmt: skip
+
+    def data_project(self, project: Project) -> DataProject:
+        """``project`` as its data needs it (its own quota, else the installation's)."""
+        quota = project.storage_quota_bytes
+        if quota is None:
+            quota = self.ctx.settings.storage.quota_bytes
+        return DataProject(project.id, project.bucket, quota)
 
     def room(self, project: DataProject, *, besides: str | None = None) -> int | None:
         """Bytes the project may still write (None: no quota): its quota less its current

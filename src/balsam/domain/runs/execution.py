@@ -18,7 +18,7 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from sqlalchemy import select, update
@@ -27,13 +27,11 @@ from balsam.context import AppContext
 from balsam.db.models import DataObject, Project, Run, RunArtifact, RunNode, utcnow
 from balsam.domain.audit.service import AuditRecord
 from balsam.domain.data.service import (
-    DataProject,
     DataService,
     provenance_metadata,
     quota_exceeded,
 )
 from balsam.domain.queue_worker import claim_oldest
-from balsam.domain.runs import openlineage
 from balsam.domain.runs import plan as plans
 from balsam.domain.runs.service import canonical
 from balsam.errors import BalsamError, QuotaExceeded
@@ -182,10 +180,7 @@ def _sha256_of(ctx: AppContext, project_id: str, bucket: str, info: Any) -> str:
     if known:
         return str(known)
     opened = ctx.providers.storage.objects.open(bucket, info.key, info.version_id)
-    digest = hashlib.sha256()
-    for chunk in opened[1] if opened else ():
-        digest.update(chunk)
-    return digest.hexdigest()
+    return _hashed(opened[1] if opened else iter(()))[0]
 
 
 def _plan(ctx: AppContext, run: Run) -> plans.Plan:
@@ -359,6 +354,9 @@ def finish(
     record = _record(ctx, run_id, state, error, plan, outputs, published)
     text = canonical(record)
     digest = hashlib.sha256(text.encode()).hexdigest()
+    # Imported here: the client's models take ~0.3 s to import, not worth every start.
+    from balsam.domain.runs import openlineage
+
     lineage_events = openlineage.events(record, bucket)
     with ctx.sessions() as session, session.begin():
         run = session.get(Run, run_id)
@@ -411,11 +409,7 @@ def _outputs(
         if opened is None:
             continue
         head, chunks = opened
-        digest = hashlib.sha256()
-        size = 0
-        for chunk in chunks:
-            digest.update(chunk)
-            size += len(chunk)
+        sha256, size = _hashed(chunks)
         node_key = info.key[len(prefix_of(run_id)) :].split("/", 1)[0]
         found.append(
             {
@@ -423,11 +417,20 @@ def _outputs(
                 "role": "output",
                 "path": info.key,
                 "version_id": head.version_id or "",
-                "sha256": digest.hexdigest(),
+                "sha256": sha256,
                 "size": size,
             }
         )
     return found
+
+
+def _hashed(chunks: Iterator[bytes]) -> tuple[str, int]:
+    """The SHA-256 and size of a streamed object."""
+    digest, size = hashlib.sha256(), 0
+    for chunk in chunks:
+        digest.update(chunk)
+        size += len(chunk)
+    return digest.hexdigest(), size
 
 
 def _publish(
@@ -472,16 +475,14 @@ def _publish(
 def _check_room(ctx: AppContext, run_id: str, bucket: str, size: int) -> None:
     """QuotaExceeded when publishing ``size`` bytes would take the project past its
     storage quota (then nothing is published)."""
+    data = DataService(ctx)
     with ctx.sessions() as session:
         run = session.get(Run, run_id)
         project = session.get(Project, run.project_id) if run else None
         if project is None:
             return
-        quota = project.storage_quota_bytes
-        if quota is None:
-            quota = ctx.settings.storage.quota_bytes
-        target = DataProject(project.id, bucket, quota)
-    room = DataService(ctx).room(target)
+        target = data.data_project(project)
+    room = data.room(target)
     if room is not None and size > room:
         raise quota_exceeded(target)
 
